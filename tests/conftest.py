@@ -1,0 +1,70 @@
+"""Session-wide fixtures: one phantom run and one converted MultiSpine dataset, shared by every test."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Tests run on the CPU; nnU-Net compiles nothing there, but say so explicitly for every subprocess too.
+os.environ.setdefault("nnUNet_compile", "f")
+
+
+def real_data_dir() -> Path:
+    """The shared real CT/annotation files (never copied into the repository)."""
+    return Path(os.environ.get("VERTEBRAFORMER_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    root = real_data_dir()
+    if not (root / "MANIFEST.md").is_file():
+        pytest.skip(f"real test data not found at {root} (set VERTEBRAFORMER_REAL_DATA)")
+    return root
+
+
+SIM_CASES_PER_SOURCE = 3
+SIM_SEED = 0
+
+
+@pytest.fixture(scope="session")
+def sim_root(tmp_path_factory) -> Path:
+    """MultiSpine-Sim, generated once per session: the four sources plus ground truth."""
+    from vertebraformer_nn.phantoms import generate
+
+    out = tmp_path_factory.mktemp("sim")
+    generate(out, cases_per_source=SIM_CASES_PER_SOURCE, seed=SIM_SEED, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def nnunet_env(tmp_path_factory):
+    """nnU-Net's three folders in a session temp dir, set in os.environ for the whole session."""
+    base = tmp_path_factory.mktemp("nnunet")
+    old = {v: os.environ.get(v) for v in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for var in old:
+        (base / var).mkdir()
+        os.environ[var] = str(base / var)
+    yield base
+    for var, value in old.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
+
+
+MULTISPINE_ID = 501
+
+
+@pytest.fixture(scope="session")
+def multispine_raw(sim_root, nnunet_env) -> Path:
+    """The phantom sources converted into Dataset501_MultiSpine and finalized, once per session."""
+    from vertebraformer_nn.dataset_conversion import convert_source, finalize
+
+    for i, source in enumerate(("verse", "ctspine1k", "spineweb", "dicom")):
+        convert_source(source, sim_root / source, MULTISPINE_ID, append=i > 0)
+    finalize(MULTISPINE_ID)
+    (folder,) = (nnunet_env / "nnUNet_raw").glob(f"Dataset{MULTISPINE_ID}_*")
+    return folder
