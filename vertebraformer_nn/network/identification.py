@@ -1,0 +1,95 @@
+"""Reduction of the identification branch's dense output to one level distribution per vertebra instance.
+
+The identification head predicts, at every voxel, logits over the ``num_levels`` vertebra levels in
+anatomical order (channel k = ``labels.ANATOMICAL_ORDER[k]`` = training label k + 1: C1..C7, T1..T12,
+T13, L1..L5, L6). The numbering decoder needs one vector of level log-probabilities per vertebra
+instance; :func:`instance_level_log_probs` computes it.
+
+Reduction rule: **log of the mean softmax** over the instance's voxels,
+``log p_i(l) = log( (1/|V_i|) sum_{v in V_i} softmax(logits_v)(l) )``, renormalised.
+Why not the mean of per-voxel log-softmax (a renormalised geometric mean, i.e. a tempered product of
+experts)? The voxels of one instance are not independent evidence (they are outputs of one network
+over overlapping context), and the product form is dominated by its most confident dissenters: a
+rim of boundary voxels that bleed into the neighbour's level (or a few voxels whose true level has
+probability 1e-6) can veto the level that most of the vertebra votes for. The arithmetic mean is a
+vote weighted by confidence: robust to such outliers, a proper distribution without renormalisation
+tricks, never -inf for a level that any voxel supports, and its spread stays meaningful for the
+dynamic programme (an instance split between T12 and L1 keeps both alternatives). It is also the
+rule that fold and test-time-augmentation ensembling already use (probabilities are averaged), so
+ensembled and single-model vectors mean the same thing.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+from scipy import ndimage
+
+
+def _to_numpy(array) -> np.ndarray:
+    if hasattr(array, "detach"):  # torch tensor, without importing torch here
+        array = array.detach().cpu()
+        if str(array.dtype) == "torch.bfloat16":
+            array = array.float()
+        array = array.numpy()
+    return np.asarray(array)
+
+
+def instance_level_log_probs(
+    id_logits,
+    instance_map,
+    *,
+    inputs: str = "logits",
+    floor: float = 1e-8,
+) -> Dict[int, np.ndarray]:
+    """One vector of level log-probabilities per vertebra instance.
+
+    Args:
+        id_logits: (num_levels, *spatial) array (numpy or torch, any float dtype), channel-first, no batch
+            axis: the identification head's logits (``inputs="logits"``) or per-voxel probabilities
+            (``inputs="probabilities"``, e.g. fold/TTA-averaged softmax, or segmentation probabilities
+            without the background channel for the segmentation-only ablation; voxels whose
+            probabilities sum to less than 1 then simply weigh less).
+        instance_map: (*spatial) integer array; 0 is background, every positive value one instance.
+        inputs: "logits" or "probabilities".
+        floor: probabilities are floored at this value before the log, then renormalised, so no entry
+            is -inf.
+
+    Returns:
+        {instance_id: float64 array (num_levels,)} for every positive id present in ``instance_map``,
+        each a normalised log-distribution (``logsumexp == 0``), computed as the log of the mean of the
+        per-voxel softmax over the instance's voxels (see the module docstring for why).
+    """
+    if inputs not in ("logits", "probabilities"):
+        raise ValueError(f"inputs must be 'logits' or 'probabilities', not {inputs!r}")
+    values = _to_numpy(id_logits)
+    instances = _to_numpy(instance_map)
+    if values.ndim != instances.ndim + 1 or values.shape[1:] != instances.shape:
+        raise ValueError(
+            f"id_logits must be (num_levels, *spatial) with spatial == instance_map.shape; "
+            f"got {values.shape} and {instances.shape}"
+        )
+    if not np.issubdtype(instances.dtype, np.integer):
+        if not np.all(np.mod(instances, 1) == 0):
+            raise ValueError("instance_map must hold integer instance ids")
+    instances = instances.astype(np.int64, copy=False)
+    if instances.min(initial=0) < 0:
+        raise ValueError("instance_map must not hold negative ids")
+
+    result: Dict[int, np.ndarray] = {}
+    if instances.size == 0 or instances.max(initial=0) == 0:
+        return result
+    for index, box in enumerate(ndimage.find_objects(instances)):
+        if box is None:
+            continue
+        instance_id = index + 1
+        mask = instances[box] == instance_id
+        voxels = values[(slice(None),) + box][:, mask].astype(np.float64)  # (num_levels, n)
+        if inputs == "logits":
+            voxels = voxels - voxels.max(axis=0, keepdims=True)
+            np.exp(voxels, out=voxels)
+            voxels /= voxels.sum(axis=0, keepdims=True)
+        mean = np.maximum(voxels.mean(axis=1), floor)
+        log_p = np.log(mean / mean.sum())
+        result[instance_id] = log_p
+    return result

@@ -1,0 +1,401 @@
+"""VertebraFormer: a Primus-style 3D Transformer with segmentation, identification and lesion heads and a
+dynamic modulation unit (DESIGN.md section 5).
+
+Contract with nnU-Net (read this before planning or training with the class)
+============================================================================
+
+Construction. ``VertebraFormer(input_channels, num_classes, deep_supervision=False, **arch_kwargs)``:
+the signature ``nnunetv2.utilities.get_network_from_plans`` calls, with the plans' ``architecture``
+entry ``{"network_class_name": "vertebraformer_nn.network.VertebraFormer", "arch_kwargs": {...},
+"_kw_requires_import": []}`` (:func:`architecture_dict` writes it). ``deep_supervision`` is accepted
+and ignored (nnU-Net always injects it): the network has no deep supervision, so the trainer must set
+``enable_deep_supervision = False``. ``arch_kwargs`` are all JSON values:
+
+=========================  ====================  ===============================================================
+key                        default               meaning
+=========================  ====================  ===============================================================
+patch_size                 (required)            the exact input patch (3 ints, nnU-Net's axis order); the model
+                                                 only accepts this shape (absolute pos-embed and RoPE are built
+                                                 for it), each axis a multiple of the token size
+token_size                 [8, 8, 8]             voxels per token per axis, powers of two (anisotropic allowed)
+preset                     "cpu"                 "cpu" | "base" | "large" (presets.py); fills the sizes below
+embed_dim, depth,          None (from preset)    explicit encoder / decoder / code sizes; a non-None value
+num_heads, mlp_ratio,                            overrides the preset (embed_dim / num_heads must be a
+drop_path_rate,                                  multiple of 6: 3D RoPE)
+init_values,
+decoder_min_channels,
+code_dim
+modulation_blocks          None                  encoder block indices followed by a FiLM; None = 4 evenly
+                                                 spaced blocks ending at the last one
+num_levels                 26                    identification channels (labels.ANATOMICAL_ORDER)
+num_domains                4                     domain classifier outputs (MultiSpine's 4 sources)
+use_modulation             True                  ablation switches: they choose what is computed and trained,
+use_identification         True                  never which parameters exist, so a state_dict saved with any
+use_lesion_head            True                  combination loads strictly into any other
+lesion_prior               0.01                  initial lesion probability (bias of the lesion logit)
+=========================  ====================  ===============================================================
+
+A switched-off component's parameters are frozen (``requires_grad=False``) and never used, so DDP
+(``find_unused_parameters=False``) and AdamW see only what is trained.
+
+Outputs. ``forward(x)`` with ``x`` of shape (B, input_channels, *patch_size) returns, according to the
+output mode (``heads=`` argument, else the attribute ``net.output_mode``, default ``"seg"``):
+
+* ``"seg"`` (default; what nnU-Net's predictor, its validation and ``nnUNetTrainer`` see): the
+  segmentation logits only, a tensor (B, num_classes, *patch). The identification and lesion heads and
+  the domain classifier are not evaluated in this mode.
+* ``"all"`` (our training step): a dict with always the same five keys
+    - ``"seg"``: (B, num_classes, *patch) logits, softmax over channels; channel c = training label c
+      (0 background, 1..26 = ANATOMICAL_ORDER).
+    - ``"id"``: (B, num_levels, *patch) logits, softmax over channels; channel k = ANATOMICAL_ORDER[k]
+      = training label k + 1. Meant to be trained on vertebra voxels only (target = seg label - 1, the
+      background ignored); reduce it per instance with :func:`instance_level_log_probs`.
+      ``None`` when ``use_identification`` is False.
+    - ``"lesion"``: (B, 1, *patch) lesion logits (sigmoid; binary lesion vs not). ``None`` when
+      ``use_lesion_head`` is False. One channel, not two: lesion types are not labelled consistently
+      across the sources, so the task is binary; a 2-channel softmax is the same model with a redundant
+      channel, and one channel halves the full-resolution memory and the predictor's buffer. Its bias
+      starts at logit(lesion_prior) (rare positives; stable BCE / focal loss from step one). Lesion
+      instances are the connected components of ``sigmoid > 0.5``.
+    - ``"domain_logits"``: (B, num_domains) logits of the auxiliary domain classifier (cross-entropy
+      with the case's training domain = the domain-code loss). ``None`` when ``use_modulation`` is False.
+    - ``"code"``: (B, code_dim) the image-derived domain code z. ``None`` when ``use_modulation`` is False.
+* ``"dense"`` (our sliding-window predictor): one tensor, the enabled dense heads concatenated on the
+  channel axis in the order seg, id, lesion; ``net.dense_layout()`` gives each head's channel slice
+  (e.g. ``{"seg": (0, 27), "id": (27, 53), "lesion": (53, 54)}``). nnU-Net's sliding window,
+  Gaussian weighting, mirroring and fold averaging then apply to every dense head unchanged; a label
+  manager reporting ``net.num_dense_channels`` channels makes the predictor allocate the right buffer.
+
+Set the mode with ``with all_heads(net): ...`` / ``with output_mode(net, "dense"): ...`` (these unwrap
+DDP's ``.module`` and torch.compile's ``._orig_mod``), or pass ``net(x, heads="all")``. The mode is a
+plain attribute: not saved in the state_dict, default ``"seg"`` on every fresh instance.
+
+Weights: a plain ``state_dict`` (no pickled code); keys are independent of the switches.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from dynamic_network_architectures.architectures.abstract_arch import AbstractDynamicNetworkArchitectures
+from dynamic_network_architectures.building_blocks.eva import Eva
+from dynamic_network_architectures.building_blocks.patch_encode_decode import PatchEmbed
+from dynamic_network_architectures.initialization.weight_init import InitWeights_He
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..labels import ANATOMICAL_ORDER
+from .heads import SharedDecoder, decoder_strides, is_power_of_two, task_head, trunk_channels
+from .modulation import DynamicModulationUnit, default_modulation_blocks
+from .presets import SIZE_KEYS, resolve_sizes
+
+NETWORK_CLASS_NAME = "vertebraformer_nn.network.VertebraFormer"
+NUM_LEVELS = len(ANATOMICAL_ORDER)  # 26
+OUTPUT_MODES = ("seg", "all", "dense")
+HEAD_KEYS = ("seg", "id", "lesion", "domain_logits", "code")
+
+
+class VertebraFormer(AbstractDynamicNetworkArchitectures):
+    """See the module docstring for the full contract."""
+
+    def __init__(
+        self,
+        input_channels: int,
+        num_classes: int,
+        deep_supervision: Optional[bool] = False,
+        *,
+        patch_size: Sequence[int],
+        token_size: Sequence[int] = (8, 8, 8),
+        preset: str = "cpu",
+        embed_dim: Optional[int] = None,
+        depth: Optional[int] = None,
+        num_heads: Optional[int] = None,
+        mlp_ratio: Optional[float] = None,
+        drop_path_rate: Optional[float] = None,
+        init_values: Optional[float] = None,
+        decoder_min_channels: Optional[int] = None,
+        code_dim: Optional[int] = None,
+        modulation_blocks: Optional[Sequence[int]] = None,
+        num_levels: int = NUM_LEVELS,
+        num_domains: int = 4,
+        use_modulation: bool = True,
+        use_identification: bool = True,
+        use_lesion_head: bool = True,
+        lesion_prior: float = 0.01,
+    ):
+        super().__init__()
+        del deep_supervision  # always injected by get_network_from_plans; this network has none
+        patch_size = tuple(int(p) for p in patch_size)
+        token_size = tuple(int(t) for t in token_size)
+        _validate_geometry(patch_size, token_size)
+        sizes = resolve_sizes(
+            preset,
+            dict(
+                embed_dim=embed_dim,
+                depth=depth,
+                num_heads=num_heads,
+                mlp_ratio=mlp_ratio,
+                drop_path_rate=drop_path_rate,
+                init_values=init_values,
+                decoder_min_channels=decoder_min_channels,
+                code_dim=code_dim,
+            ),
+        )
+        e, h = int(sizes["embed_dim"]), int(sizes["num_heads"])
+        if e % h != 0 or (e // h) % 6 != 0:
+            raise ValueError(
+                f"embed_dim / num_heads must be an integer multiple of 6 (3D rotary embedding: head_dim / 1.5 "
+                f"divisible by 4); got embed_dim={e}, num_heads={h}"
+            )
+        if not 0.0 < lesion_prior < 1.0:
+            raise ValueError(f"lesion_prior must be in (0, 1); got {lesion_prior}")
+        depth_ = int(sizes["depth"])
+        if modulation_blocks is None:
+            modulation_blocks = default_modulation_blocks(depth_)
+        modulation_blocks = sorted({int(b) for b in modulation_blocks})
+        if any(b < 0 or b >= depth_ for b in modulation_blocks):
+            raise ValueError(f"modulation_blocks {modulation_blocks} outside 0..{depth_ - 1}")
+
+        self.input_channels = int(input_channels)
+        self.num_classes = int(num_classes)
+        self.num_levels = int(num_levels)
+        self.num_domains = int(num_domains)
+        self.patch_size = patch_size
+        self.token_size = token_size
+        self.token_grid = tuple(p // t for p, t in zip(patch_size, token_size))
+        self.embed_dim = e
+        self.use_modulation = bool(use_modulation)
+        self.use_identification = bool(use_identification)
+        self.use_lesion_head = bool(use_lesion_head)
+        self.output_mode = "seg"
+        # everything needed to rebuild this exact network, JSON-serialisable
+        self.arch_config: Dict[str, Any] = dict(
+            patch_size=list(patch_size),
+            token_size=list(token_size),
+            preset=preset,
+            **{k: sizes[k] for k in SIZE_KEYS},
+            modulation_blocks=list(modulation_blocks),
+            num_levels=self.num_levels,
+            num_domains=self.num_domains,
+            use_modulation=self.use_modulation,
+            use_identification=self.use_identification,
+            use_lesion_head=self.use_lesion_head,
+            lesion_prior=float(lesion_prior),
+        )
+
+        # names as in dynamic_network_architectures' Primus, so encoder weights transfer (nnssl / Primus)
+        self.key_to_encoder = "eva"
+        self.key_to_stem = "down_projection"
+        self.keys_to_in_proj = ("down_projection.proj",)
+        self.key_to_lpe = "eva.pos_embed"
+
+        self.down_projection = PatchEmbed(token_size, input_channels, e)
+        self.eva = Eva(
+            embed_dim=e,
+            depth=depth_,
+            num_heads=h,
+            ref_feat_shape=self.token_grid,
+            num_reg_tokens=0,
+            use_rot_pos_emb=True,
+            use_abs_pos_emb=True,
+            mlp_ratio=float(sizes["mlp_ratio"]),
+            drop_path_rate=float(sizes["drop_path_rate"]),
+            init_values=sizes["init_values"],
+            scale_attn_inner=True,
+        )
+
+        strides = decoder_strides(token_size)
+        channels = trunk_channels(e, len(strides) - 1, int(sizes["decoder_min_channels"]))
+        self.decoder = SharedDecoder(e, strides[:-1], channels)
+        c_last = self.decoder.out_channels
+        self.seg_head = task_head(c_last, self.num_classes, strides[-1])
+        self.id_head = task_head(c_last, self.num_levels, strides[-1])
+        self.lesion_head = task_head(c_last, 1, strides[-1])
+
+        self._modulated_blocks = {b: site for site, b in enumerate(modulation_blocks)}
+        self.modulation = DynamicModulationUnit(
+            embed_dim=e,
+            code_dim=int(sizes["code_dim"]),
+            num_domains=self.num_domains,
+            num_encoder_sites=len(modulation_blocks),
+            decoder_channels=channels,
+        )
+
+        init = InitWeights_He(1e-2)
+        for module in (self.down_projection, self.decoder, self.seg_head, self.id_head, self.lesion_head):
+            module.apply(init)
+        nn.init.constant_(self.lesion_head.bias, -math.log((1.0 - lesion_prior) / lesion_prior))
+
+        for enabled, module in (
+            (self.use_modulation, self.modulation),
+            (self.use_identification, self.id_head),
+            (self.use_lesion_head, self.lesion_head),
+        ):
+            if not enabled:
+                module.requires_grad_(False)
+
+    # ------------------------------------------------------------------ outputs
+    def dense_layout(self) -> Dict[str, Tuple[int, int]]:
+        """Channel slice [start, stop) of each enabled dense head in the "dense" output."""
+        layout, start = {}, 0
+        for name, n, on in (
+            ("seg", self.num_classes, True),
+            ("id", self.num_levels, self.use_identification),
+            ("lesion", 1, self.use_lesion_head),
+        ):
+            if on:
+                layout[name] = (start, start + n)
+                start += n
+        return layout
+
+    @property
+    def num_dense_channels(self) -> int:
+        return max(stop for _, stop in self.dense_layout().values())
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 5 or x.shape[1] != self.input_channels or tuple(x.shape[2:]) != self.patch_size:
+            raise ValueError(
+                f"VertebraFormer was built for input (B, {self.input_channels}, {', '.join(map(str, self.patch_size))}) "
+                f"and accepts only that patch (its positional embeddings are built for it; nnU-Net's sliding "
+                f"window always feeds exactly patch_size); got {tuple(x.shape)}"
+            )
+
+    def forward(self, x: torch.Tensor, heads: Optional[str] = None) -> Union[torch.Tensor, Dict[str, Any]]:
+        mode = self.output_mode if heads is None else heads
+        if mode not in OUTPUT_MODES:
+            raise ValueError(f"output mode must be one of {OUTPUT_MODES}, not {mode!r}")
+        self._check_input(x)
+
+        tokens = self.down_projection(x)  # (B, E, gx, gy, gz)
+        b, e, gx, gy, gz = tokens.shape
+        tokens = tokens.flatten(2).transpose(1, 2)  # (B, N, E), N in (x, y, z) order, as in Primus
+        code = self.modulation.compute_code(tokens) if self.use_modulation else None
+
+        tokens, rope, _ = self.eva._pos_embed(tokens)
+        for i, block in enumerate(self.eva.blocks):
+            if self.eva.grad_checkpointing and self.training and not torch.jit.is_scripting():
+                tokens = checkpoint(block, tokens, rope=rope, use_reentrant=False)
+            else:
+                tokens = block(tokens, rope=rope)
+            if code is not None and i in self._modulated_blocks:
+                tokens = self.modulation.modulate_tokens(self._modulated_blocks[i], tokens, code)
+        tokens = self.eva.norm(tokens)
+
+        features = tokens.transpose(1, 2).reshape(b, e, gx, gy, gz)
+        for site, stage in enumerate(self.decoder.stages):
+            features = stage(features)
+            if code is not None:
+                features = self.modulation.modulate_features(site, features, code)
+
+        seg = self.seg_head(features)
+        if mode == "seg":
+            return seg
+        ident = self.id_head(features) if self.use_identification else None
+        lesion = self.lesion_head(features) if self.use_lesion_head else None
+        if mode == "dense":
+            return torch.cat([t for t in (seg, ident, lesion) if t is not None], dim=1)
+        return {
+            "seg": seg,
+            "id": ident,
+            "lesion": lesion,
+            "domain_logits": self.modulation.domain_logits(code) if code is not None else None,
+            "code": code,
+        }
+
+    # ------------------------------------------------------------------ planning helpers
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> int:
+        """Estimated number of activation elements kept for the backward pass, batch 1 (never raises).
+
+        Same unit as nnU-Net's U-Net estimate (``static_estimate_VRAM_usage``), so the two can be
+        compared; the planner's own token budget should still be the primary rule. Assumes fused
+        attention (flash / memory-efficient SDPA, what torch uses on CUDA): the N x N attention matrix
+        is not counted. ``input_size`` may differ from the built patch (rounded up to whole tokens).
+        """
+        try:
+            size = [int(s) for s in input_size]
+            voxels = int(np.prod(size))
+            grid = [math.ceil(s / t) for s, t in zip(size, self.token_size)]
+            n_tokens = int(np.prod(grid))
+            e = self.embed_dim
+            hidden = float(self.arch_config["mlp_ratio"])
+            per_block = n_tokens * e * (8 + 4 * hidden)  # norms, q/k/v, attention out, proj, SwiGLU, fc2
+            total = voxels * self.input_channels + n_tokens * e + len(self.eva.blocks) * per_block
+            # decoder trunk: transposed conv output, norm, activation (and FiLM) per stage
+            res = np.array(grid, dtype=np.int64)
+            for stage in self.decoder.stages:
+                conv = stage[0]
+                res = res * np.array(conv.stride)
+                total += int(np.prod(res)) * conv.out_channels * 4
+            total += voxels * (self.num_classes + self.num_levels + 1)
+            return int(total)
+        except Exception:  # the planner must never crash on the estimate
+            return int(np.prod([int(s) for s in input_size])) * 64
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _validate_geometry(patch_size: Tuple[int, ...], token_size: Tuple[int, ...]) -> None:
+    if len(patch_size) != 3 or len(token_size) != 3:
+        raise ValueError(f"patch_size and token_size must have 3 entries; got {patch_size}, {token_size}")
+    if not all(is_power_of_two(t) for t in token_size) or max(token_size) < 2:
+        raise ValueError(f"token_size entries must be powers of two, the largest at least 2; got {token_size}")
+    bad = [i for i, (p, t) in enumerate(zip(patch_size, token_size)) if p <= 0 or p % t != 0]
+    if bad:
+        raise ValueError(
+            f"patch_size {list(patch_size)} is not divisible by token_size {list(token_size)} along axis "
+            f"{', '.join(map(str, bad))}: every patch axis must be a positive multiple of the token size "
+            f"(the planner rounds the patch to such multiples)"
+        )
+
+
+def _unwrap(net: nn.Module) -> nn.Module:
+    """The VertebraFormer inside DDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
+    seen = 0
+    while not isinstance(net, VertebraFormer) and seen < 8:
+        if hasattr(net, "_orig_mod"):
+            net = net._orig_mod
+        elif hasattr(net, "module"):
+            net = net.module
+        else:
+            break
+        seen += 1
+    if not isinstance(net, VertebraFormer):
+        raise TypeError(f"not a VertebraFormer (or a DDP / compiled wrapper of one): {type(net).__name__}")
+    return net
+
+
+@contextlib.contextmanager
+def output_mode(net: nn.Module, mode: str) -> Iterator[nn.Module]:
+    """Temporarily set the output mode ("seg", "all" or "dense") of a (possibly wrapped) VertebraFormer."""
+    if mode not in OUTPUT_MODES:
+        raise ValueError(f"output mode must be one of {OUTPUT_MODES}, not {mode!r}")
+    inner = _unwrap(net)
+    previous = inner.output_mode
+    inner.output_mode = mode
+    try:
+        yield net
+    finally:
+        inner.output_mode = previous
+
+
+def all_heads(net: nn.Module):
+    """``with all_heads(net): out = net(x)`` -> the dict of every head (see the module docstring)."""
+    return output_mode(net, "all")
+
+
+def architecture_dict(patch_size: Sequence[int], token_size: Sequence[int] = (8, 8, 8), preset: str = "cpu",
+                      **arch_kwargs) -> Dict[str, Any]:
+    """The plans' ``configurations[c]["architecture"]`` entry for this network (JSON-serialisable).
+
+    Only the keys given are written (the constructor's defaults fill the rest when the net is built).
+    """
+    _validate_geometry(tuple(int(p) for p in patch_size), tuple(int(t) for t in token_size))
+    kwargs: Dict[str, Any] = dict(patch_size=[int(p) for p in patch_size], token_size=[int(t) for t in token_size],
+                                  preset=preset)
+    for key, value in arch_kwargs.items():
+        kwargs[key] = list(value) if isinstance(value, tuple) else value
+    return {"network_class_name": NETWORK_CLASS_NAME, "arch_kwargs": kwargs, "_kw_requires_import": []}
