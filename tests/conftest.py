@@ -55,6 +55,15 @@ def nnunet_env(tmp_path_factory):
             os.environ[var] = value
 
 
+@pytest.fixture
+def nnunet_dirs(tmp_path, monkeypatch):
+    """nnU-Net's three folders for one test (monkeypatched, so the session's folders come back afterwards)."""
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / var).mkdir()
+        monkeypatch.setenv(var, str(tmp_path / var))
+    return tmp_path
+
+
 MULTISPINE_ID = 501
 
 

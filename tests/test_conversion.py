@@ -130,14 +130,6 @@ def assert_centroids_inside(case_info: dict, label_img: sitk.Image):
         assert arr[k, j, i] == int(code), (code, point, arr[k, j, i])
 
 
-@pytest.fixture
-def nnunet_dirs(tmp_path, monkeypatch):
-    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (tmp_path / var).mkdir()
-        monkeypatch.setenv(var, str(tmp_path / var))
-    return tmp_path
-
-
 def raw_folder(base: Path, dataset_id=501) -> Path:
     return base / "nnUNet_raw" / f"Dataset{dataset_id:03d}_MultiSpine"
 

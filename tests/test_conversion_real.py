@@ -8,19 +8,10 @@ import shutil
 
 import nibabel as nib
 import numpy as np
-import pytest
 import SimpleITK as sitk
 
 from vertebraformer_nn import labels
 from vertebraformer_nn.dataset_conversion import convert_source, finalize
-
-
-@pytest.fixture
-def nnunet_dirs(tmp_path, monkeypatch):
-    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (tmp_path / var).mkdir()
-        monkeypatch.setenv(var, str(tmp_path / var))
-    return tmp_path
 
 
 def _same_place(source: sitk.Image, converted: sitk.Image, to_source_values=lambda a: a, step=3):

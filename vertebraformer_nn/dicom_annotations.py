@@ -12,7 +12,6 @@ import copy
 import datetime
 import fnmatch
 import hashlib
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -37,6 +36,7 @@ from .image_io import (
     grid_mismatch,
     orientation,
     reorient,
+    write_dicom_dataset,
 )
 
 __all__ = ["write_seg", "write_rtstruct", "read_seg", "read_rtstruct"]
@@ -139,18 +139,6 @@ def _masks_on_grid(masks: Mapping[str, sitk.Image], grid: sitk.Image, path: Path
     return arrays
 
 
-def _write_atomic(ds: Dataset, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        ds.save_as(str(tmp), enforce_file_format=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def _is_lesion(name: str) -> bool:
     return any(fnmatch.fnmatch(name.lower(), pattern) for pattern in LESION_PATTERNS)
 
@@ -214,7 +202,7 @@ def write_seg(masks: Mapping[str, sitk.Image], reference_files: Sequence[Path], 
         series_description="Segmentation",
         omit_empty_frames=True,
     )
-    return _write_atomic(seg, path)
+    return write_dicom_dataset(seg, path)
 
 
 def read_seg(path, reference: sitk.Image) -> dict[str, sitk.Image]:
@@ -385,7 +373,7 @@ def write_rtstruct(masks: Mapping[str, sitk.Image], reference_files: Sequence[Pa
         observation.RTROIInterpretedType = "" if _is_lesion(name) else "ORGAN"
         observation.ROIInterpreter = ""
         ds.RTROIObservationsSequence.append(observation)
-    return _write_atomic(ds, path)
+    return write_dicom_dataset(ds, path)
 
 
 def _slice_outlines(mask: np.ndarray) -> list[np.ndarray]:

@@ -703,7 +703,7 @@ def write_dicom_series(
         ds.RescaleIntercept = _ds(intercept)
         ds.RescaleSlope = "1"
         ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
-        paths.append(_write_dataset_atomic(ds, folder / names[k]))
+        paths.append(write_dicom_dataset(ds, folder / names[k]))
     return paths
 
 
@@ -802,7 +802,10 @@ def _slice_dataset(base: Dataset, sop_instance_uid: str) -> Dataset:
     return ds
 
 
-def _write_dataset_atomic(ds: Dataset, path: Path) -> Path:
+def write_dicom_dataset(ds: Dataset, path) -> Path:
+    """Save a pydicom dataset atomically (temp file in the same folder, then rename); creates parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         ds.save_as(str(tmp), enforce_file_format=True)
