@@ -77,3 +77,37 @@ def multispine_raw(sim_root, nnunet_env) -> Path:
     finalize(MULTISPINE_ID)
     (folder,) = (nnunet_env / "nnUNet_raw").glob(f"Dataset{MULTISPINE_ID}_*")
     return folder
+
+
+@pytest.fixture(scope="session")
+def multispine_preprocessed(multispine_raw):
+    """Dataset501_MultiSpine planned and preprocessed once per session at the CPU preset:
+    (dataset folder name, plans identifier), e.g. ("Dataset501_MultiSpine", "VertebraFormerCPUPlans")."""
+    from vertebraformer_nn.planners import plan_and_preprocess
+
+    plans_identifier = plan_and_preprocess(MULTISPINE_ID, preset="cpu", num_processes=2, verbose=False)
+    return multispine_raw.name, plans_identifier
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_fold(multispine_preprocessed):
+    """VertebraFormerTrainer_tiny trained on fold 0 of the CPU-preset MultiSpine data through ``vertebraformer
+    train`` (CPU, one augmentation worker): the fold's output folder (…/<Trainer>__<Plans>__3d_fullres/fold_0)."""
+    from vertebraformer_nn.cli import main
+
+    dataset_name, plans_identifier = multispine_preprocessed
+    old = os.environ.get("nnUNet_n_proc_DA")
+    os.environ["nnUNet_n_proc_DA"] = "1"
+    try:
+        status = main(["train", str(MULTISPINE_ID), "0", "-tr", "VertebraFormerTrainer_tiny", "-p", plans_identifier,
+                       "-device", "cpu"])
+    finally:
+        if old is None:
+            os.environ.pop("nnUNet_n_proc_DA", None)
+        else:
+            os.environ["nnUNet_n_proc_DA"] = old
+    assert status == 0
+    folder = (Path(os.environ["nnUNet_results"]) / dataset_name /
+              f"VertebraFormerTrainer_tiny__{plans_identifier}__3d_fullres" / "fold_0")
+    assert folder.is_dir()
+    return folder

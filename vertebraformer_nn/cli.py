@@ -12,17 +12,21 @@ from . import __version__
 def build_parser() -> argparse.ArgumentParser:
     from .dataset_conversion.cli import add_parser as add_convert
     from .phantoms import add_parser as add_phantoms
+    from .planners.cli import add_parser as add_plan_and_preprocess
+    from .trainers.cli import add_parser as add_train
 
     parser = argparse.ArgumentParser(
         prog="vertebraformer",
         description="VertebraFormer-nn: nnU-Net-style vertebra segmentation, numbering and lesion localisation "
         "for spinal CT. Steps, in order: phantoms (built-in MultiSpine-Sim data) or your own sources -> "
-        "convert <source> ... -> convert finalize.",
+        "convert <source> ... -> convert finalize -> plan-and-preprocess -> train.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_phantoms(sub)
     add_convert(sub)
+    add_plan_and_preprocess(sub)
+    add_train(sub)
     return parser
 
 

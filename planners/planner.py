@@ -1,0 +1,460 @@
+"""The VertebraFormer experiment planner (DESIGN.md section 4).
+
+nnU-Net cannot find an external planner by name (``-pl`` only searches inside nnunetv2), so these classes are
+passed *as classes* to nnU-Net's planning API (``plan_experiment_dataset(id, VertebraFormerPlanner, ...)``) or
+instantiated directly (:func:`vertebraformer_nn.planners.plan_and_preprocess` does that).
+
+What is kept from nnU-Net (``ExperimentPlanner`` / ``nnUNetPlannerResEncM``): the dataset fingerprint, the
+target spacing rule (per-axis median, 10th percentile for a strongly anisotropic axis) and the transpose (the
+coarsest axis first), resampling functions, CT normalisation scheme name, reader/writer, label manager and
+``preprocessor_name: DefaultPreprocessor`` (so stock ``nnUNetv2_predict`` works on our plans).
+
+What is ours:
+
+* Patch size = a grid of whole tokens (every axis a multiple of the encoder token size), sized by a *token
+  budget*: GPU presets derive it from the memory target (``gpu_memory_target_in_gb``) with nnU-Net's own
+  reference (8 GB holds a batch of 2 samples of 5.6e8 feature-map elements each; our network's
+  ``compute_conv_feature_map_size`` counts in the same unit), the CPU preset uses a fixed small budget
+  (:data:`CPU_TOKENS_PER_SAMPLE` tokens per sample, batch 2). GPU budgets are capped at
+  :data:`MAX_TOKENS_PER_SAMPLE` tokens (attention compute grows with the square of the token count). The grid
+  grows one token at a time along the axis that is shortest in millimetres relative to its target share, with
+  the head-foot axis given :data:`HEAD_FOOT_ELONGATION` times the extent of the others, and no axis beyond
+  the median image (a patch longer than the image sees nothing more). Numbering needs context along the
+  spine, which runs head-foot, while the spine is only ~8-10 cm across: so where the image allows it the
+  patch is elongated head-foot.
+* Batch size from the same budget (at least 2).
+* The CPU preset resamples to :data:`CPU_SPACING_MM` mm isotropic (never finer than nnU-Net's own target).
+* Its own CT window in ``foreground_intensity_properties_per_channel``: nnU-Net takes it from labelled voxels,
+  i.e. bone only (a lower clip of ~+200 HU in nnU-Net's reference toy data, ~0 HU on MultiSpine-Sim), which
+  flattens soft tissue and, at the higher clips, lytic lesions. Ours are the statistics of HU in and around
+  the spine: the vertebra mask dilated by :data:`WINDOW_MARGIN_MM` mm, united with the lesion mask; the clip
+  range is widened to the lesion voxels' own percentiles so that neither lytic (~0-100 HU) nor blastic
+  (~800-1500 HU) lesions are flattened.
+* Its own plans name and data identifier (``<plans>_3d_fullres``), so a stock ``nnUNetv2_preprocess`` of
+  nnU-Net's own plans cannot overwrite our two-channel seg files.
+* The architecture entry of :class:`vertebraformer_nn.network.VertebraFormer` (``architecture_dict``).
+* Only ``3d_fullres`` is planned: the network is 3D and the CPU preset plays the role of nnU-Net's lowres.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import (
+    nnUNetPlannerResEncM,
+)
+from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
+
+from ..network import VertebraFormer, architecture_dict
+
+#: Plans names (and, with ``_3d_fullres``, data identifiers).
+PLANS_NAME = "VertebraFormerPlans"
+CPU_PLANS_NAME = "VertebraFormerCPUPlans"
+CONFIGURATION = "3d_fullres"
+
+#: CPU preset: isotropic target spacing in mm. 3.5 mm makes an 8-voxel token 28 mm, about one vertebral body
+#: plus disc, so a 512-token patch elongated head-foot spans 30-40 cm of spine (10 or more vertebrae: enough
+#: context to number them) while a binary spine Dice of >0.8 stays reachable (boundary error ~half a voxel on
+#: 30-50 mm wide vertebrae); 4 mm would cover more but lose the thin cervical discs.
+CPU_SPACING_MM = 3.5
+#: CPU preset: tokens per sample (an 8^3-token 64^3 patch) and per batch; the network's cpu preset forwards
+#: this in well under a second on two cores.
+CPU_TOKENS_PER_SAMPLE = 512
+CPU_TOKENS_PER_BATCH = 1024
+#: Head-foot extent of the patch relative to the other axes (in mm), where the image allows it.
+HEAD_FOOT_ELONGATION = 2.0
+#: nnU-Net's memory reference (ExperimentPlanner.UNet_reference_val_3d / _corresp_GB / _corresp_bs_3d):
+#: feature-map elements per sample per GB of GPU memory.
+ELEMENTS_PER_SAMPLE_PER_GB = 560_000_000 / 8
+REFERENCE_BATCH = 2
+#: GPU presets: at most this many tokens per sample whatever the memory (global attention costs N^2 compute
+#: with flash attention's linear memory; 16384 = a 256x128x128 patch of 8^3 tokens). Memory beyond goes to batch.
+MAX_TOKENS_PER_SAMPLE = 16384
+MIN_BATCH = 2
+#: Largest token edge (voxels); finer axes of anisotropic data get proportionally smaller tokens.
+MAX_TOKEN_EDGE = 8
+MIN_TOKEN_EDGE = 2
+#: CT window: margin around the vertebra mask (mm) whose HU, with the lesions, define the window.
+WINDOW_MARGIN_MM = 10.0
+WINDOW_SAMPLES_PER_CASE = 10000
+WINDOW_MAX_CASES = 64
+#: Number of the MultiSpine domains (dataset_conversion.SOURCES), the domain classifier's outputs.
+NUM_DOMAINS = 4
+
+
+# ------------------------------------------------------------------------------------------------ pure rules
+def token_size_for_spacing(spacing: Sequence[float], max_edge: int = MAX_TOKEN_EDGE,
+                           min_edge: int = MIN_TOKEN_EDGE) -> List[int]:
+    """Token edge per axis: ``max_edge`` on the finest axis, halved for every doubling of the spacing (powers of
+    two), so that a token is roughly as long in mm in every axis."""
+    finest = float(min(spacing))
+    out = []
+    for s in spacing:
+        k = int(round(math.log2(max(float(s) / finest, 1.0))))
+        out.append(int(max(min_edge, max_edge >> k)))
+    return out
+
+
+def plan_token_grid(median_shape: Sequence[float], spacing: Sequence[float], token_size: Sequence[int],
+                    max_tokens: int, head_foot_axis: Optional[int],
+                    elongation: float = HEAD_FOOT_ELONGATION) -> List[int]:
+    """Tokens per axis of the patch.
+
+    Start from one token per axis; repeatedly add one token along the axis whose patch extent in mm, divided by
+    its weight (``elongation`` for the head-foot axis, 1 otherwise), is smallest, among the axes that are still
+    shorter than the median image (rounded up to whole tokens) and whose growth keeps the token count within
+    ``max_tokens``. Ends when no axis can grow. The result respects the budget, never exceeds the image by a
+    token or more, and (budget and image permitting) is ``elongation`` times longer head-foot than across.
+    """
+    n = len(median_shape)
+    caps = [max(1, int(math.ceil(float(m) / t - 1e-6))) for m, t in zip(median_shape, token_size)]
+    weights = [elongation if i == head_foot_axis else 1.0 for i in range(n)]
+    grid = [1] * n
+    if int(np.prod(grid)) > max_tokens:
+        raise ValueError(f"a token budget of {max_tokens} cannot hold even one token per axis")
+    while True:
+        candidates = []
+        for i in range(n):
+            if grid[i] >= caps[i]:
+                continue
+            trial = list(grid)
+            trial[i] += 1
+            if int(np.prod(trial)) > max_tokens:
+                continue
+            extent_mm = grid[i] * token_size[i] * float(spacing[i])
+            candidates.append((extent_mm / weights[i], 0 if i == head_foot_axis else 1, i))
+        if not candidates:
+            return grid
+        grid[min(candidates)[2]] += 1
+
+
+def head_foot_axis_after_transpose(transpose_forward: Sequence[int], reader_name: str) -> int:
+    """Array axis that runs head-foot in nnU-Net's (transposed) arrays.
+
+    The reorienting readers (``SimpleITKIOWithReorient``, ``NibabelIOWithReorient``; MultiSpine names the
+    former) hand out RAS arrays in SimpleITK order (z=S, y=A, x=R): axis 0 is head-foot before nnU-Net's
+    transpose. Other readers give the file's own order, where axis 0 is the slice axis, head-foot for axial CT.
+    """
+    del reader_name  # both cases: axis 0 before the transpose
+    return int(list(transpose_forward).index(0))
+
+
+def window_statistics(samples: np.ndarray, lesion_samples: Optional[np.ndarray] = None) -> Dict[str, float]:
+    """nnU-Net's intensity properties (the keys CTNormalization reads) of a 1-D sample of HU values.
+
+    With ``lesion_samples`` the clip range is widened to hold their own 0.5 / 99.5 percentiles too: lesion voxels
+    are too few to move the percentiles of the whole region, and blastic lesions (~800-1500 HU) would otherwise
+    be flattened into the cortex at the upper clip (lytic ones, ~0-100 HU, are inside anyway)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    p005, median, p995 = np.percentile(samples, (0.5, 50.0, 99.5))
+    if lesion_samples is not None and np.size(lesion_samples) > 0:
+        l005, l995 = np.percentile(np.asarray(lesion_samples, dtype=np.float64), (0.5, 99.5))
+        p005, p995 = min(p005, l005), max(p995, l995)
+    return {
+        "mean": float(samples.mean()),
+        "median": float(median),
+        "std": float(samples.std()),
+        "min": float(samples.min()),
+        "max": float(samples.max()),
+        "percentile_99_5": float(p995),
+        "percentile_00_5": float(p005),
+    }
+
+
+def spine_region_samples(image: np.ndarray, seg: np.ndarray, lesion: Optional[np.ndarray],
+                         spacing: Sequence[float], margin_mm: float = WINDOW_MARGIN_MM,
+                         num_samples: int = WINDOW_SAMPLES_PER_CASE, seed: int = 1234) -> np.ndarray:
+    """HU values sampled (with replacement, like nnU-Net's fingerprint) in the vertebra mask dilated by
+    ``margin_mm`` united with the lesion mask. 3-D arrays of one case on one grid."""
+    from scipy.ndimage import distance_transform_edt
+
+    fg = seg > 0
+    if lesion is not None:
+        fg = fg | (lesion > 0)
+    if not fg.any():
+        return np.zeros(0, dtype=np.float32)
+    # work in the bounding box of the mask plus the margin: EDT on the whole scan is needlessly slow
+    pad = [int(math.ceil(margin_mm / float(s))) + 1 for s in spacing]
+    idx = np.argwhere(fg)
+    lo = np.maximum(idx.min(0) - pad, 0)
+    hi = np.minimum(idx.max(0) + pad + 1, fg.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    dist = distance_transform_edt(~fg[box], sampling=[float(s) for s in spacing])
+    values = image[box][dist <= margin_mm]
+    rs = np.random.RandomState(seed)
+    return rs.choice(values, num_samples, replace=True).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ planner
+class VertebraFormerPlanner(nnUNetPlannerResEncM):
+    """GPU preset: nnU-Net's spacing, token budget from ``gpu_memory_target_in_gb``, network preset ``base``."""
+
+    preset = "gpu"
+    network_preset = "base"
+    default_plans_name = PLANS_NAME
+    _head_foot_axis: Optional[int] = 0  # set by plan_experiment
+
+    def __init__(self, dataset_name_or_id: Union[str, int], gpu_memory_target_in_gb: float = 24,
+                 preprocessor_name: str = "DefaultPreprocessor", plans_name: Optional[str] = None,
+                 overwrite_target_spacing: Union[List[float], Tuple[float, ...]] = None,
+                 suppress_transpose: bool = False, verbose: bool = True):
+        with warnings.catch_warnings():  # nnUNetPlannerResEncM warns about any target but 8 GB: ours is deliberate
+            warnings.simplefilter("ignore", UserWarning)
+            super().__init__(dataset_name_or_id, gpu_memory_target_in_gb, preprocessor_name,
+                             plans_name or self.default_plans_name, overwrite_target_spacing, suppress_transpose)
+        if preprocessor_name != "DefaultPreprocessor":
+            raise ValueError("VertebraFormer plans keep preprocessor_name 'DefaultPreprocessor' so that stock "
+                             "nnU-Net inference works; plan-and-preprocess runs our preprocessor itself")
+        if "__" in self.plans_identifier:
+            raise ValueError(f"plans name {self.plans_identifier!r} must not contain '__' (nnU-Net splits on it)")
+        self.verbose = verbose
+        self.summary: Dict = {}
+
+    # -------------------------------------------------------------- nnU-Net hooks
+    def generate_data_identifier(self, configuration_name: str) -> str:
+        # ResEnc planners reuse nnUNetPlans_<config>; ours must not (two-channel seg files)
+        return f"{self.plans_identifier}_{configuration_name}"
+
+    # -------------------------------------------------------------- budget
+    def token_budget(self, token_size: Sequence[int]) -> Tuple[int, float]:
+        """(max tokens per sample, cost of one token in feature-map elements) for this preset."""
+        per_token = self._estimate(token_size, token_size)
+        per_sample = ELEMENTS_PER_SAMPLE_PER_GB * float(self.UNet_vram_target_GB)
+        return int(min(per_sample // per_token, MAX_TOKENS_PER_SAMPLE)), per_token
+
+    def _estimate(self, patch: Sequence[int], token_size: Sequence[int]) -> float:
+        """The network's own feature-map estimate (batch 1) for ``patch``; one network per token size is built
+        (its estimate accepts any patch of whole tokens)."""
+        key = tuple(int(t) for t in token_size)
+        cache = self.__dict__.setdefault("_net_cache", {})
+        if key not in cache:
+            cache[key] = self._build_net(key, key)
+        return float(cache[key].compute_conv_feature_map_size(patch))
+
+    def _build_net(self, patch, token_size) -> VertebraFormer:
+        """The planned network on the meta device (no memory, no initialisation cost): only its estimate is used."""
+        import torch
+
+        arch = self._architecture(patch, token_size)
+        with torch.device("meta"):
+            return VertebraFormer(self._num_input_channels(), len(self.dataset_json["labels"]),
+                                  **arch["arch_kwargs"])
+
+    def batch_size_for(self, patch: Sequence[int], token_size: Sequence[int], n_voxels_dataset: float) -> int:
+        per_sample = ELEMENTS_PER_SAMPLE_PER_GB * float(self.UNet_vram_target_GB)
+        bs = int(math.floor(per_sample * REFERENCE_BATCH / self._estimate(patch, token_size)))
+        # nnU-Net's overfitting cap (max_dataset_covered: 1 for the ResEnc presets)
+        cap = int(round(n_voxels_dataset * self.max_dataset_covered / float(np.prod(patch, dtype=np.float64))))
+        return max(MIN_BATCH, min(bs, max(cap, MIN_BATCH)))
+
+    def _num_input_channels(self) -> int:
+        return len(self.dataset_json["channel_names"])
+
+    def _architecture(self, patch: Sequence[int], token_size: Sequence[int]) -> dict:
+        return architecture_dict(patch, token_size, self.network_preset, num_domains=NUM_DOMAINS)
+
+    # -------------------------------------------------------------- plans
+    def get_plans_for_configuration(self, spacing, median_shape, data_identifier, approximate_n_voxels_dataset,
+                                    _cache) -> dict:
+        if len(spacing) != 3:
+            raise ValueError("VertebraFormer is 3D only")
+        token_size = token_size_for_spacing(spacing)
+        max_tokens, per_token = self.token_budget(token_size)
+        grid = plan_token_grid(median_shape, spacing, token_size, max_tokens, self._head_foot_axis)
+        patch = [g * t for g, t in zip(grid, token_size)]
+        batch_size = self.batch_size_for(patch, token_size, approximate_n_voxels_dataset)
+
+        resampling_data, resampling_data_kwargs, resampling_seg, resampling_seg_kwargs = self.determine_resampling()
+        resampling_softmax, resampling_softmax_kwargs = self.determine_segmentation_softmax_export_fn()
+        normalization_schemes, mask_is_used_for_norm = \
+            self.determine_normalization_scheme_and_whether_mask_is_used_for_norm()
+        self.summary.update(token_size=token_size, token_grid=grid, tokens=int(np.prod(grid)),
+                            max_tokens=max_tokens, elements_per_token=per_token, patch_size=patch,
+                            batch_size=batch_size, median_shape=[float(m) for m in median_shape],
+                            spacing=[float(s) for s in spacing])
+        return {
+            "data_identifier": data_identifier,
+            "preprocessor_name": self.preprocessor_name,
+            "batch_size": int(batch_size),
+            "patch_size": [int(p) for p in patch],
+            "median_image_size_in_voxels": [float(m) for m in median_shape],
+            "spacing": [float(s) for s in spacing],
+            "normalization_schemes": normalization_schemes,
+            "use_mask_for_norm": mask_is_used_for_norm,
+            "resampling_fn_data": resampling_data.__name__,
+            "resampling_fn_seg": resampling_seg.__name__,
+            "resampling_fn_data_kwargs": resampling_data_kwargs,
+            "resampling_fn_seg_kwargs": resampling_seg_kwargs,
+            "resampling_fn_probabilities": resampling_softmax.__name__,
+            "resampling_fn_probabilities_kwargs": resampling_softmax_kwargs,
+            "architecture": self._architecture(patch, token_size),
+        }
+
+    def plan_experiment(self) -> dict:
+        from batchgenerators.utilities.file_and_folder_operations import join
+        import shutil
+        from nnunetv2.paths import nnUNet_preprocessed
+
+        transpose_forward, transpose_backward = self.determine_transpose()
+        reader = self.determine_reader_writer().__name__
+        self._head_foot_axis = head_foot_axis_after_transpose(transpose_forward, reader)
+        spacing = np.asarray(self.determine_fullres_target_spacing(), dtype=np.float64)
+        spacing_t = spacing[transpose_forward]
+        new_shapes = [compute_new_shape(shape, sp, spacing) for sp, shape in
+                      zip(self.dataset_fingerprint["spacings"], self.dataset_fingerprint["shapes_after_crop"])]
+        median_t = np.median(new_shapes, 0)[transpose_forward]
+        n_voxels = float(np.prod(median_t, dtype=np.float64) * self.dataset_json["numTraining"])
+
+        fullres = self.get_plans_for_configuration(spacing_t, median_t, self.generate_data_identifier(CONFIGURATION),
+                                                   n_voxels, {})
+        fullres["batch_dice"] = False  # no lowres stage (nnU-Net's rule)
+        window, window_info = self.compute_ct_window()
+
+        median_spacing = np.median(self.dataset_fingerprint["spacings"], 0)[transpose_forward]
+        median_shape = np.median(self.dataset_fingerprint["shapes_after_crop"], 0)[transpose_forward]
+        shutil.copy(join(self.raw_dataset_folder, "dataset.json"),
+                    join(nnUNet_preprocessed, self.dataset_name, "dataset.json"))
+        self.summary.update(preset=self.preset, network_preset=self.network_preset,
+                            gpu_memory_gb=None if self.preset == "cpu" else float(self.UNet_vram_target_GB),
+                            head_foot_axis=self._head_foot_axis, window=window, window_info=window_info,
+                            transpose_forward=[int(i) for i in transpose_forward], reader=reader)
+        plans = {
+            "dataset_name": self.dataset_name,
+            "plans_name": self.plans_identifier,
+            "original_median_spacing_after_transp": [float(i) for i in median_spacing],
+            "original_median_shape_after_transp": [int(round(i)) for i in median_shape],
+            "image_reader_writer": reader,
+            "transpose_forward": [int(i) for i in transpose_forward],
+            "transpose_backward": [int(i) for i in transpose_backward],
+            "configurations": {CONFIGURATION: fullres},
+            "experiment_planner_used": self.__class__.__name__,
+            "label_manager": "LabelManager",
+            "foreground_intensity_properties_per_channel": {"0": window},
+            "vertebraformer": {
+                "preset": self.preset,
+                "network_preset": self.network_preset,
+                "gpu_memory_target_in_gb": self.summary["gpu_memory_gb"],
+                "head_foot_axis": self._head_foot_axis,
+                "token_size": self.summary["token_size"],
+                "token_grid": self.summary["token_grid"],
+                "max_tokens_per_sample": self.summary["max_tokens"],
+                "ct_window": window_info,
+                "nnunet_foreground_intensity_properties_per_channel":
+                    self.dataset_fingerprint["foreground_intensity_properties_per_channel"],
+                "lesion_seg_channel": 1,
+            },
+        }
+        self.plans = plans
+        self.save_plans(plans)
+        if self.verbose:
+            print(self.describe())
+        return plans
+
+    # -------------------------------------------------------------- CT window
+    def compute_ct_window(self) -> Tuple[Dict[str, float], Dict]:
+        """Intensity statistics of HU in and around the spine (see the module docstring)."""
+        if len(self.dataset_json["channel_names"]) != 1:
+            raise ValueError("VertebraFormer plans one CT channel")
+        rw = self.determine_reader_writer()()
+        cases = sorted(self.dataset)
+        if len(cases) > WINDOW_MAX_CASES:
+            rs = np.random.RandomState(0)
+            cases = sorted(rs.choice(cases, WINDOW_MAX_CASES, replace=False).tolist())
+        samples, lesion_samples = [], []
+        for case in cases:
+            entry = self.dataset[case]
+            image, props = rw.read_images(entry["images"])
+            seg, _ = rw.read_seg(entry["label"])
+            lesion_file = lesion_file_for(entry["label"], self.dataset_json)
+            lesion = rw.read_seg(lesion_file)[0][0] if lesion_file and os.path.isfile(lesion_file) else None
+            samples.append(spine_region_samples(image[0], seg[0], lesion, props["spacing"]))
+            if lesion is not None and (lesion > 0).any():
+                rs = np.random.RandomState(len(lesion_samples))
+                lesion_samples.append(rs.choice(image[0][lesion > 0], WINDOW_SAMPLES_PER_CASE, replace=True))
+        samples = np.concatenate(samples) if samples else np.zeros(0)
+        if samples.size == 0:
+            raise RuntimeError("no labelled voxels in the training cases: cannot derive the CT window")
+        lesion_samples = np.concatenate(lesion_samples) if lesion_samples else None
+        window = window_statistics(samples, lesion_samples)
+        info = {
+            "rule": f"HU of the vertebra mask dilated by {WINDOW_MARGIN_MM:g} mm, united with the lesion masks "
+                    f"({WINDOW_SAMPLES_PER_CASE} samples per case, {len(cases)} cases); clip to percentiles "
+                    "0.5 / 99.5, widened to the lesion voxels' own 0.5 / 99.5 percentiles; z-score with the "
+                    "region's mean / std (nnU-Net's CTNormalization)",
+            "lesion_samples": int(0 if lesion_samples is None else lesion_samples.size),
+            "clip_hu": [window["percentile_00_5"], window["percentile_99_5"]],
+        }
+        return window, info
+
+    # -------------------------------------------------------------- summary
+    def describe(self) -> str:
+        s = self.summary
+        sp = "x".join(f"{v:g}" for v in np.round(s["spacing"], 2))
+        patch = "x".join(map(str, s["patch_size"]))
+        grid = "x".join(map(str, s["token_grid"]))
+        tok = "x".join(map(str, s["token_size"]))
+        hf = s["head_foot_axis"]
+        mm = [round(p * v) for p, v in zip(s["patch_size"], s["spacing"])]
+        med = "x".join(str(int(round(m))) for m in s["median_shape"])
+        lo, hi = s["window"]["percentile_00_5"], s["window"]["percentile_99_5"]
+        if self.preset == "cpu":
+            why_spacing = (f"CPU preset: {CPU_SPACING_MM:g} mm isotropic (never finer than nnU-Net's target) so a "
+                           "small patch covers much of the spine")
+            why_budget = f"CPU budget {CPU_TOKENS_PER_SAMPLE} tokens/sample, {CPU_TOKENS_PER_BATCH} tokens/batch"
+        else:
+            why_spacing = "nnU-Net's target spacing rule (median; 10th percentile on a strongly anisotropic axis)"
+            why_budget = (f"{s['gpu_memory_gb']:g} GB -> at most {s['max_tokens']} tokens/sample at batch "
+                          f"{REFERENCE_BATCH} (nnU-Net's reference: 8 GB = {REFERENCE_BATCH} x 5.6e8 feature-map "
+                          f"elements; one token = {s['elements_per_token']:.3g}; attention cap "
+                          f"{MAX_TOKENS_PER_SAMPLE}); memory left over goes to the batch")
+        return "\n".join([
+            f"VertebraFormer plans '{self.plans_identifier}' ({self.dataset_name}, {CONFIGURATION}, network preset "
+            f"'{self.network_preset}'):",
+            f"  spacing  {sp} mm  ({why_spacing}); median image {med} voxels",
+            f"  patch    {patch} voxels = {grid} tokens of {tok} = {s['tokens']} tokens; {mm[0]}x{mm[1]}x{mm[2]} mm, "
+            f"head-foot is axis {hf} (elongated up to {HEAD_FOOT_ELONGATION:g}x where the image allows: numbering "
+            "needs several vertebrae in view)",
+            f"  batch    {s['batch_size']}  ({why_budget})",
+            f"  window   CT clip [{lo:.0f}, {hi:.0f}] HU, mean {s['window']['mean']:.0f}, std {s['window']['std']:.0f}"
+            f"  (HU within {WINDOW_MARGIN_MM:g} mm of the vertebrae and in lesions, widened to the lesions' own range; "
+            f"nnU-Net's bone-only window "
+            f"would clip at [{self._nnunet_window()[0]:.0f}, {self._nnunet_window()[1]:.0f}] HU)",
+        ])
+
+    def _nnunet_window(self) -> Tuple[float, float]:
+        p = self.dataset_fingerprint["foreground_intensity_properties_per_channel"]["0"]
+        return float(p["percentile_00_5"]), float(p["percentile_99_5"])
+
+
+class VertebraFormerCPUPlanner(VertebraFormerPlanner):
+    """CPU preset: coarse isotropic spacing, a small fixed token budget, network preset ``cpu``."""
+
+    preset = "cpu"
+    network_preset = "cpu"
+    default_plans_name = CPU_PLANS_NAME
+
+    def determine_fullres_target_spacing(self) -> np.ndarray:
+        target = np.asarray(super().determine_fullres_target_spacing(), dtype=np.float64)
+        return np.maximum(target, CPU_SPACING_MM)
+
+    def token_budget(self, token_size: Sequence[int]) -> Tuple[int, float]:
+        return CPU_TOKENS_PER_SAMPLE, self._estimate(token_size, token_size)
+
+    def batch_size_for(self, patch, token_size, n_voxels_dataset) -> int:
+        tokens = int(np.prod([p // t for p, t in zip(patch, token_size)]))
+        return max(MIN_BATCH, CPU_TOKENS_PER_BATCH // tokens)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def lesion_file_for(label_file: str, dataset_json: dict) -> Optional[str]:
+    """The lesion map that goes with a labelsTr/labelsTs file (lesionsTr/lesionsTs, same file name), or None
+    when the label file is not in such a folder. Existence is not checked."""
+    folder, name = os.path.split(os.path.abspath(label_file))
+    parent, sub = os.path.split(folder)
+    if not sub.startswith("labels"):
+        return None
+    return os.path.join(parent, "lesions" + sub[len("labels"):], name)

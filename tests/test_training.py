@@ -1,0 +1,377 @@
+"""The VertebraFormer trainer: pure loss / schedule / geometry tests, then one tiny CPU training end to end
+(``tiny_trained_fold``: 2 epochs x 3 iterations through ``vertebraformer train``) checked for strict weight
+loading, resume, validation, per-task logging, leave-one-domain-out checkpoints and the stock nnU-Net command."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from vertebraformer_nn.trainers import losses as L
+from vertebraformer_nn.trainers.case_table import CaseTable, UNKNOWN_DOMAIN
+from vertebraformer_nn.trainers.progress import EXTRA_KEYS, MultiTaskLocalLogger
+from vertebraformer_nn.trainers.schedule import AxisRotation, anatomical_axes, lr_at, mirror_axes_for
+from vertebraformer_nn.trainers.vertebraformer_trainer import FoldError, VertebraFormerTrainer, check_fold
+
+from conftest import MULTISPINE_ID
+
+
+# ------------------------------------------------------------------------------------------ pure losses
+def _targets(b=3, shape=(8, 8, 8), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    seg = torch.randint(0, 5, (b, 1, *shape), generator=g)
+    lesion = (torch.rand((b, 1, *shape), generator=g) > 0.9).long()
+    return seg, lesion
+
+
+def test_unannotated_case_gets_exactly_zero_lesion_gradient():
+    seg, lesion = _targets()
+    logits = torch.randn(3, 1, 8, 8, 8, requires_grad=True)
+    w = torch.tensor([1.0, 0.0, 1.0])
+    loss, parts = L.lesion_loss(logits, lesion, w, dice_weight=1.0)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.count_nonzero(logits.grad[1]) == 0  # exactly zero, not small
+    assert torch.count_nonzero(logits.grad[0]) > 0 and torch.count_nonzero(logits.grad[2]) > 0
+    # the annotated cases' loss does not depend on what the unannotated case's target says
+    lesion2 = lesion.clone()
+    lesion2[1] = 1 - lesion2[1]
+    assert torch.allclose(L.lesion_loss(logits, lesion2, w)[0], loss)
+
+
+def test_masked_losses_are_finite_and_zero_when_nothing_is_annotated():
+    seg, lesion = _targets(b=2)
+    logits = torch.randn(2, 1, 8, 8, 8, requires_grad=True)
+    loss, _ = L.lesion_loss(logits, lesion, torch.zeros(2))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.count_nonzero(logits.grad) == 0
+    # identification on an all-background patch: 0, not NaN
+    id_logits = torch.randn(2, 26, 8, 8, 8, requires_grad=True)
+    l_id = L.identification_loss(id_logits, torch.zeros_like(seg), torch.ones(2))
+    l_id.backward()
+    assert l_id.item() == 0.0 and torch.count_nonzero(id_logits.grad) == 0
+    # domain: an unknown-domain case (weight 0) contributes nothing
+    dl = torch.randn(2, 4, requires_grad=True)
+    l_dom = L.domain_loss(dl, torch.tensor([1, 0]), torch.tensor([1.0, 0.0]))
+    l_dom.backward()
+    assert torch.count_nonzero(dl.grad[1]) == 0 and torch.count_nonzero(dl.grad[0]) > 0
+
+
+def test_spine_dice_loss_scores_the_union_of_vertebrae():
+    seg = torch.zeros(1, 1, 4, 4, 4, dtype=torch.long)
+    seg[0, 0, :2] = 7
+    logits = torch.zeros(1, 27, 4, 4, 4)
+    logits[0, 0, 2:] = 30.0  # background where there is none
+    logits[0, 12, :2] = 30.0  # the wrong vertebra, but a vertebra: the binary term is satisfied
+    assert L.spine_dice_loss(logits, seg).item() < 1e-4
+    logits[0, 0, :2] = 60.0
+    assert L.spine_dice_loss(logits, seg).item() > 0.99
+
+
+def test_identification_loss_uses_label_minus_one_on_vertebra_voxels():
+    seg = torch.zeros(1, 1, 2, 2, 2, dtype=torch.long)
+    seg[0, 0, 0, 0, 0] = 3  # training label 3 -> id channel 2
+    logits = torch.full((1, 26, 2, 2, 2), -20.0)
+    logits[0, 2] = 20.0
+    assert L.identification_loss(logits, seg, torch.ones(1)).item() < 1e-6
+    assert L.identification_counts(logits, seg, torch.ones(1)) == (1.0, 1.0)
+
+
+def _tiny_net(**switches):
+    from vertebraformer_nn.network import VertebraFormer
+
+    torch.manual_seed(0)
+    return VertebraFormer(1, 27, patch_size=(16, 16, 16), depth=1, **switches)
+
+
+def _fake_trainer(case_table):
+    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+
+    seg_loss = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
+                              weight_dice=1, dice_class=MemoryEfficientSoftDiceLoss)
+    return SimpleNamespace(loss=seg_loss, case_table=case_table, lesion_dice_weight=1.0, spine_dice_weight=1.0,
+                           loss_weights={"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1})
+
+
+def _case_table():
+    return CaseTable.from_dataset_json({"case_info": {
+        "a": {"domain": "verse", "annotations": {"lesion_mask": False}},
+        "b": {"domain": "dicom", "annotations": {"lesion_mask": True}},
+    }})
+
+
+@pytest.mark.parametrize("keys", [["a", "a"], ["a", "b"]])
+def test_multitask_loss_reaches_every_trained_parameter(keys):
+    from vertebraformer_nn.network import all_heads
+
+    net = _tiny_net()
+    x = torch.randn(2, 1, 16, 16, 16)
+    g = torch.Generator().manual_seed(1)
+    target = torch.cat([torch.randint(0, 27, (2, 1, 16, 16, 16), generator=g),
+                        (torch.rand((2, 1, 16, 16, 16), generator=g) > 0.8).long()], 1)
+    with all_heads(net):
+        out = net(x)
+    total, parts = VertebraFormerTrainer.compute_losses(_fake_trainer(_case_table()), out, target, keys)
+    total.backward()
+    assert set(parts) == {"seg", "id", "lesion", "domain"} and torch.isfinite(total)
+    missing = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing  # DDP with find_unused_parameters=False needs every one of them
+    lesion_grad = net.lesion_head.weight.grad
+    if keys == ["a", "a"]:  # no case with a lesion annotation: the lesion head learns nothing from this batch
+        assert torch.count_nonzero(lesion_grad) == 0
+    else:
+        assert torch.count_nonzero(lesion_grad) > 0
+
+
+def test_switched_off_heads_are_frozen_and_loss_still_works():
+    from vertebraformer_nn.network import all_heads
+
+    net = _tiny_net(use_lesion_head=False, use_modulation=False, use_identification=False)
+    target = torch.zeros(2, 2, 16, 16, 16, dtype=torch.long)
+    target[:, 0, 4:8] = 5
+    with all_heads(net):
+        out = net(torch.randn(2, 1, 16, 16, 16))
+    total, parts = VertebraFormerTrainer.compute_losses(_fake_trainer(_case_table()), out, target, ["b", "b"])
+    total.backward()
+    assert parts["lesion"].item() == 0 and parts["id"].item() == 0 and parts["domain"].item() == 0
+    assert all(p.grad is None for p in net.lesion_head.parameters())
+    assert all(p.grad is not None for p in net.seg_head.parameters())
+
+
+def test_case_table_reads_case_info_and_properties():
+    table = CaseTable.from_dataset_json(
+        {"case_info": {"a": {"domain": "spineweb", "annotations": {"lesion_mask": True}}}},
+        properties={"p": {"has_lesion_annotation": True, "domain_index": 3}, "q": {}})
+    lw, dom, dw = table.lookup(["a", "p", "unknown"])
+    assert lw.tolist() == [1.0, 1.0, 0.0] and dom[:2].tolist() == [2, 3] and dw.tolist() == [1.0, 1.0, 0.0]
+    assert table.missing_seen == {"unknown"}
+    assert CaseTable.from_dataset_json({"case_info": {"x": {"domain": "elsewhere"}}}).facts["x"].domain_index == \
+        UNKNOWN_DOMAIN
+
+
+# ------------------------------------------------------------------------------------ geometry, schedule
+def test_mirror_and_rotation_axes_follow_transpose_forward():
+    # RAS array (z=S, y=A, x=R) before nnU-Net's transpose
+    assert anatomical_axes([0, 1, 2]) == {"si": 0, "ap": 1, "lr": 2}
+    assert anatomical_axes([2, 1, 0]) == {"si": 2, "ap": 1, "lr": 0}
+    assert anatomical_axes([1, 2, 0]) == {"si": 2, "ap": 0, "lr": 1}
+    assert mirror_axes_for([0, 1, 2]) == (2,) and mirror_axes_for([2, 0, 1]) == (0,)
+    with pytest.raises(ValueError):
+        anatomical_axes([0, 0, 1])
+    rot = AxisRotation(si_axis=2)
+    assert rot.range_for(2) == pytest.approx((-np.deg2rad(30), np.deg2rad(30)))
+    assert rot.range_for(0) == pytest.approx((-np.deg2rad(8), np.deg2rad(8)))
+    np.random.seed(0)
+    assert all(abs(rot(dim=0)) <= np.deg2rad(8) for _ in range(200))
+
+
+def test_axis_rotation_keeps_head_foot_axis_in_spatial_transform():
+    """batchgeneratorsv2 builds Rx, Ry, Rz from angles[0..2] about array axes 0..2: a rotation sampled by
+    AxisRotation moves the head-foot axis by at most the tilt."""
+    from batchgeneratorsv2.transforms.spatial.spatial import create_affine_matrix_3d
+
+    rot = AxisRotation(si_axis=0)
+    np.random.seed(1)
+    for _ in range(100):
+        angles = [rot(dim=i) for i in range(3)]
+        m = create_affine_matrix_3d(angles, [1, 1, 1])
+        si = m @ np.array([1.0, 0, 0])
+        assert np.degrees(np.arccos(abs(si[0]))) <= 8 * math.sqrt(2) + 1e-6
+
+
+def test_warmup_then_poly_decay():
+    assert lr_at(0, 1.0, 100, 10) == pytest.approx(0.1)
+    assert lr_at(9, 1.0, 100, 10) == pytest.approx(1.0)
+    assert lr_at(10, 1.0, 100, 10) == pytest.approx(1.0)
+    assert lr_at(55, 1.0, 100, 10) == pytest.approx(0.5 ** 0.9)
+    assert lr_at(99, 1.0, 100, 10) < 0.03
+    assert lr_at(0, 1.0, 2, 0) == 1.0
+
+
+def test_fold_beyond_splits_is_an_error():
+    splits = [{"train": ["a"], "val": ["b"]}] * 5 + [{"train": ["a"], "val": ["b"], "held_out_domain": "verse"}]
+    assert check_fold(5, splits)["held_out_domain"] == "verse"
+    assert check_fold("all", splits) is None
+    for bad in (6, 99, -1):
+        with pytest.raises(FoldError, match="does not exist"):
+            check_fold(bad, splits)
+    with pytest.raises(FoldError):
+        check_fold(5, None)  # without a splits file nnU-Net makes 5 folds
+    with pytest.raises(FoldError):
+        check_fold("x", splits)
+
+
+def test_default_plans_are_the_vertebraformer_plans(tmp_path):
+    from vertebraformer_nn.trainers.cli import find_plans
+
+    arch = {"architecture": {"network_class_name": "vertebraformer_nn.network.VertebraFormer"}}
+    (tmp_path / "nnUNetPlans.json").write_text(json.dumps(
+        {"configurations": {"3d_fullres": {"architecture": {"network_class_name": "x.PlainConvUNet"}}}}))
+    (tmp_path / "dataset.json").write_text("{}")
+    (tmp_path / "VertebraFormerPlans.json").write_text(json.dumps({"configurations": {"3d_fullres": arch}}))
+    assert find_plans(str(tmp_path)) == "VertebraFormerPlans"
+    (tmp_path / "VertebraFormerCPUPlans.json").write_text(json.dumps(
+        {"configurations": {"3d_fullres": arch}, "vertebraformer": {"preset": "cpu"}}))
+    assert find_plans(str(tmp_path), "cpu") == "VertebraFormerCPUPlans"
+    assert find_plans(str(tmp_path), "cuda") == "VertebraFormerPlans"
+    with pytest.raises(SystemExit, match="several"):
+        find_plans(str(tmp_path))
+
+
+def test_logger_has_task_keys_and_stores_plain_floats():
+    log = MultiTaskLocalLogger()
+    for key in EXTRA_KEYS:
+        log.log(key, np.float64(0.5), 0)
+    assert all(type(log.get_value(k, 0)) is float for k in EXTRA_KEYS)
+    log2 = MultiTaskLocalLogger()
+    log2.load_checkpoint({"train_losses": [1.0, 2.0]})  # a checkpoint without our keys: padded with NaN
+    assert len(log2.get_value("val_lesion_dice", None)) == 2
+
+
+# ------------------------------------------------------------------------------------------ end to end
+def _plans_and_dataset(fold_folder: Path):
+    base = fold_folder.parent
+    return json.loads((base / "plans.json").read_text()), json.loads((base / "dataset.json").read_text())
+
+
+def test_checkpoint_final_loads_strictly_into_a_fresh_network(tiny_trained_fold):
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    ckpt = torch.load(tiny_trained_fold / "checkpoint_final.pth", map_location="cpu", weights_only=True)
+    assert ckpt["trainer_name"] == "VertebraFormerTrainer_tiny" and ckpt["current_epoch"] == 2
+    plans, dataset_json = _plans_and_dataset(tiny_trained_fold)
+    pm = PlansManager(plans)
+    cm = pm.get_configuration("3d_fullres")
+    lm = pm.get_label_manager(dataset_json)
+    net = VertebraFormerTrainer.build_network_architecture(pm, cm, 1, lm.num_segmentation_heads, False)
+    net.load_state_dict(ckpt["network_weights"], strict=True)
+    # test-time mirroring: left-right only (RAS x axis after transpose_forward)
+    assert tuple(ckpt["inference_allowed_mirroring_axes"]) == mirror_axes_for(plans["transpose_forward"])
+    assert not (tiny_trained_fold / "checkpoint_latest.pth").exists()
+    assert (tiny_trained_fold / "checkpoint_best.pth").exists()  # fold 0 is cross-validation
+
+
+def test_log_and_progress_png_carry_the_task_metrics(tiny_trained_fold):
+    assert (tiny_trained_fold / "progress.png").stat().st_size > 10000
+    ckpt = torch.load(tiny_trained_fold / "checkpoint_final.pth", map_location="cpu", weights_only=True)
+    for key in EXTRA_KEYS:
+        assert len(ckpt["logging"][key]) == 2, key
+    assert all(math.isfinite(v) for v in ckpt["logging"]["train_loss_lesion"])
+    log = "".join(p.read_text() for p in tiny_trained_fold.glob("training_log_*.txt"))
+    assert "task losses train / val: seg" in log and "val metrics: spine_dice" in log
+    summary = json.loads((tiny_trained_fold / "validation" / "summary_vertebraformer.json").read_text())
+    assert 0.0 <= summary["binary_spine_dice_mean"] <= 1.0 and summary["dice_per_level"]
+
+
+@pytest.fixture
+def copied_results(tiny_trained_fold, tmp_path, monkeypatch):
+    """A copy of the tiny run's results tree, made nnU-Net's results folder for one test."""
+    src = tiny_trained_fold.parent.parent  # nnUNet_results/DatasetXXX
+    dst = tmp_path / "results"
+    shutil.copytree(src, dst / src.name)
+    monkeypatch.setenv("nnUNet_results", str(dst))
+    monkeypatch.setenv("nnUNet_n_proc_DA", "1")
+    return dst / src.name / tiny_trained_fold.parent.name / "fold_0"
+
+
+def test_continue_resumes_at_the_saved_epoch(copied_results, multispine_preprocessed):
+    from vertebraformer_nn.cli import main
+
+    fold = copied_results
+    # emulate a run interrupted after epoch 0: a checkpoint_latest of epoch 1 and no checkpoint_final
+    ckpt = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=True)
+    first_losses = list(ckpt["logging"]["train_losses"])
+    ckpt["current_epoch"] = 1
+    ckpt["logging"] = {k: v[:1] for k, v in ckpt["logging"].items()}
+    torch.save(ckpt, fold / "checkpoint_latest.pth")
+    (fold / "checkpoint_final.pth").unlink()
+    shutil.rmtree(fold / "validation")
+    status = main(["train", str(MULTISPINE_ID), "0", "-tr", "VertebraFormerTrainer_tiny", "-p",
+                   multispine_preprocessed[1], "-device", "cpu", "--c"])
+    assert status == 0
+    resumed = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=True)
+    assert resumed["current_epoch"] == 2
+    losses = resumed["logging"]["train_losses"]
+    assert len(losses) == 2 and losses[0] == first_losses[0]  # epoch 0 kept, epoch 1 trained again
+    assert all(len(v) == 2 for v in resumed["logging"].values())
+    assert not (fold / "checkpoint_latest.pth").exists()
+    assert (fold / "validation" / "summary.json").is_file()
+
+
+def test_val_only_writes_validation_outputs(copied_results, multispine_preprocessed):
+    from vertebraformer_nn.cli import main
+
+    fold = copied_results
+    shutil.rmtree(fold / "validation")
+    before = (fold / "checkpoint_final.pth").stat().st_mtime
+    status = main(["train", str(MULTISPINE_ID), "0", "-tr", "VertebraFormerTrainer_tiny", "-device", "cpu", "--val",
+                   "--npz"])  # no -p: the CLI finds the VertebraFormer plans itself
+    assert status == 0
+    val = fold / "validation"
+    assert list(val.glob("*.nii.gz")) and list(val.glob("*.npz"))
+    assert (val / "summary.json").is_file() and (val / "summary_vertebraformer.json").is_file()
+    assert (fold / "checkpoint_final.pth").stat().st_mtime == before  # --val trains nothing
+
+
+def test_cli_refuses_a_fold_beyond_the_splits(multispine_preprocessed, capsys):
+    from vertebraformer_nn.cli import main
+
+    status = main(["train", str(MULTISPINE_ID), "99", "-tr", "VertebraFormerTrainer_tiny", "-device", "cpu"])
+    assert status == 2
+    assert "fold 99 does not exist" in capsys.readouterr().err
+
+
+def test_leave_one_domain_out_fold_never_writes_checkpoint_best(multispine_preprocessed, tmp_path, monkeypatch):
+    from time import time
+
+    from vertebraformer_nn.trainers.cli import build_trainer
+
+    dataset_name, plans_identifier = multispine_preprocessed
+    splits = json.loads((Path(os.environ["nnUNet_preprocessed"]) / dataset_name / "splits_final.json").read_text())
+    lodo = [i for i, e in enumerate(splits) if "held_out_domain" in e]
+    if not lodo:
+        pytest.skip("this MultiSpine-Sim build has no leave-one-domain-out fold")
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    fold = lodo[0]
+    trainer = build_trainer(str(MULTISPINE_ID), fold, "3d_fullres", "VertebraFormerTrainer_tiny", plans_identifier,
+                            "cpu")
+    assert trainer.held_out_domain == splits[fold]["held_out_domain"]
+    saved = []
+    trainer.save_checkpoint = lambda filename: saved.append(os.path.basename(filename))
+    log = trainer.logger
+    for epoch, dice in enumerate((0.2, 0.5)):  # an improving pseudo Dice would normally write checkpoint_best
+        log.log("epoch_start_timestamps", time(), epoch)
+        for key in ("train_losses", "val_losses", "lrs", *EXTRA_KEYS):
+            log.log(key, 0.1, epoch)
+        log.log("mean_fg_dice", dice, epoch)
+        log.log("dice_per_class_or_region", [dice], epoch)
+        trainer.on_epoch_end()
+    assert "checkpoint_best.pth" not in saved and trainer.current_epoch == 2
+
+
+def test_stock_nnunetv2_train_finds_the_trainer_through_the_shim(multispine_preprocessed, tmp_path):
+    from vertebraformer_nn.trainers import shim_folder
+
+    exe = Path(sys.executable).parent / "nnUNetv2_train"
+    if not exe.exists():
+        pytest.skip("nnUNetv2_train not installed next to this interpreter")
+    env = dict(os.environ, nnUNet_results=str(tmp_path), nnUNet_extTrainer=shim_folder(), nnUNet_compile="f",
+               nnUNet_n_proc_DA="1", nnUNet_def_n_proc="1")
+    proc = subprocess.run([str(exe), str(MULTISPINE_ID), "3d_fullres", "0", "-tr", "VertebraFormerTrainer_smoke",
+                           "-p", multispine_preprocessed[1], "-device", "cpu"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    folder = tmp_path / multispine_preprocessed[0] / \
+        f"VertebraFormerTrainer_smoke__{multispine_preprocessed[1]}__3d_fullres" / "fold_0"
+    ckpt = torch.load(folder / "checkpoint_final.pth", map_location="cpu", weights_only=True)
+    assert ckpt["current_epoch"] == 1 and ckpt["trainer_name"] == "VertebraFormerTrainer_smoke"

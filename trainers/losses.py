@@ -1,0 +1,150 @@
+"""Pure multi-task losses and metrics of the VertebraFormer trainer (no nnU-Net state, testable on random tensors).
+
+Per-case masking (DESIGN.md section 6). Every loss here takes a per-case weight vector ``w`` of shape (B,)
+(1 = the case has this annotation, 0 = it does not). A case's contribution is *multiplied* by its weight,
+never skipped: the graph always contains every head, so DDP (``find_unused_parameters=False``) sees a
+gradient (possibly exactly zero) for every trained parameter, and an unannotated case contributes exactly
+zero gradient. Pooled quantities (the soft Dice's tp/fp/fn, the cross-entropy's voxel count) are pooled over
+the annotated cases only: nnU-Net's batch Dice pools the whole batch, which would let an unannotated case's
+"no lesion here" leak into the pooled denominator.
+
+Shapes: ``seg_target`` (B, 1, *S) training labels (0 background, 1..26 vertebrae); ``lesion_target``
+(B, 1, *S) 0/1; logits as the network's ``all_heads`` dict documents.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -1
+
+
+def _expand(w: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) weights broadcast against a (B, ...) tensor."""
+    return w.reshape(w.shape[0], *([1] * (like.ndim - 1))).to(like.dtype)
+
+
+def spine_dice_loss(seg_logits: torch.Tensor, seg_target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
+    """1 - soft Dice of "any vertebra" (1 - softmax background) against label > 0, pooled over the batch.
+
+    Added to nnU-Net's Dice + CE: the 26 vertebra classes are each a small share of a patch (about 2 % together
+    at the CPU preset), and without this term the first hundred steps collapsed to all-background (every
+    class's soft Dice gradient is tiny while CE pulls every foreground probability down). Every training case
+    has a vertebra mask, so pooling the batch is safe here."""
+    p_fg = 1 - torch.softmax(seg_logits.float(), 1)[:, 0]
+    g = (seg_target[:, 0] > 0).to(p_fg.dtype)
+    tp = (p_fg * g).sum()
+    dice = (2 * tp + smooth) / (p_fg.sum() + g.sum() + smooth)
+    return 1 - dice
+
+
+def identification_loss(id_logits: torch.Tensor, seg_target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the level head on vertebra voxels: target = training label - 1, background ignored.
+
+    Mean over the vertebra voxels of the weighted cases (0 when the batch has none; never NaN)."""
+    target = seg_target[:, 0].long() - 1  # background 0 -> -1 (ignored)
+    ce = F.cross_entropy(id_logits.float(), target.clamp_min(IGNORE_INDEX), ignore_index=IGNORE_INDEX,
+                         reduction="none")  # (B, *S), 0 where ignored
+    valid = (target >= 0).to(ce.dtype)
+    ww = _expand(w, ce)
+    num = (ce * ww).sum()
+    den = (valid * ww).sum()
+    return num / den.clamp_min(1.0)
+
+
+def lesion_loss(lesion_logits: torch.Tensor, lesion_target: torch.Tensor, w: torch.Tensor,
+                dice_weight: float = 1.0, smooth: float = 1e-5) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """Binary cross-entropy (+ ``dice_weight`` x soft Dice) of the one-channel lesion head, per-case masked.
+
+    BCE: per-case voxel mean, weighted mean over the cases (divided by max(sum w, 1)).
+    Soft Dice: tp/fp/fn summed over the weighted cases only, and only counted when those cases' patches hold
+    lesion voxels (a lesion-free batch gets BCE only: a Dice of an empty target is undefined and would push
+    every probability to zero). Returns (loss, parts)."""
+    logits = lesion_logits.float()
+    target = lesion_target.to(logits.dtype)
+    reduce_dims = tuple(range(1, logits.ndim))
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=reduce_dims)  # (B,)
+    wf = w.to(logits.dtype)
+    n = wf.sum()
+    bce_term = (bce * wf).sum() / n.clamp_min(1.0)
+    if dice_weight:
+        p = torch.sigmoid(logits)
+        ww = _expand(wf, p)
+        tp = (p * target * ww).sum()
+        fp = (p * (1 - target) * ww).sum()
+        fn = ((1 - p) * target * ww).sum()
+        dice = (2 * tp + smooth) / (2 * tp + fp + fn + smooth).clamp_min(1e-8)
+        has_positive = ((target * ww).sum() > 0).to(logits.dtype)
+        dice_term = (1 - dice) * has_positive
+    else:
+        dice_term = logits.sum() * 0.0
+    loss = bce_term + dice_weight * dice_term
+    return loss, {"bce": bce_term.detach(), "dice": dice_term.detach()}
+
+
+def domain_loss(domain_logits: torch.Tensor, domain_target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the domain classifier (the domain-code loss); ``domain_target`` (B,) long, cases with
+    an unknown domain carry weight 0 (their target is clamped to a valid index and multiplied by zero)."""
+    logits = domain_logits.float()
+    target = domain_target.long().clamp(0, logits.shape[1] - 1)
+    ce = F.cross_entropy(logits, target, reduction="none")
+    wf = w.to(ce.dtype)
+    return (ce * wf).sum() / wf.sum().clamp_min(1.0)
+
+
+def zero_like_graph(*tensors: Optional[torch.Tensor]) -> torch.Tensor:
+    """0 * sum of the given outputs: a zero that keeps every head in the graph (for DDP)."""
+    present = [t.float().sum() for t in tensors if t is not None]
+    if not present:
+        raise ValueError("no tensor given")
+    return sum(present) * 0.0
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+@torch.no_grad()
+def identification_counts(id_logits: torch.Tensor, seg_target: torch.Tensor, w: torch.Tensor) -> Tuple[float, float]:
+    """(correct, total) voxel counts of the level head's argmax on the vertebra voxels of weighted cases."""
+    target = seg_target[:, 0].long() - 1
+    valid = (target >= 0) & (_expand(w, target) > 0)
+    pred = id_logits.argmax(1)
+    return float(((pred == target) & valid).sum()), float(valid.sum())
+
+
+@torch.no_grad()
+def lesion_counts(lesion_logits: torch.Tensor, lesion_target: torch.Tensor, w: torch.Tensor) -> Tuple[float, float, float]:
+    """(tp, fp, fn) voxel counts of ``sigmoid > 0.5`` over the weighted (lesion-annotated) cases."""
+    pred = lesion_logits > 0
+    target = lesion_target > 0
+    m = _expand(w, pred) > 0
+    tp = (pred & target & m).sum()
+    fp = (pred & ~target & m).sum()
+    fn = (~pred & target & m).sum()
+    return float(tp), float(fp), float(fn)
+
+
+@torch.no_grad()
+def domain_counts(domain_logits: torch.Tensor, domain_target: torch.Tensor, w: torch.Tensor) -> Tuple[float, float]:
+    """(correct, total) cases of the domain classifier among the cases with a known domain."""
+    valid = w > 0
+    pred = domain_logits.argmax(1)
+    return float(((pred == domain_target.long()) & valid).sum()), float(valid.sum())
+
+
+@torch.no_grad()
+def binary_counts(seg_logits: torch.Tensor, seg_target: torch.Tensor) -> Tuple[float, float, float]:
+    """(tp, fp, fn) of "any vertebra" (argmax != background) against label > 0: the binary spine Dice."""
+    pred = seg_logits.argmax(1) > 0
+    target = seg_target[:, 0] > 0
+    return float((pred & target).sum()), float((pred & ~target).sum()), float((~pred & target).sum())
+
+
+def dice_from_counts(tp: float, fp: float, fn: float) -> float:
+    """2tp / (2tp + fp + fn); NaN when there is nothing to score (no positive in prediction or target)."""
+    den = 2 * tp + fp + fn
+    return float(2 * tp / den) if den > 0 else float("nan")
+
+
+def ratio(num: float, den: float) -> float:
+    return float(num / den) if den > 0 else float("nan")
