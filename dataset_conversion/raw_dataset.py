@@ -9,11 +9,11 @@ re-conversion replaces that source's cases and manifest and touches nothing else
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
+
+from vertebraformer_nn.atomic import write_text_atomic
 
 from .common import FILE_ENDING, SOURCES, SUBFOLDERS, ConversionError
 
@@ -23,18 +23,7 @@ MANIFEST_DIR = "conversion"
 
 def write_json_atomic(path: Path, obj, indent: int = 2) -> Path:
     """Write JSON through a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(obj, indent=indent) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")
 
 
 def _existing(raw: Path, dataset_id: int) -> List[Path]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence
 
@@ -21,6 +19,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from . import labels
+from .atomic import write_text_atomic
 
 # LPS world axis and sign of each anatomical direction letter.
 _LETTER_AXIS = {"L": (0, 1.0), "R": (0, -1.0), "P": (1, 1.0), "A": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
@@ -99,14 +98,7 @@ def verse_ctd_entries(centroids_mm: Mapping[int, Sequence[float]], image: sitk.I
 
 def write_verse_ctd(path, centroids_mm: Mapping[int, Sequence[float]], image: sitk.Image, codes: Optional[str] = None) -> Path:
     """Write a VerSe centroid file (voxel indices of ``image`` reoriented to ``codes``, default its own), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(verse_ctd_entries(centroids_mm, image, codes), indent=1)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(verse_ctd_entries(centroids_mm, image, codes), indent=1))
 
 
 def body_centroids(label_image: sitk.Image, core_fraction: float = 0.6) -> Dict[int, np.ndarray]:

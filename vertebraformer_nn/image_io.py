@@ -28,6 +28,8 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from .atomic import atomic_path
+
 __all__ = [
     "ImageReadError",
     "IMAGE_SUFFIXES",
@@ -804,12 +806,6 @@ def _slice_dataset(base: Dataset, sop_instance_uid: str) -> Dataset:
 
 def write_dicom_dataset(ds: Dataset, path) -> Path:
     """Save a pydicom dataset atomically (temp file in the same folder, then rename); creates parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         ds.save_as(str(tmp), enforce_file_format=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)

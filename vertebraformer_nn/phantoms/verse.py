@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List
 
@@ -18,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import labels
+from ..atomic import atomic_path
 from ..centroids import write_verse_ctd
 from .case import Case
 from .grid import Grid
@@ -37,19 +36,12 @@ def nifti_affine(grid: Grid) -> np.ndarray:
 def write_qform_nifti(array_kji: np.ndarray, grid: Grid, path: Path) -> Path:
     """Write a (k, j, i) array as NIfTI with only the qform set (code 1) and the sform zeroed (code 0), atomically.
     SimpleITK cannot write this: it always sets the sform."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     img = nib.Nifti1Image(np.ascontiguousarray(np.transpose(array_kji, (2, 1, 0))), None)
     img.set_qform(nifti_affine(grid), code=1)
     img.set_sform(None, code=0)
     img.header.set_xyzt_units("mm", "sec")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".nii.gz")
-    os.close(fd)
-    try:
-        img.to_filename(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, suffix=".nii.gz") as tmp:  # nibabel compresses by the suffix
+        img.to_filename(str(tmp))
     return path
 
 
