@@ -41,7 +41,6 @@ import torch
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_json
-from torch import autocast
 from torch import distributed as dist
 from torch._dynamo import OptimizedModule
 
@@ -52,9 +51,9 @@ from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss, get_tp_fp_f
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
-from nnunetv2.utilities.helpers import dummy_context
 
 from vertebraformer_nn.network import all_heads
+from vertebraformer_nn.precision import autocast_for, describe as describe_precision
 
 from . import losses as L
 from .case_table import CaseTable
@@ -233,6 +232,7 @@ class VertebraFormerTrainer(nnUNetTrainer):
     def on_train_start(self):
         super().on_train_start()
         self._complete_case_table()
+        self.print_to_log_file(f"Training precision on {self.device}: {describe_precision(self.device)}")
 
     def _complete_case_table(self) -> None:
         """Cases missing from dataset.json's case_info: take the facts the preprocessor put in their properties."""
@@ -278,13 +278,16 @@ class VertebraFormerTrainer(nnUNetTrainer):
 
     def _forward_all(self, data):
         with all_heads(self.network):
-            return self.network(data)
+            out = self.network(data)
+        if self.device.type == "cpu":  # bfloat16 autocast: losses (softmax, Dice sums) in float32
+            out = {k: v.float() if torch.is_tensor(v) else v for k, v in out.items()}
+        return out
 
     def train_step(self, batch: dict) -> dict:
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+        with autocast_for(self.device):
             out = self._forward_all(data)
             total, parts = self.compute_losses(out, target, batch["keys"])
         if self.grad_scaler is not None:
@@ -309,7 +312,7 @@ class VertebraFormerTrainer(nnUNetTrainer):
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
         keys = batch["keys"]
-        with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+        with autocast_for(self.device):
             out = self._forward_all(data)
             total, parts = self.compute_losses(out, target, keys)
         seg_t = target[:, :1]

@@ -114,7 +114,7 @@ def body_centroids(label_image: sitk.Image, core_fraction: float = 0.6) -> Dict[
     arr = sitk.GetArrayViewFromImage(label_image)  # (k, j, i)
     spacing_kji = label_image.GetSpacing()[::-1]
     out: Dict[int, np.ndarray] = {}
-    objects = ndimage.find_objects(arr.astype(np.int32, copy=False))
+    objects = ndimage.find_objects(arr if arr.dtype.kind in "ui" else arr.astype(np.int32))  # no full copy
     for value, box in enumerate(objects, start=1):
         if box is None or value not in labels.VERTEBRA_CODES:
             continue

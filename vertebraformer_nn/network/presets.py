@@ -9,6 +9,8 @@ blocks). The resolved values are stored on the network as ``net.arch_config``.
 * ``base``: Primus-S-sized encoder (dim 396, 12 blocks, 6 heads; about 25 M parameters) for one GPU.
 * ``large``: Primus-B-sized encoder (dim 792, 12 blocks, 12 heads; about 95 M parameters).
 
+``stem_channels``: channels of the image stem fused into the decoder's last stage (heads.py).
+
 Constraint inherited from dynamic-network-architectures' ``Eva`` with 3D axial RoPE: the head
 dimension ``embed_dim / num_heads`` must be a multiple of 6 (RoPE dimension = head_dim / 1.5, itself a
 multiple of 4).
@@ -27,6 +29,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "init_values": 0.1,
         "decoder_min_channels": 32,
         "code_dim": 32,
+        "stem_channels": 32,
     },
     "base": {
         "embed_dim": 396,
@@ -37,6 +40,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "init_values": 0.1,
         "decoder_min_channels": 96,
         "code_dim": 64,
+        "stem_channels": 64,
     },
     "large": {
         "embed_dim": 792,
@@ -47,6 +51,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "init_values": 0.1,
         "decoder_min_channels": 128,
         "code_dim": 64,
+        "stem_channels": 64,
     },
 }
 

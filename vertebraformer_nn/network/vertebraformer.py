@@ -24,7 +24,7 @@ num_heads, mlp_ratio,                            overrides the preset (embed_dim
 drop_path_rate,                                  multiple of 6: 3D RoPE)
 init_values,
 decoder_min_channels,
-code_dim
+code_dim, stem_channels
 modulation_blocks          None                  encoder block indices followed by a FiLM; None = 4 evenly
                                                  spaced blocks ending at the last one
 num_levels                 26                    identification channels (labels.ANATOMICAL_ORDER)
@@ -88,7 +88,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..labels import ANATOMICAL_ORDER
-from .heads import SharedDecoder, decoder_strides, is_power_of_two, task_head, trunk_channels
+from .heads import (ImageStem, SharedDecoder, SkipFusion, decoder_strides, is_power_of_two, task_head,
+                    trunk_channels)
 from .modulation import DynamicModulationUnit, default_modulation_blocks
 from .presets import SIZE_KEYS, resolve_sizes
 
@@ -118,6 +119,7 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
         init_values: Optional[float] = None,
         decoder_min_channels: Optional[int] = None,
         code_dim: Optional[int] = None,
+        stem_channels: Optional[int] = None,
         modulation_blocks: Optional[Sequence[int]] = None,
         num_levels: int = NUM_LEVELS,
         num_domains: int = 4,
@@ -142,6 +144,7 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
                 init_values=init_values,
                 decoder_min_channels=decoder_min_channels,
                 code_dim=code_dim,
+                stem_channels=stem_channels,
             ),
         )
         e, h = int(sizes["embed_dim"]), int(sizes["num_heads"])
@@ -210,7 +213,9 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
         strides = decoder_strides(token_size)
         channels = trunk_channels(e, len(strides) - 1, int(sizes["decoder_min_channels"]))
         self.decoder = SharedDecoder(e, strides[:-1], channels)
-        c_last = self.decoder.out_channels
+        self.stem = ImageStem(self.input_channels, int(sizes["stem_channels"]), strides[-1])
+        self.fusion = SkipFusion(self.decoder.out_channels, self.stem.out_channels)
+        c_last = self.fusion.out_channels
         self.seg_head = task_head(c_last, self.num_classes, strides[-1])
         self.id_head = task_head(c_last, self.num_levels, strides[-1])
         self.lesion_head = task_head(c_last, 1, strides[-1])
@@ -225,7 +230,8 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
         )
 
         init = InitWeights_He(1e-2)
-        for module in (self.down_projection, self.decoder, self.seg_head, self.id_head, self.lesion_head):
+        for module in (self.down_projection, self.decoder, self.stem, self.fusion, self.seg_head, self.id_head,
+                       self.lesion_head):
             module.apply(init)
         nn.init.constant_(self.lesion_head.bias, -math.log((1.0 - lesion_prior) / lesion_prior))
 
@@ -269,6 +275,7 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
             raise ValueError(f"output mode must be one of {OUTPUT_MODES}, not {mode!r}")
         self._check_input(x)
 
+        stem = self.stem(x)
         tokens = self.down_projection(x)  # (B, E, gx, gy, gz)
         b, e, gx, gy, gz = tokens.shape
         tokens = tokens.flatten(2).transpose(1, 2)  # (B, N, E), N in (x, y, z) order, as in Primus
@@ -289,6 +296,7 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
             features = stage(features)
             if code is not None:
                 features = self.modulation.modulate_features(site, features, code)
+        features = self.fusion(features, stem)
 
         seg = self.seg_head(features)
         if mode == "seg":
@@ -329,6 +337,8 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
                 conv = stage[0]
                 res = res * np.array(conv.stride)
                 total += int(np.prod(res)) * conv.out_channels * 4
+            # image stem (two conv blocks) and the fusion block: conv, norm, activation each
+            total += int(np.prod(res)) * (self.stem.out_channels * 6 + self.fusion.out_channels * 3)
             total += voxels * (self.num_classes + self.num_levels + 1)
             return int(total)
         except Exception:  # the planner must never crash on the estimate
