@@ -111,3 +111,19 @@ def tiny_trained_fold(multispine_preprocessed):
               f"VertebraFormerTrainer_tiny__{plans_identifier}__3d_fullres" / "fold_0")
     assert folder.is_dir()
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_fold_1(tiny_trained_fold):
+    """Fold 1 of the same tiny model as ``tiny_trained_fold`` (trained after it, the same way): the fold's output
+    folder (…/<Trainer>__<Plans>__3d_fullres/fold_1), for ensembling tests."""
+    from vertebraformer_nn.cli import main
+
+    model_folder = tiny_trained_fold.parent
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("nnUNet_n_proc_DA", "1")
+        assert main(["train", str(MULTISPINE_ID), "1", "-tr", "VertebraFormerTrainer_tiny", "-p",
+                     model_folder.name.split("__")[1], "-device", "cpu"]) == 0
+    folder = model_folder / "fold_1"
+    assert (folder / "checkpoint_final.pth").is_file()
+    return folder

@@ -14,12 +14,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .phantoms import add_parser as add_phantoms
     from .planners.cli import add_parser as add_plan_and_preprocess
     from .trainers.cli import add_parser as add_train
+    from .evaluation.cli import add_parser as add_evaluate
+    from .inference.cli import add_parser as add_predict_and_ensemble
 
     parser = argparse.ArgumentParser(
         prog="vertebraformer",
         description="VertebraFormer-nn: nnU-Net-style vertebra segmentation, numbering and lesion localisation "
         "for spinal CT. Steps, in order: phantoms (built-in MultiSpine-Sim data) or your own sources -> "
-        "convert <source> ... -> convert finalize -> plan-and-preprocess -> train.",
+        "convert <source> ... -> convert finalize -> plan-and-preprocess -> train -> predict (-> ensemble) "
+        "-> evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -27,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert(sub)
     add_plan_and_preprocess(sub)
     add_train(sub)
+    add_predict_and_ensemble(sub)
+    add_evaluate(sub)
     return parser
 
 

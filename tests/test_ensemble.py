@@ -1,0 +1,83 @@
+"""``vertebraformer ensemble``: averaging the saved probabilities of two single-fold prediction folders gives
+exactly what predicting with both folds in one call gives (the one averaging rule, float16 on both paths: the
+tolerance is zero), and what cannot be ensembled fails with its reason."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from vertebraformer_nn.inference import probabilities as P
+
+PHANTOM = "verse/dataset-verse20training/rawdata/sub-verse501/sub-verse501_split-verse501_ct.nii.gz"
+
+
+def _run(*args) -> int:
+    from vertebraformer_nn.cli import main
+
+    return main([*map(str, args), "--disable_progress_bar"])
+
+
+def _summary(path) -> dict:
+    with open(path, newline="") as f:
+        return {row["case"]: row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, sim_root, tiny_trained_fold, tiny_trained_fold_1):
+    """One phantom predicted with fold 0, with fold 1, and with folds 0 and 1 in one call (probabilities saved)."""
+    base = tmp_path_factory.mktemp("ens")
+    inputs = base / "in"
+    inputs.mkdir()
+    shutil.copy(sim_root / PHANTOM, inputs / "phantom.nii.gz")
+    model = tiny_trained_fold.parent
+    out = {}
+    for name, folds in (("f0", ["0"]), ("f1", ["1"]), ("f01", ["0", "1"])):
+        out[name] = base / name
+        assert _run("predict", "-i", inputs, "-o", out[name], "-m", model, "-f", *folds, "--save_probabilities",
+                    "--no_preview") == 0
+    return base, out
+
+
+def test_ensembling_two_folders_equals_predicting_both_folds_at_once(runs):
+    base, out = runs
+    ens = base / "ens"
+    assert _run("ensemble", "-i", out["f0"], out["f1"], "-o", ens, "--save_probabilities") == 0
+    labels = {k: sitk.GetArrayFromImage(sitk.ReadImage(str(d / "phantom.nii.gz"))) for k, d in
+              (("f01", out["f01"]), ("ens", ens), ("f0", out["f0"]))}
+    assert np.array_equal(labels["ens"], labels["f01"])  # identical, not merely close
+    joint, _ = P.load(out["f01"] / "phantom_vfprobs.npz")
+    averaged, meta = P.load(ens / "phantom_vfprobs.npz")
+    assert np.array_equal(joint.mask, averaged.mask)
+    assert all(np.array_equal(joint.heads[h], averaged.heads[h]) for h in joint.heads)
+    assert [Path(e["file"]).parent for e in meta["ensemble"]] == [out["f0"], out["f1"]]
+    for name in ("phantom_lesion.nii.gz", "phantom_ctd.json"):
+        assert (ens / name).read_bytes() == (out["f01"] / name).read_bytes(), name
+    report = json.loads((ens / "phantom.json").read_text())
+    assert report["vertebrae"] == json.loads((out["f01"] / "phantom.json").read_text())["vertebrae"]
+    assert _summary(ens / "summary.csv")["phantom"]["status"] == "ok"
+    # the two folds do differ: the test would not notice a fold being ignored otherwise
+    single = [P.load(out[k] / "phantom_vfprobs.npz")[0] for k in ("f0", "f1")]
+    assert not np.array_equal(single[0].expand("seg"), single[1].expand("seg"))
+
+
+def test_ensemble_reports_what_cannot_be_ensembled(runs, tmp_path, capsys):
+    _, out = runs
+    partial = tmp_path / "partial"
+    shutil.copytree(out["f1"], partial)
+    (partial / "phantom_vfprobs.npz").rename(partial / "other_vfprobs.npz")  # a case the other folder lacks
+    status = _run("ensemble", "-i", out["f0"], partial, "-o", tmp_path / "ens")
+    assert status == 1
+    rows = _summary(tmp_path / "ens" / "summary.csv")
+    assert rows["phantom"]["status"] == "failed" and str(partial) in rows["phantom"]["reason"]
+    assert rows["other"]["status"] == "failed" and "no other_vfprobs.npz" in rows["other"]["reason"]
+    assert _run("ensemble", "-i", out["f0"], partial, "-o", out["f0"]) == 2
+    assert "one of the inputs" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _run("ensemble", "-i", empty, empty, "-o", tmp_path / "e2") == 2

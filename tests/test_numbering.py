@@ -1,0 +1,403 @@
+"""Structure-aware vertebra numbering: instances, ordering, the joint decoder and the whole pipeline, on
+hand-made volumes (boxes stacked along the head-foot axis, probabilities built from their true levels with
+controlled ambiguity and noise) and hand-made log-probability matrices."""
+from __future__ import annotations
+
+import cc3d
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from vertebraformer_nn import image_io
+from vertebraformer_nn.inference import numbering as N
+from vertebraformer_nn.inference.numbering import decode_levels, gap_ratios, number_vertebrae, order_instances
+from vertebraformer_nn.labels import ANATOMICAL_ORDER, CERVICAL, LUMBAR, THORACIC, verse_to_training
+
+SPACING = (3.5, 3.5, 3.5)
+NORMAL = CERVICAL + THORACIC + LUMBAR  # C1..L5
+HEIGHT, DISC, WIDTH, MARGIN = 5, 2, 6, 2  # voxels: box height along head-foot, disc, in-plane box width
+
+
+def level(name: str) -> int:
+    return ANATOMICAL_ORDER.index(name)
+
+
+def distribution(evidence, n=26):
+    """Level distribution: {name: p} as given, the rest spread evenly (a plain name = 0.9 on it)."""
+    if isinstance(evidence, str):
+        evidence = {evidence: 0.9}
+    vec = np.full(n, (1.0 - sum(evidence.values())) / (n - len(evidence)))
+    for name, p in evidence.items():
+        vec[level(name)] = p
+    return vec
+
+
+def phantom(boxes, *, axis=0, sign=-1, extra_gap=None, heights=None, seed=0, noise=0.05):
+    """Boxes head to foot; ``boxes[i]`` is a level name or a {name: p} evidence dict (the box's true level is
+    its most likely name). ``extra_gap``: {i: voxels} of extra space below box i. Built with index 0 at the
+    head of axis 0, then placed so that ``axis`` grows towards the head when ``sign`` is +1.
+
+    Returns (seg_probs (27, ...) float16, id_probs (26, ...) float16, box map (ids 1..n in head-foot order))."""
+    extra_gap = extra_gap or {}
+    heights = heights or [HEIGHT] * len(boxes)
+    length = 2 * MARGIN + sum(h + DISC for h in heights) + sum(extra_gap.values())
+    box_map = np.zeros((length, WIDTH + 2 * MARGIN, WIDTH + 2 * MARGIN), dtype=np.int32)
+    start = MARGIN
+    for i, h in enumerate(heights):
+        box_map[start:start + h, MARGIN:MARGIN + WIDTH, MARGIN:MARGIN + WIDTH] = i + 1
+        start += h + DISC + extra_gap.get(i, 0)
+    seg, idp = probabilities(box_map, boxes, seed=seed, noise=noise)
+    return orient(seg, axis, sign, 1), orient(idp, axis, sign, 1), orient(box_map, axis, sign, 0)
+
+
+def probabilities(box_map, boxes, *, seed=0, noise=0.05):
+    rng = np.random.default_rng(seed)
+    seg = np.zeros((27,) + box_map.shape, dtype=np.float32)
+    seg[0] = 0.97
+    seg[1:] = 0.03 / 26
+    for i, evidence in enumerate(boxes, start=1):
+        inside = box_map == i
+        seg[:, inside] = np.concatenate([[0.02], 0.98 * distribution(evidence)])[:, None]
+    seg *= rng.uniform(1 - noise, 1 + noise, size=seg.shape)
+    seg /= seg.sum(axis=0, keepdims=True)
+    idp = seg[1:] / seg[1:].sum(axis=0, keepdims=True)
+    return seg.astype(np.float16), idp.astype(np.float16)
+
+
+def orient(arr, axis, sign, first_spatial):
+    if sign == 1:
+        arr = np.flip(arr, axis=first_spatial)
+    return np.ascontiguousarray(np.moveaxis(arr, first_spatial, first_spatial + axis))
+
+
+def names(result):
+    return [inst["name"] for inst in result.instances]
+
+
+def truth_labels(box_map, box_levels):
+    lut = np.zeros(len(box_levels) + 1, dtype=np.uint8)
+    lut[1:] = [level(n) + 1 for n in box_levels]
+    return lut[box_map]
+
+
+def log_probs(per_instance):
+    return np.log(np.stack([distribution(e) for e in per_instance]))
+
+
+# --- whole pipeline -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("axis,sign", [(0, -1), (0, 1), (1, 1), (2, 1), (2, -1)])
+def test_clean_spine_decodes_to_itself_in_any_orientation(axis, sign):
+    seg, _, box_map = phantom(NORMAL, axis=axis, sign=sign)
+    result = number_vertebrae(seg, SPACING, axis, sign)
+    assert names(result) == NORMAL
+    assert result.labels.dtype == np.uint8
+    np.testing.assert_array_equal(result.labels, truth_labels(box_map, NORMAL))
+    heights = [sign * inst["centre_mm"][axis] for inst in result.instances]
+    assert heights == sorted(heights, reverse=True)  # head first
+    assert [inst["instance_id"] for inst in result.instances] == list(range(1, 25))
+    first = result.instances[0]
+    assert (first["label"], first["code"], first["name"]) == (1, 1, "C1")
+    assert first["volume_mm3"] == pytest.approx(HEIGHT * WIDTH * WIDTH * 3.5 ** 3)
+    assert len(first["log_probs"]) == 26 and np.argmax(first["log_probs"]) == 0
+    assert all(inst["confidence"] > 0.9 for inst in result.instances)
+    assert "field of view starts at C1 and ends at L5 (24 vertebrae)" in result.notes
+
+
+def test_identification_probabilities_are_the_evidence_when_given():
+    levels = ["T4", "T5", "T6", "T7", "T8"]
+    seg, _, _ = phantom(levels)
+    _, idp, _ = phantom([ANATOMICAL_ORDER[level(n) + 1] for n in levels])  # the id head says T5..T9
+    assert names(number_vertebrae(seg, SPACING, 0, -1)) == levels
+    assert names(number_vertebrae(seg, SPACING, 0, -1, id_probs=idp)) == ["T5", "T6", "T7", "T8", "T9"]
+
+
+@pytest.mark.parametrize("levels", [THORACIC[3:] + ["L1", "L2"], CERVICAL[2:]])
+def test_partial_field_of_view(levels):
+    seg, idp, box_map = phantom(levels)
+    for id_probs in (None, idp):
+        result = number_vertebrae(seg, SPACING, 0, -1, id_probs=id_probs)
+        assert names(result) == levels
+        np.testing.assert_array_equal(result.labels, truth_labels(box_map, levels))
+        assert f"field of view starts at {levels[0]} and ends at {levels[-1]} ({len(levels)} vertebrae)" in result.notes
+
+
+def test_argmax_duplicate_is_numbered_consecutively():
+    boxes = ["T4", "T5", "T6", {"T7": 0.6, "T6": 0.35}, {"T7": 0.55, "T8": 0.4}, "T9", "T10"]
+    seg, _, box_map = phantom(boxes)
+    argmax = seg.argmax(axis=0)
+    assert {int(v) for v in np.unique(argmax[(box_map == 4) | (box_map == 5)])} == {level("T7") + 1}  # duplicate
+    result = number_vertebrae(seg, SPACING, 0, -1)
+    assert names(result) == ["T4", "T5", "T6", "T7", "T8", "T9", "T10"]
+    assert any("voxel-wise majority" in n and "T7 -> T8" in n for n in result.notes)
+    # without neighbours to anchor them, the evidence decides between (T6, T7) and (T7, T8), and is unsure
+    seg, _, _ = phantom(boxes[3:5])
+    result = number_vertebrae(seg, SPACING, 0, -1)
+    assert names(result) == ["T7", "T8"]
+    assert all(0.5 < inst["confidence"] < 0.7 for inst in result.instances)
+
+
+def test_missing_vertebra_is_skipped_only_across_a_gap():
+    levels = ["T8", "T9", "T10", "T11", "L1", "L2", "L3"]  # T12 missing
+    seg, _, _ = phantom(levels, extra_gap={3: HEIGHT + DISC})
+    result = number_vertebrae(seg, SPACING, 0, -1)
+    assert names(result) == levels
+    assert any(n.startswith("level T12 skipped between T11 and L1: gap 49 mm (2.0 x") for n in result.notes)
+    seg, _, _ = phantom(levels)  # same evidence, no gap: the labels must stay consecutive
+    result = number_vertebrae(seg, SPACING, 0, -1)
+    got = [level(n) for n in names(result)]
+    assert all(N._SKIPS[a, b] == 0 for a, b in zip(got, got[1:]))
+    assert not any("skipped" in n for n in result.notes)
+
+
+def test_transitional_t13_and_l6_in_volumes():
+    levels = ["T11", "T12", "T13", "L1", "L2", "L3", "L4", "L5", "L6"]
+    seg, _, box_map = phantom(levels)
+    result = number_vertebrae(seg, SPACING, 0, -1)
+    assert names(result) == levels
+    np.testing.assert_array_equal(result.labels, truth_labels(box_map, levels))
+    assert any(n.startswith("T13 suspected (transitional: 13 thoracic vertebrae)") for n in result.notes)
+    assert any(n.startswith("L6 suspected (transitional: 6 lumbar vertebrae)") for n in result.notes)
+    # the field of view ends at the candidate: only the evidence against the prior decides
+    strong, weak = {"T13": 0.95, "L1": 0.03}, {"T13": 0.5, "L1": 0.3}
+    assert names(number_vertebrae(phantom(["T11", "T12", strong])[0], SPACING, 0, -1))[-1] == "T13"
+    assert names(number_vertebrae(phantom(["T11", "T12", weak])[0], SPACING, 0, -1))[-1] == "L1"
+
+
+def test_touching_vertebrae_in_one_component_are_split():
+    seg, _, box_map = phantom(["T6", "T7", "T8", "T9"])
+    # bridge the disc between T7 and T8 with a 2x2 column of T7-looking voxels
+    below_t7 = np.flatnonzero((box_map == 2).any(axis=(1, 2)))[-1] + 1
+    seg[:, below_t7:below_t7 + DISC, 4:6, 4:6] = seg[:, below_t7 - 1:below_t7, 4:6, 4:6]
+    assert cc3d.connected_components(seg.argmax(axis=0) > 0, connectivity=26, return_N=True)[1] == 3
+    result = number_vertebrae(seg, SPACING, 0, -1)
+    assert names(result) == ["T6", "T7", "T8", "T9"]
+    assert "split one connected component into 2 touching vertebrae (T7, T8)" in result.notes
+
+
+def test_vertebra_with_two_argmax_levels_stays_whole_and_fragments_join():
+    seg, _, box_map = phantom(["T5", "T6", "T7"], heights=[HEIGHT, HEIGHT, 6])
+    rows = np.flatnonzero((box_map == 3).any(axis=(1, 2)))
+    t7, t8 = level("T7") + 1, level("T8") + 1
+    lower = seg[:, rows[3:]]
+    lower[[t7, t8]] = lower[[t8, t7]]  # lower half of the T7 box: argmax T8
+    seg[:, rows[3:]] = lower
+    t4, t5 = level("T4") + 1, level("T5") + 1
+    cap = seg[:, np.flatnonzero((box_map == 1).any(axis=(1, 2)))[0], 3:5, 3:5]
+    cap[[t4, t5]] = cap[[t5, t4]]  # a 4-voxel (171 mm3) T4 cap on T5
+    argmax = seg.argmax(axis=0)
+    assert set(np.unique(argmax[box_map == 3])) == {level("T7") + 1, level("T8") + 1}
+    assert (argmax[box_map == 1] == level("T4") + 1).sum() == 4
+    found = N.vertebra_instances(seg, SPACING)
+    assert found.instance_map.max() == 3
+    assert len(np.unique(found.instance_map[box_map == 3])) == 1
+    assert "one vertebra carried voxel-wise levels T7, T8 across a wide contact: kept whole" in found.notes
+    assert not any(n.startswith("split") for n in found.notes)
+    result = number_vertebrae(seg, SPACING, 0, -1)
+    assert names(result) == ["T5", "T6", "T7"]
+    np.testing.assert_array_equal(result.labels, truth_labels(box_map, ["T5", "T6", "T7"]))
+
+
+def test_flipped_half_touching_the_vertebra_whose_level_it_took_is_not_fused_with_it():
+    levels = ["T5", "T6", "T7", "T8", "T9"]
+    seg, _, box_map = phantom(levels, heights=[6] * 5)
+    t7_rows = np.flatnonzero((box_map == 3).any(axis=(1, 2)))
+    t8_rows = np.flatnonzero((box_map == 4).any(axis=(1, 2)))
+    seg[:, t7_rows[3]:t8_rows[0]] = seg[:, t8_rows[0]:t8_rows[0] + 1]  # lower half of T7 and the disc: T8
+    pieces, n = cc3d.connected_components(seg.argmax(axis=0), connectivity=26, return_N=True)
+    assert n == 5 and len(np.unique(pieces[box_map == 4])) == 1 and len(np.unique(pieces[box_map == 3])) == 2
+    result = number_vertebrae(seg, SPACING, 0, -1)
+    assert names(result) == levels
+    assert "voxel-wise levels T7, T8 meet across a wide contact, but together they are too large for one " \
+           "vertebra: kept apart" in result.notes
+    fused = N.vertebra_instances(seg, SPACING, max_merged_growth=100)  # the guard is what keeps them apart
+    assert fused.instance_map.max() == 4
+
+
+def test_vertebra_cut_by_the_field_of_view_is_kept():
+    seg, _, _ = phantom(["T3", "T4", "T5"])
+    seg = np.ascontiguousarray(seg[:, MARGIN + HEIGHT - 1:])  # T3 cut to its last row: 36 voxels, 1543 mm3
+    result = number_vertebrae(seg, SPACING, 0, -1, min_relative_volume=0.3)  # 0.3 x 7717 mm3 = 2315 mm3
+    assert names(result) == ["T3", "T4", "T5"]
+    padded = np.concatenate([seg[:, :1] * 0, seg], axis=1)  # one background row: the sliver leaves the border
+    padded[0, 0] = 1
+    result = number_vertebrae(padded, SPACING, 0, -1, min_relative_volume=0.3)
+    assert names(result) == ["T4", "T5"]
+    assert "dropped 1 isolated fragment(s) too small for a vertebra (1544 mm3)" in result.notes
+
+
+def test_small_and_relatively_small_isolated_pieces_are_dropped():
+    seg, _, box_map = phantom(["L1", "L2", "L3"])
+    # a 2-voxel speckle (86 mm3, on the border) and a 15-voxel blob (643 mm3: above 500 mm3, below a tenth of
+    # a box, off the border)
+    inside = seg[:, MARGIN + 1, MARGIN + 1, MARGIN + 1]
+    seg[:, 0, 0, 0:2] = inside[:, None]
+    seg[:, -2, 1:4, 1:6] = inside[:, None, None]
+    result = number_vertebrae(seg, SPACING, 0, -1)
+    assert names(result) == ["L1", "L2", "L3"]
+    assert "dropped 2 isolated fragment(s) too small for a vertebra (729 mm3)" in result.notes
+    assert result.labels[0, 0, 0] == 0 and result.labels[-2, 1, 1] == 0
+    assert len(number_vertebrae(seg, SPACING, 0, -1, min_relative_volume=0).instances) == 4
+
+
+def test_more_instances_than_levels_keeps_the_largest():
+    levels = ANATOMICAL_ORDER + ["L6", "L6"]
+    seg, _, _ = phantom(levels, heights=[HEIGHT] * 26 + [3, 3])
+    result = number_vertebrae(seg, SPACING, 0, -1)
+    assert names(result) == ANATOMICAL_ORDER
+    assert "2 smallest of 28 instances dropped: only 26 levels exist" in result.notes
+
+
+def test_empty_prediction():
+    seg = np.zeros((27, 4, 5, 6), dtype=np.float32)
+    seg[0] = 1
+    result = number_vertebrae(seg, SPACING, 2)
+    assert result.instances == [] and not result.labels.any() and result.notes == ["no vertebra found"]
+
+
+def test_input_errors_are_clear():
+    seg, idp, _ = phantom(["T1", "T2"])
+    with pytest.raises(ValueError, match=r"seg_probs must be \(27, X, Y, Z\)"):
+        number_vertebrae(seg[1:], SPACING, 0)
+    with pytest.raises(ValueError, match=r"id_probs must be \(26, X, Y, Z\)"):
+        number_vertebrae(seg, SPACING, 0, id_probs=seg)
+    with pytest.raises(ValueError, match="id_probs spatial shape"):
+        number_vertebrae(seg, SPACING, 0, id_probs=idp[:, 1:])
+    with pytest.raises(ValueError, match="floating-point"):
+        number_vertebrae(seg.astype(np.int32), SPACING, 0)
+    with pytest.raises(ValueError, match="spacing must be three positive"):
+        number_vertebrae(seg, (3.5, 3.5), 0)
+    with pytest.raises(ValueError, match="spacing must be three positive"):
+        number_vertebrae(seg, (3.5, 0, 3.5), 0)
+    with pytest.raises(ValueError, match="superior_axis must be 0, 1 or 2"):
+        number_vertebrae(seg, SPACING, 3)
+    with pytest.raises(ValueError, match=r"superior_sign must be \+1 or -1"):
+        number_vertebrae(seg, SPACING, 0, 0)
+    with pytest.raises(ValueError, match=r"log_probs must be \(K, 26\)"):
+        decode_levels(np.zeros((3, 24)))
+    with pytest.raises(ValueError, match="gaps_mm must hold K-1 = 2"):
+        decode_levels(np.zeros((3, 26)), [1.0])
+    with pytest.raises(ValueError, match="cannot number 27 instances"):
+        decode_levels(np.zeros((27, 26)))
+
+
+# --- real masks -----------------------------------------------------------------------------------------------
+
+
+def real_training_labels(path):
+    """A real VerSe-coded mask resampled (nearest) to 3.5 mm, LPS: array (z, y, x), axis 0 grows towards S."""
+    img = image_io.reorient(image_io.read_label(path), "LPS")
+    size = [int(round(n * s / 3.5)) for n, s in zip(img.GetSize(), img.GetSpacing())]
+    img = sitk.Resample(img, size, sitk.Transform(), sitk.sitkNearestNeighbor, img.GetOrigin(), SPACING,
+                        img.GetDirection(), 0)
+    return verse_to_training(sitk.GetArrayFromImage(img))
+
+
+def one_hot(training):
+    seg = np.full((27,) + training.shape, 0.01 / 26, dtype=np.float32)
+    for c in np.unique(training):
+        seg[c][training == c] = 0.99
+    return seg
+
+
+def test_real_verse004_mask_touching_vertebrae_and_flipped_halves(real_data):
+    truth = real_training_labels(real_data / "verse_sub-verse004" / "sub-verse004_seg-vert_msk.nii.gz")
+    levels = THORACIC[8:] + LUMBAR  # T9..L5, all touching at 3.5 mm
+    result = number_vertebrae(one_hot(truth), SPACING, 0, 1)
+    assert names(result) == levels
+    np.testing.assert_array_equal(result.labels, truth)
+    assert f"split one connected component into 9 touching vertebrae ({', '.join(levels)})" in result.notes
+    for name, flipped_to in [("L1", "L2"), ("L3", "L4"), ("L5", "L4")]:
+        c, other = level(name) + 1, level(flipped_to) + 1
+        rows = np.flatnonzero((truth == c).any(axis=(1, 2)))
+        lower = truth == c
+        lower[(rows[0] + rows[-1] + 1) // 2:] = False  # lower half (axis 0 grows towards the head)
+        seg = one_hot(truth)
+        seg[c][lower], seg[other][lower] = seg[other][lower], seg[c][lower]
+        result = number_vertebrae(seg, SPACING, 0, 1)
+        assert names(result) == levels, name
+        upper = (truth == c) & ~lower
+        assert (result.labels[upper] == c).all()
+
+
+def test_real_prediction_with_a_vertebra_cut_by_the_field_of_view(real_data):
+    truth = real_training_labels(
+        real_data / "derived" / "example_ct_seg-vert_verse-labels_from-totalseg-prediction.nii.gz")
+    assert (truth == level("T11") + 1).sum() * 3.5 ** 3 < 0.1 * (truth == level("L3") + 1).sum() * 3.5 ** 3
+    result = number_vertebrae(one_hot(truth), SPACING, 0, 1)
+    assert names(result) == ["T11", "T12"] + LUMBAR
+
+
+# --- the decoder on hand-made evidence ----------------------------------------------------------------------
+
+
+def decoded(per_instance, gaps=None, **kwargs):
+    return [ANATOMICAL_ORDER[s] for s in decode_levels(log_probs(per_instance), gaps, **kwargs).levels]
+
+
+def test_gap_ratios_compare_each_gap_with_its_neighbours():
+    np.testing.assert_allclose(gap_ratios([20, 22, 44, 24, 26]), [20 / 33, 22 / 24, 44 / 23, 24 / 26, 26 / 34])
+    np.testing.assert_allclose(gap_ratios([30]), [1.0])
+    assert gap_ratios([]).shape == (0,)
+
+
+def test_two_missing_vertebrae_need_a_gap_of_three():
+    levels = ["T8", "T9", "T10", "L1", "L2", "L3"]  # T11 and T12 missing
+    result = decode_levels(log_probs(levels), [25, 25, 75, 25, 25])
+    assert [ANATOMICAL_ORDER[s] for s in result.levels] == levels
+    assert result.skips == [(2, 2)]
+    assert any(n.startswith("levels T11, T12 skipped between T10 and L1") and "2 missing vertebrae" in n
+               for n in result.notes)
+    two = decode_levels(log_probs(levels), [25, 25, 50, 25, 25])  # two spacings: one missing vertebra at most
+    assert two.skips == [(2, 1)] and [ANATOMICAL_ORDER[s] for s in two.levels] != levels
+    assert decode_levels(log_probs(levels), [25, 25, 35, 25, 25]).skips == []  # 1.4 spacings: none
+
+
+def test_a_gap_does_not_force_a_skip_against_consecutive_evidence():
+    levels = ["T8", "T9", "T10", "T11", "T12", "L1"]
+    result = decode_levels(log_probs(levels), [25, 25, 50, 25, 25])
+    assert [ANATOMICAL_ORDER[s] for s in result.levels] == levels and result.skips == []
+    assert any("a vertebra there may be unsegmented" in n for n in result.notes)
+
+
+def test_transitional_levels_need_evidence_that_outweighs_their_prior():
+    # Two readings of the same instances: 12 thoracic (A) or 13 thoracic (B); B's levels hold p_b each.
+    a_levels = ["T11", "T12", "L1", "L2", "L3", "L4"]
+    b_levels = ["T11", "T12", "T13", "L1", "L2", "L3"]
+    for p_b, p_a, expected in [(0.5, 0.45, a_levels), (0.8, 0.15, b_levels)]:
+        evidence = [a if a == b else {b: p_b, a: p_a} for a, b in zip(a_levels, b_levels)]
+        assert decoded(evidence) == expected
+    # 5 lumbar + L6 (B) or T12 + 5 lumbar (A)
+    a_levels = ["T12", "L1", "L2", "L3", "L4", "L5"]
+    b_levels = ["L1", "L2", "L3", "L4", "L5", "L6"]
+    for p_b, p_a, expected in [(0.5, 0.45, a_levels), (0.8, 0.15, b_levels)]:
+        assert decoded([{b: p_b, a: p_a} for a, b in zip(a_levels, b_levels)]) == expected
+
+
+def test_transitional_levels_only_in_their_place():
+    # strong T13 / L6 evidence between two levels that leave no room for it cannot put it there
+    assert decoded(["T5", {"T13": 0.95}, "T7"]) == ["T5", "T6", "T7"]
+    assert decoded(["L4", {"L6": 0.95}, "L5"]) == ["L3", "L4", "L5"]
+
+
+def test_confidence_is_the_posterior_marginal():
+    # two instances, both T7-leaning: the marginal of the chosen path is its share of all consecutive paths
+    evidence = [{"T7": 0.6, "T6": 0.3, "T8": 0.09}, {"T7": 0.5, "T8": 0.44, "T6": 0.05}]
+    result = decode_levels(log_probs(evidence))
+    lp = log_probs(evidence)
+    p = np.exp(lp[0][:, None] + lp[1][None, :] + np.where(N._TRANSITIONAL, N.TRANSITIONAL_LOG_PRIOR, 0)[:, None]
+               + np.where(N._TRANSITIONAL, N.TRANSITIONAL_LOG_PRIOR, 0)[None, :])
+    p = np.where(N._SKIPS == 0, p, 0)
+    p /= p.sum()
+    chosen = result.levels
+    assert [ANATOMICAL_ORDER[s] for s in chosen] == ["T7", "T8"]
+    assert result.confidence[0] == pytest.approx(p[chosen[0]].sum())
+    assert result.confidence[1] == pytest.approx(p[:, chosen[1]].sum())
+
+
+def test_order_instances_follows_the_superior_direction():
+    centres = np.array([[0, 10, 5], [0, 30, 1], [0, 20, 9]], dtype=float)
+    assert order_instances(centres, 1, 1).tolist() == [1, 2, 0]
+    assert order_instances(centres, 1, -1).tolist() == [0, 2, 1]
+    assert order_instances(centres, 2, 1).tolist() == [2, 0, 1]

@@ -1,0 +1,126 @@
+"""``vertebraformer ensemble -i DIR DIR ... -o OUT``: average the probabilities saved by several prediction folders.
+
+Each input folder holds ``<case>_vfprobs.npz`` files (``predict --save_probabilities``). A case is ensembled from
+the files of every folder, averaged with the one rule of :mod:`probabilities` (the rule ``predict`` uses across
+folds in-process), then exported exactly as ``predict`` does (numbering, the input's grid, the same per-case files
+and ``summary.csv``). The CT itself is read again from the path recorded in the files, for the report's HU values,
+the geometry and the preview; a case whose files disagree (another grid or another input) or whose CT has moved or
+changed fails with the reason, and the others still run.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from ..image_io import grid_mismatch
+from . import probabilities as P
+from .cases import Case, CaseError, read_case, shard
+
+__all__ = ["EnsembleCase", "find_cases", "ensemble_case", "ensemble_folders"]
+
+#: meta entries that must agree between the files of one case
+SAME_CASE_KEYS = ("input_geometry", "properties", "model_shape", "transpose_forward", "reorientation", "superior")
+
+
+@dataclass(frozen=True)
+class EnsembleCase:
+    name: str
+    source: str  # the CT's path, as recorded by the first folder's file
+    files: tuple  # one probabilities file (or None) per input folder
+
+
+def _meta_only(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as f:
+        return json.loads(str(f["meta"]))
+
+
+def find_cases(folders: Sequence) -> List[EnsembleCase]:
+    """Every case with a probabilities file in at least one folder, sorted by name."""
+    index: List[Dict[str, Path]] = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise CaseError(f"{folder}: not a folder")
+        index.append({p.name[: -len(P.FILE_SUFFIX)]: p for p in folder.glob(f"*{P.FILE_SUFFIX}")})
+    names = sorted(set().union(*index))
+    if not names:
+        raise CaseError(f"no {P.FILE_SUFFIX} files in {', '.join(map(str, folders))} (predict with "
+                        "--save_probabilities first)")
+    cases = []
+    for name in names:
+        files = tuple(ix.get(name) for ix in index)
+        first = next(f for f in files if f is not None)
+        try:
+            source = _meta_only(first).get("source", str(first))
+        except (OSError, KeyError, ValueError):
+            source = str(first)
+        cases.append(EnsembleCase(name, source, files))
+    return cases
+
+
+def ensemble_case(case: EnsembleCase, folders: Sequence, seconds: Dict[str, float]):
+    """(CT image, averaged probabilities, meta) of one case; CaseError for what cannot be ensembled."""
+    t = time.perf_counter()
+    missing = [str(folder) for folder, f in zip(folders, case.files) if f is None]
+    if missing:
+        raise CaseError(f"{case.name}: no {case.name}{P.FILE_SUFFIX} in {', '.join(missing)}")
+    averager, metas = P.Averager(), []
+    for path in case.files:
+        try:
+            probs, meta = P.load(path)
+        except ValueError as e:
+            raise CaseError(str(e)) from None
+        if metas:
+            differ = [k for k in SAME_CASE_KEYS if meta.get(k) != metas[0].get(k)]
+            if differ:
+                raise CaseError(f"{path}: not the same case or grid as {case.files[0]} (differs in {', '.join(differ)})")
+        try:
+            averager.add(probs)
+        except ValueError as e:
+            raise CaseError(f"{path}: {e}") from None
+        metas.append(meta)
+    meta = dict(metas[0])
+    meta["case"] = case.name
+    meta["ensemble"] = [{"file": str(p), "prediction": m.get("prediction")} for p, m in zip(case.files, metas)]
+    image = read_case(Case(case.name, Path(meta["source"]), meta.get("kind", "file")))
+    recorded = meta["input_geometry"]
+    problem = grid_mismatch(image, _geometry_image(recorded))
+    if problem:
+        raise CaseError(f"{meta['source']}: the image changed since it was predicted ({problem})")
+    seconds["read"] = time.perf_counter() - t
+    return image, averager.result(), meta
+
+
+def _geometry_image(geometry: dict):
+    """An empty image with the recorded geometry, to compare grids with image_io.grid_mismatch."""
+    import SimpleITK as sitk
+
+    image = sitk.Image([int(s) for s in geometry["size"]], sitk.sitkUInt8)
+    image.SetSpacing(geometry["spacing"])
+    image.SetOrigin(geometry["origin"])
+    image.SetDirection(geometry["direction"])
+    return image
+
+
+def ensemble_folders(folders: Sequence, out_dir, options, log=print) -> int:
+    """Run the ensemble (module docstring): exit status 0 when every case succeeded, 1 when some failed, 2 when
+    nothing could run."""
+    from .predictor import run_cases
+
+    folders = [Path(f) for f in folders]
+    out_dir = Path(out_dir)
+    if out_dir.resolve() in {f.resolve() for f in folders}:
+        log(f"vertebraformer ensemble: the output folder {out_dir} is one of the inputs; choose another")
+        return 2
+    try:
+        cases = shard(find_cases(folders), options.num_parts, options.part_id)
+    except (CaseError, ValueError) as e:
+        log(f"vertebraformer ensemble: {e}")
+        return 2
+    log(f"ensembling {len(cases)} case(s) from {len(folders)} folder(s) into {out_dir}")
+    _, failed = run_cases(cases, out_dir, lambda case, seconds: ensemble_case(case, folders, seconds), options, log)
+    return 1 if failed else 0

@@ -1,0 +1,296 @@
+"""From the model grid back to the input's own grid and orientation, and from probabilities to a case's files.
+
+nnU-Net's preprocessing maps the input array to the model grid by axis-aligned steps only: reorientation (a
+permutation and flips of the axes, ``SimpleITKIOWithReorient``), ``transpose_forward``, a crop
+(``bbox_used_for_cropping``) and a per-axis resize to ``configuration.spacing``. So every input axis is fed by
+one model axis, and the way back is separable: :class:`GridMap` holds, per input axis, the model-grid coordinate
+of every input index (skimage/nnU-Net's half-pixel rule: ``(c + 0.5) * n_model / n_crop - 0.5``, clamped to the
+edge like nnU-Net's ``mode='edge'``; no coordinate outside the crop).
+
+Export without nnU-Net's memory (it resamples every class channel in float32 over the whole input grid: 27
+channels of a 512 x 512 x 600 CT are 16 GB):
+
+* vertebrae: the label map is made at the model's spacing (numbering works there) and brought back with nnU-Net's
+  rule for segmentations (each label's indicator interpolated linearly, the largest wins, background's being one
+  minus the others; exact ties go to the nearest neighbour's label), inside the window that holds the spine, in
+  slabs of ``SLAB`` input slices, each label inside its own bounding box. Memory: the uint8 output plus a few
+  float32 arrays of one slab.
+* lesion probability: the one channel, linearly interpolated inside the bounding box of the voxels above
+  ``LESION_FLOOR`` (0.01) on the model grid, slab by slab; 0 elsewhere (below the floor a voxel cannot join a
+  lesion at the 0.5 threshold, since linear interpolation never exceeds its largest neighbour). Memory: the
+  float32 output plus one slab.
+
+The results are arrays in SimpleITK order (z, y, x) of the input image itself, so they take its geometry
+(spacing, origin, direction, size) unchanged with ``CopyInformation``.
+
+:func:`export_case` runs what follows the network for one case, for ``predict`` and ``ensemble`` alike:
+numbering at the model's spacing (``numbering.number_vertebrae``), VerSe codes, the input grid, and
+``case_outputs.write_case_outputs``; :func:`case_meta` is what it needs to know about the case (kept in the
+probabilities file, so ``ensemble`` can export without the model).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import labels
+from .cases import Reorientation
+
+__all__ = ["GridMap", "LESION_FLOOR", "SLAB", "labels_to_input", "probability_to_input", "superior_axis", "model_spacing",
+           "case_meta", "export_case"]
+
+LESION_FLOOR = 0.01
+#: input slices per step of the export (float32 temporaries of one slab: 32 x 512 x 512 x 4 B = 34 MB)
+SLAB = 32
+
+
+@dataclass(frozen=True)
+class GridMap:
+    """Separable map model grid -> input array (z, y, x); see the module docstring."""
+
+    input_shape: Tuple[int, int, int]
+    model_shape: Tuple[int, int, int]
+    model_axis: Tuple[int, int, int]  # model axis that feeds input axis a
+    coords: Tuple[np.ndarray, np.ndarray, np.ndarray]  # per input axis: model coordinate of each index, NaN outside
+
+    @classmethod
+    def from_properties(cls, properties: Mapping, model_shape: Sequence[int], transpose_forward: Sequence[int],
+                        reorientation: Reorientation) -> "GridMap":
+        """``properties``: nnU-Net's after ``run_case_npy`` (shape_before_cropping, bbox_used_for_cropping,
+        shape_after_cropping_and_before_resampling, in transposed order); ``reorientation``: input -> reader array."""
+        tf = [int(t) for t in transpose_forward]
+        before = [int(s) for s in properties["shape_before_cropping"]]
+        crop = [int(s) for s in properties["shape_after_cropping_and_before_resampling"]]
+        bbox = [(int(lo), int(hi)) for lo, hi in properties["bbox_used_for_cropping"]]
+        model_shape = tuple(int(s) for s in model_shape)
+        input_shape, model_axis, coords = [0, 0, 0], [0, 0, 0], [None, None, None]
+        for m in range(3):
+            reader_axis = tf[m]
+            a = reorientation.axes[reader_axis]
+            n = before[m]
+            index = np.arange(n, dtype=np.float64)
+            reader_index = (n - 1 - index) if reorientation.flip[reader_axis] else index
+            c = reader_index - bbox[m][0]
+            coord = (c + 0.5) * (model_shape[m] / crop[m]) - 0.5
+            coord[(c < 0) | (c >= crop[m])] = np.nan
+            input_shape[a], model_axis[a], coords[a] = n, m, np.clip(coord, 0, model_shape[m] - 1)
+        return cls(tuple(input_shape), model_shape, tuple(model_axis), tuple(coords))
+
+    def input_window(self, model_box: Sequence[Tuple[int, int]]) -> Optional[Tuple[slice, slice, slice]]:
+        """Input index range (per input axis) whose interpolation can touch model voxels in ``model_box``
+        ([start, stop) per model axis); None when it is empty."""
+        window = []
+        for a in range(3):
+            lo, hi = model_box[self.model_axis[a]]
+            c = self.coords[a]
+            with np.errstate(invalid="ignore"):
+                hits = np.flatnonzero((c > lo - 1) & (c < hi))
+            if hits.size == 0:
+                return None
+            window.append(slice(int(hits[0]), int(hits[-1]) + 1))
+        return tuple(window)
+
+    def nearest(self, model_array: np.ndarray, window: Sequence[slice]) -> np.ndarray:
+        """Nearest-neighbour values of ``model_array`` (the whole model grid) at the input indices of ``window``
+        (coordinates rounded half up, as scipy's order-0 zoom), in input axis order."""
+        index = [None, None, None]
+        for a in range(3):
+            m = self.model_axis[a]
+            index[m] = np.clip(np.floor(self.coords[a][window[a]] + 0.5), 0, self.model_shape[m] - 1).astype(np.intp)
+        picked = model_array[np.ix_(*index)]
+        return np.transpose(picked, self.model_axis)
+
+    def sample(self, block: np.ndarray, block_start: Sequence[int], window: Sequence[slice]) -> np.ndarray:
+        """Linear interpolation of ``block`` (a float32 part of the model grid starting at ``block_start``, holding
+        every voxel the window needs) at the input indices of ``window``; returned in input axis order."""
+        out = block
+        for a in range(3):
+            m = self.model_axis[a]
+            c = self.coords[a][window[a]] - block_start[m]
+            c = np.clip(c, 0, block.shape[m] - 1)
+            lo = np.floor(c).astype(np.intp)
+            hi = np.minimum(lo + 1, block.shape[m] - 1)
+            w = (c - lo).astype(np.float32).reshape([-1 if i == m else 1 for i in range(3)])
+            below = np.take(out, lo, axis=m)
+            out = below + (np.take(out, hi, axis=m) - below) * w
+        return np.transpose(out, self.model_axis)  # output axis a = model axis model_axis[a]
+
+
+def _boxes(label_map: np.ndarray) -> Dict[int, Tuple[Tuple[int, int], ...]]:
+    from scipy import ndimage
+
+    return {value: tuple((s.start, s.stop) for s in box)
+            for value, box in enumerate(ndimage.find_objects(label_map), start=1) if box is not None}
+
+
+def _grown(box, shape, margin: int = 1):
+    return tuple((max(0, lo - margin), min(n, hi + margin)) for (lo, hi), n in zip(box, shape))
+
+
+def _union(windows) -> Tuple[slice, slice, slice]:
+    return tuple(slice(min(w[a].start for w in windows), max(w[a].stop for w in windows)) for a in range(3))
+
+
+def _intersection(window, slab) -> Optional[Tuple[slice, slice, slice]]:
+    out = tuple(slice(max(w.start, s.start), min(w.stop, s.stop)) for w, s in zip(window, slab))
+    return out if all(s.start < s.stop for s in out) else None
+
+
+def _relative(window, outer):
+    return tuple(slice(w.start - o.start, w.stop - o.start) for w, o in zip(window, outer))
+
+
+def _slabs(window):
+    """``window`` cut into slabs of at most ``SLAB`` indices along input axis 0 (memory: float32 temporaries of
+    one slab, never of the volume)."""
+    first, step = window[0], SLAB
+    for start in range(first.start, first.stop, step):
+        yield (slice(start, min(start + step, first.stop)), *window[1:])
+
+
+def _block(array: np.ndarray, box, shape):
+    """The part of a model-grid array that interpolation inside ``box`` reads (the box grown by one voxel), and
+    where it starts."""
+    grown = _grown(box, shape)
+    return array[tuple(slice(lo, hi) for lo, hi in grown)], [lo for lo, _ in grown]
+
+
+def labels_to_input(label_map: np.ndarray, grid: GridMap) -> np.ndarray:
+    """A label map on the model grid (uint8) -> uint8 on the input array: per voxel the label whose linearly
+    interpolated indicator is largest, background's being 1 minus the others' (nnU-Net's segmentation
+    resampling, batchgenerators' ``resize_segmentation``, ties to the nearest neighbour's label). Computed slab by
+    slab inside the spine's window, each label inside its own box."""
+    label_map = np.asarray(label_map)
+    if label_map.shape != grid.model_shape:
+        raise ValueError(f"label map {label_map.shape} is not on the model grid {grid.model_shape}")
+    out = np.zeros(grid.input_shape, dtype=np.uint8)
+    windows = {value: (box, grid.input_window(box)) for value, box in _boxes(label_map).items()}
+    windows = {value: bw for value, bw in windows.items() if bw[1] is not None}
+    if not windows:
+        return out
+    for slab in _slabs(_union([w for _, w in windows.values()])):
+        size = tuple(s.stop - s.start for s in slab)
+        best, total = np.zeros(size, np.float32), np.zeros(size, np.float32)
+        winner = np.zeros(size, np.uint8)
+        nearest = grid.nearest(label_map, slab)
+        for value, (box, window) in windows.items():  # ascending: an exact tie nearest does not settle keeps the lower
+            part = _intersection(window, slab)
+            if part is None:
+                continue
+            block, start = _block(label_map, box, grid.model_shape)
+            score = grid.sample((block == value).astype(np.float32), start, part)
+            rel = _relative(part, slab)
+            b, w = best[rel], winner[rel]  # views
+            wins = (score > b) | ((score == b) & (score > 0) & (nearest[rel] == value))
+            b[wins], w[wins] = score[wins], value
+            total[rel] += score
+        background = np.float32(1) - total
+        winner[(background > best) | ((background == best) & (nearest != winner))] = 0
+        out[slab] = winner
+    return out
+
+
+def probability_to_input(prob: np.ndarray, grid: GridMap, floor: float = LESION_FLOOR) -> np.ndarray:
+    """One probability channel on the model grid (X, Y, Z) -> float32 on the input array, 0 where the model grid
+    holds nothing above ``floor`` nearby. Slab by slab inside the box of what is above the floor."""
+    prob = np.asarray(prob)
+    if prob.shape != grid.model_shape:
+        raise ValueError(f"probabilities {prob.shape} are not on the model grid {grid.model_shape}")
+    out = np.zeros(grid.input_shape, dtype=np.float32)
+    boxes = _boxes((prob.astype(np.float32) > floor).astype(np.uint8))
+    window = grid.input_window(boxes[1]) if boxes else None
+    if window is None:
+        return out
+    block, start = _block(prob, boxes[1], grid.model_shape)
+    block = block.astype(np.float32)
+    for slab in _slabs(window):
+        out[slab] = grid.sample(block, start, slab)
+    return out
+
+
+def superior_axis(direction: Sequence[float], transpose_forward: Sequence[int]) -> Tuple[int, int]:
+    """(model axis, sign) whose index grows towards the head (+1) or the feet (-1), from the direction of the
+    image nnU-Net's reader returns (``properties['sitk_stuff']['direction']``): LPS +z is superior; reader array
+    axis r is SimpleITK axis 2 - r; model axis m is reader axis transpose_forward[m]."""
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    superior = [d[2, 2 - int(t)] for t in transpose_forward]
+    m = int(np.argmax(np.abs(superior)))
+    return m, (1 if superior[m] > 0 else -1)
+
+
+def model_spacing(properties: Mapping, model_shape: Sequence[int], transpose_forward: Sequence[int]) -> list:
+    """The model grid's actual spacing (mm per model axis): the cropped extent over the resampled size (the target
+    spacing up to nnU-Net's rounding of the new shape)."""
+    spacing = [float(properties["spacing"][int(t)]) for t in transpose_forward]
+    crop = properties["shape_after_cropping_and_before_resampling"]
+    return [s * int(c) / int(n) for s, c, n in zip(spacing, crop, model_shape)]
+
+
+def _plain(value):
+    """JSON-safe copy (tuples -> lists, numpy scalars -> Python)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+PROPERTY_KEYS = ("spacing", "sitk_stuff", "shape_before_cropping", "bbox_used_for_cropping",
+                 "shape_after_cropping_and_before_resampling")
+
+
+def case_meta(case: str, source, kind: str, image: sitk.Image, properties: Mapping, model_shape: Sequence[int],
+              transpose_forward: Sequence[int], reorientation: Reorientation, **extra) -> dict:
+    """Everything :func:`export_case` needs besides the probabilities (JSON-safe; saved in the probabilities
+    file). ``extra``: provenance (model folder, folds, checkpoint)."""
+    axis, sign = superior_axis(properties["sitk_stuff"]["direction"], transpose_forward)
+    return _plain({
+        "case": case, "source": str(Path(source).absolute()), "kind": kind,  # absolute: ensemble runs elsewhere
+        "input_geometry": {"size": image.GetSize(), "spacing": image.GetSpacing(), "origin": image.GetOrigin(),
+                           "direction": image.GetDirection()},
+        "properties": {k: properties[k] for k in PROPERTY_KEYS},
+        "model_shape": model_shape, "model_spacing": model_spacing(properties, model_shape, transpose_forward),
+        "transpose_forward": transpose_forward,
+        "reorientation": {"axes": reorientation.axes, "flip": reorientation.flip},
+        "superior": [axis, sign],
+        **extra,
+    })
+
+
+def grid_map(meta: Mapping) -> GridMap:
+    reo = Reorientation(tuple(meta["reorientation"]["axes"]), tuple(meta["reorientation"]["flip"]))
+    return GridMap.from_properties(meta["properties"], meta["model_shape"], meta["transpose_forward"], reo)
+
+
+def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: Mapping, *, preview: bool = True,
+                seconds: Optional[Dict[str, float]] = None) -> dict:
+    """Numbering, input grid and files of one case (module docstring); returns the report. ``probs``: head ->
+    (C, X, Y, Z) on the model grid; ``seconds`` (if given) gets the "numbering" and "export" times."""
+    from .case_outputs import write_case_outputs
+    from .numbering import number_vertebrae
+
+    seconds = seconds if seconds is not None else {}
+    t = time.perf_counter()
+    axis, sign = meta["superior"]
+    numbering = number_vertebrae(probs["seg"], meta["model_spacing"], int(axis), int(sign), probs.get("id"))
+    codes = labels.training_to_verse(numbering.labels)
+    seconds["numbering"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    grid = grid_map(meta)
+    if tuple(ct.GetSize()[::-1]) != grid.input_shape:
+        raise ValueError(f"{meta['source']}: image size {ct.GetSize()} differs from the one predicted "
+                         f"{grid.input_shape[::-1]}")
+    vertebrae = labels_to_input(codes, grid)
+    lesion = probability_to_input(probs["lesion"][0], grid) if "lesion" in probs else None
+    report = write_case_outputs(out_dir, meta["case"], ct, vertebrae, lesion, numbering, preview=preview,
+                                source=meta["source"])
+    seconds["export"] = time.perf_counter() - t
+    return report
