@@ -18,9 +18,10 @@ _EXPORTS = {
     "VertebraFormerTrainer_CPU5min": "variants",
     "VertebraFormerTrainer_smoke": "variants",
     "VertebraFormerTrainer_tiny": "variants",
+    "VertebraFormerTrainer_budget": "budget",
 }
 TRAINER_NAMES = ("VertebraFormerTrainer", "VertebraFormerTrainer_tiny", "VertebraFormerTrainer_CPU5min",
-                 "VertebraFormerTrainer_CPU20min", "VertebraFormerTrainer_smoke")
+                 "VertebraFormerTrainer_CPU20min", "VertebraFormerTrainer_smoke", "VertebraFormerTrainer_budget")
 
 __all__ = sorted([*_EXPORTS, "TRAINERS", "TRAINER_NAMES", "shim_folder"])
 

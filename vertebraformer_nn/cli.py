@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .trainers.cli import add_parser as add_train
     from .evaluation.cli import add_parser as add_evaluate
     from .inference.cli import add_parser as add_predict_and_ensemble
+    from .demo.cli import add_parser as add_demo
 
     parser = argparse.ArgumentParser(
         prog="vertebraformer",
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_predict_and_ensemble(sub)
     add_evaluate(sub)
+    add_demo(sub)
     return parser
 
 

@@ -1,0 +1,136 @@
+"""``VertebraFormerTrainer_budget``: train for a wall-clock budget instead of a fixed number of epochs.
+
+The budget (seconds) comes from ``$VERTEBRAFORMER_TRAIN_BUDGET_S`` when the trainer is built (default
+:data:`DEFAULT_BUDGET_S`), or from the ``time_budget_s`` attribute set before ``run_training`` (the demo does
+this). The clock starts when ``run_training`` starts, so data-loader start-up counts too. After the first epoch of
+the run the trainer measures how long an epoch takes and sets ``num_epochs`` to what fits in the rest of the
+budget (never more than the full schedule's 1000); after each later epoch it only shortens the run, when the
+machine has slowed down and the deadline would be missed. The learning-rate schedule
+(:func:`schedule.lr_at`) is a pure function of the epoch and ``max_epochs``, so changing the epoch count after
+epoch 0 just stretches or squeezes the poly decay; warm-up is shortened to :data:`WARMUP_FRACTION` of a short
+run. A resumed run (``--c``) gets a fresh budget for the epochs it still trains.
+
+nnU-Net's ``run_training`` iterates over ``range(current_epoch, num_epochs)`` fixed when the loop starts, so the
+loop is re-stated here with a ``while`` that reads ``num_epochs`` after every epoch.
+"""
+from __future__ import annotations
+
+import os
+from time import time
+from typing import Optional
+
+import torch
+
+from .vertebraformer_trainer import VertebraFormerTrainer
+
+BUDGET_ENV = "VERTEBRAFORMER_TRAIN_BUDGET_S"
+DEFAULT_BUDGET_S = 600.0
+#: seconds kept back for the final checkpoint and the data-loader shutdown after the last epoch
+END_RESERVE_S = 5.0
+#: warm-up epochs of a budgeted run: this fraction of its epochs, at least 1, at most the schedule's
+WARMUP_FRACTION = 0.075
+
+
+def budget_from_env(default: float = DEFAULT_BUDGET_S) -> float:
+    value = os.environ.get(BUDGET_ENV)
+    if value in (None, ""):
+        return float(default)
+    try:
+        budget = float(value)
+    except ValueError:
+        raise ValueError(f"{BUDGET_ENV}={value!r} is not a number of seconds") from None
+    if not budget > 0:
+        raise ValueError(f"{BUDGET_ENV}={value!r} must be a positive number of seconds")
+    return budget
+
+
+def epochs_within_budget(start_epoch: int, epochs_done: int, seconds_per_epoch: float, elapsed_s: float,
+                         budget_s: float, max_epochs: int, reserve_s: float = END_RESERVE_S) -> int:
+    """The total epoch count (counted from epoch 0 of the whole training) that ends within ``budget_s``:
+    ``epochs_done`` epochs of this run are finished after ``elapsed_s`` seconds, each took ``seconds_per_epoch``.
+    Never fewer than the epochs done, never more than ``max_epochs``."""
+    done = start_epoch + epochs_done
+    left = budget_s - elapsed_s - reserve_s
+    more = int(left // seconds_per_epoch) if left > 0 and seconds_per_epoch > 0 else 0
+    return int(max(done, min(max_epochs, done + more)))
+
+
+def warmup_for(num_epochs: int, configured: int, fraction: float = WARMUP_FRACTION) -> int:
+    """Warm-up epochs for a run of ``num_epochs``: ``fraction`` of it, at least 1, at most ``configured``."""
+    return int(max(1, min(configured, round(fraction * num_epochs))))
+
+
+class VertebraFormerTrainer_budget(VertebraFormerTrainer):
+    """As many epochs of 50 iterations (peak rate 1e-3, as ``_CPU20min``) as fit in a wall-clock budget
+    (module docstring): the schedule of ``vertebraformer demo``."""
+
+    SCHEDULE = dict(num_epochs=1000, num_iterations_per_epoch=50, num_val_iterations_per_epoch=4, warmup_epochs=3,
+                    initial_lr=1e-3, save_every=5)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.max_epochs = int(self.num_epochs)
+        self.configured_warmup = int(self.warmup_epochs)
+        self.time_budget_s: float = budget_from_env()
+        self._run_t0: Optional[float] = None
+        self._first_epoch_t0: Optional[float] = None
+        self._run_start_epoch = 0
+        self._epochs_fitted = False
+
+    def run_training(self):
+        self._run_t0 = time()
+        self._run_start_epoch = int(self.current_epoch)
+        self._first_epoch_t0 = None
+        self._epochs_fitted = False
+        self.print_to_log_file(f"Time budget: {self.time_budget_s:.0f} s of training (the epoch count is set after "
+                               f"the first epoch)")
+        self.on_train_start()
+        while self.current_epoch < self.num_epochs:
+            self.on_epoch_start()
+            self.on_train_epoch_start()
+            train_outputs = [self.train_step(next(self.dataloader_train)) for _ in range(self.num_iterations_per_epoch)]
+            self.on_train_epoch_end(train_outputs)
+            with torch.no_grad():
+                self.on_validation_epoch_start()
+                val_outputs = [self.validation_step(next(self.dataloader_val))
+                               for _ in range(self.num_val_iterations_per_epoch)]
+                self.on_validation_epoch_end(val_outputs)
+            self.on_epoch_end()
+        self.on_train_end()
+
+    def on_epoch_start(self):
+        if self._first_epoch_t0 is None:
+            self._first_epoch_t0 = time()
+        super().on_epoch_start()
+
+    def on_epoch_end(self):
+        super().on_epoch_end()  # increments current_epoch
+        if self._run_t0 is not None:
+            self.fit_epochs_to_budget(time())
+
+    def fit_epochs_to_budget(self, now: float) -> None:
+        """Set (after the first epoch of the run) or shorten (later) ``num_epochs`` so the run ends in budget."""
+        done = int(self.current_epoch) - self._run_start_epoch
+        if done < 1:
+            return
+        per_epoch = (now - self._first_epoch_t0) / done
+        elapsed = now - self._run_t0
+        fit = epochs_within_budget(self._run_start_epoch, done, per_epoch, elapsed, self.time_budget_s,
+                                   self.max_epochs)
+        if not self._epochs_fitted:
+            self._epochs_fitted = True
+            self._set_num_epochs(fit)
+            self.print_to_log_file(
+                f"Time budget: {elapsed:.0f} s used, {per_epoch:.1f} s per epoch -> {self.num_epochs} epochs in "
+                f"{self.time_budget_s:.0f} s (warm-up {self.lr_scheduler.warmup_epochs})")
+        elif fit < self.num_epochs:
+            self._set_num_epochs(fit)
+            self.print_to_log_file(f"Time budget: running late ({elapsed:.0f} s used, {per_epoch:.1f} s per epoch); "
+                                   f"training ends after epoch {self.num_epochs - 1}")
+
+    def _set_num_epochs(self, n: int) -> None:
+        self.num_epochs = int(n)
+        scheduler = self.lr_scheduler
+        scheduler.max_epochs = int(n)
+        scheduler.warmup_epochs = int(max(0, min(warmup_for(n, self.configured_warmup), n - 1)))

@@ -1,0 +1,462 @@
+"""``vertebraformer demo``: the whole pipeline on MultiSpine-Sim, step by step, reusing finished steps.
+
+Steps (each one's marker in ``OUT/.steps/``, see :mod:`markers`):
+
+1. phantoms     the four MultiSpine-Sim sources plus one unseen scanner style (``--extra-style``), kept out of
+                the raw dataset and so out of training (``OUT/SIM``)
+2. convert      the four sources into ``OUT/nnUNet_raw/Dataset599_MultiSpine`` and ``convert finalize``
+3. plan         ``plan-and-preprocess``: the CPU preset on a CPU, the GPU plans on a GPU
+4. train        fold 0 with the time-budgeted trainer (:mod:`timing` decides the budget; or a fixed schedule)
+5. train_fold1  fold 1, only when the time allows (the marker says which and why)
+6. predict      fold 0 on its validation cases; each fold on the unseen-style cases (probabilities saved when
+                there are two folds)
+7. ensemble     the two folds' unseen-style predictions (skipped with one fold)
+8. evaluate     validation cases against the raw dataset; unseen-style cases against the phantoms' complete truth
+9. report       ``OUT/REPORT.md`` (:mod:`report`)
+
+The steps call the other commands in this process, through their Python APIs (phantoms, conversion, planning,
+the trainer) or their ``main([...])`` (predict, ensemble, evaluate): one process keeps torch and nnU-Net imported
+once (a subprocess per step would import them again, seconds each on a small CPU), shows the steps' own progress
+bars as they are, and turns a failure into a traceback. nnU-Net's folders point into OUT for the run and are
+restored afterwards, so the user's own nnU-Net folders are never touched. nnU-Net's pools spawn: call
+:func:`run_demo` under an ``if __name__ == "__main__":`` guard.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from . import timing
+from .environment import (DemoError, claim_output_folder, demo_environment, describe_device, gpu_memory_gb,
+                          link_inputs, processes, resolve_device)
+from .markers import Markers
+
+DATASET_ID = 599
+UNSEEN_STYLE = "lowdose"
+BUDGET_TRAINER = "VertebraFormerTrainer_budget"
+CONFIGURATION = "3d_fullres"
+STEPS = ("phantoms", "convert", "plan", "train", "train_fold1", "predict", "ensemble", "evaluate", "report")
+TITLES = {"phantoms": "generate MultiSpine-Sim phantoms", "convert": "convert the sources into a raw dataset",
+          "plan": "plan and preprocess", "train": "train fold 0", "train_fold1": "train fold 1",
+          "predict": "predict held-out cases", "ensemble": "ensemble the folds", "evaluate": "evaluate",
+          "report": "write REPORT.md"}
+#: steps that continue their own partial outputs after an interruption (predict and ensemble --continue)
+RESUMABLE = ("predict", "ensemble")
+
+
+@dataclass
+class DemoConfig:
+    out: Path = Path("demo_out")
+    cases_per_source: int = 4
+    minutes: float = 10.0
+    device: str = "auto"  # auto | cpu | cuda
+    trainer: Optional[str] = None  # a fixed-schedule trainer instead of the time-budgeted one
+    max_folds: int = 2
+    seed: int = 0
+    unseen_style: str = UNSEEN_STYLE
+    unseen_cases: Optional[int] = None  # unseen-style cases (default: cases_per_source)
+    dataset_id: int = DATASET_ID
+    bootstrap: int = 2000  # BCa resamples of the evaluation (10,000 in `vertebraformer evaluate`; a few cases here)
+
+    def n_unseen(self) -> int:
+        return int(self.cases_per_source if self.unseen_cases is None else self.unseen_cases)
+
+    def check(self) -> None:
+        from ..phantoms import EXTRA_STYLES
+
+        if self.cases_per_source < 2:
+            raise DemoError("--cases-per-source must be at least 2 (a fold needs training and validation cases)")
+        if self.n_unseen() < 1:
+            raise DemoError("at least one unseen-style case is needed")
+        if not self.minutes > 0:
+            raise DemoError("--minutes must be positive")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise DemoError(f"-device must be auto, cpu or cuda, not {self.device!r}")
+        if self.max_folds not in (1, 2):
+            raise DemoError("--max-folds must be 1 or 2")
+        from ..trainers import TRAINER_NAMES
+
+        if self.trainer is not None and self.trainer not in TRAINER_NAMES:
+            raise DemoError(f"unknown trainer {self.trainer!r}; one of {', '.join(TRAINER_NAMES)}")
+        if self.unseen_style not in EXTRA_STYLES:
+            raise DemoError(f"unknown unseen style {self.unseen_style!r}; one of {', '.join(sorted(EXTRA_STYLES))}")
+
+
+class DemoPaths:
+    """Where everything goes under OUT."""
+
+    def __init__(self, out: Path, config: DemoConfig):
+        self.out = Path(out)
+        self.sim = self.out / "SIM"
+        self.raw = self.out / "nnUNet_raw"
+        self.preprocessed = self.out / "nnUNet_preprocessed"
+        self.results = self.out / "nnUNet_results"
+        self.dataset_name = f"Dataset{config.dataset_id:03d}_MultiSpine"
+        self.raw_dataset = self.raw / self.dataset_name
+        self.unseen_source = f"extra_{config.unseen_style}"
+        self.unseen_images = self.sim / self.unseen_source
+        self.unseen_truth = self.sim / "ground_truth" / self.unseen_source
+        self.inputs = self.out / "inputs"
+        self.validation_inputs = self.inputs / "validation_fold0"
+        self.predictions = self.out / "predictions"
+        self.reference = self.out / "reference"
+        self.evaluation = self.out / "evaluation"
+        self.report = self.out / "REPORT.md"
+        self.unseen = f"unseen_{config.unseen_style}"
+
+    def rel(self, path: Path) -> str:
+        return Path(path).relative_to(self.out).as_posix()
+
+    def prediction(self, what: str) -> Path:
+        return self.predictions / what
+
+
+@dataclass
+class StepRun:
+    """What happened to a step in this invocation."""
+    name: str
+    seconds: float  # of the run that produced the outputs (an earlier one, when reused)
+    reused: bool
+    record: dict = field(default_factory=dict)
+
+
+class Demo:
+    def __init__(self, config: DemoConfig, log: Callable[[str], None] = None):
+        config.check()
+        self.config = config
+        self.paths = DemoPaths(config.out, config)
+        self.markers = Markers(self.paths.out)
+        self.log = log or (lambda msg: print(msg, flush=True))
+        self.device = resolve_device(config.device)
+        self.runs: Dict[str, StepRun] = {}
+        self.redo_from: Optional[str] = None  # first step run (not reused) in this invocation
+        self.t_start = time.time()
+
+    # ------------------------------------------------------------------ bookkeeping
+    def spent_seconds(self) -> float:
+        """Time of the demo so far: reused steps count with their earlier durations, the rest is this invocation."""
+        return sum(r.seconds for r in self.runs.values() if r.reused) + (time.time() - self.t_start)
+
+    def step(self, name: str, params: dict, body: Callable[[], dict]) -> StepRun:
+        """Run step ``name`` unless its marker allows reuse. ``body`` returns ``{"result": {...}, "outputs": [paths]}``.
+        Before it runs, the outputs of every later step go, and its own too unless it can continue them
+        (:data:`RESUMABLE`, and only after an interruption: no marker, nothing earlier changed)."""
+        index = STEPS.index(name) + 1
+        head = f"[demo {index}/{len(STEPS)}] {TITLES[name]}"
+        # once a step has run, every later step runs too (its marker was removed then)
+        why = f"after '{self.redo_from}' ran" if self.redo_from else self.markers.why_not_reusable(name, params)
+        if why is None:
+            record = self.markers.load(name)
+            run = StepRun(name, float(record["seconds"]), True, record)
+            self.runs[name] = run
+            self.log(f"{head}: reused (done earlier in {run.seconds:.1f} s; {self.paths.rel(self.markers.path(name))})")
+            return run
+        if self.redo_from is None:
+            self.redo_from = name
+        for later in STEPS[STEPS.index(name):]:
+            self.markers.remove(later)
+        resume = name in RESUMABLE and why == "not run yet"
+        self._remove(self.owned(name, include_own=not resume))
+        self.log(f"{head} ({why}{'; finished cases are kept' if resume else ''}) ...")
+        t0 = time.time()
+        done = body()
+        seconds = time.time() - t0
+        record = self.markers.write(name, params, seconds, done.get("result", {}),
+                                    [self.paths.rel(p) for p in done.get("outputs", [])])
+        self.runs[name] = StepRun(name, seconds, False, record)
+        self.log(f"{head}: done in {seconds:.1f} s (demo so far {self.spent_seconds():.0f} s of about "
+                 f"{self.config.minutes * 60:.0f} s)")
+        return self.runs[name]
+
+    def owned(self, name: str, include_own: bool = True) -> List[Path]:
+        """What step ``name`` (with ``include_own``) and the steps after it write: removed before ``name`` runs."""
+        p = self.paths
+        folds = sorted(p.predictions.glob("*")) if p.predictions.is_dir() else []
+        owned = {
+            "phantoms": [p.sim],
+            "convert": [p.raw_dataset],
+            "plan": [p.preprocessed / p.dataset_name],
+            "train": [p.results / p.dataset_name],
+            "train_fold1": list((p.results / p.dataset_name).glob("*/fold_1")),
+            "predict": [p.inputs, *(q for q in folds if not q.name.endswith("_ensemble"))],
+            "ensemble": [q for q in folds if q.name.endswith("_ensemble")],
+            "evaluate": [p.reference, p.evaluation],
+            "report": [p.report],
+        }
+        first = STEPS.index(name) + (0 if include_own else 1)
+        return [path for step in STEPS[first:] for path in owned[step]]
+
+    @staticmethod
+    def _remove(paths) -> None:
+        for path in paths:
+            path = Path(path)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> Dict[str, StepRun]:
+        c, p = self.config, self.paths
+        claim_output_folder(p.out)
+        self.log(f"vertebraformer demo: {p.out.resolve()}, {c.cases_per_source} cases per source + "
+                 f"{c.n_unseen()} unseen-style ({c.unseen_style}) cases, about {c.minutes:g} min, device "
+                 f"{self.device} ({describe_device(self.device)})")
+        with demo_environment(p, self.device):
+            self.step("phantoms", {"cases_per_source": c.cases_per_source, "seed": c.seed, "unseen": c.unseen_style,
+                                   "unseen_cases": c.n_unseen()},
+                      self.do_phantoms)
+            self.step("convert", {"dataset_id": c.dataset_id}, self.do_convert)
+            self.step("plan", {"preset": self.preset()}, self.do_plan)
+            self.fold_plan = self.plan_folds()
+            self.step("train", self.train_params(0), lambda: self.do_train(0))
+            self.step("train_fold1", self.train_params(1), self.do_train_fold1)
+            self.step("predict", {"folds": self.trained_folds(), "device": self.device}, self.do_predict)
+            self.step("ensemble", {"folds": self.trained_folds()}, self.do_ensemble)
+            self.step("evaluate", {"bootstrap": c.bootstrap}, self.do_evaluate)
+            self.step("report", {"minutes": c.minutes}, self.do_report)
+        self.log(self.summary())
+        return self.runs
+
+    def summary(self) -> str:
+        lines = ["", "vertebraformer demo: steps"]
+        for name in STEPS:
+            run = self.runs.get(name)
+            if run is not None:
+                lines.append(f"  {name:<12} {run.seconds:7.1f} s  {'reused' if run.reused else 'ran'}")
+        lines.append(f"  {'total':<12} {sum(r.seconds for r in self.runs.values()):7.1f} s "
+                     f"(this invocation {time.time() - self.t_start:.0f} s)")
+        lines.append(f"Report: {self.paths.report}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ steps
+    def do_phantoms(self) -> dict:
+        from ..phantoms import generate
+
+        c, p = self.config, self.paths
+        index = generate(p.sim, cases_per_source=c.cases_per_source, seed=c.seed, extra_styles=[c.unseen_style],
+                         extra_cases=c.n_unseen(), previews=False, progress=True)
+        per_source: Dict[str, int] = {}
+        for case in index["cases"]:
+            per_source[case["source"]] = per_source.get(case["source"], 0) + 1
+        return {"result": {"cases": len(index["cases"]), "per_source": per_source}, "outputs": [p.sim]}
+
+    def do_convert(self) -> dict:
+        from ..dataset_conversion import SOURCES, convert_source, finalize
+
+        c, p = self.config, self.paths
+        skipped = []
+        for i, source in enumerate(SOURCES):
+            report = convert_source(source, p.sim / source, c.dataset_id, append=i > 0, progress=True)
+            self.log(report.format())
+            skipped += [f"{s.case}: {s.reason}" for s in report.skipped]
+        final = finalize(c.dataset_id, num_processes=processes())
+        self.log(final.format())
+        if not final.ok:
+            raise DemoError(f"convert finalize failed: {'; '.join(final.errors) or final.integrity}")
+        return {"result": {"training_cases": final.num_training, "test_cases": final.num_test,
+                           "fold_sizes": final.fold_sizes, "skipped": skipped},
+                "outputs": [p.raw_dataset]}
+
+    def preset(self) -> dict:
+        if self.device == "cpu":
+            return {"preset": "cpu"}
+        return {"preset": "gpu", "gpu_memory_gb": gpu_memory_gb()}
+
+    def do_plan(self) -> dict:
+        from ..planners import plan_and_preprocess
+
+        c, p = self.config, self.paths
+        preset = self.preset()
+        plans = plan_and_preprocess(c.dataset_id, preset=preset["preset"] if preset["preset"] == "cpu" else None,
+                                    gpu_memory_gb=preset.get("gpu_memory_gb", 24), num_processes=processes(),
+                                    verbose=True)
+        folder = p.preprocessed / p.dataset_name
+        with open(folder / f"{plans}.json") as f:
+            conf = json.load(f)["configurations"][CONFIGURATION]
+        return {"result": {"plans": plans, "patch_size": conf.get("patch_size"), "spacing": conf.get("spacing"),
+                           "batch_size": conf.get("batch_size")},
+                "outputs": [folder / f"{plans}.json", folder / f"{plans}_{CONFIGURATION}"]}
+
+    # training -----------------------------------------------------------------------------------------
+    def trainer_name(self) -> str:
+        return self.config.trainer or BUDGET_TRAINER
+
+    def split(self, fold: int) -> dict:
+        with open(self.paths.raw_dataset / "splits_final.json") as f:
+            return json.load(f)[fold]
+
+    def unseen_cases(self) -> List[Path]:
+        return sorted(self.paths.unseen_images.glob("*.nii.gz"))
+
+    def plan_folds(self) -> timing.TrainingPlan:
+        n_val = len(self.split(0)["val"])
+        plan = timing.plan_training(self.config.minutes * 60, self.spent_seconds(), self.device, n_val,
+                                    len(self.unseen_cases()), self.config.max_folds)
+        if self.config.trainer:  # a fixed schedule: a second fold only if fold 0's duration fits again
+            plan = timing.TrainingPlan(self.config.max_folds, plan.seconds_per_fold, plan.after_training_s,
+                                       f"fixed schedule {self.config.trainer}")
+        return plan
+
+    def train_params(self, fold: int) -> dict:
+        params = {"fold": fold, "trainer": self.trainer_name(), "device": self.device, "max_folds": self.config.max_folds}
+        if not self.config.trainer or fold > 0:
+            params["minutes"] = self.config.minutes  # the budget, or whether fold 1 fits, follows from the minutes
+        return params
+
+    def model_folder(self) -> Path:
+        plans = self.runs["plan"].record["result"]["plans"]
+        return self.paths.results / self.paths.dataset_name / f"{self.trainer_name()}__{plans}__{CONFIGURATION}"
+
+    def do_train(self, fold: int, budget_s: Optional[float] = None) -> dict:
+        t0 = time.time()
+        if budget_s is None:
+            budget_s = self.fold_plan.seconds_per_fold
+            self.log(f"  time plan: {self.fold_plan.reason}; the steps after training are estimated at "
+                     f"{self.fold_plan.after_training_s:.0f} s")
+        trainer = self._build_trainer(fold)
+        if hasattr(trainer, "time_budget_s"):
+            trainer.time_budget_s = max(timing.MIN_TRAIN_S, budget_s - (time.time() - t0))
+            self.log(f"  {self.trainer_name()}: {trainer.time_budget_s:.0f} s of training for fold {fold}")
+        trainer.run_training()
+        folder = Path(trainer.output_folder)
+        dice = [v for v in trainer.logger.local_logger.my_fantastic_logging.get("val_spine_dice", []) if v == v]
+        result = {"fold": fold, "trainer": self.trainer_name(), "epochs": int(trainer.current_epoch),
+                  "iterations_per_epoch": int(trainer.num_iterations_per_epoch),
+                  "model_folder": self.paths.rel(folder.parent), "budget_s": round(budget_s, 1),
+                  "last_val_spine_dice": round(float(dice[-1]), 4) if dice else None}
+        if fold == 0:
+            result["time_plan"] = self.fold_plan.reason
+        return {"result": result, "outputs": [folder]}
+
+    def _build_trainer(self, fold: int):
+        import multiprocessing
+
+        import torch
+
+        from ..trainers.cli import build_trainer
+
+        if self.device == "cpu":
+            torch.set_num_threads(multiprocessing.cpu_count())
+        else:
+            torch.backends.cudnn.benchmark = True
+        plans = self.runs["plan"].record["result"]["plans"]
+        return build_trainer(str(self.config.dataset_id), fold, CONFIGURATION, self.trainer_name(), plans, self.device)
+
+    def do_train_fold1(self) -> dict:
+        fold0 = self.runs["train"]
+        ok, budget, why = timing.second_fold_decision(
+            self.config.minutes * 60, self.spent_seconds(), self.device, len(self.split(0)["val"]),
+            len(self.unseen_cases()), self.fold_plan.folds, fold0.seconds, bool(self.config.trainer))
+        self.log(f"  {why}")
+        if not ok:
+            return {"result": {"trained": False, "why": why}}
+        done = self.do_train(1, budget)
+        done["result"].update(trained=True, why=why)
+        return done
+
+    def trained_folds(self) -> List[int]:
+        fold1 = self.runs.get("train_fold1")
+        return [0, 1] if fold1 is not None and fold1.record["result"].get("trained") else [0]
+
+    # prediction ---------------------------------------------------------------------------------------
+    def do_predict(self) -> dict:
+        p = self.paths
+        model = self.model_folder()
+        val_cases = self.split(0)["val"]
+        link_inputs(p.raw_dataset / "imagesTr", val_cases, p.validation_inputs)
+        folds = self.trained_folds()
+        outputs = [p.validation_inputs]
+        runs = [(p.validation_inputs, p.prediction("validation_fold0"), 0, False)]
+        runs += [(p.unseen_images, p.prediction(f"{p.unseen}_fold{f}"), f, len(folds) > 1) for f in folds]
+        failed = {}
+        for source, target, fold, save in runs:
+            status = self.cli(["predict", "-i", str(source), "-o", str(target), "-m", str(model), "-f", str(fold),
+                               "-device", self.device, "--continue"] + (["--save_probabilities"] if save else []))
+            if status == 2:
+                raise DemoError(f"vertebraformer predict failed for {source} (exit status 2; see above)")
+            if status == 1:
+                failed[p.rel(target)] = "some cases failed (see summary.csv there)"
+            outputs.append(target)
+        return {"result": {"validation_cases": val_cases, "unseen_cases": [c.name for c in self.unseen_cases()],
+                           "folds": folds, "failed": failed}, "outputs": outputs}
+
+    def do_ensemble(self) -> dict:
+        p = self.paths
+        folds = self.trained_folds()
+        if len(folds) < 2:
+            return {"result": {"ensembled": False, "why": "one fold trained: nothing to ensemble"}}
+        target = p.prediction(f"{p.unseen}_ensemble")
+        status = self.cli(["ensemble", "-i", *(str(p.prediction(f"{p.unseen}_fold{f}")) for f in folds),
+                           "-o", str(target), "--continue"])
+        if status == 2:
+            raise DemoError("vertebraformer ensemble failed (exit status 2; see above)")
+        return {"result": {"ensembled": True, "folds": folds, "failed": status == 1}, "outputs": [target]}
+
+    # evaluation ---------------------------------------------------------------------------------------
+    def evaluations(self) -> List[dict]:
+        """What is evaluated: (name, what, reference, prediction folder, extra evaluate arguments)."""
+        p = self.paths
+        items = [{"name": "validation_fold0", "what": "fold 0 validation cases (in-domain, held out of fold 0's "
+                  "training)", "model": "fold 0", "reference": p.raw_dataset,
+                  "prediction": p.prediction("validation_fold0"), "args": ["--cases-from-splits", "0"]},
+                 {"name": f"{p.unseen}_fold0", "what": f"unseen scanner style '{self.config.unseen_style}' (no "
+                  "fold trained on it)", "model": "fold 0", "reference": p.reference / p.unseen,
+                  "prediction": p.prediction(f"{p.unseen}_fold0"), "args": []}]
+        ensemble = p.prediction(f"{p.unseen}_ensemble")
+        if ensemble.is_dir():
+            items.append({**items[1], "name": f"{p.unseen}_ensemble", "model": "folds 0+1 ensembled",
+                          "prediction": ensemble})
+        return items
+
+    def do_evaluate(self) -> dict:
+        from .reference import truth_reference
+
+        p = self.paths
+        n_ref = truth_reference(p.sim, self.paths.unseen_source, p.reference / p.unseen)
+        self.log(f"  reference for the unseen style: {n_ref} case(s) from {p.rel(p.unseen_truth)} (complete truth; "
+                 "vertebrae cut by the field of view removed, as in training)")
+        done, outputs = [], [p.reference]
+        for item in self.evaluations():
+            json_path = p.evaluation / f"{item['name']}.json"
+            status = self.cli(["evaluate", "-ref", str(item["reference"]), "-pred", str(item["prediction"]),
+                               "-o", str(json_path), "--markdown", str(json_path.with_suffix(".md")),
+                               "--bootstrap", str(self.config.bootstrap), "--quiet", *item["args"]])
+            if status == 2:
+                raise DemoError(f"vertebraformer evaluate failed for {item['prediction']} (exit status 2; see above)")
+            done.append({"name": item["name"], "status": status})
+            outputs += [json_path, json_path.with_suffix(".md")]
+        return {"result": {"evaluations": done}, "outputs": outputs}
+
+    def do_report(self) -> dict:
+        from .report import write_report
+
+        path = write_report(self)
+        return {"result": {"report": self.paths.rel(path)}, "outputs": [path]}
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def cli(argv: List[str]) -> int:
+        from ..cli import main
+
+        print(f"  $ vertebraformer {' '.join(argv)}", flush=True)
+        return main(argv)
+
+
+def run_demo(config: DemoConfig, log: Callable[[str], None] = None) -> Dict[str, StepRun]:
+    """Run (or finish) the demo in ``config.out``; returns what each step did."""
+    demo = Demo(config, log)
+    try:
+        return demo.run()
+    except KeyboardInterrupt:
+        print("\nvertebraformer demo: stopped. Run the same command again to go on: finished steps are reused.",
+              file=sys.stderr)
+        raise
+
+
+__all__ = ["DATASET_ID", "UNSEEN_STYLE", "STEPS", "DemoConfig", "DemoError", "Demo", "StepRun", "run_demo"]
