@@ -141,30 +141,37 @@ class _Late:
         self.lines = []
         self.num_epochs, self.max_epochs, self.configured_warmup = 1000, 1000, 3
         self.time_budget_s, self.lr_scheduler = 100.0, _FakeScheduler()
-        self._run_t0, self._first_epoch_t0, self._run_start_epoch, self._epochs_fitted = 0.0, 5.0, 0, False
+        self._run_t0, self._epoch_starts, self._run_start_epoch = 0.0, [5.0], 0
         self.current_epoch = 0
 
     def print_to_log_file(self, *args):
         self.lines.append(" ".join(map(str, args)))
 
 
-def test_budgeted_epochs_are_set_after_epoch_zero_and_only_shortened_later():
+def test_budgeted_epochs_are_set_after_epochs_zero_and_one_and_only_shortened_later():
     t = _Late()
     t.current_epoch = 1
-    t.fit_epochs_to_budget(15.0)  # 10 s per epoch, 15 s used: (100 - 15 - 5) // 10 = 8 more
+    t.fit_epochs_to_budget(15.0)  # epoch 0 took 10 s, 15 s used: (100 - 15 - 5) // 10 = 8 more
     assert t.num_epochs == 9 and t.lr_scheduler.max_epochs == 9 and t.lr_scheduler.warmup_epochs == 1
+    t._epoch_starts.append(15.5)
     t.current_epoch = 2
-    t.fit_epochs_to_budget(22.0)  # faster now (8.5 s per epoch): never lengthened
-    assert t.num_epochs == 9
+    t.fit_epochs_to_budget(22.0)  # epoch 1 took 6.5 s (epoch 0 had start-up costs): (100 - 22 - 5) // 6.5 = 11
+    assert t.num_epochs == 13 and t.lr_scheduler.max_epochs == 13
+    t._epoch_starts.append(22.5)
     t.current_epoch = 3
-    t.fit_epochs_to_budget(65.0)  # the machine got busy: 20 s per epoch, 65 s used -> 1 more
+    t.fit_epochs_to_budget(26.0)  # faster still: from now on never lengthened
+    assert t.num_epochs == 13
+    t._epoch_starts.append(26.5)
+    t.current_epoch = 4
+    t.fit_epochs_to_budget(81.0)  # the machine got busy: 21.8 s per epoch, 81 s used -> stop after this epoch
     assert t.num_epochs == 4 and t.lr_scheduler.max_epochs == 4
     assert "running late" in t.lines[-1]
 
 
 def test_budget_trainer_trains_the_epochs_that_fit(multispine_preprocessed, tmp_path, monkeypatch):
-    """A real (short) training under a fake clock that advances 10 s per reading: the trainer starts at 10 s,
-    epoch 0 starts at 20 s and ends at 30 s; a 45 s budget leaves (45 - 20 - 5) // 10 = 2 more epochs."""
+    """A real (short) training under a fake clock that advances 10 s per reading: the run starts at 10 s, epoch 0
+    runs 20-30 s: a 55 s budget leaves (55 - 20 - 5) // 10 = 3 more epochs; epoch 1 runs 40-50 s, a cycle of 20 s
+    with the gap before it: (55 - 40 - 5) // 10 = 1 more, 3 in all; epoch 2 (60-70 s) ends past the budget."""
     import vertebraformer_nn.trainers.budget as budget
     from vertebraformer_nn.trainers.cli import build_trainer
     from vertebraformer_nn.trainers.schedule import lr_at
@@ -172,18 +179,18 @@ def test_budget_trainer_trains_the_epochs_that_fit(multispine_preprocessed, tmp_
     _, plans = multispine_preprocessed
     monkeypatch.setenv("nnUNet_results", str(tmp_path))
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
-    monkeypatch.setenv(budget.BUDGET_ENV, "45")
+    monkeypatch.setenv(budget.BUDGET_ENV, "55")
     clock = iter(range(10, 10 ** 6, 10))
     monkeypatch.setattr(budget, "time", lambda: float(next(clock)))
     trainer = build_trainer(str(MULTISPINE_ID), 0, "3d_fullres", "VertebraFormerTrainer_budget", plans, "cpu")
-    assert trainer.time_budget_s == 45.0
+    assert trainer.time_budget_s == 55.0
     trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch = 1, 1
     trainer.run_training()
     assert trainer.num_epochs == 3 and trainer.current_epoch == 3
     assert (Path(trainer.output_folder) / "checkpoint_final.pth").is_file()
     lrs = trainer.logger.local_logger.my_fantastic_logging["lrs"]
-    # epoch 0 ran in the initial 3-epoch warm-up; then warm-up 1 of 3 epochs, poly decay to 0 at epoch 3
-    assert lrs == pytest.approx([1e-3 / 3, lr_at(1, 1e-3, 3, 1), lr_at(2, 1e-3, 3, 1)])
+    # epoch 0 in the initial 3-epoch warm-up; epoch 1 of 4 planned epochs (warm-up 1); epoch 2 of 3
+    assert lrs == pytest.approx([1e-3 / 3, lr_at(1, 1e-3, 4, 1), lr_at(2, 1e-3, 3, 1)])
 
 
 def test_budget_from_env_rejects_nonsense(monkeypatch):

@@ -4,8 +4,9 @@ The budget (seconds) comes from ``$VERTEBRAFORMER_TRAIN_BUDGET_S`` when the trai
 :data:`DEFAULT_BUDGET_S`), or from the ``time_budget_s`` attribute set before ``run_training`` (the demo does
 this). The clock starts when ``run_training`` starts, so data-loader start-up counts too. After the first epoch of
 the run the trainer measures how long an epoch takes and sets ``num_epochs`` to what fits in the rest of the
-budget (never more than the full schedule's 1000); after each later epoch it only shortens the run, when the
-machine has slowed down and the deadline would be missed. The learning-rate schedule
+budget (never more than the full schedule's 1000); after the second it sets it again from the second epoch's
+time (the first carries one-time costs: worker start-up, first batches); after each later epoch it only shortens
+the run, when the machine has slowed down and the deadline would be missed. The learning-rate schedule
 (:func:`schedule.lr_at`) is a pure function of the epoch and ``max_epochs``, so changing the epoch count after
 epoch 0 just stretches or squeezes the poly decay; warm-up is shortened to :data:`WARMUP_FRACTION` of a short
 run. A resumed run (``--c``) gets a fresh budget for the epochs it still trains.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import os
 from time import time
-from typing import Optional
+from typing import List, Optional
 
 import torch
 
@@ -74,15 +75,13 @@ class VertebraFormerTrainer_budget(VertebraFormerTrainer):
         self.configured_warmup = int(self.warmup_epochs)
         self.time_budget_s: float = budget_from_env()
         self._run_t0: Optional[float] = None
-        self._first_epoch_t0: Optional[float] = None
+        self._epoch_starts: List[float] = []  # start times of this run's epochs
         self._run_start_epoch = 0
-        self._epochs_fitted = False
 
     def run_training(self):
         self._run_t0 = time()
         self._run_start_epoch = int(self.current_epoch)
-        self._first_epoch_t0 = None
-        self._epochs_fitted = False
+        self._epoch_starts = []
         self.print_to_log_file(f"Time budget: {self.time_budget_s:.0f} s of training (the epoch count is set after "
                                f"the first epoch)")
         self.on_train_start()
@@ -100,8 +99,7 @@ class VertebraFormerTrainer_budget(VertebraFormerTrainer):
         self.on_train_end()
 
     def on_epoch_start(self):
-        if self._first_epoch_t0 is None:
-            self._first_epoch_t0 = time()
+        self._epoch_starts.append(time())
         super().on_epoch_start()
 
     def on_epoch_end(self):
@@ -110,16 +108,18 @@ class VertebraFormerTrainer_budget(VertebraFormerTrainer):
             self.fit_epochs_to_budget(time())
 
     def fit_epochs_to_budget(self, now: float) -> None:
-        """Set (after the first epoch of the run) or shorten (later) ``num_epochs`` so the run ends in budget."""
+        """Set ``num_epochs`` after the first and the second epoch of the run; later only shorten it, so the run
+        ends within the budget (module docstring)."""
         done = int(self.current_epoch) - self._run_start_epoch
         if done < 1:
             return
-        per_epoch = (now - self._first_epoch_t0) / done
+        # the first epoch carries one-time costs: from the second on, time the epochs after it
+        since = self._epoch_starts[0] if done == 1 else self._epoch_starts[1]
+        per_epoch = (now - since) / (done if done == 1 else done - 1)
         elapsed = now - self._run_t0
         fit = epochs_within_budget(self._run_start_epoch, done, per_epoch, elapsed, self.time_budget_s,
                                    self.max_epochs)
-        if not self._epochs_fitted:
-            self._epochs_fitted = True
+        if done <= 2:
             self._set_num_epochs(fit)
             self.print_to_log_file(
                 f"Time budget: {elapsed:.0f} s used, {per_epoch:.1f} s per epoch -> {self.num_epochs} epochs in "

@@ -135,6 +135,7 @@ class Demo:
         self.device = resolve_device(config.device)
         self.runs: Dict[str, StepRun] = {}
         self.redo_from: Optional[str] = None  # first step run (not reused) in this invocation
+        self.had_markers = {s for s in STEPS if self.markers.path(s).exists()}
         self.t_start = time.time()
 
     # ------------------------------------------------------------------ bookkeeping
@@ -148,8 +149,12 @@ class Demo:
         (:data:`RESUMABLE`, and only after an interruption: no marker, nothing earlier changed)."""
         index = STEPS.index(name) + 1
         head = f"[demo {index}/{len(STEPS)}] {TITLES[name]}"
-        # once a step has run, every later step runs too (its marker was removed then)
-        why = f"after '{self.redo_from}' ran" if self.redo_from else self.markers.why_not_reusable(name, params)
+        if self.redo_from:  # once a step has run, every later step runs too (its marker was removed then)
+            why = f"after '{self.redo_from}' ran" if name in self.had_markers else "not run yet"
+            resume = False
+        else:
+            why = self.markers.why_not_reusable(name, params)
+            resume = name in RESUMABLE and why == "not run yet"  # only then may it continue its partial outputs
         if why is None:
             record = self.markers.load(name)
             run = StepRun(name, float(record["seconds"]), True, record)
@@ -160,7 +165,6 @@ class Demo:
             self.redo_from = name
         for later in STEPS[STEPS.index(name):]:
             self.markers.remove(later)
-        resume = name in RESUMABLE and why == "not run yet"
         self._remove(self.owned(name, include_own=not resume))
         self.log(f"{head} ({why}{'; finished cases are kept' if resume else ''}) ...")
         t0 = time.time()

@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
-#: seconds per case of `vertebraformer predict` (reading, network, numbering, export, preview)
-PREDICT_S_PER_CASE = {"cpu": 20.0, "cuda": 4.0}
-#: seconds per `vertebraformer predict` call besides its cases (model loading, imports)
-PREDICT_CALL_S = {"cpu": 6.0, "cuda": 10.0}
-ENSEMBLE_S_PER_CASE = 15.0
-EVALUATE_S_PER_CASE = 3.0
-EVALUATE_CALL_S = 4.0
+#: seconds per case of `vertebraformer predict` (reading, network, numbering, export, preview). Measured with the
+#: demo's phantoms at the CPU preset on 2 cores: 1.0-1.6 s a case when idle, up to 10 s when others load them;
+#: the estimate sits in between, since training adapts to what is left anyway
+PREDICT_S_PER_CASE = {"cpu": 5.0, "cuda": 3.0}
+#: seconds per `vertebraformer predict` call besides its cases (model loading)
+PREDICT_CALL_S = {"cpu": 4.0, "cuda": 10.0}
+ENSEMBLE_S_PER_CASE = 4.0
+EVALUATE_S_PER_CASE = 1.0
+EVALUATE_CALL_S = 3.0
 REPORT_S = 2.0
 #: a fold trains at least this long, or no second fold is trained
 MIN_FOLD_TRAIN_S = {"cpu": 240.0, "cuda": 120.0}

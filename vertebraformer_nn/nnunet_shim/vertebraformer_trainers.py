@@ -3,6 +3,7 @@ from vertebraformer_nn.trainers import (  # noqa: F401
     VertebraFormerTrainer,
     VertebraFormerTrainer_CPU5min,
     VertebraFormerTrainer_CPU20min,
+    VertebraFormerTrainer_budget,
     VertebraFormerTrainer_smoke,
     VertebraFormerTrainer_tiny,
 )
