@@ -139,3 +139,9 @@ def sort_anatomically(codes: Iterable[int]) -> List[int]:
     """VerSe vertebra codes sorted head to foot (T13 between T12 and L1, L6 after L5)."""
     order = {c: i for i, c in enumerate(ANATOMICAL_ORDER_CODES)}
     return sorted((int(c) for c in codes), key=lambda c: order[c])
+
+
+def sort_head_to_foot(codes: Iterable[int]) -> List[int]:
+    """Vertebra codes head to foot, then any other codes (sacrum, coccyx, unknown) in numeric order."""
+    codes = [int(c) for c in codes]
+    return sort_anatomically(c for c in codes if c in VERTEBRA_CODES) + sorted(c for c in codes if c not in VERTEBRA_CODES)

@@ -122,7 +122,7 @@ def segmentation_metrics(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[fl
         return boxes[code - 1] if code <= len(boxes) else None
 
     per_vertebra, undefined = {}, []
-    for code in _anatomical(dice):
+    for code in labels.sort_head_to_foot(dice):
         in_ref, in_pred = box(ref_boxes, code) is not None, box(pred_boxes, code) is not None
         distance = None
         if in_ref and in_pred:
@@ -140,12 +140,6 @@ def segmentation_metrics(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[fl
         "hd95_undefined": undefined,
         "per_vertebra": per_vertebra,
     }
-
-
-def _anatomical(codes):
-    """Vertebra codes head to foot; codes outside the vocabulary (never in a checked map) last."""
-    known = [c for c in codes if c in labels.VERTEBRA_CODES]
-    return labels.sort_anatomically(known) + sorted(c for c in codes if c not in labels.VERTEBRA_CODES)
 
 
 def _name(code: int) -> str:
@@ -175,7 +169,7 @@ def identification(reference: Mapping[int, Sequence[float]], prediction: Mapping
     if rule not in ID_RULES:
         raise ValueError(f"unknown identification rule {rule!r} (one of {', '.join(ID_RULES)})")
     ref, pred = _points(reference), _points(prediction)
-    ref_codes = _anatomical(ref)
+    ref_codes = labels.sort_head_to_foot(ref)
     pred_codes = list(pred)
     pred_xyz = np.array([pred[c] for c in pred_codes]).reshape(-1, 3)
     shared = [c for c in ref_codes if c in pred]
@@ -198,7 +192,7 @@ def identification(reference: Mapping[int, Sequence[float]], prediction: Mapping
             entry["hit"] = bool(closest and d <= radius_mm)
         hits += entry["hit"]
         per_vertebra[_name(code)] = entry
-    extra = [_name(c) for c in _anatomical([c for c in pred_codes if c not in ref])]
+    extra = [_name(c) for c in labels.sort_head_to_foot([c for c in pred_codes if c not in ref])]
     missing = [_name(c) for c in ref_codes if c not in pred]
     n = len(ref_codes)
     return {

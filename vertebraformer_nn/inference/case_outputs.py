@@ -163,7 +163,7 @@ def _vertebra_rows(ct: sitk.Image, vertebrae: np.ndarray, boxes: Sequence,
     voxel_ml = float(np.prod(ct.GetSpacing())) / 1000.0
     present = [c for c, box in enumerate(boxes, start=1) if box is not None]
     rows = []
-    for code in _anatomical(present):
+    for code in labels.sort_head_to_foot(present):
         box = boxes[code - 1]
         inside = vertebrae[box] == code
         centroid = centroids_mm.get(code)
@@ -176,12 +176,6 @@ def _vertebra_rows(ct: sitk.Image, vertebrae: np.ndarray, boxes: Sequence,
             "confidence": None if code not in confidence else round(float(confidence[code]), 4),
         })
     return rows
-
-
-def _anatomical(codes: Sequence[int]) -> List[int]:
-    """Vertebrae head to foot, then sacrum and coccyx (which labels.sort_anatomically does not order)."""
-    vertebrae = labels.sort_anatomically(c for c in codes if c in labels.VERTEBRA_CODES)
-    return vertebrae + sorted(c for c in codes if c not in labels.VERTEBRA_CODES)
 
 
 def _lesion_row(ct: sitk.Image, inst: dict) -> dict:
