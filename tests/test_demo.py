@@ -136,6 +136,7 @@ class _Late:
 
     fit_epochs_to_budget = _cls.fit_epochs_to_budget
     _set_num_epochs = _cls._set_num_epochs
+    _schedule_epochs = _cls._schedule_epochs
 
     def __init__(self):
         self.lines = []
@@ -148,7 +149,7 @@ class _Late:
         self.lines.append(" ".join(map(str, args)))
 
 
-def test_budgeted_epochs_are_set_after_epochs_zero_and_one_and_only_shortened_later():
+def test_budgeted_epochs_are_refitted_after_every_epoch_both_ways():
     t = _Late()
     t.current_epoch = 1
     t.fit_epochs_to_budget(15.0)  # epoch 0 took 10 s, 15 s used: (100 - 15 - 5) // 10 = 8 more
@@ -159,13 +160,26 @@ def test_budgeted_epochs_are_set_after_epochs_zero_and_one_and_only_shortened_la
     assert t.num_epochs == 13 and t.lr_scheduler.max_epochs == 13
     t._epoch_starts.append(22.5)
     t.current_epoch = 3
-    t.fit_epochs_to_budget(26.0)  # faster still: from now on never lengthened
-    assert t.num_epochs == 13
+    t.fit_epochs_to_budget(26.0)  # faster: 5.25 s per epoch since epoch 1 -> (100 - 26 - 5) // 5.25 = 13 more
+    assert t.num_epochs == 16 and "running late" not in t.lines[-1]
     t._epoch_starts.append(26.5)
     t.current_epoch = 4
     t.fit_epochs_to_budget(81.0)  # the machine got busy: 21.8 s per epoch, 81 s used -> stop after this epoch
     assert t.num_epochs == 4 and t.lr_scheduler.max_epochs == 4
     assert "running late" in t.lines[-1]
+
+
+def test_nnunet_budget_trainer_stretches_nnunets_poly_schedule():
+    import torch
+    from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+    from vertebraformer_nn.trainers.budget import nnUNetTrainer_budget
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-2)
+    fake = type("T", (), {"lr_scheduler": PolyLRScheduler(optimizer, 1e-2, 1000)})()
+    nnUNetTrainer_budget._schedule_epochs(fake, 10)
+    fake.lr_scheduler.step(5)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5 ** 0.9)
 
 
 def test_budget_trainer_trains_the_epochs_that_fit(multispine_preprocessed, tmp_path, monkeypatch):

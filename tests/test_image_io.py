@@ -481,3 +481,38 @@ def test_spacing_problem_tolerates_decimal_string_rounding():
     positions = np.array([[0, 0, z] for z in (0.0, 1.2500001, 2.5, 3.7499999)])
     assert io._spacing_problem(np.diff(positions[:, 2]), positions, np.array([0, 0, 1.0])) is None
     assert math.isclose(np.median(np.diff(positions[:, 2])), 1.25, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("writer", ["itk", "nibabel"])
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_nifti_keeps_nan_and_infinite_voxels(tmp_path, writer, suffix):
+    """ITK's NIfTI reader turns NaN and inf into 0 (SimpleITK 2.5.7); read_image gives back what the file holds."""
+    image = make_ct(size=(9, 7, 5), dtype=np.float32, direction=TILTED)  # (x, y, z) = (9, 7, 5)
+    array = sitk.GetArrayFromImage(image)  # (z, y, x)
+    array[1, 2, 3:6] = np.nan
+    array[4, 6, 8] = np.inf
+    array[0, 0, 0] = -np.inf
+    path = tmp_path / f"x{suffix}"
+    if writer == "itk":
+        written = sitk.GetImageFromArray(array)
+        written.CopyInformation(image)
+        sitk.WriteImage(written, str(path))
+    else:
+        nib.save(nib.Nifti1Image(array.T, np.diag([0.75, 0.8, 2.5, 1.0])), str(path))
+    ours = io.read_image(path)
+    got = sitk.GetArrayFromImage(ours)
+    assert np.array_equal(np.isnan(got), np.isnan(array))  # the same voxels, not transposed
+    assert got[4, 6, 8] == np.inf and got[0, 0, 0] == -np.inf
+    finite = np.isfinite(array)
+    assert np.array_equal(got[finite], array[finite])
+    plain = sitk.ReadImage(str(path))  # the geometry is ITK's, untouched
+    assert ours.GetSpacing() == plain.GetSpacing() and ours.GetOrigin() == plain.GetOrigin()
+    assert ours.GetDirection() == plain.GetDirection()
+    assert np.isfinite(sitk.GetArrayViewFromImage(plain)).all()  # what the fix is for; fails once ITK keeps NaN
+
+
+def test_nifti_without_non_finite_values_is_itks_image(tmp_path):
+    image = make_ct(dtype=np.float32)
+    sitk.WriteImage(image, str(tmp_path / "x.nii.gz"))
+    assert np.array_equal(sitk.GetArrayViewFromImage(io.read_image(tmp_path / "x.nii.gz")),
+                          sitk.GetArrayViewFromImage(image))

@@ -401,3 +401,32 @@ def test_order_instances_follows_the_superior_direction():
     assert order_instances(centres, 1, 1).tolist() == [1, 2, 0]
     assert order_instances(centres, 1, -1).tolist() == [0, 2, 1]
     assert order_instances(centres, 2, 1).tolist() == [2, 0, 1]
+
+
+# --- argmax numbering (ablation / baseline) -----------------------------------------------------------------
+
+
+def test_argmax_numbering_keeps_what_the_decoder_corrects():
+    boxes = ["T4", "T5", "T6", {"T7": 0.6, "T6": 0.35}, {"T7": 0.55, "T8": 0.4}, "T9", "T10"]
+    seg, _, box_map = phantom(boxes)
+    result = N.argmax_numbering(seg)
+    np.testing.assert_array_equal(result.labels, seg.argmax(axis=0))
+    assert result.labels.dtype == np.uint8
+    np.testing.assert_array_equal(result.labels[box_map == 5], level("T7") + 1)  # the duplicate stays
+    assert names(result) == ["T4", "T5", "T6", "T7", "T9", "T10"]  # one record per label, head to foot
+    assert result.notes == [N.ARGMAX_NOTE]
+    t7 = result.instances[3]
+    assert (t7["label"], t7["code"], t7["voxels"]) == (level("T7") + 1, 14, 2 * HEIGHT * WIDTH * WIDTH)
+    winning = seg.max(axis=0).astype(np.float64)[result.labels == t7["label"]]
+    assert t7["confidence"] == pytest.approx(winning.mean())
+    assert 0.5 < t7["confidence"] < 0.65 < result.instances[0]["confidence"]
+    assert names(number_vertebrae(seg, SPACING, 0, -1)) == ["T4", "T5", "T6", "T7", "T8", "T9", "T10"]
+
+
+def test_argmax_numbering_of_background_only_and_bad_input():
+    seg = np.zeros((27, 3, 4, 5), np.float32)
+    seg[0] = 1
+    result = N.argmax_numbering(seg)
+    assert result.instances == [] and not result.labels.any()
+    with pytest.raises(ValueError, match="27"):
+        N.argmax_numbering(seg[:26])

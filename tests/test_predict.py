@@ -107,6 +107,18 @@ def test_check_ct_names_nan_voxels():
         check_ct(sitk.GetImageFromArray(a), "x.nrrd")
 
 
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_nan_voxels_in_a_file_are_named(tmp_path, suffix):
+    """NIfTI too: ITK alone reads its NaN as 0, and the case would be predicted from a silently patched image."""
+    a = sitk.GetArrayFromImage(_ct()).astype(np.float32)
+    a[2, 3, :4] = np.nan
+    path = tmp_path / f"scan{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(a), str(path))
+    case = Case("scan", path, "file")
+    with pytest.raises(CaseError, match=rf"scan{re.escape(suffix)}: image holds 4 NaN or infinite voxel values"):
+        check_ct(read_case(case), case.source)
+
+
 def test_check_ct_accepts_real_ct_including_a_tight_spine_crop(real_data):
     for rel in ("tptbox_sample_ct/sub-ct_label-22_ct.nii.gz", "totalsegmentator/example_ct.nii.gz"):
         check_ct(sitk.ReadImage(str(real_data / rel)), rel)  # no error
@@ -568,3 +580,52 @@ def test_bf16_labels_agree_with_fp32(sim_root, model_folder):
     agree = fp32["seg"].argmax(0) == bf16["seg"].argmax(0)
     assert clear.sum() >= 1000 and agree[clear].mean() >= 0.999
     assert ((fp32["lesion"] > 0.5) == (bf16["lesion"] > 0.5)).mean() >= 0.999
+
+
+# ------------------------------------------------------------------------------------------------ numbering modes
+def test_numbering_option_parses_for_predict_and_ensemble():
+    from vertebraformer_nn.cli import build_parser
+    from vertebraformer_nn.inference import cli, export
+
+    assert cli.NUMBERING_MODES == export.NUMBERING_MODES
+    parser = build_parser()
+    args = parser.parse_args(["predict", "-i", "in", "-o", "out"])
+    assert args.numbering == "decoder" and cli._options(args).numbering == "decoder"
+    args = parser.parse_args(["predict", "-i", "in", "-o", "out", "--numbering", "argmax"])
+    assert cli._options(args).numbering == "argmax"
+    args = parser.parse_args(["ensemble", "-i", "a", "b", "-o", "out", "--numbering", "argmax"])
+    assert cli._options(args).numbering == "argmax"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "-i", "in", "-o", "out", "--numbering", "vote"])
+
+
+def test_export_case_argmax_keeps_a_duplicate_the_decoder_renumbers(tmp_path):
+    """The same probabilities exported both ways on an identity model grid (LPS CT, model grid = RAS reader array
+    uncropped): the argmax keeps T7 on two vertebrae, the decoder numbers them T7, T8."""
+    from test_numbering import HEIGHT, phantom
+
+    from vertebraformer_nn.inference.export import case_meta, export_case
+
+    boxes = ["T5", "T6", {"T7": 0.6, "T6": 0.35}, {"T7": 0.55, "T8": 0.4}, "T9"]
+    seg, _, box_map = phantom(boxes, axis=0, sign=1)  # model axis 0 grows towards the head (RAS reader, S)
+    ct = sitk.GetImageFromArray(np.zeros(box_map.shape, np.int16))  # LPS: array z grows towards the head too
+    ct.SetSpacing((3.5, 3.5, 3.5))
+    data, properties, reo = nnunet_input(ct, "SimpleITKIOWithReorient")
+    shape = list(data.shape[1:])
+    assert shape == list(box_map.shape)
+    properties.update({"shape_before_cropping": shape, "bbox_used_for_cropping": [[0, n] for n in shape],
+                       "shape_after_cropping_and_before_resampling": shape})
+    meta = case_meta("case", tmp_path / "case.nii.gz", "file", ct, properties, shape, [0, 1, 2], reo)
+    assert meta["superior"] == [0, 1]
+    reports = {mode: export_case(tmp_path / mode, ct, {"seg": seg}, meta, preview=False, numbering=mode)
+               for mode in ("decoder", "argmax")}
+    assert [r["name"] for r in reports["decoder"]["vertebrae"]] == ["T5", "T6", "T7", "T8", "T9"]
+    assert [r["name"] for r in reports["argmax"]["vertebrae"]] == ["T5", "T6", "T7", "T9"]
+    t7 = reports["argmax"]["vertebrae"][2]
+    assert t7["volume_ml"] == pytest.approx(2 * HEIGHT * 6 * 6 * 3.5 ** 3 / 1000, rel=1e-3)
+    assert 0.5 < t7["confidence"] < 0.65
+    assert "per-voxel argmax, no numbering decoder" in reports["argmax"]["notes"]
+    labels_back = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "argmax" / "case.nii.gz")))
+    np.testing.assert_array_equal(np.unique(labels_back[np.isin(box_map, [3, 4])]), [14])  # both boxes T7 on the CT grid
+    with pytest.raises(ValueError, match="numbering"):
+        export_case(tmp_path / "x", ct, {"seg": seg}, meta, numbering="vote")

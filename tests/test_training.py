@@ -77,6 +77,42 @@ def test_spine_dice_loss_scores_the_union_of_vertebrae():
     assert L.spine_dice_loss(logits, seg).item() > 0.99
 
 
+@pytest.mark.parametrize("batch_dice", [False, True])
+def test_segmentation_loss_equals_nnunet_dc_and_ce_plus_spine_dice(batch_dice):
+    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 27, 6, 5, 4, requires_grad=True)
+    seg = torch.randint(0, 27, (2, 1, 6, 5, 4)).float()
+    nnunet = DC_and_CE_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
+                            weight_ce=1, weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
+    expected = nnunet(logits, seg) + 0.7 * L.spine_dice_loss(logits, seg)
+    got = L.segmentation_loss(logits, seg, batch_dice, spine_dice_weight=0.7)
+    assert torch.allclose(got, expected, atol=1e-5)
+    (g_exp,) = torch.autograd.grad(expected, logits)
+    (g_got,) = torch.autograd.grad(got, logits)
+    assert torch.allclose(g_got, g_exp, atol=1e-6)
+    # with an ignore label nnU-Net leaves those voxels out of both terms
+    seg_ign = seg.clone()
+    seg_ign[:, :, :2] = 27
+    nnunet_ign = DC_and_CE_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": False}, {},
+                                weight_ce=1, weight_dice=1, ignore_label=27, dice_class=MemoryEfficientSoftDiceLoss)
+    assert torch.allclose(L.segmentation_loss(logits, seg_ign, batch_dice, 0.0, ignore_label=27),
+                          nnunet_ign(logits, seg_ign), atol=1e-5)
+
+
+def test_identification_loss_matches_dense_cross_entropy_on_vertebra_voxels():
+    torch.manual_seed(1)
+    id_logits = torch.randn(2, 26, 5, 4, 3)
+    seg = torch.randint(0, 27, (2, 1, 5, 4, 3))
+    w = torch.tensor([1.0, 0.0])
+    target = seg[:, 0] - 1
+    ce = torch.nn.functional.cross_entropy(id_logits, target.clamp_min(-1), ignore_index=-1, reduction="none")
+    valid = (target >= 0) & (w[:, None, None, None] > 0)
+    assert torch.allclose(L.identification_loss(id_logits, seg, w), ce[valid].mean(), atol=1e-6)
+
+
 def test_identification_loss_uses_label_minus_one_on_vertebra_voxels():
     seg = torch.zeros(1, 1, 2, 2, 2, dtype=torch.long)
     seg[0, 0, 0, 0, 0] = 3  # training label 3 -> id channel 2
@@ -94,12 +130,10 @@ def _tiny_net(**switches):
 
 
 def _fake_trainer(case_table):
-    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
-    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+    def seg_loss(logits, target):
+        return L.segmentation_loss(logits, target, batch_dice=True)
 
-    seg_loss = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
-                              weight_dice=1, dice_class=MemoryEfficientSoftDiceLoss)
-    return SimpleNamespace(loss=seg_loss, case_table=case_table, lesion_dice_weight=1.0, spine_dice_weight=1.0,
+    return SimpleNamespace(loss=seg_loss, case_table=case_table, lesion_dice_weight=1.0,
                            loss_weights={"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1})
 
 
@@ -131,6 +165,24 @@ def test_multitask_loss_reaches_every_trained_parameter(keys):
         assert torch.count_nonzero(lesion_grad) == 0
     else:
         assert torch.count_nonzero(lesion_grad) > 0
+
+
+def test_ablation_trainers_switch_the_network_and_share_its_weights():
+    from vertebraformer_nn.network import VertebraFormer
+    from vertebraformer_nn.trainers import TRAINER_NAMES, TRAINERS
+    from vertebraformer_nn.nnunet_shim import vertebraformer_trainers as shim
+
+    assert all(hasattr(shim, name) for name in TRAINER_NAMES)  # stock nnU-Net finds every one of them
+    conf = SimpleNamespace(network_arch_class_name="vertebraformer_nn.network.VertebraFormer",
+                           network_arch_init_kwargs={"patch_size": [16, 16, 16], "depth": 1},
+                           network_arch_init_kwargs_req_import=[])
+    full = TRAINERS["VertebraFormerTrainer"].build_network_architecture(None, conf, 1, 27, False)
+    for name, switch in (("VertebraFormerTrainer_budget_noModulation", "use_modulation"),
+                         ("VertebraFormerTrainer_noIdentification", "use_identification"),
+                         ("VertebraFormerTrainer_noLesion", "use_lesion_head")):
+        net = TRAINERS[name].build_network_architecture(None, conf, 1, 27, False)
+        assert isinstance(net, VertebraFormer) and getattr(net, switch) is False and getattr(full, switch) is True
+        net.load_state_dict(full.state_dict())  # strict: the switch changes what runs, not what exists
 
 
 def test_switched_off_heads_are_frozen_and_loss_still_works():

@@ -1,6 +1,7 @@
 """nnU-Net trainers of VertebraFormer-nn (installed as ``vertebraformer_nn.trainers``).
 
-``VertebraFormerTrainer`` (the full schedule) and short variants; stock nnU-Net tools find them by name
+``VertebraFormerTrainer`` (the full schedule), short variants, ablations, and ``nnUNetTrainer_budget`` (nnU-Net's
+default trainer for a wall-clock budget, the benchmark's baseline); stock nnU-Net tools find them by name
 through ``nnUNet_extTrainer=<shim folder>`` (:func:`shim_folder`). Names are imported lazily so that
 ``vertebraformer --help`` does not import torch and nnU-Net.
 """
@@ -19,9 +20,15 @@ _EXPORTS = {
     "VertebraFormerTrainer_smoke": "variants",
     "VertebraFormerTrainer_tiny": "variants",
     "VertebraFormerTrainer_budget": "budget",
+    "nnUNetTrainer_budget": "budget",
+    "VertebraFormerTrainer_noModulation": "ablation",
+    "VertebraFormerTrainer_noIdentification": "ablation",
+    "VertebraFormerTrainer_noLesion": "ablation",
+    "VertebraFormerTrainer_budget_noModulation": "ablation",
+    "VertebraFormerTrainer_budget_noIdentification": "ablation",
+    "VertebraFormerTrainer_budget_noLesion": "ablation",
 }
-TRAINER_NAMES = ("VertebraFormerTrainer", "VertebraFormerTrainer_tiny", "VertebraFormerTrainer_CPU5min",
-                 "VertebraFormerTrainer_CPU20min", "VertebraFormerTrainer_smoke", "VertebraFormerTrainer_budget")
+TRAINER_NAMES = tuple(name for name in _EXPORTS if "Trainer" in name)
 
 __all__ = sorted([*_EXPORTS, "TRAINERS", "TRAINER_NAMES", "shim_folder"])
 

@@ -4,12 +4,12 @@ The budget (seconds) comes from ``$VERTEBRAFORMER_TRAIN_BUDGET_S`` when the trai
 :data:`DEFAULT_BUDGET_S`), or from the ``time_budget_s`` attribute set before ``run_training`` (the demo does
 this). The clock starts when ``run_training`` starts, so data-loader start-up counts too. After the first epoch of
 the run the trainer measures how long an epoch takes and sets ``num_epochs`` to what fits in the rest of the
-budget (never more than the full schedule's 1000); after the second it sets it again from the second epoch's
-time (the first carries one-time costs: worker start-up, first batches); after each later epoch it only shortens
-the run, when the machine has slowed down and the deadline would be missed. The learning-rate schedule
-(:func:`schedule.lr_at`) is a pure function of the epoch and ``max_epochs``, so changing the epoch count after
-epoch 0 just stretches or squeezes the poly decay; warm-up is shortened to :data:`WARMUP_FRACTION` of a short
-run. A resumed run (``--c``) gets a fresh budget for the epochs it still trains.
+budget (never more than the full schedule's 1000); after every later epoch it sets it again from the mean time
+of the epochs since the second (the first carries one-time costs: worker start-up, first batches), both ways: a
+machine busy early (a first estimate too short) no longer ends the run minutes before its budget, and one that
+slows down still meets the deadline. The learning-rate schedule (:func:`schedule.lr_at`, or nnU-Net's poly
+decay) is a function of the epoch and the epoch count, so changing the count just stretches or squeezes the
+decay; warm-up is shortened to :data:`WARMUP_FRACTION` of a short run. A resumed run (``--c``) gets a fresh budget for the epochs it still trains.
 
 nnU-Net's ``run_training`` iterates over ``range(current_epoch, num_epochs)`` fixed when the loop starts, so the
 loop is re-stated here with a ``while`` that reads ``num_epochs`` after every epoch.
@@ -21,6 +21,8 @@ from time import time
 from typing import List, Optional
 
 import torch
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from .vertebraformer_trainer import VertebraFormerTrainer
 
@@ -61,18 +63,14 @@ def warmup_for(num_epochs: int, configured: int, fraction: float = WARMUP_FRACTI
     return int(max(1, min(configured, round(fraction * num_epochs))))
 
 
-class VertebraFormerTrainer_budget(VertebraFormerTrainer):
-    """As many epochs of 50 iterations (peak rate 1e-3, as ``_CPU20min``) as fit in a wall-clock budget
-    (module docstring): the schedule of ``vertebraformer demo``."""
-
-    SCHEDULE = dict(num_epochs=1000, num_iterations_per_epoch=50, num_val_iterations_per_epoch=4, warmup_epochs=3,
-                    initial_lr=1e-3, save_every=5)
+class TimeBudgetMixin:
+    """The wall-clock budget for any nnU-Net trainer (module docstring); put it first among the bases. The
+    trainer class says how a new epoch count reaches its learning-rate schedule (``_schedule_epochs``)."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.max_epochs = int(self.num_epochs)
-        self.configured_warmup = int(self.warmup_epochs)
         self.time_budget_s: float = budget_from_env()
         self._run_t0: Optional[float] = None
         self._epoch_starts: List[float] = []  # start times of this run's epochs
@@ -108,8 +106,8 @@ class VertebraFormerTrainer_budget(VertebraFormerTrainer):
             self.fit_epochs_to_budget(time())
 
     def fit_epochs_to_budget(self, now: float) -> None:
-        """Set ``num_epochs`` after the first and the second epoch of the run; later only shorten it, so the run
-        ends within the budget (module docstring)."""
+        """Set ``num_epochs`` after every epoch of the run from the time the epochs took, so the run ends within
+        the budget (module docstring)."""
         done = int(self.current_epoch) - self._run_start_epoch
         if done < 1:
             return
@@ -119,18 +117,51 @@ class VertebraFormerTrainer_budget(VertebraFormerTrainer):
         elapsed = now - self._run_t0
         fit = epochs_within_budget(self._run_start_epoch, done, per_epoch, elapsed, self.time_budget_s,
                                    self.max_epochs)
-        if done <= 2:
+        if done <= 2 or fit != self.num_epochs:
+            late = fit < self.num_epochs and done > 2
             self._set_num_epochs(fit)
             self.print_to_log_file(
                 f"Time budget: {elapsed:.0f} s used, {per_epoch:.1f} s per epoch -> {self.num_epochs} epochs in "
-                f"{self.time_budget_s:.0f} s (warm-up {self.lr_scheduler.warmup_epochs})")
-        elif fit < self.num_epochs:
-            self._set_num_epochs(fit)
-            self.print_to_log_file(f"Time budget: running late ({elapsed:.0f} s used, {per_epoch:.1f} s per epoch); "
-                                   f"training ends after epoch {self.num_epochs - 1}")
+                f"{self.time_budget_s:.0f} s" + (" (running late)" if late else ""))
 
     def _set_num_epochs(self, n: int) -> None:
         self.num_epochs = int(n)
+        self._schedule_epochs(int(n))
+
+    def _schedule_epochs(self, n: int) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must say how {n} epochs reach its learning-rate schedule")
+
+
+class VertebraFormerTrainer_budget(TimeBudgetMixin, VertebraFormerTrainer):
+    """As many epochs of 50 iterations (peak rate 1e-3, as ``_CPU20min``) as fit in a wall-clock budget
+    (module docstring): the schedule of ``vertebraformer demo``."""
+
+    SCHEDULE = dict(num_epochs=1000, num_iterations_per_epoch=50, num_val_iterations_per_epoch=4, warmup_epochs=3,
+                    initial_lr=1e-3, save_every=5)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.configured_warmup = int(self.warmup_epochs)
+
+    def _schedule_epochs(self, n: int) -> None:
         scheduler = self.lr_scheduler
-        scheduler.max_epochs = int(n)
+        scheduler.max_epochs = n
         scheduler.warmup_epochs = int(max(0, min(warmup_for(n, self.configured_warmup), n - 1)))
+
+
+class nnUNetTrainer_budget(TimeBudgetMixin, nnUNetTrainer):
+    """nnU-Net's default trainer (its 3D U-Net, SGD at 1e-2 with poly decay, its augmentation and loss) for a
+    wall-clock budget: the baseline of the benchmark, trained for the same time as VertebraFormer. Only the epoch
+    length differs from ``nnUNetTrainer``: 10 training and 2 validation iterations, so that the epoch count can be
+    fitted to a budget of minutes (a training step of nnU-Net's default U-Net takes about 5 s on two CPU cores:
+    one of its 250-iteration epochs alone would take 20 minutes). The poly decay runs over the fitted epochs."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_iterations_per_epoch = 10
+        self.num_val_iterations_per_epoch = 2
+
+    def _schedule_epochs(self, n: int) -> None:
+        self.lr_scheduler.max_steps = n  # nnU-Net's PolyLRScheduler: lr = initial * (1 - epoch / max_steps) ** 0.9

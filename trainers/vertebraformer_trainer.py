@@ -10,8 +10,8 @@ What differs from ``nnUNetTrainer`` (everything else, folders, checkpoint names,
   ``transpose_forward`` applied to the RAS (S, A, R) array (:func:`schedule.anatomical_axes`);
 * lesion-aware patch sampling (:mod:`dataloading`);
 * the multi-task loss under ``all_heads``: nnU-Net's Dice + CE on ``target[:, :1]`` (vertebra labels) plus a
-  binary "any vertebra" soft Dice (``losses.spine_dice_loss``, against the all-background collapse), level
-  cross-entropy on vertebra voxels, lesion BCE + soft Dice on ``target[:, 1:2]``, domain-code cross-entropy,
+  binary "any vertebra" soft Dice, from one log-softmax (``losses.segmentation_loss``: same value as nnU-Net's
+  ``DC_and_CE_loss``, half the cost), level cross-entropy on vertebra voxels, lesion BCE + soft Dice on ``target[:, 1:2]``, domain-code cross-entropy,
   with the lesion and domain terms masked per case (:mod:`losses`, :mod:`case_table`);
 * per-task losses and metrics in the log and ``progress.png`` (:mod:`progress`);
 * checkpoints that load with ``torch.load(weights_only=True)`` (plain Python values only) and a
@@ -46,11 +46,12 @@ from torch._dynamo import OptimizedModule
 
 from nnunetv2.training.data_augmentation.compute_initial_patch_size import get_patch_size
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
-from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss, get_tp_fp_fn_tn
+from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
+from nnunetv2.utilities.ddp_allgather import AllGatherGrad
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from vertebraformer_nn.network import all_heads
 from vertebraformer_nn.precision import autocast_for, describe as describe_precision
@@ -119,6 +120,10 @@ def load_checkpoint_file(path: str, map_location=None) -> dict:
 class VertebraFormerTrainer(nnUNetTrainer):
     #: attribute overrides applied at the end of __init__'s schedule settings (see variants.py)
     SCHEDULE: dict = {}
+    #: network keyword arguments that override the plans' ``arch_kwargs`` (the ablation switches, ablation.py);
+    #: applied in training and, since nnU-Net's predictors build the network through the trainer class, in
+    #: prediction too
+    ARCH_OVERRIDES: dict = {}
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -134,7 +139,7 @@ class VertebraFormerTrainer(nnUNetTrainer):
         #: weights of the task losses in the total (segmentation = 1)
         self.loss_weights = {"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1}
         self.lesion_dice_weight = 1.0
-        #: weight of the binary "any vertebra" soft Dice added to the segmentation loss (losses.spine_dice_loss)
+        #: weight of the binary "any vertebra" soft Dice added to the segmentation loss (losses.segmentation_loss)
         self.spine_dice_weight = 1.0
         self.lesion_oversample_percent = 0.2
         for name, value in self.SCHEDULE.items():  # short-schedule variants (variants.py) override these
@@ -161,14 +166,31 @@ class VertebraFormerTrainer(nnUNetTrainer):
                                    "switchable output mode and 3D RoPE blocks)")
         return False
 
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True):
+        """nnU-Net's network from the plans, with :attr:`ARCH_OVERRIDES` applied."""
+        return get_network_from_plans(
+            configuration_manager.network_arch_class_name,
+            {**(configuration_manager.network_arch_init_kwargs or {}), **cls.ARCH_OVERRIDES},
+            configuration_manager.network_arch_init_kwargs_req_import, num_input_channels, num_output_channels,
+            allow_init=True, deep_supervision=enable_deep_supervision)
+
     def set_deep_supervision_enabled(self, enabled: bool):
         pass  # no deep supervision in this network
 
     def _build_loss(self):
-        # nnU-Net's segmentation loss, used on target[:, :1]; the other task losses are in compute_losses
-        return DC_and_CE_loss({"batch_dice": self.configuration_manager.batch_dice, "smooth": 1e-5, "do_bg": False,
-                               "ddp": self.is_ddp}, {}, weight_ce=1, weight_dice=1,
-                              ignore_label=self.label_manager.ignore_label, dice_class=MemoryEfficientSoftDiceLoss)
+        """The segmentation loss on ``target[:, :1]`` (``self.loss``, as in nnU-Net); the other task losses are
+        in compute_losses."""
+        batch_dice = self.configuration_manager.batch_dice
+        ignore_label = self.label_manager.ignore_label
+        gather = AllGatherGrad.apply if self.is_ddp else None
+
+        def seg_loss(seg_logits: torch.Tensor, seg_target: torch.Tensor) -> torch.Tensor:
+            return L.segmentation_loss(seg_logits, seg_target, batch_dice, self.spine_dice_weight,
+                                       ignore_label=ignore_label, gather=gather)
+
+        return seg_loss
 
     def configure_optimizers(self):
         net = self.network.module if hasattr(self.network, "module") and not isinstance(self.network, OptimizedModule) \
@@ -265,7 +287,7 @@ class VertebraFormerTrainer(nnUNetTrainer):
         else:  # no lesion channel in this preprocessed data: the lesion loss is weighted zero for every case
             lesion_t = torch.zeros_like(seg_t)
             lesion_w = torch.zeros_like(lesion_w)
-        parts = {"seg": self.loss(out["seg"], seg_t) + self.spine_dice_weight * L.spine_dice_loss(out["seg"], seg_t)}
+        parts = {"seg": self.loss(out["seg"], seg_t)}
         zero = L.zero_like_graph(out["seg"])
         parts["id"] = L.identification_loss(out["id"], seg_t, torch.ones_like(lesion_w)) if out["id"] is not None else zero
         if out["lesion"] is not None:
@@ -279,8 +301,9 @@ class VertebraFormerTrainer(nnUNetTrainer):
     def _forward_all(self, data):
         with all_heads(self.network):
             out = self.network(data)
-        if self.device.type == "cpu":  # bfloat16 autocast: losses (softmax, Dice sums) in float32
-            out = {k: v.float() if torch.is_tensor(v) else v for k, v in out.items()}
+        if self.device.type == "cpu":  # bfloat16 autocast: losses (softmax, Dice sums) in float32; the level
+            # logits are cast by identification_loss after it has picked out the vertebra voxels
+            out = {k: v.float() if torch.is_tensor(v) and k != "id" else v for k, v in out.items()}
         return out
 
     def train_step(self, batch: dict) -> dict:

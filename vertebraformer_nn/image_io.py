@@ -154,7 +154,37 @@ def _read_image_file(path: Path) -> sitk.Image:
         image = sitk.ReadImage(str(path))
     except RuntimeError as e:
         raise ImageReadError(f"{path}: unreadable image file ({_error_summary(e)})") from None
-    return _check_volume(image, path)
+    image = _check_volume(image, path)
+    if _suffix(path) in (".nii", ".nii.gz") and image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        image = _restore_nifti_non_finite(image, path)
+    return image
+
+
+def _restore_nifti_non_finite(image: sitk.Image, path: Path) -> sitk.Image:
+    """ITK's NIfTI reader turns NaN and infinite voxel values into 0 (measured with SimpleITK 2.5.7 / ITK 5.4, on
+    files written by ITK and by nibabel; NRRD and MHA keep them), so a broken float NIfTI would pass as a valid
+    image. nibabel reads the stored values: put the non-finite ones back, so that a NIfTI file reads as what it
+    holds, as the other formats do, and the callers' finiteness checks see them."""
+    import nibabel as nib
+
+    try:
+        nifti = nib.load(str(path))
+        if nifti.get_data_dtype().kind != "f":  # integers scaled to float by scl_slope: never NaN, not read twice
+            return image
+        stored = np.asanyarray(nifti.dataobj)  # (x, y, z[, 1...]); ITK keeps this voxel order
+    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError):
+        return image  # ITK read it; a file nibabel cannot parse stays as ITK read it
+    stored = stored.reshape(stored.shape[:3])  # _check_volume allowed only trailing singleton axes
+    bad = ~np.isfinite(stored)
+    if not bad.any():
+        return image
+    array = sitk.GetArrayFromImage(image)
+    array[bad.T] = stored.T[bad.T]
+    restored = sitk.GetImageFromArray(array)
+    restored.CopyInformation(image)
+    for key in image.GetMetaDataKeys():
+        restored.SetMetaData(key, image.GetMetaData(key))
+    return restored
 
 
 def _check_nifti_spacing(path: Path) -> None:

@@ -7,18 +7,24 @@ lesion) and ``<case>_ctd.json`` become a plain reference folder that ``vertebraf
 border of the field of view are set to background (the converters' partial-vertebra rule,
 ``dataset_conversion.common.remove_partial_vertebrae``, on the image reoriented to RAS), and their centroids are
 dropped, since the model was taught to leave them unlabelled.
+
+For the benchmark, the same for the cases of any sources, named and gridded like the nnU-Net raw dataset's cases:
+``name="case"`` names the files by the index's ``case`` field (the raw dataset's case name without ``_0000``), and
+``orientation="RAS"`` reorients the label maps (``image_io.reorient``: axes permuted and flipped, no resampling)
+onto the grid the converters give every case, with the centroid file written against the reoriented map.
 """
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
+from typing import Iterable, Optional, Union
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..centroids import read_verse_ctd, write_verse_ctd
-from ..image_io import read_label, reorient, write_image
+from ..image_io import IMAGE_SUFFIXES, read_label, reorient, write_image
 
 
 def partial_codes(vertebrae: sitk.Image) -> list:
@@ -29,29 +35,60 @@ def partial_codes(vertebrae: sitk.Image) -> list:
     return removed
 
 
-def truth_reference(sim_root: Path, source: str, out: Path) -> int:
-    """Write the reference folder ``out`` for the cases of ``source`` (e.g. ``extra_lowdose``) in the phantoms'
-    index; returns the number of cases. Raises FileNotFoundError naming a missing ground-truth file."""
+NAMINGS = ("image", "case")
+
+
+def _reference_name(case: dict, naming: str) -> str:
+    """The file stem of a case: its image's file name less the image suffix (as ``predict -i SIM/<source>/...``
+    names a file's predictions; a DICOM series keeps its folder's name, dots included) or the index's ``case``
+    field (the raw dataset's case name)."""
+    if naming == "case":
+        return case["case"]
+    name = Path(case["image"]).name
+    suffix = next((s for s in IMAGE_SUFFIXES if name.endswith(s)), "")
+    return name[: len(name) - len(suffix)]
+
+
+def truth_reference(sim_root: Path, sources: Union[str, Iterable[str]], out: Path, *, name: str = "image",
+                    orientation: Optional[str] = None) -> int:
+    """Write the reference folder ``out`` for the cases of ``sources`` (one source, e.g. ``extra_lowdose``, or
+    several) in the phantoms' index; returns the number of cases.
+
+    ``name``: "image" names the files after the case's image file, "case" after the index's ``case`` field;
+    ``orientation``: None keeps the ground truth's grid, axis codes (e.g. "RAS") reorient the vertebra and lesion
+    maps to them (centroid file against the reoriented map). Raises FileNotFoundError naming a missing
+    ground-truth file or a source without cases, ValueError for an unknown ``name`` or two cases with one name."""
+    if name not in NAMINGS:
+        raise ValueError(f"name must be one of {', '.join(NAMINGS)}, got {name!r}")
     sim_root, out = Path(sim_root), Path(out)
+    wanted = [sources] if isinstance(sources, str) else list(sources)
     index_file = sim_root / "ground_truth" / "index.json"
-    cases = [c for c in json.loads(index_file.read_text())["cases"] if c["source"] == source]
-    if not cases:
-        raise FileNotFoundError(f"{index_file}: no case of source {source!r}")
+    index = json.loads(index_file.read_text())["cases"]
+    cases = [c for c in index if c["source"] in wanted]
+    missing = [s for s in wanted if not any(c["source"] == s for c in cases)]
+    if missing:
+        raise FileNotFoundError(f"{index_file}: no case of source {', '.join(map(repr, missing))}")
+    names = [_reference_name(c, name) for c in cases]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise ValueError(f"{index_file}: several cases would be named {', '.join(clash)} (name={name!r})")
     out.mkdir(parents=True, exist_ok=True)
-    for case in cases:
+    for case, stem in zip(cases, names):
         truth = {k: sim_root / v for k, v in case["truth"].items()}
         for kind, path in truth.items():
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: ground-truth {kind} of {source}/{case['case_id']} is missing")
-        name = Path(case["image"]).name
-        name = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else Path(name).stem
+                raise FileNotFoundError(f"{path}: ground-truth {kind} of {case['source']}/{case['case_id']} is missing")
         vertebrae = read_label(truth["vertebrae"])
         removed = partial_codes(vertebrae)
+        centroids = {c: p for c, p in read_verse_ctd(truth["centroids"], vertebrae).items() if c not in removed}
         array = sitk.GetArrayFromImage(vertebrae)
         kept = sitk.GetImageFromArray(np.where(np.isin(array, removed), 0, array).astype(array.dtype))
         kept.CopyInformation(vertebrae)
-        write_image(kept, out / f"{name}.nii.gz")
-        shutil.copyfile(truth["lesions"], out / f"{name}_lesion.nii.gz")
-        centroids = {c: p for c, p in read_verse_ctd(truth["centroids"], vertebrae).items() if c not in removed}
-        write_verse_ctd(out / f"{name}_ctd.json", centroids, vertebrae)
+        if orientation is None:
+            shutil.copyfile(truth["lesions"], out / f"{stem}_lesion.nii.gz")
+        else:
+            kept = reorient(kept, orientation)
+            write_image(reorient(read_label(truth["lesions"]), orientation), out / f"{stem}_lesion.nii.gz")
+        write_image(kept, out / f"{stem}.nii.gz")
+        write_verse_ctd(out / f"{stem}_ctd.json", centroids, kept)  # centroids are world mm: any grid of them
     return len(cases)

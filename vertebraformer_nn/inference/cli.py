@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_FOLDS = ("0", "1", "2", "3", "4")  # as predictor.DEFAULT_FOLDS (not imported: that module imports torch)
+NUMBERING_MODES = ("decoder", "argmax")  # as export.NUMBERING_MODES (not imported, for the same reason)
 
 
 def add_parser(subparsers) -> None:
@@ -27,6 +28,10 @@ def _add_shared(p: argparse.ArgumentParser) -> None:
                    help="which part this run does, 0..num_parts-1; each part writes summary_part<I>of<N>.csv")
     p.add_argument("--no_preview", action="store_true", help="do not draw <case>_preview.png")
     p.add_argument("--disable_progress_bar", action="store_true", help="no progress bar (log lines only)")
+    p.add_argument("--numbering", choices=NUMBERING_MODES, default="decoder",
+                   help="how vertebrae get their levels: 'decoder' (default) finds vertebra instances and labels "
+                   "the head-to-foot sequence jointly; 'argmax' takes the per-voxel argmax of the segmentation as "
+                   "it is (duplicated or split levels stay), for ablations and baselines only")
 
 
 def _add_predict(subparsers) -> None:
@@ -92,7 +97,8 @@ def _options(args):
     from .predictor import RunOptions
 
     return RunOptions(preview=not args.no_preview, save_probabilities=args.save_probabilities, resume=args.resume,
-                      num_parts=args.num_parts, part_id=args.part_id, progress=not args.disable_progress_bar)
+                      num_parts=args.num_parts, part_id=args.part_id, progress=not args.disable_progress_bar,
+                      numbering=args.numbering)
 
 
 def _part_suffix(args) -> str:
@@ -140,7 +146,8 @@ def run_predict(args) -> int:
         print(f"  ignored {len(found.ignored)} file(s) that are neither images nor DICOM: {shown}")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / f"prediction_args{_part_suffix(args)}.json", json.dumps({
-        "input": str(args.input), "output": str(out_dir), **setup, "renamed": found.renamed,
+        "input": str(args.input), "output": str(out_dir), **setup, "numbering": args.numbering,
+        "renamed": found.renamed,
         "cases": {c.name: str(c.source) for c in cases}}, indent=1))
     _, failed = run_cases(cases, out_dir, predictor.predict_case, _options(args))
     return 1 if failed else 0

@@ -24,8 +24,9 @@ The results are arrays in SimpleITK order (z, y, x) of the input image itself, s
 (spacing, origin, direction, size) unchanged with ``CopyInformation``.
 
 :func:`export_case` runs what follows the network for one case, for ``predict`` and ``ensemble`` alike:
-numbering at the model's spacing (``numbering.number_vertebrae``), VerSe codes, the input grid, and
-``case_outputs.write_case_outputs``; :func:`case_meta` is what it needs to know about the case (kept in the
+numbering at the model's spacing (``numbering.number_vertebrae``, or with ``numbering="argmax"`` the per-voxel
+argmax without the decoder, ``numbering.argmax_numbering``, for ablations and baselines), VerSe codes, the input
+grid, and ``case_outputs.write_case_outputs``; :func:`case_meta` is what it needs to know about the case (kept in the
 probabilities file, so ``ensemble`` can export without the model).
 """
 from __future__ import annotations
@@ -41,12 +42,14 @@ import SimpleITK as sitk
 from .. import labels
 from .cases import Reorientation
 
-__all__ = ["GridMap", "LESION_FLOOR", "SLAB", "labels_to_input", "probability_to_input", "superior_axis", "model_spacing",
-           "case_meta", "export_case"]
+__all__ = ["GridMap", "LESION_FLOOR", "SLAB", "NUMBERING_MODES", "labels_to_input", "probability_to_input",
+           "superior_axis", "model_spacing", "case_meta", "export_case"]
 
 LESION_FLOOR = 0.01
 #: input slices per step of the export (float32 temporaries of one slab: 32 x 512 x 512 x 4 B = 34 MB)
 SLAB = 32
+#: ``export_case(numbering=...)``: the structure-aware decoder (default), or the per-voxel argmax without it
+NUMBERING_MODES = ("decoder", "argmax")
 
 
 @dataclass(frozen=True)
@@ -270,17 +273,24 @@ def grid_map(meta: Mapping) -> GridMap:
 
 
 def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: Mapping, *, preview: bool = True,
-                seconds: Optional[Dict[str, float]] = None) -> dict:
+                seconds: Optional[Dict[str, float]] = None, numbering: str = "decoder") -> dict:
     """Numbering, input grid and files of one case (module docstring); returns the report. ``probs``: head ->
-    (C, X, Y, Z) on the model grid; ``seconds`` (if given) gets the "numbering" and "export" times."""
+    (C, X, Y, Z) on the model grid; ``seconds`` (if given) gets the "numbering" and "export" times; ``numbering``:
+    one of :data:`NUMBERING_MODES` ("argmax" ignores the identification head: the labels are the argmax of
+    ``probs["seg"]``)."""
     from .case_outputs import write_case_outputs
-    from .numbering import number_vertebrae
+    from .numbering import argmax_numbering, number_vertebrae
 
+    if numbering not in NUMBERING_MODES:
+        raise ValueError(f"numbering must be one of {', '.join(NUMBERING_MODES)}, got {numbering!r}")
     seconds = seconds if seconds is not None else {}
     t = time.perf_counter()
-    axis, sign = meta["superior"]
-    numbering = number_vertebrae(probs["seg"], meta["model_spacing"], int(axis), int(sign), probs.get("id"))
-    codes = labels.training_to_verse(numbering.labels)
+    if numbering == "argmax":
+        result = argmax_numbering(probs["seg"])
+    else:
+        axis, sign = meta["superior"]
+        result = number_vertebrae(probs["seg"], meta["model_spacing"], int(axis), int(sign), probs.get("id"))
+    codes = labels.training_to_verse(result.labels)
     seconds["numbering"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -290,7 +300,7 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
                          f"{grid.input_shape[::-1]}")
     vertebrae = labels_to_input(codes, grid)
     lesion = probability_to_input(probs["lesion"][0], grid) if "lesion" in probs else None
-    report = write_case_outputs(out_dir, meta["case"], ct, vertebrae, lesion, numbering, preview=preview,
+    report = write_case_outputs(out_dir, meta["case"], ct, vertebrae, lesion, result, preview=preview,
                                 source=meta["source"])
     seconds["export"] = time.perf_counter() - t
     return report

@@ -19,6 +19,8 @@ Steps, each a public function with its own tests:
    (forward-backward over the same lattice).
 5. :func:`number_vertebrae` - all of it, written back as a training-label map plus per-instance records and
    human-readable notes.
+
+:func:`argmax_numbering` is the ablation / baseline without any of it: the per-voxel argmax as the label map.
 """
 from __future__ import annotations
 
@@ -589,3 +591,33 @@ def number_vertebrae(
     if renumbered:
         notes.append(f"numbered against the voxel-wise majority level (head to foot): {'; '.join(renumbered)}")
     return NumberingResult(lut[instance_map], instances, notes)
+
+
+# --- baseline without the decoder ---------------------------------------------------------------------------
+
+#: note of :func:`argmax_numbering`, so reports say which numbering made their labels
+ARGMAX_NOTE = "per-voxel argmax, no numbering decoder"
+
+
+def argmax_numbering(seg_probs) -> NumberingResult:
+    """Numbering read off the per-voxel argmax of a (27, X, Y, Z) segmentation softmax, for ablations and the
+    nnU-Net baseline: no instances, no fragment cleaning, no sequence decoding, so a level the argmax gives to two
+    vertebrae stays duplicated and a vertebra whose argmax flips half-way keeps two labels.
+
+    Returns a :class:`NumberingResult`: ``labels`` = the argmax (uint8 training labels); ``instances`` = one record
+    per training label present, head to foot by anatomical order (instance_id, label, code, name, confidence,
+    voxels), where confidence is the mean over that label's voxels of their winning probability (the argmax
+    label's own probability; the decoder's confidence is a posterior marginal instead, so the two are not
+    comparable); ``notes`` = [:data:`ARGMAX_NOTE`]."""
+    seg = _check_probs(seg_probs, L.NUM_TRAINING_LABELS, "seg_probs")
+    label_map = np.argmax(seg, axis=0).astype(np.uint8)
+    flat = label_map.ravel()
+    voxels = np.bincount(flat, minlength=L.NUM_TRAINING_LABELS)
+    winning = np.bincount(flat, weights=np.max(seg, axis=0).ravel().astype(np.float64),
+                          minlength=L.NUM_TRAINING_LABELS)
+    instances = []
+    for label in np.flatnonzero(voxels[1:]) + 1:  # training label order = anatomical order = head to foot
+        code = L.CODE_OF_TRAINING_LABEL[int(label)]
+        instances.append({"instance_id": len(instances) + 1, "label": int(label), "code": code, "name": L.name(code),
+                          "confidence": float(winning[label] / voxels[label]), "voxels": int(voxels[label])})
+    return NumberingResult(label_map, instances, [ARGMAX_NOTE])

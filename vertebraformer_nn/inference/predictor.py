@@ -323,6 +323,7 @@ class RunOptions:
     num_parts: int = 1
     part_id: int = 0
     progress: bool = True
+    numbering: str = "decoder"  # export.NUMBERING_MODES: "argmax" for ablations and baselines
 
 
 def case_complete(out_dir: Path, case: str, save_probabilities: bool = False) -> Optional[dict]:
@@ -411,7 +412,8 @@ def run_cases(cases: Sequence, out_dir, compute: Callable, options: RunOptions,
             if options.save_probabilities:  # before the report, which marks the case finished
                 P.save(P.probabilities_file(out_dir, case.name), P.compact(probs), meta)
             saving = time.perf_counter() - t
-            report = export_case(out_dir, image, probs, meta, preview=options.preview, seconds=seconds)
+            report = export_case(out_dir, image, probs, meta, preview=options.preview, seconds=seconds,
+                                 numbering=options.numbering)
             seconds["export"] += saving
             del image, probs
         except KeyboardInterrupt:

@@ -1,0 +1,634 @@
+"""The paper's evaluation protocol on MultiSpine-Sim, side by side with nnU-Net (issue 5).
+
+    python benchmarks/multispine_protocol.py --quick                 # about an hour on 2 CPU cores
+    python benchmarks/multispine_protocol.py --device cuda           # the full protocol, meant for a GPU
+    python benchmarks/multispine_protocol.py --quick --work W --out benchmarks/results   # (defaults shown below)
+
+Every method gets the same data, folds, preprocessing spacing and wall-clock training budget:
+
+* VertebraFormer (all heads, modulation on): ``VertebraFormerTrainer_budget``;
+* the ablations: ``VertebraFormerTrainer_budget_noModulation`` (and, in the full protocol, ``_noIdentification``,
+  ``_noLesion``);
+* nnU-Net's default trainer and 3D U-Net (``nnUNetTrainer_budget``: nnU-Net's trainer with epochs of 50
+  iterations, so a budget of minutes can be fitted) on nnU-Net's own default plans with our target spacing,
+  plus a second nnU-Net trained on the lesion maps (the paper's "separate models"). Its vertebra numbering is
+  read off its per-voxel labels twice: through our numbering decoder, and as the plain per-voxel argmax.
+
+Folds: the quick protocol trains one cross-validation fold (fold 0, in-domain) and one leave-one-domain-out
+fold (fold 5, VerSe held out, cross-domain); the full protocol all of them. Test cases: the fold's validation
+cases (for a leave-one-domain-out fold, the held-out domain). Reference: MultiSpine-Sim's complete ground truth
+(every vertebra, every lesion, body centroids), not the sources' partial annotations. Perturbations (inference
+only): Gaussian noise, blur, HU offset and coarser slices at three strengths each
+(``vertebraformer_nn/evaluation/perturbations.py``) on the in-domain test cases.
+
+Efficiency: parameters, per-patch forward latency (each network at its own planned patch, batch 1, eval mode,
+the precision its predictor uses), seconds and peak RSS per whole CT (from the predict runs).
+
+The report (markdown, plots, the JSON of every evaluation) goes to ``--out``/<date>_<quick|full>/. Steps are
+reused when re-run with the same settings (``--work`` keeps their markers); ``--fresh`` starts over. Not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET_ID = 590
+LESION_DATASET_ID = 591
+NNUNET_PLANS = "nnUNetPlans_vfspacing"
+CONFIGURATION = "3d_fullres"
+CV_FOLD, LODO_FOLD = 0, 5
+
+
+@dataclass(frozen=True)
+class Model:
+    """One trained network: a trainer on a dataset with a plans file."""
+    key: str
+    trainer: str
+    dataset: int
+    plans: str  # "ours" = the VertebraFormer plans of the run
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row of the report: what it is made of, and how its outputs are built."""
+    key: str
+    title: str
+    models: tuple  # Model keys
+    numbering: str = "decoder"
+
+
+MODELS = {
+    "vf": Model("vf", "VertebraFormerTrainer_budget", DATASET_ID, "ours"),
+    "vf_nomod": Model("vf_nomod", "VertebraFormerTrainer_budget_noModulation", DATASET_ID, "ours"),
+    "vf_noid": Model("vf_noid", "VertebraFormerTrainer_budget_noIdentification", DATASET_ID, "ours"),
+    "vf_nolesion": Model("vf_nolesion", "VertebraFormerTrainer_budget_noLesion", DATASET_ID, "ours"),
+    "nnunet_seg": Model("nnunet_seg", "nnUNetTrainer_budget", DATASET_ID, NNUNET_PLANS),
+    "nnunet_lesion": Model("nnunet_lesion", "nnUNetTrainer_budget", LESION_DATASET_ID, NNUNET_PLANS),
+}
+METHODS = {
+    "vf": Method("vf", "VertebraFormer", ("vf",)),
+    "vf_nomod": Method("vf_nomod", "- modulation", ("vf_nomod",)),
+    "vf_noid": Method("vf_noid", "- identification branch", ("vf_noid",)),
+    "vf_nolesion": Method("vf_nolesion", "- lesion head", ("vf_nolesion",)),
+    "nnunet": Method("nnunet", "nnU-Net (separate models) + our numbering decoder", ("nnunet_seg", "nnunet_lesion")),
+    "nnunet_argmax": Method("nnunet_argmax", "nnU-Net (separate models), per-voxel argmax numbering",
+                            ("nnunet_seg", "nnunet_lesion"), numbering="argmax"),
+}
+
+
+@dataclass
+class Protocol:
+    name: str
+    cases_per_source: int
+    folds: List[int]
+    methods: List[str]
+    budget_s: float  # wall-clock training budget of every model
+    perturb_cases: Optional[int]  # in-domain test cases perturbed (None = all)
+    device: str = "cpu"
+    seed: int = 0
+    bootstrap: int = 10000
+    gpu_memory_gb: float = 24.0
+    extra: dict = field(default_factory=dict)
+
+    def models(self) -> List[str]:
+        return sorted({m for key in self.methods for m in METHODS[key].models}, key=list(MODELS).index)
+
+
+QUICK = Protocol("quick", cases_per_source=6, folds=[CV_FOLD, LODO_FOLD], methods=["vf", "vf_nomod", "nnunet",
+                 "nnunet_argmax"], budget_s=300.0, perturb_cases=2, bootstrap=2000)
+FULL = Protocol("full", cases_per_source=20, folds=list(range(9)), methods=list(METHODS), budget_s=3600.0,
+                perturb_cases=None, device="cuda")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(cmd: List[str], env: Optional[dict] = None) -> dict:
+    """Run a command; its wall seconds and peak RSS (the largest process of its tree, from the kernel's
+    accounting of a wrapper's children); raises on failure."""
+    probe = ("import resource, subprocess, sys; r = subprocess.call(sys.argv[1:]); "
+             "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+             "sys.exit(r)")
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-c", probe, *cmd], env=env, stderr=subprocess.PIPE, text=True)
+    seconds = time.time() - t0
+    peak = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("PEAK_RSS_KB")]
+    sys.stderr.write("".join(line + "\n" for line in proc.stderr.splitlines() if not line.startswith("PEAK_RSS_KB")))
+    if proc.returncode not in (0, 1):  # predict: 1 = some case failed, listed in its summary.csv
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit status {proc.returncode}")
+    return {"seconds": seconds, "peak_rss_gb": (peak[0] / 1024 ** 2) if peak else None, "status": proc.returncode}
+
+
+def vf(*args: str) -> List[str]:
+    return [sys.executable, "-m", "vertebraformer_nn", *args]
+
+
+def link(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        target.unlink()
+    try:
+        os.symlink(os.path.relpath(source, target.parent), target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
+            "torch": torch.__version__, "platform": platform.platform(), "load_average": list(os.getloadavg())}
+
+
+# ------------------------------------------------------------------------------------------------ the run
+class Benchmark:
+    def __init__(self, protocol: Protocol, work: Path, out: Path):
+        from vertebraformer_nn.demo.markers import Markers
+
+        self.p = protocol
+        self.work = work
+        self.out = out
+        self.markers = Markers(work)
+        self.sim = work / "SIM"
+        self.raw = work / "nnUNet_raw"
+        self.pre = work / "nnUNet_preprocessed"
+        self.results = work / "nnUNet_results"
+        self.env = dict(os.environ, nnUNet_raw=str(self.raw), nnUNet_preprocessed=str(self.pre),
+                        nnUNet_results=str(self.results), nnUNet_compile="f",
+                        nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", str(min(8, os.cpu_count() or 1))))
+        os.environ.update({k: self.env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results",
+                                                     "nnUNet_compile", "nnUNet_def_n_proc")})
+        self.record: Dict[str, dict] = {}
+
+    # -------------------------------------------------------------- step bookkeeping
+    def step(self, name: str, params: dict, body) -> dict:
+        params = {**params, "protocol": asdict(self.p)}
+        why = self.markers.why_not_reusable(name, params)
+        if why is None:
+            log(f"{name}: reused")
+            result = self.markers.load(name)["result"]
+        else:
+            log(f"{name}: running ({why})")
+            t0 = time.time()
+            result = body()
+            self.markers.write(name, params, time.time() - t0, result, [])
+            log(f"{name}: done in {time.time() - t0:.0f} s")
+        self.record[name] = {"seconds": self.markers.load(name)["seconds"], "result": result}
+        return result
+
+    def dataset_dir(self, dataset: int) -> Path:
+        return next(self.raw.glob(f"Dataset{dataset:03d}_*"))
+
+    def splits(self) -> list:
+        return json.loads((self.dataset_dir(DATASET_ID) / "splits_final.json").read_text())
+
+    # -------------------------------------------------------------- data and plans
+    def do_data(self) -> dict:
+        from vertebraformer_nn.dataset_conversion import SOURCES, convert_source, finalize
+        from vertebraformer_nn.phantoms import generate
+
+        for folder in (self.sim, self.raw, self.pre, self.results):
+            shutil.rmtree(folder, ignore_errors=True)
+        generate(self.sim, cases_per_source=self.p.cases_per_source, seed=self.p.seed, previews=False, progress=True)
+        for i, source in enumerate(SOURCES):
+            convert_source(source, self.sim / source, DATASET_ID, append=i > 0, progress=False)
+        final = finalize(DATASET_ID, num_processes=2)
+        if not final.ok:
+            raise RuntimeError(f"finalize failed: {final.errors or final.integrity}")
+        return {"training_cases": final.num_training, "fold_sizes": final.fold_sizes}
+
+    def do_plan_ours(self) -> dict:
+        from vertebraformer_nn.planners import plan_and_preprocess
+
+        cpu = self.p.device == "cpu"
+        plans = plan_and_preprocess(DATASET_ID, preset="cpu" if cpu else None, gpu_memory_gb=self.p.gpu_memory_gb,
+                                    num_processes=2, verbose=False)
+        conf = self.plans_json(DATASET_ID, plans)["configurations"][CONFIGURATION]
+        return {"plans": plans, "spacing": conf["spacing"], "patch_size": conf["patch_size"],
+                "batch_size": conf["batch_size"]}
+
+    def plans_json(self, dataset: int, plans: str) -> dict:
+        name = self.dataset_dir(dataset).name
+        return json.loads((self.pre / name / f"{plans}.json").read_text())
+
+    def do_plan_nnunet(self, dataset: int) -> dict:
+        """nnU-Net's default ExperimentPlanner at our spacing (``-overwrite_target_spacing``), then its
+        preprocessing, as ``nnUNetv2_plan_and_preprocess`` would do."""
+        from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
+                                                                           plan_experiment_dataset, preprocess_dataset)
+
+        spacing = self.record["plan_ours"]["result"]["spacing"]
+        extract_fingerprint_dataset(dataset, num_processes=2, check_dataset_integrity=False, clean=False)
+        plan_experiment_dataset(dataset, overwrite_target_spacing=spacing, overwrite_plans_name=NNUNET_PLANS)
+        preprocess_dataset(dataset, NNUNET_PLANS, [CONFIGURATION], [2], show_progress_bar=False)
+        splits = self.dataset_dir(dataset) / "splits_final.json"
+        shutil.copyfile(splits, self.pre / self.dataset_dir(dataset).name / "splits_final.json")
+        conf = self.plans_json(dataset, NNUNET_PLANS)["configurations"][CONFIGURATION]
+        return {"spacing": conf["spacing"], "patch_size": conf["patch_size"], "batch_size": conf["batch_size"]}
+
+    def do_lesion_dataset(self) -> dict:
+        """The nnU-Net lesion model's raw dataset: the cases whose source annotates lesions, their lesion maps as
+        labels, the main dataset's folds restricted to them (a fold left with no such validation case monitors
+        on one training case: its validation during training is only nnU-Net's progress curve)."""
+        main = self.dataset_dir(DATASET_ID)
+        info = json.loads((main / "dataset.json").read_text())
+        cases = sorted(c for c, v in info["case_info"].items()
+                       if v["annotations"].get("lesion_mask") and (main / "lesionsTr" / f"{c}.nii.gz").is_file())
+        target = self.raw / f"Dataset{LESION_DATASET_ID:03d}_MultiSpineLesions"
+        shutil.rmtree(target, ignore_errors=True)
+        for case in cases:
+            link(main / "imagesTr" / f"{case}_0000.nii.gz", target / "imagesTr" / f"{case}_0000.nii.gz")
+            link(main / "lesionsTr" / f"{case}.nii.gz", target / "labelsTr" / f"{case}.nii.gz")
+        dataset_json = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "lesion": 1},
+                        "numTraining": len(cases), "file_ending": ".nii.gz",
+                        "overwrite_image_reader_writer": info.get("overwrite_image_reader_writer"),
+                        "description": f"lesion maps of the lesion-annotated cases of {main.name} (benchmark)"}
+        (target / "dataset.json").write_text(json.dumps(dataset_json, indent=1))
+        chosen = set(cases)
+        splits = []
+        for entry in self.splits():
+            train = [c for c in entry["train"] if c in chosen]
+            val = [c for c in entry["val"] if c in chosen] or train[:1]
+            splits.append({"train": train, "val": val})
+        (target / "splits_final.json").write_text(json.dumps(splits, indent=1))
+        return {"cases": len(cases)}
+
+    # -------------------------------------------------------------- training
+    def model_folder(self, model: Model) -> Path:
+        plans = self.our_plans() if model.plans == "ours" else model.plans
+        name = self.dataset_dir(model.dataset).name
+        return self.results / name / f"{model.trainer}__{plans}__{CONFIGURATION}"
+
+    def our_plans(self) -> str:
+        return self.record["plan_ours"]["result"]["plans"]
+
+    def do_train(self, model: Model, fold: int) -> dict:
+        plans = self.our_plans() if model.plans == "ours" else model.plans
+        shutil.rmtree(self.model_folder(model) / f"fold_{fold}", ignore_errors=True)
+        env = dict(self.env, VERTEBRAFORMER_TRAIN_BUDGET_S=str(self.p.budget_s))
+        done = run([sys.executable, str(Path(__file__).resolve()), "_train", str(model.dataset), str(fold),
+                    model.trainer, plans, self.p.device], env=env)
+        progress = json.loads((self.model_folder(model) / f"fold_{fold}" / "training_summary.json").read_text())
+        return {**done, **progress}
+
+    # -------------------------------------------------------------- prediction
+    def test_cases(self, fold: int) -> List[str]:
+        return list(self.splits()[fold]["val"])
+
+    def do_inputs(self, fold: int) -> dict:
+        """The fold's test images (links into the raw dataset), plus, for the in-domain fold, the perturbed
+        variants of its first ``perturb_cases`` test cases."""
+        import SimpleITK as sitk
+
+        from vertebraformer_nn.evaluation.perturbations import PERTURBATIONS, perturb, variant_name
+        from vertebraformer_nn.image_io import read_image, write_image
+
+        folder = self.work / "inputs" / f"fold{fold}"
+        shutil.rmtree(folder, ignore_errors=True)
+        images = self.dataset_dir(DATASET_ID) / "imagesTr"
+        cases = self.test_cases(fold)
+        for case in cases:
+            link(images / f"{case}_0000.nii.gz", folder / f"{case}_0000.nii.gz")
+        variants = []
+        if fold == CV_FOLD:
+            chosen = cases if self.p.perturb_cases is None else cases[: self.p.perturb_cases]
+            for case in chosen:
+                image = read_image(images / f"{case}_0000.nii.gz")
+                for kind, strengths in PERTURBATIONS.items():
+                    for level, strength in enumerate(strengths, 1):
+                        name = variant_name(case, kind, level)
+                        out = perturb(image, kind, strength, seed=self.p.seed + level)
+                        write_image(sitk.Cast(out, sitk.sitkFloat32), folder / f"{name}_0000.nii.gz")
+                        variants.append(name)
+        return {"cases": cases, "variants": variants}
+
+    def predict(self, model: Model, fold: int, target: Path, save_probabilities: bool = False,
+                numbering: str = "decoder") -> dict:
+        shutil.rmtree(target, ignore_errors=True)
+        cmd = vf("predict", "-i", str(self.work / "inputs" / f"fold{fold}"), "-o", str(target), "-m",
+                 str(self.model_folder(model)), "-f", str(fold), "-device", self.p.device, "--numbering", numbering)
+        done = run(cmd + (["--save_probabilities"] if save_probabilities else []), env=self.env)
+        return {**done, **self.case_seconds(target)}
+
+    @staticmethod
+    def case_seconds(folder: Path) -> dict:
+        """Mean seconds per case of each stage, from predict's summary.csv."""
+        from vertebraformer_nn.inference.summary import read_summary
+
+        rows = read_summary(folder / "summary.csv")
+        ok = [r for r in rows if r.get("status") == "ok"]
+        stages = ("read", "preprocess", "network", "numbering", "export", "total")
+        means = {}
+        for stage in stages:
+            values = [float(r[f"seconds_{stage}"]) for r in ok if r.get(f"seconds_{stage}") not in (None, "")]
+            if values:
+                means[f"seconds_{stage}"] = sum(values) / len(values)
+        return {"cases_ok": len(ok), "cases_failed": len(rows) - len(ok), **means}
+
+    def probabilities_folder(self, key: str, fold: int) -> Path:
+        return self.work / "predictions" / f"{key}_probabilities_fold{fold}"
+
+    def do_probabilities(self, model: Model, fold: int) -> dict:
+        """An nnU-Net network's probabilities of every test input (``predict``'s network stages only: the lesion
+        network has 2 classes, which ``predict``'s vertebra export rightly refuses)."""
+        target = self.probabilities_folder(model.key, fold)
+        shutil.rmtree(target, ignore_errors=True)
+        done = run([sys.executable, str(Path(__file__).resolve()), "_probabilities", str(self.model_folder(model)),
+                    str(fold), str(self.work / "inputs" / f"fold{fold}"), str(target), self.p.device], env=self.env)
+        rows = json.loads((target / "seconds.json").read_text())
+        means = {f"seconds_{k}": sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "case"} if rows else {}
+        return {**done, "cases_ok": len(rows), **means}
+
+    def do_predict(self, method: Method, fold: int) -> dict:
+        target = self.predictions(method, fold)
+        if not method.key.startswith("nnunet"):
+            return self.predict(MODELS[method.models[0]], fold, target)
+        # nnU-Net: each network predicted once with its probabilities kept (steps probabilities_*), then the case
+        # files exported from both with the method's numbering
+        t0 = time.time()
+        seg_key, lesion_key = method.models
+        n = combine_separate_models(self.probabilities_folder(seg_key, fold),
+                                    self.probabilities_folder(lesion_key, fold), target, method.numbering)
+        seg = self.record[f"probabilities_{seg_key}_fold{fold}"]["result"]
+        les = self.record[f"probabilities_{lesion_key}_fold{fold}"]["result"]
+        combined = {"seconds": seg["seconds"] + les["seconds"] + time.time() - t0, "cases_ok": n,
+                    "peak_rss_gb": max(seg["peak_rss_gb"] or 0, les["peak_rss_gb"] or 0)}
+        for stage in ("read", "preprocess", "network", "total"):  # per case: both networks ran on it
+            combined[f"seconds_{stage}"] = seg.get(f"seconds_{stage}", 0) + les.get(f"seconds_{stage}", 0)
+        return combined
+
+    def predictions(self, method: Method, fold: int) -> Path:
+        return self.work / "predictions" / f"{method.key}_fold{fold}"
+
+    # -------------------------------------------------------------- evaluation
+    def do_reference(self) -> dict:
+        from vertebraformer_nn.demo.reference import truth_reference
+        from vertebraformer_nn.dataset_conversion import SOURCES
+
+        target = self.work / "reference"
+        shutil.rmtree(target, ignore_errors=True)
+        n = truth_reference(self.sim, list(SOURCES), target, name="case", orientation="RAS")
+        return {"cases": n}
+
+    def variant_reference(self, fold: int) -> Path:
+        """The reference folder for the fold's predictions: the truth, plus links for each perturbed variant."""
+        from vertebraformer_nn.evaluation.perturbations import parse_variant
+
+        base = self.work / "reference"
+        folder = self.work / "reference_variants" / f"fold{fold}"
+        shutil.rmtree(folder, ignore_errors=True)
+        for name in self.record[f"inputs_{fold}"]["result"]["variants"]:
+            case, _, _ = parse_variant(name)
+            for suffix in (".nii.gz", "_lesion.nii.gz", "_ctd.json"):
+                link(base / f"{case}{suffix}", folder / f"{name}{suffix}")
+        for case in self.test_cases(fold):
+            for suffix in (".nii.gz", "_lesion.nii.gz", "_ctd.json"):
+                link(base / f"{case}{suffix}", folder / f"{case}{suffix}")
+        return folder
+
+    def do_evaluate(self, method: Method, fold: int) -> dict:
+        from vertebraformer_nn.evaluation.evaluate import evaluate
+        from vertebraformer_nn.evaluation.report import write_json
+
+        report = evaluate(self.variant_reference(fold), self.predictions(method, fold), n_resamples=self.p.bootstrap,
+                          seed=self.p.seed)
+        path = self.out / "evaluations" / f"{method.key}_fold{fold}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(report, path)
+        return {"json": str(path.relative_to(self.out)), **split_clean_and_perturbed(report, self.p)}
+
+    # -------------------------------------------------------------- efficiency
+    def do_efficiency(self) -> dict:
+        out = {}
+        for key in ("vf", "nnunet_seg"):
+            model = MODELS[key]
+            if key not in self.p.models():
+                continue
+            fold = self.p.folds[0]
+            done = run([sys.executable, str(Path(__file__).resolve()), "_latency", str(self.model_folder(model)),
+                        str(fold), self.p.device], env=self.env)
+            out[key] = json.loads((self.model_folder(model) / f"fold_{fold}" / "latency.json").read_text())
+            out[key]["probe_peak_rss_gb"] = done["peak_rss_gb"]
+        return out
+
+    # -------------------------------------------------------------- the whole run
+    def run(self) -> Path:
+        self.out.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        self.step("data", {}, self.do_data)
+        self.step("plan_ours", {}, self.do_plan_ours)
+        if any(m.startswith("nnunet") for m in self.p.models()):
+            self.step("plan_nnunet", {}, lambda: self.do_plan_nnunet(DATASET_ID))
+            self.step("lesion_dataset", {}, self.do_lesion_dataset)
+            self.step("plan_nnunet_lesion", {}, lambda: self.do_plan_nnunet(LESION_DATASET_ID))
+        self.step("reference", {}, self.do_reference)
+        for fold in self.p.folds:
+            for key in self.p.models():
+                self.step(f"train_{key}_fold{fold}", {}, lambda k=key, f=fold: self.do_train(MODELS[k], f))
+        for fold in self.p.folds:
+            self.step(f"inputs_{fold}", {}, lambda f=fold: self.do_inputs(f))
+            for key in self.p.models():
+                if key.startswith("nnunet"):
+                    self.step(f"probabilities_{key}_fold{fold}", {},
+                              lambda k=key, f=fold: self.do_probabilities(MODELS[k], f))
+            for key in self.p.methods:
+                self.step(f"predict_{key}_fold{fold}", {}, lambda k=key, f=fold: self.do_predict(METHODS[k], f))
+                self.step(f"evaluate_{key}_fold{fold}", {}, lambda k=key, f=fold: self.do_evaluate(METHODS[k], f))
+        self.step("efficiency", {}, self.do_efficiency)
+        from protocol_report import write_report  # beside this script
+
+        return write_report(self, time.time() - started)
+
+
+def combine_separate_models(seg_dir: Path, lesion_dir: Path, target: Path, numbering: str) -> int:
+    """The case files of nnU-Net's "separate models": vertebrae from the segmentation network's probabilities,
+    lesions from the lesion network's (its foreground channel), both saved by ``predict --save_probabilities``
+    on the same model grid (same plans, same images), exported by our one export path."""
+    from vertebraformer_nn.image_io import read_image
+    from vertebraformer_nn.inference import probabilities as P
+    from vertebraformer_nn.inference.export import export_case
+    from vertebraformer_nn.inference.preview import write_colour_table
+
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    n = 0
+    for seg_file in sorted(seg_dir.glob("*_vfprobs.npz")):
+        case = seg_file.name[: -len("_vfprobs.npz")]
+        seg, meta = P.load(seg_file)
+        lesion, lesion_meta = P.load(lesion_dir / seg_file.name)
+        if lesion_meta["model_shape"] != meta["model_shape"]:
+            raise RuntimeError(f"{case}: the lesion network's grid {lesion_meta['model_shape']} differs from the "
+                               f"segmentation network's {meta['model_shape']}")
+        probs = {"seg": seg.expand("seg"), "lesion": lesion.expand("seg")[1:2]}
+        export_case(target, read_image(meta["source"]), probs, meta, preview=False, numbering=numbering)
+        n += 1
+    write_colour_table(target)
+    return n
+
+
+def split_clean_and_perturbed(report: dict, protocol: Protocol) -> dict:
+    """Headline numbers of the clean test cases (with intervals) and per-variant means of the perturbed ones."""
+    from vertebraformer_nn.evaluation.evaluate import summarise
+    from vertebraformer_nn.evaluation.perturbations import parse_variant
+
+    clean, variants = {}, {}
+    for name, record in report["cases"].items():
+        case, kind, level = parse_variant(name)
+        if kind is None:
+            clean[case] = record
+        else:
+            variants.setdefault(f"{kind}{level}", []).append(record)
+    perturbed_cases = {parse_variant(r["case"])[0] for records in variants.values() for r in records}
+    thresholds = report["settings"]["lesion_iou_thresholds"]
+    boot = {"n_resamples": protocol.bootstrap, "confidence": 0.95, "seed": protocol.seed}
+    few = {**boot, "n_resamples": 200}  # the curves need means only
+    base = [clean[c] for c in sorted(perturbed_cases) if c in clean]
+    return {"clean": summarise(list(clean.values()), thresholds, **boot) if clean else None,
+            "clean_perturbed_cases": summarise(base, thresholds, **few) if base else None,
+            "perturbed": {key: summarise(records, thresholds, **few) for key, records in sorted(variants.items())}}
+
+
+# ------------------------------------------------------------------------------------------------ children
+def child_train(dataset: str, fold: int, trainer_name: str, plans: str, device: str) -> None:
+    """Train one model for the budget (no final validation: the benchmark predicts and evaluates itself);
+    writes fold_<f>/training_summary.json (epochs, iterations, seconds)."""
+    import torch
+
+    from vertebraformer_nn.trainers.cli import build_trainer
+
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    trainer = build_trainer(dataset, fold, CONFIGURATION, trainer_name, plans, device)
+    t0 = time.time()
+    trainer.run_training()
+    summary = {"train_seconds": time.time() - t0, "epochs": int(trainer.current_epoch),
+               "iterations": int(trainer.current_epoch) * int(trainer.num_iterations_per_epoch),
+               "batch_size": int(trainer.batch_size), "patch_size": list(trainer.configuration_manager.patch_size)}
+    Path(trainer.output_folder, "training_summary.json").write_text(json.dumps(summary, indent=1))
+
+
+def child_probabilities(model_folder: str, fold: int, inputs: str, target: str, device: str) -> None:
+    """Every input's probabilities (``<case>_vfprobs.npz``, as ``predict --save_probabilities`` stores them) and
+    per-case seconds (seconds.json), through the same predictor as ``predict``, without the vertebra export."""
+    import torch
+
+    from vertebraformer_nn.inference import probabilities as P
+    from vertebraformer_nn.inference.cases import discover_cases
+    from vertebraformer_nn.inference.predictor import VertebraFormerPredictor
+
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    predictor = VertebraFormerPredictor(device=device)
+    predictor.initialize_from_trained_model_folder(model_folder, [fold])
+    out = Path(target)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for case in discover_cases(inputs).cases:
+        seconds: Dict[str, float] = {}
+        t0 = time.perf_counter()
+        _, probs, meta = predictor.predict_case(case, seconds)
+        P.save(P.probabilities_file(out, case.name), P.compact(probs), meta)
+        seconds["total"] = time.perf_counter() - t0
+        rows.append({"case": case.name, **seconds})
+        log(f"{case.name}: {seconds['total']:.1f} s")
+    (out / "seconds.json").write_text(json.dumps(rows, indent=1))
+
+
+def child_latency(model_folder: str, fold: int, device: str) -> None:
+    """Parameters and per-patch forward latency (batch 1, eval mode, no_grad, median of 5 after 2 warm-ups) of a
+    trained network at its own planned patch, with the precision its predictor uses."""
+    import statistics
+
+    import torch
+
+    from vertebraformer_nn.inference.predictor import VertebraFormerPredictor
+
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    predictor = VertebraFormerPredictor(device=device)
+    predictor.initialize_from_trained_model_folder(model_folder, [fold])
+    net = predictor.network.to(device).eval()
+    patch = list(predictor.configuration_manager.patch_size)
+    x = torch.randn(1, 1, *patch, device=device)
+    times = []
+    with torch.no_grad():
+        for i in range(7):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            net(x)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+    result = {"parameters_m": sum(p.numel() for p in net.net.parameters()) / 1e6, "patch_size": patch,
+              "forward_ms": 1000 * statistics.median(times), "bf16": bool(predictor.bf16),
+              "trainer": predictor.trainer_name}
+    Path(model_folder, f"fold_{fold}", "latency.json").write_text(json.dumps(result, indent=1))
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_train":
+        child_train(argv[1], int(argv[2]), argv[3], argv[4], argv[5])
+        return 0
+    if argv and argv[0] == "_probabilities":
+        child_probabilities(argv[1], int(argv[2]), argv[3], argv[4], argv[5])
+        return 0
+    if argv and argv[0] == "_latency":
+        child_latency(argv[1], int(argv[2]), argv[3])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the CPU-scale protocol (about an hour on 2 cores)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cpu with --quick, else cuda")
+    parser.add_argument("--budget-minutes", type=float, help="training budget of every model (quick: 5, full: 60)")
+    parser.add_argument("--cases-per-source", type=int, help="phantoms per source (quick: 6, full: 20)")
+    parser.add_argument("--folds", type=int, nargs="+", help="folds to train and test (quick: 0 5, full: 0-8)")
+    parser.add_argument("--work", type=Path, help="working folder (default /tmp/vertebraformer_protocol_<name>)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
+                        help="the report goes to OUT/<date>_<name>/ (default benchmarks/results)")
+    parser.add_argument("--fresh", action="store_true", help="forget the finished steps in --work")
+    args = parser.parse_args(argv)
+
+    protocol = Protocol(**asdict(QUICK if args.quick else FULL))
+    if args.device:
+        protocol.device = args.device
+    if args.budget_minutes:
+        protocol.budget_s = 60.0 * args.budget_minutes
+    if args.cases_per_source:
+        protocol.cases_per_source = args.cases_per_source
+    if args.folds:
+        protocol.folds = list(args.folds)
+    work = (args.work or Path(f"/tmp/vertebraformer_protocol_{protocol.name}")).resolve()
+    if args.fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    out = (args.out / f"{time.strftime('%Y-%m-%d')}_{protocol.name}").resolve()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    report = Benchmark(protocol, work, out).run()
+    log(f"report: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

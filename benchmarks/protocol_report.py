@@ -1,0 +1,221 @@
+"""The report of ``multispine_protocol.py``: markdown tables, matplotlib plots and the raw record (results.json)."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from multispine_protocol import CV_FOLD, METHODS, MODELS, machine
+
+
+def _est(summary: Optional[dict], *path: str, percent: bool = False, digits: int = 1) -> str:
+    """``value [low, high]`` of a summarised metric (evaluation/evaluate.py ``summarise``), or "-"."""
+    node = summary
+    for key in path:
+        node = (node or {}).get(key)
+    if not node or node.get("value") is None:
+        return "-"
+    scale = 100.0 if percent else 1.0
+    text = f"{node['value'] * scale:.{digits}f}"
+    if node.get("ci"):
+        low, high = node["ci"]
+        text += f" [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
+    return text
+
+
+def _mean(summary: Optional[dict], *path: str) -> Optional[float]:
+    node = summary
+    for key in path:
+        node = (node or {}).get(key)
+    return None if not node or node.get("value") is None else float(node["value"])
+
+
+def _table(header: List[str], rows: List[List[str]]) -> List[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _fold_title(fold: int, splits: list) -> str:
+    held = splits[fold].get("held_out_domain")
+    return f"fold {fold}: cross-domain ({held} held out)" if held else f"fold {fold}: in-domain (cross-validation)"
+
+
+def headline_rows(bench) -> List[List[str]]:
+    rows = []
+    splits = bench.splits()
+    for fold in bench.p.folds:
+        for key in bench.p.methods:
+            clean = bench.record[f"evaluate_{key}_fold{fold}"]["result"]["clean"]
+            rows.append([_fold_title(fold, splits), METHODS[key].title,
+                         _est(clean, "segmentation", "dice", percent=True),
+                         _est(clean, "segmentation", "binary_dice", percent=True),
+                         _est(clean, "segmentation", "hd95_mm"),
+                         _est(clean, "numbering", "id_rate", percent=True),
+                         _est(clean, "numbering", "localisation_mm"),
+                         _est(clean, "numbering", "all_correct", percent=True, digits=0),
+                         _est(clean, "lesions", "0.1", "ap", percent=True),
+                         _est(clean, "lesions", "0.3", "ap", percent=True),
+                         str((clean or {}).get("n_cases", 0))])
+    return rows
+
+
+def training_rows(bench) -> List[List[str]]:
+    rows = []
+    for fold in bench.p.folds:
+        for key in bench.p.models():
+            r = bench.record[f"train_{key}_fold{fold}"]["result"]
+            rows.append([str(fold), key, MODELS[key].trainer, f"{r['train_seconds']:.0f}", str(r["epochs"]),
+                         str(r["iterations"]), f"{r['batch_size']} x {'x'.join(map(str, r['patch_size']))}",
+                         f"{r['peak_rss_gb']:.2f}" if r.get("peak_rss_gb") else "-"])
+    return rows
+
+
+def efficiency_rows(bench) -> List[List[str]]:
+    eff = bench.record["efficiency"]["result"]
+    rows = []
+    for key in bench.p.methods:
+        method = METHODS[key]
+        network = "vf" if key == "vf" else ("nnunet_seg" if key.startswith("nnunet") else None)
+        lat = eff.get(network, {}) if network else {}
+        runs = [bench.record[f"predict_{key}_fold{f}"]["result"] for f in bench.p.folds]
+        per_ct = [r["seconds_total"] for r in runs if r.get("seconds_total")]
+        peak = max((r.get("peak_rss_gb") or 0) for r in runs)
+        params = lat.get("parameters_m")
+        if params is not None and len(method.models) == 2:
+            params_text = f"{params:.2f} x 2 networks"
+        else:
+            params_text = f"{params:.2f}" if params is not None else "same network"
+        rows.append([method.title, params_text,
+                     "x".join(map(str, lat["patch_size"])) if lat else "-",
+                     f"{lat['forward_ms']:.0f}" if lat else "-",
+                     f"{sum(per_ct) / len(per_ct):.1f}" if per_ct else "-", f"{peak:.2f}"])
+    return rows
+
+
+def perturbation_table(bench):
+    """(rows, curves): curves[method][kind] = [(strength, dice, id_rate), ...] starting with the clean cases."""
+    from vertebraformer_nn.evaluation.perturbations import PERTURBATIONS, UNITS
+
+    rows, curves = [], {}
+    fold = CV_FOLD if CV_FOLD in bench.p.folds else bench.p.folds[0]
+    for key in bench.p.methods:
+        result = bench.record[f"evaluate_{key}_fold{fold}"]["result"]
+        curves[key] = {}
+        for kind, strengths in PERTURBATIONS.items():
+            points = [(0.0, _mean(result["clean_perturbed_cases"], "segmentation", "dice"),
+                       _mean(result["clean_perturbed_cases"], "numbering", "id_rate"))]
+            for level, strength in enumerate(strengths, 1):
+                summary = result["perturbed"].get(f"{kind}{level}")
+                points.append((strength, _mean(summary, "segmentation", "dice"), _mean(summary, "numbering", "id_rate")))
+            curves[key][kind] = points
+    for kind, strengths in PERTURBATIONS.items():
+        for level, strength in enumerate([0.0, *strengths]):
+            row = [kind if level else f"{kind} (clean)", f"{strength:g} {UNITS[kind]}" if level else "-"]
+            for key in bench.p.methods:
+                _, dice, id_rate = curves[key][kind][level]
+                row.append("-" if dice is None else f"{100 * dice:.1f} / {100 * (id_rate or 0):.1f}")
+            rows.append(row)
+    return rows, curves
+
+
+def plot_perturbations(curves: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vertebraformer_nn.evaluation.perturbations import PERTURBATIONS, UNITS
+
+    kinds = list(PERTURBATIONS)
+    fig, axes = plt.subplots(2, len(kinds), figsize=(4 * len(kinds), 7), squeeze=False)
+    for col, kind in enumerate(kinds):
+        for row, (index, metric) in enumerate(((1, "Dice (%)"), (2, "identification rate (%)"))):
+            ax = axes[row][col]
+            for key, per_kind in curves.items():
+                pts = [(p[0], p[index]) for p in per_kind[kind] if p[index] is not None]
+                if pts:
+                    ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=METHODS[key].title)
+            ax.set_xlabel(f"{kind} ({UNITS[kind]})")
+            ax.set_ylabel(metric)
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_cost(bench, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for key in bench.p.methods:
+        for fold, marker in zip(bench.p.folds, "os^v<>pPX"):
+            pred = bench.record[f"predict_{key}_fold{fold}"]["result"]
+            dice = _mean(bench.record[f"evaluate_{key}_fold{fold}"]["result"]["clean"], "segmentation", "dice")
+            if dice is not None and pred.get("seconds_total"):
+                ax.scatter(pred["seconds_total"], 100 * dice, marker=marker,
+                           label=f"{METHODS[key].title}, fold {fold}")
+    ax.set_xlabel("seconds per CT (predict, mean over the test cases)")
+    ax.set_ylabel("Dice (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(bench, seconds: float) -> Path:
+    out = bench.out
+    out.mkdir(parents=True, exist_ok=True)
+    p = bench.p
+    pert_rows, curves = perturbation_table(bench)
+    plot_perturbations(curves, out / "perturbations.png")
+    plot_cost(bench, out / "accuracy_vs_cost.png")
+    info = machine()
+    lines = [f"# VertebraFormer-nn benchmark on MultiSpine-Sim: {p.name} protocol", "",
+             f"Run {time.strftime('%Y-%m-%d %H:%M')} on {info['cpu']} ({info['cores']} cores"
+             f"{', GPU ' + info['gpu'] if info['gpu'] else ''}), device `{p.device}`, Python {info['python']}, "
+             f"torch {info['torch']}; load average at the end {', '.join(f'{x:.1f}' for x in info['load_average'])}. "
+             f"Whole run {seconds / 60:.0f} min (steps reused from an earlier run count 0).", "",
+             "```", f"python benchmarks/multispine_protocol.py {' '.join(sys.argv[1:])}", "```", "",
+             f"Data: MultiSpine-Sim, {p.cases_per_source} phantoms per source (seed {p.seed}), converted into one "
+             "nnU-Net raw dataset; folds from its `splits_final.json`. Reference: the phantoms' complete ground truth "
+             "(every vertebra, every lesion, body centroids; vertebrae cut by the field of view removed, as in "
+             "training), whatever each source annotates. Every model trained for the same wall-clock budget of "
+             f"**{p.budget_s / 60:g} min** on `{p.device}`, at the same preprocessing spacing "
+             f"({bench.record['plan_ours']['result']['spacing']} mm). nnU-Net: its default trainer and planner "
+             "(3D U-Net, SGD, its augmentation), epochs of 10 iterations (ours: 50) so that the budget can be fitted; "
+             "fp32 training on the CPU as nnU-Net does (ours trains in bf16 autocast where the CPU has bf16). "
+             "Prediction: both through `vertebraformer predict` (nnU-Net's sliding window and Gaussian weighting, "
+             "no test-time mirroring on the CPU, bf16 autocast on a bf16 CPU for both), so every method's files "
+             "are written and evaluated the same way. Means over test cases with 95 % BCa bootstrap intervals "
+             f"({p.bootstrap} resamples, case level).", "",
+             "## Accuracy", "",
+             *_table(["test set", "method", "Dice %", "binary Dice %", "HD95 mm", "id rate %", "localisation mm",
+                      "all correct %", "lesion AP@0.1 %", "lesion AP@0.3 %", "cases"], headline_rows(bench)), "",
+             "Dice: mean over the vertebrae present in reference or prediction, per case; binary: all vertebrae as "
+             "one structure; id rate: VerSe identification rate (closest predicted centroid of the same label "
+             "within 20 mm); lesion AP: instance average precision at 3D IoU 0.1 / 0.3, pooled over cases.", "",
+             "## Training", "",
+             *_table(["fold", "model", "trainer", "seconds", "epochs", "iterations", "batch x patch",
+                      "peak RSS GB"], training_rows(bench)), "",
+             "## Efficiency", "",
+             *_table(["method", "parameters (M)", "patch", "forward ms / patch (batch 1)", "s per CT",
+                      "peak RSS GB (predict)"], efficiency_rows(bench)), "",
+             "Seconds per CT: `predict`'s own per-case total (read, preprocess, network, numbering, export; for "
+             "nnU-Net both networks), the mean over every predicted case (perturbed variants included).", "",
+             "## Perturbations (in-domain test cases; Dice % / identification rate %)", "",
+             *_table(["perturbation", "strength", *[METHODS[k].title for k in p.methods]], pert_rows), "",
+             "![perturbation curves](perturbations.png)", "", "![accuracy against cost](accuracy_vs_cost.png)", "",
+             "Every evaluation's full JSON (per case, per vertebra, per lesion) is in `evaluations/`; `results.json` "
+             "holds every step's record.", ""]
+    (out / "REPORT.md").write_text("\n".join(lines))
+    (out / "results.json").write_text(json.dumps({"machine": info, "protocol": vars(p), "steps": bench.record},
+                                                  indent=1, default=str))
+    return out / "REPORT.md"
