@@ -9,7 +9,8 @@ of the epochs since the second (the first carries one-time costs: worker start-u
 machine busy early (a first estimate too short) no longer ends the run minutes before its budget, and one that
 slows down still meets the deadline. The learning-rate schedule (:func:`schedule.lr_at`, or nnU-Net's poly
 decay) is a function of the epoch and the epoch count, so changing the count just stretches or squeezes the
-decay; warm-up is shortened to :data:`WARMUP_FRACTION` of a short run. A resumed run (``--c``) gets a fresh budget for the epochs it still trains.
+decay; warm-up is shortened to :data:`WARMUP_FRACTION` of a short run. A resumed run (``--c``) gets a fresh
+budget for the epochs it still trains.
 
 nnU-Net's ``run_training`` iterates over ``range(current_epoch, num_epochs)`` fixed when the loop starts, so the
 loop is re-stated here with a ``while`` that reads ``num_epochs`` after every epoch.

@@ -11,8 +11,8 @@ What differs from ``nnUNetTrainer`` (everything else, folders, checkpoint names,
 * lesion-aware patch sampling (:mod:`dataloading`);
 * the multi-task loss under ``all_heads``: nnU-Net's Dice + CE on ``target[:, :1]`` (vertebra labels) plus a
   binary "any vertebra" soft Dice, from one log-softmax (``losses.segmentation_loss``: same value as nnU-Net's
-  ``DC_and_CE_loss``, half the cost), level cross-entropy on vertebra voxels, lesion BCE + soft Dice on ``target[:, 1:2]``, domain-code cross-entropy,
-  with the lesion and domain terms masked per case (:mod:`losses`, :mod:`case_table`);
+  ``DC_and_CE_loss``, half the cost), level cross-entropy on vertebra voxels, lesion BCE + soft Dice on
+  ``target[:, 1:2]``, domain-code cross-entropy, with the lesion and domain terms masked per case (:mod:`losses`, :mod:`case_table`);
 * per-task losses and metrics in the log and ``progress.png`` (:mod:`progress`);
 * checkpoints that load with ``torch.load(weights_only=True)`` (plain Python values only) and a
   ``load_checkpoint`` that accepts a path or a dict (2.8.1 has a NameError on dicts, and its warm-up trainer
