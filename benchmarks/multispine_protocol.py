@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from vertebraformer_nn.demo.environment import link_or_copy
+
 REPO = Path(__file__).resolve().parents[1]
 DATASET_ID = 590
 LESION_DATASET_ID = 591
@@ -133,16 +135,6 @@ def run(cmd: List[str], env: Optional[dict] = None) -> dict:
 
 def vf(*args: str) -> List[str]:
     return [sys.executable, "-m", "vertebraformer_nn", *args]
-
-
-def link(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() or target.is_symlink():
-        target.unlink()
-    try:
-        os.symlink(os.path.relpath(source, target.parent), target)
-    except OSError:
-        shutil.copyfile(source, target)
 
 
 def machine() -> dict:
@@ -255,8 +247,8 @@ class Benchmark:
         target = self.raw / f"Dataset{LESION_DATASET_ID:03d}_MultiSpineLesions"
         shutil.rmtree(target, ignore_errors=True)
         for case in cases:
-            link(main / "imagesTr" / f"{case}_0000.nii.gz", target / "imagesTr" / f"{case}_0000.nii.gz")
-            link(main / "lesionsTr" / f"{case}.nii.gz", target / "labelsTr" / f"{case}.nii.gz")
+            link_or_copy(main / "imagesTr" / f"{case}_0000.nii.gz", target / "imagesTr" / f"{case}_0000.nii.gz")
+            link_or_copy(main / "lesionsTr" / f"{case}.nii.gz", target / "labelsTr" / f"{case}.nii.gz")
         dataset_json = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "lesion": 1},
                         "numTraining": len(cases), "file_ending": ".nii.gz",
                         "overwrite_image_reader_writer": info.get("overwrite_image_reader_writer"),
@@ -306,7 +298,7 @@ class Benchmark:
         images = self.dataset_dir(DATASET_ID) / "imagesTr"
         cases = self.test_cases(fold)
         for case in cases:
-            link(images / f"{case}_0000.nii.gz", folder / f"{case}_0000.nii.gz")
+            link_or_copy(images / f"{case}_0000.nii.gz", folder / f"{case}_0000.nii.gz")
         variants = []
         if fold == CV_FOLD:
             chosen = cases if self.p.perturb_cases is None else cases[: self.p.perturb_cases]
@@ -331,13 +323,12 @@ class Benchmark:
     @staticmethod
     def case_seconds(folder: Path) -> dict:
         """Mean seconds per case of each stage, from predict's summary.csv."""
-        from vertebraformer_nn.inference.summary import read_summary
+        from vertebraformer_nn.inference.summary import STAGES, read_summary
 
         rows = read_summary(folder / "summary.csv")
         ok = [r for r in rows if r.get("status") == "ok"]
-        stages = ("read", "preprocess", "network", "numbering", "export", "total")
         means = {}
-        for stage in stages:
+        for stage in (*STAGES, "total"):
             values = [float(r[f"seconds_{stage}"]) for r in ok if r.get(f"seconds_{stage}") not in (None, "")]
             if values:
                 means[f"seconds_{stage}"] = sum(values) / len(values)
@@ -398,10 +389,10 @@ class Benchmark:
         for name in self.record[f"inputs_{fold}"]["result"]["variants"]:
             case, _, _ = parse_variant(name)
             for suffix in (".nii.gz", "_lesion.nii.gz", "_ctd.json"):
-                link(base / f"{case}{suffix}", folder / f"{name}{suffix}")
+                link_or_copy(base / f"{case}{suffix}", folder / f"{name}{suffix}")
         for case in self.test_cases(fold):
             for suffix in (".nii.gz", "_lesion.nii.gz", "_ctd.json"):
-                link(base / f"{case}{suffix}", folder / f"{case}{suffix}")
+                link_or_copy(base / f"{case}{suffix}", folder / f"{case}{suffix}")
         return folder
 
     def do_evaluate(self, method: Method, fold: int) -> dict:

@@ -31,7 +31,6 @@ architecture, plans and the input. Not a test: a script whose table goes into th
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -48,10 +47,11 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from vertebraformer_nn.inference.summary import STAGES, read_summary
+
 REPO = Path(__file__).resolve().parents[1]
 INPUTS = ("phantom", "example_ct", "dicom", "large")
 METHODS = ("ours", "nnunet", "nnunet_tta")
-STAGES = ("read", "preprocess", "network", "numbering", "export")  # as vertebraformer_nn.inference.summary.STAGES
 LARGE_SIZE = (512, 512, 600)
 LARGE_SPACING = (0.7, 0.7, 1.0)
 DATASET_ID = 597
@@ -143,8 +143,7 @@ def failure_status(returncode: Optional[int], output_tail: str, timed_out: bool,
 
 def ours_stages(summary_csv: Path) -> tuple:
     """(stage seconds incl. ``total``, status) of the one case in our ``summary.csv``."""
-    with open(summary_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_summary(summary_csv)
     if len(rows) != 1:
         raise ValueError(f"{summary_csv}: expected one case, found {len(rows)}")
     row = rows[0]

@@ -62,6 +62,18 @@ def claim_output_folder(out: Path) -> None:
     (out / OWNER_FILE).write_text("vertebraformer demo output; re-running the demo reuses and replaces what is here\n")
 
 
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` becomes a relative link to ``source`` (a copy where the file system has no links), replacing
+    whatever was there."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        target.unlink()
+    try:
+        os.symlink(os.path.relpath(source, target.parent), target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def link_inputs(images: Path, cases: List[str], target: Path) -> None:
     """``target`` holds ``<case>_0000.nii.gz`` of each case as a link to the raw dataset's image (a copy where the
     file system has no links)."""
@@ -72,10 +84,7 @@ def link_inputs(images: Path, cases: List[str], target: Path) -> None:
         source = images / f"{case}_0000.nii.gz"
         if not source.is_file():
             raise DemoError(f"{source}: image of validation case {case} is missing from the raw dataset")
-        try:
-            os.symlink(os.path.relpath(source, target), target / source.name)
-        except OSError:
-            shutil.copyfile(source, target / source.name)
+        link_or_copy(source, target / source.name)
 
 
 @contextmanager
