@@ -45,7 +45,7 @@ def headline_rows(bench) -> List[List[str]]:
     rows = []
     splits = bench.splits()
     for fold in bench.p.folds:
-        for key in bench.p.methods:
+        for key in bench.p.methods_for(fold):
             clean = bench.record[f"evaluate_{key}_fold{fold}"]["result"]["clean"]
             rows.append([_fold_title(fold, splits), METHODS[key].title,
                          _est(clean, "segmentation", "dice", percent=True),
@@ -63,7 +63,7 @@ def headline_rows(bench) -> List[List[str]]:
 def training_rows(bench) -> List[List[str]]:
     rows = []
     for fold in bench.p.folds:
-        for key in bench.p.models():
+        for key in bench.p.models(fold):
             r = bench.record[f"train_{key}_fold{fold}"]["result"]
             rows.append([str(fold), key, MODELS[key].trainer, f"{r['train_seconds']:.0f}", str(r["epochs"]),
                          str(r["iterations"]), f"{r['batch_size']} x {'x'.join(map(str, r['patch_size']))}",
@@ -78,7 +78,7 @@ def efficiency_rows(bench) -> List[List[str]]:
         method = METHODS[key]
         network = "vf" if key == "vf" else ("nnunet_seg" if key.startswith("nnunet") else None)
         lat = eff.get(network, {}) if network else {}
-        runs = [bench.record[f"predict_{key}_fold{f}"]["result"] for f in bench.p.folds]
+        runs = [bench.record[f"predict_{key}_fold{f}"]["result"] for f in bench.p.folds if key in bench.p.methods_for(f)]
         per_ct = [r["seconds_total"] for r in runs if r.get("seconds_total")]
         peak = max((r.get("peak_rss_gb") or 0) for r in runs)
         params = lat.get("parameters_m")
@@ -94,29 +94,34 @@ def efficiency_rows(bench) -> List[List[str]]:
 
 
 def perturbation_table(bench):
-    """(rows, curves): curves[method][kind] = [(strength, dice, id_rate), ...] starting with the clean cases."""
+    """(methods, rows, curves): the methods of the perturbed fold; curves[method][kind] = [(strength, dice,
+    id_rate, binary_dice), ...] starting with the clean cases."""
     from vertebraformer_nn.evaluation.perturbations import PERTURBATIONS, UNITS
 
     rows, curves = [], {}
     fold = CV_FOLD if CV_FOLD in bench.p.folds else bench.p.folds[0]
-    for key in bench.p.methods:
+    methods = bench.p.methods_for(fold)
+
+    def point(strength: float, summary: Optional[dict]) -> tuple:
+        return (strength, _mean(summary, "segmentation", "dice"), _mean(summary, "numbering", "id_rate"),
+                _mean(summary, "segmentation", "binary_dice"))
+
+    for key in methods:
         result = bench.record[f"evaluate_{key}_fold{fold}"]["result"]
         curves[key] = {}
         for kind, strengths in PERTURBATIONS.items():
-            points = [(0.0, _mean(result["clean_perturbed_cases"], "segmentation", "dice"),
-                       _mean(result["clean_perturbed_cases"], "numbering", "id_rate"))]
-            for level, strength in enumerate(strengths, 1):
-                summary = result["perturbed"].get(f"{kind}{level}")
-                points.append((strength, _mean(summary, "segmentation", "dice"), _mean(summary, "numbering", "id_rate")))
-            curves[key][kind] = points
+            curves[key][kind] = [point(0.0, result["clean_perturbed_cases"])] + [
+                point(strength, result["perturbed"].get(f"{kind}{level}"))
+                for level, strength in enumerate(strengths, 1)]
     for kind, strengths in PERTURBATIONS.items():
         for level, strength in enumerate([0.0, *strengths]):
             row = [kind if level else f"{kind} (clean)", f"{strength:g} {UNITS[kind]}" if level else "-"]
-            for key in bench.p.methods:
-                _, dice, id_rate = curves[key][kind][level]
-                row.append("-" if dice is None else f"{100 * dice:.1f} / {100 * (id_rate or 0):.1f}")
+            for key in methods:
+                _, dice, id_rate, binary = curves[key][kind][level]
+                row.append("-" if dice is None else
+                           f"{100 * dice:.1f} / {100 * (binary or 0):.1f} / {100 * (id_rate or 0):.1f}")
             rows.append(row)
-    return rows, curves
+    return methods, rows, curves
 
 
 def plot_perturbations(curves: dict, path: Path) -> Path:
@@ -128,9 +133,10 @@ def plot_perturbations(curves: dict, path: Path) -> Path:
     from vertebraformer_nn.evaluation.perturbations import PERTURBATIONS, UNITS
 
     kinds = list(PERTURBATIONS)
-    fig, axes = plt.subplots(2, len(kinds), figsize=(4 * len(kinds), 7), squeeze=False)
+    fig, axes = plt.subplots(3, len(kinds), figsize=(4 * len(kinds), 10), squeeze=False)
     for col, kind in enumerate(kinds):
-        for row, (index, metric) in enumerate(((1, "Dice (%)"), (2, "identification rate (%)"))):
+        for row, (index, metric) in enumerate(((1, "Dice (%)"), (3, "binary Dice (%)"),
+                                               (2, "identification rate (%)"))):
             ax = axes[row][col]
             for key, per_kind in curves.items():
                 pts = [(p[0], p[index]) for p in per_kind[kind] if p[index] is not None]
@@ -155,6 +161,8 @@ def plot_cost(bench, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for key in bench.p.methods:
         for fold, marker in zip(bench.p.folds, "os^v<>pPX"):
+            if key not in bench.p.methods_for(fold):
+                continue
             pred = bench.record[f"predict_{key}_fold{fold}"]["result"]
             dice = _mean(bench.record[f"evaluate_{key}_fold{fold}"]["result"]["clean"], "segmentation", "dice")
             if dice is not None and pred.get("seconds_total"):
@@ -174,10 +182,12 @@ def write_report(bench, seconds: float) -> Path:
     out = bench.out
     out.mkdir(parents=True, exist_ok=True)
     p = bench.p
-    pert_rows, curves = perturbation_table(bench)
+    pert_methods, pert_rows, curves = perturbation_table(bench)
     plot_perturbations(curves, out / "perturbations.png")
     plot_cost(bench, out / "accuracy_vs_cost.png")
     info = machine()
+    ablations = (f"; the ablations on fold {', '.join(map(str, p.ablation_folds))} only"
+                 if p.ablation_folds is not None and any(k.startswith("vf_no") for k in p.methods) else "")
     lines = [f"# VertebraFormer-nn benchmark on MultiSpine-Sim: {p.name} protocol", "",
              f"Run {time.strftime('%Y-%m-%d %H:%M')} on {info['cpu']} ({info['cores']} cores"
              f"{', GPU ' + info['gpu'] if info['gpu'] else ''}), device `{p.device}`, Python {info['python']}, "
@@ -189,7 +199,7 @@ def write_report(bench, seconds: float) -> Path:
              "(every vertebra, every lesion, body centroids; vertebrae cut by the field of view removed, as in "
              "training), whatever each source annotates. Every model trained for the same wall-clock budget of "
              f"**{p.budget_s / 60:g} min** on `{p.device}`, at the same preprocessing spacing "
-             f"({bench.record['plan_ours']['result']['spacing']} mm). nnU-Net: its default trainer and planner "
+             f"({bench.record['plan_ours']['result']['spacing']} mm){ablations}. nnU-Net: its default trainer and planner "
              "(3D U-Net, SGD, its augmentation), epochs of 10 iterations (ours: 50) so that the budget can be fitted; "
              "fp32 training on the CPU as nnU-Net does (ours trains in bf16 autocast where the CPU has bf16). "
              "Prediction: both through `vertebraformer predict` (nnU-Net's sliding window and Gaussian weighting, "
@@ -210,8 +220,8 @@ def write_report(bench, seconds: float) -> Path:
                       "peak RSS GB (predict)"], efficiency_rows(bench)), "",
              "Seconds per CT: `predict`'s own per-case total (read, preprocess, network, numbering, export; for "
              "nnU-Net both networks), the mean over every predicted case (perturbed variants included).", "",
-             "## Perturbations (in-domain test cases; Dice % / identification rate %)", "",
-             *_table(["perturbation", "strength", *[METHODS[k].title for k in p.methods]], pert_rows), "",
+             "## Perturbations (in-domain test cases; Dice % / binary Dice % / identification rate %)", "",
+             *_table(["perturbation", "strength", *[METHODS[k].title for k in pert_methods]], pert_rows), "",
              "![perturbation curves](perturbations.png)", "", "![accuracy against cost](accuracy_vs_cost.png)", "",
              "Every evaluation's full JSON (per case, per vertebra, per lesion) is in `evaluations/`; `results.json` "
              "holds every step's record.", ""]

@@ -48,6 +48,23 @@ def test_plan_training_trains_two_folds_only_when_each_gets_enough_time():
     assert T.after_training_seconds("cuda", 3, 4, 1) < T.after_training_seconds("cpu", 3, 4, 1)
 
 
+def test_device_auto_picks_a_gpu_when_torch_sees_one(monkeypatch):
+    import torch
+
+    from vertebraformer_nn.demo.environment import DemoError, gpu_memory_gb, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: type("P", (), {"total_memory": 80 * 1024 ** 3}))
+    assert resolve_device("auto") == "cuda" and resolve_device("cpu") == "cpu"
+    assert gpu_memory_gb() == 24.0  # an 80 GB card plans as nnU-Net's default 24 GB target
+    # a GPU gets the GPU preset and both folds with an ensemble sooner than the CPU
+    assert T.plan_training(600, 60, "cuda", 3, 4).folds == 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(DemoError, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
 def test_second_fold_needs_fold_zeros_time_on_a_fixed_schedule():
     after = T.after_training_seconds("cpu", 1, 1, 2)
     ok, budget, _ = T.second_fold_decision(1000, 1000 - after - 50, "cpu", 1, 1, 2, 40.0, fixed_schedule=True)
@@ -204,7 +221,8 @@ def test_budget_trainer_trains_the_epochs_that_fit(multispine_preprocessed, tmp_
     assert (Path(trainer.output_folder) / "checkpoint_final.pth").is_file()
     lrs = trainer.logger.local_logger.my_fantastic_logging["lrs"]
     # epoch 0 in the initial 3-epoch warm-up; epoch 1 of 4 planned epochs (warm-up 1); epoch 2 of 3
-    assert lrs == pytest.approx([1e-3 / 3, lr_at(1, 1e-3, 4, 1), lr_at(2, 1e-3, 3, 1)])
+    peak = trainer.initial_lr
+    assert lrs == pytest.approx([peak / 3, lr_at(1, peak, 4, 1), lr_at(2, peak, 3, 1)])
 
 
 def test_budget_from_env_rejects_nonsense(monkeypatch):
