@@ -14,14 +14,13 @@ Every method gets the same data, folds, preprocessing spacing and wall-clock tra
   plus a second nnU-Net trained on the lesion maps (the paper's "separate models"). Its vertebra numbering is
   read off its per-voxel labels twice: through our numbering decoder, and as the plain per-voxel argmax.
 
-Folds: the quick protocol trains one cross-validation fold (fold 0, in-domain) and one leave-one-domain-out
-fold (fold 5, VerSe held out, cross-domain), the no-modulation ablation on fold 5 only (modulation is there for
-unseen scanners, and seven models of 8 minutes fit the hour where eight of 5 minutes left every model untrained);
-the full protocol all of them. Test cases: the fold's validation
-cases (for a leave-one-domain-out fold, the held-out domain). Reference: MultiSpine-Sim's complete ground truth
-(every vertebra, every lesion, body centroids), not the sources' partial annotations. Perturbations (inference
-only): Gaussian noise, blur, HU offset and coarser slices at three strengths each
-(``vertebraformer_nn/evaluation/perturbations.py``) on the in-domain test cases.
+Folds: the quick protocol trains one cross-validation fold (fold 0, in-domain) and one leave-one-domain-out fold
+(fold 5, VerSe held out, cross-domain), the no-modulation ablation on fold 5 only (modulation is there for unseen
+scanners, and seven models of 8 minutes fit the hour where eight of 5 minutes left every model untrained); the
+full protocol all of them. Test cases: the fold's validation cases (for a leave-one-domain-out fold, the held-out
+domain). Reference: MultiSpine-Sim's complete ground truth (every vertebra, every lesion, body centroids), not the
+sources' partial annotations. Perturbations (inference only): Gaussian noise, blur, HU offset and coarser slices
+at three strengths each (``vertebraformer_nn/evaluation/perturbations.py``) on the in-domain test cases.
 
 Efficiency: parameters, per-patch forward latency (each network at its own planned patch, batch 1, eval mode,
 the precision its predictor uses), seconds and peak RSS per whole CT (from the predict runs).

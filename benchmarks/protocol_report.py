@@ -78,7 +78,8 @@ def efficiency_rows(bench) -> List[List[str]]:
         method = METHODS[key]
         network = "vf" if key == "vf" else ("nnunet_seg" if key.startswith("nnunet") else None)
         lat = eff.get(network, {}) if network else {}
-        runs = [bench.record[f"predict_{key}_fold{f}"]["result"] for f in bench.p.folds if key in bench.p.methods_for(f)]
+        runs = [bench.record[f"predict_{key}_fold{f}"]["result"]
+                for f in bench.p.folds if key in bench.p.methods_for(f)]
         per_ct = [r["seconds_total"] for r in runs if r.get("seconds_total")]
         peak = max((r.get("peak_rss_gb") or 0) for r in runs)
         params = lat.get("parameters_m")
