@@ -215,6 +215,41 @@ def test_flipped_half_touching_the_vertebra_whose_level_it_took_is_not_fused_wit
     assert fused.instance_map.max() == 4
 
 
+def test_uncertain_salt_and_pepper_levels_take_their_neighbourhood_s_level():
+    levels = ["T9", "T10", "T11", "T12", "L1"]
+    seg, _, box_map = phantom(levels, heights=[6] * 5)
+    rng = np.random.default_rng(1)
+    for i, name in enumerate(levels, start=1):
+        # a third of each body's voxels: argmax 0.40 on a neighbouring level, its own level 0.30
+        inside = np.argwhere(box_map == i)
+        flip = inside[rng.random(len(inside)) < 0.35]
+        wrong = level(name) + 1 + rng.choice([-2, -1, 1, 2], size=len(flip))
+        dist = np.full((27, len(flip)), 0.28 / 24, dtype=np.float32)
+        dist[0] = 0.02
+        dist[level(name) + 1] = 0.30
+        dist[wrong, np.arange(len(flip))] = 0.40
+        seg[(slice(None), *flip.T)] = dist.astype(np.float16)
+    plain = N.smoothed_levels(seg, SPACING, sigma_mm=0)
+    assert all(len(np.unique(plain[box_map == i])) > 1 for i in range(1, 6))
+    smoothed = N.smoothed_levels(seg, SPACING)
+    for i, name in enumerate(levels, start=1):
+        assert set(np.unique(smoothed[box_map == i])) == {level(name) + 1}
+    np.testing.assert_array_equal(smoothed == 0, box_map == 0)  # the foreground is the argmax's, unchanged
+    result = number_vertebrae(seg, SPACING, 0, -1)
+    assert names(result) == levels
+    np.testing.assert_array_equal(result.labels, truth_labels(box_map, levels))
+
+
+def test_confident_levels_are_not_smoothed():
+    seg, _, box_map = phantom(["T5", "T6"], heights=[6, 6], noise=0.0)
+    seg[:, box_map == 1] = 0.0
+    seg[level("T5") + 1, box_map == 1] = 1.0  # confident voxels keep their argmax exactly
+    seg[level("T7") + 1, 4, 5, 5], seg[level("T5") + 1, 4, 5, 5] = 0.95, 0.05  # one confident T7 voxel
+    levels = N.smoothed_levels(seg, SPACING)
+    assert levels[4, 5, 5] == level("T7") + 1
+    assert (levels[box_map == 2] == level("T6") + 1).all()
+
+
 def test_vertebra_cut_by_the_field_of_view_is_kept():
     seg, _, _ = phantom(["T3", "T4", "T5"])
     seg = np.ascontiguousarray(seg[:, MARGIN + HEIGHT - 1:])  # T3 cut to its last row: 36 voxels, 1543 mm3
