@@ -187,13 +187,16 @@ def write_report(bench, seconds: float) -> Path:
     plot_perturbations(curves, out / "perturbations.png")
     plot_cost(bench, out / "accuracy_vs_cost.png")
     info = machine()
+    steps_s = sum(r["seconds"] for r in bench.record.values())
     ablations = (f"; the ablations on fold {', '.join(map(str, p.ablation_folds))} only"
                  if p.ablation_folds is not None and any(k.startswith("vf_no") for k in p.methods) else "")
     lines = [f"# VertebraFormer-nn benchmark on MultiSpine-Sim: {p.name} protocol", "",
              f"Run {time.strftime('%Y-%m-%d %H:%M')} on {info['cpu']} ({info['cores']} cores"
              f"{', GPU ' + info['gpu'] if info['gpu'] else ''}), device `{p.device}`, Python {info['python']}, "
              f"torch {info['torch']}; load average at the end {', '.join(f'{x:.1f}' for x in info['load_average'])}. "
-             f"Whole run {seconds / 60:.0f} min (steps reused from an earlier run count 0).", "",
+             f"The steps took {steps_s / 60:.0f} min in all, {seconds / 60:.0f} min of them in this invocation "
+             "(the others were reused from an earlier invocation with the same settings; `results.json` has "
+             "each step's seconds).", "",
              "```", f"python benchmarks/multispine_protocol.py {' '.join(sys.argv[1:])}", "```", "",
              f"Data: MultiSpine-Sim, {p.cases_per_source} phantoms per source (seed {p.seed}), converted into one "
              "nnU-Net raw dataset; folds from its `splits_final.json`. Reference: the phantoms' complete ground truth "
