@@ -3,8 +3,8 @@
 Steps, each a public function with its own tests:
 
 1. :func:`vertebra_instances` - vertebra instances from the segmentation probabilities: the foreground is
-   ``argmax != 0``; each foreground voxel takes the level that dominates its neighbourhood
-   (:func:`smoothed_levels`); pieces are the connected regions of one such level; small pieces join the touching
+   ``argmax != 0``; an uncertain foreground voxel takes the level that dominates its neighbourhood
+   (:func:`smoothed_levels`); pieces are the connected regions of one level; small pieces join the touching
    piece they share most surface with, and pieces that meet across a wide contact are one vertebra whose
    voxels carry two levels (unless the union is too large for one vertebra: then the flipped half is glued
    to the neighbour whose level it took). So touching vertebrae (a bridged disc at coarse spacing) are
@@ -311,7 +311,7 @@ def smoothed_levels(seg_probs, spacing, sigma_mm: float = DEFAULT_LEVEL_SMOOTHIN
     seg = np.asarray(seg_probs)
     argmax = seg.argmax(axis=0).astype(np.uint8)
     foreground = argmax != 0
-    unsure = foreground & (np.take_along_axis(seg, argmax[None].astype(np.intp), 0)[0] < confident)
+    unsure = foreground & (seg.max(axis=0) < confident)
     if sigma_mm <= 0 or not unsure.any():
         return argmax
     sigma = [sigma_mm / s for s in spacing]
@@ -343,15 +343,15 @@ def vertebra_instances(
 ) -> VertebraInstances:
     """Vertebra instances of a (27, X, Y, Z) segmentation softmax (channel c = training label c).
 
-    Pieces are 26-connected regions of one level of :func:`smoothed_levels` (``level_smoothing_mm``). Then, in this order: pieces below
-    ``min_volume_mm3`` join the touching piece with the largest contact area (dropped when isolated); pieces
-    meeting across a contact wider than ``merge_contact_ratio`` x (smaller volume)^(2/3) are one vertebra,
-    unless together they exceed ``max_merged_growth`` x the volume of the vertebrae nearby;
-    pieces below ``min_relative_volume`` x the median instance volume are fragments, handled like the small
-    ones, unless they touch the array border (a vertebra cut by the field of view: its size says nothing,
-    and it is still a level of its own). Every remaining piece is one instance, so a connected component
-    holding touching vertebrae with different argmax levels is split. Two touching vertebrae with the *same*
-    argmax level stay one instance (nothing in the labels separates them).
+    Pieces are 26-connected regions of one level of :func:`smoothed_levels` (sigma ``level_smoothing_mm``). Then,
+    in this order: pieces below ``min_volume_mm3`` join the touching piece with the largest contact area (dropped
+    when isolated); pieces meeting across a contact wider than ``merge_contact_ratio`` x (smaller volume)^(2/3)
+    are one vertebra, unless together they exceed ``max_merged_growth`` x the volume of the vertebrae nearby;
+    pieces below ``min_relative_volume`` x the median instance volume are fragments, handled like the small ones,
+    unless they touch the array border (a vertebra cut by the field of view: its size says nothing, and it is
+    still a level of its own). Every remaining piece is one instance, so a connected component holding touching
+    vertebrae with different argmax levels is split. Two touching vertebrae with the *same* argmax level stay one
+    instance (nothing in the labels separates them).
     """
     seg = _check_probs(seg_probs, L.NUM_TRAINING_LABELS, "seg_probs")
     sp = _check_spacing(spacing)
