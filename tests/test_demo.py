@@ -57,7 +57,7 @@ def test_device_auto_picks_a_gpu_when_torch_sees_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: type("P", (), {"total_memory": 80 * 1024 ** 3}))
     assert resolve_device("auto") == "cuda" and resolve_device("cpu") == "cpu"
     assert gpu_memory_gb() == 24.0  # an 80 GB card plans as nnU-Net's default 24 GB target
-    # a GPU gets the GPU preset and both folds with an ensemble sooner than the CPU
+    # with a GPU the same 10 minutes train two folds and an ensemble, where the CPU trains one fold
     assert T.plan_training(600, 60, "cuda", 3, 4).folds == 2
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu"
