@@ -108,9 +108,14 @@ class Protocol:
         return [key for key in self.methods
                 if not key.startswith("vf_no") or self.ablation_folds is None or fold in self.ablation_folds]
 
+    def methods_run(self) -> List[str]:
+        """The methods that run on at least one of the folds (an ablation whose folds are not among them does
+        not)."""
+        return [key for key in self.methods if any(key in self.methods_for(f) for f in self.folds)]
+
     def models(self, fold: Optional[int] = None) -> List[str]:
         """The models the fold trains (every fold's when ``fold`` is None)."""
-        methods = self.methods if fold is None else self.methods_for(fold)
+        methods = self.methods_run() if fold is None else self.methods_for(fold)
         return sorted({m for key in methods for m in METHODS[key].models}, key=list(MODELS).index)
 
 

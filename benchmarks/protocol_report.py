@@ -74,7 +74,7 @@ def training_rows(bench) -> List[List[str]]:
 def efficiency_rows(bench) -> List[List[str]]:
     eff = bench.record["efficiency"]["result"]
     rows = []
-    for key in bench.p.methods:
+    for key in bench.p.methods_run():
         method = METHODS[key]
         network = "vf" if key == "vf" else ("nnunet_seg" if key.startswith("nnunet") else None)
         lat = eff.get(network, {}) if network else {}
@@ -160,7 +160,7 @@ def plot_cost(bench, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for key in bench.p.methods:
+    for key in bench.p.methods_run():
         for fold, marker in zip(bench.p.folds, "os^v<>pPX"):
             if key not in bench.p.methods_for(fold):
                 continue
@@ -189,7 +189,7 @@ def write_report(bench, seconds: float) -> Path:
     info = machine()
     steps_s = sum(r["seconds"] for r in bench.record.values())
     ablations = (f"; the ablations on fold {', '.join(map(str, p.ablation_folds))} only"
-                 if p.ablation_folds is not None and any(k.startswith("vf_no") for k in p.methods) else "")
+                 if p.ablation_folds is not None and any(k.startswith("vf_no") for k in p.methods_run()) else "")
     lines = [f"# VertebraFormer-nn benchmark on MultiSpine-Sim: {p.name} protocol", "",
              f"Run {time.strftime('%Y-%m-%d %H:%M')} on {info['cpu']} ({info['cores']} cores"
              f"{', GPU ' + info['gpu'] if info['gpu'] else ''}), device `{p.device}`, Python {info['python']}, "
