@@ -207,7 +207,8 @@ class Benchmark:
 
     # -------------------------------------------------------------- data and plans
     def do_data(self) -> dict:
-        from vertebraformer_nn.dataset_conversion import SOURCES, convert_source, finalize
+        from vertebraformer_nn.dataset_conversion import convert_source, finalize
+        from vertebraformer_nn.sources import SOURCES
         from vertebraformer_nn.phantoms import generate
 
         for folder in (self.sim, self.raw, self.pre, self.results):
@@ -385,7 +386,7 @@ class Benchmark:
     # -------------------------------------------------------------- evaluation
     def do_reference(self) -> dict:
         from vertebraformer_nn.demo.reference import truth_reference
-        from vertebraformer_nn.dataset_conversion import SOURCES
+        from vertebraformer_nn.sources import SOURCES
 
         target = self.work / "reference"
         shutil.rmtree(target, ignore_errors=True)

@@ -330,7 +330,8 @@ def _check(cmd: List[str], env: dict, what: str) -> None:
 def prepare(work: Path, cases_per_source: int, nnunet_trainer: str, threads: int) -> dict:
     """Phantoms, raw dataset, our CPU plans + tiny model, nnU-Net's default plans at our spacing + its model, in
     ``work``; each step is skipped when its product is there."""
-    from vertebraformer_nn.dataset_conversion import SOURCES, convert_source, finalize
+    from vertebraformer_nn.dataset_conversion import convert_source, finalize
+    from vertebraformer_nn.sources import SOURCES
     from vertebraformer_nn.phantoms import generate
     from vertebraformer_nn.planners import plan_and_preprocess
 

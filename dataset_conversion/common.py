@@ -38,9 +38,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from vertebraformer_nn import labels
-
-#: The four MultiSpine sources, in de-duplication priority order (also the order of leave-one-domain-out folds).
-SOURCES: Tuple[str, ...] = ("verse", "ctspine1k", "spineweb", "dicom")
+from vertebraformer_nn.sources import SOURCES  # noqa: F401  (the converters' modules take it from here)
 
 #: Raw-dataset subfolders for images, vertebra labels and lesion maps, per split.
 SUBFOLDERS = {"train": ("imagesTr", "labelsTr", "lesionsTr"), "test": ("imagesTs", "labelsTs", "lesionsTs")}

@@ -12,7 +12,7 @@
   like nnU-Net's own), so a loader can centre patches on lesions on purpose (nnU-Net samples foreground from
   channel 0's classes only);
 * records per case, in its ``.pkl`` properties: ``has_lesion_annotation`` (bool), ``domain`` (source name),
-  ``domain_index`` (index in ``dataset_conversion.SOURCES``, -1 if unknown), ``annotations`` (the case's
+  ``domain_index`` (index in ``sources.SOURCES``, -1 if unknown), ``annotations`` (the case's
   ``case_info[case]['annotations']`` from dataset.json).
 
 The plans keep ``preprocessor_name: DefaultPreprocessor``: inference only needs images, and nnU-Net can only find
@@ -42,7 +42,7 @@ DOMAIN_INDEX_KEY = "domain_index"
 def case_facts(case: str, dataset_json: dict, lesion_file: Union[str, None]) -> dict:
     """Domain and lesion-annotation facts of one case, from dataset.json's case_info (MultiSpine) or, for a
     dataset without case_info, from whether a lesion file exists."""
-    from ..dataset_conversion import SOURCES
+    from ..sources import SOURCES
 
     info = (dataset_json.get("case_info") or {}).get(case)
     if info is not None:

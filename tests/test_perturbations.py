@@ -6,6 +6,7 @@ import pytest
 import SimpleITK as sitk
 
 from vertebraformer_nn.evaluation import perturbations as P
+from vertebraformer_nn.geometry import superior_axis
 
 # Directions (row-major, columns = index axes i, j, k in LPS) -> numpy axis (k, j, i order) closest to head-foot.
 FLIPPED_AXIAL = ((1, 0, 0, 0, -1, 0, 0, 0, -1), 0)  # k points inferior
@@ -109,7 +110,7 @@ def _spacing_with_head_foot(axis: int, head_foot_mm: float) -> tuple:
 @pytest.mark.parametrize("direction, axis", DIRECTIONS)
 def test_thicker_slices_average_only_along_head_foot(direction, axis):
     spacing = _spacing_with_head_foot(axis, 1.5)
-    assert P.head_foot_axis(_image(np.zeros((3, 3, 3)), direction, spacing)) == axis
+    assert superior_axis(_image(np.zeros((3, 3, 3)), direction, spacing).GetDirection())[0] == axis
     # In-plane pattern: untouched.
     across = _pattern(axis, along=False)
     kept = P.perturb(_image(across, direction, spacing), "slice_spacing", 3.0)

@@ -9,14 +9,12 @@ properties (``.pkl``) when the preprocessor recorded it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 
-from vertebraformer_nn.dataset_conversion.common import SOURCES
-
-UNKNOWN_DOMAIN = -1
+from vertebraformer_nn.sources import SOURCES, UNKNOWN_DOMAIN, domain_index
 
 #: property keys a preprocessor may use for the same facts (first found wins)
 LESION_FLAG_KEYS = ("has_lesion_annotation", "lesion_annotated", "lesion_mask_annotated", "lesion_annotation")
@@ -27,10 +25,6 @@ DOMAIN_INDEX_KEYS = ("domain_index", "domain_idx")
 class CaseFacts:
     lesion_annotated: bool
     domain_index: int  # index into SOURCES, UNKNOWN_DOMAIN if not one of them
-
-
-def domain_index(domain: Optional[str], domains: Sequence[str] = SOURCES) -> int:
-    return domains.index(domain) if domain in domains else UNKNOWN_DOMAIN
 
 
 def facts_from_case_info(info: Mapping) -> CaseFacts:

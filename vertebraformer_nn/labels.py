@@ -44,6 +44,10 @@ TRAINING_LABEL_OF_CODE: Dict[int, int] = {c: i + 1 for i, c in enumerate(ANATOMI
 #: VerSe code of each training label, background 0.
 CODE_OF_TRAINING_LABEL: Dict[int, int] = {0: 0, **{t: c for c, t in TRAINING_LABEL_OF_CODE.items()}}
 NUM_TRAINING_LABELS = len(CODE_OF_TRAINING_LABEL)  # background + 26 vertebrae
+#: nnU-Net's ignore label in training label maps (the highest value, after every class): voxels of a vertebra cut
+#: by the field of view, which a patch cannot tell from a whole one; no loss is computed on them, and evaluation
+#: applies the same border rule to predictions. Never a VerSe code and never in a predicted map.
+IGNORE_LABEL = NUM_TRAINING_LABELS  # 27
 
 
 def name(code: int) -> str:

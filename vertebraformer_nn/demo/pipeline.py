@@ -251,7 +251,8 @@ class Demo:
         return {"result": {"cases": len(index["cases"]), "per_source": per_source}, "outputs": [p.sim]}
 
     def do_convert(self) -> dict:
-        from ..dataset_conversion import SOURCES, convert_source, finalize
+        from ..dataset_conversion import convert_source, finalize
+        from ..sources import SOURCES
 
         c, p = self.config, self.paths
         skipped = []

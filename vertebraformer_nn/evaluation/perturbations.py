@@ -20,6 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..geometry import superior_axis
+
 # kind -> the three strengths, weakest first.
 PERTURBATIONS: Dict[str, Tuple[float, float, float]] = {
     "noise": (25.0, 50.0, 100.0),  # Gaussian noise SD, HU
@@ -64,7 +66,7 @@ def perturb(image: sitk.Image, kind: str, strength: float, seed: int = 0) -> sit
     elif kind == "hu_offset":
         arr += np.float32(strength)
     else:
-        axis = head_foot_axis(image)
+        axis = superior_axis(image.GetDirection())[0]
         width = strength / image.GetSpacing()[2 - axis]  # slab thickness in voxels
         if width <= 1.0:
             return floats
@@ -72,13 +74,6 @@ def perturb(image: sitk.Image, kind: str, strength: float, seed: int = 0) -> sit
     out = sitk.GetImageFromArray(arr)
     out.CopyInformation(image)
     return out
-
-
-def head_foot_axis(image: sitk.Image) -> int:
-    """Numpy array axis (of ``GetArrayFromImage``, order k, j, i) closest to head-foot: the image axis whose
-    direction column has the largest |z| in LPS."""
-    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
-    return 2 - int(np.argmax(np.abs(direction[2, :])))
 
 
 def _box_weights(width: float) -> np.ndarray:

@@ -40,6 +40,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import labels
+from ..geometry import superior_axis_after_transpose
 from .cases import Reorientation
 
 __all__ = ["GridMap", "LESION_FLOOR", "SLAB", "NUMBERING_MODES", "labels_to_input", "probability_to_input",
@@ -218,12 +219,8 @@ def probability_to_input(prob: np.ndarray, grid: GridMap, floor: float = LESION_
 
 def superior_axis(direction: Sequence[float], transpose_forward: Sequence[int]) -> Tuple[int, int]:
     """(model axis, sign) whose index grows towards the head (+1) or the feet (-1), from the direction of the
-    image nnU-Net's reader returns (``properties['sitk_stuff']['direction']``): LPS +z is superior; reader array
-    axis r is SimpleITK axis 2 - r; model axis m is reader axis transpose_forward[m]."""
-    d = np.asarray(direction, dtype=float).reshape(3, 3)
-    superior = [d[2, 2 - int(t)] for t in transpose_forward]
-    m = int(np.argmax(np.abs(superior)))
-    return m, (1 if superior[m] > 0 else -1)
+    image nnU-Net's reader returns (``properties['sitk_stuff']['direction']``)."""
+    return superior_axis_after_transpose(direction, transpose_forward)
 
 
 def model_spacing(properties: Mapping, model_shape: Sequence[int], transpose_forward: Sequence[int]) -> list:

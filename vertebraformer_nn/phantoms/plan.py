@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-SOURCES = ("verse", "ctspine1k", "spineweb", "dicom")
+from ..sources import SOURCES  # noqa: F401  (the phantoms' modules take it from here)
 
 # CTSpine1K's collections, the kind of scan each holds, and how the release names its files.
 CTSPINE1K_COLLECTIONS = (

@@ -1,0 +1,69 @@
+"""The facts the plans hold about a model's data (plans_facts), the source vocabulary and the head-foot geometry."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vertebraformer_nn import plans_facts
+from vertebraformer_nn.geometry import superior_axis, superior_axis_after_transpose
+from vertebraformer_nn.sources import SOURCES, UNKNOWN_DOMAIN, domain_index
+
+
+def _direction(columns):
+    """Row-major 3x3 direction from the world vectors of image axes i, j, k."""
+    return tuple(np.asarray(columns, dtype=float).T.ravel())
+
+
+@pytest.mark.parametrize("columns, expected", [
+    ([[1, 0, 0], [0, 1, 0], [0, 0, 1]], (0, 1)),  # LPS: k runs to the head, numpy axis 0
+    ([[-1, 0, 0], [0, -1, 0], [0, 0, -1]], (0, -1)),  # RAI-like: k runs to the feet
+    ([[0, 1, 0], [0, 0, -1], [-1, 0, 0]], (1, -1)),  # PIR (VerSe): image axis j runs to the feet, numpy axis 1
+    ([[0, 0, 1], [1, 0, 0], [0, 1, 0]], (2, 1)),  # image axis i runs to the head, numpy axis 2
+])
+def test_superior_axis_reads_the_direction_columns(columns, expected):
+    assert superior_axis(_direction(columns)) == expected
+
+
+def test_superior_axis_picks_the_dominant_component_of_an_oblique_direction():
+    a = np.deg2rad(15)
+    columns = [[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]]
+    assert superior_axis(_direction(columns)) == (0, 1)
+
+
+def test_superior_axis_after_transpose_follows_nnunet_transpose():
+    pir = _direction([[0, 1, 0], [0, 0, -1], [-1, 0, 0]])  # numpy axis 1 is head-foot
+    assert superior_axis_after_transpose(pir, [0, 1, 2]) == (1, -1)
+    assert superior_axis_after_transpose(pir, [1, 0, 2]) == (0, -1)
+    assert superior_axis_after_transpose(pir, [2, 0, 1]) == (2, -1)
+
+
+def test_domain_index():
+    assert domain_index("ctspine1k") == SOURCES.index("ctspine1k") == 1
+    assert domain_index("elsewhere") == UNKNOWN_DOMAIN
+    assert domain_index(None) == UNKNOWN_DOMAIN
+    assert domain_index("b", ["a", "b"]) == 1
+
+
+def test_anatomical_axes_from_the_plans_key():
+    plans = {"transpose_forward": [0, 1, 2], "image_reader_writer": "SimpleITKIO",
+             "vertebraformer": {"anatomical_axes": {"si": 2, "ap": 0, "lr": 1}, "domains": ["a", "b"]}}
+    assert plans_facts.anatomical_axes(plans) == {"si": 2, "ap": 0, "lr": 1}
+    assert plans_facts.domains(plans) == ("a", "b")
+
+
+def test_older_plans_of_a_reorienting_reader_derive_the_axes_from_the_transpose():
+    plans = {"transpose_forward": [2, 0, 1], "image_reader_writer": "SimpleITKIOWithReorient", "vertebraformer": {}}
+    assert plans_facts.anatomical_axes(plans) == {"si": 1, "ap": 2, "lr": 0}
+    assert plans_facts.domains(plans) == SOURCES
+
+
+def test_older_plans_of_a_plain_reader_are_refused_with_the_command_that_replans():
+    plans = {"plans_name": "Old", "transpose_forward": [0, 1, 2], "image_reader_writer": "SimpleITKIO"}
+    with pytest.raises(plans_facts.PlansFactError, match="plan-and-preprocess"):
+        plans_facts.anatomical_axes(plans)
+
+
+def test_anatomical_axes_must_be_a_permutation():
+    plans = {"vertebraformer": {"anatomical_axes": {"si": 0, "ap": 0, "lr": 1}}}
+    with pytest.raises(plans_facts.PlansFactError, match="permutation"):
+        plans_facts.anatomical_axes(plans)

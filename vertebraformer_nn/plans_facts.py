@@ -1,0 +1,63 @@
+"""What a model's plans say about its data, read in one place by the trainer, the predictor and the evaluation.
+
+The planner decides these facts once, from the dataset (DESIGN.md section 10: the plans and the model folder say
+everything about a model), and writes them under ``plans["vertebraformer"]``:
+
+* ``anatomical_axes``: ``{"si": i, "ap": j, "lr": k}``, the axes of the preprocessed (transposed) arrays that run
+  head-foot, front-back and left-right;
+* ``domains``: the dataset's source names (``sources.SOURCES`` for MultiSpine), whose count the network's domain
+  classifier has.
+
+Plans written before these keys existed were all planned from RAS-reoriented MultiSpine data read with
+``SimpleITKIOWithReorient``; for those the facts follow from ``transpose_forward`` and are derived here. Any other
+plans without the keys are refused with the command that re-plans them.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Tuple
+
+from .sources import SOURCES
+
+#: nnU-Net readers that hand out RAS arrays in SimpleITK order (S, A, R) whatever the file's orientation.
+REORIENTING_READERS = ("SimpleITKIOWithReorient", "NibabelIOWithReorient")
+AXIS_NAMES = ("si", "ap", "lr")
+
+
+class PlansFactError(ValueError):
+    """The plans do not say what is needed; the message says how to re-plan."""
+
+
+def _ours(plans: Mapping) -> Mapping:
+    return plans.get("vertebraformer") or {}
+
+
+def axes_from_transpose(transpose_forward) -> Dict[str, int]:
+    """Anatomical axes of transposed arrays whose untransposed order is (S, A, R) (a reorienting reader)."""
+    tf = [int(t) for t in transpose_forward]
+    if sorted(tf) != [0, 1, 2]:
+        raise PlansFactError(f"transpose_forward must be a permutation of 0, 1, 2; got {transpose_forward}")
+    return {name: tf.index(i) for i, name in enumerate(AXIS_NAMES)}
+
+
+def anatomical_axes(plans: Mapping) -> Dict[str, int]:
+    """``{"si", "ap", "lr"}`` -> axis of the preprocessed arrays (see the module docstring)."""
+    axes = _ours(plans).get("anatomical_axes")
+    if axes is not None:
+        out = {name: int(axes[name]) for name in AXIS_NAMES}
+        if sorted(out.values()) != [0, 1, 2]:
+            raise PlansFactError(f"plans {plans.get('plans_name')!r}: anatomical_axes {axes} is not a permutation")
+        return out
+    if plans.get("image_reader_writer") in REORIENTING_READERS:
+        return axes_from_transpose(plans["transpose_forward"])
+    raise PlansFactError(
+        f"plans {plans.get('plans_name')!r} do not say which array axis runs head-foot (written by an older "
+        f"version, reader {plans.get('image_reader_writer')!r}); re-plan the dataset: vertebraformer "
+        f"plan-and-preprocess -d <dataset id>")
+
+
+def domains(plans: Mapping) -> Tuple[str, ...]:
+    """The dataset's domains (source names) in the order of the domain classifier's outputs."""
+    found = _ours(plans).get("domains")
+    if found is not None:
+        return tuple(str(d) for d in found)
+    return SOURCES  # older plans: MultiSpine's four sources, the only ones planned then
