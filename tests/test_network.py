@@ -1,5 +1,5 @@
-"""The VertebraFormer network: shapes, output modes, modulation, weight loading, nnU-Net construction,
-the per-instance identification reduction, and end-to-end trainability. Small nets, one thread: fast."""
+"""The VertebraFormer network: shapes, output modes, modulation, weight loading, nnU-Net construction
+and end-to-end trainability. Small nets, one thread: fast."""
 from __future__ import annotations
 
 import inspect
@@ -18,7 +18,6 @@ from vertebraformer_nn.network import (
     VertebraFormer,
     all_heads,
     architecture_dict,
-    instance_level_log_probs,
     output_mode,
 )
 
@@ -205,51 +204,6 @@ def test_get_network_from_plans_builds_it_from_the_dotted_path():
     assert net.compute_conv_feature_map_size(np.array([17, 33, 30])) > 0
     with pytest.raises(ValueError, match="not divisible"):
         architecture_dict([16, 30, 32], [4, 8, 8])
-
-
-def test_instance_level_log_probs_on_a_hand_made_map():
-    levels = len(ANATOMICAL_ORDER)
-    shape = (6, 5, 4)
-    inst = np.zeros(shape, dtype=np.int16)
-    inst[0:2] = 3  # 40 voxels
-    inst[3:6, :, :2] = 7  # 30 voxels
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(levels,) + shape).astype(np.float32)
-    logits[ANATOMICAL_ORDER.index("T12")][inst == 3] += 6.0
-    logits[ANATOMICAL_ORDER.index("L1")][inst == 7] += 6.0
-    logits[ANATOMICAL_ORDER.index("C1")][inst == 0] += 50.0  # background must not leak in
-
-    out = instance_level_log_probs(logits, inst)
-    assert set(out) == {3, 7}
-    for v in out.values():
-        assert v.shape == (levels,) and v.dtype == np.float64 and np.all(np.isfinite(v))
-        assert np.log(np.exp(v).sum()) == pytest.approx(0.0, abs=1e-9)
-    assert ANATOMICAL_ORDER[int(np.argmax(out[3]))] == "T12"
-    assert ANATOMICAL_ORDER[int(np.argmax(out[7]))] == "L1"
-
-    # exactly the log of the mean softmax over the instance's voxels
-    v = logits[:, inst == 7].astype(np.float64)
-    sm = np.exp(v - v.max(0)) / np.exp(v - v.max(0)).sum(0)
-    np.testing.assert_allclose(out[7], np.log(sm.mean(1)), atol=1e-9)
-
-    # torch input and probability input give the same answer
-    t_out = instance_level_log_probs(torch.from_numpy(logits), torch.from_numpy(inst.astype(np.int64)))
-    probs = torch.softmax(torch.from_numpy(logits).double(), 0).numpy()
-    p_out = instance_level_log_probs(probs, inst, inputs="probabilities")
-    for k in (3, 7):
-        np.testing.assert_allclose(t_out[k], out[k], atol=1e-6)
-        np.testing.assert_allclose(p_out[k], out[k], atol=1e-9)
-
-    # one confidently dissenting voxel does not veto the majority (log of mean, not mean of logs)
-    spiky = logits.copy()
-    i, j, k = 0, 0, 0
-    spiky[:, i, j, k] = -30.0
-    spiky[ANATOMICAL_ORDER.index("C7"), i, j, k] = 30.0
-    assert ANATOMICAL_ORDER[int(np.argmax(instance_level_log_probs(spiky, inst)[3]))] == "T12"
-
-    assert instance_level_log_probs(logits, np.zeros(shape, dtype=int)) == {}
-    with pytest.raises(ValueError, match="spatial"):
-        instance_level_log_probs(logits, inst[:5])
 
 
 def test_a_few_optimizer_steps_reduce_the_combined_loss():

@@ -18,6 +18,8 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from vertebraformer_nn.evaluation.metrics import dice_from_counts  # noqa: F401  (the one Dice)
+
 IGNORE_INDEX = -1
 
 
@@ -192,12 +194,6 @@ def binary_counts(seg_logits: torch.Tensor, seg_target: torch.Tensor) -> Tuple[f
     pred = seg_logits.argmax(1) > 0
     target = seg_target[:, 0] > 0
     return float((pred & target).sum()), float((pred & ~target).sum()), float((~pred & target).sum())
-
-
-def dice_from_counts(tp: float, fp: float, fn: float) -> float:
-    """2tp / (2tp + fp + fn); NaN when there is nothing to score (no positive in prediction or target)."""
-    den = 2 * tp + fp + fn
-    return float(2 * tp / den) if den > 0 else float("nan")
 
 
 def ratio(num: float, den: float) -> float:

@@ -58,19 +58,26 @@ def overlap_counts(ref: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.bincount(pairs, minlength=n * n).reshape(n, n)
 
 
+def dice_from_counts(tp: float, fp: float, fn: float, empty: float = float("nan")) -> float:
+    """The project's one Dice: 2tp / (2tp + fp + fn) from voxel (or any) counts; ``empty`` when there is nothing to
+    score (no positive in prediction or reference): NaN by default, VerSe's ``compute_dice`` uses 1.0."""
+    den = 2 * tp + fp + fn
+    return float(2 * tp / den) if den > 0 else float(empty)
+
+
 def dice_per_label(ref: np.ndarray, pred: np.ndarray) -> Dict[int, float]:
     """{label: Dice} for every non-zero label present in ``ref`` or ``pred`` (0 when absent from one)."""
     counts = overlap_counts(ref, pred)
-    sizes = counts.sum(axis=1) + counts.sum(axis=0)
-    return {c: 2.0 * counts[c, c] / sizes[c] for c in range(1, len(sizes)) if sizes[c]}
+    hits, in_ref, in_pred = np.diag(counts), counts.sum(axis=1), counts.sum(axis=0)
+    return {c: dice_from_counts(hits[c], in_pred[c] - hits[c], in_ref[c] - hits[c])
+            for c in range(1, len(in_ref)) if in_ref[c] + in_pred[c]}
 
 
 def binary_dice(ref: np.ndarray, pred: np.ndarray) -> float:
     """Dice of ``ref > 0`` against ``pred > 0``; 1.0 when both are empty (VerSe's ``compute_dice`` convention)."""
     counts = overlap_counts(ref, pred)
     both = counts[1:, 1:].sum()
-    total = counts[1:, :].sum() + counts[:, 1:].sum()
-    return 1.0 if total == 0 else float(2.0 * both / total)
+    return dice_from_counts(both, counts[0, 1:].sum(), counts[1:, 0].sum(), empty=1.0)
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ Steps, each a public function with its own tests:
    to the neighbour whose level it took). So touching vertebrae (a bridged disc at coarse spacing) are
    split, a vertebra whose argmax flips half-way is not.
 2. :func:`order_instances` - head first, by the centre of mass (mm) along the superior axis.
-3. One vector of level log-probabilities per instance: ``network.identification.instance_level_log_probs``
+3. One vector of level log-probabilities per instance: ``level_evidence.instance_level_log_probs``
    (log of the mean softmax) over the identification head's probabilities, or over the foreground channels
    of the segmentation probabilities (ablation, nnU-Net baseline).
 4. :func:`decode_levels` - the labels of the whole ordered sequence jointly (Viterbi over instances x the 26
@@ -37,7 +37,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.special import logsumexp
 
 from .. import labels as L
-from ..network.identification import instance_level_log_probs
+from .level_evidence import instance_level_log_probs
 
 NUM_LEVELS = len(L.ANATOMICAL_ORDER)  # 26 decoder states, state s = training label s + 1
 

@@ -1,11 +1,8 @@
 """The VertebraFormer network: Transformer encoder (Primus building blocks), segmentation /
 identification / lesion heads, dynamic modulation unit. The nnU-Net contract is in vertebraformer.py.
 
-Names that need torch load on first use, so numpy-only users (``instance_level_log_probs``, the numbering
-decoder) do not pay for importing torch."""
+Names load on first use, so that importing the package does not import torch."""
 import importlib
-
-from .identification import instance_level_log_probs
 
 _LAZY = {
     "PRESETS": "presets",
@@ -13,7 +10,7 @@ _LAZY = {
                                           "VertebraFormer", "all_heads", "architecture_dict", "output_mode")},
 }
 
-__all__ = sorted([*_LAZY, "instance_level_log_probs"])
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name):

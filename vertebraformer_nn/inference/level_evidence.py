@@ -1,4 +1,5 @@
-"""Reduction of the identification branch's dense output to one level distribution per vertebra instance.
+"""Reduction of the identification branch's dense output to one level distribution per vertebra instance (the
+numbering's level evidence; pure numpy, it works on what the predictor saved, so it lives with inference).
 
 The identification head predicts, at every voxel, logits over the ``num_levels`` vertebra levels in
 anatomical order (channel k = ``labels.ANATOMICAL_ORDER[k]`` = training label k + 1: C1..C7, T1..T12,
