@@ -32,7 +32,8 @@ from .. import labels
 from ..atomic import write_text_atomic
 from ..centroids import axcodes, body_centroids, write_verse_ctd
 from ..image_io import write_image
-from .lesions import DEFAULT_MIN_VOLUME_MM3, SCORE_DEFINITION, lesion_instances
+from .lesions import SCORE_DEFINITION, lesion_instances
+from .postprocessing import Resolved, resolve
 from .preview import write_colour_table, write_preview
 
 __all__ = ["write_case_outputs", "case_files", "write_colour_table", "numbering_info"]
@@ -68,14 +69,15 @@ def numbering_info(numbering) -> Tuple[Dict[int, float], List[str]]:
 
 def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray, lesion_prob: Optional[np.ndarray],
                        numbering=None, *, preview: bool = True, source: Optional[str] = None,
-                       lesion_threshold: float = 0.5, lesion_min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3) -> dict:
+                       postprocessing: Optional[Resolved] = None) -> dict:
     """Write one case's outputs into ``out_dir`` (see the module docstring) and return the report written to
     ``<case>.json``.
 
     ``ct``: the input CT (HU) on its own grid; ``vertebrae``: VerSe codes (uint8) in SimpleITK array order (z, y, x)
     of ``ct``; ``lesion_prob``: lesion probabilities on the same grid, or None for a model without a lesion head;
     ``numbering``: per-code confidences and notes (see :func:`numbering_info`); ``source``: the input's path, kept
-    in the report.
+    in the report; ``postprocessing``: the post-processing values used, with their sources (the lesion threshold
+    and minimum volume apply here; default: the documented defaults), recorded in the report.
     """
     files = case_files(out_dir, case)
     vertebrae, boxes = _checked_vertebrae(vertebrae, ct, case)
@@ -85,6 +87,9 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
     # The report marks a finished case: drop the old one first, so a crash below never leaves it beside new files.
     files["report"].unlink(missing_ok=True)
     confidence, notes = numbering_info(numbering)
+    postprocessing = postprocessing or resolve()
+    notes += list(postprocessing.notes)
+    pp = postprocessing.values
 
     label_image = sitk.GetImageFromArray(vertebrae)
     label_image.CopyInformation(ct)
@@ -100,7 +105,7 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
         notes.append("the model has no lesion head: no lesion map written")
     else:
         instance_map, instances = lesion_instances(lesion_prob, vertebrae, ct.GetSpacing()[::-1],
-                                                   lesion_threshold, lesion_min_volume_mm3)
+                                                   pp.lesion_threshold, pp.lesion_min_volume_mm3)
         lesion_rows = [_lesion_row(ct, inst) for inst in instances]
         lesion_image = sitk.GetImageFromArray(_smallest_uint(instance_map, len(instances)))
         lesion_image.CopyInformation(ct)
@@ -129,8 +134,9 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
         "field_of_view": {"first": first, "last": last},
         "vertebrae": vertebra_rows,
         "lesion_score": SCORE_DEFINITION,
-        "lesion_threshold": lesion_threshold,
+        "lesion_threshold": pp.lesion_threshold,
         "lesions": lesion_rows,
+        "postprocessing": postprocessing.report(),
         "notes": notes,
         "files": {k: p.name for k, p in files.items() if k != "report" and p.exists()},
     }
