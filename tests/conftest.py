@@ -127,3 +127,25 @@ def tiny_trained_fold_1(tiny_trained_fold):
     folder = model_folder / "fold_1"
     assert (folder / "checkpoint_final.pth").is_file()
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model_copy(tiny_trained_fold, request):
+    """A copy of the tiny model's folder with fold 0 (checkpoint, progress plot, validation summary), beside it in
+    ``$nnUNet_results`` under a trainer-like name of the requesting test module's own, for tests that write into a
+    model folder (post-processing files): what they write never reaches the model the other tests use. Removed
+    after the module."""
+    import shutil
+
+    model = tiny_trained_fold.parent
+    trainer, plans, configuration = model.name.split("__")
+    tag = request.module.__name__.rsplit(".", 1)[-1].replace("test_", "").replace("_", "")
+    copy = model.parent / f"{trainer}{tag.capitalize()}Copy__{plans}__{configuration}"
+    shutil.rmtree(copy, ignore_errors=True)
+    copy.mkdir()
+    for item in model.iterdir():
+        if item.is_file():
+            shutil.copy(item, copy / item.name)
+    shutil.copytree(tiny_trained_fold, copy / "fold_0")
+    yield copy
+    shutil.rmtree(copy)

@@ -260,13 +260,27 @@ def test_export_resampling_matches_nnunets_resize_rules(monkeypatch):
 
 
 def test_superior_axis_follows_the_reader_direction():
-    from vertebraformer_nn.trainers.schedule import anatomical_axes
+    from vertebraformer_nn.plans_facts import axes_from_transpose
 
     ras = ORIENTATIONS["RAS"]
     for tf in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):
-        assert superior_axis(ras, tf) == (anatomical_axes(tf)["si"], 1)
+        assert superior_axis(ras, tf) == (axes_from_transpose(tf)["si"], 1)
     # without reorientation (SimpleITKIO), a PIR image's head is at decreasing index of its y axis
     assert superior_axis(ORIENTATIONS["PIR"], [0, 1, 2]) == (1, -1)
+
+
+def test_numbering_axis_is_the_plans_one_and_a_case_that_disagrees_says_so():
+    from vertebraformer_nn.inference.export import numbering_axis
+
+    # a reorienting reader: the case always agrees with the plans; the sign is the case's own
+    assert numbering_axis(ORIENTATIONS["RAS"], [0, 1, 2], plans_axis=0) == (0, 1, None)
+    assert numbering_axis(ORIENTATIONS["LPS"], [2, 0, 1], plans_axis=1) == (1, 1, None)
+    # a model planned on axial LPS files (head-foot = array axis 0) given a PIR file through a non-reorienting
+    # reader: numbered along the case's own head-foot axis, with a note that the network saw it turned
+    axis, sign, note = numbering_axis(ORIENTATIONS["PIR"], [0, 1, 2], plans_axis=0)
+    assert (axis, sign) == (1, -1)
+    assert "head-foot axis is model array axis 1, the model's (its plans) is axis 0" in note
+    assert "labels may be wrong" in note
 
 
 # ------------------------------------------------------------------------------------------------ probabilities
@@ -407,8 +421,14 @@ def test_mixed_folder_predicts_the_good_cases_and_explains_the_bad(mixed_input, 
     assert set(rows) == set(GOOD) | set(BAD)
     for case in GOOD:
         assert rows[case]["status"] == "ok", rows[case]
-        for stage in ("read", "preprocess", "network", "numbering", "export", "total"):
-            assert float(rows[case][f"seconds_{stage}"]) >= 0
+        # the stages account for the case's time (nothing untimed in between; values rounded to 0.01 s), and the
+        # heavy ones did work
+        stages = {s: float(rows[case][f"seconds_{s}"]) for s in ("read", "preprocess", "network", "numbering",
+                                                                 "export")}
+        total = float(rows[case]["seconds_total"])
+        assert min(stages.values()) >= 0 and sum(stages.values()) <= total + 0.03, rows[case]
+        assert total - sum(stages.values()) < max(0.25, 0.05 * total), rows[case]
+        assert all(stages[s] > 0 for s in ("preprocess", "network", "export")), rows[case]
         report = json.loads((out / f"{case}.json").read_text())
         assert report["case"] == case and {"vertebrae", "lesions", "notes", "image"} <= set(report)
         for name in (f"{case}.nii.gz", f"{case}_lesion.nii.gz", f"{case}_ctd.json", f"{case}_preview.png",
@@ -629,3 +649,10 @@ def test_export_case_argmax_keeps_a_duplicate_the_decoder_renumbers(tmp_path):
     np.testing.assert_array_equal(np.unique(labels_back[np.isin(box_map, [3, 4])]), [14])  # both boxes T7 on the CT grid
     with pytest.raises(ValueError, match="numbering"):
         export_case(tmp_path / "x", ct, {"seg": seg}, meta, numbering="vote")
+    # a model whose plans say head-foot is model axis 2: the case disagrees, is numbered along its own axis, and
+    # its report says so
+    turned = case_meta("case", tmp_path / "case.nii.gz", "file", ct, properties, shape, [0, 1, 2], reo, plans_axis=2)
+    report = export_case(tmp_path / "turned", ct, {"seg": seg}, turned, preview=False)
+    assert [r["name"] for r in report["vertebrae"]] == ["T5", "T6", "T7", "T8", "T9"]
+    assert any(n.startswith("orientation: this case's head-foot axis is model array axis 0") for n in report["notes"])
+    assert not any(n.startswith("orientation") for n in reports["decoder"]["notes"])
