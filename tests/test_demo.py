@@ -97,9 +97,10 @@ def test_markers_reuse_only_with_same_params_and_intact_outputs(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ reference
-def test_unseen_style_reference_drops_cut_vertebrae_like_the_training_data(tmp_path):
+def test_unseen_style_reference_ignores_cut_vertebrae_like_the_training_data(tmp_path):
     from vertebraformer_nn.centroids import read_verse_ctd
     from vertebraformer_nn.demo.reference import truth_reference
+    from vertebraformer_nn.evaluation.references import IGNORE_VALUE
     from vertebraformer_nn.phantoms import generate
 
     sim = tmp_path / "sim"
@@ -111,9 +112,11 @@ def test_unseen_style_reference_drops_cut_vertebrae_like_the_training_data(tmp_p
         truth = sitk.ReadImage(str(sim / case["truth"]["vertebrae"]))
         assert case["partial"], "the phantom should have vertebrae cut by the field of view"
         kept = set(case["levels"]) - set(case["partial"])
-        assert set(np.unique(sitk.GetArrayFromImage(ref))) - {0} == kept
+        assert set(np.unique(sitk.GetArrayFromImage(ref))) - {0} == kept | {IGNORE_VALUE}
         same = np.isin(sitk.GetArrayFromImage(truth), sorted(kept))
         assert np.array_equal(sitk.GetArrayFromImage(ref)[same], sitk.GetArrayFromImage(truth)[same])
+        cut = np.isin(sitk.GetArrayFromImage(truth), case["partial"])
+        assert np.array_equal(sitk.GetArrayFromImage(ref) == IGNORE_VALUE, cut)
         assert ref.GetOrigin() == truth.GetOrigin() and ref.GetDirection() == truth.GetDirection()
         assert set(read_verse_ctd(tmp_path / "ref" / f"{name}_ctd.json", ref)) == kept
         lesion = (tmp_path / "ref" / f"{name}_lesion.nii.gz").read_bytes()
@@ -122,7 +125,9 @@ def test_unseen_style_reference_drops_cut_vertebrae_like_the_training_data(tmp_p
 
 # ------------------------------------------------------------------------------------------------ guards
 def test_demo_refuses_a_foreign_folder_and_bad_options(tmp_path):
-    from vertebraformer_nn.demo.pipeline import DemoConfig, DemoError, run_demo
+    from vertebraformer_nn.demo.config import DemoConfig
+    from vertebraformer_nn.demo.environment import DemoError
+    from vertebraformer_nn.demo.pipeline import run_demo
 
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(DemoError, match="not an earlier demo"):
@@ -243,7 +248,8 @@ NNUNET_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """The demo at its smallest size: 2 cases per source, 1 unseen-style case, the tiny schedule, one fold."""
-    from vertebraformer_nn.demo.pipeline import DemoConfig, run_demo
+    from vertebraformer_nn.demo.config import DemoConfig
+    from vertebraformer_nn.demo.pipeline import run_demo
 
     out = tmp_path_factory.mktemp("demo") / "demo_out"
     config = DemoConfig(out=out, cases_per_source=2, unseen_cases=1, minutes=3, device="cpu",
