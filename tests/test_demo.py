@@ -138,6 +138,18 @@ def test_demo_refuses_a_foreign_folder_and_bad_options(tmp_path):
             DemoConfig(out=tmp_path / "new", **bad).check()
 
 
+def test_the_command_line_parser_imports_neither_torch_nor_nnunet():
+    """``vertebraformer --help`` answers at once: building every subcommand's parser (demo, predict, evaluate,
+    determine-postprocessing ...) imports neither torch nor nnU-Net, in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from vertebraformer_nn.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'nnunetv2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_demo_is_a_subcommand(capsys):
     from vertebraformer_nn.cli import main
 
