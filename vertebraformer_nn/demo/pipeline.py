@@ -16,11 +16,11 @@ Steps (each one's marker in ``OUT/.steps/``, see :mod:`markers`):
 
 The steps call, in this process, the same Python functions the commands call (phantoms ``generate``, conversion,
 ``plan_and_preprocess``, the trainer, ``predict_folder``, ``ensemble_folders``, ``evaluate`` and
-``write_reports``): one process keeps torch and nnU-Net imported once (a subprocess per step would import them again,
-seconds each on a small CPU), shows the steps' own progress bars as they are, and turns a failure into a
-traceback. nnU-Net's folders point into OUT for the run and are
-restored afterwards, so the user's own nnU-Net folders are never touched. nnU-Net's pools spawn: call
-:func:`run_demo` under an ``if __name__ == "__main__":`` guard.
+``write_reports``): one process keeps torch and nnU-Net imported once (a subprocess per step would import them
+again, seconds each on a small CPU), shows the steps' own progress bars as they are, and turns a failure into a
+traceback. nnU-Net's folders point into OUT for the run and are restored afterwards, so the user's own nnU-Net
+folders are never touched. nnU-Net's pools spawn: call :func:`run_demo` under an ``if __name__ == "__main__":``
+guard.
 """
 from __future__ import annotations
 

@@ -58,10 +58,12 @@ def apply_border_rule(reference: np.ndarray, ignore: np.ndarray, prediction: np.
     n_ignore = int(ignore.sum())
     if not n_ignore:
         return BorderOutcome(reference, prediction)
-    codes = prediction.astype(np.intp, copy=False)
-    size = np.bincount(codes.ravel())
-    in_ignore = np.bincount(codes[ignore], minlength=len(size))
-    on_whole = np.bincount(codes[(reference > 0) & ~ignore], minlength=len(size))
+    # counts over the predicted foreground only (a few % of a CT; an integer copy of the whole grid would be GBs)
+    foreground = prediction > 0
+    n = int(prediction.max()) + 1
+    size = np.bincount(prediction[foreground], minlength=n)
+    in_ignore = np.bincount(prediction[foreground & ignore], minlength=n)
+    on_whole = np.bincount(prediction[foreground & ~ignore & (reference > 0)], minlength=n)
     border = set(codes_on_border(prediction, superior_axis))
     not_scored = [c for c in np.flatnonzero(size[1:]) + 1 if in_ignore[c] > MOSTLY * size[c]
                   or (c in border and 0 < in_ignore[c] >= on_whole[c])]

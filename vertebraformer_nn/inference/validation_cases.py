@@ -110,6 +110,10 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
         predictor.initialize_from_trained_model_folder(model_folder, [fold], checkpoint)
         plans, tf = predictor.plans_manager.plans, predictor.plans_manager.transpose_forward
         data_folder = _preprocessed_base(model_folder) / predictor.configuration_manager.data_identifier
+        missing = [n for n in names if not any(data_folder.glob(f"{n}.*"))]
+        if missing:
+            raise ValueError(f"{data_folder}: no preprocessed data of validation case(s) {', '.join(missing)} "
+                             "(post-processing is chosen where the model's preprocessed dataset is)")
         dataset = infer_dataset_class(str(data_folder))(str(data_folder), names)
         identity = _checkpoint_id(model_folder / f"fold_{fold}" / checkpoint)
         out = model_folder / f"fold_{fold}" / "validation"
