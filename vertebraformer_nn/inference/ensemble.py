@@ -10,6 +10,7 @@ and the others still run.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ import numpy as np
 from ..image_io import grid_mismatch
 from . import probabilities as P
 from .cases import Case, CaseError, read_case, shard
+from .postprocessing import PostprocessingError, resolve
+from .runner import run_cases
 
 __all__ = ["EnsembleCase", "find_cases", "ensemble_case", "ensemble_folders"]
 
@@ -124,10 +127,6 @@ def _postprocessing(cases, postprocessing_file, overrides):
     """The post-processing values of an ensemble: those of the one model folder all inputs came from (its
     ``postprocessing.json``, else the defaults), or with several models the defaults (a note says so); a named
     file and overrides win as in ``predict``."""
-    import dataclasses
-
-    from .postprocessing import resolve
-
     models = _model_folders(cases)
     if len(models) == 1 and models[0] != "None":
         return resolve(models[0], postprocessing_file, overrides)
@@ -143,11 +142,6 @@ def ensemble_folders(folders: Sequence, out_dir, options, log=print, postprocess
                      overrides=None) -> int:
     """Run the ensemble (module docstring): exit status 0 when every case succeeded, 1 when some failed, 2 when
     nothing could run. Post-processing: see :func:`_postprocessing`."""
-    import dataclasses
-
-    from .postprocessing import PostprocessingError
-    from .runner import run_cases
-
     folders = [Path(f) for f in folders]
     out_dir = Path(out_dir)
     if out_dir.resolve() in {f.resolve() for f in folders}:

@@ -167,8 +167,11 @@ def _problems(p: Postprocessing) -> List[Tuple[str, str]]:
 #: The documented defaults.
 DEFAULTS = Postprocessing()
 NAMES = tuple(f.name for f in fields(Postprocessing))
-NUMBERING_NAMES = NAMES[:NAMES.index("gap_window") + 1]
-LESION_NAMES = ("lesion_threshold", "lesion_min_volume_mm3")
+#: the fields of each step, in the order of the dataclass: vertebra instances, the decoder, lesions
+INSTANCE_NAMES = NAMES[:NAMES.index("max_pieces_before_dust") + 1]
+DECODER_NAMES = NAMES[len(INSTANCE_NAMES):NAMES.index("gap_window") + 1]
+NUMBERING_NAMES = INSTANCE_NAMES + DECODER_NAMES
+LESION_NAMES = NAMES[len(NUMBERING_NAMES):]
 _FIELDS = {f.name: f for f in fields(Postprocessing)}
 
 

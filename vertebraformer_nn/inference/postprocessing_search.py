@@ -34,25 +34,26 @@ import SimpleITK as sitk
 
 from .. import labels
 from ..atomic import write_text_atomic
+from ..centroids import body_centroids
+from ..evaluation import lesion_metrics
+from ..evaluation.border import apply_border_rule
+from ..evaluation.metrics import identification
 from . import postprocessing as PP
+from .lesions import lesion_instances
+from .numbering import decode_instances, ordered_instances
 from .postprocessing import Postprocessing
-from .validation_cases import ValidationCase, iterate, whole_vertebrae
+from .validation_cases import ValidationCase, collect_validation_cases, iterate, whole_vertebrae
 
 __all__ = ["MARGIN", "ALPHA", "LESION_IOUS", "choose", "search", "determine_postprocessing", "write_postprocessing"]
 
 MARGIN = 0.01
 ALPHA = 0.05
 LESION_IOUS = (0.1, 0.3)
-#: instance parameters: a change of one of them needs new instances; the decoder's reuse them
-_INSTANCE_NAMES = ("level_smoothing_mm", "confident_level", "min_volume_mm3", "min_relative_volume",
-                   "merge_contact_ratio", "max_merged_growth", "max_pieces_before_dust")
 
 
 # ------------------------------------------------------------------------------------------------ per case
 def _centroids(codes: np.ndarray, spacing) -> Dict[int, np.ndarray]:
     """Body centroids (mm) of a VerSe-coded model-grid array in its own frame (index x spacing)."""
-    from ..centroids import body_centroids
-
     image = sitk.GetImageFromArray(codes.astype(np.uint8, copy=False))
     image.SetSpacing([float(s) for s in spacing[::-1]])
     return body_centroids(image)
@@ -68,12 +69,8 @@ class _CaseScorer:
 
     def numbering(self, params: Postprocessing) -> Tuple[int, int]:
         """(hits, whole reference vertebrae) of the identification at ``params``."""
-        from ..evaluation.border import apply_border_rule
-        from ..evaluation.metrics import identification
-        from .numbering import decode_instances, ordered_instances
-
         case = self.case
-        key = tuple(getattr(params, n) for n in _INSTANCE_NAMES)
+        key = tuple(getattr(params, n) for n in PP.INSTANCE_NAMES)  # the decoder's values reuse the instances
         if key not in self._instances:
             axis, sign = case.superior
             self._instances[key] = ordered_instances(self.probs["seg"], case.spacing, axis, sign,
@@ -88,9 +85,6 @@ class _CaseScorer:
 
     def lesions(self, params: Postprocessing) -> Optional[dict]:
         """``lesion_metrics.case_lesion_metrics`` at ``params`` (None: the case annotates no lesions)."""
-        from ..evaluation import lesion_metrics
-        from .lesions import lesion_instances
-
         if self.case.lesions is None or "lesion" not in self.probs:
             return None
         found, instances = lesion_instances(self.probs["lesion"][0], None, self.case.spacing,
@@ -107,8 +101,6 @@ def _numbering_score(per_case: Sequence[Tuple[int, int]]) -> Tuple[float, List[f
 
 
 def _lesion_score(per_case: Sequence[Optional[dict]]) -> Tuple[float, List[float]]:
-    from ..evaluation import lesion_metrics
-
     cases = [c for c in per_case if c is not None]
     pooled = []
     for iou in LESION_IOUS:
@@ -187,9 +179,7 @@ def determine_postprocessing(model_folder, folds: Sequence[int], *, device: Opti
     """Choose and write ``<model_folder>/postprocessing.json`` (module docstring); returns its path. ValueError
     (or ``predictor.ModelError``) when it cannot run: folds without a checkpoint or splits entry, a
     leave-one-domain-out fold, no preprocessed data, unknown parameter names."""
-    from .validation_cases import collect_validation_cases
-
-    model_folder = Path(model_folder)
+    model_folder, folds = Path(model_folder), sorted(int(f) for f in folds)
     unknown = [n for n in parameters or () if n not in PP.NAMES or not PP.candidates(n)]
     if unknown:
         searched = [n for n in PP.NAMES if PP.candidates(n)]
@@ -203,7 +193,7 @@ def determine_postprocessing(model_folder, folds: Sequence[int], *, device: Opti
     determined = {
         "command": "vertebraformer determine-postprocessing",
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "model": str(model_folder), "folds": [int(f) for f in folds], "checkpoint": checkpoint,
+        "model": str(model_folder), "folds": folds, "checkpoint": checkpoint,
         "cases": [{"case": c.name, "fold": c.fold, "whole_vertebrae": whole_vertebrae(c),
                    "lesion_annotated": c.lesions is not None} for c in cases],
         "rule": {"numbering": "VerSe identification rate pooled over the cases (model grid, border rule applied)",

@@ -11,11 +11,17 @@ row of ``summary.csv`` and counts in the returned number of failures.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Tuple
 
-from .runner import RunOptions
+from ..atomic import write_text_atomic
+from .case_outputs import case_files
+from .cases import CaseError, discover_cases, shard
+from .postprocessing import PostprocessingError, resolve
+from .probabilities import probabilities_file
+from .runner import RunOptions, run_cases
 
 __all__ = ["PredictionError", "predict_folder"]
 
@@ -26,9 +32,6 @@ class PredictionError(ValueError):
 
 def _overwrites_inputs(cases, out_dir: Path, save_probabilities: bool) -> Optional[str]:
     """A message when an output file would replace an input file (outputs never overwrite inputs)."""
-    from .case_outputs import case_files
-    from .probabilities import probabilities_file
-
     sources = {Path(c.source).resolve() for c in cases}
     for case in cases:
         outputs = [*case_files(out_dir, case.name).values()]
@@ -55,13 +58,9 @@ def predict_folder(input, output, *, model=None, dataset=None, configuration: st
     to write and which part of the cases to run (``runner.RunOptions``; its ``postprocessing`` is set here).
     ``postprocessing_file`` replaces the model folder's ``postprocessing.json``; ``overrides`` (name -> value)
     win over both."""
-    import dataclasses
-
     options = options or RunOptions()
     if options.num_parts < 1 or not 0 <= options.part_id < options.num_parts:
         raise PredictionError(f"-part_id must be in 0..{options.num_parts - 1} for -num_parts {options.num_parts}")
-    from .cases import CaseError, discover_cases, shard
-
     out_dir = Path(output)
     try:
         found = discover_cases(input, exclude=[out_dir])
@@ -72,12 +71,9 @@ def predict_folder(input, output, *, model=None, dataset=None, configuration: st
         raise PredictionError(problem)
     cases = shard(found.cases, options.num_parts, options.part_id)
 
-    import torch
+    import torch  # only now: a bad input folder is reported without waiting for torch
 
-    from ..atomic import write_text_atomic
-    from .postprocessing import PostprocessingError, resolve
     from .predictor import ModelError, VertebraFormerPredictor, resolve_model_folder
-    from .runner import run_cases
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
