@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from vertebraformer_nn.image_io import write_dicom_series
+from vertebraformer_nn.phantoms.dicom_writer import write_dicom_series
 from vertebraformer_nn.inference import probabilities as P
 from vertebraformer_nn.inference.cases import (Case, CaseError, check_ct, discover_cases, nnunet_input, read_case,
                                                reorientation, sanitise, shard)

@@ -7,8 +7,9 @@ chosen by ``image_io.choose_series`` (CT, not a localizer, axial, thinnest). A l
 case that fails ("no image files or DICOM series"), so a broken export is reported instead of passed over. Other
 files are ignored and listed.
 
-Names: the path relative to the input, suffix and nnU-Net's single-channel ``_0000`` removed, path separators
-and every character outside ``[A-Za-z0-9._-]`` turned into ``_``; a DICOM folder is named by its relative path
+Names: the path relative to the input, suffix and nnU-Net's single-channel ``_0000`` removed, made a case name
+by the project's one rule (``case_names.sanitise``: path separators and every run of characters outside
+``[A-Za-z0-9._-]`` turned into one ``_``); a DICOM folder is named by its relative path
 (the input folder's own name when the DICOM files sit directly in it). Names that collide (case-insensitively,
 as on macOS file systems) keep the first, in sorted path order, and give the others ``_2``, ``_3``, ...; each
 renaming is reported.
@@ -27,7 +28,6 @@ percentile of 1278 HU, the other CTs 16-66 % and 730-1623 HU.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -35,7 +35,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from ..case_names import sanitise
 from ..image_io import IMAGE_SUFFIXES, ImageReadError, choose_series, list_dicom_series, read_dicom_series, read_image
+from ..image_io.checks import image_suffix
 
 __all__ = ["Case", "CaseError", "Discovery", "discover_cases", "sanitise", "shard", "read_case", "check_ct",
            "nnunet_input", "Reorientation", "reorientation", "SUPPORTED_READERS"]
@@ -72,11 +74,6 @@ class Discovery:
 
 
 # ------------------------------------------------------------------------------------------------ discovery
-def _image_suffix(name: str) -> Optional[str]:
-    lower = name.lower()
-    return next((s for s in IMAGE_SUFFIXES if lower.endswith(s)), None)
-
-
 def _is_dicom_file(path: Path) -> bool:
     if path.suffix.lower() in DICOM_SUFFIXES:
         return True
@@ -88,14 +85,8 @@ def _is_dicom_file(path: Path) -> bool:
     return len(head) == 132 and head[128:] == b"DICM"
 
 
-def sanitise(text: str) -> str:
-    """A file-name-safe case name: path separators and anything outside ``[A-Za-z0-9._-]`` become ``_``."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
-    return name or "case"
-
-
 def _file_case_name(rel: PurePath) -> str:
-    stem = rel.name[: -len(_image_suffix(rel.name) or "")] or rel.name
+    stem = rel.name[: -len(image_suffix(rel.name) or "")] or rel.name
     if stem.endswith(NNUNET_CHANNEL_SUFFIX) and len(stem) > len(NNUNET_CHANNEL_SUFFIX):
         stem = stem[: -len(NNUNET_CHANNEL_SUFFIX)]
     return sanitise("_".join([*rel.parent.parts, stem]))
@@ -133,8 +124,8 @@ def discover_cases(input_path, exclude: Sequence = ()) -> Discovery:
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (folder / d).resolve() not in excluded)
         files = sorted(f for f in files if not f.startswith("."))
         rel = folder.relative_to(root)
-        images = [f for f in files if _image_suffix(f)]
-        headers = {f[: -len(_image_suffix(f))] for f in images}
+        images = [f for f in files if image_suffix(f)]
+        headers = {f[: -len(image_suffix(f))] for f in images}
         rest = [f for f in files if f not in images]
         dicom = [f for f in rest if _is_dicom_file(folder / f)]
         for f in images:
