@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from vertebraformer_nn import image_io as io
 from vertebraformer_nn.image_io import ImageReadError
-from vertebraformer_nn.image_io.dicom_series import spacing_problem
+from vertebraformer_nn.image_io.regular_grid import spacing_problem
 from vertebraformer_nn.phantoms.dicom_writer import write_dicom_series
 
 REAL_SERIES = "totalsegmentator/example_ct_dicom"
@@ -265,11 +265,12 @@ def test_choose_series_error_lists_every_rejection(study, tmp_path):
         io.choose_series([], source="x")
 
 
-def test_series_with_gap_duplicates_or_no_pixel_spacing_is_rejected(tmp_path):
-    files = write_dicom_series(make_ct(size=(8, 8, 12)), tmp_path / "gap")
+def test_series_with_long_gap_duplicates_or_no_pixel_spacing_is_rejected(tmp_path):
+    files = write_dicom_series(make_ct(size=(8, 8, 12)), tmp_path / "gap")  # 2.5 mm slices
     files[5].unlink()
+    files[6].unlink()  # a 7.5 mm gap: too long to interpolate (a single missing slice is repaired: test_regular_grid)
     (gap,) = io.list_dicom_series(tmp_path / "gap")
-    assert not gap.uniform and "non-uniform slice spacing" in gap.reason_rejected
+    assert not gap.uniform and "non-uniform slice spacing" in gap.reason_rejected and "too long" in gap.reason_rejected
 
     files = write_dicom_series(make_ct(size=(8, 8, 12)), tmp_path / "dup")
     for k, f in enumerate(files):  # a second phase at the same positions, same series UID
@@ -433,7 +434,7 @@ def test_corrupt_and_missing_files(tmp_path):
     truncated = tmp_path / "truncated.mha"
     io.write_image(make_ct(), truncated)
     truncated.write_bytes(truncated.read_bytes()[:400])
-    _raises_naming(truncated, "unreadable")
+    _raises_naming(truncated, "truncated zlib-compressed voxel data")  # more test_image_headers.py
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     _raises_naming(text, "not DICOM")

@@ -7,17 +7,19 @@ import csv
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
-from vertebraformer_nn.phantoms.dicom_writer import write_dicom_series
 from vertebraformer_nn.inference import probabilities as P
 from vertebraformer_nn.inference.cases import (Case, CaseError, check_ct, discover_cases, nnunet_input, read_case,
                                                reorientation, sanitise, shard)
 from vertebraformer_nn.inference.export import GridMap, labels_to_input, probability_to_input, superior_axis
+from vertebraformer_nn.phantoms.dicom_writer import write_dicom_series
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -339,6 +341,8 @@ BAD = {  # case -> what its summary reason must say
     "mr": "not CT in Hounsfield units",
     "localizer": "localizer",
     "empty": "empty folder",
+    "truncated": "truncated gzip-compressed voxel data",  # ITK reads it with zeros for the missing part
+    "nan_spacing": "PixelSpacing of",  # GDCM reads "nan" as 4.7e-310 mm: a zero-size array in nnU-Net
 }
 
 
@@ -360,6 +364,14 @@ def _write_bad_inputs(root: Path) -> None:
     write_dicom_series(_ct(shape_zyx=(3, 32, 32)), root / "localizer", patient_id="LOC",
                        image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
     (root / "empty").mkdir()
+    sitk.WriteImage(_ct(shape_zyx=(16, 32, 32)), str(root / "truncated.nii.gz"))
+    (root / "truncated.nii.gz").write_bytes((root / "truncated.nii.gz").read_bytes()[:-2000])
+    for f in write_dicom_series(_ct(shape_zyx=(9, 16, 16)), root / "nan_spacing", patient_id="NAN"):
+        ds = pydicom.dcmread(str(f))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom: "nan" is no valid decimal string
+            ds.PixelSpacing = ["nan", "0.8"]
+        ds.save_as(str(f))
 
 
 def _permuted_same_physical_image(image: sitk.Image) -> sitk.Image:

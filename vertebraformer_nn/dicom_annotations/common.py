@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from ..image_io import FRAME_OF_REFERENCE_KEY, ImageReadError, grid_mismatch, orientation, reorient
-from ..image_io.dicom_series import spacing_problem
+from ..image_io.regular_grid import spacing_problem
 
 
 # Segment names that describe lesions get lesion codes in a SEG; everything else is coded as a vertebra.

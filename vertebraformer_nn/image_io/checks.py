@@ -1,8 +1,8 @@
 """What every volume the pipeline reads must be, and the one error every reader raises.
 
-A usable CT volume or label map is 3D, scalar, more than one voxel thick on every axis, with positive spacing and a
-finite origin and direction. Readers call :func:`check_volume` on what
-the library returned; :class:`ImageReadError` messages always start with the path.
+A usable CT volume or label map is 3D, scalar, more than one voxel thick on every axis, with finite positive spacing
+of a physical size, a finite origin and a finite, invertible direction. Readers call :func:`check_volume` on what
+the library returned; :class:`ImageReadError` messages always start with the path and name the field at fault.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 __all__ = ["ImageReadError", "IMAGE_SUFFIXES", "image_suffix", "is_image_file", "check_volume", "error_summary",
-           "fmt", "direction_matrix"]
+           "fmt", "direction_matrix", "MIN_SPACING_MM", "MAX_SPACING_MM"]
 
 
 class ImageReadError(ValueError):
@@ -21,6 +21,12 @@ class ImageReadError(ValueError):
 
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+# A voxel spacing outside these bounds is not a CT's: resampled to a model's spacing it gives an empty or an
+# astronomically large array (GDCM reads a PixelSpacing of "nan" as 4.7e-310 mm, and nnU-Net's preprocessing then
+# failed with "zero-size array to reduction operation maximum which has no identity").
+MIN_SPACING_MM = 1e-3
+MAX_SPACING_MM = 1e3
 
 
 def image_suffix(path) -> str | None:
@@ -46,7 +52,7 @@ def fmt(values) -> str:
 
 def check_volume(image: sitk.Image, path, what: str = "image") -> sitk.Image:
     """``image`` if it is a usable 3D volume (module docstring), a 4D file with one time point as 3D; else
-    :class:`ImageReadError` naming ``path`` and the problem."""
+    :class:`ImageReadError` naming ``path`` and the field."""
     dim = image.GetDimension()
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ImageReadError(
@@ -65,8 +71,14 @@ def check_volume(image: sitk.Image, path, what: str = "image") -> sitk.Image:
     spacing = image.GetSpacing()
     if not all(math.isfinite(s) and s > 0 for s in spacing):
         raise ImageReadError(f"{path}: {what} has missing or zero voxel spacing {fmt(spacing)}")
-    if not np.all(np.isfinite(image.GetOrigin())) or not np.all(np.isfinite(image.GetDirection())):
-        raise ImageReadError(f"{path}: {what} has a non-finite origin or direction")
+    if not all(MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in spacing):
+        raise ImageReadError(f"{path}: {what} has voxel spacing {fmt(spacing)} mm, outside {MIN_SPACING_MM:g} to "
+                             f"{MAX_SPACING_MM:g} mm: not the spacing of a CT")
+    if not np.all(np.isfinite(image.GetOrigin())):
+        raise ImageReadError(f"{path}: {what} has a non-finite origin {fmt(image.GetOrigin())}")
+    direction = direction_matrix(image)
+    if not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction)) < 1e-6:
+        raise ImageReadError(f"{path}: {what} has a non-finite or degenerate direction {fmt(direction.ravel())}")
     return image
 
 

@@ -1,7 +1,8 @@
 """DICOM pixels: a described series (:mod:`.dicom_series`) or one multi-frame file read into a volume.
 
 Pixels are decoded by SimpleITK/GDCM (HU through RescaleSlope/Intercept), slices in position order, never by file
-name; the result is checked against the headers (first and last slice where they say) and carries the DICOM
+name; the result is checked against the headers (first and last slice where they say); a series with gantry tilt or
+a few missing slices is put on its regular grid (:mod:`.regular_grid`, with a read note); the result carries the DICOM
 identity (frame of reference, series, study) in its metadata dictionary, so that SEG/RTSTRUCT readers can check
 that an annotation belongs to it.
 """
@@ -16,7 +17,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from .checks import IMAGE_SUFFIXES, ImageReadError, check_volume, error_summary, fmt
-from .dicom_series import DicomSeries, frame_geometry, spacing_problem
+from .dicom_series import DicomSeries, frame_geometry
+from .regular_grid import RegularGrid, add_read_note, plan_regular_grid, regularise
 
 __all__ = ["read_dicom_series", "read_dicom_file", "FRAME_OF_REFERENCE_KEY", "SERIES_INSTANCE_UID_KEY",
            "STUDY_INSTANCE_UID_KEY"]
@@ -33,19 +35,50 @@ def read_dicom_series(series: DicomSeries) -> sitk.Image:
     where = f"{series.folder} (series {series.series_uid or '(no SeriesInstanceUID)'})"
     if len(series.files) == 1:
         return read_dicom_file(series.files[0])
-    if not series.uniform:
+    if not series.uniform and not series.repair:
         raise ImageReadError(f"{where}: {series.reason_rejected or 'slices do not form a uniform volume'}")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f) for f in series.files])
+    warnings_were_on = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(series.uniform)  # ITK's "non uniform sampling" is handled below
     try:
         image = reader.Execute()
     except RuntimeError as e:
         raise ImageReadError(f"{where}: unreadable DICOM series ({error_summary(e)})") from None
-    image = check_volume(image, Path(where))
-    first = _verify_slice_positions(image, series, where)
-    image = _narrow_integer_type(image)
-    _tag_dicom_identity(image, first)
-    return image
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings_were_on)
+    if series.uniform:
+        image = check_volume(image, Path(where))
+        first, notes = _verify_slice_positions(image, series, where), ()
+    else:
+        image, first, notes = _regular_volume(image, series, where)
+    return _finish(image, first, notes)
+
+
+def _regular_volume(stack: sitk.Image, series: DicomSeries, where: str) -> tuple[sitk.Image, Dataset, tuple]:
+    """A series with gantry tilt or a few missing slices (``series.repair``) on its regular grid, geometry from the
+    headers (``regular_grid``); ITK's own geometry for such a stack is not used. Returns it, the first header and
+    the notes."""
+    headers = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in series.files]
+    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in headers])
+    iop = np.array([float(v) for v in headers[0].ImageOrientationPatient])
+    row_spacing, col_spacing = (float(v) for v in headers[0].PixelSpacing)
+    grid = plan_regular_grid(positions, iop[:3], iop[3:])
+    array = sitk.GetArrayViewFromImage(stack)
+    if isinstance(grid, str) or array.shape[0] != len(positions):
+        raise ImageReadError(f"{where}: {grid if isinstance(grid, str) else 'slices and headers disagree'}")
+    return _image_on_grid(array, grid, iop, (row_spacing, col_spacing), where), headers[0], grid.notes
+
+
+def _image_on_grid(array: np.ndarray, grid: RegularGrid, iop: np.ndarray, pixel_spacing: tuple[float, float],
+                   where) -> sitk.Image:
+    """``array`` (slices sorted along the normal) resampled onto ``grid``, with its geometry."""
+    row, col = iop[:3], iop[3:]
+    image = sitk.GetImageFromArray(regularise(array, grid, row, col, pixel_spacing) if grid.notes else array)
+    image.SetSpacing((pixel_spacing[1], pixel_spacing[0], grid.slice_spacing))
+    image.SetOrigin(tuple(float(v) for v in grid.origin))
+    image.SetDirection(tuple(np.column_stack([row, col, grid.normal]).ravel()))
+    return check_volume(image, Path(str(where)))
 
 
 def read_dicom_file(path: Path) -> sitk.Image:
@@ -83,15 +116,11 @@ def _read_enhanced_multiframe(path: Path, ds: Dataset) -> sitk.Image:
 
     GDCM's geometry for Enhanced objects assumes frames are stored in position order; here they are sorted by their
     position along the slice normal, like the slices of a series."""
-    positions, iop, (row_spacing, col_spacing) = frame_geometry(ds, path)
-    row, col = iop[:3], iop[3:]
-    normal = np.cross(row, col)
-    along = positions @ normal
-    order = np.argsort(along, kind="stable")
-    gaps = np.diff(along[order])
-    problem = spacing_problem(gaps, positions[order], normal)
-    if problem:
-        raise ImageReadError(f"{path}: multi-frame DICOM frames are not a uniform volume ({problem})")
+    positions, iop, pixel_spacing = frame_geometry(ds, path)
+    order = np.argsort(positions @ np.cross(iop[:3], iop[3:]), kind="stable")
+    grid = plan_regular_grid(positions[order], iop[:3], iop[3:])
+    if isinstance(grid, str):
+        raise ImageReadError(f"{path}: multi-frame DICOM frames are not a uniform volume ({grid})")
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
@@ -99,14 +128,18 @@ def _read_enhanced_multiframe(path: Path, ds: Dataset) -> sitk.Image:
     except RuntimeError as e:
         raise ImageReadError(f"{path}: unreadable DICOM file ({error_summary(e)})") from None
     array = sitk.GetArrayFromImage(raw)
-    if array.ndim != 3 or array.shape[0] != len(along):
-        raise ImageReadError(f"{path}: decoded {array.shape} pixels for {len(along)} frames")
-    image = sitk.GetImageFromArray(array[order])
-    image.SetSpacing((col_spacing, row_spacing, float(np.median(gaps))))
-    image.SetOrigin(tuple(positions[order[0]]))
-    image.SetDirection(tuple(np.column_stack([row, col, normal]).ravel()))
-    image = _narrow_integer_type(check_volume(image, path))
+    if array.ndim != 3 or array.shape[0] != len(order):
+        raise ImageReadError(f"{path}: decoded {array.shape} pixels for {len(order)} frames")
+    return _finish(_image_on_grid(array[order], grid, iop, pixel_spacing, path), ds, grid.notes)
+
+
+def _finish(image: sitk.Image, ds: Dataset, notes) -> sitk.Image:
+    """Narrowed to int16 where HU fit, tagged with the DICOM identity of header ``ds`` and the read notes (last:
+    a cast drops the metadata)."""
+    image = _narrow_integer_type(image)
     _tag_dicom_identity(image, ds)
+    for note in notes:
+        add_read_note(image, note)
     return image
 
 

@@ -2,22 +2,20 @@
 
 :func:`read_image` takes a file, a single (multi-frame) DICOM file, or a folder of DICOM series (found, described and
 chosen by :mod:`.dicom_series`, read by :mod:`.dicom_read`). Geometry is returned exactly as stored (SimpleITK's LPS
-world); where ITK quietly patches what a file holds (a NIfTI pixdim of 0, NaN voxels in NIfTI), the file is read as
-what it holds, so that the checks see it.
+world); where ITK quietly patches what a file holds (a NIfTI pixdim of 0, a truncated file, NaN voxels in NIfTI),
+the raw header is checked first (:mod:`.headers`) or the file read as what it holds, so that the checks see it.
 """
 from __future__ import annotations
 
-import gzip
-import math
-import struct
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from .checks import ImageReadError, check_volume, error_summary, fmt, image_suffix
+from .checks import ImageReadError, check_volume, error_summary, image_suffix
 from .dicom_read import read_dicom_file, read_dicom_series
 from .dicom_series import choose_series, list_dicom_series
+from .headers import check_file_header
 
 __all__ = ["read_image", "read_label"]
 
@@ -51,7 +49,7 @@ def read_image(path, series_uid: str | None = None) -> sitk.Image:
 
 
 def _read_image_file(path: Path) -> sitk.Image:
-    _check_nifti_spacing(path)
+    check_file_header(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as e:
@@ -87,34 +85,6 @@ def _restore_nifti_non_finite(image: sitk.Image, path: Path) -> sitk.Image:
     for key in image.GetMetaDataKeys():
         restored.SetMetaData(key, image.GetMetaData(key))
     return restored
-
-
-def _check_nifti_spacing(path: Path) -> None:
-    """ITK and nibabel silently turn a NIfTI pixdim of 0 ('spacing unknown') into 1 mm; refuse it instead.
-
-    The raw header is parsed here because both libraries patch the value while loading."""
-    if image_suffix(path) not in (".nii", ".nii.gz"):
-        return
-    opener = gzip.open if image_suffix(path) == ".nii.gz" else open
-    try:
-        with opener(path, "rb") as f:
-            header = f.read(540)
-    except (OSError, EOFError) as e:
-        raise ImageReadError(f"{path}: unreadable NIfTI file ({error_summary(e)})") from None
-    for endian in "<>":
-        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:  # NIfTI-1
-            ndim = struct.unpack(endian + "h", header[40:42])[0]
-            pixdim = struct.unpack(endian + "8f", header[76:108])
-            break
-        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:  # NIfTI-2
-            ndim = struct.unpack(endian + "q", header[16:24])[0]
-            pixdim = struct.unpack(endian + "8d", header[104:168])
-            break
-    else:
-        raise ImageReadError(f"{path}: unreadable NIfTI file (bad header size field: not NIfTI-1 or NIfTI-2)")
-    spatial = [float(p) for p in pixdim[1 : 1 + max(1, min(int(ndim), 3))]]
-    if any(not math.isfinite(p) or p == 0 for p in spatial):
-        raise ImageReadError(f"{path}: missing or zero voxel spacing in the NIfTI header (pixdim {fmt(spatial)})")
 
 
 def read_label(path) -> sitk.Image:

@@ -31,7 +31,7 @@ from scipy import ndimage
 from .. import labels
 from ..atomic import write_text_atomic
 from ..centroids import axcodes, body_centroids, write_verse_ctd
-from ..image_io import write_image
+from ..image_io import read_notes, write_image
 from .lesions import DEFAULT_MIN_VOLUME_MM3, SCORE_DEFINITION, lesion_instances
 from .preview import write_colour_table, write_preview
 
@@ -85,6 +85,7 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
     # The report marks a finished case: drop the old one first, so a crash below never leaves it beside new files.
     files["report"].unlink(missing_ok=True)
     confidence, notes = numbering_info(numbering)
+    notes = [*read_notes(ct), *notes]  # what reading the input repaired (gantry tilt, a missing slice)
 
     label_image = sitk.GetImageFromArray(vertebrae)
     label_image.CopyInformation(ct)

@@ -1,18 +1,19 @@
 """What ``vertebraformer predict -i`` holds, what each case is called, and how a case becomes nnU-Net's input.
 
-Discovery (:func:`discover_cases`): the input is one file or a folder, searched recursively (hidden entries
-skipped). Every image file (``image_io.IMAGE_SUFFIXES``) is a case; every folder that directly holds DICOM files
-(Part-10 ``DICM`` magic or a ``.dcm``/``.ima`` suffix) is one case, read from the series in that folder alone and
-chosen by ``image_io.choose_series`` (CT, not a localizer, axial, thinnest). A leaf folder holding neither is a
+Discovery (:func:`discover_cases`): the input is one file or a folder, searched recursively, through symbolic
+links, each real folder once (hidden entries skipped). Every image file (``image_io.IMAGE_SUFFIXES``) is a case;
+every folder that directly holds DICOM files (Part-10 ``DICM`` magic or a ``.dcm``/``.ima`` suffix) is one case,
+read from the series in that folder alone and chosen by ``image_io.choose_series`` (CT, not a localizer, axial,
+thinnest). A leaf folder holding neither is a
 case that fails ("no image files or DICOM series"), so a broken export is reported instead of passed over. Other
 files are ignored and listed.
 
 Names: the path relative to the input, suffix and nnU-Net's single-channel ``_0000`` removed, made a case name
 by the project's one rule (``case_names.sanitise``: path separators and every run of characters outside
-``[A-Za-z0-9._-]`` turned into one ``_``); a DICOM folder is named by its relative path
-(the input folder's own name when the DICOM files sit directly in it). Names that collide (case-insensitively,
-as on macOS file systems) keep the first, in sorted path order, and give the others ``_2``, ``_3``, ...; each
-renaming is reported.
+``[A-Za-z0-9._-]`` turned into one ``_``); a DICOM folder is named by its relative path (the input folder's own
+name as given, not where a link leads, when the DICOM files sit directly in it). Names that collide
+(case-insensitively, as on macOS file systems) keep the first, in sorted path order, and give the others ``_2``,
+``_3``, ...; each renaming is reported.
 
 Input (:func:`nnunet_input`): exactly what nnU-Net's ``SimpleITKIOWithReorient`` (or ``SimpleITKIO``) returns for
 the same image, array and properties, but built from the image already read (files and DICOM series alike) and
@@ -38,11 +39,11 @@ import SimpleITK as sitk
 from ..case_names import sanitise
 from ..image_io import IMAGE_SUFFIXES, ImageReadError, choose_series, list_dicom_series, read_dicom_series, read_image
 from ..image_io.checks import image_suffix
+from ..image_io.dicom_series import is_dicom_file, walk_folders
 
 __all__ = ["Case", "CaseError", "Discovery", "discover_cases", "sanitise", "shard", "read_case", "check_ct",
            "nnunet_input", "Reorientation", "reorientation", "SUPPORTED_READERS"]
 
-DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
 NNUNET_CHANNEL_SUFFIX = "_0000"
 #: CT rule (module docstring).
 AIR_FAT_HU = -200.0
@@ -74,17 +75,6 @@ class Discovery:
 
 
 # ------------------------------------------------------------------------------------------------ discovery
-def _is_dicom_file(path: Path) -> bool:
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:] == b"DICM"
-
-
 def _file_case_name(rel: PurePath) -> str:
     stem = rel.name[: -len(image_suffix(rel.name) or "")] or rel.name
     if stem.endswith(NNUNET_CHANNEL_SUFFIX) and len(stem) > len(NNUNET_CHANNEL_SUFFIX):
@@ -119,19 +109,16 @@ def discover_cases(input_path, exclude: Sequence = ()) -> Discovery:
         return Discovery([Case(_file_case_name(PurePath(root.name)), root, "file")])
     excluded = {Path(p).resolve() for p in exclude}
     named, ignored = [], []
-    for folder, dirs, files in os.walk(root):
-        folder = Path(folder)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (folder / d).resolve() not in excluded)
-        files = sorted(f for f in files if not f.startswith("."))
+    for folder, dirs, files in walk_folders(root, skip=lambda sub: sub.resolve() in excluded):
         rel = folder.relative_to(root)
         images = [f for f in files if image_suffix(f)]
         headers = {f[: -len(image_suffix(f))] for f in images}
         rest = [f for f in files if f not in images]
-        dicom = [f for f in rest if _is_dicom_file(folder / f)]
+        dicom = [f for f in rest if is_dicom_file(folder / f)]
         for f in images:
             named.append((_file_case_name(rel / f), folder / f, "file", None))
         if dicom:
-            name = sanitise("_".join(rel.parts)) if rel.parts else sanitise(root.resolve().name)
+            name = sanitise("_".join(rel.parts)) if rel.parts else sanitise(Path(os.path.abspath(root)).name)
             named.append((name, folder, "dicom", None))
         # data files of two-file formats (.mhd + .raw) are not "ignored"
         ignored += [folder / f for f in rest if f not in dicom and Path(f).stem not in headers
