@@ -73,6 +73,8 @@ def repair_identity(ds: Dataset, path: Path) -> Dataset:
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
         if not ds.get(keyword):
             setattr(ds, keyword, generate_uid(entropy_srcs=[ds.FrameOfReferenceUID, keyword]))
+    if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
+        del ds.SpecificCharacterSet  # present but empty (the GE sample): the default repertoire, as DICOM means
     return ds
 
 
