@@ -408,7 +408,8 @@ def _predict(*args) -> int:
 @pytest.fixture(scope="module")
 def mixed_run(mixed_input, model_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("pred") / "out"
-    status = _predict("-i", mixed_input, "-o", out, "-m", model_folder, "-f", "0", "--save_probabilities")
+    status = _predict("-i", mixed_input, "-o", out, "-m", model_folder, "-f", "0", "--save_probabilities",
+                      "--dicom-seg")
     return out, status
 
 
@@ -446,6 +447,26 @@ def _anatomical(codes):
     from vertebraformer_nn.labels import sort_anatomically
 
     return sort_anatomically(c for c in codes if c)
+
+
+def test_dicom_seg_of_the_real_series_reads_back_as_the_label_map(mixed_input, mixed_run):
+    """--dicom-seg: <case>_seg.dcm for the case read from the real Siemens series (and for no file input), named in
+    its report, read back voxel for voxel on the series' grid, valid for dciodvfy where it is installed."""
+    from test_dicom_seg_out import dciodvfy_errors, read_back
+
+    from vertebraformer_nn.image_io import read_image
+
+    out, _ = mixed_run
+    report = json.loads((out / "real_dicom.json").read_text())
+    assert report["files"]["dicom_seg"] == "real_dicom_seg.dcm"
+    assert sorted(p.name for p in out.glob("*_seg.dcm")) == ["real_dicom_seg.dcm"]
+    series = read_image(mixed_input / "real dicom")
+    vertebrae, lesions = read_back(out / "real_dicom_seg.dcm", series)
+    assert np.array_equal(vertebrae, sitk.GetArrayFromImage(sitk.ReadImage(str(out / "real_dicom.nii.gz"))))
+    lesion_map = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "real_dicom_lesion.nii.gz")))
+    assert np.array_equal(lesions, lesion_map > 0)
+    assert vertebrae.any()
+    assert dciodvfy_errors(out / "real_dicom_seg.dcm") == []
 
 
 def test_outputs_have_the_input_grid_exactly(mixed_input, mixed_run):

@@ -35,7 +35,8 @@ def reference_datasets(reference_files: Sequence[Path], what: Path) -> list[Data
 
     Anonymised series sometimes carry empty UIDs (the real TotalSegmentator sample does). The SOP instance/class are
     then taken from the file meta; missing study/series UIDs are derived from the frame of reference, deterministically,
-    so that the annotation can still reference its images."""
+    so that the annotation can still reference its images. Header values a SEG writer would copy but DICOM forbids
+    (an empty SpecificCharacterSet, a negative SpacingBetweenSlices) are mended in these in-memory copies only."""
     if not reference_files:
         raise ValueError(f"{what}: no reference CT files given")
     datasets = []
@@ -75,6 +76,9 @@ def repair_identity(ds: Dataset, path: Path) -> Dataset:
             setattr(ds, keyword, generate_uid(entropy_srcs=[ds.FrameOfReferenceUID, keyword]))
     if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
         del ds.SpecificCharacterSet  # present but empty (the GE sample): the default repertoire, as DICOM means
+    if ds.get("SpacingBetweenSlices") is not None and float(ds.SpacingBetweenSlices) < 0:
+        # Philips writes -2.0 (the real chest sample); DICOM allows no negative value, and highdicom copies it
+        ds.SpacingBetweenSlices = abs(float(ds.SpacingBetweenSlices))
     return ds
 
 

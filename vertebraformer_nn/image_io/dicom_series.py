@@ -20,7 +20,7 @@ from .checks import ImageReadError, fmt
 from .regular_grid import RegularGrid, plan_regular_grid
 
 __all__ = ["DicomSeries", "list_dicom_series", "choose_series", "frame_geometry", "plane_problem", "walk_folders",
-           "is_dicom_file", "MIN_SLICES", "AXIAL_MAX_ANGLE_DEG"]
+           "is_dicom_file", "series_in_folder", "MIN_SLICES", "AXIAL_MAX_ANGLE_DEG"]
 
 # Series choice (docs/source_layouts.md, "DICOM cohort").
 MIN_SLICES = 8
@@ -306,6 +306,13 @@ def _multiframe_geometry(path: Path, ds: Dataset
 def _is_axial(normal: np.ndarray) -> bool:
     cos = abs(float(normal[2])) / max(float(np.linalg.norm(normal)), 1e-12)
     return cos >= math.cos(math.radians(AXIAL_MAX_ANGLE_DEG))
+
+
+def series_in_folder(folder) -> DicomSeries:
+    """The series the rule chooses among those directly in ``folder`` (its sub-folders are not searched): what a
+    DICOM folder given to ``predict`` is read from."""
+    series = [s for s in list_dicom_series(folder) if Path(s.folder) == Path(folder)]
+    return choose_series(series, source=str(folder))
 
 
 def choose_series(series: list[DicomSeries], source: str = "") -> DicomSeries:

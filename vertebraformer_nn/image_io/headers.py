@@ -98,8 +98,8 @@ def _check_nifti(path: Path, compressed: bool) -> None:
     else:
         held = path.stat().st_size
     if held < expected:
-        raise ImageReadError(f"{path}: truncated NIfTI file: the header declares {expected} bytes (voxel data up to "
-                             f"byte {expected}), the {'decompressed ' if compressed else ''}file holds {held}")
+        raise ImageReadError(f"{path}: truncated NIfTI file: its header declares {expected} bytes of header and voxel "
+                             f"data, the {'decompressed ' if compressed else ''}file holds {held}")
 
 
 # ------------------------------------------------------------------------------------------------ NRRD

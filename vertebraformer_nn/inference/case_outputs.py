@@ -43,7 +43,7 @@ def case_files(out_dir, case: str) -> Dict[str, Path]:
     out = Path(out_dir)
     return {"labels": out / f"{case}.nii.gz", "lesions": out / f"{case}_lesion.nii.gz",
             "centroids": out / f"{case}_ctd.json", "preview": out / f"{case}_preview.png",
-            "report": out / f"{case}.json"}
+            "report": out / f"{case}.json", "dicom_seg": out / f"{case}_seg.dcm"}
 
 
 def numbering_info(numbering) -> Tuple[Dict[int, float], List[str]]:
@@ -133,7 +133,7 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
         "lesion_threshold": lesion_threshold,
         "lesions": lesion_rows,
         "notes": notes,
-        "files": {k: p.name for k, p in files.items() if k != "report" and p.exists()},
+        "files": {k: p.name for k, p in files.items() if k not in ("report", "dicom_seg") and p.exists()},
     }
     write_text_atomic(files["report"], json.dumps(report, indent=1))
     return report

@@ -37,9 +37,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..case_names import sanitise
-from ..image_io import IMAGE_SUFFIXES, ImageReadError, choose_series, list_dicom_series, read_dicom_series, read_image
+from ..image_io import IMAGE_SUFFIXES, ImageReadError, read_dicom_series, read_image
 from ..image_io.checks import image_suffix
-from ..image_io.dicom_series import is_dicom_file, walk_folders
+from ..image_io.dicom_series import is_dicom_file, series_in_folder, walk_folders
 
 __all__ = ["Case", "CaseError", "Discovery", "discover_cases", "sanitise", "shard", "read_case", "check_ct",
            "nnunet_input", "Reorientation", "reorientation", "SUPPORTED_READERS"]
@@ -148,10 +148,8 @@ def read_case(case: Case) -> sitk.Image:
     if case.kind == "unusable":
         raise CaseError(f"{case.source}: {case.problem}")
     try:
-        if case.kind == "dicom":
-            # only the series of this folder: its sub-folders are cases of their own
-            series = [s for s in list_dicom_series(case.source) if Path(s.folder) == Path(case.source)]
-            return read_dicom_series(choose_series(series, source=str(case.source)))
+        if case.kind == "dicom":  # only the series of this folder: its sub-folders are cases of their own
+            return read_dicom_series(series_in_folder(case.source))
         return read_image(case.source)
     except ImageReadError as e:
         raise CaseError(str(e)) from None
