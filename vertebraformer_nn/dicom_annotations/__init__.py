@@ -6,8 +6,9 @@ reference image's grid, matching frames and contours by their physical position 
 a SEG covering part of the CT, or a reference image in another axis order (RAS after conversion), still maps
 voxel for voxel. Anything that does not fall on the reference grid is an :class:`ImageReadError` naming the file.
 
-Modules: :mod:`.common` (reference series, grids, file checks), :mod:`.seg_write`, :mod:`.seg_read`,
-:mod:`.rtstruct_write`, :mod:`.rtstruct_read`.
+Modules: :mod:`.common` (reference series, grids, file checks), :mod:`.coded_concepts` (SNOMED CT vertebrae and
+lesions), :mod:`.seg_write` (memory-bounded, by layers), :mod:`.seg_read` (any writer's SEG), :mod:`.rtstruct_write`,
+:mod:`.rtstruct_read`, :mod:`.prediction_seg` (``predict --dicom-seg``).
 """
 from __future__ import annotations
 

@@ -4,9 +4,8 @@ Discovery (:func:`discover_cases`): the input is one file or a folder, searched 
 links, each real folder once (hidden entries skipped). Every image file (``image_io.IMAGE_SUFFIXES``) is a case;
 every folder that directly holds DICOM files (Part-10 ``DICM`` magic or a ``.dcm``/``.ima`` suffix) is one case,
 read from the series in that folder alone and chosen by ``image_io.choose_series`` (CT, not a localizer, axial,
-thinnest). A leaf folder holding neither is a
-case that fails ("no image files or DICOM series"), so a broken export is reported instead of passed over. Other
-files are ignored and listed.
+thinnest). A leaf folder holding neither is a case that fails ("no image files or DICOM series"), so a broken
+export is reported instead of passed over. Other files are ignored and listed.
 
 Names: the path relative to the input, suffix and nnU-Net's single-channel ``_0000`` removed, made a case name
 by the project's one rule (``case_names.sanitise``: path separators and every run of characters outside
