@@ -38,6 +38,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from vertebraformer_nn import labels
+from vertebraformer_nn.case_names import sanitise
 from vertebraformer_nn.sources import SOURCES  # noqa: F401  (the converters' modules take it from here)
 
 #: Raw-dataset subfolders for images, vertebra labels and lesion maps, per split.
@@ -58,14 +59,6 @@ class CaseSkipped(Exception):
 
 
 # --- names ----------------------------------------------------------------------------------------------------
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def sanitise(name: str) -> str:
-    """Case names use only [A-Za-z0-9._-] (anything else becomes '_')."""
-    return _UNSAFE.sub("_", str(name)) or "case"
-
 
 def case_name(source: str, case_id: str) -> str:
     return sanitise(f"{source}_{case_id}")

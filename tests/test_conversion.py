@@ -171,7 +171,7 @@ def test_tiny_origin_mismatch_is_fixed_and_said_anything_else_skips():
 
 
 def test_case_names_are_sanitised():
-    assert common.case_name("dicom", "pat 01/ä") == "dicom_pat_01__"
+    assert common.case_name("dicom", "pat 01/ä") == "dicom_pat_01"  # the one rule (vertebraformer_nn.case_names)
     assert common.case_name("ctspine1k", "1.3.6.1.4.1.9328.50.4.0001") == "ctspine1k_1.3.6.1.4.1.9328.50.4.0001"
 
 
@@ -415,13 +415,13 @@ def test_spineweb_patterns_formats_and_centroid_only_cases(tmp_path, nnunet_dirs
 
 
 def _dicom_cohort(root: Path, label_values=None):
-    from vertebraformer_nn import image_io
+    from vertebraformer_nn.phantoms.dicom_writer import write_dicom_series
 
     ct, seg = stacked_kji((20, 21, 22), shape=(30, 24, 20))
     img = lps_image(ct, spacing=(0.8, 0.8, 2.0), origin=(-10.0, -5.0, 100.0))
-    files = image_io.write_dicom_series(img, root / "p1/study/ct", patient_id="PAT-1", shuffle_file_names=True)
-    image_io.write_dicom_series(img[:, :, :4], root / "p1/study/scout", patient_id="PAT-1", series_number=9,
-                                image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
+    files = write_dicom_series(img, root / "p1/study/ct", patient_id="PAT-1", shuffle_file_names=True)
+    write_dicom_series(img[:, :, :4], root / "p1/study/scout", patient_id="PAT-1", series_number=9,
+                       image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
     lab = lps_image(seg * 2, spacing=(0.8, 0.8, 2.0), origin=(-10.0, -5.0, 100.0))  # values 40, 42, 44
     (root / "p1/labels").mkdir(parents=True)
     sitk.WriteImage(lab, str(root / "p1/labels/vert.nii.gz"))

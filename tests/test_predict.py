@@ -7,17 +7,19 @@ import csv
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
-from vertebraformer_nn.image_io import write_dicom_series
 from vertebraformer_nn.inference import probabilities as P
 from vertebraformer_nn.inference.cases import (Case, CaseError, check_ct, discover_cases, nnunet_input, read_case,
                                                reorientation, sanitise, shard)
 from vertebraformer_nn.inference.export import GridMap, labels_to_input, probability_to_input, superior_axis
+from vertebraformer_nn.phantoms.dicom_writer import write_dicom_series
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -353,6 +355,8 @@ BAD = {  # case -> what its summary reason must say
     "mr": "not CT in Hounsfield units",
     "localizer": "localizer",
     "empty": "empty folder",
+    "truncated": "truncated gzip-compressed voxel data",  # ITK reads it with zeros for the missing part
+    "nan_spacing": "PixelSpacing of",  # GDCM reads "nan" as 4.7e-310 mm: a zero-size array in nnU-Net
 }
 
 
@@ -374,6 +378,14 @@ def _write_bad_inputs(root: Path) -> None:
     write_dicom_series(_ct(shape_zyx=(3, 32, 32)), root / "localizer", patient_id="LOC",
                        image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
     (root / "empty").mkdir()
+    sitk.WriteImage(_ct(shape_zyx=(16, 32, 32)), str(root / "truncated.nii.gz"))
+    (root / "truncated.nii.gz").write_bytes((root / "truncated.nii.gz").read_bytes()[:-2000])
+    for f in write_dicom_series(_ct(shape_zyx=(9, 16, 16)), root / "nan_spacing", patient_id="NAN"):
+        ds = pydicom.dcmread(str(f))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom: "nan" is no valid decimal string
+            ds.PixelSpacing = ["nan", "0.8"]
+        ds.save_as(str(f))
 
 
 def _permuted_same_physical_image(image: sitk.Image) -> sitk.Image:
@@ -410,7 +422,8 @@ def _predict(*args) -> int:
 @pytest.fixture(scope="module")
 def mixed_run(mixed_input, model_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("pred") / "out"
-    status = _predict("-i", mixed_input, "-o", out, "-m", model_folder, "-f", "0", "--save_probabilities")
+    status = _predict("-i", mixed_input, "-o", out, "-m", model_folder, "-f", "0", "--save_probabilities",
+                      "--dicom-seg")
     return out, status
 
 
@@ -454,6 +467,26 @@ def _anatomical(codes):
     from vertebraformer_nn.labels import sort_anatomically
 
     return sort_anatomically(c for c in codes if c)
+
+
+def test_dicom_seg_of_the_real_series_reads_back_as_the_label_map(mixed_input, mixed_run):
+    """--dicom-seg: <case>_seg.dcm for the case read from the real Siemens series (and for no file input), named in
+    its report, read back voxel for voxel on the series' grid, valid for dciodvfy where it is installed."""
+    from test_dicom_seg_out import dciodvfy_errors, read_back
+
+    from vertebraformer_nn.image_io import read_image
+
+    out, _ = mixed_run
+    report = json.loads((out / "real_dicom.json").read_text())
+    assert report["files"]["dicom_seg"] == "real_dicom_seg.dcm"
+    assert sorted(p.name for p in out.glob("*_seg.dcm")) == ["real_dicom_seg.dcm"]
+    series = read_image(mixed_input / "real dicom")
+    vertebrae, lesions = read_back(out / "real_dicom_seg.dcm", series)
+    assert np.array_equal(vertebrae, sitk.GetArrayFromImage(sitk.ReadImage(str(out / "real_dicom.nii.gz"))))
+    lesion_map = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "real_dicom_lesion.nii.gz")))
+    assert np.array_equal(lesions, lesion_map > 0)
+    assert vertebrae.any()
+    assert dciodvfy_errors(out / "real_dicom_seg.dcm") == []
 
 
 def test_outputs_have_the_input_grid_exactly(mixed_input, mixed_run):

@@ -31,7 +31,7 @@ from scipy import ndimage
 from .. import labels
 from ..atomic import write_text_atomic
 from ..centroids import axcodes, body_centroids, write_verse_ctd
-from ..image_io import write_image
+from ..image_io import read_notes, write_image
 from .lesions import SCORE_DEFINITION, lesion_instances
 from .postprocessing import Resolved, resolve
 from .preview import write_colour_table, write_preview
@@ -44,7 +44,7 @@ def case_files(out_dir, case: str) -> Dict[str, Path]:
     out = Path(out_dir)
     return {"labels": out / f"{case}.nii.gz", "lesions": out / f"{case}_lesion.nii.gz",
             "centroids": out / f"{case}_ctd.json", "preview": out / f"{case}_preview.png",
-            "report": out / f"{case}.json"}
+            "report": out / f"{case}.json", "dicom_seg": out / f"{case}_seg.dcm"}
 
 
 def numbering_info(numbering) -> Tuple[Dict[int, float], List[str]]:
@@ -87,6 +87,7 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
     # The report marks a finished case: drop the old one first, so a crash below never leaves it beside new files.
     files["report"].unlink(missing_ok=True)
     confidence, notes = numbering_info(numbering)
+    notes = [*read_notes(ct), *notes]  # what reading the input repaired (gantry tilt, a missing slice)
     postprocessing = postprocessing or resolve()
     notes += list(postprocessing.notes)
     pp = postprocessing.values
@@ -138,7 +139,7 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
         "lesions": lesion_rows,
         "postprocessing": postprocessing.report(),
         "notes": notes,
-        "files": {k: p.name for k, p in files.items() if k != "report" and p.exists()},
+        "files": {k: p.name for k, p in files.items() if k not in ("report", "dicom_seg") and p.exists()},
     }
     write_text_atomic(files["report"], json.dumps(report, indent=1))
     return report

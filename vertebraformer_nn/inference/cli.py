@@ -88,6 +88,9 @@ def _add_predict(subparsers) -> None:
                      help="no test-time mirroring. Default: mirroring (left-right only, the one flip the trainer "
                      "allows) is ON on a GPU and OFF on the CPU, where it would double the network time")
     tta.add_argument("--enable_tta", action="store_true", help="test-time mirroring also on the CPU")
+    p.add_argument("--dicom-seg", dest="dicom_seg", action="store_true",
+                   help="also write <case>_seg.dcm, a DICOM Segmentation (a segment per vertebra, one for lesions) "
+                   "referencing the source series, for every case read from a DICOM series")
     p.add_argument("--fp32", action="store_true",
                    help="full precision on the CPU. Default: bf16 autocast on the CPU (about half the network "
                    "time; labels agree with fp32, see README); on a GPU nnU-Net's fp16 autocast applies")
@@ -143,7 +146,7 @@ def _options(args):
 
     return RunOptions(preview=not args.no_preview, save_probabilities=args.save_probabilities, resume=args.resume,
                       num_parts=args.num_parts, part_id=args.part_id, progress=not args.disable_progress_bar,
-                      numbering=args.numbering)
+                      numbering=args.numbering, dicom_seg=getattr(args, "dicom_seg", False))
 
 
 def _overrides(args) -> dict:

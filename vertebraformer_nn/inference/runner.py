@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
+from ..dicom_annotations.prediction_seg import seg_pending, write_case_seg
 from . import probabilities as P
 from .cases import CaseError
 from .export import export_case
@@ -32,6 +33,7 @@ class RunOptions:
     part_id: int = 0
     progress: bool = True
     numbering: str = "decoder"  # export.NUMBERING_MODES: "argmax" for ablations and baselines
+    dicom_seg: bool = False  # also <case>_seg.dcm for cases read from a DICOM series (dicom_annotations.prediction_seg)
     postprocessing: Optional[Resolved] = None  # postprocessing.resolve(...); None: the documented defaults
 
 
@@ -64,6 +66,7 @@ def _remove_leftovers(out_dir: Path, case: str, everything: bool = False) -> Non
 
     files = case_files(out_dir, case)
     files["report"].unlink(missing_ok=True)
+    files["dicom_seg"].unlink(missing_ok=True)  # an older run's SEG never stands beside this run's outputs
     probabilities = P.probabilities_file(out_dir, case)
     probabilities.unlink(missing_ok=True)
     for path in [*files.values(), probabilities]:
@@ -106,6 +109,8 @@ def run_cases(cases: Sequence, out_dir, compute: Callable, options: RunOptions,
         bar.set_postfix_str(case.name)
         if options.resume:
             report = case_complete(out_dir, case.name, options.save_probabilities)
+            if report is not None and options.dicom_seg and getattr(case, "kind", None) == "dicom":
+                report = None if seg_pending(report) else report
             if report is not None:
                 if summary.rows.get(case.name, {}).get("status") != "ok":
                     summary.ok(report, case.source)
@@ -125,6 +130,8 @@ def run_cases(cases: Sequence, out_dir, compute: Callable, options: RunOptions,
                                  numbering=options.numbering, postprocessing=options.postprocessing)
             seconds["export"] += saving
             del image, probs
+            if options.dicom_seg and getattr(case, "kind", None) == "dicom":  # after the report: it adds the file
+                report = write_case_seg(out_dir, report, case.source)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # one case's failure never stops the others
