@@ -22,8 +22,9 @@ value -> vertebra name; default VerSe codes), ``vertebra_segment`` (default ``"{
   the more caudal one wins (noted).
 * Subject: the mapping's ``subject``, else the series' PatientID, else the case name. Split: the mapping's
   ``split`` ("train" default, "test" -> imagesTs).
-* Every visible vertebra is annotated (partial ones too); common.py's partial-vertebra policy removes those
-  cut by the field of view. Lesion masks are carried whenever the case has a lesion file or lesion segments.
+* Every visible vertebra is annotated (partial ones too); the partial-vertebra policy (partial_vertebrae.py) makes those
+  cut by the field of view the ignore label. Lesion masks are carried whenever the case has a lesion file or lesion
+  segments.
 * Top-level folders of ROOT that no mapping entry names are listed as skipped, so nothing goes unnoticed.
 """
 from __future__ import annotations

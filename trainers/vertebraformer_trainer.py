@@ -343,7 +343,11 @@ class VertebraFormerTrainer(nnUNetTrainer):
         axes = [0] + list(range(2, output.ndim))
         pred = torch.zeros(output.shape, device=output.device, dtype=torch.float16)
         pred.scatter_(1, output.argmax(1)[:, None], 1)
-        tp, fp, fn, _ = get_tp_fp_fn_tn(pred, seg_t, axes=axes, mask=None)
+        mask = None
+        if self.label_manager.has_ignore_label:  # as nnU-Net's validation_step: ignored voxels count nowhere
+            mask = (seg_t != self.label_manager.ignore_label).float()
+            seg_t = torch.where(mask.bool(), seg_t, torch.zeros_like(seg_t))
+        tp, fp, fn, _ = get_tp_fp_fn_tn(pred, seg_t, axes=axes, mask=mask)
         res = {"loss": total.detach().cpu().numpy(), "tp_hard": tp.detach().cpu().numpy()[1:],
                "fp_hard": fp.detach().cpu().numpy()[1:], "fn_hard": fn.detach().cpu().numpy()[1:]}
         res.update({f"loss_{k}": float(v.detach()) for k, v in parts.items()})
