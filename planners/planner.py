@@ -32,7 +32,8 @@ What is ours:
   (~800-1500 HU) lesions are flattened.
 * Its own plans name and data identifier (``<plans>_3d_fullres``), so a stock ``nnUNetv2_preprocess`` of
   nnU-Net's own plans cannot overwrite our two-channel seg files.
-* The architecture entry of :class:`vertebraformer_nn.network.VertebraFormer` (``architecture_dict``).
+* The architecture entry of :class:`vertebraformer_nn.network.VertebraFormer` with every size of the network,
+  resolved from the planner's preset (presets.py): the plans describe the network completely.
 * Only ``3d_fullres`` is planned: the network is 3D and the CPU preset plays the role of nnU-Net's lowres.
 """
 from __future__ import annotations
@@ -50,11 +51,7 @@ from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_en
 from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
 
 from ..network import VertebraFormer, architecture_dict
-
-#: Plans names (and, with ``_3d_fullres``, data identifiers).
-PLANS_NAME = "VertebraFormerPlans"
-CPU_PLANS_NAME = "VertebraFormerCPUPlans"
-CONFIGURATION = "3d_fullres"
+from .presets import CONFIGURATION, CPU_PLANS_NAME, PLANS_NAME, network_arch_kwargs
 
 #: CPU preset: isotropic target spacing in mm. 3.5 mm makes an 8-voxel token 28 mm, about one vertebral body
 #: plus disc, so a 512-token patch elongated head-foot spans 30-40 cm of spine (10 or more vertebrae: enough
@@ -239,10 +236,14 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
         """The planned network on the meta device (no memory, no initialisation cost): only its estimate is used."""
         import torch
 
+        from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
         arch = self._architecture(patch, token_size)
+        # output channels as nnU-Net counts them: the labels less the ignore label
+        num_classes = LabelManager(self.dataset_json["labels"],
+                                   self.dataset_json.get("regions_class_order")).num_segmentation_heads
         with torch.device("meta"):
-            return VertebraFormer(self._num_input_channels(), len(self.dataset_json["labels"]),
-                                  **arch["arch_kwargs"])
+            return VertebraFormer(self._num_input_channels(), num_classes, **arch["arch_kwargs"])
 
     def batch_size_for(self, patch: Sequence[int], token_size: Sequence[int], n_voxels_dataset: float) -> int:
         per_sample = ELEMENTS_PER_SAMPLE_PER_GB * float(self.UNet_vram_target_GB)
@@ -255,7 +256,7 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
         return len(self.dataset_json["channel_names"])
 
     def _architecture(self, patch: Sequence[int], token_size: Sequence[int]) -> dict:
-        return architecture_dict(patch, token_size, self.network_preset, num_domains=NUM_DOMAINS)
+        return architecture_dict(network_arch_kwargs(self.network_preset, patch, token_size, NUM_DOMAINS))
 
     # -------------------------------------------------------------- plans
     def get_plans_for_configuration(self, spacing, median_shape, data_identifier, approximate_n_voxels_dataset,
@@ -336,7 +337,7 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
             "foreground_intensity_properties_per_channel": {"0": window},
             "vertebraformer": {
                 "preset": self.preset,
-                "network_preset": self.network_preset,
+                "network_preset": self.network_preset,  # where the sizes came from; they are in arch_kwargs
                 "gpu_memory_target_in_gb": self.summary["gpu_memory_gb"],
                 "head_foot_axis": self._head_foot_axis,
                 "token_size": self.summary["token_size"],

@@ -54,6 +54,7 @@ from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from vertebraformer_nn.network import all_heads
+from vertebraformer_nn.planners.presets import complete_legacy_arch_kwargs
 from vertebraformer_nn.precision import autocast_for, describe as describe_precision
 
 from . import losses as L
@@ -169,10 +170,12 @@ class VertebraFormerTrainer(nnUNetTrainer):
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
                                    num_output_channels: int, enable_deep_supervision: bool = True):
-        """nnU-Net's network from the plans, with :attr:`ARCH_OVERRIDES` applied."""
+        """nnU-Net's network from the plans (an entry of version 0.1 completed with the sizes it built), with
+        :attr:`ARCH_OVERRIDES` applied."""
+        arch_kwargs = complete_legacy_arch_kwargs(configuration_manager.network_arch_init_kwargs or {},
+                                                  getattr(plans_manager, "plans_name", None))
         return get_network_from_plans(
-            configuration_manager.network_arch_class_name,
-            {**(configuration_manager.network_arch_init_kwargs or {}), **cls.ARCH_OVERRIDES},
+            configuration_manager.network_arch_class_name, {**arch_kwargs, **cls.ARCH_OVERRIDES},
             configuration_manager.network_arch_init_kwargs_req_import, num_input_channels, num_output_channels,
             allow_init=True, deep_supervision=enable_deep_supervision)
 
