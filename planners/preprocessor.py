@@ -28,7 +28,7 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
-from .planner import lesion_file_for
+from .data_facts import lesion_file_for
 
 #: Key of the lesion voxel locations in properties['class_locations'] (never a label value).
 LESION_KEY = "lesion"

@@ -125,8 +125,10 @@ def test_identification_loss_uses_label_minus_one_on_vertebra_voxels():
 def _tiny_net(**switches):
     from vertebraformer_nn.network import VertebraFormer
 
+    from vertebraformer_nn.planners.presets import network_arch_kwargs
+
     torch.manual_seed(0)
-    return VertebraFormer(1, 27, patch_size=(16, 16, 16), depth=1, **switches)
+    return VertebraFormer(1, 27, **network_arch_kwargs("cpu", (16, 16, 16), (8, 8, 8), 4, depth=1, **switches))
 
 
 def _fake_trainer(case_table):
@@ -171,10 +173,11 @@ def test_ablation_trainers_switch_the_network_and_share_its_weights():
     from vertebraformer_nn.network import VertebraFormer
     from vertebraformer_nn.trainers import TRAINER_NAMES, TRAINERS
     from vertebraformer_nn.nnunet_shim import vertebraformer_trainers as shim
+    from vertebraformer_nn.planners.presets import network_arch_kwargs
 
     assert all(hasattr(shim, name) for name in TRAINER_NAMES)  # stock nnU-Net finds every one of them
     conf = SimpleNamespace(network_arch_class_name="vertebraformer_nn.network.VertebraFormer",
-                           network_arch_init_kwargs={"patch_size": [16, 16, 16], "depth": 1},
+                           network_arch_init_kwargs=network_arch_kwargs("cpu", [16, 16, 16], [8, 8, 8], 4, depth=1),
                            network_arch_init_kwargs_req_import=[])
     full = TRAINERS["VertebraFormerTrainer"].build_network_architecture(None, conf, 1, 27, False)
     for name, switch in (("VertebraFormerTrainer_budget_noModulation", "use_modulation"),

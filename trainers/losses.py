@@ -101,7 +101,7 @@ def identification_loss(id_logits: torch.Tensor, seg_target: torch.Tensor, w: to
     patch (the spine is a few percent of a patch)."""
     target = seg_target[:, 0].long() - 1  # background 0 -> -1 (ignored)
     voxel_w = _expand(w, target).expand_as(target)
-    picked = (target >= 0) & (voxel_w > 0)
+    picked = (target >= 0) & (target < id_logits.shape[1]) & (voxel_w > 0)  # nnU-Net's ignore label is no level
     rows = id_logits.movedim(1, -1)[picked].float()  # (N, levels): only the vertebra voxels
     if rows.shape[0] == 0:
         return id_logits.sum() * 0.0
@@ -163,7 +163,7 @@ def zero_like_graph(*tensors: Optional[torch.Tensor]) -> torch.Tensor:
 def identification_counts(id_logits: torch.Tensor, seg_target: torch.Tensor, w: torch.Tensor) -> Tuple[float, float]:
     """(correct, total) voxel counts of the level head's argmax on the vertebra voxels of weighted cases."""
     target = seg_target[:, 0].long() - 1
-    valid = (target >= 0) & (_expand(w, target) > 0)
+    valid = (target >= 0) & (target < id_logits.shape[1]) & (_expand(w, target) > 0)
     pred = id_logits.argmax(1)
     return float(((pred == target) & valid).sum()), float(valid.sum())
 

@@ -54,6 +54,7 @@ from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from vertebraformer_nn.network import all_heads
+from vertebraformer_nn.planners.presets import complete_legacy_arch_kwargs
 from vertebraformer_nn.precision import autocast_for, describe as describe_precision
 
 from . import losses as L
@@ -169,10 +170,12 @@ class VertebraFormerTrainer(nnUNetTrainer):
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
                                    num_output_channels: int, enable_deep_supervision: bool = True):
-        """nnU-Net's network from the plans, with :attr:`ARCH_OVERRIDES` applied."""
+        """nnU-Net's network from the plans (an entry of version 0.1 completed with the sizes it built), with
+        :attr:`ARCH_OVERRIDES` applied."""
+        arch_kwargs = complete_legacy_arch_kwargs(configuration_manager.network_arch_init_kwargs or {},
+                                                  getattr(plans_manager, "plans_name", None))
         return get_network_from_plans(
-            configuration_manager.network_arch_class_name,
-            {**(configuration_manager.network_arch_init_kwargs or {}), **cls.ARCH_OVERRIDES},
+            configuration_manager.network_arch_class_name, {**arch_kwargs, **cls.ARCH_OVERRIDES},
             configuration_manager.network_arch_init_kwargs_req_import, num_input_channels, num_output_channels,
             allow_init=True, deep_supervision=enable_deep_supervision)
 
@@ -343,7 +346,11 @@ class VertebraFormerTrainer(nnUNetTrainer):
         axes = [0] + list(range(2, output.ndim))
         pred = torch.zeros(output.shape, device=output.device, dtype=torch.float16)
         pred.scatter_(1, output.argmax(1)[:, None], 1)
-        tp, fp, fn, _ = get_tp_fp_fn_tn(pred, seg_t, axes=axes, mask=None)
+        mask = None
+        if self.label_manager.has_ignore_label:  # as nnU-Net's validation_step: ignored voxels count nowhere
+            mask = (seg_t != self.label_manager.ignore_label).float()
+            seg_t = torch.where(mask.bool(), seg_t, torch.zeros_like(seg_t))
+        tp, fp, fn, _ = get_tp_fp_fn_tn(pred, seg_t, axes=axes, mask=mask)
         res = {"loss": total.detach().cpu().numpy(), "tp_hard": tp.detach().cpu().numpy()[1:],
                "fp_hard": fp.detach().cpu().numpy()[1:], "fn_hard": fn.detach().cpu().numpy()[1:]}
         res.update({f"loss_{k}": float(v.detach()) for k, v in parts.items()})

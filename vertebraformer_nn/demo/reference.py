@@ -5,7 +5,7 @@ lesion) and ``<case>_ctd.json`` become a plain reference folder that ``vertebraf
 ``<case>.nii.gz``, ``<case>_lesion.nii.gz``, ``<case>_ctd.json``, named like the predictions of
 ``SIM/<source>/<case>.nii.gz``. One change, the one the training data had: vertebrae cut by the head or foot
 border of the field of view are set to background (the converters' partial-vertebra rule,
-``dataset_conversion.common.remove_partial_vertebrae``, on the image reoriented to RAS), and their centroids are
+``dataset_conversion.partial_vertebrae.cut_vertebrae``), and their centroids are
 dropped, since the model was taught to leave them unlabelled.
 
 For the benchmark, the same for the cases of any sources, named and gridded like the nnU-Net raw dataset's cases:
@@ -29,10 +29,10 @@ from ..image_io import IMAGE_SUFFIXES, read_label, reorient, write_image
 
 def partial_codes(vertebrae: sitk.Image) -> list:
     """VerSe codes the training data would have removed from this label map (cut by the head/foot border)."""
-    from ..dataset_conversion.common import remove_partial_vertebrae
+    from ..dataset_conversion.partial_vertebrae import cut_vertebrae
+    from ..geometry import superior_axis
 
-    _, removed = remove_partial_vertebrae(sitk.GetArrayFromImage(reorient(vertebrae, "RAS")))
-    return removed
+    return cut_vertebrae(sitk.GetArrayViewFromImage(vertebrae), superior_axis(vertebrae.GetDirection())[0])
 
 
 NAMINGS = ("image", "case")

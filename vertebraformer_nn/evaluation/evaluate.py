@@ -89,9 +89,13 @@ def _code_lut(dataset_json: Mapping, path: Path) -> np.ndarray:
         mapping = {int(k): int(v) for k, v in dataset_json["verse_codes"].items()}
     else:
         try:
-            mapping = {int(v): (0 if n == "background" else labels.code(n)) for n, v in dataset_json["labels"].items()}
+            mapping = {int(v): (0 if n == "background" else labels.code(n)) for n, v in dataset_json["labels"].items()
+                       if n != "ignore"}
         except (KeyError, TypeError, ValueError) as e:
             raise EvaluationError(f"{path}: no 'verse_codes' and labels that are not VerSe vertebra names ({e})") from None
+    ignore = (dataset_json.get("labels") or {}).get("ignore")
+    if ignore is not None:  # vertebrae cut by the field of view: background here, as the converters once wrote them
+        mapping[int(ignore)] = 0
     lut = np.full(max(mapping) + 1, -1, dtype=np.int16)
     for training, code in mapping.items():
         lut[training] = code
