@@ -42,4 +42,6 @@ def test_cli_checks_the_fold_before_spawning_ranks(multispine_preprocessed, caps
 
     assert main(["train", str(MULTISPINE_ID), "99", "-num_gpus", "2", "-device", "cpu"]) == 2
     assert "fold 99 does not exist" in capsys.readouterr().err
+    assert main(["train", str(MULTISPINE_ID), "0", "-num_gpus", "2", "-device", "cpu", "-tr", "NoSuchTrainer"]) == 2
+    assert "unknown trainer 'NoSuchTrainer'" in capsys.readouterr().err
     assert main(["train", str(MULTISPINE_ID), "0", "-num_gpus", "0"]) == 2

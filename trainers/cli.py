@@ -186,13 +186,17 @@ def run_ddp(args, fold, device: str) -> int:
     """``-num_gpus N``: nnU-Net's DDP path, one process per GPU (or CPU process with gloo), :mod:`.ddp`."""
     from .ddp import run_ddp_training
     from .folds import FoldError, check_fold, read_splits
+    from .registry import UnknownTrainerError, resolve_trainer_class
 
-    try:
-        check_fold(fold, read_splits(preprocessed_folder(args.dataset)))  # before spawning anything
+    try:  # what can be wrong is found before any rank is spawned
+        base = preprocessed_folder(args.dataset)
+        check_fold(fold, read_splits(base))
+        resolve_trainer_class(args.trainer)
+        plans = args.plans or find_plans(base, device)
         run_ddp_training(args.dataset, fold if fold == "all" else int(fold), args.num_gpus, args.configuration,
-                         args.trainer, args.plans, device, args.ddp_backend, args.continue_training,
+                         args.trainer, plans, device, args.ddp_backend, args.continue_training,
                          args.validation_only, args.npz)
-    except (FoldError, ValueError) as e:
+    except (FoldError, UnknownTrainerError, ValueError) as e:
         print(f"vertebraformer train: {e}", file=sys.stderr)
         return 2
     print(f"vertebraformer train: {args.num_gpus} DDP processes finished")
