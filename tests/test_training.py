@@ -171,12 +171,21 @@ def test_multitask_loss_reaches_every_trained_parameter(keys):
         assert torch.count_nonzero(lesion_grad) > 0
 
 
+def test_nnunets_resolver_finds_every_trainer_through_the_shim(monkeypatch):
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from vertebraformer_nn.trainers import shim_folder
+    from vertebraformer_nn.trainers.registry import TRAINERS
+
+    monkeypatch.setenv("nnUNet_extTrainer", shim_folder())
+    for name, cls in TRAINERS.items():
+        assert recursive_find_trainer_class_by_name(name) is cls, name
+
+
 def test_ablation_trainers_switch_the_network_and_share_its_weights():
     from vertebraformer_nn.network import VertebraFormer
-    from vertebraformer_nn.trainers.registry import TRAINER_NAMES, TRAINERS
-    from vertebraformer_nn.nnunet_shim import vertebraformer_trainers as shim
+    from vertebraformer_nn.trainers.registry import TRAINERS
 
-    assert all(hasattr(shim, name) for name in TRAINER_NAMES)  # stock nnU-Net finds every one of them
     conf = SimpleNamespace(network_arch_class_name="vertebraformer_nn.network.VertebraFormer",
                            network_arch_init_kwargs={"patch_size": [16, 16, 16], "depth": 1},
                            network_arch_init_kwargs_req_import=[])
