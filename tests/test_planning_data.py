@@ -213,18 +213,16 @@ def pir_trained(pir_dataset):
 
 def test_stock_pir_dataset_trains(pir_trained):
     """No case_info (no domains), the ignore label, PIR arrays: the tiny schedule runs to its final checkpoint."""
-    import torch
+    from vertebraformer_nn.trainers.checkpoints import load_checkpoint_file
 
-    checkpoint = torch.load(pir_trained / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint_file(str(pir_trained / "checkpoint_final.pth"), map_location="cpu")
     assert checkpoint["current_epoch"] == 2
     assert not any("domain_classifier" in k for k in checkpoint["network_weights"])
 
 
-@pytest.mark.xfail(strict=True, reason="needs the trainer reading plans_facts.anatomical_axes (branch 'trainer'); "
-                                       "remove this marker when both are merged")
 def test_stock_pir_dataset_trains_mirroring_left_right_only(pir_dataset, pir_trained):
-    import torch
+    from vertebraformer_nn.trainers.checkpoints import load_checkpoint_file
 
     _, plans = pir_dataset
-    checkpoint = torch.load(pir_trained / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint_file(str(pir_trained / "checkpoint_final.pth"), map_location="cpu")
     assert tuple(checkpoint["inference_allowed_mirroring_axes"]) == (plans["vertebraformer"]["anatomical_axes"]["lr"],)

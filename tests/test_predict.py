@@ -262,11 +262,11 @@ def test_export_resampling_matches_nnunets_resize_rules(monkeypatch):
 
 
 def test_superior_axis_follows_the_reader_direction():
-    from vertebraformer_nn.trainers.schedule import anatomical_axes
+    from vertebraformer_nn.plans_facts import axes_from_transpose
 
     ras = ORIENTATIONS["RAS"]
     for tf in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):
-        assert superior_axis(ras, tf) == (anatomical_axes(tf)["si"], 1)
+        assert superior_axis(ras, tf) == (axes_from_transpose(tf)["si"], 1)
     # without reorientation (SimpleITKIO), a PIR image's head is at decreasing index of its y axis
     assert superior_axis(ORIENTATIONS["PIR"], [0, 1, 2]) == (1, -1)
 
@@ -575,12 +575,12 @@ class _Payload:
 
 def test_cpu_defaults_mirroring_off_and_left_right_only(model_folder):
     from vertebraformer_nn.inference.predictor import VertebraFormerPredictor
-    from vertebraformer_nn.trainers.schedule import mirror_axes_for
+    from vertebraformer_nn.plans_facts import anatomical_axes
 
     default = VertebraFormerPredictor("cpu")
     default.initialize_from_trained_model_folder(model_folder, [0])
     assert default.use_mirroring is False
-    assert default.allowed_mirroring_axes == mirror_axes_for(default.plans_manager.transpose_forward)
+    assert default.allowed_mirroring_axes == (anatomical_axes(default.plans_manager.plans)["lr"],)
     assert VertebraFormerPredictor("cpu", use_mirroring=True).use_mirroring is True
     assert default.label_manager.num_segmentation_heads == default.network.num_channels == 54
     assert set(default.layout) == {"seg", "id", "lesion"}
