@@ -161,10 +161,12 @@ class Benchmark:
         """The nnU-Net lesion model's raw dataset: the cases whose source annotates lesions, their lesion maps as
         labels, the main dataset's folds restricted to them (a fold left with no such validation case monitors
         on one training case: its validation during training is only nnU-Net's progress curve)."""
+        from vertebraformer_nn.case_facts import read_case_info
+
         main = self.dataset_dir(DATASET_ID)
         info = json.loads((main / "dataset.json").read_text())
-        cases = sorted(c for c, v in info["case_info"].items()
-                       if v["annotations"].get("lesion_mask") and (main / "lesionsTr" / f"{c}.nii.gz").is_file())
+        cases = sorted(c for c, facts in read_case_info(info).items()
+                       if facts.lesion_annotated and (main / "lesionsTr" / f"{c}.nii.gz").is_file())
         target = self.raw / f"Dataset{LESION_DATASET_ID:03d}_MultiSpineLesions"
         shutil.rmtree(target, ignore_errors=True)
         for case in cases:

@@ -21,8 +21,9 @@ The mapping names the cases: ``{"case", "study", "vertebrae"?, "lesions"?, "segm
   groups or encoding): each segment's meaning, the overlap rule and the unmapped list are ``dicom_segments``'.
 * Subject: the mapping's ``subject``, else the series' PatientID, else the case name. Split: the mapping's
   ``split`` ("train" default, "test" -> imagesTs).
-* Every visible vertebra is annotated (partial ones too); common.py's partial-vertebra policy removes those
-  cut by the field of view. Lesion masks are carried whenever the case has a lesion file or lesion segments.
+* Every visible vertebra is annotated (partial ones too); the partial-vertebra policy (partial_vertebrae.py) makes those
+  cut by the field of view the ignore label. Lesion masks are carried whenever the case has a lesion file or lesion
+  segments.
 * Top-level folders of ROOT that no mapping entry names are listed as skipped, so nothing goes unnoticed.
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from vertebraformer_nn import centroids, image_io, labels
-from vertebraformer_nn.evaluation.border import apply_border_rule, codes_on_border
+from vertebraformer_nn.evaluation.border import apply_border_rule
 from vertebraformer_nn.evaluation.evaluate import evaluate
 from vertebraformer_nn.evaluation.references import IGNORE_VALUE
 
@@ -38,7 +38,6 @@ def test_a_predicted_cut_vertebra_is_not_scored_and_its_voxels_are_left_out():
     assert scored.not_scored == [T12] and scored.ignore_voxels == 300
     assert not np.isin(scored.prediction, [T12]).any()
     np.testing.assert_array_equal(scored.reference, reference)
-    assert codes_on_border(predicted, 0) == [T12] and codes_on_border(predicted, 1) == []
 
 
 def test_only_what_lies_mostly_in_the_ignore_region_or_is_cut_there_goes():

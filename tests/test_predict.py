@@ -595,12 +595,12 @@ class _Payload:
 
 def test_cpu_defaults_mirroring_off_and_left_right_only(model_folder):
     from vertebraformer_nn.inference.predictor import VertebraFormerPredictor
-    from vertebraformer_nn.trainers.schedule import mirror_axes_for
+    from vertebraformer_nn.plans_facts import anatomical_axes
 
     default = VertebraFormerPredictor("cpu")
     default.initialize_from_trained_model_folder(model_folder, [0])
     assert default.use_mirroring is False
-    assert default.allowed_mirroring_axes == mirror_axes_for(default.plans_manager.transpose_forward)
+    assert default.allowed_mirroring_axes == (anatomical_axes(default.plans_manager.plans)["lr"],)
     assert VertebraFormerPredictor("cpu", use_mirroring=True).use_mirroring is True
     assert default.label_manager.num_segmentation_heads == default.network.num_channels == 54
     assert set(default.layout) == {"seg", "id", "lesion"}

@@ -44,7 +44,7 @@ class DemoConfig:
             raise DemoError(f"-device must be auto, cpu or cuda, not {self.device!r}")
         if self.max_folds not in (1, 2):
             raise DemoError("--max-folds must be 1 or 2")
-        from ..trainers import TRAINER_NAMES
+        from ..trainers.registry import TRAINER_NAMES
 
         if self.trainer is not None and self.trainer not in TRAINER_NAMES:
             raise DemoError(f"unknown trainer {self.trainer!r}; one of {', '.join(TRAINER_NAMES)}")

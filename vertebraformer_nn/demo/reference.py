@@ -4,9 +4,10 @@
 lesion) and ``<case>_ctd.json`` become a plain reference folder that ``vertebraformer evaluate`` reads:
 ``<case>.nii.gz``, ``<case>_lesion.nii.gz``, ``<case>_ctd.json``, named like the predictions of
 ``SIM/<source>/<case>.nii.gz``. One change, the one the training data had: vertebrae cut by the head or foot
-border of the field of view (touching its first or last slice along the head-foot axis, ``evaluation.border``)
-become the evaluation's ignore region (``evaluation.references.IGNORE_VALUE``), and their centroids are dropped:
-training ignored them, so ``evaluate`` scores them neither way (its border rule).
+border of the field of view (touching its first or last slice along the head-foot axis: the converters'
+rule, ``dataset_conversion.partial_vertebrae.cut_vertebrae``) become the evaluation's ignore region
+(``evaluation.references.IGNORE_VALUE``), and their centroids are dropped: training ignored them, so ``evaluate``
+scores them neither way (its border rule).
 
 For the benchmark, the same for the cases of any sources, named and gridded like the nnU-Net raw dataset's cases:
 ``name="case"`` names the files by the index's ``case`` field (the raw dataset's case name without ``_0000``), and
@@ -24,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..centroids import read_verse_ctd, write_verse_ctd
-from ..evaluation.border import codes_on_border
+from ..dataset_conversion.partial_vertebrae import cut_vertebrae
 from ..evaluation.references import IGNORE_VALUE
 from ..geometry import superior_axis
 from ..image_io import IMAGE_SUFFIXES, read_label, reorient, write_image
@@ -32,7 +33,7 @@ from ..image_io import IMAGE_SUFFIXES, read_label, reorient, write_image
 
 def partial_codes(vertebrae: sitk.Image) -> list:
     """VerSe codes of the vertebrae of this label map cut by the head or foot border of its field of view."""
-    return codes_on_border(sitk.GetArrayViewFromImage(vertebrae), superior_axis(vertebrae.GetDirection())[0])
+    return cut_vertebrae(sitk.GetArrayViewFromImage(vertebrae), superior_axis(vertebrae.GetDirection())[0])
 
 
 NAMINGS = ("image", "case")

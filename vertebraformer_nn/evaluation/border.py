@@ -5,8 +5,9 @@ converters mark its voxels with nnU-Net's ignore label (``labels.IGNORE_LABEL``)
 network cannot tell a cut vertebra from a whole one. A model may therefore label such a vertebra (with some level)
 or not, and neither is wrong. The evaluation applies the same rule to predictions (:func:`apply_border_rule`):
 
-* the reference's ignore region (voxels of cut vertebrae) is left out of every voxel metric: Dice, HD95 and the
-  binary spine Dice see neither the reference's nor the prediction's voxels there;
+* the reference's ignore region (voxels of cut vertebrae; for a source that leaves cut vertebrae unlabelled, the
+  converters' border slab, ``dataset_conversion.partial_vertebrae``) is left out of every voxel metric: Dice, HD95
+  and the binary spine Dice see neither the reference's nor the prediction's voxels there;
 * a predicted vertebra (all voxels of one predicted code) is *not scored*, neither as an extra vertebra nor in
   the identification, when it lies mostly (more than half of its voxels) in the ignore region, or when it
   touches the head or foot border of the field of view and overlaps the ignore region at least as much as the
@@ -15,7 +16,7 @@ or not, and neither is wrong. The evaluation applies the same rule to prediction
 
 Everything else is scored as before: a predicted vertebra that mostly covers a whole reference vertebra stays a
 hit or an error even when it touches the border. Pure numpy; the head-foot axis of the grid comes from the image
-(``geometry.superior_axis``).
+(``geometry.superior_axis``), and "touches the border" is the converters' own test (``cut_vertebrae``).
 """
 from __future__ import annotations
 
@@ -24,16 +25,10 @@ from typing import List
 
 import numpy as np
 
+from ..dataset_conversion.partial_vertebrae import cut_vertebrae
+
 #: A predicted vertebra with more than this fraction of its voxels in the ignore region is not scored.
 MOSTLY = 0.5
-
-
-def codes_on_border(codes: np.ndarray, axis: int) -> List[int]:
-    """Non-zero values of ``codes`` on its first or last slice along ``axis`` (the head and foot borders when
-    ``axis`` runs head-foot)."""
-    codes = np.asarray(codes)
-    border = np.concatenate([np.take(codes, 0, axis=axis).ravel(), np.take(codes, -1, axis=axis).ravel()])
-    return [int(v) for v in np.unique(border) if v != 0]
 
 
 @dataclass
@@ -64,7 +59,7 @@ def apply_border_rule(reference: np.ndarray, ignore: np.ndarray, prediction: np.
     size = np.bincount(prediction[foreground], minlength=n)
     in_ignore = np.bincount(prediction[foreground & ignore], minlength=n)
     on_whole = np.bincount(prediction[foreground & ~ignore & (reference > 0)], minlength=n)
-    border = set(codes_on_border(prediction, superior_axis))
+    border = set(cut_vertebrae(prediction, superior_axis))
     not_scored = [c for c in np.flatnonzero(size[1:]) + 1 if in_ignore[c] > MOSTLY * size[c]
                   or (c in border and 0 < in_ignore[c] >= on_whole[c])]
     scored = np.where(ignore | np.isin(prediction, not_scored), 0, prediction).astype(prediction.dtype)

@@ -13,8 +13,7 @@
 
 Which cases: the validation cases of a fold of ``splits_final.json``; otherwise every reference case of a plain
 folder, and of a raw dataset every case of each of its splits (labelsTr, labelsTs) that has at least one
-prediction. (``case_info`` is read here; the core reader of case facts, ``vertebraformer_nn.case_facts``, is to
-replace this read once it exists.)
+prediction. Per-case facts come from the one reader of ``case_info``, ``vertebraformer_nn.case_facts``.
 """
 from __future__ import annotations
 
@@ -27,6 +26,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import image_io, labels
+from ..case_facts import facts_for_case, read_case_info
 
 PRED_SUFFIX = ".nii.gz"
 LESION_TAG = "_lesion"
@@ -109,20 +109,17 @@ def _raw_dataset(root: Path) -> Reference:
     except (OSError, json.JSONDecodeError) as e:
         raise EvaluationError(f"{path}: unreadable dataset.json ({e})") from None
     ending = dataset_json.get("file_ending", ".nii.gz")
-    case_info = dataset_json.get("case_info") or {}
     cases: Dict[str, ReferenceCase] = {}
     for split, labels_dir, lesions_dir in (("train", "labelsTr", "lesionsTr"), ("test", "labelsTs", "lesionsTs")):
         for label_file in sorted((root / labels_dir).glob("*" + ending)):
             case = label_file.name[: -len(ending)]
-            info = case_info.get(case) or {}
-            annotations = info.get("annotations") or {}
             lesion_file = root / lesions_dir / (case + ending)
-            annotated = bool(annotations.get("lesion_mask", lesion_file.is_file()))
-            ctd = _case_centroids(info, case, path)
-            kind = annotations.get("centroids") or "annotated"
+            facts = facts_for_case(case, dataset_json, lesion_file.is_file())
+            ctd = _case_centroids(facts.centroids_mm, case, path)
+            kind = facts.annotations.get("centroids") or "annotated"
             cases[case] = ReferenceCase(
-                case=case, labels=label_file, domain=info.get("domain"), subject=info.get("subject"), split=split,
-                lesions=lesion_file if annotated else None, lesion_annotated=annotated,
+                case=case, labels=label_file, domain=facts.domain, subject=facts.subject, split=split,
+                lesions=lesion_file if facts.lesion_annotated else None, lesion_annotated=facts.lesion_annotated,
                 centroids_mm=ctd or None,
                 centroid_source=f"{kind} (dataset.json case_info)" if ctd else None)
     if not cases:
@@ -131,16 +128,16 @@ def _raw_dataset(root: Path) -> Reference:
     if dataset_json.get("centroid_only_cases"):
         notes.append(f"{len(dataset_json['centroid_only_cases'])} centroid-only case(s) of dataset.json have no "
                      "label map and are not evaluated")
-    missing_info = sorted(c for c in cases if c not in case_info)
+    missing_info = sorted(set(cases) - set(read_case_info(dataset_json)))
     if missing_info:
         notes.append(f"{len(missing_info)} case(s) without a case_info entry in dataset.json: domain unknown, "
                      "patient = case, lesions annotated only where a lesion map exists")
     return Reference(root, "raw_dataset", cases, code_lut(dataset_json, path), ignore_label(dataset_json), notes)
 
 
-def _case_centroids(info: Mapping, case: str, path: Path) -> Dict[int, np.ndarray]:
+def _case_centroids(centroids_mm: Mapping, case: str, path: Path) -> Dict[int, np.ndarray]:
     try:
-        ctd = {int(c): np.asarray(p, dtype=float) for c, p in (info.get("centroids_mm") or {}).items()}
+        ctd = {int(c): np.asarray(p, dtype=float) for c, p in centroids_mm.items()}
     except (TypeError, ValueError, AttributeError):
         ctd = None
     if ctd is None or any(p.shape != (3,) or not np.all(np.isfinite(p)) for p in ctd.values()):

@@ -107,17 +107,12 @@ def checkpoint_files(model_folder: Path, folds: Sequence, checkpoint: str = DEFA
 
 
 def _resolve_trainer_class(name: str):
-    from .. import trainers
+    from ..trainers.registry import UnknownTrainerError, resolve_trainer_class
 
-    if name in trainers.TRAINER_NAMES:
-        return getattr(trainers, name)
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
-    cls = recursive_find_trainer_class_by_name(name)
-    if cls is None:
-        raise ModelError(f"the checkpoint names trainer {name!r}, which is neither ours "
-                         f"({', '.join(trainers.TRAINER_NAMES)}) nor one of nnU-Net's")
-    return cls
+    try:
+        return resolve_trainer_class(name)
+    except UnknownTrainerError as e:
+        raise ModelError(f"the checkpoint names a trainer that cannot be found: {e}") from None
 
 
 def _plain_state(state: dict) -> dict:
@@ -206,7 +201,7 @@ class VertebraFormerPredictor(nnUNetPredictor):
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-        from ..trainers import load_checkpoint_file
+        from ..trainers.checkpoints import load_checkpoint_file
 
         folder = Path(model_training_output_dir)
         paths = checkpoint_files(folder, use_folds if use_folds is not None else DEFAULT_FOLDS, checkpoint_name)

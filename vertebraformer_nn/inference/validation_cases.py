@@ -94,7 +94,8 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
     import torch
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
-    from ..planners.preprocessor import HAS_LESION_KEY, LESION_CHANNEL
+    from ..case_facts import from_properties
+    from ..planners.preprocessor import LESION_CHANNEL
     from ..plans_facts import anatomical_axes
     from .export import model_spacing, numbering_axis
     from .predictor import VertebraFormerPredictor, checkpoint_files
@@ -131,7 +132,8 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
                 log(f"  fold {fold}: {name} reused ({path.name})")
             reference, ignore = _reference(seg[0], dataset_json, name)
             axis, sign, _ = numbering_axis(properties["sitk_stuff"]["direction"], tf, anatomical_axes(plans)["si"])
-            annotated = bool(properties.get(HAS_LESION_KEY, False)) and seg.shape[0] > LESION_CHANNEL
+            facts = from_properties(properties)
+            annotated = facts is not None and facts.lesion_annotated and seg.shape[0] > LESION_CHANNEL
             cases.append(ValidationCase(name, fold, path, reference, ignore,
                                         seg[LESION_CHANNEL] > 0 if annotated else None,
                                         tuple(model_spacing(properties, shape, tf)), (axis, sign)))
