@@ -17,7 +17,7 @@ def child_train(dataset: str, fold: int, trainer_name: str, plans: str, device: 
     writes fold_<f>/training_summary.json (epochs, iterations, seconds)."""
     import torch
 
-    from vertebraformer_nn.trainers.cli import build_trainer
+    from vertebraformer_nn.trainers.build import build_trainer
 
     if device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)

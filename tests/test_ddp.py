@@ -14,7 +14,7 @@ TRAINER = "VertebraFormerTrainer_budget_ddpTest"
 
 
 def test_two_cpu_ranks_end_in_step(multispine_preprocessed, tmp_path, monkeypatch):
-    from vertebraformer_nn.trainers.ddp import run_ddp_training
+    from vertebraformer_nn.trainers.ddp_launch import run_ddp_training
 
     dataset_name, plans = multispine_preprocessed
     monkeypatch.setenv("nnUNet_results", str(tmp_path))

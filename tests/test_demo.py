@@ -221,7 +221,7 @@ def test_budget_trainer_trains_the_epochs_that_fit(multispine_preprocessed, tmp_
     runs 20-30 s: a 55 s budget leaves (55 - 20 - 5) // 10 = 3 more epochs; epoch 1 runs 40-50 s, a cycle of 20 s
     with the gap before it: (55 - 40 - 5) // 10 = 1 more, 3 in all; epoch 2 (60-70 s) ends past the budget."""
     import vertebraformer_nn.trainers.budget as budget
-    from vertebraformer_nn.trainers.cli import build_trainer
+    from vertebraformer_nn.trainers.build import build_trainer
     from vertebraformer_nn.trainers.schedule import lr_at
 
     _, plans = multispine_preprocessed

@@ -157,7 +157,7 @@ def ignore_dataset(nnunet_dirs):
 
 def test_training_with_an_ignore_label_end_to_end(ignore_dataset, monkeypatch):
     from vertebraformer_nn.planners import plan_and_preprocess
-    from vertebraformer_nn.trainers.cli import build_trainer
+    from vertebraformer_nn.trainers.build import build_trainer
 
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
     plans = plan_and_preprocess(DATASET_ID, preset="cpu", num_processes=1, verbose=False)

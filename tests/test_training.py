@@ -290,7 +290,7 @@ def test_fold_beyond_splits_is_an_error():
 
 
 def test_default_plans_are_the_vertebraformer_plans(tmp_path):
-    from vertebraformer_nn.trainers.cli import find_plans
+    from vertebraformer_nn.trainers.build import find_plans
 
     arch = {"architecture": {"network_class_name": "vertebraformer_nn.network.VertebraFormer"}}
     (tmp_path / "nnUNetPlans.json").write_text(json.dumps(
@@ -442,7 +442,7 @@ def test_leave_one_domain_out_fold_never_writes_checkpoint_best(multispine_prepr
 
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    from vertebraformer_nn.trainers.cli import build_trainer
+    from vertebraformer_nn.trainers.build import build_trainer
 
     dataset_name, plans_identifier = multispine_preprocessed
     splits = json.loads((Path(os.environ["nnUNet_preprocessed"]) / dataset_name / "splits_final.json").read_text())

@@ -24,8 +24,6 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from vertebraformer_nn.evaluation.metrics import dice_from_counts  # noqa: F401  (the one Dice)
-
 IGNORE_INDEX = -1
 
 

@@ -18,6 +18,7 @@ from torch import distributed as dist
 from nnunetv2.training.loss.dice import get_tp_fp_fn_tn
 from nnunetv2.utilities.collate_outputs import collate_outputs
 
+from vertebraformer_nn.evaluation.metrics import dice_from_counts
 from vertebraformer_nn.network import all_heads
 from vertebraformer_nn.precision import autocast_for
 
@@ -128,9 +129,9 @@ class MultiTaskStepsMixin:
             counts = np.sum(gathered, 0)
         btp, bfp, bfn, id_c, id_n, ltp, lfp, lfn, dc, dn = counts
         e = self.current_epoch
-        self.logger.log("val_spine_dice", L.dice_from_counts(btp, bfp, bfn), e)
+        self.logger.log("val_spine_dice", dice_from_counts(btp, bfp, bfn), e)
         self.logger.log("val_id_accuracy", L.ratio(id_c, id_n), e)
-        self.logger.log("val_lesion_dice", L.dice_from_counts(ltp, lfp, lfn), e)
+        self.logger.log("val_lesion_dice", dice_from_counts(ltp, lfp, lfn), e)
         self.logger.log("val_domain_accuracy", L.ratio(dc, dn), e)
         for task in TASK_LOSSES:
             self.logger.log(f"val_loss_{task}", self._mean_across_ranks(outputs[f"loss_{task}"]), e)

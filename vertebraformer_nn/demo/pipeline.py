@@ -275,7 +275,7 @@ class Demo:
 
         import torch
 
-        from ..trainers.cli import build_trainer
+        from ..trainers.build import build_trainer
 
         if self.device == "cpu":
             torch.set_num_threads(multiprocessing.cpu_count())
