@@ -2,7 +2,11 @@
 schedule and at the wall-clock budget of the benchmark. Each only sets ``ARCH_OVERRIDES`` (the network's
 switches, see ``network/vertebraformer.py``): the parameters still exist and are frozen, so the checkpoints of
 every variant load into every other, and the predictor, which builds the network through the trainer class
-named in the checkpoint, applies the same switch."""
+named in the checkpoint, applies the same switch.
+
+The ``_lesionDice`` trainers train the lesion head with the soft Dice of before (``lesion_fn_weight`` 0.5 instead
+of the Tversky 0.7 of ``VertebraFormerTrainer``): the comparison that says whether weighting missed lesion voxels
+raises the lesion AP (README, "Lesions")."""
 from __future__ import annotations
 
 from .budget import VertebraFormerTrainer_budget
@@ -11,6 +15,7 @@ from .vertebraformer_trainer import VertebraFormerTrainer
 NO_MODULATION = {"use_modulation": False}
 NO_IDENTIFICATION = {"use_identification": False}
 NO_LESION = {"use_lesion_head": False}
+LESION_DICE = {"lesion_fn_weight": 0.5}
 
 
 class VertebraFormerTrainer_noModulation(VertebraFormerTrainer):
@@ -35,3 +40,11 @@ class VertebraFormerTrainer_budget_noIdentification(VertebraFormerTrainer_budget
 
 class VertebraFormerTrainer_budget_noLesion(VertebraFormerTrainer_budget):
     ARCH_OVERRIDES = NO_LESION
+
+
+class VertebraFormerTrainer_lesionDice(VertebraFormerTrainer):
+    SCHEDULE = dict(VertebraFormerTrainer.SCHEDULE, **LESION_DICE)
+
+
+class VertebraFormerTrainer_budget_lesionDice(VertebraFormerTrainer_budget):
+    SCHEDULE = dict(VertebraFormerTrainer_budget.SCHEDULE, **LESION_DICE)
