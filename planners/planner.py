@@ -360,8 +360,9 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
         sp = "x".join(f"{v:g}" for v in np.round(s["spacing"], 2))
         med = "x".join(str(int(round(m))) for m in s["median_shape"])
         whole = all(p >= m for p, m in zip(s["patch_size"], s["median_shape"]))
-        return (f"  {COARSE_CONFIGURATION} spacing {sp} mm, patch {'x'.join(map(str, s['patch_size']))} = {s['tokens']} "
-                f"tokens, batch {s['batch_size']}: {'the whole' if whole else 'not all of the'} median image ({med}) "
+        patch = "x".join(map(str, s["patch_size"]))
+        return (f"  {COARSE_CONFIGURATION} spacing {sp} mm, patch {patch} = {s['tokens']} tokens, "
+                f"batch {s['batch_size']}: {'the whole' if whole else 'not all of the'} median image ({med}) "
                 f"in one patch (the coarse whole-field stage of the numbering)")
 
     def _nnunet_window(self) -> Tuple[float, float]:

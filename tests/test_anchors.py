@@ -90,8 +90,8 @@ def test_the_t13_subject_anchors_its_last_rib_on_t12_or_t13(phantom_anchors):
 
 
 def test_real_abdomen_ct_sacrum_below_l5_and_last_rib_at_t12(real_data):
-    hu, codes = on_model_grid(real_data / "totalsegmentator" / "example_ct.nii.gz",
-                              real_data / "derived" / "example_ct_seg-vert_verse-labels_from-totalseg-prediction.nii.gz")
+    derived = real_data / "derived" / "example_ct_seg-vert_verse-labels_from-totalseg-prediction.nii.gz"
+    hu, codes = on_model_grid(real_data / "totalsegmentator" / "example_ct.nii.gz", derived)
     assert anchors_of(hu, codes) == {"sacrum": "L5", "last_rib": "T12"}
 
 

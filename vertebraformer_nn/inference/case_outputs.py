@@ -10,9 +10,9 @@
   voxel indices of the CT in its own axis codes);
 - ``<case>_preview.png``: sagittal and coronal pictures (``preview=True``);
 - ``<case>.json``: the case report, **last** (with ``numbering``: what the levels rest on, and ``quality``: the
-  case's flag ok / warning / fail and its reasons, ``quality.py``). Its presence marks a finished case: ``predict --continue`` skips a
-  case whose ``<case>.json`` exists. So the old report is removed before anything else is rewritten, and a run that
-  dies part-way leaves no report and the case runs again.
+  case's flag ok / warning / fail and its reasons, ``quality.py``). Its presence marks a finished case:
+  ``predict --continue`` skips a case whose ``<case>.json`` exists. So the old report is removed before anything
+  else is rewritten, and a run that dies part-way leaves no report and the case runs again.
 
 World coordinates in the report are LPS millimetres (ITK/DICOM physical space), like everywhere in the project.
 Memory: never a float copy of the whole grid; statistics (volume, mean HU, centroids) work inside each label's

@@ -27,7 +27,8 @@ The results are arrays in SimpleITK order (z, y, x) of the input image itself, s
 numbering at the model's spacing (``numbering.number_vertebrae``, with the coarse stage's levels when the
 probabilities hold them and the CT sampled onto the model grid for the anchors, ``model_grid_hu``; or with
 ``numbering="argmax"`` the per-voxel argmax without the decoder, ``numbering.argmax_numbering``, for ablations and
-baselines), VerSe codes, the input grid, and ``case_outputs.write_case_outputs``, with the post-processing values of ``postprocessing.resolve``;
+baselines), VerSe codes, the input grid, and ``case_outputs.write_case_outputs``, with the post-processing values
+of ``postprocessing.resolve``;
 :func:`case_meta` is what it needs to know about the case (kept in the probabilities file, so ``ensemble`` can
 export without the model), including the axis the numbering orders along (:func:`numbering_axis`).
 """

@@ -5,7 +5,8 @@ A folder (or a file) of CT scans in, per case the outputs of ``case_outputs`` ou
 runs: case discovery (``cases.discover_cases``), the model folder (``predictor.resolve_model_folder``), its
 post-processing values (``postprocessing.resolve``: the model folder's ``postprocessing.json``, or a named file,
 then overrides), the predictor with its coarse whole-field stage when the sibling ``3d_lowres`` model exists
-(``coarse_stage``; ``coarse=False`` skips it), ``prediction_args[_part<I>of<N>].json`` (the run's settings, written before the
+(``coarse_stage``; ``coarse=False`` skips it),
+``prediction_args[_part<I>of<N>].json`` (the run's settings, written before the
 first case), then ``runner.run_cases``. Anything that keeps the whole run from starting (no cases, no model, a bad
 post-processing file, outputs that would overwrite inputs) raises :class:`PredictionError`; a case that fails is a
 row of ``summary.csv`` and counts in the returned number of failures.
