@@ -75,17 +75,24 @@ def test_plans_hold_the_whole_field_configuration(multispine_preprocessed):
 
 # ------------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
-def fine_and_coarse(tiny_trained_fold, tiny_trained_coarse, tmp_path_factory):
-    """Copies of the tiny fine model and the tiny coarse one as siblings in a results folder of their own."""
-    root = tmp_path_factory.mktemp("siblings")
-    fine = root / tiny_trained_fold.parent.name
+def fine_and_coarse(tiny_trained_fold, tiny_trained_coarse):
+    """Copies of the tiny fine model and the tiny coarse one as siblings in ``$nnUNet_results`` under a trainer-like
+    name of this module's own (the preprocessed dataset is found from there); removed after the module."""
+    model = tiny_trained_fold.parent
+    trainer, plans, _ = model.name.split("__")
+    fine = model.parent / f"{trainer}CoarsestageCopy__{plans}__3d_fullres"
+    coarse = model.parent / f"{trainer}CoarsestageCopy__{plans}__3d_lowres"
+    for folder in (fine, coarse):
+        shutil.rmtree(folder, ignore_errors=True)
     fine.mkdir()
-    for item in tiny_trained_fold.parent.iterdir():
+    for item in model.iterdir():
         if item.is_file():
             shutil.copy(item, fine / item.name)
     shutil.copytree(tiny_trained_fold, fine / "fold_0")
-    shutil.copytree(tiny_trained_coarse, root / tiny_trained_coarse.name)
-    return fine
+    shutil.copytree(tiny_trained_coarse, coarse)
+    yield fine
+    for folder in (fine, coarse):
+        shutil.rmtree(folder)
 
 
 def _predict(*args) -> int:
@@ -116,3 +123,21 @@ def test_predict_runs_the_coarse_stage_from_the_sibling_folder_and_no_coarse_ski
     assert json.loads((without / "prediction_args.json").read_text())["coarse"] is None
     report = json.loads((without / "phantom.json").read_text())
     assert report["numbering"]["coarse_stage"] is None and report["numbering"]["coarse_evidence"] is False
+
+
+def test_validation_cases_carry_the_coarse_levels_and_the_ct(fine_and_coarse):
+    """determine-postprocessing predicts the coarse head of each validation case as predict does, and recovers the CT
+    in HU on the model grid for the anchors."""
+    from vertebraformer_nn.inference.numbering import ordered_instances
+    from vertebraformer_nn.inference.validation_cases import collect_validation_cases
+
+    cases = collect_validation_cases(fine_and_coarse, [0], device="cpu", log=lambda line: None)
+    assert cases
+    case = cases[0]
+    probs, meta = P.load(case.probabilities)
+    assert COARSE_HEAD in probs.heads and meta["coarse"] is not None
+    assert case.hu is not None and case.hu.shape == probs.shape and case.hu.max() > 300  # bone in the window
+    expanded = {head: probs.expand(head) for head in probs.heads}
+    found = ordered_instances(expanded["seg"], case.spacing, *case.superior, expanded.get("id"),
+                              coarse_probs=expanded[COARSE_HEAD], hu=case.hu)
+    assert found.anchors_looked_for and (len(found.ids) == 0 or found.coarse_log_probs.shape == (len(found.ids), 26))
