@@ -75,24 +75,15 @@ def test_plans_hold_the_whole_field_configuration(multispine_preprocessed):
 
 # ------------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
-def fine_and_coarse(tiny_trained_fold, tiny_trained_coarse):
-    """Copies of the tiny fine model and the tiny coarse one as siblings in ``$nnUNet_results`` under a trainer-like
-    name of this module's own (the preprocessed dataset is found from there); removed after the module."""
-    model = tiny_trained_fold.parent
-    trainer, plans, _ = model.name.split("__")
-    fine = model.parent / f"{trainer}CoarsestageCopy__{plans}__3d_fullres"
-    coarse = model.parent / f"{trainer}CoarsestageCopy__{plans}__3d_lowres"
-    for folder in (fine, coarse):
-        shutil.rmtree(folder, ignore_errors=True)
-    fine.mkdir()
-    for item in model.iterdir():
-        if item.is_file():
-            shutil.copy(item, fine / item.name)
-    shutil.copytree(tiny_trained_fold, fine / "fold_0")
+def fine_and_coarse(tiny_model_copy, tiny_trained_coarse):
+    """The module's copy of the tiny fine model in ``$nnUNet_results`` (the preprocessed dataset is found from
+    there) with a copy of the tiny coarse one beside it as its sibling; both removed after the module."""
+    trainer, plans, _ = tiny_model_copy.name.split("__")
+    coarse = tiny_model_copy.parent / f"{trainer}__{plans}__3d_lowres"
+    shutil.rmtree(coarse, ignore_errors=True)
     shutil.copytree(tiny_trained_coarse, coarse)
-    yield fine
-    for folder in (fine, coarse):
-        shutil.rmtree(folder)
+    yield tiny_model_copy
+    shutil.rmtree(coarse)
 
 
 def _predict(*args) -> int:
