@@ -28,7 +28,8 @@ N_PERTURBATIONS = 12  # evaluation/perturbations.py: 4 kinds at 3 strengths
 @dataclass(frozen=True)
 class Costs:
     """Seconds per unit on 2 CPU cores (see the module docstring; in brackets what the 2026-11-24 run took)."""
-    phantom: float = 1.0  # generation, conversion and finalize, per phantom (2026-11-24: 0.75)
+    phantom: float = 2.0  # generation, conversion and finalize, per phantom (0.75; 3.6-5 with the machine 3x busy)
+    plan_fixed: float = 15.0  # each planning step: imports, worker pools
     plan_per_case: float = 1.0  # fingerprint, plans and preprocessing of 3d_fullres, per training case (0.9)
     plan_coarse_per_case: float = 0.3  # the 3d_lowres preprocessing on top (a fifth of the voxels)
     plan_nnunet_per_case: float = 0.5  # nnU-Net's planner and preprocessing, per case of its dataset (0.35)
@@ -54,13 +55,13 @@ class Counts:
 
 
 def estimate_counts(protocol: Protocol) -> Counts:
-    """The counts before the data exist. MultiSpine-Sim keeps about 0.9 training cases per phantom (the rest are
-    test-release cases, duplicates of another source's subject, centroid-only cases); a cross-validation fold
-    holds a fifth of them, a leave-one-domain-out fold its source's (VerSe, the first: all but about one of its
-    phantoms)."""
+    """The counts before the data exist. MultiSpine-Sim keeps about 0.85 training cases per phantom (the rest are
+    test-release cases, duplicates of another source's subject, centroid-only cases; 24 per source of seed 1: 81
+    of 96); a cross-validation fold holds about a fifth of them, a leave-one-domain-out fold its source's (VerSe,
+    the first: all but about two of its phantoms; 22 of 24)."""
     n = protocol.cases_per_source
-    training = int(0.9 * N_SOURCES * n)
-    return Counts(training, {fold: (training // 5 if fold < 5 else max(n - 1, 0)) for fold in protocol.folds})
+    training = int(0.85 * N_SOURCES * n)
+    return Counts(training, {fold: (training // 5 if fold < 5 else max(n - 2, 0)) for fold in protocol.folds})
 
 
 def counts_from_data(protocol: Protocol, data: dict) -> Counts:
@@ -85,10 +86,12 @@ def time_plan(protocol: Protocol, counts: Counts, coarse: bool = True,
     training_cases, test_cases = counts.training_cases, counts.test_cases
     plan: List[Tuple[str, float]] = [
         ("data", costs.phantom * N_SOURCES * protocol.cases_per_source),
-        ("plan_ours", training_cases * (costs.plan_per_case + (costs.plan_coarse_per_case if coarse else 0.0)))]
+        ("plan_ours", costs.plan_fixed
+         + training_cases * (costs.plan_per_case + (costs.plan_coarse_per_case if coarse else 0.0)))]
     if any(m.startswith("nnunet") for m in protocol.models(coarse=coarse)):
-        plan += [("plan_nnunet", training_cases * costs.plan_nnunet_per_case), ("lesion_dataset", 1.0),
-                 ("plan_nnunet_lesion", training_cases / N_SOURCES * costs.plan_nnunet_per_case)]
+        plan += [("plan_nnunet", costs.plan_fixed + training_cases * costs.plan_nnunet_per_case),
+                 ("lesion_dataset", 1.0),
+                 ("plan_nnunet_lesion", costs.plan_fixed + training_cases / N_SOURCES * costs.plan_nnunet_per_case)]
     plan.append(("reference", 0.2 * N_SOURCES * protocol.cases_per_source))
     for fold in protocol.folds:
         for key in protocol.models(fold, coarse):
@@ -134,10 +137,12 @@ def format_plan(protocol: Protocol, plan: Sequence[Tuple[str, float]], counts: C
         groups.setdefault(step_kind(step), []).append(measured.get(step, seconds))
     total = projected_total(plan, measured)
     limit = f" of the limit {protocol.max_minutes:g} min" if protocol.max_minutes else " (no limit)"
+    stage = ("with the coarse stage" if coarse else
+             "without the coarse stage (no 3d_lowres in the plans: its arms skipped)")
     lines = [f"time plan of the {protocol.name} protocol: {protocol.cases_per_source} phantoms per source (seed "
              f"{protocol.seed}), {counts.training_cases} training cases, test cases per fold {counts.test_cases}, "
-             f"coarse stage {'planned' if coarse else 'not planned (its arms skipped)'}; fine models "
-             f"{protocol.budget_s / 60:g} min each, coarse {protocol.budget_of('vf_coarse') / 60:g} min"]
+             f"{stage}; fine models {protocol.budget_s / 60:g} min each, coarse "
+             f"{protocol.budget_of('vf_coarse') / 60:g} min"]
     for kind, values in groups.items():
         count = f" x {len(values)}" if len(values) > 1 else ""
         lines.append(f"  {kind:<28}{count:>6} {sum(values) / 60:7.1f} min")

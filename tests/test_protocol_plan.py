@@ -17,7 +17,7 @@ import protocol_report as pr  # noqa: E402
 from protocol_setup import CONTRASTS, MODELS, QUICK, Protocol, without_coarse_stage  # noqa: E402
 
 #: the counts of the quick protocol's data (24 phantoms per source, seed 1)
-QUICK_COUNTS = pp.Counts(82, {0: 16, 5: 22})
+QUICK_COUNTS = pp.Counts(81, {0: 16, 5: 22})
 
 
 def test_quick_protocol_asks_what_the_issue_asks():
