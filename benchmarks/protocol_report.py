@@ -163,7 +163,7 @@ def efficiency_rows(bench) -> List[List[str]]:
         coarse = eff.get("vf_coarse") if key == "vf" and bench.coarse else None
         if params is not None and coarse:
             params_text = f"{params:.2f} + {coarse['parameters_m']:.2f} (coarse stage)"
-        elif params is not None and len(method.models) == 2:
+        elif params is not None and len([m for m in method.models if not MODELS[m].coarse]) == 2:
             params_text = f"{params:.2f} x 2 networks"
         else:
             params_text = f"{params:.2f}" if params is not None else "same network"
