@@ -5,14 +5,14 @@ cores) stops before it has spent an hour, not after.
 The per-unit costs (:class:`Costs`) were measured on the 2-core machine of the 2026-11-24 quick run, nothing else
 running (its ``results.json``: 24 phantoms in 18 s, 27 inputs predicted by VertebraFormer in 54 s, by nnU-Net's
 segmentation and lesion networks in 41 s and 22 s, a training step at most 5 s over its budget), with margins
-for what that run did not have (the coarse stage's preprocessing and prediction). A
-training step takes its wall-clock budget, but at least one epoch (VertebraFormer's 50 iterations: 30 s on the
-idle 2 cores, 5.5 min with five people's work on them; nnU-Net's 10: about 60 s idle); everything else scales
-with the machine's speed and load, which is why the run also checks, before each training, the plan against the clock
+for what that run did not have (the coarse stage's preprocessing and prediction). A training step takes its
+wall-clock budget, but at least one epoch (VertebraFormer's 50 iterations: 30 s on the idle 2 cores, 5.5 min
+with five people's work on them; nnU-Net's 10: about 60 s idle); everything else scales with the machine's speed
+and load, which is why the run also checks, before each training, the plan against the clock
 (:func:`projected_total`): steps done count their measured seconds, steps to come their planned ones.
 
-Before the data exist, the test cases per fold are estimated from the phantoms per source
-(:func:`estimate_test_cases`); after the data step the plan is redone with the real counts.
+Before the data exist, the case counts are estimated from the phantoms per source (:func:`estimate_counts`);
+after the data step the plan is redone with the real counts.
 """
 from __future__ import annotations
 
