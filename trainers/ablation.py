@@ -4,12 +4,17 @@ switches, see ``network/vertebraformer.py``): the parameters still exist and are
 every variant load into every other, and the predictor, which builds the network through the trainer class
 named in the checkpoint, applies the same switch.
 
+The domain-randomisation ablation (issue 16 part 2, :mod:`.randomisation`) sets ``RANDOMISATION_GROUPS`` only
+(training augmentation; same network, same prediction): none at all, and at the budget one family left out each
+(intensity: HU, contrast, bias field; acquisition: noise, kernel, resolution; content: metal, field of view).
+
 The ``_lesionDice`` trainers train the lesion head with the soft Dice of before (``lesion_fn_weight`` 0.5 instead
 of the Tversky 0.7 of ``VertebraFormerTrainer``): the comparison that says whether weighting missed lesion voxels
 raises the lesion AP (README, "Lesions")."""
 from __future__ import annotations
 
 from .budget import VertebraFormerTrainer_budget
+from .randomisation import groups_without
 from .vertebraformer_trainer import VertebraFormerTrainer
 
 NO_MODULATION = {"use_modulation": False}
@@ -40,6 +45,26 @@ class VertebraFormerTrainer_budget_noIdentification(VertebraFormerTrainer_budget
 
 class VertebraFormerTrainer_budget_noLesion(VertebraFormerTrainer_budget):
     ARCH_OVERRIDES = NO_LESION
+
+
+class VertebraFormerTrainer_noRandomisation(VertebraFormerTrainer):
+    RANDOMISATION_GROUPS = ()
+
+
+class VertebraFormerTrainer_budget_noRandomisation(VertebraFormerTrainer_budget):
+    RANDOMISATION_GROUPS = ()
+
+
+class VertebraFormerTrainer_budget_noIntensityRandomisation(VertebraFormerTrainer_budget):
+    RANDOMISATION_GROUPS = groups_without("intensity")
+
+
+class VertebraFormerTrainer_budget_noAcquisitionRandomisation(VertebraFormerTrainer_budget):
+    RANDOMISATION_GROUPS = groups_without("acquisition")
+
+
+class VertebraFormerTrainer_budget_noContentRandomisation(VertebraFormerTrainer_budget):
+    RANDOMISATION_GROUPS = groups_without("content")
 
 
 class VertebraFormerTrainer_lesionDice(VertebraFormerTrainer):

@@ -8,7 +8,8 @@ each at one of nnU-Net's hooks, calling ``super()`` wherever nnU-Net's method do
   optimizer for the whole run (:class:`schedule.WarmupPolyLRScheduler`), gradient norm clipped at 1;
 * augmentation: mirroring across left-right only (training and test time), rotations about the head-foot axis
   (+-30 deg) with at most 8 deg of tilt about the others, no dummy-2D; the axes are the plans'
-  (``plans_facts.anatomical_axes``);
+  (``plans_facts.anatomical_axes``); domain randomisation (HU, noise, kernel, resolution, contrast, bias field,
+  metal, field of view) inserted into nnU-Net's pipeline, each group a setting (:mod:`randomisation`);
 * lesion-centred patches at one stated rate (:mod:`dataloading`);
 * the multi-task steps and their per-task log (:mod:`multitask`, :mod:`losses`, :mod:`case_table`,
   :mod:`progress`), the domains (count and order of the domain classifier) being the plans'
@@ -44,12 +45,13 @@ from .ddp import DDPAnyDeviceMixin
 from .folds import fold_held_out_domain
 from .multitask import MultiTaskStepsMixin
 from .progress import MultiTaskLocalLogger
+from .randomisation import DomainRandomisationMixin
 from .schedule import AxisRotation, WarmupPolyLRScheduler
 from .validation_summary import write_spine_summary
 
 
-class VertebraFormerTrainer(CheckpointMixin, MultiTaskStepsMixin, LesionSamplingMixin, DDPAnyDeviceMixin,
-                            nnUNetTrainer):
+class VertebraFormerTrainer(CheckpointMixin, MultiTaskStepsMixin, LesionSamplingMixin, DomainRandomisationMixin,
+                            DDPAnyDeviceMixin, nnUNetTrainer):
     #: attribute overrides applied at the end of __init__'s schedule settings (see variants.py)
     SCHEDULE: dict = {}
     #: network keyword arguments that override the plans' ``arch_kwargs`` (the ablation switches, ablation.py);

@@ -11,9 +11,10 @@
 - ``<case>_ctd.json``: vertebral-body centroids in VerSe's centroid format (direction entry, then label/X/Y/Z as
   voxel indices of the CT in its own axis codes);
 - ``<case>_preview.png``: sagittal and coronal pictures (``preview=True``);
-- ``<case>.json``: the case report, **last**. Its presence marks a finished case: ``predict --continue`` skips a
-  case whose ``<case>.json`` exists. So the old report is removed before anything else is rewritten, and a run that
-  dies part-way leaves no report and the case runs again.
+- ``<case>.json``: the case report, **last** (with ``numbering``: what the levels rest on, and ``quality``: the
+  case's flag ok / warning / fail and its reasons, ``quality.py``). Its presence marks a finished case:
+  ``predict --continue`` skips a case whose ``<case>.json`` exists. So the old report is removed before anything
+  else is rewritten, and a run that dies part-way leaves no report and the case runs again.
 
 World coordinates in the report are LPS millimetres (ITK/DICOM physical space), like everywhere in the project.
 Memory: never a float copy of the whole grid; statistics (volume, mean HU, centroids) work inside each label's
@@ -38,6 +39,7 @@ from ..image_io import read_notes, write_image
 from .lesions import SCORE_DEFINITIONS, find_lesions, uint_for, written_lesions
 from .postprocessing import Resolved, resolve
 from .preview import write_colour_table, write_preview
+from .quality import assess
 
 __all__ = ["write_case_outputs", "case_files", "write_colour_table", "numbering_info"]
 
@@ -139,6 +141,8 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
         "lesions": lesion_rows,
         "lesion_candidates": candidate_rows,
         "postprocessing": postprocessing.report(),
+        "numbering": dict(getattr(numbering, "report", None) or {}),  # anchors, coarse stage, margin, count bound
+        "quality": getattr(numbering, "quality", None) or assess(vertebra_rows, anchors_looked_for=False),
         "notes": notes,
         "files": {k: p.name for k, p in files.items() if k not in ("report", "dicom_seg") and p.exists()},
     }

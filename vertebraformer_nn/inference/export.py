@@ -24,9 +24,11 @@ The results are arrays in SimpleITK order (z, y, x) of the input image itself, s
 (spacing, origin, direction, size) unchanged with ``CopyInformation``.
 
 :func:`export_case` runs what follows the network for one case, for ``predict`` and ``ensemble`` alike:
-numbering at the model's spacing (``numbering.number_vertebrae``, or with ``numbering="argmax"`` the per-voxel
-argmax without the decoder, ``numbering.argmax_numbering``, for ablations and baselines), VerSe codes, the input
-grid, and ``case_outputs.write_case_outputs``, with the post-processing values of ``postprocessing.resolve``;
+numbering at the model's spacing (``numbering.number_vertebrae``, with the coarse stage's levels when the
+probabilities hold them and the CT sampled onto the model grid for the anchors, ``model_grid_hu``; or with
+``numbering="argmax"`` the per-voxel argmax without the decoder, ``numbering.argmax_numbering``, for ablations and
+baselines), VerSe codes, the input grid, and ``case_outputs.write_case_outputs``, with the post-processing values
+of ``postprocessing.resolve``;
 :func:`case_meta` is what it needs to know about the case (kept in the probabilities file, so ``ensemble`` can
 export without the model), including the axis the numbering orders along (:func:`numbering_axis`).
 """
@@ -310,23 +312,28 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
     postprocessing = postprocessing or resolve()
     params = postprocessing.values
     seconds = seconds if seconds is not None else {}
+    grid = grid_map(meta)
+    if tuple(ct.GetSize()[::-1]) != grid.input_shape:
+        raise ValueError(f"{meta['source']}: image size {ct.GetSize()} differs from the one predicted "
+                         f"{grid.input_shape[::-1]}")
     t = time.perf_counter()
     if numbering == "argmax":
         result = argmax_numbering(probs["seg"])
     else:
+        from . import model_grid_hu
+        from .coarse_stage import COARSE_HEAD
+
         axis, sign = meta["superior"]
         result = number_vertebrae(probs["seg"], meta["model_spacing"], int(axis), int(sign), probs.get("id"),
-                                  params=params)
+                                  params=params, coarse_probs=probs.get(COARSE_HEAD),
+                                  hu=model_grid_hu.from_input(sitk.GetArrayViewFromImage(ct), grid))
+        result.report["coarse_stage"] = (meta.get("prediction") or {}).get("coarse")
     if meta.get("orientation_note"):
         result.notes.append(meta["orientation_note"])
     codes = labels.training_to_verse(result.labels)
     seconds["numbering"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    grid = grid_map(meta)
-    if tuple(ct.GetSize()[::-1]) != grid.input_shape:
-        raise ValueError(f"{meta['source']}: image size {ct.GetSize()} differs from the one predicted "
-                         f"{grid.input_shape[::-1]}")
     vertebrae = labels_to_input(codes, grid)
     # below the floor no voxel can reach a candidate (linear interpolation never exceeds its neighbours)
     floor = min(LESION_FLOOR, 0.5 * params.lesion_candidate_floor)

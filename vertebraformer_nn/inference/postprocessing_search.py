@@ -75,7 +75,8 @@ class _CaseScorer:
         if key not in self._instances:
             axis, sign = case.superior
             self._instances[key] = ordered_instances(self.probs["seg"], case.spacing, axis, sign,
-                                                     self.probs.get("id"), params)
+                                                     self.probs.get("id"), params,
+                                                     coarse_probs=self.probs.get("coarse_id"), hu=case.hu)
         predicted = labels.training_to_verse(decode_instances(self._instances[key], params).labels)
         scored = apply_border_rule(case.reference, case.ignore, predicted, case.superior[0])
         if self._reference_ctd is None:

@@ -18,7 +18,9 @@ test-time mirroring run unchanged. What differs:
   reader would give (``cases.nnunet_input``), then nnU-Net's own preprocessing (``run_case_npy``);
 * export at the model's spacing and back to the input grid without nnU-Net's per-class float32 resampling
   (``export``); the numbering orders vertebrae along the model's head-foot axis, a fact of its plans
-  (``plans_facts.anatomical_axes``; ``export.numbering_axis`` says what happens when a case disagrees).
+  (``plans_facts.anatomical_axes``; ``export.numbering_axis`` says what happens when a case disagrees);
+* with a coarse whole-field stage attached (``coarse_stage``, the sibling ``3d_lowres`` model), its level
+  probabilities on the fine grid become the head ``coarse_id`` of every case.
 
 The folder loop around it is ``runner.run_cases``.
 """
@@ -193,6 +195,7 @@ class VertebraFormerPredictor(nnUNetPredictor):
         self.configuration: Optional[str] = None
         self.folds: List = []
         self.checkpoint_name = DEFAULT_CHECKPOINT
+        self.coarse_stage = None  # coarse_stage.CoarseStage, attached by predict_folder
 
     # ---------------------------------------------------------------- loading
     def initialize_from_trained_model_folder(self, model_training_output_dir, use_folds=DEFAULT_FOLDS,
@@ -262,7 +265,8 @@ class VertebraFormerPredictor(nnUNetPredictor):
                 "folds": self.folds, "checkpoint": self.checkpoint_name, "device": str(self.device),
                 "tta_mirroring": bool(self.use_mirroring and self.allowed_mirroring_axes),
                 "mirror_axes": list(self.allowed_mirroring_axes or []), "bf16": self.bf16,
-                "tile_step_size": self.tile_step_size, "heads": list(self.layout)}
+                "tile_step_size": self.tile_step_size, "heads": list(self.layout),
+                "coarse": self.coarse_stage.describe() if self.coarse_stage is not None else None}
 
     # ---------------------------------------------------------------- one case
     def preprocess(self, data, properties: dict) -> Tuple[torch.Tensor, dict]:
@@ -304,6 +308,10 @@ class VertebraFormerPredictor(nnUNetPredictor):
 
         t = time.perf_counter()
         probs = self.predict_probabilities(data)
+        if self.coarse_stage is not None:  # its time counts as network time
+            from .coarse_stage import COARSE_HEAD
+
+            probs[COARSE_HEAD] = self.coarse_stage.level_probabilities(image, properties, tuple(data.shape[1:]))
         seconds["network"] = time.perf_counter() - t
         meta = case_meta(case.name, case.source, case.kind, image, properties, tuple(data.shape[1:]),
                          self.plans_manager.transpose_forward, reorientation, self.plans_axis,

@@ -8,10 +8,10 @@ Compaction (:func:`compact`), applied to every fold's probabilities before avera
 saving alike: values are rounded to float16, and only the voxels where the spine or a lesion may be are kept:
 those whose foreground probability (1 - background) or lesion probability exceeds ``EPS`` = 1e-3 (tested on the
 float16 values). Everywhere else every head holds its fill value: background 1 (other segmentation channels 0),
-identification uniform 1/26, lesion 0; no label can change there (background keeps at least 0.999). A voxel
-mask, not a bounding box: a partly trained model leaves false-positive specks near the borders that would
-stretch any box over the whole volume. Compaction is idempotent, so a compacted array saved and compacted again
-is unchanged.
+identification (and the coarse stage's levels) uniform 1/26, lesion 0; no label can change there (background
+keeps at least 0.999). A voxel mask, not a bounding box: a partly trained model leaves false-positive specks near
+the borders that would stretch any box over the whole volume. Compaction is idempotent, so a compacted array saved
+and compacted again is unchanged.
 
 Averaging (:class:`Averager`): the float16 arrays, expanded to the full model grid, are summed in float32 in input
 order, divided by their number, and rounded to float16. In-process fold ensembling and ``vertebraformer
@@ -19,11 +19,11 @@ ensemble`` run exactly these steps on exactly the same float16 arrays, so predic
 call and ensembling the two single-fold folders give identical probabilities, hence identical labels.
 
 File: ``<case>_vfprobs.npz`` (our own name; nnU-Net's ``<case>.npz`` with a ``probabilities`` key would be
-misread by stock tools), ``np.savez_compressed`` with keys ``seg`` (27, n), ``id`` (26, n) and ``lesion`` (1, n)
-in float16 for the heads the model has (n = the kept voxels, in C order of the model grid), ``mask`` (the kept
-voxels, ``np.packbits`` of the flattened grid), ``shape`` (the model grid) and ``meta`` (a JSON string: what
-export needs to put the result back on the input's grid, the source path, model and folds; see
-``export.case_meta``). Loads with ``allow_pickle=False``.
+misread by stock tools), ``np.savez_compressed`` with keys ``seg`` (27, n), ``id`` (26, n), ``lesion`` (1, n) and
+``coarse_id`` (26, n: the coarse whole-field stage's levels, when it ran) in float16 for the heads the model has
+(n = the kept voxels, in C order of the model grid), ``mask`` (the kept voxels, ``np.packbits`` of the flattened
+grid), ``shape`` (the model grid) and ``meta`` (a JSON string: what export needs to put the result back on the
+input's grid, the source path, model and folds; see ``export.case_meta``). Loads with ``allow_pickle=False``.
 Size, measured at the CPU preset (3.5 mm) with a partly trained model (CPU20min schedule, epoch 17): a
 thoracolumbar phantom (model grid 86 x 61 x 55) keeps 5.3 % of the voxels, 1.7 MB in memory and 1.3 MB on disk
 (the full grid would be 31 MB). A 512 x 512 x 600 CT at 0.8 x 0.8 x 1 mm (model grid 171 x 117 x 117) would hold
@@ -45,7 +45,7 @@ from ..atomic import atomic_path
 __all__ = ["HEADS", "FILE_SUFFIX", "EPS", "CompactProbs", "compact", "fill_value", "Averager",
            "average", "save", "load", "probabilities_file"]
 
-HEADS = ("seg", "id", "lesion")
+HEADS = ("seg", "id", "lesion", "coarse_id")  # coarse_id: the coarse whole-field stage's levels (coarse_stage.py)
 FILE_SUFFIX = "_vfprobs.npz"
 FORMAT = "vertebraformer-probabilities"
 VERSION = 1
@@ -61,7 +61,7 @@ def fill_value(head: str, channels: int) -> np.ndarray:
         fill = np.zeros(channels, dtype=np.float16)
         fill[0] = 1
         return fill
-    if head == "id":
+    if head in ("id", "coarse_id"):
         return np.full(channels, 1.0 / channels, dtype=np.float16)
     if head == "lesion":
         return np.zeros(channels, dtype=np.float16)
