@@ -6,7 +6,11 @@ named in the checkpoint, applies the same switch.
 
 The domain-randomisation ablation (issue 16 part 2, :mod:`.randomisation`) sets ``RANDOMISATION_GROUPS`` only
 (training augmentation; same network, same prediction): none at all, and at the budget one family left out each
-(intensity: HU, contrast, bias field; acquisition: noise, kernel, resolution; content: metal, field of view)."""
+(intensity: HU, contrast, bias field; acquisition: noise, kernel, resolution; content: metal, field of view).
+
+The ``_lesionDice`` trainers train the lesion head with the soft Dice of before (``lesion_fn_weight`` 0.5 instead
+of the Tversky 0.7 of ``VertebraFormerTrainer``): the comparison that says whether weighting missed lesion voxels
+raises the lesion AP (README, "Lesions")."""
 from __future__ import annotations
 
 from .budget import VertebraFormerTrainer_budget
@@ -16,6 +20,7 @@ from .vertebraformer_trainer import VertebraFormerTrainer
 NO_MODULATION = {"use_modulation": False}
 NO_IDENTIFICATION = {"use_identification": False}
 NO_LESION = {"use_lesion_head": False}
+LESION_DICE = {"lesion_fn_weight": 0.5}
 
 
 class VertebraFormerTrainer_noModulation(VertebraFormerTrainer):
@@ -60,3 +65,11 @@ class VertebraFormerTrainer_budget_noAcquisitionRandomisation(VertebraFormerTrai
 
 class VertebraFormerTrainer_budget_noContentRandomisation(VertebraFormerTrainer_budget):
     RANDOMISATION_GROUPS = groups_without("content")
+
+
+class VertebraFormerTrainer_lesionDice(VertebraFormerTrainer):
+    SCHEDULE = dict(VertebraFormerTrainer.SCHEDULE, **LESION_DICE)
+
+
+class VertebraFormerTrainer_budget_lesionDice(VertebraFormerTrainer_budget):
+    SCHEDULE = dict(VertebraFormerTrainer_budget.SCHEDULE, **LESION_DICE)

@@ -73,6 +73,12 @@ class VertebraFormerTrainer(CheckpointMixin, MultiTaskStepsMixin, LesionSampling
         #: weights of the task losses in the total (segmentation = 1)
         self.loss_weights = {"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1}
         self.lesion_dice_weight = 1.0
+        #: Tversky weight of a missed lesion voxel in the lesion loss's overlap term (0.5 = soft Dice, losses.py).
+        #: 0.7 (Salehi et al. 2017, small MS lesions): lesions are tiny and a briefly trained head finds them but
+        #: stays below 0.5 on them (lesion AP 0 at a fixed 0.5), so recall is what limits the AP; the precision this
+        #: costs is won back after training, by the candidates' ranking and the threshold chosen on validation
+        #: (inference/lesion_candidates.py, determine-postprocessing). ``_lesionDice`` variants keep 0.5.
+        self.lesion_fn_weight = 0.7
         #: weight of the binary "any vertebra" soft Dice added to the segmentation loss (losses.segmentation_loss)
         self.spine_dice_weight = 1.0
         self.lesion_patch_fraction = LESION_PATCH_FRACTION

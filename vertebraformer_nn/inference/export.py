@@ -16,9 +16,9 @@ channels of a 512 x 512 x 600 CT are 16 GB):
   slabs of ``SLAB`` input slices, each label inside its own bounding box. Memory: the uint8 output plus a few
   float32 arrays of one slab.
 * lesion probability: the one channel, linearly interpolated inside the bounding box of the voxels above
-  ``LESION_FLOOR`` (0.01, or half the lesion threshold if that is lower) on the model grid, slab by slab; 0
-  elsewhere (below the floor a voxel cannot join a lesion at the threshold, since linear interpolation never
-  exceeds its largest neighbour). Memory: the float32 output plus one slab.
+  ``LESION_FLOOR`` (0.01, or half the lowest candidate probability, ``lesion_candidate_floor``, if that is lower)
+  on the model grid, slab by slab; 0 elsewhere (below the floor a voxel cannot join a lesion candidate, since linear
+  interpolation never exceeds its largest neighbour). Memory: the float32 output plus one slab.
 
 The results are arrays in SimpleITK order (z, y, x) of the input image itself, so they take its geometry
 (spacing, origin, direction, size) unchanged with ``CopyInformation``.
@@ -335,8 +335,8 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
 
     t = time.perf_counter()
     vertebrae = labels_to_input(codes, grid)
-    # below the floor no voxel can reach the threshold (linear interpolation never exceeds its neighbours)
-    floor = min(LESION_FLOOR, 0.5 * params.lesion_threshold)
+    # below the floor no voxel can reach a candidate (linear interpolation never exceeds its neighbours)
+    floor = min(LESION_FLOOR, 0.5 * params.lesion_candidate_floor)
     lesion = probability_to_input(probs["lesion"][0], grid, floor) if "lesion" in probs else None
     report = write_case_outputs(out_dir, meta["case"], ct, vertebrae, lesion, result, preview=preview,
                                 source=meta["source"], postprocessing=postprocessing)

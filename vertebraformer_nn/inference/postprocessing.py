@@ -1,5 +1,6 @@
 """Every tuned constant of prediction, in one place: the numbering's instance and decoder parameters and the lesion
-threshold and size (DESIGN.md section 10: nothing that defines a model's output is a constant in code).
+candidates, their score, the threshold and the smallest size (DESIGN.md section 10: nothing that defines a model's
+output is a constant in code).
 
 :class:`Postprocessing` holds them with their documented defaults: the values chosen on MultiSpine-Sim phantoms
 before any model folder had its own. A model folder may carry ``postprocessing.json`` beside ``plans.json`` (as
@@ -34,6 +35,10 @@ FORMAT = "vertebraformer-postprocessing"
 VERSION = 1
 DEFAULT_SOURCE = "default"
 OVERRIDE_SOURCE = "command line"
+
+
+#: what may rank lesion candidates (the ``lesion_score`` field; lesion_candidates.py computes each)
+LESION_SCORES = ("max", "mean", "integrated")
 
 
 class PostprocessingError(ValueError):
@@ -198,12 +203,41 @@ class Postprocessing:
         "Implausible spacing: consecutive vertebrae (no level skipped) farther apart than this times, or closer "
         "than min_pitch_fraction times, the typical pitch of their levels."))
 
-    # --- lesions (lesions.py) -----------------------------------------------------------------------------------
-    lesion_threshold: float = _searched(0.5, (0.3, 0.4, 0.5, 0.6, 0.7), (
-        "Lesion voxels: lesion probability above this value (the sigmoid's decision boundary)."))
+    # --- lesions: candidates (lesion_candidates.py), their score, the written map (lesions.py) -----------------------
+    lesion_candidate_floor: float = _searched(0.05, (0.02, 0.05, 0.1), (
+        "Lesion candidates reach down to this probability: every local maximum of the lesion map above it is a "
+        "candidate with a score, listed in <case>.json and ranked in the lesion AP, whether or not it is written "
+        "as a lesion. A briefly trained head is right about where and wrong about how much (lesion AP 0 at a "
+        "fixed 0.5: no instance existed below it); a trained head's background stays below 0.01, so 0.05 keeps "
+        "the candidates to places the head singles out. Never above lesion_threshold."))
+    lesion_smoothing_mm: float = _searched(0.0, (0.0, 2.0, 4.0), (
+        "Gaussian sigma (mm) of the probability map in which the candidates' peaks and basins are found (their "
+        "extent and score read the map itself); 0 = none. The split rule below already merges a peak that does "
+        "not stand out from its neighbour, so smoothing is off unless validation finds that it helps."))
+    lesion_split_ratio: float = _searched(0.7, (0.5, 0.7, 0.9), (
+        "Two peaks are two candidates when the probability on the best path between them (the saddle) drops "
+        "below this fraction of the lower peak; otherwise the lower one joins the higher (h-maxima of the log "
+        "probability, then a watershed). 0.7: two touching lesions with their own cores split, while a plateau "
+        "with ripples of a few percent stays one lesion; relative, so a weak head's scaled-down map splits "
+        "like a confident one's."))
+    lesion_extent_fraction: float = _searched(0.5, (0.3, 0.5, 0.7), (
+        "A candidate's extent: the voxels of its basin whose probability is at least this fraction of its peak "
+        "(and at least lesion_candidate_floor), connected to the peak. 0.5 is the sigmoid's decision boundary "
+        "for a confident head (peak ~1) and the half-maximum of a weak one's (the same shape, scaled down)."))
+    lesion_score: str = _searched("max", LESION_SCORES, (
+        "What ranks the candidates (the lesion AP's order): 'max' = peak probability, 'mean' = mean probability "
+        "over the extent, 'integrated' = probability summed over the extent in mm3 (an expected volume). 'max' "
+        "by default: it does not depend on size, and the written lesions (peak above lesion_threshold) are then "
+        "exactly the top of the ranking, so the operating point lies on the precision-recall curve; 'mean' "
+        "punishes a lesion for its uncertain rim, 'integrated' ranks large diffuse responses first."))
     lesion_min_volume_mm3: float = _searched(30.0, (10.0, 30.0, 100.0), (
-        "Smaller lesion components are dropped as noise: about a 4 mm sphere (MultiSpine-Sim lesions have radii "
-        "of 5 mm and more)."))
+        "Candidates whose extent is smaller are dropped as noise: about a 4 mm sphere (MultiSpine-Sim lesions "
+        "have radii of 5 mm and more)."))
+    lesion_threshold: float = _searched(0.5, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), (
+        "Candidates whose peak probability exceeds this value are written as lesions (<case>_lesion.nii.gz, "
+        "<case>.json lesions[]); the others stay candidates. The operating point only: it changes precision and "
+        "recall, never the ranking or the AP, so determine-postprocessing chooses it by the F1 score at IoU 0.1 "
+        "and 0.3, after the candidate values above. 0.5: the sigmoid's decision boundary."))
 
     def __post_init__(self):
         problems = [f"{name} = {getattr(self, name)!r}: {why}" for name, why in _problems(self)]
@@ -223,6 +257,11 @@ class Postprocessing:
         return asdict(self)
 
 
+
+
+def show(value) -> str:
+    """A parameter value as messages print it: numbers with ``:g``, choices as they are."""
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
 def candidates(name: str) -> Tuple:
@@ -248,9 +287,15 @@ def _problems(p: Postprocessing) -> List[Tuple[str, str]]:
     for name in ("merge_contact_ratio", "max_merged_growth", "gap_log_sigma", "volume_factor", "max_pitch_factor"):
         if not getattr(p, name) > 0:
             out.append((name, "must be > 0"))
-    for name in ("transitional_prior", "skip_prior", "lesion_threshold"):
+    for name in ("transitional_prior", "skip_prior", "lesion_threshold", "lesion_candidate_floor",
+                 "lesion_split_ratio", "lesion_extent_fraction"):
         if not 0 < getattr(p, name) < 1:
             out.append((name, "must lie in (0, 1)"))
+    if 0 < p.lesion_threshold < p.lesion_candidate_floor < 1:
+        out.append(("lesion_threshold", f"must not lie below lesion_candidate_floor = {p.lesion_candidate_floor:g} "
+                                        "(lower that too)"))
+    if p.lesion_score not in LESION_SCORES:
+        out.append(("lesion_score", f"must be one of {', '.join(LESION_SCORES)}"))
     for name in ("split_min_part", "instance_min_foreground", "min_mean_confidence", "split_max_neck"):
         if not 0 <= getattr(p, name) < 1:
             out.append((name, "must lie in [0, 1)"))
@@ -262,8 +307,9 @@ def _problems(p: Postprocessing) -> List[Tuple[str, str]]:
         out.append(("min_pitch_fraction", "must lie in [0, 1) (0 = off)"))
     if not 0 < p.confident_level <= 1:
         out.append(("confident_level", "must lie in (0, 1]"))
-    if not p.lesion_min_volume_mm3 >= 0:
-        out.append(("lesion_min_volume_mm3", "must be >= 0"))
+    for name in ("lesion_min_volume_mm3", "lesion_smoothing_mm"):
+        if not getattr(p, name) >= 0:
+            out.append((name, "must be >= 0"))
     if not 0 <= p.skip_tolerance < 1:
         out.append(("skip_tolerance", "must lie in [0, 1)"))
     for name in ("max_pieces_before_dust", "max_skip", "gap_window"):
@@ -286,12 +332,16 @@ QUALITY_NAMES = tuple(n for n in NAMES if _FIELDS[n].metadata.get("step") == "qu
 LESION_NAMES = tuple(n for n in NAMES[len(NUMBERING_NAMES):] if n not in QUALITY_NAMES)
 
 
-def coerce(name: str, value) -> float:
+def coerce(name: str, value):
     """A value for field ``name`` from JSON or the command line, in the field's type; PostprocessingError naming
     the field for anything else."""
     if name not in _FIELDS:
         raise PostprocessingError(f"unknown post-processing parameter {name!r}; known: {', '.join(NAMES)}")
     kind = type(getattr(DEFAULTS, name))
+    if kind is str:  # a choice (lesion_score): one of the field's candidates
+        if str(value) not in candidates(name):
+            raise PostprocessingError(f"{name} = {value!r} must be one of {', '.join(candidates(name))}")
+        return str(value)
     try:
         number = float(value)
     except (TypeError, ValueError):
