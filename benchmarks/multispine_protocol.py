@@ -33,103 +33,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
+# the scripts beside this one (its folder is on sys.path when it runs as a script)
+from protocol_children import child_latency, child_probabilities, child_train
+from protocol_report import write_report
+from protocol_setup import (CONFIGURATION, CV_FOLD, DATASET_ID, FULL, LESION_DATASET_ID, METHODS, MODELS, NNUNET_PLANS,
+                            QUICK, Method, Model, Protocol, log)
 from vertebraformer_nn.demo.environment import link_or_copy
 
 REPO = Path(__file__).resolve().parents[1]
-DATASET_ID = 590
-LESION_DATASET_ID = 591
-NNUNET_PLANS = "nnUNetPlans_vfspacing"
-CONFIGURATION = "3d_fullres"
-CV_FOLD, LODO_FOLD = 0, 5
-
-
-@dataclass(frozen=True)
-class Model:
-    """One trained network: a trainer on a dataset with a plans file."""
-    key: str
-    trainer: str
-    dataset: int
-    plans: str  # "ours" = the VertebraFormer plans of the run
-
-
-@dataclass(frozen=True)
-class Method:
-    """A row of the report: what it is made of, and how its outputs are built."""
-    key: str
-    title: str
-    models: tuple  # Model keys
-    numbering: str = "decoder"
-
-
-MODELS = {
-    "vf": Model("vf", "VertebraFormerTrainer_budget", DATASET_ID, "ours"),
-    "vf_nomod": Model("vf_nomod", "VertebraFormerTrainer_budget_noModulation", DATASET_ID, "ours"),
-    "vf_noid": Model("vf_noid", "VertebraFormerTrainer_budget_noIdentification", DATASET_ID, "ours"),
-    "vf_nolesion": Model("vf_nolesion", "VertebraFormerTrainer_budget_noLesion", DATASET_ID, "ours"),
-    "nnunet_seg": Model("nnunet_seg", "nnUNetTrainer_budget", DATASET_ID, NNUNET_PLANS),
-    "nnunet_lesion": Model("nnunet_lesion", "nnUNetTrainer_budget", LESION_DATASET_ID, NNUNET_PLANS),
-}
-METHODS = {
-    "vf": Method("vf", "VertebraFormer", ("vf",)),
-    "vf_nomod": Method("vf_nomod", "- modulation", ("vf_nomod",)),
-    "vf_noid": Method("vf_noid", "- identification branch", ("vf_noid",)),
-    "vf_nolesion": Method("vf_nolesion", "- lesion head", ("vf_nolesion",)),
-    "nnunet": Method("nnunet", "nnU-Net (separate models) + our numbering decoder", ("nnunet_seg", "nnunet_lesion")),
-    "nnunet_argmax": Method("nnunet_argmax", "nnU-Net (separate models), per-voxel argmax numbering",
-                            ("nnunet_seg", "nnunet_lesion"), numbering="argmax"),
-}
-
-
-@dataclass
-class Protocol:
-    name: str
-    cases_per_source: int
-    folds: List[int]
-    methods: List[str]
-    budget_s: float  # wall-clock training budget of every model
-    perturb_cases: Optional[int]  # in-domain test cases perturbed (None = all)
-    device: str = "cpu"
-    seed: int = 0
-    bootstrap: int = 10000
-    gpu_memory_gb: float = 24.0
-    ablation_folds: Optional[List[int]] = None  # folds the ablations ("vf_no...") run on; None = every fold
-    extra: dict = field(default_factory=dict)
-
-    def methods_for(self, fold: int) -> List[str]:
-        return [key for key in self.methods
-                if not key.startswith("vf_no") or self.ablation_folds is None or fold in self.ablation_folds]
-
-    def methods_run(self) -> List[str]:
-        """The methods that run on at least one of the folds (an ablation whose folds are not among them does
-        not)."""
-        return [key for key in self.methods if any(key in self.methods_for(f) for f in self.folds)]
-
-    def models(self, fold: Optional[int] = None) -> List[str]:
-        """The models the fold trains (every fold's when ``fold`` is None)."""
-        methods = self.methods_run() if fold is None else self.methods_for(fold)
-        return sorted({m for key in methods for m in METHODS[key].models}, key=list(MODELS).index)
-
-
-QUICK = Protocol("quick", cases_per_source=6, folds=[CV_FOLD, LODO_FOLD], methods=["vf", "vf_nomod", "nnunet",
-                 "nnunet_argmax"], budget_s=480.0, perturb_cases=2, bootstrap=2000, ablation_folds=[LODO_FOLD])
-FULL = Protocol("full", cases_per_source=20, folds=list(range(9)), methods=list(METHODS), budget_s=3600.0,
-                perturb_cases=None, device="cuda")
-
-
 # ------------------------------------------------------------------------------------------------ helpers
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def run(cmd: List[str], env: Optional[dict] = None) -> dict:
     """Run a command; its wall seconds and peak RSS (the largest process of its tree, from the kernel's
     accounting of a wrapper's children); raises on failure."""
@@ -148,19 +68,6 @@ def run(cmd: List[str], env: Optional[dict] = None) -> dict:
 
 def vf(*args: str) -> List[str]:
     return [sys.executable, "-m", "vertebraformer_nn", *args]
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform(), "load_average": list(os.getloadavg())}
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -254,10 +161,12 @@ class Benchmark:
         """The nnU-Net lesion model's raw dataset: the cases whose source annotates lesions, their lesion maps as
         labels, the main dataset's folds restricted to them (a fold left with no such validation case monitors
         on one training case: its validation during training is only nnU-Net's progress curve)."""
+        from vertebraformer_nn.case_facts import read_case_info
+
         main = self.dataset_dir(DATASET_ID)
         info = json.loads((main / "dataset.json").read_text())
-        cases = sorted(c for c, v in info["case_info"].items()
-                       if v["annotations"].get("lesion_mask") and (main / "lesionsTr" / f"{c}.nii.gz").is_file())
+        cases = sorted(c for c, facts in read_case_info(info).items()
+                       if facts.lesion_annotated and (main / "lesionsTr" / f"{c}.nii.gz").is_file())
         target = self.raw / f"Dataset{LESION_DATASET_ID:03d}_MultiSpineLesions"
         shutil.rmtree(target, ignore_errors=True)
         for case in cases:
@@ -458,8 +367,6 @@ class Benchmark:
                 self.step(f"predict_{key}_fold{fold}", {}, lambda k=key, f=fold: self.do_predict(METHODS[k], f))
                 self.step(f"evaluate_{key}_fold{fold}", {}, lambda k=key, f=fold: self.do_evaluate(METHODS[k], f))
         self.step("efficiency", {}, self.do_efficiency)
-        from protocol_report import write_report  # beside this script
-
         return write_report(self, time.time() - started)
 
 
@@ -491,7 +398,7 @@ def combine_separate_models(seg_dir: Path, lesion_dir: Path, target: Path, numbe
 
 def split_clean_and_perturbed(report: dict, protocol: Protocol) -> dict:
     """Headline numbers of the clean test cases (with intervals) and per-variant means of the perturbed ones."""
-    from vertebraformer_nn.evaluation.evaluate import summarise
+    from vertebraformer_nn.evaluation.aggregation import summarise
     from vertebraformer_nn.evaluation.perturbations import parse_variant
 
     clean, variants = {}, {}
@@ -509,85 +416,6 @@ def split_clean_and_perturbed(report: dict, protocol: Protocol) -> dict:
     return {"clean": summarise(list(clean.values()), thresholds, **boot) if clean else None,
             "clean_perturbed_cases": summarise(base, thresholds, **few) if base else None,
             "perturbed": {key: summarise(records, thresholds, **few) for key, records in sorted(variants.items())}}
-
-
-# ------------------------------------------------------------------------------------------------ children
-def child_train(dataset: str, fold: int, trainer_name: str, plans: str, device: str) -> None:
-    """Train one model for the budget (no final validation: the benchmark predicts and evaluates itself);
-    writes fold_<f>/training_summary.json (epochs, iterations, seconds)."""
-    import torch
-
-    from vertebraformer_nn.trainers.cli import build_trainer
-
-    if device == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    trainer = build_trainer(dataset, fold, CONFIGURATION, trainer_name, plans, device)
-    t0 = time.time()
-    trainer.run_training()
-    summary = {"train_seconds": time.time() - t0, "epochs": int(trainer.current_epoch),
-               "iterations": int(trainer.current_epoch) * int(trainer.num_iterations_per_epoch),
-               "batch_size": int(trainer.batch_size), "patch_size": list(trainer.configuration_manager.patch_size)}
-    Path(trainer.output_folder, "training_summary.json").write_text(json.dumps(summary, indent=1))
-
-
-def child_probabilities(model_folder: str, fold: int, inputs: str, target: str, device: str) -> None:
-    """Every input's probabilities (``<case>_vfprobs.npz``, as ``predict --save_probabilities`` stores them) and
-    per-case seconds (seconds.json), through the same predictor as ``predict``, without the vertebra export."""
-    import torch
-
-    from vertebraformer_nn.inference import probabilities as P
-    from vertebraformer_nn.inference.cases import discover_cases
-    from vertebraformer_nn.inference.predictor import VertebraFormerPredictor
-
-    if device == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    predictor = VertebraFormerPredictor(device=device)
-    predictor.initialize_from_trained_model_folder(model_folder, [fold])
-    out = Path(target)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for case in discover_cases(inputs).cases:
-        seconds: Dict[str, float] = {}
-        t0 = time.perf_counter()
-        _, probs, meta = predictor.predict_case(case, seconds)
-        P.save(P.probabilities_file(out, case.name), P.compact(probs), meta)
-        seconds["total"] = time.perf_counter() - t0
-        rows.append({"case": case.name, **seconds})
-        log(f"{case.name}: {seconds['total']:.1f} s")
-    (out / "seconds.json").write_text(json.dumps(rows, indent=1))
-
-
-def child_latency(model_folder: str, fold: int, device: str) -> None:
-    """Parameters and per-patch forward latency (batch 1, eval mode, no_grad, median of 5 after 2 warm-ups) of a
-    trained network at its own planned patch, with the precision its predictor uses."""
-    import statistics
-
-    import torch
-
-    from vertebraformer_nn.inference.predictor import VertebraFormerPredictor
-
-    if device == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    predictor = VertebraFormerPredictor(device=device)
-    predictor.initialize_from_trained_model_folder(model_folder, [fold])
-    net = predictor.network.to(device).eval()
-    patch = list(predictor.configuration_manager.patch_size)
-    x = torch.randn(1, 1, *patch, device=device)
-    times = []
-    with torch.no_grad():
-        for i in range(7):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            net(x)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            if i >= 2:
-                times.append(time.perf_counter() - t0)
-    result = {"parameters_m": sum(p.numel() for p in net.net.parameters()) / 1e6, "patch_size": patch,
-              "forward_ms": 1000 * statistics.median(times), "bf16": bool(predictor.bf16),
-              "trainer": predictor.trainer_name}
-    Path(model_folder, f"fold_{fold}", "latency.json").write_text(json.dumps(result, indent=1))
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -629,7 +457,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     out = (args.out / f"{time.strftime('%Y-%m-%d')}_{protocol.name}").resolve()
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     report = Benchmark(protocol, work, out).run()
     log(f"report: {report}")
     return 0

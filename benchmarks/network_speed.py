@@ -236,10 +236,10 @@ def main() -> None:
                   f"chose patch {common} and batch {specs['unet']['batch_size']}; our CPU plans patch {own}, "
                   f"batch {specs['ours']['batch_size']}")
     else:
-        from vertebraformer_nn.network import architecture_dict
+        from vertebraformer_nn.planners.presets import network_arch_kwargs
 
         common = own = list(args.patch)
-        ours_kwargs = architecture_dict(common, preset="cpu")["arch_kwargs"]
+        ours_kwargs = network_arch_kwargs("cpu", common, [8, 8, 8], num_domains=4)
         unet_arch = _default_unet_architecture(common)
         origin = f"patch {common} (no dataset: nnU-Net's U-Net topology from its default rules at 1 mm isotropic)"
 

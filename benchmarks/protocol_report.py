@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from multispine_protocol import CV_FOLD, METHODS, MODELS, machine
+from protocol_setup import CV_FOLD, METHODS, MODELS, machine
 
 
 def _est(summary: Optional[dict], *path: str, percent: bool = False, digits: int = 1) -> str:

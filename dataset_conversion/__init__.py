@@ -6,7 +6,8 @@ Public API::
     finalize(dataset_id) -> FinalizeReport
 
 One module per source (verse, ctspine1k, spineweb, dicom_cohort) finds its cases; common.py holds what every
-source shares (grid check, RAS reorientation, label mapping, the partial-vertebra policy, writing a case);
+source shares (grid check, RAS reorientation, label mapping, writing a case), partial_vertebrae.py the policy for
+vertebrae cut by the field of view (nnU-Net's ignore label);
 convert.py runs one source into the dataset; multispine.py assembles it (de-duplication, dataset.json,
 splits via splits.py, nnU-Net's integrity check); cli.py is ``vertebraformer convert``.
 """

@@ -12,13 +12,10 @@ the files); everything that must be the same for every source happens here, in `
 * **Labels.** Values must be codes of the source's vocabulary (VerSe codes); unknown values skip the case,
   naming them. Nothing is renumbered: T13 stays 28 and L6 stays 25, and both map to their own consecutive
   training labels (``labels.verse_to_training``).
-* **Partially visible vertebrae** (one policy for every source; VerSe's convention). A vertebra whose mask
-  touches the first or last slice along the head-foot axis (the S axis after RAS reorientation) is cut by
-  the field of view and is set to background; the case record lists it (``partial_vertebrae_removed``).
-  VerSe leaves such vertebrae unlabelled and its evaluation ignores them; CTSpine1K, SpineWeb and the DICOM
-  cohort label them. Applying VerSe's convention everywhere keeps one source from teaching the opposite of
-  another. (For VerSe itself the rule is usually a no-op; where a VerSe-style mask does touch the border, as
-  the TPTBox crop does, the same rule applies.)
+* **Partially visible vertebrae are ignored, never background** (one policy for every source,
+  partial_vertebrae.py): vertebrae cut by the field of view get nnU-Net's ignore label (``labels.IGNORE_LABEL``),
+  labelled ones whole, unlabelled ones (VerSe's) through the border slab by the spine; the case record lists them
+  (``partial_vertebrae_ignored``, ``ignored_border_slabs``) and their centroids are dropped.
 * **Centroids.** From the source's centroid file when it has one ("annotated", kept for the vertebrae left
   in the mask), else estimated from the mask with ``centroids.body_centroids`` ("estimated"). World
   coordinates are LPS mm, so reorientation does not change them.
@@ -38,7 +35,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from vertebraformer_nn import labels
+from vertebraformer_nn.case_names import sanitise
+from vertebraformer_nn.geometry import superior_axis
 from vertebraformer_nn.sources import SOURCES  # noqa: F401  (the converters' modules take it from here)
+
+from .partial_vertebrae import ignore_region
 
 #: Raw-dataset subfolders for images, vertebra labels and lesion maps, per split.
 SUBFOLDERS = {"train": ("imagesTr", "labelsTr", "lesionsTr"), "test": ("imagesTs", "labelsTs", "lesionsTs")}
@@ -58,14 +59,6 @@ class CaseSkipped(Exception):
 
 
 # --- names ----------------------------------------------------------------------------------------------------
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def sanitise(name: str) -> str:
-    """Case names use only [A-Za-z0-9._-] (anything else becomes '_')."""
-    return _UNSAFE.sub("_", str(name)) or "case"
-
 
 def case_name(source: str, case_id: str) -> str:
     return sanitise(f"{source}_{case_id}")
@@ -111,6 +104,8 @@ class SourceCase:
     #: Centroid-only annotation (no vertebra mask): recorded, never written to imagesTr.
     centroid_only: bool = False
     centroids_mm: Optional[Mapping[int, Sequence[float]]] = None
+    #: Whether the source labels vertebrae cut by the field of view (False for VerSe: see ignore_region).
+    labels_partial_vertebrae: bool = True
 
 
 @dataclass
@@ -124,19 +119,24 @@ class CaseRecord:
     licence: str
     annotations: Dict[str, object]
     centroids_mm: Dict[str, List[float]]
-    partial_vertebrae_removed: List[int]
+    partial_vertebrae_ignored: List[int]  # labelled vertebrae cut by the field of view (now ignore), head to foot
     source_files: List[str]
     notes: List[str]
     files: List[str]  # relative to the raw dataset folder
     codes: List[int]  # VerSe codes present in the written label map
     fracture_grades: Dict[str, int] = field(default_factory=dict)
     centroid_only: bool = False
+    ignored_border_slabs: List[str] = field(default_factory=list)  # ends whose unlabelled slab is ignore
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, d: Mapping) -> "CaseRecord":
+        if "partial_vertebrae_removed" in d:
+            raise ConversionError(f"{d.get('case')}: converted by VertebraFormer-nn 0.1, which set vertebrae cut by "
+                                  f"the field of view to background (now: the ignore label); re-convert source "
+                                  f"{d.get('source')!r}")
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     def case_info(self) -> dict:
@@ -148,7 +148,8 @@ class CaseRecord:
             "split": self.split,
             "annotations": dict(self.annotations),
             "centroids_mm": dict(self.centroids_mm),
-            "partial_vertebrae_removed": list(self.partial_vertebrae_removed),
+            "partial_vertebrae_ignored": list(self.partial_vertebrae_ignored),
+            "ignored_border_slabs": list(self.ignored_border_slabs),
             "source_files": list(self.source_files),
             "notes": list(self.notes),
         }
@@ -199,26 +200,6 @@ def align_to_image(image: sitk.Image, mask: sitk.Image, what: str, notes: List[s
     fixed.CopyInformation(image)
     notes.append(f"{what}: origin differed from the CT's by {fix}; CT geometry copied onto the {what}")
     return fixed
-
-
-def head_foot_axis() -> int:
-    """Array axis (numpy, k-j-i order) running foot to head in a RAS-reoriented image: k, the S axis."""
-    return 0
-
-
-def remove_partial_vertebrae(ras_codes: np.ndarray) -> Tuple[np.ndarray, List[int]]:
-    """Partial-vertebra policy on a RAS-oriented VerSe-coded array (numpy k, j, i order).
-
-    A vertebra touching the first or last slice along the S axis is set to background. Returns the new
-    array and the removed codes in anatomical order."""
-    axis = head_foot_axis()
-    border = np.concatenate([np.take(ras_codes, 0, axis=axis).ravel(), np.take(ras_codes, -1, axis=axis).ravel()])
-    touching = [int(v) for v in np.unique(border) if v != 0 and int(v) in labels.VERTEBRA_CODES]
-    if not touching:
-        return ras_codes, []
-    out = ras_codes.copy()
-    out[np.isin(out, touching)] = 0
-    return out, labels.sort_anatomically(touching)
 
 
 def integer_codes(arr: np.ndarray, what: str) -> np.ndarray:
@@ -299,7 +280,7 @@ def convert_case(source: str, sc: SourceCase, dataset_dir: Path) -> CaseRecord:
             case=name, source=source, case_id=sc.case_id, subject=dataset_subject(source, sc.subject), split=sc.split,
             licence=sc.licence, annotations={"vertebra_mask": False, "lesion_mask": False, "centroids": "annotated", "fracture_grades": False},
             centroids_mm={str(c): _as_list(p) for c, p in sorted((sc.centroids_mm or {}).items())},
-            partial_vertebrae_removed=[], source_files=list(sc.source_files), notes=notes, files=[], codes=[],
+            partial_vertebrae_ignored=[], source_files=list(sc.source_files), notes=notes, files=[], codes=[],
             centroid_only=True)
 
     try:
@@ -326,14 +307,22 @@ def convert_case(source: str, sc: SourceCase, dataset_dir: Path) -> CaseRecord:
     present = check_codes(codes_arr, sc.allowed_codes, "vertebra mask")
     if not present:
         raise CaseSkipped("the vertebra mask holds no vertebra")
-    codes_arr, removed = remove_partial_vertebrae(codes_arr)
-    if removed:
-        notes.append("partially visible vertebrae set to background: " + ", ".join(labels.name(c) for c in removed))
-    kept = [c for c in present if c not in removed]
+    ignore, cut, slabs = ignore_region(codes_arr, superior_axis(image.GetDirection()), image.GetSpacing()[::-1],
+                                       sc.labels_partial_vertebrae)
+    if cut:
+        notes.append("partially visible vertebrae (cut by the field of view) are the ignore label: "
+                     + ", ".join(labels.name(c) for c in cut))
+    if slabs:
+        notes.append("unlabelled border slab(s) by the spine are the ignore label (a vertebra cut there is not "
+                     "labelled by this source): " + ", ".join(slabs))
+    kept = [c for c in present if c not in cut]
     if not kept:
-        notes.append("every labelled vertebra touches the head or foot border: the label map is all background")
-    verse_mask = _from_array(codes_arr.astype(np.uint8), image)
-    training = _from_array(labels.verse_to_training(codes_arr), image)
+        notes.append("every labelled vertebra touches the head or foot border: no whole vertebra in the label map")
+    codes_arr = np.where(np.isin(codes_arr, cut), 0, codes_arr).astype(np.uint8)
+    verse_mask = _from_array(codes_arr, image)
+    training_arr = labels.verse_to_training(codes_arr)
+    training_arr[ignore] = labels.IGNORE_LABEL
+    training = _from_array(training_arr, image)
 
     lesion_img = None
     if lesion is not None:
@@ -374,8 +363,9 @@ def convert_case(source: str, sc: SourceCase, dataset_dir: Path) -> CaseRecord:
         annotations={"vertebra_mask": True, "lesion_mask": lesion_img is not None,
                      "centroids": centroid_kind if ctd else False, "fracture_grades": bool(grades)},
         centroids_mm={str(c): _as_list(ctd[c]) for c in labels.sort_anatomically(ctd)},
-        partial_vertebrae_removed=removed, source_files=list(sc.source_files) + list(loaded.source_files), notes=notes,
-        files=[r for r in (img_rel, lab_rel, les_rel) if r], codes=kept, fracture_grades=grades)
+        partial_vertebrae_ignored=cut, source_files=list(sc.source_files) + list(loaded.source_files), notes=notes,
+        files=[r for r in (img_rel, lab_rel, les_rel) if r], codes=kept, fracture_grades=grades,
+        ignored_border_slabs=slabs)
 
 
 def convert_all(source: str, cases: Sequence[SourceCase], dataset_dir: Path,

@@ -14,7 +14,8 @@
 * Subject: the stem; common.dataset_subject turns VerSe subjects re-annotated by CTSpine1K (``verse506_CT-iso``,
   ``verse100``) into the global ``verse506`` / ``verse100`` (so de-duplication against VerSe finds them).
 * Labels: VerSe codes 1-25 (``labels.CTSPINE1K_CODES``; no T13). CTSpine1K labels partially visible
-  vertebrae; common.py's partial-vertebra policy removes them (listed per case). No lesions, no fractures.
+  vertebrae; the partial-vertebra policy (partial_vertebrae.py) makes them the ignore label (listed per case). No
+  lesions, no fractures.
 * Licence: CC BY-NC-SA 4.0 (the sub-collections keep their own terms; the collection is named).
 """
 from __future__ import annotations

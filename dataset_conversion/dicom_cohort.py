@@ -9,28 +9,26 @@
     ROOT/<patient>/rtstruct/rtstruct.dcm                one RTSTRUCT
 
 The mapping names the cases: ``{"case", "study", "vertebrae"?, "lesions"?, "segmentation"?, "rtstruct"?,
-"series_uid"?, "subject"?, "split"?, "licence"?}`` plus top-level ``licence``, ``label_values`` (label-file
-value -> vertebra name; default VerSe codes), ``vertebra_segment`` (default ``"{name} vertebra"``) and
-``lesion_segments`` (shell patterns, case-insensitive).
+"series_uid"?, "segments"?, "subject"?, "split"?, "licence"?}`` plus top-level ``licence``, ``label_values``
+(label-file value -> vertebra name; default VerSe codes), and the segment rules of ``dicom_segments``
+(``segments``, ``vertebra_segment``, ``lesion_segments``).
 
 * Series: ``series_uid`` when the mapping gives one; else the series a SEG/RTSTRUCT references, when it is in
   the study folder; else ``image_io.choose_series`` (CT, not a localizer, axial, uniform; thinnest, then most
-  slices). Slices are ordered by position (image_io).
-* SEG / RTSTRUCT segments (``dicom_annotations.read_seg`` / ``read_rtstruct``, on the CT's grid): a name
-  matching ``vertebra_segment`` with a vertebra name gives that vertebra; names matching a lesion pattern form
-  the lesion map; other segments are ignored and listed in the case notes. Where vertebra segments overlap,
-  the more caudal one wins (noted).
+  slices). Slices are ordered by position; gantry tilt and a few missing slices are repaired onto a regular grid,
+  noted in the case (``image_io.regular_grid``).
+* SEG / RTSTRUCT (``dicom_annotations``, on the CT's grid; third-party SEGs whatever their frame order, functional
+  groups or encoding): each segment's meaning, the overlap rule and the unmapped list are ``dicom_segments``'.
 * Subject: the mapping's ``subject``, else the series' PatientID, else the case name. Split: the mapping's
   ``split`` ("train" default, "test" -> imagesTs).
-* Every visible vertebra is annotated (partial ones too); common.py's partial-vertebra policy removes those
-  cut by the field of view. Lesion masks are carried whenever the case has a lesion file or lesion segments.
+* Every visible vertebra is annotated (partial ones too); the partial-vertebra policy (partial_vertebrae.py) makes those
+  cut by the field of view the ignore label. Lesion masks are carried whenever the case has a lesion file or lesion
+  segments.
 * Top-level folders of ROOT that no mapping entry names are listed as skipped, so nothing goes unnoticed.
 """
 from __future__ import annotations
 
-import fnmatch
 import json
-import re
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -40,12 +38,11 @@ import SimpleITK as sitk
 from vertebraformer_nn import labels
 
 from .common import CaseSkipped, ConversionError, LoadedCase, SkipRecord, SourceCase, normalise_subject
+from .dicom_segments import SegmentRules, label_maps
 
 LAYOUT = "ROOT/mapping.json naming each case's DICOM study folder and its label files, SEG or RTSTRUCT"
 MAPPING_FILE = "mapping.json"
 DEFAULT_LICENCE = "private cohort (see mapping.json)"
-DEFAULT_VERTEBRA_SEGMENT = "{name} vertebra"
-DEFAULT_LESION_SEGMENTS = ["*lesion*", "*metasta*", "*lytic*", "*blastic*"]
 _PATH_KEYS = ("study", "vertebrae", "lesions", "segmentation", "rtstruct")
 
 
@@ -62,8 +59,7 @@ class CohortMapping:
             raise ConversionError(f"{path}: a mapping is a JSON object with a 'cases' list")
         self.licence = str(data.get("licence", DEFAULT_LICENCE))
         self.value_to_code = self._label_values(data.get("label_values"))
-        self.vertebra_segment = self._segment_regex(str(data.get("vertebra_segment", DEFAULT_VERTEBRA_SEGMENT)))
-        self.lesion_patterns = [str(p).lower() for p in data.get("lesion_segments", DEFAULT_LESION_SEGMENTS)]
+        self.rules = SegmentRules(data, str(path))
         self.cases = []
         for i, entry in enumerate(data["cases"]):
             if not isinstance(entry, dict) or not entry.get("case") or not entry.get("study"):
@@ -71,7 +67,9 @@ class CohortMapping:
             if entry.get("split", "train") not in ("train", "test"):
                 raise ConversionError(f"{path}: cases[{i}] split must be 'train' or 'test'")
             if not any(entry.get(k) for k in ("vertebrae", "segmentation", "rtstruct")):
-                raise ConversionError(f"{path}: cases[{i}] ({entry['case']}) names no 'vertebrae', 'segmentation' or 'rtstruct'")
+                raise ConversionError(f"{path}: cases[{i}] ({entry['case']}) names no 'vertebrae', 'segmentation' or "
+                                      "'rtstruct'")
+            entry = dict(entry, segments=SegmentRules.explicit(entry.get("segments"), f"{path}: cases[{i}]"))
             self.cases.append(entry)
 
     def _label_values(self, values) -> Dict[int, int]:
@@ -89,23 +87,6 @@ class CohortMapping:
                 raise ConversionError(f"{self.path}: label_values {value!r}: {name!r} is not a vertebra")
             out[v] = code
         return out
-
-    def _segment_regex(self, pattern: str):
-        if "{name}" not in pattern:
-            raise ConversionError(f"{self.path}: vertebra_segment {pattern!r} must contain {{name}}")
-        head, tail = pattern.split("{name}", 1)
-        return re.compile(re.escape(head) + r"(?P<name>.+?)" + re.escape(tail), re.IGNORECASE)
-
-    def classify(self, segment: str) -> Tuple[str, Optional[int]]:
-        """('vertebra', code) | ('lesion', None) | ('other', None) for a SEG segment / RTSTRUCT ROI name."""
-        m = self.vertebra_segment.fullmatch(segment.strip())
-        if m:
-            name = m.group("name").strip().upper()
-            if name in labels.VERSE_CODE and labels.VERSE_CODE[name] in labels.VERTEBRA_CODES:
-                return "vertebra", labels.VERSE_CODE[name]
-        if any(fnmatch.fnmatchcase(segment.lower(), p) for p in self.lesion_patterns):
-            return "lesion", None
-        return "other", None
 
 
 def _referenced_series(path: Path) -> Optional[str]:
@@ -129,39 +110,37 @@ def _relabel(arr: np.ndarray, value_to_code: Dict[int, int]) -> np.ndarray:
     values = [int(v) for v in np.unique(arr) if v != 0]
     unknown = [v for v in values if v not in value_to_code]
     if unknown:
-        raise CaseSkipped(f"vertebra label file holds values {unknown} that label_values does not name; nothing is renumbered silently")
+        raise CaseSkipped(f"vertebra label file holds values {unknown} that label_values does not name; nothing is "
+                          "renumbered silently")
     out = np.zeros(arr.shape, dtype=np.uint8)
     for v in values:
         out[arr == v] = value_to_code[v]
     return out
 
 
-def _segments_to_masks(segments: Dict[str, sitk.Image], mapping: CohortMapping, image: sitk.Image, notes: List[str]):
-    """(VerSe-coded vertebra image or None, lesion image or None) from named binary masks."""
-    vert, lesion, ignored, overlap = None, None, [], 0
-    by_code: Dict[int, List[sitk.Image]] = {}
-    for name in sorted(segments):
-        kind, code = mapping.classify(name)
-        if kind == "vertebra":
-            by_code.setdefault(code, []).append(segments[name])
-        elif kind == "lesion":
-            arr = sitk.GetArrayViewFromImage(segments[name]) > 0
-            lesion = arr.copy() if lesion is None else (lesion | arr)
-        else:
-            ignored.append(name)
-    if by_code:
-        vert = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.uint8)
-        for code in labels.sort_anatomically(by_code):
-            for mask in by_code[code]:
-                arr = sitk.GetArrayViewFromImage(mask) > 0
-                if arr.shape != vert.shape:
-                    raise CaseSkipped(f"segment of {labels.name(code)} is not on the CT's grid (shape {arr.shape[::-1]} vs {vert.shape[::-1]})")
-                overlap += int(np.count_nonzero(vert[arr] != 0) if arr.any() else 0)
-                vert[arr] = code
-    if ignored:
-        notes.append("segments ignored (neither a vertebra nor a lesion): " + ", ".join(ignored))
-    if overlap:
-        notes.append(f"{overlap} voxels belong to two vertebra segments; the more caudal vertebra was kept")
+def _annotation_maps(annotation: Path, entry: dict, chosen, image: sitk.Image, mapping: CohortMapping,
+                     notes: List[str]):
+    """(VerSe-coded vertebra image or None, lesion image or None) from the case's SEG or RTSTRUCT."""
+    from vertebraformer_nn.dicom_annotations import read_rtstruct
+    from vertebraformer_nn.dicom_annotations.seg_read import SegReader, SegSegment
+
+    if entry.get("segmentation"):
+        reader = SegReader(annotation, image, chosen.files)
+        segments, mask_of = reader.segments, reader.mask
+    else:
+        rois = read_rtstruct(annotation, image)
+        names = sorted(rois)
+        segments = [SegSegment(number=i + 1, label=name) for i, name in enumerate(names)]
+
+        def mask_of(numbers):
+            out = np.zeros(image.GetSize()[::-1], dtype=bool)
+            for n in numbers:
+                out |= sitk.GetArrayViewFromImage(rois[names[n - 1]]) > 0
+            return out
+    vert, lesion = label_maps(segments, mask_of, image.GetSpacing()[::-1], mapping.rules, entry["segments"], notes)
+    if vert is None and not entry.get("vertebrae"):
+        raise CaseSkipped(f"no segment of {annotation.name} is a vertebra (segments: "
+                          f"{'; '.join(s.describe() for s in segments) or 'none'}); map them in mapping.json segments")
 
     def as_image(arr):
         if arr is None:
@@ -184,7 +163,9 @@ def _where(series, root: Path) -> str:
 def _why_not(series, chosen) -> str:
     if series.slice_spacing and chosen.slice_spacing and series.slice_spacing > chosen.slice_spacing + 1e-6:
         return f"{series.slice_spacing:g} mm slices, thicker than {chosen.slice_spacing:g} mm"
-    return f"{series.n_slices} slices, fewer than {chosen.n_slices}" if series.n_slices < chosen.n_slices else "not preferred"
+    if series.n_slices < chosen.n_slices:
+        return f"{series.n_slices} slices, fewer than {chosen.n_slices}"
+    return "not preferred"
 
 
 def _loader(root: Path, entry: dict, mapping: CohortMapping):
@@ -216,6 +197,7 @@ def _loader(root: Path, entry: dict, mapping: CohortMapping):
             notes.append(f"series {_where(chosen, root)} used; ignored: " +
                          "; ".join(f"{_where(s, root)} ({s.reason_rejected or _why_not(s, chosen)})" for s in others))
         image = image_io.read_dicom_series(chosen)
+        notes.extend(image_io.read_notes(image))
         try:
             patient_id = str(pydicom.dcmread(str(chosen.files[0]), stop_before_pixels=True).get("PatientID", "") or "")
         except Exception:
@@ -229,18 +211,11 @@ def _loader(root: Path, entry: dict, mapping: CohortMapping):
         if entry.get("lesions"):
             lesion = image_io.read_label(root / entry["lesions"])
         if entry.get("segmentation") or entry.get("rtstruct"):
-            from vertebraformer_nn import dicom_annotations
-
             if not annotation.is_file():
                 raise CaseSkipped(f"annotation file {annotation.relative_to(root)} does not exist")
-            reader = dicom_annotations.read_seg if entry.get("segmentation") else dicom_annotations.read_rtstruct
-            segs = reader(annotation, image)
-            seg_vert, seg_lesion = _segments_to_masks(segs, mapping, image, notes)
+            seg_vert, seg_lesion = _annotation_maps(annotation, entry, chosen, image, mapping, notes)
             vert = vert if vert is not None else seg_vert
             lesion = lesion if lesion is not None else seg_lesion
-            if seg_vert is None and not entry.get("vertebrae"):
-                raise CaseSkipped(f"no segment of {annotation.name} matches {mapping.vertebra_segment.pattern!r} "
-                                  f"with a vertebra name (segments: {', '.join(sorted(segs)) or 'none'})")
         subject = entry.get("subject") or patient_id or None
         if not entry.get("subject") and not patient_id:
             notes.append("series has no PatientID: the case name is the subject")

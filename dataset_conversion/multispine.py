@@ -6,11 +6,12 @@
    subject appeared in is remembered, for the leave-one-domain-out folds.
 2. writes **dataset.json** with nnU-Net's own ``generate_dataset_json`` (through a temporary folder, then an
    atomic rename): ``channel_names`` {"0": "CT"}, the consecutive ``labels`` and the ``verse_codes`` of
-   ``labels.py``, ``numTraining`` = imagesTr cases, ``file_ending`` ".nii.gz",
+   ``labels.py`` (``labels`` ends with ``"ignore": 27``, nnU-Net's ignore label: vertebrae cut by the field of
+   view), ``numTraining`` = imagesTr cases, ``file_ending`` ".nii.gz",
    ``overwrite_image_reader_writer`` "SimpleITKIOWithReorient", ``case_info`` (one entry per imagesTr and
    imagesTs case: domain, subject, licence, split, annotations, centroids_mm, fracture_grades,
-   partial_vertebrae_removed, source_files, notes) and ``centroid_only_cases`` (names of cases recorded with
-   centroids only, kept out of training; their records stay in ``conversion/<source>.json``).
+   partial_vertebrae_ignored, ignored_border_slabs, source_files, notes) and ``centroid_only_cases`` (names of
+   cases recorded with centroids only, kept out of training; their records stay in ``conversion/<source>.json``).
 3. writes **splits_final.json** (splits.py) into the raw folder and into
    ``$nnUNet_preprocessed/<dataset>/``, where nnU-Net reads it at training.
 4. runs nnU-Net's ``verify_dataset_integrity`` on the raw folder.

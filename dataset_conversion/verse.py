@@ -17,6 +17,9 @@ Subject-based release::
   ``centroids.read_verse_ctd``) -> "annotated". A missing or unreadable file -> estimated from the mask (noted).
 * Fracture grades (Genant 0-3) per vertebra from ``fracture_grades.csv`` (subject with or without ``sub-``,
   label as VerSe code or name); they are per-vertebra facts, never lesion masks. VerSe annotates no lesions.
+* Partially visible vertebrae are not labelled in VerSe: its cases are converted with
+  ``labels_partial_vertebrae=False`` (partial_vertebrae.py's border-slab rule makes the place of a cut vertebra
+  ignore).
 * Older MICCAI-challenge naming (``verse004.nii.gz`` + ``verse004_seg.nii.gz`` in one folder, VerSe'20's
   ``verse000_CT-iso.nii.gz`` + ``..._seg.nii.gz``) is read too. Its centroid files use release-specific
   frames (anchors.md 2.2), so for those cases centroids are estimated from the mask.
@@ -159,7 +162,8 @@ def _subject_release(root: Path, release: Path, grades: Dict[str, Dict[int, int]
         if len(ctds) > 1:
             notes.append(f"several centroid files; used {ctd.name}")
         cases.append(SourceCase(case_id=prefix, subject=subject, split=split, licence=_licence(subject),
-                                source_files=files, load=_loader(ct, mask, ctd, sub_grades), notes=notes))
+                                source_files=files, load=_loader(ct, mask, ctd, sub_grades), notes=notes,
+                                labels_partial_vertebrae=False))
     return cases, skips
 
 
@@ -184,7 +188,7 @@ def _miccai_folder(root: Path, folder: Path, grades: Dict[str, Dict[int, int]], 
             notes.append(split_note)
         cases.append(SourceCase(case_id=stem, subject=subject, split=split, licence=_licence(subject),
                                 source_files=[rel(ct), rel(seg)] + ([grades_rel] if sub_grades and grades_rel else []),
-                                load=_loader(ct, seg, None, sub_grades), notes=notes))
+                                load=_loader(ct, seg, None, sub_grades), notes=notes, labels_partial_vertebrae=False))
     return cases, skips
 
 

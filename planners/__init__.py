@@ -1,39 +1,18 @@
 """The VertebraFormer planner and preprocessor (DESIGN.md section 4), installed as ``vertebraformer_nn.planners``.
 
-Public API::
+Modules::
 
-    plan_and_preprocess(dataset_id, preset=None, gpu_memory_gb=24, configurations=("3d_fullres",),
-                        num_processes=2, verify=False) -> plans identifier
-    VertebraFormerPlanner, VertebraFormerCPUPlanner     # ExperimentPlanner subclasses (pass them as classes)
-    VertebraFormerPreprocessor, LESION_KEY, HAS_LESION_KEY, DOMAIN_INDEX_KEY, LESION_CHANNEL
-    PLANS_NAME, CPU_PLANS_NAME
+    api           plan_and_preprocess(dataset_id, preset=None, gpu_memory_gb=24, ...) -> plans identifier
+    presets       plans names, the network size presets, the network's arch_kwargs from a preset (pure Python)
+    data_facts    the dataset's domains and the anatomical axes of its arrays (reader, images' headers)
+    ct_window     the CT intensity window written into the plans
+    planner       VertebraFormerPlanner, VertebraFormerCPUPlanner (ExperimentPlanner subclasses: pass them as classes)
+    preprocessor  VertebraFormerPreprocessor (lesion map as seg channel 1, per-case facts)
 
-Names are imported lazily so that ``vertebraformer --help`` does not import nnU-Net.
+This package imports only ``api`` and ``presets`` (neither imports torch or nnU-Net at import time), so
+``vertebraformer --help`` stays fast; nnU-Net and torch load when planning starts.
 """
-from __future__ import annotations
+from .api import plan_and_preprocess, planner_class
+from .presets import CONFIGURATION, CPU_PLANS_NAME, PLANS_NAME
 
-import importlib
-
-_EXPORTS = {
-    "plan_and_preprocess": "api",
-    "planner_class": "api",
-    "VertebraFormerPlanner": "planner",
-    "VertebraFormerCPUPlanner": "planner",
-    "PLANS_NAME": "planner",
-    "CPU_PLANS_NAME": "planner",
-    "CONFIGURATION": "planner",
-    "VertebraFormerPreprocessor": "preprocessor",
-    "LESION_KEY": "preprocessor",
-    "LESION_CHANNEL": "preprocessor",
-    "HAS_LESION_KEY": "preprocessor",
-    "DOMAIN_KEY": "preprocessor",
-    "DOMAIN_INDEX_KEY": "preprocessor",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["CONFIGURATION", "CPU_PLANS_NAME", "PLANS_NAME", "plan_and_preprocess", "planner_class"]

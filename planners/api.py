@@ -6,9 +6,7 @@ import shutil
 import time
 from typing import Optional, Sequence
 
-from .planner import CONFIGURATION
-
-PRESETS = ("cpu",)
+from .presets import CONFIGURATION
 
 
 def planner_class(preset: Optional[str]):

@@ -22,23 +22,25 @@ What is ours:
   the median image (a patch longer than the image sees nothing more). Numbering needs context along the
   spine, which runs head-foot, while the spine is only ~8-10 cm across: so where the image allows it the
   patch is elongated head-foot.
+* The anatomical axes of the preprocessed arrays, decided once, here, from the reader and the images' headers
+  (data_facts.py; a dataset of mixed orientations read without reorientation is refused), and written to
+  ``plans["vertebraformer"]["anatomical_axes"]``: the elongation above, the trainer's mirroring and rotations,
+  the predictor and the evaluation all read them from there (``vertebraformer_nn.plans_facts``).
+* The dataset's domains (data_facts.py) in ``plans["vertebraformer"]["domains"]``, their count as the network's
+  ``num_domains``.
 * Batch size from the same budget (at least 2).
 * The CPU preset resamples to :data:`CPU_SPACING_MM` mm isotropic (never finer than nnU-Net's own target).
-* Its own CT window in ``foreground_intensity_properties_per_channel``: nnU-Net takes it from labelled voxels,
-  i.e. bone only (a lower clip of ~+200 HU in nnU-Net's reference toy data, ~0 HU on MultiSpine-Sim), which
-  flattens soft tissue and, at the higher clips, lytic lesions. Ours are the statistics of HU in and around
-  the spine: the vertebra mask dilated by :data:`WINDOW_MARGIN_MM` mm, united with the lesion mask; the clip
-  range is widened to the lesion voxels' own percentiles so that neither lytic (~0-100 HU) nor blastic
-  (~800-1500 HU) lesions are flattened.
+* Its own CT window in ``foreground_intensity_properties_per_channel`` (ct_window.py: HU in and around the
+  spine and in the lesions, not nnU-Net's bone-only window).
 * Its own plans name and data identifier (``<plans>_3d_fullres``), so a stock ``nnUNetv2_preprocess`` of
   nnU-Net's own plans cannot overwrite our two-channel seg files.
-* The architecture entry of :class:`vertebraformer_nn.network.VertebraFormer` (``architecture_dict``).
+* The architecture entry of :class:`vertebraformer_nn.network.VertebraFormer` with every size of the network,
+  resolved from the planner's preset (presets.py): the plans describe the network completely.
 * Only ``3d_fullres`` is planned: the network is 3D and the CPU preset plays the role of nnU-Net's lowres.
 """
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -50,11 +52,10 @@ from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_en
 from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
 
 from ..network import VertebraFormer, architecture_dict
-
-#: Plans names (and, with ``_3d_fullres``, data identifiers).
-PLANS_NAME = "VertebraFormerPlans"
-CPU_PLANS_NAME = "VertebraFormerCPUPlans"
-CONFIGURATION = "3d_fullres"
+from ..plans_facts import axes_from_transpose
+from .ct_window import WINDOW_MARGIN_MM, ct_window
+from .data_facts import dataset_domains, untransposed_axes
+from .presets import CONFIGURATION, CPU_PLANS_NAME, PLANS_NAME, network_arch_kwargs
 
 #: CPU preset: isotropic target spacing in mm. 3.5 mm makes an 8-voxel token 28 mm, about one vertebral body
 #: plus disc, so a 512-token patch elongated head-foot spans 30-40 cm of spine (10 or more vertebrae: enough
@@ -78,12 +79,6 @@ MIN_BATCH = 2
 #: Largest token edge (voxels); finer axes of anisotropic data get proportionally smaller tokens.
 MAX_TOKEN_EDGE = 8
 MIN_TOKEN_EDGE = 2
-#: CT window: margin around the vertebra mask (mm) whose HU, with the lesions, define the window.
-WINDOW_MARGIN_MM = 10.0
-WINDOW_SAMPLES_PER_CASE = 10000
-WINDOW_MAX_CASES = 64
-#: Number of the MultiSpine domains (dataset_conversion.SOURCES), the domain classifier's outputs.
-NUM_DOMAINS = 4
 
 
 # ------------------------------------------------------------------------------------------------ pure rules
@@ -132,63 +127,6 @@ def plan_token_grid(median_shape: Sequence[float], spacing: Sequence[float], tok
         grid[min(candidates)[2]] += 1
 
 
-def head_foot_axis_after_transpose(transpose_forward: Sequence[int], reader_name: str) -> int:
-    """Array axis that runs head-foot in nnU-Net's (transposed) arrays.
-
-    The reorienting readers (``SimpleITKIOWithReorient``, ``NibabelIOWithReorient``; MultiSpine names the
-    former) hand out RAS arrays in SimpleITK order (z=S, y=A, x=R): axis 0 is head-foot before nnU-Net's
-    transpose. Other readers give the file's own order, where axis 0 is the slice axis, head-foot for axial CT.
-    """
-    del reader_name  # both cases: axis 0 before the transpose
-    return int(list(transpose_forward).index(0))
-
-
-def window_statistics(samples: np.ndarray, lesion_samples: Optional[np.ndarray] = None) -> Dict[str, float]:
-    """nnU-Net's intensity properties (the keys CTNormalization reads) of a 1-D sample of HU values.
-
-    With ``lesion_samples`` the clip range is widened to hold their own 0.5 / 99.5 percentiles too: lesion voxels
-    are too few to move the percentiles of the whole region, and blastic lesions (~800-1500 HU) would otherwise
-    be flattened into the cortex at the upper clip (lytic ones, ~0-100 HU, are inside anyway)."""
-    samples = np.asarray(samples, dtype=np.float64)
-    p005, median, p995 = np.percentile(samples, (0.5, 50.0, 99.5))
-    if lesion_samples is not None and np.size(lesion_samples) > 0:
-        l005, l995 = np.percentile(np.asarray(lesion_samples, dtype=np.float64), (0.5, 99.5))
-        p005, p995 = min(p005, l005), max(p995, l995)
-    return {
-        "mean": float(samples.mean()),
-        "median": float(median),
-        "std": float(samples.std()),
-        "min": float(samples.min()),
-        "max": float(samples.max()),
-        "percentile_99_5": float(p995),
-        "percentile_00_5": float(p005),
-    }
-
-
-def spine_region_samples(image: np.ndarray, seg: np.ndarray, lesion: Optional[np.ndarray],
-                         spacing: Sequence[float], margin_mm: float = WINDOW_MARGIN_MM,
-                         num_samples: int = WINDOW_SAMPLES_PER_CASE, seed: int = 1234) -> np.ndarray:
-    """HU values sampled (with replacement, like nnU-Net's fingerprint) in the vertebra mask dilated by
-    ``margin_mm`` united with the lesion mask. 3-D arrays of one case on one grid."""
-    from scipy.ndimage import distance_transform_edt
-
-    fg = seg > 0
-    if lesion is not None:
-        fg = fg | (lesion > 0)
-    if not fg.any():
-        return np.zeros(0, dtype=np.float32)
-    # work in the bounding box of the mask plus the margin: EDT on the whole scan is needlessly slow
-    pad = [int(math.ceil(margin_mm / float(s))) + 1 for s in spacing]
-    idx = np.argwhere(fg)
-    lo = np.maximum(idx.min(0) - pad, 0)
-    hi = np.minimum(idx.max(0) + pad + 1, fg.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    dist = distance_transform_edt(~fg[box], sampling=[float(s) for s in spacing])
-    values = image[box][dist <= margin_mm]
-    rs = np.random.RandomState(seed)
-    return rs.choice(values, num_samples, replace=True).astype(np.float32)
-
-
 # ------------------------------------------------------------------------------------------------ planner
 class VertebraFormerPlanner(nnUNetPlannerResEncM):
     """GPU preset: nnU-Net's spacing, token budget from ``gpu_memory_target_in_gb``, network preset ``base``."""
@@ -196,7 +134,6 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
     preset = "gpu"
     network_preset = "base"
     default_plans_name = PLANS_NAME
-    _head_foot_axis: Optional[int] = 0  # set by plan_experiment
 
     def __init__(self, dataset_name_or_id: Union[str, int], gpu_memory_target_in_gb: float = 24,
                  preprocessor_name: str = "DefaultPreprocessor", plans_name: Optional[str] = None,
@@ -213,11 +150,22 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
             raise ValueError(f"plans name {self.plans_identifier!r} must not contain '__' (nnU-Net splits on it)")
         self.verbose = verbose
         self.summary: Dict = {}
+        #: the dataset's domains (data_facts.py)
+        self.domains: List[str] = dataset_domains(self.dataset_json, self.dataset)
+        self.anatomical_axes: Optional[Dict[str, int]] = None  # determine_anatomical_axes
 
     # -------------------------------------------------------------- nnU-Net hooks
     def generate_data_identifier(self, configuration_name: str) -> str:
         # ResEnc planners reuse nnUNetPlans_<config>; ours must not (two-channel seg files)
         return f"{self.plans_identifier}_{configuration_name}"
+
+    def determine_anatomical_axes(self) -> Dict[str, int]:
+        """``{"si", "ap", "lr"}`` -> axis of the preprocessed (transposed) arrays, decided once (data_facts.py)."""
+        if self.anatomical_axes is None:
+            transpose_forward, _ = self.determine_transpose()
+            reader = self.determine_reader_writer().__name__
+            self.anatomical_axes = axes_from_transpose(transpose_forward, untransposed_axes(reader, self.dataset))
+        return self.anatomical_axes
 
     # -------------------------------------------------------------- budget
     def token_budget(self, token_size: Sequence[int]) -> Tuple[int, float]:
@@ -239,10 +187,14 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
         """The planned network on the meta device (no memory, no initialisation cost): only its estimate is used."""
         import torch
 
+        from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
         arch = self._architecture(patch, token_size)
+        # output channels as nnU-Net counts them: the labels less the ignore label
+        num_classes = LabelManager(self.dataset_json["labels"],
+                                   self.dataset_json.get("regions_class_order")).num_segmentation_heads
         with torch.device("meta"):
-            return VertebraFormer(self._num_input_channels(), len(self.dataset_json["labels"]),
-                                  **arch["arch_kwargs"])
+            return VertebraFormer(self._num_input_channels(), num_classes, **arch["arch_kwargs"])
 
     def batch_size_for(self, patch: Sequence[int], token_size: Sequence[int], n_voxels_dataset: float) -> int:
         per_sample = ELEMENTS_PER_SAMPLE_PER_GB * float(self.UNet_vram_target_GB)
@@ -255,7 +207,7 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
         return len(self.dataset_json["channel_names"])
 
     def _architecture(self, patch: Sequence[int], token_size: Sequence[int]) -> dict:
-        return architecture_dict(patch, token_size, self.network_preset, num_domains=NUM_DOMAINS)
+        return architecture_dict(network_arch_kwargs(self.network_preset, patch, token_size, len(self.domains)))
 
     # -------------------------------------------------------------- plans
     def get_plans_for_configuration(self, spacing, median_shape, data_identifier, approximate_n_voxels_dataset,
@@ -264,7 +216,7 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
             raise ValueError("VertebraFormer is 3D only")
         token_size = token_size_for_spacing(spacing)
         max_tokens, per_token = self.token_budget(token_size)
-        grid = plan_token_grid(median_shape, spacing, token_size, max_tokens, self._head_foot_axis)
+        grid = plan_token_grid(median_shape, spacing, token_size, max_tokens, self.determine_anatomical_axes()["si"])
         patch = [g * t for g, t in zip(grid, token_size)]
         batch_size = self.batch_size_for(patch, token_size, approximate_n_voxels_dataset)
 
@@ -299,9 +251,11 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
         import shutil
         from nnunetv2.paths import nnUNet_preprocessed
 
+        if len(self.dataset_json["channel_names"]) != 1:
+            raise ValueError("VertebraFormer plans one CT channel")
         transpose_forward, transpose_backward = self.determine_transpose()
         reader = self.determine_reader_writer().__name__
-        self._head_foot_axis = head_foot_axis_after_transpose(transpose_forward, reader)
+        self.determine_anatomical_axes()
         spacing = np.asarray(self.determine_fullres_target_spacing(), dtype=np.float64)
         spacing_t = spacing[transpose_forward]
         new_shapes = [compute_new_shape(shape, sp, spacing) for sp, shape in
@@ -312,7 +266,8 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
         fullres = self.get_plans_for_configuration(spacing_t, median_t, self.generate_data_identifier(CONFIGURATION),
                                                    n_voxels, {})
         fullres["batch_dice"] = False  # no lowres stage (nnU-Net's rule)
-        window, window_info = self.compute_ct_window()
+        window, window_info = ct_window(self.dataset, self.determine_reader_writer()(),
+                                        self.dataset_json["labels"].get("ignore"))
 
         median_spacing = np.median(self.dataset_fingerprint["spacings"], 0)[transpose_forward]
         median_shape = np.median(self.dataset_fingerprint["shapes_after_crop"], 0)[transpose_forward]
@@ -320,7 +275,7 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
                     join(nnUNet_preprocessed, self.dataset_name, "dataset.json"))
         self.summary.update(preset=self.preset, network_preset=self.network_preset,
                             gpu_memory_gb=None if self.preset == "cpu" else float(self.UNet_vram_target_GB),
-                            head_foot_axis=self._head_foot_axis, window=window, window_info=window_info,
+                            anatomical_axes=self.anatomical_axes, window=window, window_info=window_info,
                             transpose_forward=[int(i) for i in transpose_forward], reader=reader)
         plans = {
             "dataset_name": self.dataset_name,
@@ -336,11 +291,10 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
             "foreground_intensity_properties_per_channel": {"0": window},
             "vertebraformer": {
                 "preset": self.preset,
-                "network_preset": self.network_preset,
+                "network_preset": self.network_preset,  # where the sizes came from; they are in arch_kwargs
                 "gpu_memory_target_in_gb": self.summary["gpu_memory_gb"],
-                "head_foot_axis": self._head_foot_axis,
-                "token_size": self.summary["token_size"],
-                "token_grid": self.summary["token_grid"],
+                "anatomical_axes": dict(self.anatomical_axes),
+                "domains": list(self.domains),
                 "max_tokens_per_sample": self.summary["max_tokens"],
                 "ct_window": window_info,
                 "nnunet_foreground_intensity_properties_per_channel":
@@ -354,42 +308,6 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
             print(self.describe())
         return plans
 
-    # -------------------------------------------------------------- CT window
-    def compute_ct_window(self) -> Tuple[Dict[str, float], Dict]:
-        """Intensity statistics of HU in and around the spine (see the module docstring)."""
-        if len(self.dataset_json["channel_names"]) != 1:
-            raise ValueError("VertebraFormer plans one CT channel")
-        rw = self.determine_reader_writer()()
-        cases = sorted(self.dataset)
-        if len(cases) > WINDOW_MAX_CASES:
-            rs = np.random.RandomState(0)
-            cases = sorted(rs.choice(cases, WINDOW_MAX_CASES, replace=False).tolist())
-        samples, lesion_samples = [], []
-        for case in cases:
-            entry = self.dataset[case]
-            image, props = rw.read_images(entry["images"])
-            seg, _ = rw.read_seg(entry["label"])
-            lesion_file = lesion_file_for(entry["label"], self.dataset_json)
-            lesion = rw.read_seg(lesion_file)[0][0] if lesion_file and os.path.isfile(lesion_file) else None
-            samples.append(spine_region_samples(image[0], seg[0], lesion, props["spacing"]))
-            if lesion is not None and (lesion > 0).any():
-                rs = np.random.RandomState(len(lesion_samples))
-                lesion_samples.append(rs.choice(image[0][lesion > 0], WINDOW_SAMPLES_PER_CASE, replace=True))
-        samples = np.concatenate(samples) if samples else np.zeros(0)
-        if samples.size == 0:
-            raise RuntimeError("no labelled voxels in the training cases: cannot derive the CT window")
-        lesion_samples = np.concatenate(lesion_samples) if lesion_samples else None
-        window = window_statistics(samples, lesion_samples)
-        info = {
-            "rule": f"HU of the vertebra mask dilated by {WINDOW_MARGIN_MM:g} mm, united with the lesion masks "
-                    f"({WINDOW_SAMPLES_PER_CASE} samples per case, {len(cases)} cases); clip to percentiles "
-                    "0.5 / 99.5, widened to the lesion voxels' own 0.5 / 99.5 percentiles; z-score with the "
-                    "region's mean / std (nnU-Net's CTNormalization)",
-            "lesion_samples": int(0 if lesion_samples is None else lesion_samples.size),
-            "clip_hu": [window["percentile_00_5"], window["percentile_99_5"]],
-        }
-        return window, info
-
     # -------------------------------------------------------------- summary
     def describe(self) -> str:
         s = self.summary
@@ -397,7 +315,7 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
         patch = "x".join(map(str, s["patch_size"]))
         grid = "x".join(map(str, s["token_grid"]))
         tok = "x".join(map(str, s["token_size"]))
-        hf = s["head_foot_axis"]
+        axes = s["anatomical_axes"]
         mm = [round(p * v) for p, v in zip(s["patch_size"], s["spacing"])]
         med = "x".join(str(int(round(m))) for m in s["median_shape"])
         lo, hi = s["window"]["percentile_00_5"], s["window"]["percentile_99_5"]
@@ -415,9 +333,11 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
             f"VertebraFormer plans '{self.plans_identifier}' ({self.dataset_name}, {CONFIGURATION}, network preset "
             f"'{self.network_preset}'):",
             f"  spacing  {sp} mm  ({why_spacing}); median image {med} voxels",
+            f"  axes     head-foot {axes['si']}, front-back {axes['ap']}, left-right {axes['lr']} (reader "
+            f"{s['reader']}, transpose {s['transpose_forward']}); domains: {', '.join(self.domains) or 'none'}",
             f"  patch    {patch} voxels = {grid} tokens of {tok} = {s['tokens']} tokens; {mm[0]}x{mm[1]}x{mm[2]} mm, "
-            f"head-foot is axis {hf} (elongated up to {HEAD_FOOT_ELONGATION:g}x where the image allows: numbering "
-            "needs several vertebrae in view)",
+            f"elongated head-foot up to {HEAD_FOOT_ELONGATION:g}x where the image allows (numbering needs several "
+            "vertebrae in view)",
             f"  batch    {s['batch_size']}  ({why_budget})",
             f"  window   CT clip [{lo:.0f}, {hi:.0f}] HU, mean {s['window']['mean']:.0f}, std {s['window']['std']:.0f}"
             f"  (HU within {WINDOW_MARGIN_MM:g} mm of the vertebrae and in lesions, widened to the lesions' own range; "
@@ -447,14 +367,3 @@ class VertebraFormerCPUPlanner(VertebraFormerPlanner):
     def batch_size_for(self, patch, token_size, n_voxels_dataset) -> int:
         tokens = int(np.prod([p // t for p, t in zip(patch, token_size)]))
         return max(MIN_BATCH, CPU_TOKENS_PER_BATCH // tokens)
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-def lesion_file_for(label_file: str, dataset_json: dict) -> Optional[str]:
-    """The lesion map that goes with a labelsTr/labelsTs file (lesionsTr/lesionsTs, same file name), or None
-    when the label file is not in such a folder. Existence is not checked."""
-    folder, name = os.path.split(os.path.abspath(label_file))
-    parent, sub = os.path.split(folder)
-    if not sub.startswith("labels"):
-        return None
-    return os.path.join(parent, "lesions" + sub[len("labels"):], name)

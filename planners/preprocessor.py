@@ -12,7 +12,7 @@
   like nnU-Net's own), so a loader can centre patches on lesions on purpose (nnU-Net samples foreground from
   channel 0's classes only);
 * records per case, in its ``.pkl`` properties: ``has_lesion_annotation`` (bool), ``domain`` (source name),
-  ``domain_index`` (index in ``sources.SOURCES``, -1 if unknown), ``annotations`` (the case's
+  ``domain_index`` (index in the plans' domains, -1 if unknown), ``annotations`` (the case's
   ``case_info[case]['annotations']`` from dataset.json).
 
 The plans keep ``preprocessor_name: DefaultPreprocessor``: inference only needs images, and nnU-Net can only find
@@ -21,44 +21,31 @@ preprocessors inside its own package. ``plan-and-preprocess`` runs this class di
 from __future__ import annotations
 
 import os
-from typing import List, Union
+from typing import List, Sequence, Union
 
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
-from .planner import lesion_file_for
+# the facts' property keys (re-exported here) live with their one reader
+from ..case_facts import DOMAIN_INDEX_KEY, DOMAIN_KEY, HAS_LESION_KEY, facts_for_case, to_properties  # noqa: F401
+from ..plans_facts import domains as plans_domains
+from ..sources import SOURCES
+from .data_facts import lesion_file_for
 
 #: Key of the lesion voxel locations in properties['class_locations'] (never a label value).
 LESION_KEY = "lesion"
 #: Seg channel of the lesion map.
 LESION_CHANNEL = 1
-HAS_LESION_KEY = "has_lesion_annotation"
-DOMAIN_KEY = "domain"
-DOMAIN_INDEX_KEY = "domain_index"
 
 
-def case_facts(case: str, dataset_json: dict, lesion_file: Union[str, None]) -> dict:
-    """Domain and lesion-annotation facts of one case, from dataset.json's case_info (MultiSpine) or, for a
-    dataset without case_info, from whether a lesion file exists."""
-    from ..sources import SOURCES
-
-    info = (dataset_json.get("case_info") or {}).get(case)
-    if info is not None:
-        annotations = dict(info.get("annotations") or {})
-        has_lesion = bool(annotations.get("lesion_mask", False))
-        domain = info.get("domain")
-    else:
-        annotations = {}
-        has_lesion = bool(lesion_file and os.path.isfile(lesion_file))
-        domain = None
-    return {
-        HAS_LESION_KEY: has_lesion,
-        DOMAIN_KEY: domain,
-        DOMAIN_INDEX_KEY: SOURCES.index(domain) if domain in SOURCES else -1,
-        "annotations": annotations,
-    }
+def case_facts(case: str, dataset_json: dict, lesion_file: Union[str, None],
+               domains: Sequence[str] = SOURCES) -> dict:
+    """A case's facts (:mod:`vertebraformer_nn.case_facts`: dataset.json's case_info, or for a dataset without it,
+    whether the lesion file exists) as its properties record them; ``domains``: the plans' domains."""
+    exists = bool(lesion_file and os.path.isfile(lesion_file))
+    return to_properties(facts_for_case(case, dataset_json, exists), domains)
 
 
 class VertebraFormerPreprocessor(DefaultPreprocessor):
@@ -75,7 +62,7 @@ class VertebraFormerPreprocessor(DefaultPreprocessor):
 
         case = os.path.basename(seg_file)[: -len(dataset_json["file_ending"])]
         lesion_file = lesion_file_for(seg_file, dataset_json)
-        facts = case_facts(case, dataset_json, lesion_file)
+        facts = case_facts(case, dataset_json, lesion_file, plans_domains(plans_manager.plans))
         if facts[HAS_LESION_KEY]:
             if not lesion_file or not os.path.isfile(lesion_file):
                 raise FileNotFoundError(f"{case}: dataset.json says it has a lesion mask, but {lesion_file} is missing")

@@ -127,3 +127,72 @@ def tiny_trained_fold_1(tiny_trained_fold):
     folder = model_folder / "fold_1"
     assert (folder / "checkpoint_final.pth").is_file()
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model_copy(tiny_trained_fold, request):
+    """A copy of the tiny model's folder with fold 0 (checkpoint, progress plot, validation summary), beside it in
+    ``$nnUNet_results`` under a trainer-like name of the requesting test module's own, for tests that write into a
+    model folder (post-processing files): what they write never reaches the model the other tests use. Removed
+    after the module."""
+    import shutil
+
+    model = tiny_trained_fold.parent
+    trainer, plans, configuration = model.name.split("__")
+    tag = request.module.__name__.rsplit(".", 1)[-1].replace("test_", "").replace("_", "")
+    copy = model.parent / f"{trainer}{tag.capitalize()}Copy__{plans}__{configuration}"
+    shutil.rmtree(copy, ignore_errors=True)
+    copy.mkdir()
+    for item in model.iterdir():
+        if item.is_file():
+            shutil.copy(item, copy / item.name)
+    shutil.copytree(tiny_trained_fold, copy / "fold_0")
+    yield copy
+    shutil.rmtree(copy)
+
+
+def make_trainer(multispine_preprocessed, results_folder, edit_plans=None, trainer: str = "VertebraFormerTrainer_tiny",
+                 fold=0):
+    """A trainer on the session's CPU-preset MultiSpine plans (optionally edited by ``edit_plans(plans)``), writing
+    into ``results_folder``, initialised (network, optimizer, loss; no data loaders): for tests of single steps."""
+    import json
+
+    import torch
+    from nnunetv2.paths import nnUNet_preprocessed
+
+    from vertebraformer_nn.trainers.registry import TRAINERS
+
+    dataset_name, plans_identifier = multispine_preprocessed
+    base = Path(str(nnUNet_preprocessed)) / dataset_name
+    plans = json.loads((base / f"{plans_identifier}.json").read_text())
+    if edit_plans is not None:
+        edit_plans(plans)
+    plans["continue_training"] = False
+    old = os.environ.get("nnUNet_results")
+    os.environ["nnUNet_results"] = str(results_folder)
+    try:
+        t = TRAINERS[trainer](plans, "3d_fullres", fold, json.loads((base / "dataset.json").read_text()),
+                              torch.device("cpu"))
+    finally:
+        if old is None:
+            os.environ.pop("nnUNet_results")
+        else:
+            os.environ["nnUNet_results"] = old
+    t.initialize()
+    return t
+
+
+def synthetic_batch(trainer, keys, seed: int = 0) -> dict:
+    """A batch of the trainer's patch size for ``keys`` in the loader's layout (data float32; target int16, channel
+    0 vertebra labels: three stacked blocks of levels 20-22, channel 1 a lesion inside them), images of noise."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    patch = list(trainer.configuration_manager.patch_size)
+    target = torch.zeros(len(keys), 2, *patch, dtype=torch.int16)
+    h, c1, c2 = patch[0] // 6, slice(patch[1] // 4, 3 * patch[1] // 4), slice(patch[2] // 4, 3 * patch[2] // 4)
+    for i, level in enumerate((20, 21, 22)):
+        target[:, 0, patch[0] // 4 + i * h: patch[0] // 4 + (i + 1) * h, c1, c2] = level
+    centre = [p // 2 for p in patch]
+    target[:, 1, centre[0]:centre[0] + 3, centre[1]:centre[1] + 3, centre[2]:centre[2] + 3] = 1
+    return {"data": torch.randn(len(keys), 1, *patch, generator=g), "target": target, "keys": list(keys)}

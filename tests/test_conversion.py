@@ -15,6 +15,7 @@ import SimpleITK as sitk
 from vertebraformer_nn import labels
 from vertebraformer_nn.dataset_conversion import ConversionError, convert_source, finalize
 from vertebraformer_nn.dataset_conversion import common, splits
+from vertebraformer_nn.dataset_conversion import partial_vertebrae as pv
 from vertebraformer_nn.dataset_conversion.cli import add_parser
 
 # --- helpers ---------------------------------------------------------------------------------------------------
@@ -106,11 +107,14 @@ def read(path) -> sitk.Image:
     return sitk.ReadImage(str(path))
 
 
-def assert_labels_in_place(source_mask: sitk.Image, converted: sitk.Image, removed=(), n_background=500, seed=0):
-    """Every labelled voxel of the source (and a sample of background) has the same VerSe code at the same physical
-    point of the converted training-label map (removed partial vertebrae: background)."""
+def assert_labels_in_place(source_mask: sitk.Image, converted: sitk.Image, ignored=(), background_may_be_ignored=False,
+                           n_background=500, seed=0):
+    """Every labelled voxel of the source (and a sample of background) has its training label at the same physical
+    point of the converted training-label map: the label of its VerSe code, or the ignore label for the vertebrae
+    cut by the field of view (``ignored``); background stays background (or may be ignore, in a VerSe case's border
+    slabs, with ``background_may_be_ignored``)."""
     src = sitk.GetArrayFromImage(source_mask)
-    conv = labels.training_to_verse(sitk.GetArrayFromImage(converted))
+    conv = sitk.GetArrayFromImage(converted)
     rng = np.random.default_rng(seed)
     fg = np.argwhere(src != 0)
     bg = np.argwhere(src == 0)
@@ -118,12 +122,16 @@ def assert_labels_in_place(source_mask: sitk.Image, converted: sitk.Image, remov
     for k, j, i in pts:
         p = source_mask.TransformIndexToPhysicalPoint((int(i), int(j), int(k)))
         ci, cj, ck = converted.TransformPhysicalPointToIndex(p)
-        expected = 0 if int(src[k, j, i]) in removed else int(src[k, j, i])
-        assert conv[ck, cj, ci] == expected, (p, expected, conv[ck, cj, ci])
+        code = int(src[k, j, i])
+        expected = {labels.IGNORE_LABEL} if code in ignored else {labels.verse_to_training(np.array(code)).item()}
+        if code == 0 and background_may_be_ignored:
+            expected.add(labels.IGNORE_LABEL)
+        assert conv[ck, cj, ci] in expected, (p, expected, conv[ck, cj, ci])
 
 
 def assert_centroids_inside(case_info: dict, label_img: sitk.Image):
-    arr = labels.training_to_verse(sitk.GetArrayFromImage(label_img))
+    arr = sitk.GetArrayFromImage(label_img)
+    arr = labels.training_to_verse(np.where(arr == labels.IGNORE_LABEL, 0, arr))
     assert case_info["centroids_mm"], "no centroids recorded"
     for code, point in case_info["centroids_mm"].items():
         i, j, k = label_img.TransformPhysicalPointToIndex(point)
@@ -145,16 +153,56 @@ def run_cli(*argv) -> int:
 
 # --- pure pieces -----------------------------------------------------------------------------------------------
 
-def test_partial_vertebra_policy_removes_only_vertebrae_touching_head_or_foot_slice():
+def test_partial_vertebrae_of_labelling_sources_become_ignore_exactly():
     arr = np.zeros((10, 4, 4), np.int64)
     arr[0:3] = 20   # touches the first S slice
     arr[4:6] = 21   # inside
     arr[7:10, 0, 0] = 28  # touches the last slice with a single voxel column
     arr[5, :, 3] = 22  # touches the left/right border only: not cut along head-foot
-    out, removed = common.remove_partial_vertebrae(arr)
-    assert removed == [28, 20]  # anatomical order: T13 before L1
-    assert set(np.unique(out)) == {0, 21, 22}
-    assert common.remove_partial_vertebrae(out)[1] == []
+    for superior in ((0, 1), (0, -1)):
+        ignore, cut, slabs = pv.ignore_region(arr, superior, (2.0, 1.0, 1.0))
+        assert cut == [28, 20] and slabs == []  # anatomical order: T13 before L1
+        np.testing.assert_array_equal(ignore, np.isin(arr, [20, 28]))
+    assert pv.cut_vertebrae(np.where(np.isin(arr, [20, 28]), 0, arr), 0) == []
+    # the same on another axis: head-foot is axis 2 of this array
+    ignore, cut, _ = pv.ignore_region(np.moveaxis(arr, 0, 2), (2, 1), (1.0, 1.0, 2.0))
+    assert cut == [28, 20] and ignore.sum() == np.isin(arr, [20, 28]).sum()
+
+
+def _unlabelled_border_case():
+    """A VerSe-style array (k = S, 1 mm) and its complete truth: T11 cut by the head border and L2 by the foot
+    border, both unlabelled (VerSe's convention); T12 and L1 whole and labelled."""
+    arr = np.zeros((40, 50, 50), np.int64)
+    truth = np.zeros_like(arr)
+    truth[33:40, 20:30, 20:30] = 18  # T11, cut at the head border (k = 39)
+    truth[22:31, 20:30, 21:31] = 19  # T12
+    truth[11:20, 21:31, 20:30] = 20  # L1
+    truth[0:9, 20:30, 20:30] = 21    # L2, cut at the foot border (k = 0)
+    arr[np.isin(truth, [19, 20])] = truth[np.isin(truth, [19, 20])]
+    return arr, truth
+
+
+def test_unlabelled_partial_vertebrae_become_ignore_through_the_border_slabs():
+    arr, truth = _unlabelled_border_case()
+    ignore, cut, slabs = pv.ignore_region(arr, (0, 1), (1.0, 1.0, 1.0), labels_partial_vertebrae=False)
+    assert cut == [] and slabs == ["superior", "inferior"]
+    assert ignore[truth == 18].all() and ignore[truth == 21].all()  # the cut ones: ignore
+    assert not ignore[arr > 0].any()  # labelled voxels never
+    assert not ignore[16].any() and not ignore[25].any()  # between the middles of T12 and L1: taught as is
+    assert not ignore[30:, 0, 0].any()  # far (28 mm) from the spine's footprint: background stays background
+    # flipped head-foot (k runs to the feet): the same voxels
+    flipped = pv.ignore_region(arr[::-1], (0, -1), (1.0, 1.0, 1.0), labels_partial_vertebrae=False)
+    np.testing.assert_array_equal(flipped[0][::-1], ignore)
+    assert flipped[2] == ["superior", "inferior"]
+    # a labelled vertebra at a border: nothing beyond it to ignore there; C1 on top, L5 below: nothing either
+    touching = arr.copy()
+    touching[33:40][truth[33:40] == 18] = 18
+    ignore, cut, slabs = pv.ignore_region(touching, (0, 1), (1.0, 1.0, 1.0), labels_partial_vertebrae=False)
+    assert cut == [18] and slabs == ["inferior"] and ignore[truth == 18].all()
+    ends = arr.copy()
+    ends[arr == 19], ends[arr == 20] = 1, 24  # C1 on top, L5 at the bottom
+    assert pv.ignore_region(ends, (0, 1), (1.0, 1.0, 1.0), labels_partial_vertebrae=False)[2] == []
+    assert not pv.ignore_region(np.zeros((5, 5, 5), np.int64), (0, 1), (1, 1, 1), False)[0].any()
 
 
 def test_tiny_origin_mismatch_is_fixed_and_said_anything_else_skips():
@@ -171,7 +219,7 @@ def test_tiny_origin_mismatch_is_fixed_and_said_anything_else_skips():
 
 
 def test_case_names_are_sanitised():
-    assert common.case_name("dicom", "pat 01/ä") == "dicom_pat_01__"
+    assert common.case_name("dicom", "pat 01/ä") == "dicom_pat_01"  # the one rule (vertebraformer_nn.case_names)
     assert common.case_name("ctspine1k", "1.3.6.1.4.1.9328.50.4.0001") == "ctspine1k_1.3.6.1.4.1.9328.50.4.0001"
 
 
@@ -245,7 +293,7 @@ def test_verse_case_lands_in_ras_with_labels_in_place_t13_kept_and_centroids_ins
         sub = case.split("sub-")[1]
         release = "dataset-verse20training" if split == "Tr" else "dataset-verse20validation"
         source_mask = read(src / release / f"derivatives/sub-{sub}/sub-{sub}_seg-vert_msk.nii.gz")
-        assert_labels_in_place(source_mask, lab)
+        assert_labels_in_place(source_mask, lab, background_may_be_ignored=True)
         # the CT too: same HU at the same physical point
         src_ct = read(src / release / f"rawdata/sub-{sub}/sub-{sub}_ct.nii.gz")
         a, b = sitk.GetArrayFromImage(src_ct), sitk.GetArrayFromImage(img)
@@ -253,7 +301,10 @@ def test_verse_case_lands_in_ras_with_labels_in_place_t13_kept_and_centroids_ins
             ci, cj, ck = img.TransformPhysicalPointToIndex(src_ct.TransformIndexToPhysicalPoint((int(i), int(j), int(k))))
             assert b[ck, cj, ci] == a[k, j, i]
         assert sorted(rec[case].codes) == sorted(codes)
-        assert set(np.unique(sitk.GetArrayFromImage(lab))) - {0} == {labels.TRAINING_LABEL_OF_CODE[c] for c in codes}
+        assert set(np.unique(sitk.GetArrayFromImage(lab))) - {0, labels.IGNORE_LABEL} == \
+            {labels.TRAINING_LABEL_OF_CODE[c] for c in codes}
+        # VerSe labels no cut vertebra: the slab beyond each outermost vertebra is ignore, except below L6
+        assert rec[case].ignored_border_slabs == (["superior", "inferior"] if split == "Tr" else ["superior"])
         assert rec[case].annotations["centroids"] == "annotated"
     # T13 is 28 in VerSe codes and training label 20, L6 is 25 -> 26: never renumbered
     assert labels.TRAINING_LABEL_OF_CODE[28] == 20 and labels.TRAINING_LABEL_OF_CODE[25] == 26
@@ -337,11 +388,12 @@ def test_border_touching_verse_vertebra_follows_the_same_policy(tmp_path, nnunet
     add_verse_subject(src, "verse001", codes=(20, 21, 22), first=0)  # L1 starts at the first I slice
     report = convert_source("verse", src, 501)
     (rec,) = report.converted
-    assert rec.partial_vertebrae_removed == [20] and rec.codes == [21, 22]
+    assert rec.partial_vertebrae_ignored == [20] and rec.codes == [21, 22]
+    assert rec.ignored_border_slabs == ["inferior"]  # the head border is reached by the labelled (cut) L1
     assert "20" not in rec.centroids_mm and any("dropped" in n for n in rec.notes)
     lab = read(raw_folder(nnunet_dirs) / "labelsTr/verse_sub-verse001.nii.gz")
     assert_labels_in_place(read(src / "dataset-verse20training/derivatives/sub-verse001/sub-verse001_seg-vert_msk.nii.gz"),
-                           lab, removed=(20,))
+                           lab, ignored=(20,), background_may_be_ignored=True)
 
 
 def test_verse_miccai_naming_is_read_with_estimated_centroids(tmp_path, nnunet_dirs):
@@ -360,7 +412,7 @@ def test_verse_miccai_naming_is_read_with_estimated_centroids(tmp_path, nnunet_d
 
 # --- CTSpine1K, SpineWeb, DICOM --------------------------------------------------------------------------------
 
-def test_ctspine1k_pairs_by_stem_splits_and_removes_partial_vertebrae(tmp_path, nnunet_dirs):
+def test_ctspine1k_pairs_by_stem_splits_and_ignores_partial_vertebrae(tmp_path, nnunet_dirs):
     src = tmp_path / "ctspine1k"
     add_ctspine1k_case(src, "liver_1", touch_bottom=True)
     add_ctspine1k_case(src, "HN_P001", codes=(3, 4, 5), collection="HNSCC-3DCT-RT", touch_top=True)
@@ -375,13 +427,14 @@ def test_ctspine1k_pairs_by_stem_splits_and_removes_partial_vertebrae(tmp_path, 
     skipped = {s.case: s.reason for s in report.skipped}
     assert "no label file" in skipped["ctspine1k_liver_2"] and "[28]" in skipped["ctspine1k_liver_3"]
     assert skipped["ctspine1k_liver_9"].startswith("CT missing")
-    assert rec["ctspine1k_liver_1"].partial_vertebrae_removed == [20] and rec["ctspine1k_liver_1"].codes == [21, 22]
-    assert rec["ctspine1k_HN_P001"].partial_vertebrae_removed == [5] and rec["ctspine1k_HN_P001"].split == "test"
+    assert rec["ctspine1k_liver_1"].partial_vertebrae_ignored == [20] and rec["ctspine1k_liver_1"].codes == [21, 22]
+    assert rec["ctspine1k_HN_P001"].partial_vertebrae_ignored == [5] and rec["ctspine1k_HN_P001"].split == "test"
+    assert all(r.ignored_border_slabs == [] for r in rec.values())  # CTSpine1K labels its cut vertebrae
     assert rec["ctspine1k_verse007_CT-iso"].subject == "verse007" and rec["ctspine1k_verse007_CT-iso"].codes == [22, 23, 24, 25]
     assert rec["ctspine1k_liver_1"].annotations["centroids"] == "estimated"
     raw = raw_folder(nnunet_dirs)
     assert_labels_in_place(read(src / "labels/MSD-T03/liver_1_seg.nii.gz"), read(raw / "labelsTr/ctspine1k_liver_1.nii.gz"),
-                           removed=(20,))
+                           ignored=(20,))
     assert (raw / "imagesTs/ctspine1k_HN_P001_0000.nii.gz").is_file()
 
 
@@ -415,13 +468,13 @@ def test_spineweb_patterns_formats_and_centroid_only_cases(tmp_path, nnunet_dirs
 
 
 def _dicom_cohort(root: Path, label_values=None):
-    from vertebraformer_nn import image_io
+    from vertebraformer_nn.phantoms.dicom_writer import write_dicom_series
 
     ct, seg = stacked_kji((20, 21, 22), shape=(30, 24, 20))
     img = lps_image(ct, spacing=(0.8, 0.8, 2.0), origin=(-10.0, -5.0, 100.0))
-    files = image_io.write_dicom_series(img, root / "p1/study/ct", patient_id="PAT-1", shuffle_file_names=True)
-    image_io.write_dicom_series(img[:, :, :4], root / "p1/study/scout", patient_id="PAT-1", series_number=9,
-                                image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
+    files = write_dicom_series(img, root / "p1/study/ct", patient_id="PAT-1", shuffle_file_names=True)
+    write_dicom_series(img[:, :, :4], root / "p1/study/scout", patient_id="PAT-1", series_number=9,
+                       image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
     lab = lps_image(seg * 2, spacing=(0.8, 0.8, 2.0), origin=(-10.0, -5.0, 100.0))  # values 40, 42, 44
     (root / "p1/labels").mkdir(parents=True)
     sitk.WriteImage(lab, str(root / "p1/labels/vert.nii.gz"))
@@ -559,3 +612,9 @@ def test_only_verse_subject_ids_are_shared_between_sources():
     assert common.dataset_subject("ctspine1k", "liver_12") == "ctspine1k:liver_12"
     assert common.dataset_subject("dicom", "patient001") != common.dataset_subject("spineweb", "patient001")
     assert common.dataset_subject("verse", "sub-gl003") == "verse:gl003"
+
+
+def test_a_manifest_of_version_0_1_asks_for_reconversion():
+    old = {"case": "ctspine1k_a", "source": "ctspine1k", "partial_vertebrae_removed": [20]}
+    with pytest.raises(ConversionError, match="re-convert source 'ctspine1k'"):
+        common.CaseRecord.from_json(old)

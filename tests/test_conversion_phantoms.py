@@ -78,27 +78,43 @@ def test_dataset_json_and_integrity(assembled):
         assert info["domain"] == case.split("_", 1)[0]
 
 
-def test_labels_kept_at_their_physical_place_partial_vertebrae_removed(sim_root, truth, assembled):
-    """Sampled voxels of the complete truth (on the source grid): converted VerSe code equals the truth, except
-    vertebrae cut by the head/foot border, which are background (VerSe's convention, every source)."""
+def test_labels_kept_at_their_physical_place_partial_vertebrae_ignored(sim_root, truth, assembled):
+    """Sampled voxels of the complete truth (on the source grid): the converted training label is the truth's, except
+    exactly the vertebrae cut by the head/foot border, which are nnU-Net's ignore label in every source. Sources
+    that label them (CTSpine1K, SpineWeb, DICOM): those voxels and no others are ignore. VerSe, which leaves them
+    unlabelled: every voxel of a cut vertebra is ignore (the border-slab rule), no voxel of a whole one is, and the
+    rest of the ignore region is background of the slab by the spine."""
     raw, ds, _, _ = assembled
-    checked = 0
+    checked = slabs = 0
     for case, info in ds["case_info"].items():
         c = truth[case]
         split = "Tr" if info["split"] == "train" else "Ts"
         lab = sitk.ReadImage(str(raw / f"labels{split}" / f"{case}.nii.gz"))
         gt = sitk.ReadImage(str(sim_root / c["truth"]["vertebrae"]))
         t = sitk.GetArrayFromImage(gt)
-        conv = labels.training_to_verse(sitk.GetArrayFromImage(lab))
         pts = np.argwhere(np.ones(t.shape, bool))[::5]
-        expected = t[tuple(pts.T)].astype(int)
-        expected[np.isin(expected, c["partial"])] = 0
-        got = conv[tuple(nearest_index(lab, physical(gt, pts)).T)]
-        assert np.array_equal(got, expected), (case, np.count_nonzero(got != expected))
-        assert info["partial_vertebrae_removed"] == ([] if c["source"] == "verse" else labels.sort_anatomically(c["partial"]))
+        true_codes = t[tuple(pts.T)].astype(int)
+        got = sitk.GetArrayFromImage(lab)[tuple(nearest_index(lab, physical(gt, pts)).T)].astype(int)
+        cut = np.isin(true_codes, c["partial"])
+        ignored = got == labels.IGNORE_LABEL
+        assert ignored[cut].all(), (case, int((~ignored[cut]).sum()))
+        whole = (true_codes > 0) & ~cut
+        expected = labels.verse_to_training(true_codes[whole])
+        assert np.array_equal(got[whole], expected), (case, int((got[whole] != expected).sum()))
+        if c["source"] == "verse":
+            assert set(info["ignored_border_slabs"]) <= {"superior", "inferior"}
+            slabs += len(info["ignored_border_slabs"])
+            assert (got[true_codes == 0] != labels.IGNORE_LABEL).any()  # the slab is near the spine, not everywhere
+            assert set(got[true_codes == 0]) <= {0, labels.IGNORE_LABEL}
+        else:
+            assert info["ignored_border_slabs"] == []
+            assert np.array_equal(ignored, cut), case
+            assert not got[true_codes == 0].any()
+        assert info["partial_vertebrae_ignored"] == (
+            [] if c["source"] == "verse" else labels.sort_anatomically(c["partial"]))
         assert sitk.DICOMOrientImageFilter_GetOrientationFromDirectionCosines(lab.GetDirection()) == "RAS"
         checked += 1
-    assert checked >= 8
+    assert checked >= 8 and slabs >= 1
 
 
 def test_centroids_inside_their_vertebra_and_near_the_truth(truth, assembled):
@@ -106,7 +122,8 @@ def test_centroids_inside_their_vertebra_and_near_the_truth(truth, assembled):
     for case, info in ds["case_info"].items():
         split = "Tr" if info["split"] == "train" else "Ts"
         lab = sitk.ReadImage(str(raw / f"labels{split}" / f"{case}.nii.gz"))
-        arr = labels.training_to_verse(sitk.GetArrayFromImage(lab))
+        arr = sitk.GetArrayFromImage(lab)
+        arr = labels.training_to_verse(np.where(arr == labels.IGNORE_LABEL, 0, arr))
         codes = {int(c) for c in np.unique(arr) if c}
         assert {int(c) for c in info["centroids_mm"]} == codes, case
         expected_kind = "annotated" if case.startswith("verse_") else "estimated"

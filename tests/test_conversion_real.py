@@ -26,6 +26,12 @@ def _same_place(source: sitk.Image, converted: sitk.Image, to_source_values=lamb
     return src[tuple(kji.T)], conv[tuple(idx.T)]
 
 
+def _verse_codes(training: np.ndarray) -> np.ndarray:
+    """Training labels -> VerSe codes, the ignore label as -1."""
+    return np.where(training == labels.IGNORE_LABEL, -1,
+                    labels.training_to_verse(np.where(training == labels.IGNORE_LABEL, 0, training)).astype(int))
+
+
 def test_real_verse004_mask_and_centroids_convert_with_every_centroid_inside_its_vertebra(real_data, tmp_path, nnunet_dirs):
     folder = real_data / "verse_sub-verse004"
     mask_nii = nib.load(str(folder / "sub-verse004_seg-vert_msk.nii.gz"))
@@ -49,20 +55,26 @@ def test_real_verse004_mask_and_centroids_convert_with_every_centroid_inside_its
     assert report.ok, report.format()
     (rec,) = report.converted
     assert rec.case == "verse_sub-verse004" and rec.subject == "verse004" and rec.split == "train"
-    assert rec.codes == list(range(16, 25)) and rec.partial_vertebrae_removed == []
+    assert rec.codes == list(range(16, 25)) and rec.partial_vertebrae_ignored == []
+    assert rec.ignored_border_slabs == ["superior"]  # above T9 a cut T8 may hide; below L5 comes the sacrum
     assert rec.annotations["centroids"] == "annotated" and sorted(map(int, rec.centroids_mm)) == list(range(16, 25))
     assert rec.fracture_grades == {"16": 2, "17": 2, "18": 0, "19": 0, "20": 3, "21": 0, "22": 0}
 
     raw = nnunet_dirs / "nnUNet_raw/Dataset501_MultiSpine"
     lab = sitk.ReadImage(str(raw / "labelsTr/verse_sub-verse004.nii.gz"))
-    arr = labels.training_to_verse(sitk.GetArrayFromImage(lab))
+    arr = _verse_codes(sitk.GetArrayFromImage(lab))
     for code, point in rec.centroids_mm.items():
         i, j, k = lab.TransformPhysicalPointToIndex(point)
         assert arr[k, j, i] == int(code), (code, arr[k, j, i])
-    # the label map is the official mask, voxel for voxel, at the same physical places
+    # the label map is the official mask, voxel for voxel, at the same physical places; the ignore label only on
+    # the mask's background, above the middle of T9 (the head end)
     src_mask = sitk.ReadImage(str(folder / "sub-verse004_seg-vert_msk.nii.gz"))
-    expected, got = _same_place(src_mask, lab, labels.training_to_verse)
-    assert np.array_equal(np.rint(expected).astype(int), got)
+    expected, got = _same_place(src_mask, lab, _verse_codes)
+    expected = np.rint(expected).astype(int)
+    assert np.array_equal(expected[got != -1], got[got != -1]) and (expected[got == -1] == 0).all()
+    ignored = np.argwhere(sitk.GetArrayFromImage(lab) == labels.IGNORE_LABEL)
+    t9 = np.argwhere(arr == 16)
+    assert len(ignored) and ignored[:, 0].min() >= np.rint(t9[:, 0].mean())  # RAS: k grows to the head
     assert sorted(lab.GetSize()) == sorted(src_mask.GetSize())
 
     fin = finalize(501, check=False)
@@ -84,7 +96,8 @@ def test_real_tptbox_ct_as_a_verse_subject(real_data, tmp_path, nnunet_dirs):
     assert report.ok, report.format()
     (rec,) = report.converted
     assert rec.case == "verse_sub-ct_label-22" and rec.subject == "verse:ct"
-    assert rec.partial_vertebrae_removed == [21, 23] and rec.codes == [22]  # VerSe's convention: only L3 is whole
+    assert rec.partial_vertebrae_ignored == [21, 23] and rec.codes == [22]  # only L3 is whole
+    assert rec.ignored_border_slabs == []  # the cut L2 and L4 reach both borders: no unlabelled vertebra beyond
     assert list(rec.centroids_mm) == ["22"] and rec.annotations["centroids"] == "annotated"
 
     raw = nnunet_dirs / "nnUNet_raw/Dataset501_MultiSpine"
@@ -97,8 +110,8 @@ def test_real_tptbox_ct_as_a_verse_subject(real_data, tmp_path, nnunet_dirs):
     assert np.array_equal(expected, got)  # every HU value at its physical place
     assert (int(got.min()), int(got.max())) == (-1030, 1961)
     src_mask = sitk.ReadImage(str(src / "sub-ct_seg-vert_label-22_msk.nii.gz"))
-    expected, got = _same_place(src_mask, lab, labels.training_to_verse, step=1)
-    expected = np.where(np.isin(expected, [21, 23]), 0, expected)
+    expected, got = _same_place(src_mask, lab, _verse_codes, step=1)
+    expected = np.where(np.isin(expected, [21, 23]), -1, expected.astype(int))  # the cut vertebrae, exactly: ignore
     assert np.array_equal(expected, got)
     i, j, k = lab.TransformPhysicalPointToIndex(rec.centroids_mm["22"])
-    assert labels.training_to_verse(sitk.GetArrayFromImage(lab))[k, j, i] == 22
+    assert _verse_codes(sitk.GetArrayFromImage(lab))[k, j, i] == 22

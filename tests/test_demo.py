@@ -97,9 +97,10 @@ def test_markers_reuse_only_with_same_params_and_intact_outputs(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ reference
-def test_unseen_style_reference_drops_cut_vertebrae_like_the_training_data(tmp_path):
+def test_unseen_style_reference_ignores_cut_vertebrae_like_the_training_data(tmp_path):
     from vertebraformer_nn.centroids import read_verse_ctd
     from vertebraformer_nn.demo.reference import truth_reference
+    from vertebraformer_nn.evaluation.references import IGNORE_VALUE
     from vertebraformer_nn.phantoms import generate
 
     sim = tmp_path / "sim"
@@ -111,9 +112,11 @@ def test_unseen_style_reference_drops_cut_vertebrae_like_the_training_data(tmp_p
         truth = sitk.ReadImage(str(sim / case["truth"]["vertebrae"]))
         assert case["partial"], "the phantom should have vertebrae cut by the field of view"
         kept = set(case["levels"]) - set(case["partial"])
-        assert set(np.unique(sitk.GetArrayFromImage(ref))) - {0} == kept
+        assert set(np.unique(sitk.GetArrayFromImage(ref))) - {0} == kept | {IGNORE_VALUE}
         same = np.isin(sitk.GetArrayFromImage(truth), sorted(kept))
         assert np.array_equal(sitk.GetArrayFromImage(ref)[same], sitk.GetArrayFromImage(truth)[same])
+        cut = np.isin(sitk.GetArrayFromImage(truth), case["partial"])
+        assert np.array_equal(sitk.GetArrayFromImage(ref) == IGNORE_VALUE, cut)
         assert ref.GetOrigin() == truth.GetOrigin() and ref.GetDirection() == truth.GetDirection()
         assert set(read_verse_ctd(tmp_path / "ref" / f"{name}_ctd.json", ref)) == kept
         lesion = (tmp_path / "ref" / f"{name}_lesion.nii.gz").read_bytes()
@@ -122,7 +125,9 @@ def test_unseen_style_reference_drops_cut_vertebrae_like_the_training_data(tmp_p
 
 # ------------------------------------------------------------------------------------------------ guards
 def test_demo_refuses_a_foreign_folder_and_bad_options(tmp_path):
-    from vertebraformer_nn.demo.pipeline import DemoConfig, DemoError, run_demo
+    from vertebraformer_nn.demo.config import DemoConfig
+    from vertebraformer_nn.demo.environment import DemoError
+    from vertebraformer_nn.demo.pipeline import run_demo
 
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(DemoError, match="not an earlier demo"):
@@ -131,6 +136,18 @@ def test_demo_refuses_a_foreign_folder_and_bad_options(tmp_path):
     for bad in (dict(cases_per_source=1), dict(minutes=0), dict(trainer="NoSuchTrainer"), dict(max_folds=3)):
         with pytest.raises(DemoError):
             DemoConfig(out=tmp_path / "new", **bad).check()
+
+
+def test_the_command_line_parser_imports_neither_torch_nor_nnunet():
+    """``vertebraformer --help`` answers at once: building every subcommand's parser (demo, predict, evaluate,
+    determine-postprocessing ...) imports neither torch nor nnU-Net, in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from vertebraformer_nn.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'nnunetv2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_demo_is_a_subcommand(capsys):
@@ -204,7 +221,7 @@ def test_budget_trainer_trains_the_epochs_that_fit(multispine_preprocessed, tmp_
     runs 20-30 s: a 55 s budget leaves (55 - 20 - 5) // 10 = 3 more epochs; epoch 1 runs 40-50 s, a cycle of 20 s
     with the gap before it: (55 - 40 - 5) // 10 = 1 more, 3 in all; epoch 2 (60-70 s) ends past the budget."""
     import vertebraformer_nn.trainers.budget as budget
-    from vertebraformer_nn.trainers.cli import build_trainer
+    from vertebraformer_nn.trainers.build import build_trainer
     from vertebraformer_nn.trainers.schedule import lr_at
 
     _, plans = multispine_preprocessed
@@ -243,7 +260,8 @@ NNUNET_VARS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """The demo at its smallest size: 2 cases per source, 1 unseen-style case, the tiny schedule, one fold."""
-    from vertebraformer_nn.demo.pipeline import DemoConfig, run_demo
+    from vertebraformer_nn.demo.config import DemoConfig
+    from vertebraformer_nn.demo.pipeline import run_demo
 
     out = tmp_path_factory.mktemp("demo") / "demo_out"
     config = DemoConfig(out=out, cases_per_source=2, unseen_cases=1, minutes=3, device="cpu",

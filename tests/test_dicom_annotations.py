@@ -9,6 +9,7 @@ import SimpleITK as sitk
 from vertebraformer_nn import image_io as io
 from vertebraformer_nn.dicom_annotations import read_rtstruct, read_seg, write_rtstruct, write_seg
 from vertebraformer_nn.image_io import ImageReadError
+from vertebraformer_nn.phantoms.dicom_writer import write_dicom_series
 
 REAL_SERIES = "totalsegmentator/example_ct_dicom"
 
@@ -36,7 +37,7 @@ def series(tmp_path_factory):
     ct = sitk.GetImageFromArray(rng.integers(-1000, 1500, (16, 40, 36)).astype(np.int16))
     ct.SetSpacing((0.8, 0.9, 2.0))
     ct.SetOrigin((-14.0, -18.0, -100.0))
-    files = io.write_dicom_series(ct, root / "ct", patient_id="P1", shuffle_file_names=True)
+    files = write_dicom_series(ct, root / "ct", patient_id="P1", shuffle_file_names=True)
     ct = io.read_image(root / "ct")
     z, y, x = np.mgrid[:16, :40, :36]
     body = ((x - 18) / 9.0) ** 2 + ((y - 20) / 8.0) ** 2 + ((z - 8) / 4.5) ** 2 < 1  # slices 4..12 only
@@ -127,7 +128,7 @@ def test_rtstruct_onto_reoriented_reference(series, tmp_path):
 def test_annotation_beside_the_series_is_not_chosen(series, tmp_path):
     root, ct, files, masks = series
     folder = tmp_path / "study"
-    copies = io.write_dicom_series(ct, folder, patient_id="P1")
+    copies = write_dicom_series(ct, folder, patient_id="P1")
     write_seg({"L1 vertebra": masks["L1 vertebra"]}, copies, folder / "seg.dcm")
     write_rtstruct({"L1 vertebra": masks["L1 vertebra"]}, copies, folder / "rt.dcm")
     listed = {s.modality: s for s in io.list_dicom_series(folder)}
@@ -178,7 +179,7 @@ def test_other_frame_of_reference_is_refused(series, tmp_path):
     root, ct, files, masks = series
     seg = write_seg({"L1 vertebra": masks["L1 vertebra"]}, files, tmp_path / "seg.dcm")
     rt = write_rtstruct({"L1 vertebra": masks["L1 vertebra"]}, files, tmp_path / "rt.dcm")
-    io.write_dicom_series(ct, tmp_path / "other", patient_id="P2")  # same grid, another scan
+    write_dicom_series(ct, tmp_path / "other", patient_id="P2")  # same grid, another scan
     other = io.read_image(tmp_path / "other")
     for reader, path in ((read_seg, seg), (read_rtstruct, rt)):
         with pytest.raises(ImageReadError, match="frame of reference") as err:

@@ -13,6 +13,8 @@ import SimpleITK as sitk
 
 from vertebraformer_nn import image_io as io
 from vertebraformer_nn.image_io import ImageReadError
+from vertebraformer_nn.image_io.regular_grid import spacing_problem
+from vertebraformer_nn.phantoms.dicom_writer import write_dicom_series
 
 REAL_SERIES = "totalsegmentator/example_ct_dicom"
 VERSE_MASK = "verse_sub-verse004/sub-verse004_seg-vert_msk.nii.gz"
@@ -106,7 +108,7 @@ def test_real_series_slice_content_order_and_hu(real_series):
 
 def test_shuffled_series_reads_in_position_order_with_exact_geometry(tmp_path):
     image = make_ct()
-    files = io.write_dicom_series(image, tmp_path / "ct", shuffle_file_names=True, seed=3)
+    files = write_dicom_series(image, tmp_path / "ct", shuffle_file_names=True, seed=3)
     assert len(files) == 12
     names = [f.name for f in files]  # returned in position order
     assert names != sorted(names)
@@ -120,8 +122,8 @@ def test_shuffled_series_reads_in_position_order_with_exact_geometry(tmp_path):
 
 def test_written_series_headers(tmp_path):
     image = make_ct()
-    files = io.write_dicom_series(image, tmp_path / "ct", patient_id="P7", series_number=4, series_description="Bone",
-                                  convolution_kernel="B70f", slice_thickness=3.0, seed=1)
+    files = write_dicom_series(image, tmp_path / "ct", patient_id="P7", series_number=4, series_description="Bone",
+                               convolution_kernel="B70f", slice_thickness=3.0, seed=1)
     first = pydicom.dcmread(str(files[0]))
     assert first.SOPClassUID == pydicom.uid.CTImageStorage and first.Modality == "CT"
     assert (first.PatientID, first.SeriesNumber, first.SeriesDescription) == ("P7", 4, "Bone")
@@ -130,10 +132,10 @@ def test_written_series_headers(tmp_path):
     assert [float(v) for v in first.PixelSpacing] == [0.8, 0.75]  # row spacing (y) first
     assert [pydicom.dcmread(str(f)).InstanceNumber for f in files] == list(range(1, 13))
     # Deterministic UIDs: the same call gives the same UIDs, another patient others.
-    again = io.write_dicom_series(image, tmp_path / "again", patient_id="P7", series_number=4,
-                                  series_description="Bone", seed=1)
-    other = io.write_dicom_series(image, tmp_path / "other", patient_id="P8", series_number=4,
-                                  series_description="Bone", seed=1)
+    again = write_dicom_series(image, tmp_path / "again", patient_id="P7", series_number=4,
+                               series_description="Bone", seed=1)
+    other = write_dicom_series(image, tmp_path / "other", patient_id="P8", series_number=4,
+                               series_description="Bone", seed=1)
     uids = lambda f: (lambda d: (d.StudyInstanceUID, d.SeriesInstanceUID, d.SOPInstanceUID))(pydicom.dcmread(str(f)))
     assert uids(again[0]) == uids(files[0])
     assert set(uids(other[0])).isdisjoint(uids(files[0]))
@@ -142,19 +144,19 @@ def test_written_series_headers(tmp_path):
 def test_values_below_minus_1024_and_float_values(tmp_path):
     # Below -1024 the writer switches to signed storage; float HU are rounded to whole HU.
     image = make_ct(low=-3024, high=3000)
-    io.write_dicom_series(image, tmp_path / "signed")
+    write_dicom_series(image, tmp_path / "signed")
     assert pydicom.dcmread(str(next((tmp_path / "signed").iterdir()))).PixelRepresentation == 1
     assert_same_image(image, io.read_image(tmp_path / "signed"))
 
     floats = sitk.Cast(make_ct(), sitk.sitkFloat32) + 0.3
-    io.write_dicom_series(floats, tmp_path / "float")
+    write_dicom_series(floats, tmp_path / "float")
     back = io.read_image(tmp_path / "float")
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), np.rint(sitk.GetArrayFromImage(floats)))
 
 
 def test_tilted_series_round_trip(tmp_path):
     image = make_ct(direction=TILTED)
-    io.write_dicom_series(image, tmp_path / "tilted", shuffle_file_names=True)
+    write_dicom_series(image, tmp_path / "tilted", shuffle_file_names=True)
     (series,) = io.list_dicom_series(tmp_path / "tilted")
     assert not series.is_axial and "not axial" in series.reason_rejected
     back = io.read_image(tmp_path / "tilted", series_uid=series.series_uid)
@@ -165,7 +167,7 @@ def test_left_handed_volume_is_written_as_the_same_physical_image(tmp_path):
     # DICOM cannot store a left-handed grid: the series reads back with the slice axis flipped, voxel for voxel
     # at the same physical points.
     image = make_ct(direction=(1, 0, 0, 0, 1, 0, 0, 0, -1))
-    io.write_dicom_series(image, tmp_path / "lh")
+    write_dicom_series(image, tmp_path / "lh")
     back = io.read_image(tmp_path / "lh")
     assert_same_image(sitk.Flip(image, [False, False, True]), back)
     index = (3, 4, 5)
@@ -177,7 +179,7 @@ def test_multiframe_dicom_file(tmp_path):
     import highdicom as hd
 
     image = make_ct()
-    files = io.write_dicom_series(image, tmp_path / "series", shuffle_file_names=True)
+    files = write_dicom_series(image, tmp_path / "series", shuffle_file_names=True)
     # Frames in file-name (shuffled) order: the reader must place them by their plane positions.
     datasets = [pydicom.dcmread(str(f)) for f in sorted(files)]
     enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(
@@ -215,17 +217,17 @@ def study(tmp_path_factory):
     common = dict(patient_id="P1", frame_of_reference_uid=for_uid, study_instance_uid="1.2.3.4")
     thin = make_ct(size=(16, 16, 30), spacing=(0.8, 0.8, 1.0), seed=1)
     thick = make_ct(size=(16, 16, 10), spacing=(0.8, 0.8, 3.0), seed=2)
-    io.write_dicom_series(thin, root / "s2_bone", series_number=2, series_description="Bone 1.0 B70",
-                          shuffle_file_names=True, **common)
-    io.write_dicom_series(thick, root / "s3_soft", series_number=3, series_description="Soft 3.0 B30", **common)
-    io.write_dicom_series(make_ct(size=(32, 32, 3), spacing=(1, 1, 1), direction=CORONAL), root / "s1_scout",
-                          series_number=1, series_description="Topogram",
-                          image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), **common)
-    io.write_dicom_series(make_ct(size=(16, 16, 20), spacing=(0.8, 0.8, 0.8), direction=SAGITTAL), root / "s4_sag",
-                          series_number=4, series_description="Sag MPR", **common)
+    write_dicom_series(thin, root / "s2_bone", series_number=2, series_description="Bone 1.0 B70",
+                       shuffle_file_names=True, **common)
+    write_dicom_series(thick, root / "s3_soft", series_number=3, series_description="Soft 3.0 B30", **common)
+    write_dicom_series(make_ct(size=(32, 32, 3), spacing=(1, 1, 1), direction=CORONAL), root / "s1_scout",
+                       series_number=1, series_description="Topogram",
+                       image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"), **common)
+    write_dicom_series(make_ct(size=(16, 16, 20), spacing=(0.8, 0.8, 0.8), direction=SAGITTAL), root / "s4_sag",
+                       series_number=4, series_description="Sag MPR", **common)
     # Thinnest of all, axial, but only 5 slices: localizer-like by the slice-count rule.
-    io.write_dicom_series(make_ct(size=(16, 16, 5), spacing=(0.8, 0.8, 0.5)), root / "s5_short",
-                          series_number=5, series_description="Short 0.5", **common)
+    write_dicom_series(make_ct(size=(16, 16, 5), spacing=(0.8, 0.8, 0.5)), root / "s5_short",
+                       series_number=5, series_description="Short 0.5", **common)
     return root, thin
 
 
@@ -244,8 +246,8 @@ def test_choose_series_picks_thin_axial(study):
 
 
 def test_choose_series_tie_breaks_on_most_slices(tmp_path):
-    io.write_dicom_series(make_ct(size=(8, 8, 10)), tmp_path / "short", series_number=1)
-    io.write_dicom_series(make_ct(size=(8, 8, 14)), tmp_path / "long", series_number=2)
+    write_dicom_series(make_ct(size=(8, 8, 10)), tmp_path / "short", series_number=1)
+    write_dicom_series(make_ct(size=(8, 8, 14)), tmp_path / "long", series_number=2)
     assert io.choose_series(io.list_dicom_series(tmp_path)).n_slices == 14
 
 
@@ -263,13 +265,14 @@ def test_choose_series_error_lists_every_rejection(study, tmp_path):
         io.choose_series([], source="x")
 
 
-def test_series_with_gap_duplicates_or_no_pixel_spacing_is_rejected(tmp_path):
-    files = io.write_dicom_series(make_ct(size=(8, 8, 12)), tmp_path / "gap")
+def test_series_with_long_gap_duplicates_or_no_pixel_spacing_is_rejected(tmp_path):
+    files = write_dicom_series(make_ct(size=(8, 8, 12)), tmp_path / "gap")  # 2.5 mm slices
     files[5].unlink()
+    files[6].unlink()  # a 7.5 mm gap: too long to interpolate (a single missing slice is repaired: test_regular_grid)
     (gap,) = io.list_dicom_series(tmp_path / "gap")
-    assert not gap.uniform and "non-uniform slice spacing" in gap.reason_rejected
+    assert not gap.uniform and "non-uniform slice spacing" in gap.reason_rejected and "too long" in gap.reason_rejected
 
-    files = io.write_dicom_series(make_ct(size=(8, 8, 12)), tmp_path / "dup")
+    files = write_dicom_series(make_ct(size=(8, 8, 12)), tmp_path / "dup")
     for k, f in enumerate(files):  # a second phase at the same positions, same series UID
         ds = pydicom.dcmread(str(f))
         ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=["dup", str(k)])
@@ -277,7 +280,7 @@ def test_series_with_gap_duplicates_or_no_pixel_spacing_is_rejected(tmp_path):
     (dup,) = io.list_dicom_series(tmp_path / "dup")
     assert "duplicate slice positions" in dup.reason_rejected
 
-    files = io.write_dicom_series(make_ct(size=(8, 8, 12)), tmp_path / "nospacing")
+    files = write_dicom_series(make_ct(size=(8, 8, 12)), tmp_path / "nospacing")
     for f in files:
         ds = pydicom.dcmread(str(f))
         del ds.PixelSpacing
@@ -431,7 +434,7 @@ def test_corrupt_and_missing_files(tmp_path):
     truncated = tmp_path / "truncated.mha"
     io.write_image(make_ct(), truncated)
     truncated.write_bytes(truncated.read_bytes()[:400])
-    _raises_naming(truncated, "unreadable")
+    _raises_naming(truncated, "truncated zlib-compressed voxel data")  # more test_image_headers.py
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     _raises_naming(text, "not DICOM")
@@ -470,7 +473,7 @@ def test_2d_4d_vector_and_zero_spacing_images(tmp_path):
 
 
 def test_unreadable_dicom_series_names_the_folder(tmp_path):
-    files = io.write_dicom_series(make_ct(size=(8, 8, 10)), tmp_path / "ct")
+    files = write_dicom_series(make_ct(size=(8, 8, 10)), tmp_path / "ct")
     files[3].write_bytes(files[3].read_bytes()[:600])  # header intact, pixel data cut
     with pytest.raises(ImageReadError) as err:
         io.read_image(tmp_path / "ct")
@@ -479,7 +482,7 @@ def test_unreadable_dicom_series_names_the_folder(tmp_path):
 
 def test_spacing_problem_tolerates_decimal_string_rounding():
     positions = np.array([[0, 0, z] for z in (0.0, 1.2500001, 2.5, 3.7499999)])
-    assert io._spacing_problem(np.diff(positions[:, 2]), positions, np.array([0, 0, 1.0])) is None
+    assert spacing_problem(np.diff(positions[:, 2]), positions, np.array([0, 0, 1.0])) is None
     assert math.isclose(np.median(np.diff(positions[:, 2])), 1.25, rel_tol=1e-6)
 
 

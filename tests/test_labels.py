@@ -29,11 +29,25 @@ def test_anatomical_order_places_transitional_vertebrae():
 def test_training_vocabulary_is_consecutive_and_complete():
     js = L.dataset_json_labels()
     assert js["background"] == 0
-    assert sorted(js.values()) == list(range(27))
+    assert sorted(js.values()) == list(range(28))
     assert js["T13"] == js["T12"] + 1 and js["L1"] == js["T13"] + 1 and js["L6"] == 26
+    # nnU-Net's ignore label: the highest value, the last entry, no structure
+    assert list(js.items())[-1] == ("ignore", L.IGNORE_LABEL) and L.IGNORE_LABEL == 27
     codes = L.dataset_json_verse_codes()
+    assert str(L.IGNORE_LABEL) not in codes  # 27 is VerSe's coccyx: the ignore label must not read as one
     # every training label maps to the VerSe code of the same name
-    assert all(codes[str(v)] == (0 if k == "background" else L.code(k)) for k, v in js.items())
+    assert all(codes[str(v)] == (0 if k == "background" else L.code(k)) for k, v in js.items() if k != "ignore")
+    with pytest.raises(ValueError, match="ignore label 27 has no VerSe code"):
+        L.training_to_verse(np.array([0, 1, L.IGNORE_LABEL]))
+
+
+def test_nnunet_label_manager_reads_the_vocabulary():
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+    lm = LabelManager(L.dataset_json_labels(), regions_class_order=None)
+    assert lm.has_ignore_label and lm.ignore_label == L.IGNORE_LABEL
+    assert lm.num_segmentation_heads == L.NUM_TRAINING_LABELS == 27  # no network channel for the ignore label
+    assert L.IGNORE_LABEL not in lm.foreground_labels  # never sampled as a class
 
 
 def test_label_map_round_trip_keeps_transitional_codes():

@@ -1,8 +1,11 @@
 """Sharing a trained model with nnU-Net's own tools: ``nnUNetv2_export_model_to_zip`` on our model folder, then
-``nnUNetv2_install_pretrained_model_from_zip`` into a fresh ``nnUNet_results``; the installed model predicts the
-same as the original (``vertebraformer predict -m <model folder> -f 0``)."""
+``nnUNetv2_install_pretrained_model_from_zip`` into a fresh ``nnUNet_results``. What the export must preserve is
+everything that decides a prediction: the weights, the plans, and the model's post-processing values (which nnU-Net's
+export carries only from ``crossval_results_folds_<folds>/``). The model here has post-processing of its own that
+changes its outputs (checked against the defaults), so an export that lost any of it would predict differently."""
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -12,6 +15,8 @@ import SimpleITK as sitk
 
 #: head-foot slices (RAS: the numpy axis 0) of the phantom kept for the prediction: a small, fast case
 SLAB = 24
+#: the model's own post-processing: values that change the tiny model's outputs
+OWN = {"level_smoothing_mm": 4.0, "lesion_threshold": 0.2}
 
 
 @pytest.fixture(scope="module")
@@ -26,22 +31,34 @@ def small_case(multispine_raw, tmp_path_factory) -> Path:
     return write_image(slab, tmp_path_factory.mktemp("share_case") / "slab.nii.gz")
 
 
-def _predict(model: Path, case: Path, out: Path) -> None:
+def _predict(model: Path, case: Path, out: Path, *extra) -> dict:
     from vertebraformer_nn.cli import main
 
     assert main(["predict", "-i", str(case), "-o", str(out), "-m", str(model), "-f", "0", "-device", "cpu",
-                 "--no_preview", "--disable_progress_bar"]) == 0
+                 "--no_preview", "--disable_progress_bar", *map(str, extra)]) == 0
+    return json.loads((out / "slab.json").read_text())
 
 
-def _array(path: Path) -> np.ndarray:
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+def _arrays(out: Path) -> dict:
+    return {name: sitk.GetArrayFromImage(sitk.ReadImage(str(out / name)))
+            for name in ("slab.nii.gz", "slab_lesion.nii.gz")}
 
 
-def test_exported_model_installs_and_predicts_the_same(tiny_trained_fold, small_case, tmp_path, monkeypatch):
+def test_exported_model_installs_and_predicts_the_same(tiny_model_copy, small_case, tmp_path, monkeypatch):
     from nnunetv2.model_sharing.model_export import export_pretrained_model
     from nnunetv2.model_sharing.model_import import install_model_from_zip_file
 
-    model = tiny_trained_fold.parent
+    from vertebraformer_nn.inference import postprocessing as PP
+    from vertebraformer_nn.inference.postprocessing_search import write_postprocessing
+
+    model = tiny_model_copy
+    write_postprocessing(model, [0], PP.with_values(PP.DEFAULTS, OWN))
+    original = _predict(model, small_case, tmp_path / "original")
+    assert {k: original["postprocessing"]["values"][k] for k in OWN} == OWN
+    # the model's own values matter: with the defaults instead, its outputs differ
+    _predict(model, small_case, tmp_path / "defaults", "--set", *(f"{k}={getattr(PP.DEFAULTS, k)}" for k in OWN))
+    with_defaults, own = _arrays(tmp_path / "defaults"), _arrays(tmp_path / "original")
+    assert any(not np.array_equal(with_defaults[n], own[n]) for n in own)
     dataset = model.parent.name
     trainer, plans, configuration = model.name.split("__")
     archive = tmp_path / "model.zip"
@@ -50,7 +67,7 @@ def test_exported_model_installs_and_predicts_the_same(tiny_trained_fold, small_
     names = set(zipfile.ZipFile(archive).namelist())
     prefix = f"{dataset}/{model.name}"
     for member in ("fold_0/checkpoint_final.pth", "fold_0/progress.png", "plans.json", "dataset.json",
-                   "dataset_fingerprint.json"):
+                   "dataset_fingerprint.json", "crossval_results_folds_0/postprocessing.json"):
         assert f"{prefix}/{member}" in names
 
     fresh = tmp_path / "fresh_results"
@@ -58,13 +75,11 @@ def test_exported_model_installs_and_predicts_the_same(tiny_trained_fold, small_
     monkeypatch.setenv("nnUNet_results", str(fresh))  # nnunetv2.paths reads the variable when it is used
     install_model_from_zip_file(str(archive))
     installed = fresh / dataset / model.name
-    assert (installed / "fold_0" / "checkpoint_final.pth").read_bytes() == \
-        (model / "fold_0" / "checkpoint_final.pth").read_bytes()
+    copy = _predict(installed, small_case, tmp_path / "installed")
 
-    _predict(model, small_case, tmp_path / "original")
-    _predict(installed, small_case, tmp_path / "installed")
-    original, copy = _array(tmp_path / "original" / "slab.nii.gz"), _array(tmp_path / "installed" / "slab.nii.gz")
-    assert original.shape == _array(small_case).shape
-    assert np.array_equal(original, copy)
-    assert np.array_equal(_array(tmp_path / "original" / "slab_lesion.nii.gz"),
-                          _array(tmp_path / "installed" / "slab_lesion.nii.gz"))
+    assert copy["postprocessing"]["values"] == original["postprocessing"]["values"]
+    assert copy["vertebrae"] == original["vertebrae"] and copy["lesions"] == original["lesions"]
+    ours, theirs = _arrays(tmp_path / "original"), _arrays(tmp_path / "installed")
+    assert ours["slab.nii.gz"].shape == sitk.GetArrayFromImage(sitk.ReadImage(str(small_case))).shape
+    for name in ours:
+        assert np.array_equal(ours[name], theirs[name]), name

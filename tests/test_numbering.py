@@ -3,14 +3,20 @@ hand-made volumes (boxes stacked along the head-foot axis, probabilities built f
 controlled ambiguity and noise) and hand-made log-probability matrices."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cc3d
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from vertebraformer_nn import image_io
+from vertebraformer_nn.inference import decoder as D
+from vertebraformer_nn.inference import instances as I
 from vertebraformer_nn.inference import numbering as N
-from vertebraformer_nn.inference.numbering import decode_levels, gap_ratios, number_vertebrae, order_instances
+from vertebraformer_nn.inference.decoder import decode_levels, gap_ratios
+from vertebraformer_nn.inference.numbering import number_vertebrae, order_instances
+from vertebraformer_nn.inference.postprocessing import DEFAULTS
 from vertebraformer_nn.labels import ANATOMICAL_ORDER, CERVICAL, LUMBAR, THORACIC, verse_to_training
 
 SPACING = (3.5, 3.5, 3.5)
@@ -147,7 +153,7 @@ def test_missing_vertebra_is_skipped_only_across_a_gap():
     seg, _, _ = phantom(levels)  # same evidence, no gap: the labels must stay consecutive
     result = number_vertebrae(seg, SPACING, 0, -1)
     got = [level(n) for n in names(result)]
-    assert all(N._SKIPS[a, b] == 0 for a, b in zip(got, got[1:]))
+    assert all(D._SKIPS[a, b] == 0 for a, b in zip(got, got[1:]))
     assert not any("skipped" in n for n in result.notes)
 
 
@@ -189,7 +195,7 @@ def test_vertebra_with_two_argmax_levels_stays_whole_and_fragments_join():
     argmax = seg.argmax(axis=0)
     assert set(np.unique(argmax[box_map == 3])) == {level("T7") + 1, level("T8") + 1}
     assert (argmax[box_map == 1] == level("T4") + 1).sum() == 4
-    found = N.vertebra_instances(seg, SPACING)
+    found = I.vertebra_instances(seg, SPACING)
     assert found.instance_map.max() == 3
     assert len(np.unique(found.instance_map[box_map == 3])) == 1
     assert "one vertebra carried voxel-wise levels T7, T8 across a wide contact: kept whole" in found.notes
@@ -211,7 +217,8 @@ def test_flipped_half_touching_the_vertebra_whose_level_it_took_is_not_fused_wit
     assert names(result) == levels
     assert "voxel-wise levels T7, T8 meet across a wide contact, but together they are too large for one " \
            "vertebra: kept apart" in result.notes
-    fused = N.vertebra_instances(seg, SPACING, max_merged_growth=100)  # the guard is what keeps them apart
+    # the guard is what keeps them apart
+    fused = I.vertebra_instances(seg, SPACING, replace(DEFAULTS, max_merged_growth=100))
     assert fused.instance_map.max() == 4
 
 
@@ -229,9 +236,9 @@ def test_uncertain_salt_and_pepper_levels_take_their_neighbourhood_s_level():
         dist[level(name) + 1] = 0.30
         dist[wrong, np.arange(len(flip))] = 0.40
         seg[(slice(None), *flip.T)] = dist.astype(np.float16)
-    plain = N.smoothed_levels(seg, SPACING, sigma_mm=0)
+    plain = I.smoothed_levels(seg, SPACING, sigma_mm=0)
     assert all(len(np.unique(plain[box_map == i])) > 1 for i in range(1, 6))
-    smoothed = N.smoothed_levels(seg, SPACING)
+    smoothed = I.smoothed_levels(seg, SPACING)
     for i, name in enumerate(levels, start=1):
         assert set(np.unique(smoothed[box_map == i])) == {level(name) + 1}
     np.testing.assert_array_equal(smoothed == 0, box_map == 0)  # the foreground is the argmax's, unchanged
@@ -245,7 +252,7 @@ def test_confident_levels_are_not_smoothed():
     seg[:, box_map == 1] = 0.0
     seg[level("T5") + 1, box_map == 1] = 1.0  # confident voxels keep their argmax exactly
     seg[level("T7") + 1, 4, 5, 5], seg[level("T5") + 1, 4, 5, 5] = 0.95, 0.05  # one confident T7 voxel
-    levels = N.smoothed_levels(seg, SPACING)
+    levels = I.smoothed_levels(seg, SPACING)
     assert levels[4, 5, 5] == level("T7") + 1
     assert (levels[box_map == 2] == level("T6") + 1).all()
 
@@ -253,11 +260,12 @@ def test_confident_levels_are_not_smoothed():
 def test_vertebra_cut_by_the_field_of_view_is_kept():
     seg, _, _ = phantom(["T3", "T4", "T5"])
     seg = np.ascontiguousarray(seg[:, MARGIN + HEIGHT - 1:])  # T3 cut to its last row: 36 voxels, 1543 mm3
-    result = number_vertebrae(seg, SPACING, 0, -1, min_relative_volume=0.3)  # 0.3 x 7717 mm3 = 2315 mm3
+    relative = replace(DEFAULTS, min_relative_volume=0.3)  # 0.3 x 7717 mm3 = 2315 mm3
+    result = number_vertebrae(seg, SPACING, 0, -1, params=relative)
     assert names(result) == ["T3", "T4", "T5"]
     padded = np.concatenate([seg[:, :1] * 0, seg], axis=1)  # one background row: the sliver leaves the border
     padded[0, 0] = 1
-    result = number_vertebrae(padded, SPACING, 0, -1, min_relative_volume=0.3)
+    result = number_vertebrae(padded, SPACING, 0, -1, params=relative)
     assert names(result) == ["T4", "T5"]
     assert "dropped 1 isolated fragment(s) too small for a vertebra (1544 mm3)" in result.notes
 
@@ -273,7 +281,8 @@ def test_small_and_relatively_small_isolated_pieces_are_dropped():
     assert names(result) == ["L1", "L2", "L3"]
     assert "dropped 2 isolated fragment(s) too small for a vertebra (729 mm3)" in result.notes
     assert result.labels[0, 0, 0] == 0 and result.labels[-2, 1, 1] == 0
-    assert len(number_vertebrae(seg, SPACING, 0, -1, min_relative_volume=0).instances) == 4
+    no_relative = replace(DEFAULTS, min_relative_volume=0)
+    assert len(number_vertebrae(seg, SPACING, 0, -1, params=no_relative).instances) == 4
 
 
 def test_more_instances_than_levels_keeps_the_largest():
@@ -367,8 +376,8 @@ def test_real_prediction_with_a_vertebra_cut_by_the_field_of_view(real_data):
 # --- the decoder on hand-made evidence ----------------------------------------------------------------------
 
 
-def decoded(per_instance, gaps=None, **kwargs):
-    return [ANATOMICAL_ORDER[s] for s in decode_levels(log_probs(per_instance), gaps, **kwargs).levels]
+def decoded(per_instance, gaps=None, params=DEFAULTS):
+    return [ANATOMICAL_ORDER[s] for s in decode_levels(log_probs(per_instance), gaps, params).levels]
 
 
 def test_gap_ratios_compare_each_gap_with_its_neighbours():
@@ -421,9 +430,9 @@ def test_confidence_is_the_posterior_marginal():
     evidence = [{"T7": 0.6, "T6": 0.3, "T8": 0.09}, {"T7": 0.5, "T8": 0.44, "T6": 0.05}]
     result = decode_levels(log_probs(evidence))
     lp = log_probs(evidence)
-    p = np.exp(lp[0][:, None] + lp[1][None, :] + np.where(N._TRANSITIONAL, N.TRANSITIONAL_LOG_PRIOR, 0)[:, None]
-               + np.where(N._TRANSITIONAL, N.TRANSITIONAL_LOG_PRIOR, 0)[None, :])
-    p = np.where(N._SKIPS == 0, p, 0)
+    p = np.exp(lp[0][:, None] + lp[1][None, :] + np.where(D._TRANSITIONAL, DEFAULTS.transitional_log_prior, 0)[:, None]
+               + np.where(D._TRANSITIONAL, DEFAULTS.transitional_log_prior, 0)[None, :])
+    p = np.where(D._SKIPS == 0, p, 0)
     p /= p.sum()
     chosen = result.levels
     assert [ANATOMICAL_ORDER[s] for s in chosen] == ["T7", "T8"]

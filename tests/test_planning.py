@@ -1,5 +1,6 @@
-"""Planner (patch/token/batch rules, CT window, identifiers, architecture) and preprocessing (lesion channel,
-per-case flags, lesion locations, stock loader) on the phantom MultiSpine dataset at the CPU preset."""
+"""Planner (patch/token/batch rules, CT window, identifiers, anatomical axes, domains, the complete architecture) and
+preprocessing (lesion channel, per-case flags, lesion and class locations, the ignore label, stock loader) on the
+phantom MultiSpine dataset at the CPU preset."""
 from __future__ import annotations
 
 import json
@@ -9,17 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vertebraformer_nn import labels
+from vertebraformer_nn.planners.ct_window import spine_region_samples
+from vertebraformer_nn.planners.data_facts import lesion_file_for
 from vertebraformer_nn.planners.planner import (
     CPU_SPACING_MM,
     CPU_TOKENS_PER_BATCH,
     CPU_TOKENS_PER_SAMPLE,
     ELEMENTS_PER_SAMPLE_PER_GB,
     HEAD_FOOT_ELONGATION,
-    head_foot_axis_after_transpose,
-    lesion_file_for,
     plan_token_grid,
     token_size_for_spacing,
 )
+from vertebraformer_nn.planners.presets import PRESETS, network_arch_kwargs
+from vertebraformer_nn.sources import SOURCES
 
 CONFIG = "3d_fullres"
 
@@ -57,11 +61,17 @@ def test_token_grid_never_longer_than_the_image():
     assert plan_token_grid((20, 20, 20), (1.0, 1.0, 1.0), (8, 8, 8), 512, 0) == [3, 3, 3]
 
 
-def test_head_foot_axis_follows_the_transpose():
-    # reoriented arrays are (S, A, R): axis 0 is head-foot before nnU-Net's transpose
-    assert head_foot_axis_after_transpose([0, 1, 2], "SimpleITKIOWithReorient") == 0
-    assert head_foot_axis_after_transpose([2, 0, 1], "SimpleITKIOWithReorient") == 1
-    assert head_foot_axis_after_transpose([1, 2, 0], "SimpleITKIOWithReorient") == 2
+def test_ct_window_samples_leave_the_ignore_label_out():
+    image = np.arange(20 ** 3, dtype=np.float32).reshape(20, 20, 20)
+    seg = np.zeros((20, 20, 20), np.uint8)
+    seg[8:12, 8:12, 8:12] = 5
+    seg[0:2] = labels.IGNORE_LABEL  # a cut vertebra at the border, 16 mm and more from the labelled one
+    with_ignore = spine_region_samples(image, seg, None, (1.0, 1.0, 1.0), margin_mm=3, ignore_label=None)
+    without = spine_region_samples(image, seg, None, (1.0, 1.0, 1.0), margin_mm=3, ignore_label=labels.IGNORE_LABEL)
+    assert with_ignore.min() < 2 * 400 <= without.min()  # slices 0-1 hold the values below 800
+    reference = spine_region_samples(image, np.where(seg == labels.IGNORE_LABEL, 0, seg), None, (1.0, 1.0, 1.0),
+                                     margin_mm=3)
+    np.testing.assert_array_equal(without, reference)  # exactly the window the dataset gave without the ignore label
 
 
 def test_case_facts_and_lesion_file(tmp_path):
@@ -107,12 +117,18 @@ def test_cpu_plans_spacing_patch_batch(cpu_plans):
     tokens = int(np.prod([p // t for p, t in zip(patch, token)]))
     assert tokens <= CPU_TOKENS_PER_SAMPLE
     assert c["batch_size"] >= 2 and c["batch_size"] * tokens <= CPU_TOKENS_PER_BATCH
-    assert arch["preset"] == "cpu"
-    # head-foot is array axis 0 (RAS reorientation, identity transpose at isotropic spacing); longest in mm
-    hf = plans["vertebraformer"]["head_foot_axis"]
-    assert hf == plans["transpose_forward"].index(0) == 0
+    # every size of the network is in the plans: the cpu preset's, resolved by the planner
+    assert arch == network_arch_kwargs("cpu", patch, token, num_domains=len(SOURCES))
+    assert plans["vertebraformer"]["network_preset"] == "cpu"
+    # the anatomical axes, decided once: (S, A, R) from the reorienting reader, identity transpose at isotropic
+    # spacing; head-foot is the longest patch axis in mm
+    assert plans["image_reader_writer"] == "SimpleITKIOWithReorient" and plans["transpose_forward"] == [0, 1, 2]
+    assert plans["vertebraformer"]["anatomical_axes"] == {"si": 0, "ap": 1, "lr": 2}
+    assert "head_foot_axis" not in plans["vertebraformer"]  # one fact, one key
     mm = [p * s for p, s in zip(patch, c["spacing"])]
-    assert mm[hf] == max(mm)
+    assert mm[0] == max(mm)
+    # the domains, from dataset.json's case_info, in SOURCES order; the domain classifier has one output each
+    assert plans["vertebraformer"]["domains"] == list(SOURCES)
     # a 64^3-ish patch: covers most of the median phantom image
     assert np.prod(patch) <= 1.2 * 64 ** 3
     assert plans["configurations"][CONFIG]["preprocessor_name"] == "DefaultPreprocessor"
@@ -169,8 +185,9 @@ def test_architecture_loads_with_nnunet_and_takes_the_patch(cpu_plans):
     arch = plans["configurations"][CONFIG]["architecture"]
     assert arch["network_class_name"] == "vertebraformer_nn.network.VertebraFormer"
     assert arch["arch_kwargs"]["num_domains"] == 4
+    assert dataset_json["labels"]["ignore"] == labels.IGNORE_LABEL  # not a network channel
     net = get_network_from_plans(arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"],
-                                 1, len(dataset_json["labels"]), allow_init=True, deep_supervision=False)
+                                 1, len(dataset_json["labels"]) - 1, allow_init=True, deep_supervision=False)
     assert isinstance(net, VertebraFormer) and net.num_classes == 27 and net.num_domains == 4
     patch = plans["configurations"][CONFIG]["patch_size"]
     with torch.no_grad():
@@ -181,7 +198,7 @@ def test_architecture_loads_with_nnunet_and_takes_the_patch(cpu_plans):
 def test_gpu_budget_scales_with_memory(multispine_preprocessed):
     from nnunetv2.experiment_planning.plan_and_preprocess_api import plan_experiment_dataset
 
-    from vertebraformer_nn.planners import VertebraFormerPlanner
+    from vertebraformer_nn.planners.planner import VertebraFormerPlanner
 
     results = {}
     for gb in (8, 24):
@@ -195,7 +212,8 @@ def test_gpu_budget_scales_with_memory(multispine_preprocessed):
             plans = planner.plan_experiment()
         c = plans["configurations"][CONFIG]
         arch = c["architecture"]["arch_kwargs"]
-        assert arch["preset"] == "base" and c["data_identifier"] == f"VFTestGPU{gb}Plans_{CONFIG}"
+        assert {k: arch[k] for k in PRESETS["base"]} == PRESETS["base"]
+        assert c["data_identifier"] == f"VFTestGPU{gb}Plans_{CONFIG}"
         assert all(p % t == 0 for p, t in zip(c["patch_size"], arch["token_size"]))
         tokens = int(np.prod([p // t for p, t in zip(c["patch_size"], arch["token_size"])]))
         assert tokens <= plans["vertebraformer"]["max_tokens_per_sample"]
@@ -247,7 +265,7 @@ def test_seg_has_lesion_channel_and_flags(multispine_raw, cpu_plans, pp_dataset)
 
     _, plans, _ = cpu_plans
     info = json.loads((multispine_raw / "dataset.json").read_text())["case_info"]
-    n_lesion_cases = 0
+    n_lesion_cases = ignore_cases = 0
     for case in pp_dataset.identifiers:
         data, seg, _, props = pp_dataset.load_case(case)
         seg = np.asarray(seg)
@@ -257,6 +275,13 @@ def test_seg_has_lesion_channel_and_flags(multispine_raw, cpu_plans, pp_dataset)
         assert props["domain"] == info[case]["domain"]
         assert props["domain_index"] == SOURCES.index(info[case]["domain"])
         assert "lesion" in props["class_locations"]
+        # nnU-Net's ignore label: never a class to sample; its "annotated voxels" key instead (every label but it)
+        assert labels.IGNORE_LABEL not in props["class_locations"]
+        labelled_key = tuple([-1] + list(range(labels.NUM_TRAINING_LABELS)))
+        assert labelled_key in props["class_locations"]
+        ignore_cases += bool((seg[0] == labels.IGNORE_LABEL).any())
+        locs = np.asarray(props["class_locations"][labelled_key])
+        assert len(locs) and not (seg[0][tuple(locs[:, 1:].T)] == labels.IGNORE_LABEL).any()
         lesion = seg[1] > 0
         assert set(np.unique(seg[1])) <= {0, 1}
         if not annotated:
@@ -273,8 +298,8 @@ def test_seg_has_lesion_channel_and_flags(multispine_raw, cpu_plans, pp_dataset)
         assert locs.ndim == 2 and locs.shape[1] == 4 and len(locs) > 0
         assert np.all(seg[1][tuple(locs[:, 1:].T)] == 1)
         # channel 0 untouched: vertebra labels as nnU-Net makes them
-        assert seg[0].max() > 0 and seg[0].max() <= 26
-    assert n_lesion_cases >= 1
+        assert seg[0].max() > 0 and seg[0].max() <= labels.IGNORE_LABEL
+    assert n_lesion_cases >= 1 and ignore_cases >= 1
 
 
 def test_gt_segmentations_and_splits(multispine_raw, cpu_plans, pp_dataset):
@@ -372,3 +397,16 @@ def test_stock_preprocessor_sees_the_same_image_and_labels(multispine_raw, cpu_p
     ours_data, ours_seg, _, _ = pp_dataset.load_case(case)
     np.testing.assert_allclose(np.asarray(ours_data), data, rtol=0, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(ours_seg)[0], seg[0])
+
+
+def test_the_cli_builds_without_torch_or_nnunet():
+    """``vertebraformer --help`` answers at once: no add_parser module (planners' included) imports torch or
+    nnU-Net; the planners package imports only its light modules."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from vertebraformer_nn.cli import build_parser; build_parser(); "
+            "import vertebraformer_nn.planners; "
+            "print(sorted(m for m in ('torch', 'nnunetv2', 'vertebraformer_nn.network') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -7,17 +7,19 @@ import csv
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
-from vertebraformer_nn.image_io import write_dicom_series
 from vertebraformer_nn.inference import probabilities as P
 from vertebraformer_nn.inference.cases import (Case, CaseError, check_ct, discover_cases, nnunet_input, read_case,
                                                reorientation, sanitise, shard)
 from vertebraformer_nn.inference.export import GridMap, labels_to_input, probability_to_input, superior_axis
+from vertebraformer_nn.phantoms.dicom_writer import write_dicom_series
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -260,13 +262,27 @@ def test_export_resampling_matches_nnunets_resize_rules(monkeypatch):
 
 
 def test_superior_axis_follows_the_reader_direction():
-    from vertebraformer_nn.trainers.schedule import anatomical_axes
+    from vertebraformer_nn.plans_facts import axes_from_transpose
 
     ras = ORIENTATIONS["RAS"]
     for tf in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):
-        assert superior_axis(ras, tf) == (anatomical_axes(tf)["si"], 1)
+        assert superior_axis(ras, tf) == (axes_from_transpose(tf)["si"], 1)
     # without reorientation (SimpleITKIO), a PIR image's head is at decreasing index of its y axis
     assert superior_axis(ORIENTATIONS["PIR"], [0, 1, 2]) == (1, -1)
+
+
+def test_numbering_axis_is_the_plans_one_and_a_case_that_disagrees_says_so():
+    from vertebraformer_nn.inference.export import numbering_axis
+
+    # a reorienting reader: the case always agrees with the plans; the sign is the case's own
+    assert numbering_axis(ORIENTATIONS["RAS"], [0, 1, 2], plans_axis=0) == (0, 1, None)
+    assert numbering_axis(ORIENTATIONS["LPS"], [2, 0, 1], plans_axis=1) == (1, 1, None)
+    # a model planned on axial LPS files (head-foot = array axis 0) given a PIR file through a non-reorienting
+    # reader: numbered along the case's own head-foot axis, with a note that the network saw it turned
+    axis, sign, note = numbering_axis(ORIENTATIONS["PIR"], [0, 1, 2], plans_axis=0)
+    assert (axis, sign) == (1, -1)
+    assert "head-foot axis is model array axis 1, the model's (its plans) is axis 0" in note
+    assert "labels may be wrong" in note
 
 
 # ------------------------------------------------------------------------------------------------ probabilities
@@ -339,6 +355,8 @@ BAD = {  # case -> what its summary reason must say
     "mr": "not CT in Hounsfield units",
     "localizer": "localizer",
     "empty": "empty folder",
+    "truncated": "truncated gzip-compressed voxel data",  # ITK reads it with zeros for the missing part
+    "nan_spacing": "PixelSpacing of",  # GDCM reads "nan" as 4.7e-310 mm: a zero-size array in nnU-Net
 }
 
 
@@ -360,6 +378,14 @@ def _write_bad_inputs(root: Path) -> None:
     write_dicom_series(_ct(shape_zyx=(3, 32, 32)), root / "localizer", patient_id="LOC",
                        image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
     (root / "empty").mkdir()
+    sitk.WriteImage(_ct(shape_zyx=(16, 32, 32)), str(root / "truncated.nii.gz"))
+    (root / "truncated.nii.gz").write_bytes((root / "truncated.nii.gz").read_bytes()[:-2000])
+    for f in write_dicom_series(_ct(shape_zyx=(9, 16, 16)), root / "nan_spacing", patient_id="NAN"):
+        ds = pydicom.dcmread(str(f))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom: "nan" is no valid decimal string
+            ds.PixelSpacing = ["nan", "0.8"]
+        ds.save_as(str(f))
 
 
 def _permuted_same_physical_image(image: sitk.Image) -> sitk.Image:
@@ -396,7 +422,8 @@ def _predict(*args) -> int:
 @pytest.fixture(scope="module")
 def mixed_run(mixed_input, model_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("pred") / "out"
-    status = _predict("-i", mixed_input, "-o", out, "-m", model_folder, "-f", "0", "--save_probabilities")
+    status = _predict("-i", mixed_input, "-o", out, "-m", model_folder, "-f", "0", "--save_probabilities",
+                      "--dicom-seg")
     return out, status
 
 
@@ -407,8 +434,14 @@ def test_mixed_folder_predicts_the_good_cases_and_explains_the_bad(mixed_input, 
     assert set(rows) == set(GOOD) | set(BAD)
     for case in GOOD:
         assert rows[case]["status"] == "ok", rows[case]
-        for stage in ("read", "preprocess", "network", "numbering", "export", "total"):
-            assert float(rows[case][f"seconds_{stage}"]) >= 0
+        # the stages account for the case's time (nothing untimed in between; values rounded to 0.01 s), and the
+        # heavy ones did work
+        stages = {s: float(rows[case][f"seconds_{s}"]) for s in ("read", "preprocess", "network", "numbering",
+                                                                 "export")}
+        total = float(rows[case]["seconds_total"])
+        assert min(stages.values()) >= 0 and sum(stages.values()) <= total + 0.03, rows[case]
+        assert total - sum(stages.values()) < max(0.25, 0.05 * total), rows[case]
+        assert all(stages[s] > 0 for s in ("preprocess", "network", "export")), rows[case]
         report = json.loads((out / f"{case}.json").read_text())
         assert report["case"] == case and {"vertebrae", "lesions", "notes", "image"} <= set(report)
         for name in (f"{case}.nii.gz", f"{case}_lesion.nii.gz", f"{case}_ctd.json", f"{case}_preview.png",
@@ -434,6 +467,26 @@ def _anatomical(codes):
     from vertebraformer_nn.labels import sort_anatomically
 
     return sort_anatomically(c for c in codes if c)
+
+
+def test_dicom_seg_of_the_real_series_reads_back_as_the_label_map(mixed_input, mixed_run):
+    """--dicom-seg: <case>_seg.dcm for the case read from the real Siemens series (and for no file input), named in
+    its report, read back voxel for voxel on the series' grid, valid for dciodvfy where it is installed."""
+    from test_dicom_seg_out import dciodvfy_errors, read_back
+
+    from vertebraformer_nn.image_io import read_image
+
+    out, _ = mixed_run
+    report = json.loads((out / "real_dicom.json").read_text())
+    assert report["files"]["dicom_seg"] == "real_dicom_seg.dcm"
+    assert sorted(p.name for p in out.glob("*_seg.dcm")) == ["real_dicom_seg.dcm"]
+    series = read_image(mixed_input / "real dicom")
+    vertebrae, lesions = read_back(out / "real_dicom_seg.dcm", series)
+    assert np.array_equal(vertebrae, sitk.GetArrayFromImage(sitk.ReadImage(str(out / "real_dicom.nii.gz"))))
+    lesion_map = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "real_dicom_lesion.nii.gz")))
+    assert np.array_equal(lesions, lesion_map > 0)
+    assert vertebrae.any()
+    assert dciodvfy_errors(out / "real_dicom_seg.dcm") == []
 
 
 def test_outputs_have_the_input_grid_exactly(mixed_input, mixed_run):
@@ -542,12 +595,12 @@ class _Payload:
 
 def test_cpu_defaults_mirroring_off_and_left_right_only(model_folder):
     from vertebraformer_nn.inference.predictor import VertebraFormerPredictor
-    from vertebraformer_nn.trainers.schedule import mirror_axes_for
+    from vertebraformer_nn.plans_facts import anatomical_axes
 
     default = VertebraFormerPredictor("cpu")
     default.initialize_from_trained_model_folder(model_folder, [0])
     assert default.use_mirroring is False
-    assert default.allowed_mirroring_axes == mirror_axes_for(default.plans_manager.transpose_forward)
+    assert default.allowed_mirroring_axes == (anatomical_axes(default.plans_manager.plans)["lr"],)
     assert VertebraFormerPredictor("cpu", use_mirroring=True).use_mirroring is True
     assert default.label_manager.num_segmentation_heads == default.network.num_channels == 54
     assert set(default.layout) == {"seg", "id", "lesion"}
@@ -629,3 +682,10 @@ def test_export_case_argmax_keeps_a_duplicate_the_decoder_renumbers(tmp_path):
     np.testing.assert_array_equal(np.unique(labels_back[np.isin(box_map, [3, 4])]), [14])  # both boxes T7 on the CT grid
     with pytest.raises(ValueError, match="numbering"):
         export_case(tmp_path / "x", ct, {"seg": seg}, meta, numbering="vote")
+    # a model whose plans say head-foot is model axis 2: the case disagrees, is numbered along its own axis, and
+    # its report says so
+    turned = case_meta("case", tmp_path / "case.nii.gz", "file", ct, properties, shape, [0, 1, 2], reo, plans_axis=2)
+    report = export_case(tmp_path / "turned", ct, {"seg": seg}, turned, preview=False)
+    assert [r["name"] for r in report["vertebrae"]] == ["T5", "T6", "T7", "T8", "T9"]
+    assert any(n.startswith("orientation: this case's head-foot axis is model array axis 0") for n in report["notes"])
+    assert not any(n.startswith("orientation") for n in reports["decoder"]["notes"])

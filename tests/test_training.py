@@ -16,13 +16,16 @@ import numpy as np
 import pytest
 import torch
 
+from vertebraformer_nn.plans_facts import anatomical_axes
+from vertebraformer_nn.sources import SOURCES
 from vertebraformer_nn.trainers import losses as L
-from vertebraformer_nn.trainers.case_table import CaseTable, UNKNOWN_DOMAIN
-from vertebraformer_nn.trainers.progress import EXTRA_KEYS, MultiTaskLocalLogger
-from vertebraformer_nn.trainers.schedule import AxisRotation, anatomical_axes, lr_at, mirror_axes_for
-from vertebraformer_nn.trainers.vertebraformer_trainer import FoldError, VertebraFormerTrainer, check_fold
+from vertebraformer_nn.trainers.case_table import CaseTable
+from vertebraformer_nn.trainers.folds import FoldError, check_fold
+from vertebraformer_nn.trainers.progress import EXTRA_KEYS, TASKS_PNG, MultiTaskLocalLogger
+from vertebraformer_nn.trainers.schedule import AxisRotation, lr_at
+from vertebraformer_nn.trainers.vertebraformer_trainer import VertebraFormerTrainer
 
-from conftest import MULTISPINE_ID
+from conftest import MULTISPINE_ID, make_trainer, synthetic_batch
 
 
 # ------------------------------------------------------------------------------------------ pure losses
@@ -125,8 +128,10 @@ def test_identification_loss_uses_label_minus_one_on_vertebra_voxels():
 def _tiny_net(**switches):
     from vertebraformer_nn.network import VertebraFormer
 
+    from vertebraformer_nn.planners.presets import network_arch_kwargs
+
     torch.manual_seed(0)
-    return VertebraFormer(1, 27, patch_size=(16, 16, 16), depth=1, **switches)
+    return VertebraFormer(1, 27, **network_arch_kwargs("cpu", (16, 16, 16), (8, 8, 8), 4, depth=1, **switches))
 
 
 def _fake_trainer(case_table):
@@ -134,14 +139,15 @@ def _fake_trainer(case_table):
         return L.segmentation_loss(logits, target, batch_dice=True)
 
     return SimpleNamespace(loss=seg_loss, case_table=case_table, lesion_dice_weight=1.0,
+                           label_manager=SimpleNamespace(ignore_label=None),
                            loss_weights={"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1})
 
 
-def _case_table():
+def _case_table(domains=SOURCES):
     return CaseTable.from_dataset_json({"case_info": {
         "a": {"domain": "verse", "annotations": {"lesion_mask": False}},
         "b": {"domain": "dicom", "annotations": {"lesion_mask": True}},
-    }})
+    }}, domains)
 
 
 @pytest.mark.parametrize("keys", [["a", "a"], ["a", "b"]])
@@ -167,14 +173,24 @@ def test_multitask_loss_reaches_every_trained_parameter(keys):
         assert torch.count_nonzero(lesion_grad) > 0
 
 
+def test_nnunets_resolver_finds_every_trainer_through_the_shim(monkeypatch):
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from vertebraformer_nn.trainers import shim_folder
+    from vertebraformer_nn.trainers.registry import TRAINERS
+
+    monkeypatch.setenv("nnUNet_extTrainer", shim_folder())
+    for name, cls in TRAINERS.items():
+        assert recursive_find_trainer_class_by_name(name) is cls, name
+
+
 def test_ablation_trainers_switch_the_network_and_share_its_weights():
     from vertebraformer_nn.network import VertebraFormer
-    from vertebraformer_nn.trainers import TRAINER_NAMES, TRAINERS
-    from vertebraformer_nn.nnunet_shim import vertebraformer_trainers as shim
+    from vertebraformer_nn.planners.presets import network_arch_kwargs
+    from vertebraformer_nn.trainers.registry import TRAINERS
 
-    assert all(hasattr(shim, name) for name in TRAINER_NAMES)  # stock nnU-Net finds every one of them
     conf = SimpleNamespace(network_arch_class_name="vertebraformer_nn.network.VertebraFormer",
-                           network_arch_init_kwargs={"patch_size": [16, 16, 16], "depth": 1},
+                           network_arch_init_kwargs=network_arch_kwargs("cpu", [16, 16, 16], [8, 8, 8], 4, depth=1),
                            network_arch_init_kwargs_req_import=[])
     full = TRAINERS["VertebraFormerTrainer"].build_network_architecture(None, conf, 1, 27, False)
     for name, switch in (("VertebraFormerTrainer_budget_noModulation", "use_modulation"),
@@ -200,26 +216,36 @@ def test_switched_off_heads_are_frozen_and_loss_still_works():
     assert all(p.grad is not None for p in net.seg_head.parameters())
 
 
-def test_case_table_reads_case_info_and_properties():
+def test_case_table_reads_case_info_then_properties_in_the_plans_domains():
     table = CaseTable.from_dataset_json(
-        {"case_info": {"a": {"domain": "spineweb", "annotations": {"lesion_mask": True}}}},
-        properties={"p": {"has_lesion_annotation": True, "domain_index": 3}, "q": {}})
+        {"case_info": {"a": {"domain": "spineweb", "annotations": {"lesion_mask": True}}}}, SOURCES)
+    # a case missing from case_info: what the preprocessor recorded (its name of the domain, not an index)
+    assert table.add_from_properties("p", {"has_lesion_annotation": True, "domain": "dicom", "domain_index": 0})
+    assert not table.add_from_properties("q", {})
+    assert table.add_from_properties("a", {"has_lesion_annotation": False})  # case_info wins
     lw, dom, dw = table.lookup(["a", "p", "unknown"])
     assert lw.tolist() == [1.0, 1.0, 0.0] and dom[:2].tolist() == [2, 3] and dw.tolist() == [1.0, 1.0, 0.0]
     assert table.missing_seen == {"unknown"}
-    assert CaseTable.from_dataset_json({"case_info": {"x": {"domain": "elsewhere"}}}).facts["x"].domain_index == \
-        UNKNOWN_DOMAIN
+    # the plans' domains decide the index: a two-source model knows spineweb as 0 and dicom not at all
+    two = CaseTable(table.facts, ("spineweb", "verse"))
+    lw, dom, dw = two.lookup(["a", "p"])
+    assert dom.tolist() == [0, 0] and dw.tolist() == [1.0, 0.0]
 
 
 # ------------------------------------------------------------------------------------ geometry, schedule
-def test_mirror_and_rotation_axes_follow_transpose_forward():
-    # RAS array (z=S, y=A, x=R) before nnU-Net's transpose
-    assert anatomical_axes([0, 1, 2]) == {"si": 0, "ap": 1, "lr": 2}
-    assert anatomical_axes([2, 1, 0]) == {"si": 2, "ap": 1, "lr": 0}
-    assert anatomical_axes([1, 2, 0]) == {"si": 2, "ap": 0, "lr": 1}
-    assert mirror_axes_for([0, 1, 2]) == (2,) and mirror_axes_for([2, 0, 1]) == (0,)
-    with pytest.raises(ValueError):
-        anatomical_axes([0, 0, 1])
+@pytest.mark.parametrize("axes", [{"si": 0, "ap": 1, "lr": 2}, {"si": 1, "ap": 0, "lr": 2},
+                                  {"si": 2, "ap": 1, "lr": 0}])
+def test_mirror_and_rotation_axes_are_the_plans_anatomical_axes(axes):
+    """The trainer mirrors across the plans' left-right axis and rotates about their head-foot axis, whatever the
+    transpose (a stock reader on PIR files gives arrays whose axis 0 is not head-foot)."""
+    plans = {"plans_name": "p", "transpose_forward": [0, 1, 2], "image_reader_writer": "SimpleITKIO",
+             "vertebraformer": {"anatomical_axes": axes}}
+    fake = SimpleNamespace(plans_manager=SimpleNamespace(plans=plans), print_to_log_file=lambda *a: None,
+                           configuration_manager=SimpleNamespace(patch_size=[32, 24, 16]))
+    rotation, dummy_2d, initial, mirror = \
+        VertebraFormerTrainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size(fake)
+    assert mirror == (axes["lr"],) == fake.inference_allowed_mirroring_axes and dummy_2d is False
+    assert rotation.si_axis == axes["si"] and len(initial) == 3
     rot = AxisRotation(si_axis=2)
     assert rot.range_for(2) == pytest.approx((-np.deg2rad(30), np.deg2rad(30)))
     assert rot.range_for(0) == pytest.approx((-np.deg2rad(8), np.deg2rad(8)))
@@ -264,7 +290,7 @@ def test_fold_beyond_splits_is_an_error():
 
 
 def test_default_plans_are_the_vertebraformer_plans(tmp_path):
-    from vertebraformer_nn.trainers.cli import find_plans
+    from vertebraformer_nn.trainers.build import find_plans
 
     arch = {"architecture": {"network_class_name": "vertebraformer_nn.network.VertebraFormer"}}
     (tmp_path / "nnUNetPlans.json").write_text(json.dumps(
@@ -278,6 +304,15 @@ def test_default_plans_are_the_vertebraformer_plans(tmp_path):
     assert find_plans(str(tmp_path), "cuda") == "VertebraFormerPlans"
     with pytest.raises(SystemExit, match="several"):
         find_plans(str(tmp_path))
+
+
+def test_command_line_help_imports_no_torch():
+    """``vertebraformer --help`` builds every subcommand's parser; the trainers package must not import torch."""
+    code = ("import sys; from vertebraformer_nn.cli import build_parser; build_parser(); "
+            "import vertebraformer_nn.trainers, vertebraformer_nn.trainers.cli; print(sorted({'torch', 'nnunetv2'} & "
+            "set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_logger_has_task_keys_and_stores_plain_floats():
@@ -307,22 +342,40 @@ def test_checkpoint_final_loads_strictly_into_a_fresh_network(tiny_trained_fold)
     lm = pm.get_label_manager(dataset_json)
     net = VertebraFormerTrainer.build_network_architecture(pm, cm, 1, lm.num_segmentation_heads, False)
     net.load_state_dict(ckpt["network_weights"], strict=True)
-    # test-time mirroring: left-right only (RAS x axis after transpose_forward)
-    assert tuple(ckpt["inference_allowed_mirroring_axes"]) == mirror_axes_for(plans["transpose_forward"])
+    # test-time mirroring: left-right only (the plans' left-right axis)
+    assert tuple(ckpt["inference_allowed_mirroring_axes"]) == (anatomical_axes(plans)["lr"],)
     assert not (tiny_trained_fold / "checkpoint_latest.pth").exists()
     assert (tiny_trained_fold / "checkpoint_best.pth").exists()  # fold 0 is cross-validation
 
 
-def test_log_and_progress_png_carry_the_task_metrics(tiny_trained_fold):
-    assert (tiny_trained_fold / "progress.png").stat().st_size > 10000
+def test_log_and_progress_plots_carry_the_task_metrics(tiny_trained_fold, multispine_preprocessed):
+    from nnunetv2.imageio.reader_writer_registry import recursive_find_reader_writer_by_name
+
+    from vertebraformer_nn.labels import ANATOMICAL_ORDER, IGNORE_LABEL
+    from vertebraformer_nn.trainers.validation_summary import binary_spine_dice
+
+    assert (tiny_trained_fold / "progress.png").stat().st_size > 10000  # nnU-Net's own plot
+    assert (tiny_trained_fold / TASKS_PNG).stat().st_size > 10000  # the per-task curves beside it
     ckpt = torch.load(tiny_trained_fold / "checkpoint_final.pth", map_location="cpu", weights_only=True)
     for key in EXTRA_KEYS:
         assert len(ckpt["logging"][key]) == 2, key
     assert all(math.isfinite(v) for v in ckpt["logging"]["train_loss_lesion"])
     log = "".join(p.read_text() for p in tiny_trained_fold.glob("training_log_*.txt"))
     assert "task losses train / val: seg" in log and "val metrics: spine_dice" in log
-    summary = json.loads((tiny_trained_fold / "validation" / "summary_vertebraformer.json").read_text())
-    assert 0.0 <= summary["binary_spine_dice_mean"] <= 1.0 and summary["dice_per_level"]
+    validation = tiny_trained_fold / "validation"
+    summary = json.loads((validation / "summary_vertebraformer.json").read_text())
+    plans, dataset_json = _plans_and_dataset(tiny_trained_fold)
+    nnunet = json.loads((validation / "summary.json").read_text())["mean"]
+    assert summary["dice_per_level"] == {ANATOMICAL_ORDER[int(k) - 1]: v["Dice"] for k, v in nnunet.items()}
+    # the per-case binary Dice is what the validation files say
+    reader = recursive_find_reader_writer_by_name(plans["image_reader_writer"])()
+    gt_folder = Path(os.environ["nnUNet_preprocessed"]) / multispine_preprocessed[0] / "gt_segmentations"
+    case, dice = next(iter(summary["binary_spine_dice_per_case"].items()))
+    pred, gt = (reader.read_seg(str(f / (case + dataset_json["file_ending"])))[0] for f in (validation, gt_folder))
+    assert (gt == IGNORE_LABEL).any()  # the fixture's cut vertebrae are nnU-Net's ignore label, left out
+    assert dice == pytest.approx(binary_spine_dice(pred, gt, IGNORE_LABEL)) and np.isfinite(dice)
+    assert summary["binary_spine_dice_mean"] == pytest.approx(np.mean(list(summary["binary_spine_dice_per_case"]
+                                                                           .values())))
 
 
 @pytest.fixture
@@ -384,39 +437,69 @@ def test_cli_refuses_a_fold_beyond_the_splits(multispine_preprocessed, capsys):
 
 
 def test_leave_one_domain_out_fold_never_writes_checkpoint_best(multispine_preprocessed, tmp_path, monkeypatch):
+    """nnU-Net's own on_epoch_end runs; only the writing of checkpoint_best is declined (save_checkpoint hook)."""
     from time import time
 
-    from vertebraformer_nn.trainers.cli import build_trainer
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from vertebraformer_nn.trainers.build import build_trainer
 
     dataset_name, plans_identifier = multispine_preprocessed
     splits = json.loads((Path(os.environ["nnUNet_preprocessed"]) / dataset_name / "splits_final.json").read_text())
     lodo = [i for i, e in enumerate(splits) if "held_out_domain" in e]
-    if not lodo:
-        pytest.skip("this MultiSpine-Sim build has no leave-one-domain-out fold")
+    assert lodo, "the session's MultiSpine-Sim splits have a leave-one-domain-out fold per source"
     monkeypatch.setenv("nnUNet_results", str(tmp_path))
-    fold = lodo[0]
-    trainer = build_trainer(str(MULTISPINE_ID), fold, "3d_fullres", "VertebraFormerTrainer_tiny", plans_identifier,
-                            "cpu")
-    assert trainer.held_out_domain == splits[fold]["held_out_domain"]
-    saved = []
-    trainer.save_checkpoint = lambda filename: saved.append(os.path.basename(filename))
-    log = trainer.logger
-    for epoch, dice in enumerate((0.2, 0.5)):  # an improving pseudo Dice would normally write checkpoint_best
-        log.log("epoch_start_timestamps", time(), epoch)
-        for key in ("train_losses", "val_losses", "lrs", *EXTRA_KEYS):
-            log.log(key, 0.1, epoch)
-        log.log("mean_fg_dice", dice, epoch)
-        log.log("dice_per_class_or_region", [dice], epoch)
-        trainer.on_epoch_end()
-    assert "checkpoint_best.pth" not in saved and trainer.current_epoch == 2
+    written = []
+    monkeypatch.setattr(nnUNetTrainer, "save_checkpoint", lambda self, filename: written.append(
+        (self.fold, os.path.basename(filename))))
+    for fold in (0, lodo[0]):
+        trainer = build_trainer(str(MULTISPINE_ID), fold, "3d_fullres", "VertebraFormerTrainer_tiny",
+                                plans_identifier, "cpu")
+        assert trainer.held_out_domain == splits[fold].get("held_out_domain")
+        log = trainer.logger
+        for epoch, dice in enumerate((0.2, 0.5)):  # an improving pseudo Dice: nnU-Net writes checkpoint_best
+            log.log("epoch_start_timestamps", time(), epoch)
+            for key in ("train_losses", "val_losses", "lrs", *EXTRA_KEYS):
+                log.log(key, 0.1, epoch)
+            log.log("mean_fg_dice", dice, epoch)
+            log.log("dice_per_class_or_region", [dice], epoch)
+            trainer.on_epoch_end()
+        assert trainer.current_epoch == 2 and (Path(trainer.output_folder) / "progress.png").is_file()
+    # _tiny saves checkpoint_latest every epoch but the last; the leave-one-domain-out fold never a best one
+    assert written == [(0, "checkpoint_latest.pth"), (0, "checkpoint_best.pth"), (0, "checkpoint_best.pth"),
+                       (lodo[0], "checkpoint_latest.pth")]
+
+
+@pytest.mark.parametrize("domains", [("dicom", "verse"), ("verse", "ctspine1k", "spineweb", "dicom", "site5", "site6")])
+def test_domains_are_the_plans(multispine_preprocessed, tmp_path, domains):
+    """A dataset of 2 or 6 sources trains: the domain classifier's size and the domain targets follow the plans'
+    domains (their order, not MultiSpine's)."""
+    from vertebraformer_nn.plans_facts import PlansFactError
+
+    def edit(plans, n=len(domains)):
+        plans.setdefault("vertebraformer", {})["domains"] = list(domains)
+        plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["num_domains"] = n
+
+    trainer = make_trainer(multispine_preprocessed, tmp_path, edit)
+    assert trainer.domains == domains and trainer.network.modulation.domain_classifier.out_features == len(domains)
+    info = trainer.dataset_json["case_info"]
+    keys = [next(c for c, i in info.items() if i["domain"] == d) for d in ("dicom", "verse", "ctspine1k")]
+    _, dom, dom_w = trainer.case_table.lookup(keys)
+    assert dom[:2].tolist() == [domains.index("dicom"), domains.index("verse")]
+    assert dom_w.tolist() == [1.0, 1.0, 1.0 if "ctspine1k" in domains else 0.0]
+    before = trainer.network.modulation.domain_classifier.weight.detach().clone()
+    out = trainer.train_step(synthetic_batch(trainer, keys[:2]))
+    assert np.isfinite(out["loss"]) and out["loss_domain"] > 0
+    assert not torch.equal(before, trainer.network.modulation.domain_classifier.weight)
+    with pytest.raises(PlansFactError, match="re-plan"):  # plans whose network disagrees with their domains
+        make_trainer(multispine_preprocessed, tmp_path, lambda plans: edit(plans, 4))
 
 
 def test_stock_nnunetv2_train_finds_the_trainer_through_the_shim(multispine_preprocessed, tmp_path):
     from vertebraformer_nn.trainers import shim_folder
 
     exe = Path(sys.executable).parent / "nnUNetv2_train"
-    if not exe.exists():
-        pytest.skip("nnUNetv2_train not installed next to this interpreter")
+    assert exe.exists(), "nnUNetv2_train is installed with nnunetv2, next to this interpreter"
     env = dict(os.environ, nnUNet_results=str(tmp_path), nnUNet_extTrainer=shim_folder(), nnUNet_compile="f",
                nnUNet_n_proc_DA="1", nnUNet_def_n_proc="1")
     proc = subprocess.run([str(exe), str(MULTISPINE_ID), "3d_fullres", "0", "-tr", "VertebraFormerTrainer_smoke",

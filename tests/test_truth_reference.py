@@ -11,7 +11,8 @@ import SimpleITK as sitk
 from vertebraformer_nn import labels
 from vertebraformer_nn.centroids import read_verse_ctd
 from vertebraformer_nn.demo.reference import truth_reference
-from vertebraformer_nn.image_io import grid_mismatch, orientation
+from vertebraformer_nn.evaluation.references import IGNORE_VALUE
+from vertebraformer_nn.image_io import grid_mismatch, orientation, read_label, reorient
 
 SOURCES = ["verse", "dicom"]  # the DICOM series is the case most likely to land on another grid
 
@@ -42,9 +43,18 @@ def test_reference_named_and_gridded_like_the_raw_dataset(sim_and_raw, tmp_path)
         lesion = sitk.ReadImage(str(out / f"{case['case']}_lesion.nii.gz"))
         assert orientation(ref) == "RAS"
         assert grid_mismatch(ref, image) is None and grid_mismatch(lesion, image) is None, case["case"]
-        # both sources annotate every whole vertebra: the converted labels are the truth less the cut vertebrae
+        # the cut vertebrae are the evaluation's ignore region; both sources annotate every whole vertebra, so
+        # elsewhere the converted labels are the reference (the converters mark cut vertebrae with the training
+        # ignore label, or background in versions before it; VerSe's policy may ignore a slab beyond them)
+        ref_codes = sitk.GetArrayFromImage(ref)
+        truth = sitk.GetArrayFromImage(reorient(read_label(sim / case["truth"]["vertebrae"]), "RAS"))
+        cut = ref_codes == IGNORE_VALUE
+        assert np.array_equal(cut, np.isin(truth, case["partial"]))
         converted = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "labelsTr" / f"{case['case']}.nii.gz")))
-        np.testing.assert_array_equal(labels.verse_to_training(sitk.GetArrayFromImage(ref)), converted)
+        assert np.isin(converted[cut], [0, labels.IGNORE_LABEL]).all()
+        compared = ~cut & (converted != labels.IGNORE_LABEL)
+        np.testing.assert_array_equal(labels.verse_to_training(np.where(cut, 0, ref_codes))[compared],
+                                      converted[compared])
         kept = sorted(set(case["levels"]) - set(case["partial"]))
         centroids = read_verse_ctd(out / f"{case['case']}_ctd.json", ref)
         assert sorted(centroids) == kept
@@ -53,6 +63,7 @@ def test_reference_named_and_gridded_like_the_raw_dataset(sim_and_raw, tmp_path)
         truth_lesion = sitk.GetArrayFromImage(sitk.ReadImage(str(sim / case["truth"]["lesions"])))
         assert np.array_equal(np.unique(sitk.GetArrayFromImage(lesion)), np.unique(truth_lesion))
         assert (sitk.GetArrayFromImage(lesion) > 0).sum() == (truth_lesion > 0).sum()
+    assert any(c["partial"] for c in cases)  # the ignore region was checked on at least one case
 
 
 def test_reference_options_are_checked(sim_and_raw, tmp_path):

@@ -12,8 +12,12 @@ decay) is a function of the epoch and the epoch count, so changing the count jus
 decay; warm-up is shortened to :data:`WARMUP_FRACTION` of a short run. A resumed run (``--c``) gets a fresh
 budget for the epochs it still trains.
 
-nnU-Net's ``run_training`` iterates over ``range(current_epoch, num_epochs)`` fixed when the loop starts, so the
-loop is re-stated here with a ``while`` that reads ``num_epochs`` after every epoch.
+nnU-Net's ``run_training`` runs its loop over ``range(current_epoch, num_epochs)``, fixed when the loop starts (at
+the full schedule's count, the most a budget may give); ``on_epoch_start`` ends that loop once the fitted count is
+reached (:class:`BudgetSpent`), and ``run_training`` then finishes as nnU-Net's does (``on_train_end``).
+
+Under DDP the count is fitted on rank 0 and broadcast (:func:`ddp.broadcast_from_rank0`): ranks that each fitted
+from their own clock could disagree, and one would wait forever for the others' next epoch.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from .ddp import DDPAnyDeviceMixin, broadcast_from_rank0
 from .vertebraformer_trainer import VertebraFormerTrainer
 
 BUDGET_ENV = "VERTEBRAFORMER_TRAIN_BUDGET_S"
@@ -64,6 +69,10 @@ def warmup_for(num_epochs: int, configured: int, fraction: float = WARMUP_FRACTI
     return int(max(1, min(configured, round(fraction * num_epochs))))
 
 
+class BudgetSpent(Exception):
+    """Raised by ``on_epoch_start`` when the fitted epoch count is reached: ends nnU-Net's epoch loop."""
+
+
 class TimeBudgetMixin:
     """The wall-clock budget for any nnU-Net trainer (module docstring); put it first among the bases. The
     trainer class says how a new epoch count reaches its learning-rate schedule (``_schedule_epochs``)."""
@@ -83,21 +92,14 @@ class TimeBudgetMixin:
         self._epoch_starts = []
         self.print_to_log_file(f"Time budget: {self.time_budget_s:.0f} s of training (the epoch count is set after "
                                f"the first epoch)")
-        self.on_train_start()
-        while self.current_epoch < self.num_epochs:
-            self.on_epoch_start()
-            self.on_train_epoch_start()
-            train_outputs = [self.train_step(next(self.dataloader_train)) for _ in range(self.num_iterations_per_epoch)]
-            self.on_train_epoch_end(train_outputs)
-            with torch.no_grad():
-                self.on_validation_epoch_start()
-                val_outputs = [self.validation_step(next(self.dataloader_val))
-                               for _ in range(self.num_val_iterations_per_epoch)]
-                self.on_validation_epoch_end(val_outputs)
-            self.on_epoch_end()
-        self.on_train_end()
+        try:
+            super().run_training()  # nnU-Net's loop; it ends by itself only when the budget gives max_epochs
+        except BudgetSpent:
+            self.on_train_end()
 
     def on_epoch_start(self):
+        if self._run_t0 is not None and self.current_epoch >= self.num_epochs:
+            raise BudgetSpent(self.current_epoch)
         self._epoch_starts.append(time())
         super().on_epoch_start()
 
@@ -116,8 +118,8 @@ class TimeBudgetMixin:
         since = self._epoch_starts[0] if done == 1 else self._epoch_starts[1]
         per_epoch = (now - since) / (done if done == 1 else done - 1)
         elapsed = now - self._run_t0
-        fit = epochs_within_budget(self._run_start_epoch, done, per_epoch, elapsed, self.time_budget_s,
-                                   self.max_epochs)
+        fit = broadcast_from_rank0(epochs_within_budget(self._run_start_epoch, done, per_epoch, elapsed,
+                                                        self.time_budget_s, self.max_epochs))
         if done <= 2 or fit != self.num_epochs:
             late = fit < self.num_epochs and done > 2
             self._set_num_epochs(fit)
@@ -155,7 +157,7 @@ class VertebraFormerTrainer_budget(TimeBudgetMixin, VertebraFormerTrainer):
         scheduler.warmup_epochs = int(max(0, min(warmup_for(n, self.configured_warmup), n - 1)))
 
 
-class nnUNetTrainer_budget(TimeBudgetMixin, nnUNetTrainer):
+class nnUNetTrainer_budget(TimeBudgetMixin, DDPAnyDeviceMixin, nnUNetTrainer):
     """nnU-Net's default trainer (its 3D U-Net, SGD at 1e-2 with poly decay, its augmentation and loss) for a
     wall-clock budget: the baseline of the benchmark, trained for the same time as VertebraFormer. Only the epoch
     length differs from ``nnUNetTrainer``: 10 training and 2 validation iterations, so that the epoch count can be

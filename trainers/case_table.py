@@ -1,83 +1,57 @@
 """Per-case facts the trainer needs at every step, looked up through a batch's ``keys`` (case identifiers).
 
-The data loader pads label channels with -1 and the augmentation pipeline then turns -1 into 0, so the
-label arrays cannot say "this case has no lesion annotation": that fact comes from ``dataset.json``
-(``case_info[case]["annotations"]["lesion_mask"]``, ``case_info[case]["domain"]``; nnU-Net copies the file
-to the preprocessed and model folders) and, for a case missing there, from the case's preprocessed
-properties (``.pkl``) when the preprocessor recorded it.
+The facts are read by :mod:`vertebraformer_nn.case_facts` (dataset.json's ``case_info``, and for cases missing
+there, what the preprocessor recorded in their properties); domain indices count in the model's domains, the
+plans' (``plans_facts.domains``), so a dataset of 2 or 6 sources trains like MultiSpine's 4.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Dict, Iterable, Mapping, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from vertebraformer_nn.sources import SOURCES, UNKNOWN_DOMAIN, domain_index
+from vertebraformer_nn.case_facts import CaseFacts, from_properties, read_case_info
 
-#: property keys a preprocessor may use for the same facts (first found wins)
-LESION_FLAG_KEYS = ("has_lesion_annotation", "lesion_annotated", "lesion_mask_annotated", "lesion_annotation")
-DOMAIN_INDEX_KEYS = ("domain_index", "domain_idx")
-
-
-@dataclass(frozen=True)
-class CaseFacts:
-    lesion_annotated: bool
-    domain_index: int  # index into SOURCES, UNKNOWN_DOMAIN if not one of them
-
-
-def facts_from_case_info(info: Mapping) -> CaseFacts:
-    annotations = info.get("annotations", {}) or {}
-    return CaseFacts(lesion_annotated=bool(annotations.get("lesion_mask", False)),
-                     domain_index=domain_index(info.get("domain")))
-
-
-def facts_from_properties(props: Mapping) -> Optional[CaseFacts]:
-    """The facts a preprocessor recorded in a case's properties, or None when it recorded none."""
-    flag = next((props[k] for k in LESION_FLAG_KEYS if k in props), None)
-    dom = next((props[k] for k in DOMAIN_INDEX_KEYS if k in props), None)
-    if dom is None and isinstance(props.get("domain"), str):
-        dom = domain_index(props["domain"])
-    if flag is None and dom is None:
-        return None
-    return CaseFacts(lesion_annotated=bool(flag) if flag is not None else False,
-                     domain_index=int(dom) if dom is not None else UNKNOWN_DOMAIN)
+#: the facts of a case nobody knows anything about: no lesion annotation, unknown domain
+UNKNOWN_CASE = CaseFacts()
 
 
 class CaseTable:
-    """{case identifier: CaseFacts}. Unknown cases get "no lesion annotation, unknown domain" (their lesion and
-    domain losses are multiplied by zero) and are reported once by :meth:`missing`."""
+    """{case identifier: CaseFacts} and the model's domains. Unknown cases get "no lesion annotation, unknown domain"
+    (their lesion and domain losses are multiplied by zero) and are collected in :attr:`missing_seen`."""
 
-    def __init__(self, facts: Mapping[str, CaseFacts], num_domains: int = len(SOURCES)):
+    def __init__(self, facts: Mapping[str, CaseFacts], domains: Sequence[str]):
         self.facts: Dict[str, CaseFacts] = dict(facts)
-        self.num_domains = int(num_domains)
+        self.domains = tuple(domains)
         self.missing_seen: set = set()
 
     @classmethod
-    def from_dataset_json(cls, dataset_json: Mapping, num_domains: int = len(SOURCES),
-                          properties: Optional[Mapping[str, Mapping]] = None) -> "CaseTable":
-        facts = {case: facts_from_case_info(info) for case, info in (dataset_json.get("case_info") or {}).items()}
-        for case, props in (properties or {}).items():
-            if case not in facts:
-                f = facts_from_properties(props)
-                if f is not None:
-                    facts[case] = f
-        return cls(facts, num_domains)
+    def from_dataset_json(cls, dataset_json: Mapping, domains: Sequence[str]) -> "CaseTable":
+        return cls(read_case_info(dataset_json), domains)
+
+    def add_from_properties(self, case: str, properties: Mapping) -> bool:
+        """Take a case's facts from its preprocessed properties unless case_info had them; False when neither
+        knows the case."""
+        if case in self.facts:
+            return True
+        facts = from_properties(properties)
+        if facts is not None:
+            self.facts[case] = facts
+        return facts is not None
 
     def lookup(self, keys: Iterable) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(lesion weight (B,) float, domain index (B,) int, domain weight (B,) float) for a batch's keys."""
         lesion_w, dom, dom_w = [], [], []
-        for key in keys:
-            key = str(key)
-            f = self.facts.get(key)
-            if f is None:
+        for key in map(str, keys):
+            facts = self.facts.get(key)
+            if facts is None:
                 self.missing_seen.add(key)
-                f = CaseFacts(False, UNKNOWN_DOMAIN)
-            lesion_w.append(1.0 if f.lesion_annotated else 0.0)
-            ok = 0 <= f.domain_index < self.num_domains
-            dom.append(f.domain_index if ok else 0)
-            dom_w.append(1.0 if ok else 0.0)
+                facts = UNKNOWN_CASE
+            index = facts.domain_index(self.domains)
+            lesion_w.append(1.0 if facts.lesion_annotated else 0.0)
+            dom.append(max(index, 0))  # an unknown domain's target is any valid index, weighted 0
+            dom_w.append(1.0 if index >= 0 else 0.0)
         return (np.asarray(lesion_w, dtype=np.float32), np.asarray(dom, dtype=np.int64),
                 np.asarray(dom_w, dtype=np.float32))
 

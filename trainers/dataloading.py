@@ -1,122 +1,87 @@
-"""Lesion-aware patch sampling.
+"""Patch sampling of the VertebraFormer trainers: nnU-Net's loader, with lesion-centred patches at one stated rate.
 
-nnU-Net's loader forces foreground from ``properties['class_locations']``, computed on segmentation
-channel 0 (the vertebrae) only, so a lesion (channel 1) lands in a patch only by chance. This loader
-centres a fraction ``lesion_oversample_percent`` of the samples (drawn per sample, for cases that have lesion
-voxels) on a random lesion voxel; the other samples follow nnU-Net's rule unchanged. Lesion voxel
-locations come from the properties when the preprocessor recorded them (a ``class_locations`` entry whose key
-names the lesion, or ``properties['lesion_locations']``; rows ``(c, x, y, z)`` as nnU-Net writes them), else they
-are computed once per case and worker from channel 1 of the segmentation (subsampled like nnU-Net's).
+nnU-Net's loader decides per sample whether a patch must hold foreground (the last ``oversample_foreground_percent``
+of a batch), and its ``get_bbox`` then picks a class uniformly among the keys of ``properties["class_locations"]``
+that the case has voxels of, and centres the patch on a random voxel of that class. The preprocessor stores the
+lesion voxels there too (key ``"lesion"``), so, left alone, nnU-Net would pick lesions as one more "foreground
+class", at a rate depending on how many vertebrae a case shows and on where a sample sits in its batch.
+
+:class:`LesionAwareDataLoader` overrides ``get_bbox`` only (the rest of nnU-Net's loader runs unchanged) and sets
+the rate once:
+
+* for a case with lesion voxels, every sample (training and validation, wherever it sits in the batch) is centred on
+  a random lesion voxel with probability ``lesion_patch_fraction`` (the trainer's, :data:`LESION_PATCH_FRACTION`):
+  the fraction of that case's patches centred on a lesion voxel is this number (``tests/test_sampling.py`` measures
+  it);
+* every other sample follows nnU-Net's rule with the lesion key taken out of the class choice: forced foreground
+  centres on a vertebra class, the other samples stay random, and with an ignore label nnU-Net's own handling (random
+  patches centred on annotated voxels, never on ignored ones) is kept.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
-
 import numpy as np
-import torch
-from acvl_utils.cropping_and_padding.bounding_boxes import crop_and_pad_nd
-from threadpoolctl import threadpool_limits
-
+from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
+from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 
-MAX_LOCATIONS = 10000
+from vertebraformer_nn.planners.preprocessor import LESION_KEY
 
-
-def lesion_locations_from_properties(properties: dict) -> Optional[np.ndarray]:
-    cl = properties.get("class_locations") or {}
-    for key, value in cl.items():
-        if isinstance(key, str) and "lesion" in key.lower():
-            return np.asarray(value)
-    if "lesion_locations" in properties:
-        return np.asarray(properties["lesion_locations"])
-    return None
-
-
-def lesion_locations_from_seg(seg, seed: int = 1234) -> np.ndarray:
-    """(n, 4) rows (0, x, y, z) of lesion voxels (channel 1 > 0), at most MAX_LOCATIONS of them."""
-    if seg.shape[0] < 2:
-        return np.zeros((0, 4), dtype=np.int64)
-    coords = np.argwhere(np.asarray(seg[1]) > 0)
-    if len(coords) > MAX_LOCATIONS:
-        rnd = np.random.RandomState(seed)
-        coords = coords[rnd.choice(len(coords), MAX_LOCATIONS, replace=False)]
-    return np.concatenate([np.zeros((len(coords), 1), dtype=np.int64), coords], axis=1)
+#: fraction of the patches of a case with lesion voxels that are centred on a lesion voxel
+LESION_PATCH_FRACTION = 0.2
 
 
 class LesionAwareDataLoader(nnUNetDataLoader):
-    def __init__(self, *args, lesion_oversample_percent: float = 0.2, **kwargs):
+    def __init__(self, *args, lesion_patch_fraction: float = LESION_PATCH_FRACTION, **kwargs):
         super().__init__(*args, **kwargs)
-        self.lesion_oversample_percent = float(lesion_oversample_percent)
-        self._lesion_cache: Dict[str, np.ndarray] = {}
+        self.lesion_patch_fraction = float(lesion_patch_fraction)
 
-    def _lesion_locations(self, key: str, seg, properties: dict) -> np.ndarray:
-        if key not in self._lesion_cache:
-            loc = lesion_locations_from_properties(properties)
-            if loc is None:
-                loc = lesion_locations_from_seg(seg)
-            self._lesion_cache[key] = loc
-        return self._lesion_cache[key]
+    def get_bbox(self, data_shape, force_fg: bool, class_locations, overwrite_class=None, verbose: bool = False):
+        locations = dict(class_locations or {})
+        lesion = locations.pop(LESION_KEY, None)
+        if lesion is not None and len(lesion) > 0 and np.random.uniform() < self.lesion_patch_fraction:
+            # nnU-Net's forced-foreground branch with the class fixed to the lesion
+            return super().get_bbox(data_shape, True, {LESION_KEY: lesion}, LESION_KEY, verbose)
+        return super().get_bbox(data_shape, force_fg, locations, overwrite_class, verbose)
 
-    def get_lesion_bbox(self, data_shape, locations: np.ndarray):
-        """bbox of ``self.patch_size`` centred on a random lesion voxel (clipped like nnU-Net's foreground bbox)."""
-        dim = len(data_shape)
-        need_to_pad = self.need_to_pad.copy()
-        for d in range(dim):
-            if need_to_pad[d] + data_shape[d] < self.patch_size[d]:
-                need_to_pad[d] = self.patch_size[d] - data_shape[d]
-        lbs = [-need_to_pad[i] // 2 for i in range(dim)]
-        ubs = [data_shape[i] + need_to_pad[i] // 2 + need_to_pad[i] % 2 - self.patch_size[i] for i in range(dim)]
-        voxel = locations[np.random.choice(len(locations))]
-        bbox_lbs = [int(min(max(lbs[i], voxel[i + 1] - self.patch_size[i] // 2), ubs[i])) for i in range(dim)]
-        bbox_ubs = [bbox_lbs[i] + self.patch_size[i] for i in range(dim)]
-        return bbox_lbs, bbox_ubs
 
-    def generate_train_batch(self):
-        # nnunetv2 2.8.1's nnUNetDataLoader.generate_train_batch with one change: the lesion-centred bbox
-        selected_keys = self.get_indices()
-        data_all = None
-        seg_all = None
-        with torch.no_grad():
-            with threadpool_limits(limits=1, user_api=None):
-                for j, i in enumerate(selected_keys):
-                    force_fg = self.get_do_oversample(j)
-                    data, seg, seg_prev, properties = self._data.load_case(i)
-                    shape = data.shape[1:]
-                    bbox = None
-                    if self.lesion_oversample_percent > 0 and np.random.uniform() < self.lesion_oversample_percent:
-                        locations = self._lesion_locations(str(i), seg, properties)
-                        if len(locations) > 0:
-                            bbox = self.get_lesion_bbox(shape, locations)
-                    if bbox is None:
-                        bbox = self.get_bbox(shape, force_fg, properties['class_locations'])
-                    bbox = [[a, b] for a, b in zip(*bbox)]
+class LesionSamplingMixin:
+    """nnU-Net's ``get_dataloaders`` with :class:`LesionAwareDataLoader`; put it before nnUNetTrainer."""
 
-                    data_cropped = torch.from_numpy(crop_and_pad_nd(data, bbox, 0)).float()
-                    seg_cropped = torch.from_numpy(crop_and_pad_nd(seg, bbox, -1, cast_cropped_to=np.int16)).to(torch.int16)
-                    if seg_prev is not None:
-                        seg_prev_cropped = torch.from_numpy(
-                            crop_and_pad_nd(seg_prev, bbox, -1, cast_cropped_to=np.int16)).to(torch.int16)
-                        seg_cropped = torch.cat((seg_cropped, seg_prev_cropped[None]), dim=0)
-                    if self.patch_size_was_2d:
-                        data_cropped = data_cropped[:, 0]
-                        seg_cropped = seg_cropped[:, 0]
-                    if self.transforms is not None:
-                        transformed = self.transforms(**{'image': data_cropped, 'segmentation': seg_cropped})
-                        data_sample = transformed['image']
-                        seg_sample = transformed['segmentation']
-                    else:
-                        data_sample = data_cropped
-                        seg_sample = seg_cropped
-                    if data_all is None:
-                        data_all = torch.empty((self.batch_size, *data_sample.shape), dtype=torch.float32)
-                    data_all[j] = data_sample
-                    if isinstance(seg_sample, list):
-                        if seg_all is None:
-                            seg_all = [torch.empty((self.batch_size, *s.shape), dtype=s.dtype) for s in seg_sample]
-                        for s_idx, s in enumerate(seg_sample):
-                            seg_all[s_idx][j] = s
-                    else:
-                        if seg_all is None:
-                            seg_all = torch.empty((self.batch_size, *seg_sample.shape), dtype=seg_sample.dtype)
-                        seg_all[j] = seg_sample
-        return {'data': data_all, 'target': seg_all, 'keys': selected_keys}
+    lesion_patch_fraction: float = LESION_PATCH_FRACTION
+
+    def get_dataloaders(self):
+        # nnunetv2 2.8.1 nnUNetTrainer.get_dataloaders (lines 668-737) restated with one change, the loader class:
+        # nnU-Net names nnUNetDataLoader inside that method, with no attribute or method to swap it.
+        if self.dataset_class is None:
+            self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+        patch_size = self.configuration_manager.patch_size
+        ds_scales = self._get_deep_supervision_scales()
+        rotation, dummy_2d, initial_patch_size, mirror_axes = \
+            self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        lm = self.label_manager
+        labels = dict(foreground_labels=lm.foreground_labels,
+                      regions=lm.foreground_regions if lm.has_regions else None, ignore_label=lm.ignore_label)
+        tr_transforms = self.get_training_transforms(
+            patch_size, rotation, ds_scales, mirror_axes, dummy_2d,
+            use_mask_for_norm=self.configuration_manager.use_mask_for_norm, is_cascaded=self.is_cascaded, **labels)
+        val_transforms = self.get_validation_transforms(ds_scales, is_cascaded=self.is_cascaded, **labels)
+        dataset_tr, dataset_val = self.get_tr_and_val_datasets()
+        common = dict(oversample_foreground_percent=self.oversample_foreground_percent, sampling_probabilities=None,
+                      pad_sides=None, probabilistic_oversampling=self.probabilistic_oversampling,
+                      lesion_patch_fraction=self.lesion_patch_fraction)
+        dl_tr = LesionAwareDataLoader(dataset_tr, self.batch_size, initial_patch_size, patch_size, lm,
+                                      transforms=tr_transforms, **common)
+        dl_val = LesionAwareDataLoader(dataset_val, self.batch_size, patch_size, patch_size, lm,
+                                       transforms=val_transforms, **common)
+        n = get_allowed_n_proc_DA()
+        if n == 0:
+            mt_tr, mt_val = SingleThreadedAugmenter(dl_tr, None), SingleThreadedAugmenter(dl_val, None)
+        else:
+            pin = self.device.type == "cuda"
+            mt_tr = NonDetMultiThreadedAugmenter(dl_tr, None, n, max(6, n // 2), None, pin, 0.002)
+            mt_val = NonDetMultiThreadedAugmenter(dl_val, None, max(1, n // 2), max(3, n // 4), None, pin, 0.002)
+        _ = next(mt_tr)
+        _ = next(mt_val)
+        return mt_tr, mt_val

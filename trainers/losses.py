@@ -8,8 +8,14 @@ zero gradient. Pooled quantities (the soft Dice's tp/fp/fn, the cross-entropy's 
 the annotated cases only: nnU-Net's batch Dice pools the whole batch, which would let an unannotated case's
 "no lesion here" leak into the pooled denominator.
 
-Shapes: ``seg_target`` (B, 1, *S) training labels (0 background, 1..26 vertebrae); ``lesion_target``
-(B, 1, *S) 0/1; logits as the network's ``all_heads`` dict documents.
+Ignore label (nnU-Net's, ``labels.IGNORE_LABEL``: voxels of vertebrae cut by the field of view, whose level and
+even whose border the network cannot see from inside a patch). Every vertebra loss and metric leaves those voxels
+out when given ``ignore_label``: the segmentation loss (cross-entropy, per-class and binary "any vertebra" Dice),
+the level loss, the binary and level counts. The lesion loss keeps them: a lesion mask annotates lesions wherever
+they are visible, whatever the vertebra labels say about the border, so its supervision there is valid.
+
+Shapes: ``seg_target`` (B, 1, *S) training labels (0 background, 1..26 vertebrae, possibly the ignore label);
+``lesion_target`` (B, 1, *S) 0/1; logits as the network's ``all_heads`` dict documents.
 """
 from __future__ import annotations
 
@@ -17,8 +23,6 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-
-from vertebraformer_nn.evaluation.metrics import dice_from_counts  # noqa: F401  (the one Dice)
 
 IGNORE_INDEX = -1
 
@@ -28,15 +32,28 @@ def _expand(w: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return w.reshape(w.shape[0], *([1] * (like.ndim - 1))).to(like.dtype)
 
 
-def spine_dice_loss(seg_logits: torch.Tensor, seg_target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
-    """1 - soft Dice of "any vertebra" (1 - softmax background) against label > 0, pooled over the batch.
+def known_voxels(labels: torch.Tensor, ignore_label: Optional[int]) -> Optional[torch.Tensor]:
+    """Boolean mask of the voxels whose label is known (not ``ignore_label``); None when there is no ignore label."""
+    return None if ignore_label is None else labels != ignore_label
+
+
+def spine_dice_loss(seg_logits: torch.Tensor, seg_target: torch.Tensor, smooth: float = 1e-5,
+                    ignore_label: Optional[int] = None) -> torch.Tensor:
+    """1 - soft Dice of "any vertebra" (1 - softmax background) against label > 0, pooled over the batch,
+    ``ignore_label`` voxels left out.
 
     Part of :func:`segmentation_loss` (which computes it from its own softmax); kept alone for tests and tools."""
-    return _spine_dice(torch.softmax(seg_logits.float(), 1)[:, 0], seg_target[:, 0] > 0, smooth)
+    labels = seg_target[:, 0]
+    known = known_voxels(labels, ignore_label)
+    is_vertebra = (labels > 0) if known is None else (labels > 0) & known
+    return _spine_dice(torch.softmax(seg_logits.float(), 1)[:, 0], is_vertebra, smooth, known)
 
 
-def _spine_dice(p_background: torch.Tensor, is_vertebra: torch.Tensor, smooth: float) -> torch.Tensor:
+def _spine_dice(p_background: torch.Tensor, is_vertebra: torch.Tensor, smooth: float,
+                known: Optional[torch.Tensor] = None) -> torch.Tensor:
     p_fg = 1 - p_background
+    if known is not None:  # a vertebra predicted on an ignored voxel is no false positive
+        p_fg = p_fg * known.to(p_fg.dtype)
     g = is_vertebra.to(p_fg.dtype)
     tp = (p_fg * g).sum()
     return 1 - (2 * tp + smooth) / (p_fg.sum() + g.sum() + smooth)
@@ -63,9 +80,8 @@ def segmentation_loss(seg_logits: torch.Tensor, seg_target: torch.Tensor, batch_
     logits = seg_logits.float()
     b, c = logits.shape[:2]
     target = seg_target[:, 0].long()
-    valid = None
-    if ignore_label is not None:
-        valid = target != ignore_label
+    valid = known_voxels(target, ignore_label)
+    if valid is not None:
         target = torch.where(valid, target, torch.zeros_like(target))
     log_p = torch.log_softmax(logits, 1)
     p = log_p.exp()
@@ -87,21 +103,30 @@ def segmentation_loss(seg_logits: torch.Tensor, seg_target: torch.Tensor, batch_
         intersect, sum_gt, sum_pred = intersect.sum(0), sum_gt.sum(0), sum_pred.sum(0)
     dice = (2 * intersect + smooth) / (sum_gt + sum_pred + smooth).clamp_min(1e-8)
     loss = ce - dice.mean()
-    if spine_dice_weight:
-        loss = loss + spine_dice_weight * _spine_dice(p[:, 0], (target > 0) & (valid if valid is not None else True),
-                                                      smooth)
+    if spine_dice_weight:  # ignored voxels were set to background above: neither target nor prediction there
+        loss = loss + spine_dice_weight * _spine_dice(p[:, 0], target > 0, smooth, valid)
     return loss
 
 
-def identification_loss(id_logits: torch.Tensor, seg_target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the level head on vertebra voxels: target = training label - 1, background ignored.
+def _levels(seg_target: torch.Tensor, ignore_label: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(level target = training label - 1, mask of the vertebra voxels with a known level)."""
+    labels = seg_target[:, 0].long()
+    known = known_voxels(labels, ignore_label)
+    vertebra = labels > 0
+    return labels - 1, vertebra if known is None else vertebra & known
+
+
+def identification_loss(id_logits: torch.Tensor, seg_target: torch.Tensor, w: torch.Tensor,
+                        ignore_label: Optional[int] = None) -> torch.Tensor:
+    """Cross-entropy of the level head on vertebra voxels: target = training label - 1; background and
+    ``ignore_label`` voxels (no level known) left out.
 
     Mean over the vertebra voxels of the weighted cases (0 when the batch has none; never NaN). The vertebra
     voxels are picked out before the (26-channel) log-softmax, so its cost scales with the spine, not the
     patch (the spine is a few percent of a patch)."""
-    target = seg_target[:, 0].long() - 1  # background 0 -> -1 (ignored)
+    target, vertebra = _levels(seg_target, ignore_label)
     voxel_w = _expand(w, target).expand_as(target)
-    picked = (target >= 0) & (voxel_w > 0)
+    picked = vertebra & (voxel_w > 0)
     rows = id_logits.movedim(1, -1)[picked].float()  # (N, levels): only the vertebra voxels
     if rows.shape[0] == 0:
         return id_logits.sum() * 0.0
@@ -117,7 +142,8 @@ def lesion_loss(lesion_logits: torch.Tensor, lesion_target: torch.Tensor, w: tor
     BCE: per-case voxel mean, weighted mean over the cases (divided by max(sum w, 1)).
     Soft Dice: tp/fp/fn summed over the weighted cases only, and only counted when those cases' patches hold
     lesion voxels (a lesion-free batch gets BCE only: a Dice of an empty target is undefined and would push
-    every probability to zero). Returns (loss, parts)."""
+    every probability to zero). The segmentation's ignore voxels count here (module docstring). Returns (loss,
+    parts)."""
     logits = lesion_logits.float()
     target = lesion_target.to(logits.dtype)
     reduce_dims = tuple(range(1, logits.ndim))
@@ -160,16 +186,19 @@ def zero_like_graph(*tensors: Optional[torch.Tensor]) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------- metrics
 @torch.no_grad()
-def identification_counts(id_logits: torch.Tensor, seg_target: torch.Tensor, w: torch.Tensor) -> Tuple[float, float]:
-    """(correct, total) voxel counts of the level head's argmax on the vertebra voxels of weighted cases."""
-    target = seg_target[:, 0].long() - 1
-    valid = (target >= 0) & (_expand(w, target) > 0)
+def identification_counts(id_logits: torch.Tensor, seg_target: torch.Tensor, w: torch.Tensor,
+                          ignore_label: Optional[int] = None) -> Tuple[float, float]:
+    """(correct, total) voxel counts of the level head's argmax on the vertebra voxels (known level) of weighted
+    cases."""
+    target, vertebra = _levels(seg_target, ignore_label)
+    valid = vertebra & (_expand(w, target) > 0)
     pred = id_logits.argmax(1)
     return float(((pred == target) & valid).sum()), float(valid.sum())
 
 
 @torch.no_grad()
-def lesion_counts(lesion_logits: torch.Tensor, lesion_target: torch.Tensor, w: torch.Tensor) -> Tuple[float, float, float]:
+def lesion_counts(lesion_logits: torch.Tensor, lesion_target: torch.Tensor,
+                  w: torch.Tensor) -> Tuple[float, float, float]:
     """(tp, fp, fn) voxel counts of ``sigmoid > 0.5`` over the weighted (lesion-annotated) cases."""
     pred = lesion_logits > 0
     target = lesion_target > 0
@@ -189,10 +218,16 @@ def domain_counts(domain_logits: torch.Tensor, domain_target: torch.Tensor, w: t
 
 
 @torch.no_grad()
-def binary_counts(seg_logits: torch.Tensor, seg_target: torch.Tensor) -> Tuple[float, float, float]:
-    """(tp, fp, fn) of "any vertebra" (argmax != background) against label > 0: the binary spine Dice."""
+def binary_counts(seg_logits: torch.Tensor, seg_target: torch.Tensor,
+                  ignore_label: Optional[int] = None) -> Tuple[float, float, float]:
+    """(tp, fp, fn) of "any vertebra" (argmax != background) against label > 0, ``ignore_label`` voxels left out:
+    the binary spine Dice."""
+    labels = seg_target[:, 0]
+    known = known_voxels(labels, ignore_label)
     pred = seg_logits.argmax(1) > 0
-    target = seg_target[:, 0] > 0
+    target = labels > 0
+    if known is not None:
+        pred, target = pred & known, target & known
     return float((pred & target).sum()), float((pred & ~target).sum()), float((~pred & target).sum())
 
 

@@ -1,9 +1,11 @@
-"""nnU-Net's LocalLogger with the per-task keys and two more panels in ``progress.png``.
+"""nnU-Net's LocalLogger with the per-task keys, and their curves in ``progress_tasks.png`` beside nnU-Net's
+``progress.png``.
 
 ``LocalLogger.log`` asserts that a key is one of its predefined lists and wants exactly one value per epoch;
 the keys below are added to that dict, and the trainer logs each of them once per epoch (NaN when an epoch
-had nothing to score, e.g. no lesion-annotated validation patch). Values are stored as plain Python floats so
-that the checkpoint's ``logging`` entry loads with ``torch.load(weights_only=True)``.
+had nothing to score, e.g. no lesion-annotated validation patch). Values are stored as plain Python floats (nnU-Net
+logs numpy floats): nnU-Net's ``save_checkpoint`` writes the lists as they are, and the checkpoint then loads with
+``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ TRAIN_LOSS_KEYS = tuple(f"train_loss_{t}" for t in TASK_LOSSES)
 VAL_LOSS_KEYS = tuple(f"val_loss_{t}" for t in TASK_LOSSES)
 METRIC_KEYS = ("val_spine_dice", "val_id_accuracy", "val_lesion_dice", "val_domain_accuracy")
 EXTRA_KEYS = TRAIN_LOSS_KEYS + VAL_LOSS_KEYS + METRIC_KEYS
+#: the per-task plot, written beside nnU-Net's progress.png
+TASKS_PNG = "progress_tasks.png"
 
 
 def to_plain(value):
@@ -54,46 +58,26 @@ class MultiTaskLocalLogger(LocalLogger):
         self.my_fantastic_logging = logging
 
     def plot_progress_png(self, output_folder):
-        import matplotlib
-
-        matplotlib.use("agg")
-        import matplotlib.pyplot as plt
+        """nnU-Net's ``progress.png``, then the per-task curves in ``progress_tasks.png`` beside it."""
+        super().plot_progress_png(output_folder)
+        import matplotlib.pyplot as plt  # nnU-Net's logger module has selected the agg backend
 
         log = self.my_fantastic_logging
         epoch = min(len(v) for v in log.values()) - 1
         if epoch < 0:
             return
         x = list(range(epoch + 1))
-        fig, ax_all = plt.subplots(5, 1, figsize=(30, 80))
-        # 1-3: nnU-Net's three panels (same content, so users find what they know)
-        ax = ax_all[0]
-        ax2 = ax.twinx()
-        ax.plot(x, log['train_losses'][:epoch + 1], color='b', label="loss_tr", linewidth=4)
-        ax.plot(x, log['val_losses'][:epoch + 1], color='r', label="loss_val", linewidth=4)
-        ax2.plot(x, log['mean_fg_dice'][:epoch + 1], color='g', ls='dotted', label="pseudo dice", linewidth=3)
-        ax2.plot(x, log['ema_fg_dice'][:epoch + 1], color='g', label="pseudo dice (mov. avg.)", linewidth=4)
-        ax.set_xlabel("epoch"), ax.set_ylabel("total loss"), ax2.set_ylabel("pseudo dice")
-        ax.legend(loc=(0, 1)), ax2.legend(loc=(0.2, 1))
-        ax = ax_all[1]
-        ax.plot(x, [e - s for e, s in zip(log['epoch_end_timestamps'][:epoch + 1],
-                                          log['epoch_start_timestamps'][:epoch + 1])], color='b',
-                label="epoch duration", linewidth=4)
-        ax.set(ylim=[0, ax.get_ylim()[1]]), ax.set_xlabel("epoch"), ax.set_ylabel("time [s]"), ax.legend(loc=(0, 1))
-        ax = ax_all[2]
-        ax.plot(x, log['lrs'][:epoch + 1], color='b', label="learning rate", linewidth=4)
-        ax.set_xlabel("epoch"), ax.set_ylabel("learning rate"), ax.legend(loc=(0, 1))
-        # 4: per-task losses
-        ax = ax_all[3]
+        fig, (losses, metrics) = plt.subplots(2, 1, figsize=(30, 36))
         colors = dict(seg='b', id='m', lesion='r', domain='g')
         for t in TASK_LOSSES:
-            ax.plot(x, log[f"train_loss_{t}"][:epoch + 1], color=colors[t], label=f"train {t}", linewidth=4)
-            ax.plot(x, log[f"val_loss_{t}"][:epoch + 1], color=colors[t], ls='dotted', label=f"val {t}", linewidth=4)
-        ax.set_xlabel("epoch"), ax.set_ylabel("loss per task"), ax.legend(loc=(0, 1), ncol=4)
-        # 5: per-task validation metrics
-        ax = ax_all[4]
+            losses.plot(x, log[f"train_loss_{t}"][:epoch + 1], color=colors[t], label=f"train {t}", linewidth=4)
+            losses.plot(x, log[f"val_loss_{t}"][:epoch + 1], color=colors[t], ls='dotted', label=f"val {t}",
+                        linewidth=4)
+        losses.set_xlabel("epoch"), losses.set_ylabel("loss per task"), losses.legend(loc=(0, 1), ncol=4)
         for key, c in zip(METRIC_KEYS, ('b', 'm', 'r', 'g')):
-            ax.plot(x, log[key][:epoch + 1], color=c, marker='o', label=key.replace("val_", ""), linewidth=4)
-        ax.set(ylim=[0, 1.02]), ax.set_xlabel("epoch"), ax.set_ylabel("validation metric"), ax.legend(loc=(0, 1), ncol=4)
+            metrics.plot(x, log[key][:epoch + 1], color=c, marker='o', label=key.replace("val_", ""), linewidth=4)
+        metrics.set(ylim=[0, 1.02]), metrics.set_xlabel("epoch"), metrics.set_ylabel("validation metric")
+        metrics.legend(loc=(0, 1), ncol=4)
         plt.tight_layout()
-        fig.savefig(join(output_folder, "progress.png"))
+        fig.savefig(join(output_folder, TASKS_PNG))
         plt.close(fig)

@@ -1,7 +1,10 @@
-"""Learning-rate schedule and augmentation geometry of the VertebraFormer trainer (pure, no trainer state)."""
+"""Learning-rate schedule and augmentation geometry of the VertebraFormer trainer (pure, no trainer state).
+
+The axes the geometry acts on come from the plans (``plans_facts.anatomical_axes``), never from an assumed
+orientation."""
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
 from torch.optim.lr_scheduler import _LRScheduler
@@ -44,24 +47,6 @@ def lr_at(epoch: int, initial_lr: float, max_epochs: int, warmup_epochs: int, ex
 
 
 # ------------------------------------------------------------------------------------------- geometry
-def anatomical_axes(transpose_forward: Sequence[int]) -> Dict[str, int]:
-    """Axis of the preprocessed (transposed) array that runs head-foot ("si"), front-back ("ap"), left-right ("lr").
-
-    Every MultiSpine case is reoriented to RAS at conversion and read with SimpleITKIOWithReorient, so the
-    array nnU-Net reads is (z, y, x) = (S, A, R); nnU-Net then transposes it with ``transpose_forward``
-    (new axis i = old axis transpose_forward[i])."""
-    tf = [int(t) for t in transpose_forward]
-    if sorted(tf) != [0, 1, 2]:
-        raise ValueError(f"transpose_forward must be a permutation of 0, 1, 2; got {transpose_forward}")
-    return {"si": tf.index(0), "ap": tf.index(1), "lr": tf.index(2)}
-
-
-def mirror_axes_for(transpose_forward: Sequence[int]) -> Tuple[int, ...]:
-    """Mirroring (training and test-time) only across left-right: a head-foot flip has no valid numbering, and a
-    front-back flip puts the vertebral body behind the canal."""
-    return (anatomical_axes(transpose_forward)["lr"],)
-
-
 #: rotation about the head-foot axis (axial plane), and the tilt allowed about each of the other two axes
 AXIAL_ROTATION_DEG = 30.0
 TILT_DEG = 8.0

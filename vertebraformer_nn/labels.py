@@ -6,6 +6,11 @@ VerSe codes are what every user-facing file carries: 1-7 C1-C7, 8-19 T1-T12, 20-
 nnU-Net needs consecutive labels, so raw datasets use the *training* labels: background 0, then every
 vertebra in anatomical order (C1 ... T12, T13, L1 ... L5, L6) as 1..26. The mapping between the two
 is written into dataset.json (``verse_codes``) and read back from there by the predictor.
+
+Training label maps (labelsTr, labelsTs) also hold nnU-Net's ignore label, :data:`IGNORE_LABEL` (27, the last
+entry of dataset.json's ``labels``): the voxels of vertebrae cut by the field of view (the converters' policy,
+dataset_conversion/common.py). It is no structure: ``verse_codes`` has no entry for it (VerSe's 27 is the
+coccyx), a network has no channel for it, no prediction holds it.
 """
 from __future__ import annotations
 
@@ -73,12 +78,14 @@ def region(code_: int) -> str:
 
 
 def dataset_json_labels() -> Dict[str, int]:
-    """The ``labels`` entry of dataset.json: structure name -> consecutive training label."""
-    return {"background": 0, **{VERSE_NAME[c]: t for c, t in TRAINING_LABEL_OF_CODE.items()}}
+    """The ``labels`` entry of dataset.json: structure name -> consecutive training label, then ``"ignore"``:
+    :data:`IGNORE_LABEL` (nnU-Net requires the ignore label to be the highest value)."""
+    return {"background": 0, **{VERSE_NAME[c]: t for c, t in TRAINING_LABEL_OF_CODE.items()}, "ignore": IGNORE_LABEL}
 
 
 def dataset_json_verse_codes() -> Dict[str, int]:
-    """The ``verse_codes`` entry of dataset.json: training label (as a string key) -> VerSe code."""
+    """The ``verse_codes`` entry of dataset.json: training label (as a string key) -> VerSe code. The ignore label
+    has none (it is no structure)."""
     return {str(t): c for t, c in CODE_OF_TRAINING_LABEL.items()}
 
 
@@ -107,8 +114,9 @@ def verse_to_training(label_map: np.ndarray) -> np.ndarray:
 
 
 def training_to_verse(label_map: np.ndarray) -> np.ndarray:
-    """Consecutive training labels -> VerSe codes (uint8)."""
-    return _apply_lut(np.asarray(label_map), _TRAINING_TO_VERSE, f"training labels (0-{NUM_TRAINING_LABELS - 1})")
+    """Consecutive training labels -> VerSe codes (uint8). The ignore label raises (it has no code)."""
+    return _apply_lut(np.asarray(label_map), _TRAINING_TO_VERSE, f"training labels (0-{NUM_TRAINING_LABELS - 1}; "
+                      f"the ignore label {IGNORE_LABEL} has no VerSe code)")
 
 
 # --- other tools' conventions -------------------------------------------------------------------------------

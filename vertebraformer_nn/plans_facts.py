@@ -6,7 +6,8 @@ everything about a model), and writes them under ``plans["vertebraformer"]``:
 * ``anatomical_axes``: ``{"si": i, "ap": j, "lr": k}``, the axes of the preprocessed (transposed) arrays that run
   head-foot, front-back and left-right;
 * ``domains``: the dataset's source names (``sources.SOURCES`` for MultiSpine), whose count the network's domain
-  classifier has.
+  classifier has; an empty list for a dataset whose dataset.json names no domains (no domain classifier, no
+  domain loss).
 
 Plans written before these keys existed were all planned from RAS-reoriented MultiSpine data read with
 ``SimpleITKIOWithReorient``; for those the facts follow from ``transpose_forward`` and are derived here. Any other
@@ -31,12 +32,17 @@ def _ours(plans: Mapping) -> Mapping:
     return plans.get("vertebraformer") or {}
 
 
-def axes_from_transpose(transpose_forward) -> Dict[str, int]:
-    """Anatomical axes of transposed arrays whose untransposed order is (S, A, R) (a reorienting reader)."""
+#: Anatomical axes of the arrays a reorienting reader hands out, before nnU-Net's transpose: (S, A, R).
+REORIENTED_AXES: Dict[str, int] = {name: i for i, name in enumerate(AXIS_NAMES)}
+
+
+def axes_from_transpose(transpose_forward, untransposed: Mapping[str, int] = REORIENTED_AXES) -> Dict[str, int]:
+    """Anatomical axes of arrays transposed with ``transpose_forward`` (new axis m = old axis
+    ``transpose_forward[m]``) whose untransposed axes are ``untransposed`` ((S, A, R): a reorienting reader)."""
     tf = [int(t) for t in transpose_forward]
     if sorted(tf) != [0, 1, 2]:
         raise PlansFactError(f"transpose_forward must be a permutation of 0, 1, 2; got {transpose_forward}")
-    return {name: tf.index(i) for i, name in enumerate(AXIS_NAMES)}
+    return {name: tf.index(int(untransposed[name])) for name in AXIS_NAMES}
 
 
 def anatomical_axes(plans: Mapping) -> Dict[str, int]:

@@ -36,7 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from .pipeline import DemoConfig, DemoError, run_demo
+    from .config import DemoConfig
+    from .environment import DemoError
+    from .pipeline import run_demo
 
     config = DemoConfig(out=args.out, cases_per_source=args.cases_per_source, minutes=args.minutes,
                         device=args.device, trainer=args.trainer, max_folds=args.max_folds, seed=args.seed)

@@ -14,12 +14,13 @@ Steps (each one's marker in ``OUT/.steps/``, see :mod:`markers`):
 8. evaluate     validation cases against the raw dataset; unseen-style cases against the phantoms' complete truth
 9. report       ``OUT/REPORT.md`` (:mod:`report`)
 
-The steps call the other commands in this process, through their Python APIs (phantoms, conversion, planning,
-the trainer) or their ``main([...])`` (predict, ensemble, evaluate): one process keeps torch and nnU-Net imported
-once (a subprocess per step would import them again, seconds each on a small CPU), shows the steps' own progress
-bars as they are, and turns a failure into a traceback. nnU-Net's folders point into OUT for the run and are
-restored afterwards, so the user's own nnU-Net folders are never touched. nnU-Net's pools spawn: call
-:func:`run_demo` under an ``if __name__ == "__main__":`` guard.
+The steps call, in this process, the same Python functions the commands call (phantoms ``generate``, conversion,
+``plan_and_preprocess``, the trainer, ``predict_folder``, ``ensemble_folders``, ``evaluate`` and
+``write_reports``): one process keeps torch and nnU-Net imported once (a subprocess per step would import them
+again, seconds each on a small CPU), shows the steps' own progress bars as they are, and turns a failure into a
+traceback. nnU-Net's folders point into OUT for the run and are restored afterwards, so the user's own nnU-Net
+folders are never touched. nnU-Net's pools spawn: call :func:`run_demo` under an ``if __name__ == "__main__":``
+guard.
 """
 from __future__ import annotations
 
@@ -32,14 +33,11 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from . import timing
+from .config import BUDGET_TRAINER, CONFIGURATION, DemoConfig, DemoPaths
 from .environment import (DemoError, claim_output_folder, demo_environment, describe_device, gpu_memory_gb,
                           link_inputs, processes, resolve_device)
 from .markers import Markers
 
-DATASET_ID = 599
-UNSEEN_STYLE = "lowdose"
-BUDGET_TRAINER = "VertebraFormerTrainer_budget"
-CONFIGURATION = "3d_fullres"
 STEPS = ("phantoms", "convert", "plan", "train", "train_fold1", "predict", "ensemble", "evaluate", "report")
 TITLES = {"phantoms": "generate MultiSpine-Sim phantoms", "convert": "convert the sources into a raw dataset",
           "plan": "plan and preprocess", "train": "train fold 0", "train_fold1": "train fold 1",
@@ -47,73 +45,6 @@ TITLES = {"phantoms": "generate MultiSpine-Sim phantoms", "convert": "convert th
           "report": "write REPORT.md"}
 #: steps that continue their own partial outputs after an interruption (predict and ensemble --continue)
 RESUMABLE = ("predict", "ensemble")
-
-
-@dataclass
-class DemoConfig:
-    out: Path = Path("demo_out")
-    cases_per_source: int = 4
-    minutes: float = 10.0
-    device: str = "auto"  # auto | cpu | cuda
-    trainer: Optional[str] = None  # a fixed-schedule trainer instead of the time-budgeted one
-    max_folds: int = 2
-    seed: int = 0
-    unseen_style: str = UNSEEN_STYLE
-    unseen_cases: Optional[int] = None  # unseen-style cases (default: cases_per_source)
-    dataset_id: int = DATASET_ID
-    bootstrap: int = 2000  # BCa resamples of the evaluation (10,000 in `vertebraformer evaluate`; a few cases here)
-
-    def n_unseen(self) -> int:
-        return int(self.cases_per_source if self.unseen_cases is None else self.unseen_cases)
-
-    def check(self) -> None:
-        from ..phantoms import EXTRA_STYLES
-
-        if self.cases_per_source < 2:
-            raise DemoError("--cases-per-source must be at least 2 (a fold needs training and validation cases)")
-        if self.n_unseen() < 1:
-            raise DemoError("at least one unseen-style case is needed")
-        if not self.minutes > 0:
-            raise DemoError("--minutes must be positive")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise DemoError(f"-device must be auto, cpu or cuda, not {self.device!r}")
-        if self.max_folds not in (1, 2):
-            raise DemoError("--max-folds must be 1 or 2")
-        from ..trainers import TRAINER_NAMES
-
-        if self.trainer is not None and self.trainer not in TRAINER_NAMES:
-            raise DemoError(f"unknown trainer {self.trainer!r}; one of {', '.join(TRAINER_NAMES)}")
-        if self.unseen_style not in EXTRA_STYLES:
-            raise DemoError(f"unknown unseen style {self.unseen_style!r}; one of {', '.join(sorted(EXTRA_STYLES))}")
-
-
-class DemoPaths:
-    """Where everything goes under OUT."""
-
-    def __init__(self, out: Path, config: DemoConfig):
-        self.out = Path(out)
-        self.sim = self.out / "SIM"
-        self.raw = self.out / "nnUNet_raw"
-        self.preprocessed = self.out / "nnUNet_preprocessed"
-        self.results = self.out / "nnUNet_results"
-        self.dataset_name = f"Dataset{config.dataset_id:03d}_MultiSpine"
-        self.raw_dataset = self.raw / self.dataset_name
-        self.unseen_source = f"extra_{config.unseen_style}"
-        self.unseen_images = self.sim / self.unseen_source
-        self.unseen_truth = self.sim / "ground_truth" / self.unseen_source
-        self.inputs = self.out / "inputs"
-        self.validation_inputs = self.inputs / "validation_fold0"
-        self.predictions = self.out / "predictions"
-        self.reference = self.out / "reference"
-        self.evaluation = self.out / "evaluation"
-        self.report = self.out / "REPORT.md"
-        self.unseen = f"unseen_{config.unseen_style}"
-
-    def rel(self, path: Path) -> str:
-        return Path(path).relative_to(self.out).as_posix()
-
-    def prediction(self, what: str) -> Path:
-        return self.predictions / what
 
 
 @dataclass
@@ -344,7 +275,7 @@ class Demo:
 
         import torch
 
-        from ..trainers.cli import build_trainer
+        from ..trainers.build import build_trainer
 
         if self.device == "cpu":
             torch.set_num_threads(multiprocessing.cpu_count())
@@ -379,13 +310,19 @@ class Demo:
         outputs = [p.validation_inputs]
         runs = [(p.validation_inputs, p.prediction("validation_fold0"), 0, False)]
         runs += [(p.unseen_images, p.prediction(f"{p.unseen}_fold{f}"), f, len(folds) > 1) for f in folds]
+        from ..inference.predict_folder import PredictionError, predict_folder
+        from ..inference.runner import RunOptions
+
         failed = {}
         for source, target, fold, save in runs:
-            status = self.cli(["predict", "-i", str(source), "-o", str(target), "-m", str(model), "-f", str(fold),
-                               "-device", self.device, "--continue"] + (["--save_probabilities"] if save else []))
-            if status == 2:
-                raise DemoError(f"vertebraformer predict failed for {source} (exit status 2; see above)")
-            if status == 1:
+            self.log(f"  predict {p.rel(source) if p.out in source.parents else source} with fold {fold} -> "
+                     f"{p.rel(target)}")
+            try:
+                _, n_failed = predict_folder(source, target, model=model, folds=[fold], device=self.device,
+                                             options=RunOptions(save_probabilities=save, resume=True))
+            except PredictionError as e:
+                raise DemoError(f"vertebraformer predict failed for {source}: {e}") from None
+            if n_failed:
                 failed[p.rel(target)] = "some cases failed (see summary.csv there)"
             outputs.append(target)
         return {"result": {"validation_cases": val_cases, "unseen_cases": [c.name for c in self.unseen_cases()],
@@ -396,23 +333,27 @@ class Demo:
         folds = self.trained_folds()
         if len(folds) < 2:
             return {"result": {"ensembled": False, "why": "one fold trained: nothing to ensemble"}}
+        from ..inference.ensemble import ensemble_folders
+        from ..inference.runner import RunOptions
+
         target = p.prediction(f"{p.unseen}_ensemble")
-        status = self.cli(["ensemble", "-i", *(str(p.prediction(f"{p.unseen}_fold{f}")) for f in folds),
-                           "-o", str(target), "--continue"])
+        status = ensemble_folders([p.prediction(f"{p.unseen}_fold{f}") for f in folds], target,
+                                  RunOptions(resume=True), log=self.log)
         if status == 2:
-            raise DemoError("vertebraformer ensemble failed (exit status 2; see above)")
+            raise DemoError("vertebraformer ensemble failed (see above)")
         return {"result": {"ensembled": True, "folds": folds, "failed": status == 1}, "outputs": [target]}
 
     # evaluation ---------------------------------------------------------------------------------------
     def evaluations(self) -> List[dict]:
-        """What is evaluated: (name, what, reference, prediction folder, extra evaluate arguments)."""
+        """What is evaluated: name, what, model, reference, prediction folder, and the validation fold whose cases
+        are evaluated (None: every reference case)."""
         p = self.paths
         items = [{"name": "validation_fold0", "what": "fold 0 validation cases (in-domain, held out of fold 0's "
                   "training)", "model": "fold 0", "reference": p.raw_dataset,
-                  "prediction": p.prediction("validation_fold0"), "args": ["--cases-from-splits", "0"]},
+                  "prediction": p.prediction("validation_fold0"), "fold": 0},
                  {"name": f"{p.unseen}_fold0", "what": f"unseen scanner style '{self.config.unseen_style}' (no "
                   "fold trained on it)", "model": "fold 0", "reference": p.reference / p.unseen,
-                  "prediction": p.prediction(f"{p.unseen}_fold0"), "args": []}]
+                  "prediction": p.prediction(f"{p.unseen}_fold0"), "fold": None}]
         ensemble = p.prediction(f"{p.unseen}_ensemble")
         if ensemble.is_dir():
             items.append({**items[1], "name": f"{p.unseen}_ensemble", "model": "folds 0+1 ensembled",
@@ -420,22 +361,27 @@ class Demo:
         return items
 
     def do_evaluate(self) -> dict:
+        from ..evaluation.evaluate import EvaluationError, evaluate, exit_status
+        from ..evaluation.report import write_reports
         from .reference import truth_reference
 
         p = self.paths
         n_ref = truth_reference(p.sim, self.paths.unseen_source, p.reference / p.unseen)
         self.log(f"  reference for the unseen style: {n_ref} case(s) from {p.rel(p.unseen_truth)} (complete truth; "
-                 "vertebrae cut by the field of view removed, as in training)")
+                 "vertebrae cut by the field of view marked as the ignore region, as in training)")
         done, outputs = [], [p.reference]
         for item in self.evaluations():
             json_path = p.evaluation / f"{item['name']}.json"
-            status = self.cli(["evaluate", "-ref", str(item["reference"]), "-pred", str(item["prediction"]),
-                               "-o", str(json_path), "--markdown", str(json_path.with_suffix(".md")),
-                               "--bootstrap", str(self.config.bootstrap), "--quiet", *item["args"]])
-            if status == 2:
-                raise DemoError(f"vertebraformer evaluate failed for {item['prediction']} (exit status 2; see above)")
-            done.append({"name": item["name"], "status": status})
-            outputs += [json_path, json_path.with_suffix(".md")]
+            self.log(f"  evaluate {p.rel(item['prediction'])} against {p.rel(item['reference'])}")
+            try:
+                report = evaluate(item["reference"], item["prediction"], cases_from_splits=item["fold"],
+                                  n_resamples=self.config.bootstrap)
+            except EvaluationError as e:
+                raise DemoError(f"vertebraformer evaluate failed for {item['prediction']}: {e}") from None
+            outputs += write_reports(report, json_path)
+            for failure in report["failures"]:
+                self.log(f"  {failure['case']}: {failure['status']}: {'; '.join(failure['problems'])}")
+            done.append({"name": item["name"], "status": exit_status(report)})
         return {"result": {"evaluations": done}, "outputs": outputs}
 
     def do_report(self) -> dict:
@@ -443,14 +389,6 @@ class Demo:
 
         path = write_report(self)
         return {"result": {"report": self.paths.rel(path)}, "outputs": [path]}
-
-    # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def cli(argv: List[str]) -> int:
-        from ..cli import main
-
-        print(f"  $ vertebraformer {' '.join(argv)}", flush=True)
-        return main(argv)
 
 
 def run_demo(config: DemoConfig, log: Callable[[str], None] = None) -> Dict[str, StepRun]:
@@ -464,4 +402,4 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = None) -> Dict[str,
         raise
 
 
-__all__ = ["DATASET_ID", "UNSEEN_STYLE", "STEPS", "DemoConfig", "DemoError", "Demo", "StepRun", "run_demo"]
+__all__ = ["STEPS", "Demo", "StepRun", "run_demo"]

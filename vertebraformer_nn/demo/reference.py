@@ -4,9 +4,10 @@
 lesion) and ``<case>_ctd.json`` become a plain reference folder that ``vertebraformer evaluate`` reads:
 ``<case>.nii.gz``, ``<case>_lesion.nii.gz``, ``<case>_ctd.json``, named like the predictions of
 ``SIM/<source>/<case>.nii.gz``. One change, the one the training data had: vertebrae cut by the head or foot
-border of the field of view are set to background (the converters' partial-vertebra rule,
-``dataset_conversion.common.remove_partial_vertebrae``, on the image reoriented to RAS), and their centroids are
-dropped, since the model was taught to leave them unlabelled.
+border of the field of view (touching its first or last slice along the head-foot axis: the converters'
+rule, ``dataset_conversion.partial_vertebrae.cut_vertebrae``) become the evaluation's ignore region
+(``evaluation.references.IGNORE_VALUE``), and their centroids are dropped: training ignored them, so ``evaluate``
+scores them neither way (its border rule).
 
 For the benchmark, the same for the cases of any sources, named and gridded like the nnU-Net raw dataset's cases:
 ``name="case"`` names the files by the index's ``case`` field (the raw dataset's case name without ``_0000``), and
@@ -24,15 +25,15 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..centroids import read_verse_ctd, write_verse_ctd
+from ..dataset_conversion.partial_vertebrae import cut_vertebrae
+from ..evaluation.references import IGNORE_VALUE
+from ..geometry import superior_axis
 from ..image_io import IMAGE_SUFFIXES, read_label, reorient, write_image
 
 
 def partial_codes(vertebrae: sitk.Image) -> list:
-    """VerSe codes the training data would have removed from this label map (cut by the head/foot border)."""
-    from ..dataset_conversion.common import remove_partial_vertebrae
-
-    _, removed = remove_partial_vertebrae(sitk.GetArrayFromImage(reorient(vertebrae, "RAS")))
-    return removed
+    """VerSe codes of the vertebrae of this label map cut by the head or foot border of its field of view."""
+    return cut_vertebrae(sitk.GetArrayViewFromImage(vertebrae), superior_axis(vertebrae.GetDirection())[0])
 
 
 NAMINGS = ("image", "case")
@@ -79,16 +80,16 @@ def truth_reference(sim_root: Path, sources: Union[str, Iterable[str]], out: Pat
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: ground-truth {kind} of {case['source']}/{case['case_id']} is missing")
         vertebrae = read_label(truth["vertebrae"])
-        removed = partial_codes(vertebrae)
-        centroids = {c: p for c, p in read_verse_ctd(truth["centroids"], vertebrae).items() if c not in removed}
-        array = sitk.GetArrayFromImage(vertebrae)
-        kept = sitk.GetImageFromArray(np.where(np.isin(array, removed), 0, array).astype(array.dtype))
-        kept.CopyInformation(vertebrae)
+        cut = partial_codes(vertebrae)
+        centroids = {c: p for c, p in read_verse_ctd(truth["centroids"], vertebrae).items() if c not in cut}
+        array = sitk.GetArrayFromImage(vertebrae).astype(np.uint8)
+        reference = sitk.GetImageFromArray(np.where(np.isin(array, cut), np.uint8(IGNORE_VALUE), array))
+        reference.CopyInformation(vertebrae)
         if orientation is None:
             shutil.copyfile(truth["lesions"], out / f"{stem}_lesion.nii.gz")
         else:
-            kept = reorient(kept, orientation)
+            reference = reorient(reference, orientation)
             write_image(reorient(read_label(truth["lesions"]), orientation), out / f"{stem}_lesion.nii.gz")
-        write_image(kept, out / f"{stem}.nii.gz")
-        write_verse_ctd(out / f"{stem}_ctd.json", centroids, kept)  # centroids are world mm: any grid of them
+        write_image(reference, out / f"{stem}.nii.gz")
+        write_verse_ctd(out / f"{stem}_ctd.json", centroids, reference)  # centroids are world mm: any grid of them
     return len(cases)

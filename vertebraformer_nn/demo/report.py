@@ -194,6 +194,7 @@ def build_report(demo) -> str:
               "vertebraformer plan-and-preprocess -d 501 --gpu-memory-gb 24",
               "for f in 0 1 2 3 4; do vertebraformer train 501 $f -device cuda; done      # cross-validation",
               "vertebraformer train 501 5 -device cuda                                   # VerSe held out (cross-domain)",
+              "vertebraformer determine-postprocessing -d 501 -f 0 1 2 3 4               # numbering/lesion constants",
               "vertebraformer predict -i scans/ -o out/ -d 501 -f 0 1 2 3 4",
               "vertebraformer evaluate -ref $nnUNet_raw/Dataset501_MultiSpine -pred out/ --markdown out/report.md",
               "```", "",

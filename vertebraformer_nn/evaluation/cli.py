@@ -24,8 +24,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "<case>_lesion.nii.gz and <case>_ctd.json. Reports segmentation (Dice, HD95 per vertebra, binary spine "
         "Dice), numbering (VerSe identification rate within 20 mm, localisation distance, cases with every "
         "vertebra right) and lesions (instance precision, recall, AP at IoU thresholds), each mean with a "
-        "patient-level 95%% BCa bootstrap interval, per domain, in-domain vs cross-domain and overall. A missing "
-        "or unusable prediction counts as an empty one and makes the exit status 1.")
+        "patient-level 95%% BCa bootstrap interval, per domain, in-domain vs cross-domain and overall. Vertebrae cut "
+        "by the field of view (the reference's ignore region: the dataset's ignore label, 255 in VerSe-coded maps) "
+        "are not scored, and a predicted vertebra lying there is neither an extra nor a miss. A missing or unusable "
+        "prediction counts as an empty one and makes the exit status 1.")
     p.add_argument("-ref", dest="reference", required=True, metavar="REF",
                    help="nnU-Net raw dataset folder, or a folder of reference label maps")
     p.add_argument("-pred", dest="prediction", required=True, metavar="PRED", help="prediction folder")
@@ -59,7 +61,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from .evaluate import EvaluationError, evaluate, exit_status
-    from .report import markdown, write_json, write_markdown
+    from .report import markdown, write_reports
 
     if any(not 0.0 < t <= 1.0 for t in args.thresholds):
         print("vertebraformer evaluate: --lesion-thresholds must lie in (0, 1]", file=sys.stderr)
@@ -72,10 +74,8 @@ def run(args) -> int:
     except EvaluationError as e:
         print(f"vertebraformer evaluate: {e}", file=sys.stderr)
         return 2
-    json_path = Path(args.output) if args.output else Path(args.prediction) / "evaluation.json"
-    md_path = Path(args.markdown) if args.markdown else json_path.with_suffix(".md")
-    write_json(report, json_path)
-    write_markdown(report, md_path)
+    json_path, md_path = write_reports(report, args.output or Path(args.prediction) / "evaluation.json",
+                                       args.markdown)
     text = markdown(report)
     print(text[: text.index("## Definitions")].rstrip())
     print(f"\nvertebraformer evaluate: reports in {json_path} and {md_path}")

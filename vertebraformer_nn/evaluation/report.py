@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -34,6 +34,12 @@ DEFINITIONS = {
     "intervals": "95% BCa bootstrap interval of the statistic, resampling patients (a patient's cases together)",
     "failed_cases": "a missing or unusable prediction is scored as an empty one (Dice 0, nothing identified or "
                     "detected) unless missing predictions are skipped",
+    "border_rule": "vertebrae cut by the field of view (the reference's ignore region: a raw dataset's ignore label, "
+                   "255 in a folder of VerSe-coded maps) are not scored: their voxels are left out of Dice, HD95 and "
+                   "the binary spine Dice; a predicted vertebra more than half inside the ignore region, or touching "
+                   "the head/foot border and overlapping the ignore region at least as much as whole reference "
+                   "vertebrae, is neither an extra nor a miss (border.predicted_not_scored per case); only whole "
+                   "reference vertebrae count in the identification rate",
 }
 
 
@@ -62,6 +68,14 @@ def write_json(report: dict, path) -> Path:
 
 def write_markdown(report: dict, path) -> Path:
     return write_text_atomic(path, markdown(report))
+
+
+def write_reports(report: dict, json_path, markdown_path=None) -> Tuple[Path, Path]:
+    """The JSON report and its markdown summary (default: beside it, ``.md``): what ``vertebraformer evaluate``
+    writes."""
+    json_path = Path(json_path)
+    markdown_path = Path(markdown_path) if markdown_path else json_path.with_suffix(".md")
+    return write_json(report, json_path), write_markdown(report, markdown_path)
 
 
 def _estimate(est: Optional[dict], percent: bool) -> str:

@@ -31,8 +31,9 @@ from scipy import ndimage
 from .. import labels
 from ..atomic import write_text_atomic
 from ..centroids import axcodes, body_centroids, write_verse_ctd
-from ..image_io import write_image
-from .lesions import DEFAULT_MIN_VOLUME_MM3, SCORE_DEFINITION, lesion_instances
+from ..image_io import read_notes, write_image
+from .lesions import SCORE_DEFINITION, lesion_instances
+from .postprocessing import Resolved, resolve
 from .preview import write_colour_table, write_preview
 
 __all__ = ["write_case_outputs", "case_files", "write_colour_table", "numbering_info"]
@@ -43,7 +44,7 @@ def case_files(out_dir, case: str) -> Dict[str, Path]:
     out = Path(out_dir)
     return {"labels": out / f"{case}.nii.gz", "lesions": out / f"{case}_lesion.nii.gz",
             "centroids": out / f"{case}_ctd.json", "preview": out / f"{case}_preview.png",
-            "report": out / f"{case}.json"}
+            "report": out / f"{case}.json", "dicom_seg": out / f"{case}_seg.dcm"}
 
 
 def numbering_info(numbering) -> Tuple[Dict[int, float], List[str]]:
@@ -68,14 +69,15 @@ def numbering_info(numbering) -> Tuple[Dict[int, float], List[str]]:
 
 def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray, lesion_prob: Optional[np.ndarray],
                        numbering=None, *, preview: bool = True, source: Optional[str] = None,
-                       lesion_threshold: float = 0.5, lesion_min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3) -> dict:
+                       postprocessing: Optional[Resolved] = None) -> dict:
     """Write one case's outputs into ``out_dir`` (see the module docstring) and return the report written to
     ``<case>.json``.
 
     ``ct``: the input CT (HU) on its own grid; ``vertebrae``: VerSe codes (uint8) in SimpleITK array order (z, y, x)
     of ``ct``; ``lesion_prob``: lesion probabilities on the same grid, or None for a model without a lesion head;
     ``numbering``: per-code confidences and notes (see :func:`numbering_info`); ``source``: the input's path, kept
-    in the report.
+    in the report; ``postprocessing``: the post-processing values used, with their sources (the lesion threshold
+    and minimum volume apply here; default: the documented defaults), recorded in the report.
     """
     files = case_files(out_dir, case)
     vertebrae, boxes = _checked_vertebrae(vertebrae, ct, case)
@@ -85,6 +87,10 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
     # The report marks a finished case: drop the old one first, so a crash below never leaves it beside new files.
     files["report"].unlink(missing_ok=True)
     confidence, notes = numbering_info(numbering)
+    notes = [*read_notes(ct), *notes]  # what reading the input repaired (gantry tilt, a missing slice)
+    postprocessing = postprocessing or resolve()
+    notes += list(postprocessing.notes)
+    pp = postprocessing.values
 
     label_image = sitk.GetImageFromArray(vertebrae)
     label_image.CopyInformation(ct)
@@ -100,7 +106,7 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
         notes.append("the model has no lesion head: no lesion map written")
     else:
         instance_map, instances = lesion_instances(lesion_prob, vertebrae, ct.GetSpacing()[::-1],
-                                                   lesion_threshold, lesion_min_volume_mm3)
+                                                   pp.lesion_threshold, pp.lesion_min_volume_mm3)
         lesion_rows = [_lesion_row(ct, inst) for inst in instances]
         lesion_image = sitk.GetImageFromArray(_smallest_uint(instance_map, len(instances)))
         lesion_image.CopyInformation(ct)
@@ -129,10 +135,11 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
         "field_of_view": {"first": first, "last": last},
         "vertebrae": vertebra_rows,
         "lesion_score": SCORE_DEFINITION,
-        "lesion_threshold": lesion_threshold,
+        "lesion_threshold": pp.lesion_threshold,
         "lesions": lesion_rows,
+        "postprocessing": postprocessing.report(),
         "notes": notes,
-        "files": {k: p.name for k, p in files.items() if k != "report" and p.exists()},
+        "files": {k: p.name for k, p in files.items() if k not in ("report", "dicom_seg") and p.exists()},
     }
     write_text_atomic(files["report"], json.dumps(report, indent=1))
     return report

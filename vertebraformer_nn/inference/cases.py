@@ -1,17 +1,18 @@
 """What ``vertebraformer predict -i`` holds, what each case is called, and how a case becomes nnU-Net's input.
 
-Discovery (:func:`discover_cases`): the input is one file or a folder, searched recursively (hidden entries
-skipped). Every image file (``image_io.IMAGE_SUFFIXES``) is a case; every folder that directly holds DICOM files
-(Part-10 ``DICM`` magic or a ``.dcm``/``.ima`` suffix) is one case, read from the series in that folder alone and
-chosen by ``image_io.choose_series`` (CT, not a localizer, axial, thinnest). A leaf folder holding neither is a
-case that fails ("no image files or DICOM series"), so a broken export is reported instead of passed over. Other
-files are ignored and listed.
+Discovery (:func:`discover_cases`): the input is one file or a folder, searched recursively, through symbolic
+links, each real folder once (hidden entries skipped). Every image file (``image_io.IMAGE_SUFFIXES``) is a case;
+every folder that directly holds DICOM files (Part-10 ``DICM`` magic or a ``.dcm``/``.ima`` suffix) is one case,
+read from the series in that folder alone and chosen by ``image_io.choose_series`` (CT, not a localizer, axial,
+thinnest). A leaf folder holding neither is a case that fails ("no image files or DICOM series"), so a broken
+export is reported instead of passed over. Other files are ignored and listed.
 
-Names: the path relative to the input, suffix and nnU-Net's single-channel ``_0000`` removed, path separators
-and every character outside ``[A-Za-z0-9._-]`` turned into ``_``; a DICOM folder is named by its relative path
-(the input folder's own name when the DICOM files sit directly in it). Names that collide (case-insensitively,
-as on macOS file systems) keep the first, in sorted path order, and give the others ``_2``, ``_3``, ...; each
-renaming is reported.
+Names: the path relative to the input, suffix and nnU-Net's single-channel ``_0000`` removed, made a case name
+by the project's one rule (``case_names.sanitise``: path separators and every run of characters outside
+``[A-Za-z0-9._-]`` turned into one ``_``); a DICOM folder is named by its relative path (the input folder's own
+name as given, not where a link leads, when the DICOM files sit directly in it). Names that collide
+(case-insensitively, as on macOS file systems) keep the first, in sorted path order, and give the others ``_2``,
+``_3``, ...; each renaming is reported.
 
 Input (:func:`nnunet_input`): exactly what nnU-Net's ``SimpleITKIOWithReorient`` (or ``SimpleITKIO``) returns for
 the same image, array and properties, but built from the image already read (files and DICOM series alike) and
@@ -27,7 +28,6 @@ percentile of 1278 HU, the other CTs 16-66 % and 730-1623 HU.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -35,12 +35,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from ..image_io import IMAGE_SUFFIXES, ImageReadError, choose_series, list_dicom_series, read_dicom_series, read_image
+from ..case_names import sanitise
+from ..image_io import IMAGE_SUFFIXES, ImageReadError, read_dicom_series, read_image
+from ..image_io.checks import image_suffix
+from ..image_io.dicom_series import is_dicom_file, series_in_folder, walk_folders
 
 __all__ = ["Case", "CaseError", "Discovery", "discover_cases", "sanitise", "shard", "read_case", "check_ct",
            "nnunet_input", "Reorientation", "reorientation", "SUPPORTED_READERS"]
 
-DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
 NNUNET_CHANNEL_SUFFIX = "_0000"
 #: CT rule (module docstring).
 AIR_FAT_HU = -200.0
@@ -72,30 +74,8 @@ class Discovery:
 
 
 # ------------------------------------------------------------------------------------------------ discovery
-def _image_suffix(name: str) -> Optional[str]:
-    lower = name.lower()
-    return next((s for s in IMAGE_SUFFIXES if lower.endswith(s)), None)
-
-
-def _is_dicom_file(path: Path) -> bool:
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:] == b"DICM"
-
-
-def sanitise(text: str) -> str:
-    """A file-name-safe case name: path separators and anything outside ``[A-Za-z0-9._-]`` become ``_``."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
-    return name or "case"
-
-
 def _file_case_name(rel: PurePath) -> str:
-    stem = rel.name[: -len(_image_suffix(rel.name) or "")] or rel.name
+    stem = rel.name[: -len(image_suffix(rel.name) or "")] or rel.name
     if stem.endswith(NNUNET_CHANNEL_SUFFIX) and len(stem) > len(NNUNET_CHANNEL_SUFFIX):
         stem = stem[: -len(NNUNET_CHANNEL_SUFFIX)]
     return sanitise("_".join([*rel.parent.parts, stem]))
@@ -128,19 +108,16 @@ def discover_cases(input_path, exclude: Sequence = ()) -> Discovery:
         return Discovery([Case(_file_case_name(PurePath(root.name)), root, "file")])
     excluded = {Path(p).resolve() for p in exclude}
     named, ignored = [], []
-    for folder, dirs, files in os.walk(root):
-        folder = Path(folder)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (folder / d).resolve() not in excluded)
-        files = sorted(f for f in files if not f.startswith("."))
+    for folder, dirs, files in walk_folders(root, skip=lambda sub: sub.resolve() in excluded):
         rel = folder.relative_to(root)
-        images = [f for f in files if _image_suffix(f)]
-        headers = {f[: -len(_image_suffix(f))] for f in images}
+        images = [f for f in files if image_suffix(f)]
+        headers = {f[: -len(image_suffix(f))] for f in images}
         rest = [f for f in files if f not in images]
-        dicom = [f for f in rest if _is_dicom_file(folder / f)]
+        dicom = [f for f in rest if is_dicom_file(folder / f)]
         for f in images:
             named.append((_file_case_name(rel / f), folder / f, "file", None))
         if dicom:
-            name = sanitise("_".join(rel.parts)) if rel.parts else sanitise(root.resolve().name)
+            name = sanitise("_".join(rel.parts)) if rel.parts else sanitise(Path(os.path.abspath(root)).name)
             named.append((name, folder, "dicom", None))
         # data files of two-file formats (.mhd + .raw) are not "ignored"
         ignored += [folder / f for f in rest if f not in dicom and Path(f).stem not in headers
@@ -170,10 +147,8 @@ def read_case(case: Case) -> sitk.Image:
     if case.kind == "unusable":
         raise CaseError(f"{case.source}: {case.problem}")
     try:
-        if case.kind == "dicom":
-            # only the series of this folder: its sub-folders are cases of their own
-            series = [s for s in list_dicom_series(case.source) if Path(s.folder) == Path(case.source)]
-            return read_dicom_series(choose_series(series, source=str(case.source)))
+        if case.kind == "dicom":  # only the series of this folder: its sub-folders are cases of their own
+            return read_dicom_series(series_in_folder(case.source))
         return read_image(case.source)
     except ImageReadError as e:
         raise CaseError(str(e)) from None

@@ -1,11 +1,12 @@
-"""``vertebraformer predict`` and ``vertebraformer ensemble`` (argument parsing only; the work is imported when a
-command runs, so ``--help`` answers at once)."""
+"""``vertebraformer predict``, ``ensemble`` and ``determine-postprocessing``: argument parsing and thin ``run``
+wrappers over ``predict_folder.predict_folder``, ``ensemble.ensemble_folders`` and
+``postprocessing_search.determine_postprocessing`` (imported when a command runs, so ``--help`` answers at once)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
+
+from . import postprocessing as PP
 
 DEFAULT_FOLDS = ("0", "1", "2", "3", "4")  # as predictor.DEFAULT_FOLDS (not imported: that module imports torch)
 NUMBERING_MODES = ("decoder", "argmax")  # as export.NUMBERING_MODES (not imported, for the same reason)
@@ -14,6 +15,7 @@ NUMBERING_MODES = ("decoder", "argmax")  # as export.NUMBERING_MODES (not import
 def add_parser(subparsers) -> None:
     _add_predict(subparsers)
     _add_ensemble(subparsers)
+    _add_determine(subparsers)
 
 
 def _add_shared(p: argparse.ArgumentParser) -> None:
@@ -32,6 +34,34 @@ def _add_shared(p: argparse.ArgumentParser) -> None:
                    help="how vertebrae get their levels: 'decoder' (default) finds vertebra instances and labels "
                    "the head-to-foot sequence jointly; 'argmax' takes the per-voxel argmax of the segmentation as "
                    "it is (duplicated or split levels stay), for ablations and baselines only")
+    pp = p.add_argument_group(
+        "post-processing", "Numbering and lesion constants. Default: the model folder's postprocessing.json "
+        "(vertebraformer determine-postprocessing), else the documented defaults; every <case>.json records the "
+        "values used and where each came from.")
+    pp.add_argument("--postprocessing", metavar="FILE", default=None,
+                    help="take the values from FILE (a postprocessing.json) instead of the model folder's")
+    pp.add_argument("--lesion-threshold", dest="lesion_threshold", type=float, metavar="P", default=None,
+                    help=f"lesion probability threshold (default {PP.DEFAULTS.lesion_threshold:g})")
+    pp.add_argument("--lesion-min-volume", dest="lesion_min_volume_mm3", type=float, metavar="MM3", default=None,
+                    help=f"smallest lesion kept, mm3 (default {PP.DEFAULTS.lesion_min_volume_mm3:g})")
+    pp.add_argument("--set", dest="pp_set", nargs="+", action="extend", default=[], metavar="NAME=VALUE",
+                    help="any post-processing value, e.g. --set level_smoothing_mm=5; names: "
+                    + ", ".join(PP.NAMES))
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    """Which trained model (predict and determine-postprocessing alike), its checkpoint and the device."""
+    p.add_argument("-m", dest="model", default=None, help="trained model folder (<Trainer>__<Plans>__<config>)")
+    p.add_argument("-d", dest="dataset", default=None,
+                   help="dataset id or name, to find the model in $nnUNet_results (instead of -m)")
+    p.add_argument("-c", dest="configuration", default="3d_fullres", help="configuration (default 3d_fullres)")
+    p.add_argument("-tr", dest="trainer", default=None,
+                   help="trainer name (default: the only trained model of the dataset and configuration)")
+    p.add_argument("-p", dest="plans", default=None, help="plans identifier (default: as -tr)")
+    p.add_argument("-chk", dest="checkpoint", default="checkpoint_final.pth",
+                   help="checkpoint file name in each fold (default checkpoint_final.pth)")
+    p.add_argument("-device", default=None, choices=("cpu", "cuda", "mps"),
+                   help="device (default: cuda when available, else cpu)")
 
 
 def _add_predict(subparsers) -> None:
@@ -47,20 +77,10 @@ def _add_predict(subparsers) -> None:
                    help="a CT file, or a folder searched recursively (every image file is a case, every folder "
                    "holding DICOM files is a case named after its relative path)")
     p.add_argument("-o", dest="output", required=True, help="output folder (created)")
-    p.add_argument("-m", dest="model", default=None, help="trained model folder (<Trainer>__<Plans>__<config>)")
-    p.add_argument("-d", dest="dataset", default=None,
-                   help="dataset id or name, to find the model in $nnUNet_results (instead of -m)")
-    p.add_argument("-c", dest="configuration", default="3d_fullres", help="configuration (default 3d_fullres)")
-    p.add_argument("-tr", dest="trainer", default=None,
-                   help="trainer name (default: the only trained model of the dataset and configuration)")
-    p.add_argument("-p", dest="plans", default=None, help="plans identifier (default: as -tr)")
+    _add_model(p)
     p.add_argument("-f", dest="folds", nargs="+", default=list(DEFAULT_FOLDS),
                    help="folds to ensemble (default 0 1 2 3 4: the cross-validation folds; every fold named must "
                    "have its checkpoint; folds 5+ are cross-domain runs and are never used unless named)")
-    p.add_argument("-chk", dest="checkpoint", default="checkpoint_final.pth",
-                   help="checkpoint file name in each fold (default checkpoint_final.pth)")
-    p.add_argument("-device", default=None, choices=("cpu", "cuda", "mps"),
-                   help="device (default: cuda when available, else cpu)")
     p.add_argument("-step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch "
                    "(default 0.5)")
     tta = p.add_mutually_exclusive_group()
@@ -68,6 +88,9 @@ def _add_predict(subparsers) -> None:
                      help="no test-time mirroring. Default: mirroring (left-right only, the one flip the trainer "
                      "allows) is ON on a GPU and OFF on the CPU, where it would double the network time")
     tta.add_argument("--enable_tta", action="store_true", help="test-time mirroring also on the CPU")
+    p.add_argument("--dicom-seg", dest="dicom_seg", action="store_true",
+                   help="also write <case>_seg.dcm, a DICOM Segmentation (a segment per vertebra, one for lesions) "
+                   "referencing the source series, for every case read from a DICOM series")
     p.add_argument("--fp32", action="store_true",
                    help="full precision on the CPU. Default: bf16 autocast on the CPU (about half the network "
                    "time; labels agree with fp32, see README); on a GPU nnU-Net's fp16 autocast applies")
@@ -88,85 +111,66 @@ def _add_ensemble(subparsers) -> None:
     p.set_defaults(func=run_ensemble)
 
 
+def _add_determine(subparsers) -> None:
+    p = subparsers.add_parser(
+        "determine-postprocessing", help="choose a model's post-processing values on its cross-validation cases",
+        description="Choose the numbering and lesion constants of a trained model on the validation cases of its "
+        "cross-validation folds (as nnUNetv2_determine_postprocessing does) and write postprocessing.json into "
+        "the model folder, which predict then uses. Each fold's validation cases are predicted from the "
+        "preprocessed dataset with that fold's checkpoint (saved as fold_<f>/validation/<case>_vfprobs.npz and "
+        "reused while the checkpoint is unchanged) and scored with the evaluation's rules: the VerSe "
+        "identification rate for the numbering values, lesion AP for the lesion values. Search: a few candidates "
+        "per value, one value at a time; a value changes only when a candidate is better by a point on the pooled "
+        "score and on more cases than it is worse (sign test p <= 0.05). The file records the values, every "
+        "candidate's scores and the cases used. Needs $nnUNet_preprocessed of the dataset (the machine that "
+        "trained). Exit status 0 when the file was written, 2 when nothing could run.")
+    _add_model(p)
+    p.add_argument("-f", dest="folds", nargs="+", type=int, default=None,
+                   help="cross-validation folds whose validation cases choose (default: those of 0-4 with a "
+                   "checkpoint; leave-one-domain-out folds are refused: their validation cases are test cases)")
+    p.add_argument("--parameters", nargs="+", default=None, metavar="NAME",
+                   help="search only these values (default: every searched one: "
+                   + ", ".join(n for n in PP.NAMES if PP.candidates(n)) + ")")
+    p.add_argument("--recompute", action="store_true",
+                   help="predict the validation cases again even where saved probabilities of the checkpoint exist")
+    p.set_defaults(func=run_determine)
+
+
 def _error(command: str, message) -> int:
     print(f"vertebraformer {command}: {message}", file=sys.stderr)
     return 2
 
 
 def _options(args):
-    from .predictor import RunOptions
+    from .runner import RunOptions
 
     return RunOptions(preview=not args.no_preview, save_probabilities=args.save_probabilities, resume=args.resume,
                       num_parts=args.num_parts, part_id=args.part_id, progress=not args.disable_progress_bar,
-                      numbering=args.numbering)
+                      numbering=args.numbering, dicom_seg=getattr(args, "dicom_seg", False))
 
 
-def _part_suffix(args) -> str:
-    return f"_part{args.part_id}of{args.num_parts}" if args.num_parts > 1 else ""
+def _overrides(args) -> dict:
+    """The post-processing values named on the command line (``--set`` first, the two lesion options win)."""
+    values = PP.parse_assignments(args.pp_set)
+    for name in ("lesion_threshold", "lesion_min_volume_mm3"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    return values
 
 
 def run_predict(args) -> int:
-    if args.num_parts < 1 or not 0 <= args.part_id < args.num_parts:
-        return _error("predict", f"-part_id must be in 0..{args.num_parts - 1} for -num_parts {args.num_parts}")
-    from .cases import CaseError, discover_cases, shard
+    from .predict_folder import PredictionError, predict_folder
 
-    out_dir = Path(args.output)
     try:
-        found = discover_cases(args.input, exclude=[out_dir])
-    except CaseError as e:
+        _, failed = predict_folder(
+            args.input, args.output, model=args.model, dataset=args.dataset, configuration=args.configuration,
+            trainer=args.trainer, plans=args.plans, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
+            tta=True if args.enable_tta else False if args.disable_tta else None, bf16=False if args.fp32 else None,
+            step_size=args.step_size, options=_options(args), postprocessing_file=args.postprocessing,
+            overrides=_overrides(args))
+    except (PredictionError, PP.PostprocessingError) as e:
         return _error("predict", e)
-    problem = _overwrites_inputs(found.cases, out_dir, args.save_probabilities)
-    if problem:
-        return _error("predict", problem)
-    cases = shard(found.cases, args.num_parts, args.part_id)
-
-    import torch
-
-    from ..atomic import write_text_atomic
-    from .predictor import ModelError, VertebraFormerPredictor, resolve_model_folder, run_cases
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tta = True if args.enable_tta else False if args.disable_tta else None
-    try:
-        folder = resolve_model_folder(args.model, args.dataset, args.configuration, args.trainer, args.plans)
-        predictor = VertebraFormerPredictor(device, use_mirroring=tta, bf16=False if args.fp32 else None,
-                                            tile_step_size=args.step_size)
-        predictor.initialize_from_trained_model_folder(folder, args.folds, args.checkpoint)
-    except ModelError as e:
-        return _error("predict", e)
-    setup = predictor.describe()
-    print(f"vertebraformer predict: {len(cases)} case(s) of {len(found.cases)} (part {args.part_id + 1} of "
-          f"{args.num_parts}); model {folder}, folds {' '.join(map(str, setup['folds']))}, device {device}, "
-          f"test-time mirroring {'on' if setup['tta_mirroring'] else 'off'}, "
-          f"{'bf16 autocast' if setup['bf16'] else 'full precision' if device == 'cpu' else 'nnU-Net autocast'}")
-    for line in found.renamed:
-        print(f"  renamed: {line}")
-    if found.ignored:
-        shown = ", ".join(str(p) for p in found.ignored[:5]) + (" ..." if len(found.ignored) > 5 else "")
-        print(f"  ignored {len(found.ignored)} file(s) that are neither images nor DICOM: {shown}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / f"prediction_args{_part_suffix(args)}.json", json.dumps({
-        "input": str(args.input), "output": str(out_dir), **setup, "numbering": args.numbering,
-        "renamed": found.renamed,
-        "cases": {c.name: str(c.source) for c in cases}}, indent=1))
-    _, failed = run_cases(cases, out_dir, predictor.predict_case, _options(args))
     return 1 if failed else 0
-
-
-def _overwrites_inputs(cases, out_dir: Path, save_probabilities: bool):
-    """A message when an output file would replace an input file (outputs never overwrite inputs)."""
-    from .case_outputs import case_files
-    from .probabilities import probabilities_file
-
-    sources = {Path(c.source).resolve() for c in cases}
-    for case in cases:
-        outputs = [*case_files(out_dir, case.name).values()]
-        if save_probabilities:
-            outputs.append(probabilities_file(out_dir, case.name))
-        clash = [p for p in outputs if p.resolve() in sources]
-        if clash:
-            return f"output {clash[0]} would overwrite an input; choose another output folder"
-    return None
 
 
 def run_ensemble(args) -> int:
@@ -174,5 +178,28 @@ def run_ensemble(args) -> int:
         return _error("ensemble", f"-part_id must be in 0..{args.num_parts - 1} for -num_parts {args.num_parts}")
     from .ensemble import ensemble_folders
 
+    try:
+        overrides = _overrides(args)
+    except PP.PostprocessingError as e:
+        return _error("ensemble", e)
     return ensemble_folders(args.inputs, args.output, _options(args),
-                            log=lambda m: print(m, file=sys.stderr if m.startswith("vertebraformer") else sys.stdout))
+                            log=lambda m: print(m, file=sys.stderr if m.startswith("vertebraformer") else sys.stdout),
+                            postprocessing_file=args.postprocessing, overrides=overrides)
+
+
+def run_determine(args) -> int:
+    from .postprocessing_search import determine_postprocessing
+    from .predictor import DEFAULT_FOLDS as FOLDS, ModelError, resolve_model_folder
+
+    try:
+        folder = resolve_model_folder(args.model, args.dataset, args.configuration, args.trainer, args.plans)
+        folds = args.folds
+        if folds is None:
+            folds = [f for f in FOLDS if (folder / f"fold_{f}" / args.checkpoint).is_file()]
+            if not folds:
+                raise ModelError(f"{folder}: no cross-validation fold (0-4) has {args.checkpoint}")
+        determine_postprocessing(folder, folds, device=args.device, checkpoint=args.checkpoint,
+                                 parameters=args.parameters, recompute=args.recompute)
+    except ValueError as e:  # ModelError, PostprocessingError and the checks of the folds and data
+        return _error("determine-postprocessing", e)
+    return 0

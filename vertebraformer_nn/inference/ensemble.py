@@ -3,12 +3,14 @@
 Each input folder holds ``<case>_vfprobs.npz`` files (``predict --save_probabilities``). A case is ensembled from
 the files of every folder, averaged with the one rule of :mod:`probabilities` (the rule ``predict`` uses across
 folds in-process), then exported exactly as ``predict`` does (numbering, the input's grid, the same per-case files
-and ``summary.csv``). The CT itself is read again from the path recorded in the files, for the report's HU values,
-the geometry and the preview; a case whose files disagree (another grid or another input) or whose CT has moved or
-changed fails with the reason, and the others still run.
+and ``summary.csv``), with the post-processing values of the model the folders were predicted with. The CT itself
+is read again from the path recorded in the files, for the report's HU values, the geometry and the preview; a
+case whose files disagree (another grid or another input) or whose CT has moved or changed fails with the reason,
+and the others still run.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ import numpy as np
 from ..image_io import grid_mismatch
 from . import probabilities as P
 from .cases import Case, CaseError, read_case, shard
+from .postprocessing import PostprocessingError, resolve
+from .runner import run_cases
 
 __all__ = ["EnsembleCase", "find_cases", "ensemble_case", "ensemble_folders"]
 
@@ -106,11 +110,38 @@ def _geometry_image(geometry: dict):
     return image
 
 
-def ensemble_folders(folders: Sequence, out_dir, options, log=print) -> int:
-    """Run the ensemble (module docstring): exit status 0 when every case succeeded, 1 when some failed, 2 when
-    nothing could run."""
-    from .predictor import run_cases
+def _model_folders(cases: Sequence[EnsembleCase]) -> List[str]:
+    """The model folders the cases' probabilities were predicted with (as their files record them)."""
+    found = set()
+    for case in cases:
+        for path in case.files:
+            if path is not None:
+                try:
+                    found.add(str((_meta_only(path).get("prediction") or {}).get("model")))
+                except (OSError, KeyError, ValueError):
+                    continue
+    return sorted(found)
 
+
+def _postprocessing(cases, postprocessing_file, overrides):
+    """The post-processing values of an ensemble: those of the one model folder all inputs came from (its
+    ``postprocessing.json``, else the defaults), or with several models the defaults (a note says so); a named
+    file and overrides win as in ``predict``."""
+    models = _model_folders(cases)
+    if len(models) == 1 and models[0] != "None":
+        return resolve(models[0], postprocessing_file, overrides)
+    resolved = resolve(None, postprocessing_file, overrides)
+    if postprocessing_file is None:
+        note = (f"the inputs come from {len(models)} model folders ({', '.join(models)}): the documented "
+                "post-processing defaults apply (name one with --postprocessing FILE)")
+        resolved = dataclasses.replace(resolved, notes=(*resolved.notes, note))
+    return resolved
+
+
+def ensemble_folders(folders: Sequence, out_dir, options, log=print, postprocessing_file=None,
+                     overrides=None) -> int:
+    """Run the ensemble (module docstring): exit status 0 when every case succeeded, 1 when some failed, 2 when
+    nothing could run. Post-processing: see :func:`_postprocessing`."""
     folders = [Path(f) for f in folders]
     out_dir = Path(out_dir)
     if out_dir.resolve() in {f.resolve() for f in folders}:
@@ -121,6 +152,12 @@ def ensemble_folders(folders: Sequence, out_dir, options, log=print) -> int:
     except (CaseError, ValueError) as e:
         log(f"vertebraformer ensemble: {e}")
         return 2
-    log(f"ensembling {len(cases)} case(s) from {len(folders)} folder(s) into {out_dir}")
+    try:
+        options = dataclasses.replace(options, postprocessing=_postprocessing(cases, postprocessing_file, overrides))
+    except PostprocessingError as e:
+        log(f"vertebraformer ensemble: {e}")
+        return 2
+    log(f"ensembling {len(cases)} case(s) from {len(folders)} folder(s) into {out_dir}; post-processing: "
+        f"{options.postprocessing.describe()}")
     _, failed = run_cases(cases, out_dir, lambda case, seconds: ensemble_case(case, folders, seconds), options, log)
     return 1 if failed else 0

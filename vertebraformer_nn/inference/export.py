@@ -16,9 +16,9 @@ channels of a 512 x 512 x 600 CT are 16 GB):
   slabs of ``SLAB`` input slices, each label inside its own bounding box. Memory: the uint8 output plus a few
   float32 arrays of one slab.
 * lesion probability: the one channel, linearly interpolated inside the bounding box of the voxels above
-  ``LESION_FLOOR`` (0.01) on the model grid, slab by slab; 0 elsewhere (below the floor a voxel cannot join a
-  lesion at the 0.5 threshold, since linear interpolation never exceeds its largest neighbour). Memory: the
-  float32 output plus one slab.
+  ``LESION_FLOOR`` (0.01, or half the lesion threshold if that is lower) on the model grid, slab by slab; 0
+  elsewhere (below the floor a voxel cannot join a lesion at the threshold, since linear interpolation never
+  exceeds its largest neighbour). Memory: the float32 output plus one slab.
 
 The results are arrays in SimpleITK order (z, y, x) of the input image itself, so they take its geometry
 (spacing, origin, direction, size) unchanged with ``CopyInformation``.
@@ -26,8 +26,9 @@ The results are arrays in SimpleITK order (z, y, x) of the input image itself, s
 :func:`export_case` runs what follows the network for one case, for ``predict`` and ``ensemble`` alike:
 numbering at the model's spacing (``numbering.number_vertebrae``, or with ``numbering="argmax"`` the per-voxel
 argmax without the decoder, ``numbering.argmax_numbering``, for ablations and baselines), VerSe codes, the input
-grid, and ``case_outputs.write_case_outputs``; :func:`case_meta` is what it needs to know about the case (kept in the
-probabilities file, so ``ensemble`` can export without the model).
+grid, and ``case_outputs.write_case_outputs``, with the post-processing values of ``postprocessing.resolve``;
+:func:`case_meta` is what it needs to know about the case (kept in the probabilities file, so ``ensemble`` can
+export without the model), including the axis the numbering orders along (:func:`numbering_axis`).
 """
 from __future__ import annotations
 
@@ -42,9 +43,10 @@ import SimpleITK as sitk
 from .. import labels
 from ..geometry import superior_axis_after_transpose
 from .cases import Reorientation
+from .postprocessing import Resolved, resolve
 
 __all__ = ["GridMap", "LESION_FLOOR", "SLAB", "NUMBERING_MODES", "labels_to_input", "probability_to_input",
-           "superior_axis", "model_spacing", "case_meta", "export_case"]
+           "superior_axis", "numbering_axis", "model_spacing", "case_meta", "export_case"]
 
 LESION_FLOOR = 0.01
 #: input slices per step of the export (float32 temporaries of one slab: 32 x 512 x 512 x 4 B = 34 MB)
@@ -223,6 +225,26 @@ def superior_axis(direction: Sequence[float], transpose_forward: Sequence[int]) 
     return superior_axis_after_transpose(direction, transpose_forward)
 
 
+def numbering_axis(direction: Sequence[float], transpose_forward: Sequence[int],
+                   plans_axis: Optional[int] = None) -> Tuple[int, int, Optional[str]]:
+    """(model axis, sign, note) along which the numbering orders a case's vertebrae.
+
+    The model's head-foot axis is a fact of its plans (``plans_facts.anatomical_axes(plans)["si"]``, ``plans_axis``);
+    the sign, which end is the head, is the case's own (its direction). With a reorienting reader the case's
+    head-foot axis is always the plans' one. Without (e.g. stock ``SimpleITKIO``), a case stored in another
+    orientation than the training data has its head-foot along another array axis: the network then sees it
+    turned against everything it was trained on. Decision: such a case is still numbered, along its own head-foot
+    axis (ordering by physical position stays right whatever the network makes of it), and the note says that its
+    labels may be wrong and why."""
+    axis, sign = superior_axis(direction, transpose_forward)
+    if plans_axis is None or axis == int(plans_axis):
+        return axis, sign, None
+    return axis, sign, (f"orientation: this case's head-foot axis is model array axis {axis}, the model's (its "
+                        f"plans) is axis {int(plans_axis)}: the model's reader does not reorient, so the network "
+                        f"saw this case turned against its training data and its labels may be wrong; the "
+                        f"vertebrae were ordered along the case's own head-foot axis")
+
+
 def model_spacing(properties: Mapping, model_shape: Sequence[int], transpose_forward: Sequence[int]) -> list:
     """The model grid's actual spacing (mm per model axis): the cropped extent over the resampled size (the target
     spacing up to nnU-Net's rounding of the new shape)."""
@@ -247,10 +269,12 @@ PROPERTY_KEYS = ("spacing", "sitk_stuff", "shape_before_cropping", "bbox_used_fo
 
 
 def case_meta(case: str, source, kind: str, image: sitk.Image, properties: Mapping, model_shape: Sequence[int],
-              transpose_forward: Sequence[int], reorientation: Reorientation, **extra) -> dict:
+              transpose_forward: Sequence[int], reorientation: Reorientation, plans_axis: Optional[int] = None,
+              **extra) -> dict:
     """Everything :func:`export_case` needs besides the probabilities (JSON-safe; saved in the probabilities
-    file). ``extra``: provenance (model folder, folds, checkpoint)."""
-    axis, sign = superior_axis(properties["sitk_stuff"]["direction"], transpose_forward)
+    file). ``plans_axis``: the model's head-foot axis (see :func:`numbering_axis`); ``extra``: provenance (model
+    folder, folds, checkpoint)."""
+    axis, sign, note = numbering_axis(properties["sitk_stuff"]["direction"], transpose_forward, plans_axis)
     return _plain({
         "case": case, "source": str(Path(source).absolute()), "kind": kind,  # absolute: ensemble runs elsewhere
         "input_geometry": {"size": image.GetSize(), "spacing": image.GetSpacing(), "origin": image.GetOrigin(),
@@ -260,6 +284,7 @@ def case_meta(case: str, source, kind: str, image: sitk.Image, properties: Mappi
         "transpose_forward": transpose_forward,
         "reorientation": {"axes": reorientation.axes, "flip": reorientation.flip},
         "superior": [axis, sign],
+        "orientation_note": note,
         **extra,
     })
 
@@ -270,23 +295,30 @@ def grid_map(meta: Mapping) -> GridMap:
 
 
 def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: Mapping, *, preview: bool = True,
-                seconds: Optional[Dict[str, float]] = None, numbering: str = "decoder") -> dict:
+                seconds: Optional[Dict[str, float]] = None, numbering: str = "decoder",
+                postprocessing: Optional[Resolved] = None) -> dict:
     """Numbering, input grid and files of one case (module docstring); returns the report. ``probs``: head ->
     (C, X, Y, Z) on the model grid; ``seconds`` (if given) gets the "numbering" and "export" times; ``numbering``:
     one of :data:`NUMBERING_MODES` ("argmax" ignores the identification head: the labels are the argmax of
-    ``probs["seg"]``)."""
+    ``probs["seg"]``); ``postprocessing``: the values to use and their sources (default: the documented
+    defaults), recorded in the report."""
     from .case_outputs import write_case_outputs
     from .numbering import argmax_numbering, number_vertebrae
 
     if numbering not in NUMBERING_MODES:
         raise ValueError(f"numbering must be one of {', '.join(NUMBERING_MODES)}, got {numbering!r}")
+    postprocessing = postprocessing or resolve()
+    params = postprocessing.values
     seconds = seconds if seconds is not None else {}
     t = time.perf_counter()
     if numbering == "argmax":
         result = argmax_numbering(probs["seg"])
     else:
         axis, sign = meta["superior"]
-        result = number_vertebrae(probs["seg"], meta["model_spacing"], int(axis), int(sign), probs.get("id"))
+        result = number_vertebrae(probs["seg"], meta["model_spacing"], int(axis), int(sign), probs.get("id"),
+                                  params=params)
+    if meta.get("orientation_note"):
+        result.notes.append(meta["orientation_note"])
     codes = labels.training_to_verse(result.labels)
     seconds["numbering"] = time.perf_counter() - t
 
@@ -296,8 +328,10 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
         raise ValueError(f"{meta['source']}: image size {ct.GetSize()} differs from the one predicted "
                          f"{grid.input_shape[::-1]}")
     vertebrae = labels_to_input(codes, grid)
-    lesion = probability_to_input(probs["lesion"][0], grid) if "lesion" in probs else None
+    # below the floor no voxel can reach the threshold (linear interpolation never exceeds its neighbours)
+    floor = min(LESION_FLOOR, 0.5 * params.lesion_threshold)
+    lesion = probability_to_input(probs["lesion"][0], grid, floor) if "lesion" in probs else None
     report = write_case_outputs(out_dir, meta["case"], ct, vertebrae, lesion, result, preview=preview,
-                                source=meta["source"])
+                                source=meta["source"], postprocessing=postprocessing)
     seconds["export"] = time.perf_counter() - t
     return report

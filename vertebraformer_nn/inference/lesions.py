@@ -17,9 +17,8 @@ import cc3d
 import numpy as np
 
 from .. import labels
+from .postprocessing import DEFAULTS
 
-#: Smaller components are dropped as noise: about a 4 mm sphere (MultiSpine-Sim lesions have radii of 5 mm and more).
-DEFAULT_MIN_VOLUME_MM3 = 30.0
 #: What ``score`` means, written into reports.
 SCORE_DEFINITION = "maximum lesion probability inside the instance"
 
@@ -30,10 +29,11 @@ def lesion_instances(
     lesion_prob: np.ndarray,
     vertebrae: np.ndarray,
     spacing: Sequence[float],
-    threshold: float = 0.5,
-    min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
+    threshold: float = DEFAULTS.lesion_threshold,
+    min_volume_mm3: float = DEFAULTS.lesion_min_volume_mm3,
 ) -> Tuple[np.ndarray, List[dict]]:
-    """Split ``lesion_prob > threshold`` into 26-connected instances.
+    """Split ``lesion_prob > threshold`` into 26-connected instances of at least ``min_volume_mm3`` (both
+    post-processing parameters: ``postprocessing.Postprocessing`` documents their defaults).
 
     ``vertebrae``: VerSe-coded vertebra map on the same grid (codes 0-28), or None. Returns
     ``(instance_map int32 with ids 0..n, instances)``; each instance is a dict with id (1..n, by descending score),

@@ -1,4 +1,4 @@
-"""``vertebraformer predict``: nnU-Net's predictor for every dense head of VertebraFormer, and the folder runner.
+"""``vertebraformer predict``: nnU-Net's predictor for every dense head of VertebraFormer.
 
 :class:`VertebraFormerPredictor` is an ``nnUNetPredictor``: nnU-Net's sliding window, Gaussian weighting and
 test-time mirroring run unchanged. What differs:
@@ -17,24 +17,18 @@ test-time mirroring run unchanged. What differs:
 * inputs: files and DICOM series through ``image_io`` (``cases.read_case``), turned into exactly what nnU-Net's
   reader would give (``cases.nnunet_input``), then nnU-Net's own preprocessing (``run_case_npy``);
 * export at the model's spacing and back to the input grid without nnU-Net's per-class float32 resampling
-  (``export``).
+  (``export``); the numbering orders vertebrae along the model's head-foot axis, a fact of its plans
+  (``plans_facts.anatomical_axes``; ``export.numbering_axis`` says what happens when a case disagrees).
 
-:func:`run_cases` is the loop ``predict`` and ``ensemble`` share: per case (sorted by name, one shard of them with
-``num_parts``), skip it when ``resume`` and its outputs are complete, otherwise remove its stale report and
-stray temporary files, compute its probabilities, save them (``save_probabilities``), export, and add its row
-(``ok`` with per-stage seconds, or ``failed`` with the reason) to the summary. A failing case never stops the
-others and leaves no output of its own; the return value counts the failures.
+The folder loop around it is ``runner.run_cases``.
 """
 from __future__ import annotations
 
 import io
-import json
 import time
-import traceback
 from contextlib import nullcontext, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -42,12 +36,13 @@ from torch import nn
 
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
+from ..plans_facts import PlansFactError, anatomical_axes
 from . import probabilities as P
-from .cases import Case, CaseError, check_ct, nnunet_input, read_case
-from .export import case_meta, export_case
+from .cases import Case, check_ct, nnunet_input, read_case
+from .export import case_meta
 
 __all__ = ["ModelError", "DEFAULT_FOLDS", "BF16_DEFAULT", "resolve_model_folder", "checkpoint_files",
-           "VertebraFormerPredictor", "logits_to_probabilities", "RunOptions", "run_cases", "case_complete"]
+           "VertebraFormerPredictor", "logits_to_probabilities"]
 
 DEFAULT_FOLDS = (0, 1, 2, 3, 4)
 DEFAULT_CHECKPOINT = "checkpoint_final.pth"
@@ -112,17 +107,12 @@ def checkpoint_files(model_folder: Path, folds: Sequence, checkpoint: str = DEFA
 
 
 def _resolve_trainer_class(name: str):
-    from .. import trainers
+    from ..trainers.registry import UnknownTrainerError, resolve_trainer_class
 
-    if name in trainers.TRAINER_NAMES:
-        return getattr(trainers, name)
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
-    cls = recursive_find_trainer_class_by_name(name)
-    if cls is None:
-        raise ModelError(f"the checkpoint names trainer {name!r}, which is neither ours "
-                         f"({', '.join(trainers.TRAINER_NAMES)}) nor one of nnU-Net's")
-    return cls
+    try:
+        return resolve_trainer_class(name)
+    except UnknownTrainerError as e:
+        raise ModelError(f"the checkpoint names a trainer that cannot be found: {e}") from None
 
 
 def _plain_state(state: dict) -> dict:
@@ -199,6 +189,7 @@ class VertebraFormerPredictor(nnUNetPredictor):
             bf16 = BF16_DEFAULT and cpu_bf16_enabled()
         self.bf16 = bool(bf16) and device.type == "cpu"
         self.model_folder: Optional[Path] = None
+        self.plans_axis: Optional[int] = None  # the model's head-foot array axis (plans_facts)
         self.configuration: Optional[str] = None
         self.folds: List = []
         self.checkpoint_name = DEFAULT_CHECKPOINT
@@ -210,7 +201,7 @@ class VertebraFormerPredictor(nnUNetPredictor):
         from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
         from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-        from ..trainers import load_checkpoint_file
+        from ..trainers.checkpoints import load_checkpoint_file
 
         folder = Path(model_training_output_dir)
         paths = checkpoint_files(folder, use_folds if use_folds is not None else DEFAULT_FOLDS, checkpoint_name)
@@ -232,6 +223,10 @@ class VertebraFormerPredictor(nnUNetPredictor):
             parameters.append(_plain_state(checkpoint["network_weights"]))
         configuration_manager = plans_manager.get_configuration(configuration)
         label_manager = plans_manager.get_label_manager(dataset_json)
+        try:
+            plans_axis = anatomical_axes(plans_manager.plans)["si"]
+        except PlansFactError as e:
+            raise ModelError(f"{folder / 'plans.json'}: {e}") from None
         trainer_class = _resolve_trainer_class(trainer_name)
         network = trainer_class.build_network_architecture(
             plans_manager, configuration_manager,
@@ -251,6 +246,7 @@ class VertebraFormerPredictor(nnUNetPredictor):
         self.allowed_mirroring_axes = tuple(mirror_axes) if mirror_axes is not None else None
         self.label_manager = _DenseChannels(label_manager, wrapped.num_channels)
         self.model_folder = folder
+        self.plans_axis = plans_axis
         self.configuration = configuration
         self.folds = [f if str(f) == "all" else int(f) for f in use_folds]
         self.checkpoint_name = checkpoint_name
@@ -310,131 +306,6 @@ class VertebraFormerPredictor(nnUNetPredictor):
         probs = self.predict_probabilities(data)
         seconds["network"] = time.perf_counter() - t
         meta = case_meta(case.name, case.source, case.kind, image, properties, tuple(data.shape[1:]),
-                         self.plans_manager.transpose_forward, reorientation, prediction=self.describe())
+                         self.plans_manager.transpose_forward, reorientation, self.plans_axis,
+                         prediction=self.describe())
         return image, probs, meta
-
-
-# ------------------------------------------------------------------------------------------------ runner
-@dataclass
-class RunOptions:
-    preview: bool = True
-    save_probabilities: bool = False
-    resume: bool = False
-    num_parts: int = 1
-    part_id: int = 0
-    progress: bool = True
-    numbering: str = "decoder"  # export.NUMBERING_MODES: "argmax" for ablations and baselines
-
-
-def case_complete(out_dir: Path, case: str, save_probabilities: bool = False) -> Optional[dict]:
-    """The report of a case whose outputs are all there (its ``<case>.json`` written last, every file it names,
-    and the probabilities when asked for), else None."""
-    from .case_outputs import case_files
-
-    report_path = case_files(out_dir, case)["report"]
-    try:
-        report = json.loads(report_path.read_text())
-    except (OSError, ValueError):
-        return None
-    names = list((report.get("files") or {}).values())
-    if save_probabilities:
-        names.append(P.probabilities_file(out_dir, case).name)
-    if not names or not all((Path(out_dir) / n).is_file() for n in names):
-        return None
-    return report
-
-
-def _remove_leftovers(out_dir: Path, case: str, everything: bool = False) -> None:
-    """Before a case runs: its old report (it marks the case finished; removed first), its old probabilities (a
-    run without --save_probabilities must not leave another run's beside its outputs) and stray temporary files
-    of an interrupted run (``.<file>.<random>...tmp*``). After it failed (``everything``): whatever it wrote, so no
-    output stands beside its ``failed`` row."""
-    import shutil
-
-    from .case_outputs import case_files
-
-    files = case_files(out_dir, case)
-    files["report"].unlink(missing_ok=True)
-    probabilities = P.probabilities_file(out_dir, case)
-    probabilities.unlink(missing_ok=True)
-    for path in [*files.values(), probabilities]:
-        if everything:
-            path.unlink(missing_ok=True)
-        for stray in Path(out_dir).glob(f".{path.name}.*tmp*"):
-            shutil.rmtree(stray) if stray.is_dir() else stray.unlink(missing_ok=True)
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, MemoryError):
-        return "out of memory"
-    if isinstance(error, (CaseError, ValueError)):
-        return str(error)
-    return f"internal error {type(error).__name__}: {error}"
-
-
-def _seconds_text(seconds: Dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
-
-
-def run_cases(cases: Sequence, out_dir, compute: Callable, options: RunOptions,
-              log: Callable[[str], None] = print) -> Tuple[int, int]:
-    """Run ``compute(case, seconds) -> (ct image, probabilities, meta)`` and the export for every case (module
-    docstring); ``cases`` have ``name`` and ``source``. Returns (number done, number failed)."""
-    from tqdm import tqdm
-
-    from .case_outputs import write_colour_table
-    from .summary import SummaryWriter
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_colour_table(out_dir)
-    parts = options.num_parts if options.num_parts > 1 else None
-    summary = SummaryWriter(out_dir, options.part_id if parts else None, parts, resume=options.resume)
-    done = failed = 0
-    bar = tqdm(cases, desc="cases", unit="case", disable=not options.progress, dynamic_ncols=True)
-    say = bar.write if options.progress else log
-    for case in bar:
-        bar.set_postfix_str(case.name)
-        if options.resume:
-            report = case_complete(out_dir, case.name, options.save_probabilities)
-            if report is not None:
-                if summary.rows.get(case.name, {}).get("status") != "ok":
-                    summary.ok(report, case.source)
-                say(f"{case.name}: outputs complete, skipped (--continue)")
-                done += 1
-                continue
-        _remove_leftovers(out_dir, case.name)
-        seconds: Dict[str, float] = {}
-        start = time.perf_counter()
-        try:
-            image, probs, meta = compute(case, seconds)
-            t = time.perf_counter()
-            if options.save_probabilities:  # before the report, which marks the case finished
-                P.save(P.probabilities_file(out_dir, case.name), P.compact(probs), meta)
-            saving = time.perf_counter() - t
-            report = export_case(out_dir, image, probs, meta, preview=options.preview, seconds=seconds,
-                                 numbering=options.numbering)
-            seconds["export"] += saving
-            del image, probs
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # one case's failure never stops the others
-            seconds["total"] = time.perf_counter() - start
-            _remove_leftovers(out_dir, case.name, everything=True)
-            summary.failed(case.name, case.source, _reason(e), seconds)
-            failed += 1
-            say(f"{case.name}: FAILED: {_reason(e)}")
-            if not isinstance(e, (CaseError, MemoryError)):
-                say(traceback.format_exc())
-            continue
-        seconds["total"] = time.perf_counter() - start
-        summary.ok(report, case.source, seconds)
-        done += 1
-        vertebrae = report.get("vertebrae") or []
-        levels = f"{vertebrae[0]['name']}-{vertebrae[-1]['name']}" if vertebrae else "no vertebra"
-        say(f"{case.name}: {len(vertebrae)} vertebrae ({levels}), {len(report.get('lesions') or [])} lesion(s); "
-            f"{_seconds_text(seconds)}")
-    bar.close()
-    log(f"{done} case(s) done, {failed} failed; summary: {summary.path}")
-    return done, failed
-

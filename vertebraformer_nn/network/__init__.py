@@ -1,19 +1,8 @@
-"""The VertebraFormer network: Transformer encoder (Primus building blocks), segmentation /
-identification / lesion heads, dynamic modulation unit. The nnU-Net contract is in vertebraformer.py.
+"""The VertebraFormer network: Transformer encoder (Primus building blocks), segmentation / identification / lesion
+heads, dynamic modulation unit. Pure torch; the nnU-Net contract is in vertebraformer.py, the sizes come from the
+plans (the planner's presets: ``vertebraformer_nn.planners.presets``)."""
+from .vertebraformer import (ARCH_KWARGS, HEAD_KEYS, NETWORK_CLASS_NAME, OUTPUT_MODES, VertebraFormer, all_heads,
+                             architecture_dict, output_mode)
 
-Names load on first use, so that importing the package does not import torch."""
-import importlib
-
-_LAZY = {
-    "PRESETS": "presets",
-    **{name: "vertebraformer" for name in ("HEAD_KEYS", "NETWORK_CLASS_NAME", "NUM_LEVELS", "OUTPUT_MODES",
-                                          "VertebraFormer", "all_heads", "architecture_dict", "output_mode")},
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["ARCH_KWARGS", "HEAD_KEYS", "NETWORK_CLASS_NAME", "OUTPUT_MODES", "VertebraFormer", "all_heads",
+           "architecture_dict", "output_mode"]

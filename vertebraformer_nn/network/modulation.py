@@ -24,7 +24,7 @@ How it works (paper.md 3.2 leaves the unit unspecified; this is DESIGN.md sectio
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 from torch import nn
@@ -51,7 +51,8 @@ class DynamicModulationUnit(nn.Module):
     Args:
         embed_dim: token channels (the encoder's width).
         code_dim: size of the domain code z.
-        num_domains: number of training domains seen by the auxiliary classifier (4 for MultiSpine).
+        num_domains: number of training domains seen by the auxiliary classifier (the plans' domains, 4 for
+            MultiSpine); 0 for a dataset without domains (the classifier then has no outputs and no loss).
         num_encoder_sites: how many encoder blocks are followed by a modulation (FiLM on tokens).
         decoder_channels: channel count of each modulated decoder stage (FiLM on feature maps).
     """
@@ -67,7 +68,8 @@ class DynamicModulationUnit(nn.Module):
         super().__init__()
         hidden = max(2 * code_dim, 32)
         self.code_net = nn.Sequential(nn.Linear(2 * embed_dim, hidden), nn.GELU(), nn.Linear(hidden, code_dim))
-        self.domain_classifier = nn.Linear(code_dim, num_domains)
+        # no domains, no classifier (an empty Linear would hold zero-element weights)
+        self.domain_classifier = nn.Linear(code_dim, num_domains) if num_domains > 0 else None
         self.encoder_film = nn.ModuleList([FiLMGenerator(code_dim, embed_dim) for _ in range(num_encoder_sites)])
         self.decoder_film = nn.ModuleList([FiLMGenerator(code_dim, c) for c in decoder_channels])
 
@@ -105,11 +107,3 @@ class DynamicModulationUnit(nn.Module):
         for module in (*self.encoder_film, *self.decoder_film):
             yield from module.parameters()
 
-
-def default_modulation_blocks(depth: int, num_sites: Optional[int] = 4) -> list:
-    """Encoder blocks followed by a FiLM: every k-th block, k = max(1, depth // num_sites), ending at the last one.
-
-    depth 4 -> [0, 1, 2, 3]; depth 12 -> [2, 5, 8, 11]; depth 24 -> [5, 11, 17, 23].
-    """
-    k = max(1, depth // num_sites)
-    return [i for i in range(depth) if (i + 1) % k == 0][-num_sites:] if depth >= num_sites else list(range(depth))

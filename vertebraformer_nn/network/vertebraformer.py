@@ -7,33 +7,34 @@ Contract with nnU-Net (read this before planning or training with the class)
 Construction. ``VertebraFormer(input_channels, num_classes, deep_supervision=False, **arch_kwargs)``:
 the signature ``nnunetv2.utilities.get_network_from_plans`` calls, with the plans' ``architecture``
 entry ``{"network_class_name": "vertebraformer_nn.network.VertebraFormer", "arch_kwargs": {...},
-"_kw_requires_import": []}`` (:func:`architecture_dict` writes it). ``deep_supervision`` is accepted
+"_kw_requires_import": []}`` (:func:`architecture_dict` checks and writes it). ``deep_supervision`` is accepted
 and ignored (nnU-Net always injects it): the network has no deep supervision, so the trainer must set
-``enable_deep_supervision = False``. ``arch_kwargs`` are all JSON values:
+``enable_deep_supervision = False``. ``arch_kwargs`` are JSON values, every one of them required (the planner
+resolves them from its presets, ``planners/presets.py``; the network has no defaults, so a plans file says
+everything about the network it builds, and a missing size is an error naming it):
 
-=========================  ====================  ===============================================================
-key                        default               meaning
-=========================  ====================  ===============================================================
-patch_size                 (required)            the exact input patch (3 ints, nnU-Net's axis order); the model
-                                                 only accepts this shape (absolute pos-embed and RoPE are built
-                                                 for it), each axis a multiple of the token size
-token_size                 [8, 8, 8]             voxels per token per axis, powers of two (anisotropic allowed)
-preset                     "cpu"                 "cpu" | "base" | "large" (presets.py); fills the sizes below
-embed_dim, depth,          None (from preset)    explicit encoder / decoder / code sizes; a non-None value
-num_heads, mlp_ratio,                            overrides the preset (embed_dim / num_heads must be a
-drop_path_rate,                                  multiple of 6: 3D RoPE)
-init_values,
-decoder_min_channels,
-code_dim, stem_channels
-modulation_blocks          None                  encoder block indices followed by a FiLM; None = 4 evenly
-                                                 spaced blocks ending at the last one
-num_levels                 26                    identification channels (labels.ANATOMICAL_ORDER)
-num_domains                4                     domain classifier outputs (MultiSpine's 4 sources)
-use_modulation             True                  ablation switches: they choose what is computed and trained,
-use_identification         True                  never which parameters exist, so a state_dict saved with any
-use_lesion_head            True                  combination loads strictly into any other
-lesion_prior               0.01                  initial lesion probability (bias of the lesion logit)
-=========================  ====================  ===============================================================
+=========================  ===============================================================================
+key                        meaning
+=========================  ===============================================================================
+patch_size                 the exact input patch (3 ints, nnU-Net's axis order); the model only accepts this
+                           shape (absolute pos-embed and RoPE are built for it), each axis a multiple of the
+                           token size
+token_size                 voxels per token per axis, powers of two (anisotropic allowed)
+embed_dim, depth,          encoder width, blocks, attention heads (embed_dim / num_heads a multiple of 6: 3D
+num_heads                  RoPE), MLP ratio, stochastic-depth rate, LayerScale init (None: no LayerScale)
+mlp_ratio, drop_path_rate,
+init_values
+decoder_min_channels       channels of the last shared decoder stage
+stem_channels              channels of the image stem fused before the heads (heads.py)
+code_dim                   size of the domain code (modulation.py)
+modulation_blocks          encoder block indices followed by a FiLM
+num_levels                 identification channels (labels.ANATOMICAL_ORDER: 26)
+num_domains                domain classifier outputs (the plans' domains); 0: no domain classifier output
+use_modulation             ablation switches: they choose what is computed and trained,
+use_identification         never which parameters exist, so a state_dict saved with any
+use_lesion_head            combination loads strictly into any other
+lesion_prior               initial lesion probability (bias of the lesion logit)
+=========================  ===============================================================================
 
 A switched-off component's parameters are frozen (``requires_grad=False``) and never used, so DDP
 (``find_unused_parameters=False``) and AdamW see only what is trained.
@@ -49,7 +50,8 @@ output mode (``heads=`` argument, else the attribute ``net.output_mode``, defaul
       (0 background, 1..26 = ANATOMICAL_ORDER).
     - ``"id"``: (B, num_levels, *patch) logits, softmax over channels; channel k = ANATOMICAL_ORDER[k]
       = training label k + 1. Meant to be trained on vertebra voxels only (target = seg label - 1, the
-      background ignored); reduce it per instance with :func:`instance_level_log_probs`.
+      background ignored); the predictor reduces it per instance
+      (``vertebraformer_nn.inference.level_evidence.instance_level_log_probs``).
       ``None`` when ``use_identification`` is False.
     - ``"lesion"``: (B, 1, *patch) lesion logits (sigmoid; binary lesion vs not). ``None`` when
       ``use_lesion_head`` is False. One channel, not two: lesion types are not labelled consistently
@@ -58,7 +60,8 @@ output mode (``heads=`` argument, else the attribute ``net.output_mode``, defaul
       starts at logit(lesion_prior) (rare positives; stable BCE / focal loss from step one). Lesion
       instances are the connected components of ``sigmoid > 0.5``.
     - ``"domain_logits"``: (B, num_domains) logits of the auxiliary domain classifier (cross-entropy
-      with the case's training domain = the domain-code loss). ``None`` when ``use_modulation`` is False.
+      with the case's training domain = the domain-code loss). ``None`` when ``use_modulation`` is False or
+      ``num_domains`` is 0 (a dataset without domains: the code is still computed and trained through the tasks).
     - ``"code"``: (B, code_dim) the image-derived domain code z. ``None`` when ``use_modulation`` is False.
 * ``"dense"`` (our sliding-window predictor): one tensor, the enabled dense heads concatenated on the
   channel axis in the order seg, id, lesion; ``net.dense_layout()`` gives each head's channel slice
@@ -75,8 +78,10 @@ Weights: a plain ``state_dict`` (no pickled code); keys are independent of the s
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import math
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -85,16 +90,12 @@ from dynamic_network_architectures.building_blocks.eva import Eva
 from dynamic_network_architectures.building_blocks.patch_encode_decode import PatchEmbed
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from ..labels import ANATOMICAL_ORDER
 from .heads import (ImageStem, SharedDecoder, SkipFusion, decoder_strides, is_power_of_two, task_head,
                     trunk_channels)
-from .modulation import DynamicModulationUnit, default_modulation_blocks
-from .presets import SIZE_KEYS, resolve_sizes
+from .modulation import DynamicModulationUnit
 
 NETWORK_CLASS_NAME = "vertebraformer_nn.network.VertebraFormer"
-NUM_LEVELS = len(ANATOMICAL_ORDER)  # 26
 OUTPUT_MODES = ("seg", "all", "dense")
 HEAD_KEYS = ("seg", "id", "lesion", "domain_logits", "code")
 
@@ -109,45 +110,30 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
         deep_supervision: Optional[bool] = False,
         *,
         patch_size: Sequence[int],
-        token_size: Sequence[int] = (8, 8, 8),
-        preset: str = "cpu",
-        embed_dim: Optional[int] = None,
-        depth: Optional[int] = None,
-        num_heads: Optional[int] = None,
-        mlp_ratio: Optional[float] = None,
-        drop_path_rate: Optional[float] = None,
-        init_values: Optional[float] = None,
-        decoder_min_channels: Optional[int] = None,
-        code_dim: Optional[int] = None,
-        stem_channels: Optional[int] = None,
-        modulation_blocks: Optional[Sequence[int]] = None,
-        num_levels: int = NUM_LEVELS,
-        num_domains: int = 4,
-        use_modulation: bool = True,
-        use_identification: bool = True,
-        use_lesion_head: bool = True,
-        lesion_prior: float = 0.01,
+        token_size: Sequence[int],
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        drop_path_rate: float,
+        init_values: Optional[float],
+        decoder_min_channels: int,
+        code_dim: int,
+        stem_channels: int,
+        modulation_blocks: Sequence[int],
+        num_levels: int,
+        num_domains: int,
+        use_modulation: bool,
+        use_identification: bool,
+        use_lesion_head: bool,
+        lesion_prior: float,
     ):
         super().__init__()
         del deep_supervision  # always injected by get_network_from_plans; this network has none
         patch_size = tuple(int(p) for p in patch_size)
         token_size = tuple(int(t) for t in token_size)
         _validate_geometry(patch_size, token_size)
-        sizes = resolve_sizes(
-            preset,
-            dict(
-                embed_dim=embed_dim,
-                depth=depth,
-                num_heads=num_heads,
-                mlp_ratio=mlp_ratio,
-                drop_path_rate=drop_path_rate,
-                init_values=init_values,
-                decoder_min_channels=decoder_min_channels,
-                code_dim=code_dim,
-                stem_channels=stem_channels,
-            ),
-        )
-        e, h = int(sizes["embed_dim"]), int(sizes["num_heads"])
+        e, h, depth = int(embed_dim), int(num_heads), int(depth)
         if e % h != 0 or (e // h) % 6 != 0:
             raise ValueError(
                 f"embed_dim / num_heads must be an integer multiple of 6 (3D rotary embedding: head_dim / 1.5 "
@@ -155,12 +141,11 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
             )
         if not 0.0 < lesion_prior < 1.0:
             raise ValueError(f"lesion_prior must be in (0, 1); got {lesion_prior}")
-        depth_ = int(sizes["depth"])
-        if modulation_blocks is None:
-            modulation_blocks = default_modulation_blocks(depth_)
+        if int(num_domains) < 0:
+            raise ValueError(f"num_domains must be 0 or more; got {num_domains}")
         modulation_blocks = sorted({int(b) for b in modulation_blocks})
-        if any(b < 0 or b >= depth_ for b in modulation_blocks):
-            raise ValueError(f"modulation_blocks {modulation_blocks} outside 0..{depth_ - 1}")
+        if any(b < 0 or b >= depth for b in modulation_blocks):
+            raise ValueError(f"modulation_blocks {modulation_blocks} outside 0..{depth - 1}")
 
         self.input_channels = int(input_channels)
         self.num_classes = int(num_classes)
@@ -174,19 +159,15 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
         self.use_identification = bool(use_identification)
         self.use_lesion_head = bool(use_lesion_head)
         self.output_mode = "seg"
-        # everything needed to rebuild this exact network, JSON-serialisable
+        # everything needed to rebuild this exact network (the arch_kwargs), JSON-serialisable
         self.arch_config: Dict[str, Any] = dict(
-            patch_size=list(patch_size),
-            token_size=list(token_size),
-            preset=preset,
-            **{k: sizes[k] for k in SIZE_KEYS},
-            modulation_blocks=list(modulation_blocks),
-            num_levels=self.num_levels,
-            num_domains=self.num_domains,
-            use_modulation=self.use_modulation,
-            use_identification=self.use_identification,
-            use_lesion_head=self.use_lesion_head,
-            lesion_prior=float(lesion_prior),
+            patch_size=list(patch_size), token_size=list(token_size), embed_dim=e, depth=depth, num_heads=h,
+            mlp_ratio=float(mlp_ratio), drop_path_rate=float(drop_path_rate),
+            init_values=None if init_values is None else float(init_values),
+            decoder_min_channels=int(decoder_min_channels), code_dim=int(code_dim), stem_channels=int(stem_channels),
+            modulation_blocks=list(modulation_blocks), num_levels=self.num_levels, num_domains=self.num_domains,
+            use_modulation=self.use_modulation, use_identification=self.use_identification,
+            use_lesion_head=self.use_lesion_head, lesion_prior=float(lesion_prior),
         )
 
         # names as in dynamic_network_architectures' Primus, so encoder weights transfer (nnssl / Primus)
@@ -198,36 +179,40 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
         self.down_projection = PatchEmbed(token_size, input_channels, e)
         self.eva = Eva(
             embed_dim=e,
-            depth=depth_,
+            depth=depth,
             num_heads=h,
             ref_feat_shape=self.token_grid,
             num_reg_tokens=0,
             use_rot_pos_emb=True,
             use_abs_pos_emb=True,
-            mlp_ratio=float(sizes["mlp_ratio"]),
-            drop_path_rate=float(sizes["drop_path_rate"]),
-            init_values=sizes["init_values"],
+            mlp_ratio=float(mlp_ratio),
+            drop_path_rate=float(drop_path_rate),
+            init_values=init_values,
             scale_attn_inner=True,
         )
 
         strides = decoder_strides(token_size)
-        channels = trunk_channels(e, len(strides) - 1, int(sizes["decoder_min_channels"]))
+        channels = trunk_channels(e, len(strides) - 1, int(decoder_min_channels))
         self.decoder = SharedDecoder(e, strides[:-1], channels)
-        self.stem = ImageStem(self.input_channels, int(sizes["stem_channels"]), strides[-1])
+        self.stem = ImageStem(self.input_channels, int(stem_channels), strides[-1])
         self.fusion = SkipFusion(self.decoder.out_channels, self.stem.out_channels)
         c_last = self.fusion.out_channels
         self.seg_head = task_head(c_last, self.num_classes, strides[-1])
         self.id_head = task_head(c_last, self.num_levels, strides[-1])
         self.lesion_head = task_head(c_last, 1, strides[-1])
 
-        self._modulated_blocks = {b: site for site, b in enumerate(modulation_blocks)}
         self.modulation = DynamicModulationUnit(
             embed_dim=e,
-            code_dim=int(sizes["code_dim"]),
+            code_dim=int(code_dim),
             num_domains=self.num_domains,
             num_encoder_sites=len(modulation_blocks),
             decoder_channels=channels,
         )
+        # FiLM of the encoder tokens: forward hooks on Eva's blocks, so that Eva runs its own forward (positional
+        # embeddings, RoPE, blocks, norm) unchanged; the hooks read the code of the forward pass in progress.
+        self._code: Optional[torch.Tensor] = None
+        for site, block in enumerate(modulation_blocks):
+            self.eva.blocks[block].register_forward_hook(functools.partial(self._film_tokens, site))
 
         init = InitWeights_He(1e-2)
         for module in (self.down_projection, self.decoder, self.stem, self.fusion, self.seg_head, self.id_head,
@@ -269,6 +254,23 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
                 f"window always feeds exactly patch_size); got {tuple(x.shape)}"
             )
 
+    def _film_tokens(self, site: int, block: nn.Module, args, tokens: torch.Tensor) -> Optional[torch.Tensor]:
+        """Forward hook of a modulated encoder block: FiLM of its output tokens with the current code."""
+        if self._code is None:
+            return None  # modulation off: the block's output unchanged
+        return self.modulation.modulate_tokens(site, tokens, self._code)
+
+    @contextlib.contextmanager
+    def _encoder_code(self, code: Optional[torch.Tensor]) -> Iterator[None]:
+        if code is not None and self.eva.grad_checkpointing and self.training:
+            # Eva's checkpointed blocks would run again in the backward pass, after the code is gone
+            raise NotImplementedError("gradient checkpointing of the encoder is not supported with modulation on")
+        self._code = code
+        try:
+            yield
+        finally:
+            self._code = None
+
     def forward(self, x: torch.Tensor, heads: Optional[str] = None) -> Union[torch.Tensor, Dict[str, Any]]:
         mode = self.output_mode if heads is None else heads
         if mode not in OUTPUT_MODES:
@@ -280,16 +282,8 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
         b, e, gx, gy, gz = tokens.shape
         tokens = tokens.flatten(2).transpose(1, 2)  # (B, N, E), N in (x, y, z) order, as in Primus
         code = self.modulation.compute_code(tokens) if self.use_modulation else None
-
-        tokens, rope, _ = self.eva._pos_embed(tokens)
-        for i, block in enumerate(self.eva.blocks):
-            if self.eva.grad_checkpointing and self.training and not torch.jit.is_scripting():
-                tokens = checkpoint(block, tokens, rope=rope, use_reentrant=False)
-            else:
-                tokens = block(tokens, rope=rope)
-            if code is not None and i in self._modulated_blocks:
-                tokens = self.modulation.modulate_tokens(self._modulated_blocks[i], tokens, code)
-        tokens = self.eva.norm(tokens)
+        with self._encoder_code(code):
+            tokens, _ = self.eva(tokens)  # Eva's own forward: positional embeddings, blocks (FiLM hooks), norm
 
         features = tokens.transpose(1, 2).reshape(b, e, gx, gy, gz)
         for site, stage in enumerate(self.decoder.stages):
@@ -309,7 +303,7 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
             "seg": seg,
             "id": ident,
             "lesion": lesion,
-            "domain_logits": self.modulation.domain_logits(code) if code is not None else None,
+            "domain_logits": self.modulation.domain_logits(code) if code is not None and self.num_domains else None,
             "code": code,
         }
 
@@ -397,15 +391,24 @@ def all_heads(net: nn.Module):
     return output_mode(net, "all")
 
 
-def architecture_dict(patch_size: Sequence[int], token_size: Sequence[int] = (8, 8, 8), preset: str = "cpu",
-                      **arch_kwargs) -> Dict[str, Any]:
-    """The plans' ``configurations[c]["architecture"]`` entry for this network (JSON-serialisable).
+#: The network's arguments that the plans' ``arch_kwargs`` hold: every keyword-only argument of the constructor.
+ARCH_KWARGS: Tuple[str, ...] = tuple(
+    name for name, p in inspect.signature(VertebraFormer.__init__).parameters.items() if p.kind is p.KEYWORD_ONLY
+)
 
-    Only the keys given are written (the constructor's defaults fill the rest when the net is built).
-    """
-    _validate_geometry(tuple(int(p) for p in patch_size), tuple(int(t) for t in token_size))
-    kwargs: Dict[str, Any] = dict(patch_size=[int(p) for p in patch_size], token_size=[int(t) for t in token_size],
-                                  preset=preset)
-    for key, value in arch_kwargs.items():
-        kwargs[key] = list(value) if isinstance(value, tuple) else value
+
+def architecture_dict(arch_kwargs: Mapping[str, Any]) -> Dict[str, Any]:
+    """The plans' ``configurations[c]["architecture"]`` entry for this network (JSON values).
+
+    ``arch_kwargs`` must hold every one of :data:`ARCH_KWARGS` and nothing else (the plans describe the network
+    completely); a ValueError names what is missing or unknown."""
+    missing = [k for k in ARCH_KWARGS if k not in arch_kwargs]
+    unknown = sorted(k for k in arch_kwargs if k not in ARCH_KWARGS)
+    if missing or unknown:
+        raise ValueError("VertebraFormer arch_kwargs " + "; ".join(
+            part for part in (f"miss {', '.join(missing)}" if missing else "",
+                              f"hold unknown {', '.join(unknown)}" if unknown else "") if part))
+    _validate_geometry(tuple(int(p) for p in arch_kwargs["patch_size"]),
+                       tuple(int(t) for t in arch_kwargs["token_size"]))
+    kwargs = {k: list(arch_kwargs[k]) if isinstance(arch_kwargs[k], tuple) else arch_kwargs[k] for k in ARCH_KWARGS}
     return {"network_class_name": NETWORK_CLASS_NAME, "arch_kwargs": kwargs, "_kw_requires_import": []}

@@ -18,8 +18,9 @@ from pydicom.uid import generate_uid
 
 from .. import labels
 from ..dicom_annotations import write_rtstruct, write_seg
-from ..image_io import write_dicom_series, write_image
+from ..image_io import write_image
 from .case import Case
+from .dicom_writer import write_dicom_series
 from .grid import Grid
 from .plan import rng_for
 from .scanner import acquire

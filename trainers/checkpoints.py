@@ -1,0 +1,83 @@
+"""Checkpoint I/O of the VertebraFormer trainers.
+
+* Checkpoints are nnU-Net's (``nnUNetTrainer.save_checkpoint``): the trainer's logger stores plain Python floats
+  (``progress.MultiTaskLocalLogger``), so they load with ``torch.load(weights_only=True)``, no pickled code.
+* A leave-one-domain-out fold validates on its held-out domain, so a ``checkpoint_best`` would be chosen on test
+  data: :class:`CheckpointMixin` declines to write it there, and ``checkpoint_final`` is the model.
+* ``load_checkpoint`` accepts a path or a dict and loads with ``weights_only=True``: nnU-Net 2.8.1's raises a
+  NameError on a dict and loads with ``weights_only=False`` (its warm-up trainer not even that, on torch >= 2.6).
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from torch._dynamo import OptimizedModule
+
+BEST = "checkpoint_best.pth"
+
+
+# numpy types that checkpoints written by stock nnU-Net code hold (logging values, _best_ema); allow-listed
+# for torch.load(weights_only=True) so that those load too. Our own checkpoints hold plain Python values only.
+def _numpy_safe_globals() -> list:
+    out = [np.dtype, np.ndarray]
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar  # numpy >= 2
+    except ImportError:  # pragma: no cover
+        from numpy.core.multiarray import _reconstruct, scalar
+    out += [scalar, _reconstruct]
+    for name in ("Float64DType", "Float32DType", "Float16DType", "Int64DType", "Int32DType", "Int16DType",
+                 "UInt8DType", "BoolDType"):
+        t = getattr(getattr(np, "dtypes", None), name, None)
+        if t is not None:
+            out.append(t)
+    return out
+
+
+def load_checkpoint_file(path: str, map_location=None) -> dict:
+    """``torch.load(path, weights_only=True)`` with numpy scalar/array types allow-listed (no arbitrary code)."""
+    with torch.serialization.safe_globals(_numpy_safe_globals()):
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+class CheckpointMixin:
+    """nnU-Net trainer checkpoints with the two changes of the module docstring; put it before nnUNetTrainer."""
+
+    #: the domain a leave-one-domain-out fold holds out (set by the trainer), None for other folds
+    held_out_domain: Optional[str] = None
+
+    def save_checkpoint(self, filename: str) -> None:
+        if self.held_out_domain is not None and os.path.basename(filename) == BEST:
+            self.print_to_log_file(f"{BEST} not written: this fold validates on the held-out domain "
+                                   f"{self.held_out_domain!r}; checkpoint_final is the model")
+            return
+        super().save_checkpoint(filename)
+
+    def _plain_module(self) -> torch.nn.Module:
+        """The network without its DDP and torch.compile wrappers."""
+        mod = self.network.module if self.is_ddp else self.network
+        return mod._orig_mod if isinstance(mod, OptimizedModule) else mod
+
+    def load_checkpoint(self, filename_or_checkpoint: Union[dict, str]) -> None:
+        if not self.was_initialized:
+            self.initialize()
+        if isinstance(filename_or_checkpoint, dict):
+            checkpoint = filename_or_checkpoint
+        else:
+            checkpoint = load_checkpoint_file(str(filename_or_checkpoint), map_location=self.device)
+        own = self._plain_module()
+        names = own.state_dict().keys()
+        state = {k[7:] if k not in names and k.startswith("module.") else k: v
+                 for k, v in checkpoint["network_weights"].items()}
+        own.load_state_dict(state, strict=True)
+        self.my_init_kwargs = checkpoint["init_args"]
+        self.current_epoch = int(checkpoint["current_epoch"])
+        self.logger.load_checkpoint(checkpoint["logging"])
+        self._best_ema = checkpoint["_best_ema"]
+        if checkpoint.get("inference_allowed_mirroring_axes") is not None:
+            self.inference_allowed_mirroring_axes = tuple(checkpoint["inference_allowed_mirroring_axes"])
+        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        if self.grad_scaler is not None and checkpoint.get("grad_scaler_state") is not None:
+            self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])

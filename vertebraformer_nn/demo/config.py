@@ -1,0 +1,81 @@
+"""What ``vertebraformer demo`` is asked for (:class:`DemoConfig`, checked) and where everything goes under its
+output folder (:class:`DemoPaths`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .environment import DemoError
+
+DATASET_ID = 599
+UNSEEN_STYLE = "lowdose"
+BUDGET_TRAINER = "VertebraFormerTrainer_budget"
+CONFIGURATION = "3d_fullres"
+
+
+@dataclass
+class DemoConfig:
+    out: Path = Path("demo_out")
+    cases_per_source: int = 4
+    minutes: float = 10.0
+    device: str = "auto"  # auto | cpu | cuda
+    trainer: Optional[str] = None  # a fixed-schedule trainer instead of the time-budgeted one
+    max_folds: int = 2
+    seed: int = 0
+    unseen_style: str = UNSEEN_STYLE
+    unseen_cases: Optional[int] = None  # unseen-style cases (default: cases_per_source)
+    dataset_id: int = DATASET_ID
+    bootstrap: int = 2000  # BCa resamples of the evaluation (10,000 in `vertebraformer evaluate`; a few cases here)
+
+    def n_unseen(self) -> int:
+        return int(self.cases_per_source if self.unseen_cases is None else self.unseen_cases)
+
+    def check(self) -> None:
+        from ..phantoms import EXTRA_STYLES
+
+        if self.cases_per_source < 2:
+            raise DemoError("--cases-per-source must be at least 2 (a fold needs training and validation cases)")
+        if self.n_unseen() < 1:
+            raise DemoError("at least one unseen-style case is needed")
+        if not self.minutes > 0:
+            raise DemoError("--minutes must be positive")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise DemoError(f"-device must be auto, cpu or cuda, not {self.device!r}")
+        if self.max_folds not in (1, 2):
+            raise DemoError("--max-folds must be 1 or 2")
+        from ..trainers.registry import TRAINER_NAMES
+
+        if self.trainer is not None and self.trainer not in TRAINER_NAMES:
+            raise DemoError(f"unknown trainer {self.trainer!r}; one of {', '.join(TRAINER_NAMES)}")
+        if self.unseen_style not in EXTRA_STYLES:
+            raise DemoError(f"unknown unseen style {self.unseen_style!r}; one of {', '.join(sorted(EXTRA_STYLES))}")
+
+
+class DemoPaths:
+    """Where everything goes under OUT."""
+
+    def __init__(self, out: Path, config: DemoConfig):
+        self.out = Path(out)
+        self.sim = self.out / "SIM"
+        self.raw = self.out / "nnUNet_raw"
+        self.preprocessed = self.out / "nnUNet_preprocessed"
+        self.results = self.out / "nnUNet_results"
+        self.dataset_name = f"Dataset{config.dataset_id:03d}_MultiSpine"
+        self.raw_dataset = self.raw / self.dataset_name
+        self.unseen_source = f"extra_{config.unseen_style}"
+        self.unseen_images = self.sim / self.unseen_source
+        self.unseen_truth = self.sim / "ground_truth" / self.unseen_source
+        self.inputs = self.out / "inputs"
+        self.validation_inputs = self.inputs / "validation_fold0"
+        self.predictions = self.out / "predictions"
+        self.reference = self.out / "reference"
+        self.evaluation = self.out / "evaluation"
+        self.report = self.out / "REPORT.md"
+        self.unseen = f"unseen_{config.unseen_style}"
+
+    def rel(self, path: Path) -> str:
+        return Path(path).relative_to(self.out).as_posix()
+
+    def prediction(self, what: str) -> Path:
+        return self.predictions / what

@@ -1,0 +1,159 @@
+"""The joint level decoder of vertebra numbering (DESIGN.md section 7, numbering step 4): pure numpy.
+
+Given one vector of level log-probabilities per vertebra instance, ordered head to foot, and the distances between
+consecutive instances, :func:`decode_levels` labels the whole sequence at once (Viterbi over instances x the 26
+levels of ``labels.ANATOMICAL_ORDER``): strictly increasing levels (no duplicates), consecutive unless the distance
+between two instances says vertebrae are missing, T13 only between T12 and L1, L6 only after L5, both transitional
+levels behind a prior. Confidence = posterior marginal of the chosen level (forward-backward over the same
+lattice). Priors and gap statistics are fields of ``postprocessing.Postprocessing`` (documented there).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import List, Tuple
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .. import labels as L
+from .postprocessing import DEFAULTS, Postprocessing
+
+__all__ = ["NUM_LEVELS", "Decoding", "gap_ratios", "decode_levels"]
+
+NUM_LEVELS = len(L.ANATOMICAL_ORDER)  # 26 decoder states, state s = training label s + 1
+_TRANSITIONAL = np.array([n in ("T13", "L6") for n in L.ANATOMICAL_ORDER])
+
+
+def _skip_counts() -> np.ndarray:
+    """k[s, t] = non-transitional levels strictly between s and t (a jump s -> t misses k vertebrae); -1 where
+    t <= s (no duplicates, no going back). Passing over T13 (T12 -> L1) misses nothing."""
+    cum = np.cumsum(~_TRANSITIONAL)
+    s, t = np.meshgrid(np.arange(NUM_LEVELS), np.arange(NUM_LEVELS), indexing="ij")
+    k = cum[np.maximum(t - 1, 0)] - cum[s]
+    return np.where(t > s, k, -1)
+
+
+_SKIPS = _skip_counts()
+
+
+@dataclass
+class Decoding:
+    """Output of :func:`decode_levels`; ``levels`` index ``labels.ANATOMICAL_ORDER``."""
+
+    levels: np.ndarray  # (K,) int
+    confidence: np.ndarray  # (K,) posterior marginal of the chosen level
+    skips: List[Tuple[int, int]]  # (i, k): k levels skipped between instance i and i + 1
+    score: float  # log score of the decoded path
+    notes: List[str] = field(default_factory=list)
+
+
+def gap_ratios(gaps_mm, window: int = DEFAULTS.gap_window) -> np.ndarray:
+    """Each gap divided by the median of up to ``window`` gaps on each side of it (itself excluded): ~1
+    between neighbours, ~k+1 where k vertebrae are missing. 1 where there is no other gap to compare with."""
+    gaps = np.asarray(gaps_mm, dtype=np.float64).reshape(-1)
+    ratios = np.ones(len(gaps))
+    for i, g in enumerate(gaps):
+        others = np.concatenate([gaps[max(0, i - window):i], gaps[i + 1:i + 1 + window]])
+        if len(others) and np.median(others) > 0:
+            ratios[i] = g / np.median(others)
+    return ratios
+
+
+def _transition_scores(ratio: float, skip_log_prior: float, gap_log_sigma: float, skip_tolerance: float,
+                       max_skip: int) -> np.ndarray:
+    """(26, 26) log score of level s at one instance followed by level t at the next, given the gap ratio."""
+    ratio = max(ratio, 1e-3)
+    per_skip = np.full(max_skip + 1, -np.inf)
+    for k in range(max_skip + 1):
+        if k == 0 or ratio >= k + 1 - skip_tolerance:
+            per_skip[k] = k * skip_log_prior - math.log(ratio / (k + 1)) ** 2 / (2 * gap_log_sigma ** 2)
+    valid = (_SKIPS >= 0) & (_SKIPS <= max_skip)
+    scores = np.full((NUM_LEVELS, NUM_LEVELS), -np.inf)
+    scores[valid] = per_skip[_SKIPS[valid]]
+    return scores
+
+
+def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS) -> Decoding:
+    """Jointly decode the levels of K instances ordered head to foot.
+
+    Args:
+        log_probs: (K, 26) level log-probabilities per instance (columns = ``labels.ANATOMICAL_ORDER``).
+        gaps_mm: (K-1,) distances between consecutive instance centres; None = all equal (no skips).
+
+    Score of a labelling = sum of the instances' log-probabilities + log ``params.transitional_prior`` per
+    T13/L6 + per boundary, for k skipped levels, ``k * log(skip_prior) - log(r / (k+1))^2 / (2 gap_log_sigma^2)``
+    where r is the gap's ratio to its neighbours (:func:`gap_ratios`, ``gap_window``); k >= 1 (at most
+    ``max_skip``) is allowed only when ``r >= k + 1 - skip_tolerance``. Levels strictly increase (no duplicates,
+    head to foot); T12 -> L1 and T12 -> T13 -> L1 are both consecutive; L6 can only follow L5 (or a skip past
+    it). The sequence may start and end anywhere (partial field of view). Viterbi gives the labelling;
+    forward-backward over the same lattice gives each instance's posterior probability of its chosen level
+    (``confidence``).
+    """
+    lp = np.asarray(log_probs, dtype=np.float64)
+    if lp.ndim != 2 or lp.shape[1] != NUM_LEVELS:
+        raise ValueError(f"log_probs must be (K, {NUM_LEVELS}), got shape {lp.shape}")
+    k_count = lp.shape[0]
+    gaps = np.ones(max(k_count - 1, 0)) if gaps_mm is None else np.asarray(gaps_mm, dtype=np.float64).reshape(-1)
+    if len(gaps) != max(k_count - 1, 0):
+        raise ValueError(f"gaps_mm must hold K-1 = {max(k_count - 1, 0)} distances, got {len(gaps)}")
+    if k_count > NUM_LEVELS:
+        raise ValueError(f"cannot number {k_count} instances without duplicates: there are {NUM_LEVELS} levels")
+    if k_count == 0:
+        return Decoding(np.zeros(0, dtype=np.int64), np.zeros(0), [], 0.0, [])
+
+    ratios = gap_ratios(gaps, params.gap_window)
+    trans = [_transition_scores(r, params.skip_log_prior, params.gap_log_sigma, params.skip_tolerance,
+                                params.max_skip) for r in ratios]
+    emis = lp + np.where(_TRANSITIONAL, params.transitional_log_prior, 0.0)
+
+    # Viterbi
+    delta, back = emis[0], np.zeros((k_count, NUM_LEVELS), dtype=np.int64)
+    for i, t in enumerate(trans, start=1):
+        cand = delta[:, None] + t
+        back[i] = cand.argmax(axis=0)
+        delta = cand.max(axis=0) + emis[i]
+    path = np.zeros(k_count, dtype=np.int64)
+    path[-1] = int(delta.argmax())
+    for i in range(k_count - 1, 0, -1):
+        path[i - 1] = back[i, path[i]]
+
+    # forward-backward for the posterior marginals
+    alpha = np.zeros((k_count, NUM_LEVELS))
+    beta = np.zeros((k_count, NUM_LEVELS))
+    alpha[0] = emis[0]
+    for i, t in enumerate(trans, start=1):
+        alpha[i] = logsumexp(alpha[i - 1][:, None] + t, axis=0) + emis[i]
+    for i in range(k_count - 2, -1, -1):
+        beta[i] = logsumexp(trans[i] + (emis[i + 1] + beta[i + 1])[None, :], axis=1)
+    log_z = logsumexp(alpha[-1])
+    confidence = np.exp(alpha[np.arange(k_count), path] + beta[np.arange(k_count), path] - log_z)
+
+    skips = [(i, int(_SKIPS[path[i], path[i + 1]])) for i in range(k_count - 1) if _SKIPS[path[i], path[i + 1]] > 0]
+    notes = _decoding_notes(path, confidence, skips, gaps, ratios, params.skip_tolerance)
+    return Decoding(path, np.clip(confidence, 0.0, 1.0), skips, float(delta.max()), notes)
+
+
+def _decoding_notes(path, confidence, skips, gaps, ratios, skip_tolerance) -> List[str]:
+    names = [L.ANATOMICAL_ORDER[s] for s in path]
+    notes = [f"field of view starts at {names[0]} and ends at {names[-1]} ({len(path)} vertebrae)"]
+    for i, k in skips:
+        missing = [n for n in L.ANATOMICAL_ORDER[path[i] + 1:path[i + 1]] if n not in ("T13", "L6")]
+        word = "level" if k == 1 else "levels"
+        notes.append(
+            f"{word} {', '.join(missing)} skipped between {names[i]} and {names[i + 1]}: gap {gaps[i]:.0f} mm "
+            f"({ratios[i]:.1f} x the neighbouring spacing) suggests {k} missing vertebra{'e' if k > 1 else ''}"
+        )
+    skipped_at = {i for i, _ in skips}
+    for i, r in enumerate(ratios):
+        if i not in skipped_at and r >= 2 - skip_tolerance:
+            notes.append(
+                f"gap {gaps[i]:.0f} mm ({r:.1f} x the neighbouring spacing) between {names[i]} and {names[i + 1]},"
+                f" but the level evidence is consecutive: a vertebra there may be unsegmented"
+            )
+    for i, n in enumerate(names):
+        if n == "T13":
+            notes.append(f"T13 suspected (transitional: 13 thoracic vertebrae), confidence {confidence[i]:.2f}")
+        elif n == "L6":
+            notes.append(f"L6 suspected (transitional: 6 lumbar vertebrae), confidence {confidence[i]:.2f}")
+    return notes
