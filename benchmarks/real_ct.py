@@ -74,18 +74,24 @@ class RealCase:
     levels: Tuple[str, ...] = ()  # reference levels that must be named right ...
     min_right: int = 0  # ... at least this many of them
     by_eye: str = ""  # a target only a person can check on the picture
+    note: str = ""  # what is odd about the case or its reference
 
 
 CASES = (
     RealCase("verse014", "verse_sub-verse014/sub-verse014_ct.nii.gz",
              "verse_sub-verse014/sub-verse014_seg-vert_msk.nii.gz", "verse",
-             "lumbar CT, manual VerSe mask L1-L5", 0.80, tuple(labels.LUMBAR), 5),
+             "lumbar CT, manual VerSe mask L1-L5", 0.80, tuple(labels.LUMBAR), 5,
+             note="Oblique grid (about 15 degrees); only 80 mm left-right: every vertebra touches a lateral border "
+             "(L2-L5 both; transverse processes cut). The top 14 mm above L1 and 17 mm below L5 are unlabelled."),
     RealCase("tptbox", "tptbox_sample_ct/sub-ct_label-22_ct.nii.gz",
              "tptbox_sample_ct/sub-ct_seg-vert_label-22_msk.nii.gz", "verse",
-             "spine crop, manual L2-L4 (L2, L4 cut by the crop)", None, ("L3",), 1),
+             "spine crop, manual L2-L4 (L2, L4 cut by the crop)", None, ("L3",), 1,
+             note="A 110 x 70 x 110 mm crop: L2 touches the top border, L4 the bottom; only L3 is whole."),
     RealCase("example_ct", "totalsegmentator/example_ct.nii.gz", "totalsegmentator/spine_report/totalseg.nii.gz",
              "totalseg", "abdomen CT, TotalSegmentator's prediction T11-L5 (S1 read as background)", 0.75,
-             ("T11", "T12", *labels.LUMBAR), 5),
+             ("T11", "T12", *labels.LUMBAR), 5,
+             note="3 mm voxels. T11 is a 76-voxel sliver in the top 3 slices and T12 touches the top border too (both "
+             "cut by the field of view); TotalSegmentator's L5 is in two pieces. A prediction, not ground truth."),
     RealCase("chest", "itkelastix_chest_dicom", None, "verse", "chest DICOM series, no labels",
              by_eye="T1-T12 counted right (from T1 and the ribs, on the preview)"),
 )
@@ -220,9 +226,11 @@ def score_case(case: RealCase, data: Path, pred_dir: Path) -> dict:
 
 def link_inputs(data: Path, input_dir: Path, cases: Sequence[RealCase]) -> None:
     """``<work>/input``: one symbolic link per case, named so that predict names the case ``case.name``."""
-    if input_dir.exists():
-        shutil.rmtree(input_dir)  # only links live here
-    input_dir.mkdir(parents=True)
+    input_dir.mkdir(parents=True, exist_ok=True)
+    for entry in input_dir.iterdir():  # the links of an earlier run; anything else is not this script's to delete
+        if not entry.is_symlink():
+            raise SystemExit(f"real_ct: {entry} is not a link made by this script; choose another --work")
+        entry.unlink()
     for case in cases:
         source = (data / case.ct).resolve()
         if not source.exists():
@@ -283,7 +291,9 @@ def render_report(results: Sequence[dict], cases: Sequence[RealCase], header: Se
                      f"{_predicted_cell(r['predicted'])} | {_quality_cell(r)} | {_anchors_cell(r['anchors'])} | "
                      f"{target_text(by_name[r['case']])} | {r['target']} |")
     for r in results:
-        lines += ["", f"## {r['case']}", "", f"Reference: {r['reference'] or 'none'} ({r['what']}).", ""]
+        note = by_name[r["case"]].note
+        lines += ["", f"## {r['case']}", "", f"Reference: {r['reference'] or 'none'} ({r['what']})."
+                  + (f" {note}" if note else ""), ""]
         if r["problem"]:
             lines += [f"**No usable prediction:** {r['problem']}", ""]
         if r["levels"]:
@@ -294,7 +304,8 @@ def render_report(results: Sequence[dict], cases: Sequence[RealCase], header: Se
             lines.append("")
         lines.append(f"Predicted vertebrae (head to foot): {' '.join(r['predicted']) or 'none'}.")
         if r["not_scored"]:
-            lines.append(f"Not scored (mostly outside the reference's extent): {', '.join(r['not_scored'])}.")
+            lines.append("Predicted vertebrae not scored (mostly outside the reference's head-foot extent): "
+                         f"{', '.join(r['not_scored'])}.")
         if r["quality_reasons"]:
             lines.append(f"Quality: {_quality_cell(r)}.")
         if r["case"] in pictures:
