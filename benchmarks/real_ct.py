@@ -82,7 +82,7 @@ CASES = (
              "verse_sub-verse014/sub-verse014_seg-vert_msk.nii.gz", "verse",
              "lumbar CT, manual VerSe mask L1-L5", 0.80, tuple(labels.LUMBAR), 5,
              note="Oblique grid (about 15 degrees); only 80 mm left-right: every vertebra touches a lateral border "
-             "(L2-L5 both; transverse processes cut). The top 14 mm above L1 and 17 mm below L5 are unlabelled."),
+             "(L3-L5 both; transverse processes cut). The top 14 mm above L1 and 17 mm below L5 are unlabelled."),
     RealCase("tptbox", "tptbox_sample_ct/sub-ct_label-22_ct.nii.gz",
              "tptbox_sample_ct/sub-ct_seg-vert_label-22_msk.nii.gz", "verse",
              "spine crop, manual L2-L4 (L2, L4 cut by the crop)", None, ("L3",), 1,
