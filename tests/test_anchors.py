@@ -124,3 +124,14 @@ def test_anchors_need_instances_on_the_image_grid():
     with pytest.raises(ValueError, match="not on the instances' grid"):
         find_anchors(np.zeros((4, 4, 4)), np.ones((5, 4, 4), np.int32), [1], (3.5,) * 3, 0, 1)
     assert find_anchors(None, np.zeros((4, 4, 4), np.int32), [], (3.5,) * 3, 0, 1) == ([], [])
+
+
+def test_left_right_axis_is_found_from_the_vertebrae_mirror_symmetry(real_data):
+    # gl003 (C1-T5) on the LPS grid: axis 2 (x) runs left-right, the second in-plane axis; swapped, the first
+    from vertebraformer_nn.inference.anchors import _Geometry, _instance_info, _left_right
+
+    _, codes = on_model_grid(None, real_data / "verse_masks_only" / "sub-gl003_dir-ax_seg-vert_msk.nii.gz")
+    for instances, expected in ((codes, 1), (np.swapaxes(codes, 1, 2), 0)):
+        geo = _Geometry(instances.shape, (SPACING,) * 3, 0, 1)
+        info = [_instance_info(instances, int(c), geo) for c in np.unique(instances) if c in L.VERTEBRA_CODES]
+        assert _left_right(info, geo) == expected

@@ -14,9 +14,18 @@ head-foot array axis. With the instances ordered head to foot (0 = the head-most
   view): k+1 reaches above k's centroid, at least :data:`DENS_MIN_ML` of it lies within :data:`DENS_RADIUS_MM` of
   k's axis and :data:`DENS_BAND_MM` of k's centroid height, where k itself is hollow (C1 is a ring around the
   dens).
-* ``last_rib``: the last rib-bearing instance is T12 (or T13) when an instance without ribs follows it. An instance
-  bears ribs when a bone component comes within :data:`CONTACT_MM` of it (a costovertebral joint) and reaches
-  ``rib_min_reach_mm`` from its axis; the skull and pelvis components do not count.
+* ``last_rib``: the last rib-bearing instance is T12 (or T13) when a whole instance (not cut by the field of view:
+  a cut one may have lost its ribs with the rest of it) without ribs follows it. An instance bears ribs when a bone
+  component comes within :data:`CONTACT_MM` of it and, counting only its voxels at the instance's height (within
+  :data:`RIB_BAND_MM` of its top and bottom), is shaped like a rib there: a head beside the body (within
+  :data:`RIB_HEAD_MM` of the axis, to the side rather than in front or behind: a costovertebral joint), from which
+  it runs at least :data:`RIB_MIN_LENGTH_MM`, out beyond the transverse processes (:data:`RIB_MIN_LATERAL_MM` to the
+  side) and ``rib_min_reach_mm`` from the axis. Left-right is the in-plane axis across which the vertebrae are
+  mirror-symmetric (:func:`_left_right`; no orientation needed). Whole components, as before, let a contrast-filled
+  aorta or cava with the kidney behind it, touching the body and reaching far above or below, count as a rib of
+  every vertebra it passes; at the vertebra's height an aorta or a bowel loop lies in front of the body, a kidney
+  touches a long lumbar transverse process far from the body, and the unlabelled tips of a vertebra's processes are
+  short. The skull and pelvis components do not count.
 * ``sacrum``: the last instance is L5 (or L6) when the bone within :data:`NEAR_MM` below it, near its axis, belongs
   to a component of at least ``pelvis_min_volume_ml`` reaching ``rib_min_reach_mm`` from its axis (sacral alae and
   iliac wings).
@@ -47,6 +56,16 @@ DENS_BAND_MM = 6.0
 DENS_MIN_ML = 0.3
 #: bone this close to an instance touches it (a joint space, a partial-volume rim): at least two voxels
 CONTACT_MM = 7.0
+#: a rib counts for an instance by its voxels no farther than this above its top or below its bottom (the heads of
+#: ribs 2-9 sit at the disc above)
+RIB_BAND_MM = 10.0
+#: a rib's head lies beside the vertebral body, this close to the axis; a transverse process ends 40-50 mm out
+RIB_HEAD_MM = 35.0
+#: a rib runs out beyond the tips of the transverse processes (40-50 mm from the midline) at its vertebra's height;
+#: a vessel or bowel loop in front of the body reaches as far, but forwards
+RIB_MIN_LATERAL_MM = 50.0
+#: in-plane length a rib runs from its head within the band (a vessel's section, a process tip: under 35 mm)
+RIB_MIN_LENGTH_MM = 40.0
 #: the levels each anchor allows
 ANCHOR_LEVELS: Dict[str, Tuple[str, ...]] = {"skull": ("C1",), "dens": ("C2",), "last_rib": ("T12", "T13"),
                                              "sacrum": ("L5", "L6")}
@@ -93,10 +112,13 @@ class _Geometry:
     def height(self, index_si) -> np.ndarray:
         return self.si_sign * np.asarray(index_si, dtype=np.float64) * self.spacing[self.si_axis]
 
+    def offsets(self, points: np.ndarray, centre_vox: np.ndarray) -> np.ndarray:
+        """In-plane offsets (mm, along ``self.plane``) of voxel ``points`` (n, 3) from ``centre_vox``."""
+        return (points[:, self.plane] - centre_vox[self.plane]) * self.spacing[self.plane]
+
     def radius(self, points: np.ndarray, centre_vox: np.ndarray) -> np.ndarray:
         """In-plane distance (mm) of voxel ``points`` (n, 3) from the head-foot line through ``centre_vox``."""
-        d = (points[:, self.plane] - centre_vox[self.plane]) * self.spacing[self.plane]
-        return np.sqrt((d ** 2).sum(axis=1))
+        return np.sqrt((self.offsets(points, centre_vox) ** 2).sum(axis=1))
 
 
 def find_anchors(hu, instance_map, ordered_ids: Sequence[int], spacing, si_axis: int, si_sign: int,
@@ -131,11 +153,12 @@ def find_anchors(hu, instance_map, ordered_ids: Sequence[int], spacing, si_axis:
         anchors.append(Anchor("sacrum", len(ids) - 1, pelvis))
     excluded = {c for c in (skull_component, pelvis_component) if c}
     boxes = ndimage.find_objects(components)
-    ribs = [_rib_reach(components, boxes, instance_map, i, info[k], geo, excluded) for k, i in enumerate(ids)]
+    lateral = _left_right(info, geo)
+    ribs = [_rib_reach(components, boxes, instance_map, i, info[k], geo, excluded, lateral) for k, i in enumerate(ids)]
     bearing = [r >= params.rib_min_reach_mm for r in ribs]
     if any(bearing):
         last = max(k for k, b in enumerate(bearing) if b)
-        if last < len(ids) - 1:
+        if last < len(ids) - 1 and not _cut(info[last + 1], geo):
             anchors.append(Anchor("last_rib", last, {"reach_mm": round(ribs[last], 1),
                                                      "rib_bearing": int(sum(bearing))}))
     return anchors, []
@@ -174,19 +197,41 @@ def _beyond(components: np.ndarray, volume_ml: np.ndarray, inst: dict, geo: _Geo
             "reach_mm": round(_reach(components, chosen, inst["centre"], geo), 1)}, chosen
 
 
-def _reach(components: np.ndarray, component: int, centre: np.ndarray, geo: _Geometry,
-           box: Optional[Tuple[slice, ...]] = None) -> float:
-    """How far (mm) a component extends from the head-foot line through ``centre``; ``box``: its bounding box."""
-    region = components if box is None else components[box]
-    offset = np.zeros(3) if box is None else np.array([s.start for s in box])
-    points = np.argwhere(region == component) + offset
+def _reach(components: np.ndarray, component: int, centre: np.ndarray, geo: _Geometry) -> float:
+    """How far (mm) a component extends from the head-foot line through ``centre``."""
+    points = np.argwhere(components == component)
     return float(geo.radius(points, centre).max()) if len(points) else 0.0
 
 
+def _cut(inst: dict, geo: _Geometry) -> bool:
+    """Whether the field of view cuts an instance along the head-foot axis (it lies in the first or last row)."""
+    rows = inst["points"][:, geo.si_axis]
+    return bool(rows.min() == 0 or rows.max() == geo.shape[geo.si_axis] - 1)
+
+
+def _left_right(info: List[dict], geo: _Geometry) -> int:
+    """Which in-plane axis (0 or 1 of ``geo.plane``) runs left-right: a vertebra is mirror-symmetric across its
+    mid-sagittal plane, not across its coronal one (body in front, spinous process behind), so the instances
+    mirrored about their centroids along that axis overlap themselves most."""
+    overlap = np.zeros(2)
+    for inst in info:
+        # voxel offsets from the (rounded) centroid in the plane, rows as they are; shifted to index a box
+        d = inst["points"][:, geo.plane] - np.rint(inst["centre"][geo.plane]).astype(np.int64)
+        rows = inst["points"][:, geo.si_axis] - inst["points"][:, geo.si_axis].min()
+        half = np.abs(d).max(axis=0)
+        box = np.zeros((rows.max() + 1, *(2 * half + 1)), bool)
+        box[rows, d[:, 0] + half[0], d[:, 1] + half[1]] = True
+        for a in (0, 1):
+            mirrored = d.copy()
+            mirrored[:, a] *= -1
+            overlap[a] += box[rows, mirrored[:, 0] + half[0], mirrored[:, 1] + half[1]].sum()
+    return int(np.argmax(overlap))
+
+
 def _rib_reach(components: np.ndarray, boxes: list, instance_map: np.ndarray, i: int, inst: dict, geo: _Geometry,
-               excluded: set) -> float:
-    """How far (mm from the instance's axis) the farthest-reaching bone component within CONTACT_MM of instance ``i``
-    extends; 0 when none comes that close."""
+               excluded: set, lateral: int) -> float:
+    """How far (mm from the instance's axis) the farthest-reaching rib-shaped bone (module docstring) within
+    CONTACT_MM of instance ``i`` extends at the instance's height; 0 when none."""
     steps = max(2, int(np.ceil(CONTACT_MM / geo.spacing.min())))
     box = tuple(slice(max(0, int(lo) - steps), int(hi) + steps + 1) for lo, hi in
                 zip(inst["points"].min(axis=0), inst["points"].max(axis=0)))
@@ -196,8 +241,28 @@ def _rib_reach(components: np.ndarray, boxes: list, instance_map: np.ndarray, i:
     touching = set(np.unique(touching[touching > 0]).tolist()) - excluded
     best = 0.0
     for c in touching:
-        best = max(best, _reach(components, c, inst["centre"], geo, boxes[c - 1]))
+        best = max(best, _rib_shape_reach(components, c, boxes[c - 1], inst, geo, lateral))
     return best
+
+
+def _rib_shape_reach(components: np.ndarray, component: int, box: Tuple[slice, ...], inst: dict,
+                     geo: _Geometry, lateral: int) -> float:
+    """Reach (mm) of a component's voxels within RIB_BAND_MM of the instance's heights when they have a rib's head
+    near the axis and run RIB_MIN_LENGTH_MM from it; 0 otherwise."""
+    points = np.argwhere(components[box] == component) + np.array([s.start for s in box])
+    h = geo.height(points[:, geo.si_axis])
+    points = points[(h >= inst["bottom"] - RIB_BAND_MM) & (h <= inst["top"] + RIB_BAND_MM)]
+    if not len(points):
+        return 0.0
+    offsets = np.abs(geo.offsets(points, inst["centre"]))
+    radius = np.sqrt((offsets ** 2).sum(axis=1))
+    heads = np.flatnonzero((radius <= RIB_HEAD_MM) & (offsets[:, lateral] >= offsets[:, 1 - lateral]))
+    if not len(heads):
+        return 0.0
+    head = points[heads[np.argmin(radius[heads])]]
+    if offsets[:, lateral].max() < RIB_MIN_LATERAL_MM or geo.radius(points, head).max() < RIB_MIN_LENGTH_MM:
+        return 0.0
+    return float(radius.max())
 
 
 def _dens(instance_map: np.ndarray, ids: List[int], info: List[dict], geo: _Geometry) -> Optional[Anchor]:
