@@ -1,6 +1,6 @@
 """``vertebraformer ensemble``: averaging the saved probabilities of two single-fold prediction folders gives
-exactly what predicting with both folds in one call gives (the one averaging rule, float16 on both paths: the
-tolerance is zero), and what cannot be ensembled fails with its reason."""
+what predicting with both folds in one call gives (the one averaging rule: the same labels, probabilities equal to
+float16 rounding), and what cannot be ensembled fails with its reason."""
 from __future__ import annotations
 
 import csv
@@ -54,7 +54,10 @@ def test_ensembling_two_folders_equals_predicting_both_folds_at_once(runs):
     joint, _ = P.load(out["f01"] / "phantom_vfprobs.npz")
     averaged, meta = P.load(ens / "phantom_vfprobs.npz")
     assert np.array_equal(joint.mask, averaged.mask)
-    assert all(np.array_equal(joint.heads[h], averaged.heads[h]) for h in joint.heads)
+    # one rule, the mean of the folds' probabilities: predicting rounds the folds' sum to float16 once, ensemble
+    # averages the folds' float16 values, so they agree to float16 rounding (labels differ only at exact near-ties)
+    for h in joint.heads:
+        assert np.abs(joint.heads[h].astype(np.float32) - averaged.heads[h].astype(np.float32)).max() <= 2 ** -10, h
     assert [Path(e["file"]).parent for e in meta["ensemble"]] == [out["f0"], out["f1"]]
     for name in ("phantom_lesion.nii.gz", "phantom_ctd.json"):
         assert (ens / name).read_bytes() == (out["f01"] / name).read_bytes(), name

@@ -1,6 +1,7 @@
 """Structure-aware vertebra numbering (DESIGN.md section 7): the steps in order, on one case at the model's spacing.
 
-1. ``instances.vertebra_instances``: vertebra instances from the segmentation probabilities.
+1. ``instances.vertebra_instances``: vertebra instances from the segmentation probabilities (a
+   ``grid_probabilities.GridProbabilities``, what the predictor keeps, or full arrays, reduced to one first).
 2. :func:`order_instances`: head first, by the centre of mass (mm) along the superior axis.
 3. ``level_evidence.instance_level_log_probs``: one vector of level log-probabilities per instance (log of the
    mean softmax) over the identification head's probabilities, or over the foreground channels of the
@@ -21,8 +22,9 @@ import numpy as np
 
 from .. import labels as L
 from .decoder import NUM_LEVELS, decode_levels
-from .instances import check_probabilities, check_spacing, instance_geometry, vertebra_instances
-from .level_evidence import instance_level_log_probs
+from .grid_probabilities import GridProbabilities, as_grid_probabilities
+from .instances import check_probabilities, check_spacing, instance_geometry, seg_grid, vertebra_instances
+from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
 
 __all__ = ["NumberingResult", "OrderedInstances", "order_instances", "ordered_instances", "decode_instances",
@@ -71,14 +73,10 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
                       params: Postprocessing = DEFAULTS) -> OrderedInstances:
     """Steps 1-3 (module docstring) with the instance parameters of ``params``; arguments as
     :func:`number_vertebrae`."""
-    seg = check_probabilities(seg_probs, L.NUM_TRAINING_LABELS, "seg_probs")
+    probs = _grid(seg_probs, id_probs)
     sp = check_spacing(spacing)
     _check_axis(superior_axis, superior_sign)
-    if id_probs is not None:
-        id_probs = check_probabilities(id_probs, NUM_LEVELS, "id_probs")
-        if id_probs.shape[1:] != seg.shape[1:]:
-            raise ValueError(f"id_probs spatial shape {id_probs.shape[1:]} differs from seg_probs' {seg.shape[1:]}")
-    found = vertebra_instances(seg, sp, params)
+    found = vertebra_instances(probs, sp, params)
     instance_map, notes = found.instance_map, list(found.notes)
     ids, centres, volumes = instance_geometry(instance_map, sp)
     if len(ids) > NUM_LEVELS:  # more instances than levels: false positives; keep the largest
@@ -91,10 +89,22 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
     if len(ids):
         order = order_instances(centres, superior_axis, superior_sign)
         ids, centres, volumes = ids[order], centres[order], volumes[order]
-        evidence = id_probs if id_probs is not None else seg[1:]
-        per_instance = instance_level_log_probs(evidence, instance_map, inputs="probabilities")
+        evidence = probs.id if probs.id is not None else probs.seg  # instance voxels are foreground voxels
+        per_instance = rows_level_log_probs(evidence, instance_map.ravel()[probs.index])
         log_probs = np.stack([per_instance[int(i)] for i in ids])
     return OrderedInstances(instance_map, ids, centres, volumes, log_probs, found.majority_label, notes)
+
+
+def _grid(seg_probs, id_probs=None) -> GridProbabilities:
+    """Full arrays checked, then reduced; a GridProbabilities as it is."""
+    if isinstance(seg_probs, GridProbabilities):
+        return seg_grid(as_grid_probabilities(seg_probs, id_probs))
+    seg = check_probabilities(seg_probs, L.NUM_TRAINING_LABELS, "seg_probs")
+    if id_probs is not None:
+        id_probs = check_probabilities(id_probs, NUM_LEVELS, "id_probs")
+        if id_probs.shape[1:] != seg.shape[1:]:
+            raise ValueError(f"id_probs spatial shape {id_probs.shape[1:]} differs from seg_probs' {seg.shape[1:]}")
+    return as_grid_probabilities(seg, id_probs)
 
 
 def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS) -> NumberingResult:
@@ -134,7 +144,8 @@ def number_vertebrae(seg_probs, spacing, superior_axis: int, superior_sign: int 
     """Number the vertebrae of one case at the model's spacing.
 
     Args:
-        seg_probs: (27, X, Y, Z) segmentation softmax, channel c = training label c (float16 or float32).
+        seg_probs: (27, X, Y, Z) segmentation softmax, channel c = training label c (float16 or float32), or a
+            ``GridProbabilities`` (what the predictor keeps; it carries its identification probabilities).
         spacing: mm per array axis.
         superior_axis, superior_sign: the array axis whose index grows towards the head (sign +1) or the
             feet (sign -1).
@@ -166,12 +177,11 @@ def argmax_numbering(seg_probs) -> NumberingResult:
     voxels), where confidence is the mean over that label's voxels of their winning probability (the argmax
     label's own probability; the decoder's confidence is a posterior marginal instead, so the two are not
     comparable); ``notes`` = [:data:`ARGMAX_NOTE`]."""
-    seg = check_probabilities(seg_probs, L.NUM_TRAINING_LABELS, "seg_probs")
-    label_map = np.argmax(seg, axis=0).astype(np.uint8)
-    flat = label_map.ravel()
-    voxels = np.bincount(flat, minlength=L.NUM_TRAINING_LABELS)
-    winning = np.bincount(flat, weights=np.max(seg, axis=0).ravel().astype(np.float64),
-                          minlength=L.NUM_TRAINING_LABELS)
+    probs = _grid(seg_probs)
+    label_map = probs.argmax.copy()
+    at = label_map.ravel()[probs.index]  # the foreground voxels' labels
+    voxels = np.bincount(at, minlength=L.NUM_TRAINING_LABELS)
+    winning = np.bincount(at, weights=probs.winning().astype(np.float64), minlength=L.NUM_TRAINING_LABELS)
     instances = []
     for label in np.flatnonzero(voxels[1:]) + 1:  # training label order = anatomical order = head to foot
         code = L.CODE_OF_TRAINING_LABEL[int(label)]

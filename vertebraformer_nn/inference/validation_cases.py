@@ -125,8 +125,8 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
             shape = tuple(int(s) for s in seg.shape[1:])
             path = P.probabilities_file(out, name)
             if recompute or not _reusable(path, identity, shape):
-                probs = predictor.predict_probabilities(torch.from_numpy(np.asarray(data[:])))
-                P.save(path, P.compact(probs), {"case": name, "fold": fold, **identity})
+                probs = predictor.predict_probabilities(torch.from_numpy(np.asarray(data[:])), keep=path)
+                P.save(path, probs, {"case": name, "fold": fold, **identity})
                 log(f"  fold {fold}: {name} predicted")
             else:
                 log(f"  fold {fold}: {name} reused ({path.name})")
