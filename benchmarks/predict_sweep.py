@@ -43,8 +43,8 @@ def spacing_tag(spacing: float) -> str:
 
 def model_at_spacing(model: Path, target: Path, spacing: float, configuration: Optional[str] = None) -> Path:
     """A copy of the model folder ``model`` at ``target`` whose plans run ``configuration`` (default: the one in the
-    folder's name, ``<Trainer>__<Plans>__<configuration>``, else 3d_fullres) at ``spacing`` mm on every axis; files other than
-    ``plans.json`` are linked (checkpoints are large). Returns ``target``."""
+    folder's name, ``<Trainer>__<Plans>__<configuration>``, else 3d_fullres) at ``spacing`` mm on every axis; files
+    other than ``plans.json`` are linked (checkpoints are large). Returns ``target``."""
     model, target = Path(model).resolve(), Path(target)
     configuration = configuration or (model.name.split("__")[-1] if "__" in model.name else "3d_fullres")
     plans = json.loads((model / "plans.json").read_text())

@@ -19,12 +19,13 @@ instance's level), so the same idea is applied to the two kinds of boundary the 
   labels' and only its boundary with the background follows the probabilities.
 
 Foreground that numbering dropped (a speck, a fragment) is background: its foreground probability and every
-label's score there count as 0, so a kept neighbour ends half-way to it, as the hard-label rule has it. Interpolation follows nnU-Net's rule for probabilities (its plans'
-``resampling_fn_probabilities_kwargs``): linear, except along the one axis of an anisotropic grid (a spacing ratio
-above 3, nnU-Net's ``determine_do_sep_z_and_axis``), where it takes the nearest slice (``order_z`` 0)
-(:func:`axis_orders`). Work and memory: slab by slab inside the spine's window on the input grid, each label inside
-its own box (as ``export.labels_to_input``, the hard-label rule this replaces, which stays for label maps without
-probabilities).
+label's score there count as 0, so a kept neighbour ends half-way to it, as the hard-label rule has it.
+
+Interpolation follows nnU-Net's rule for probabilities (its plans' ``resampling_fn_probabilities_kwargs``): linear,
+except along the one axis of an anisotropic grid (a spacing ratio above 3, nnU-Net's
+``determine_do_sep_z_and_axis``), where it takes the nearest slice (``order_z`` 0) (:func:`axis_orders`). Work and
+memory: slab by slab inside the spine's window on the input grid, each label inside its own box (as
+``export.labels_to_input``, the hard-label rule this replaces, which stays for label maps without probabilities).
 """
 from __future__ import annotations
 
