@@ -1,14 +1,17 @@
 """The paper's evaluation protocol on MultiSpine-Sim, side by side with nnU-Net (issue 5).
 
-    python benchmarks/multispine_protocol.py --quick                 # about an hour on 2 CPU cores
+    python benchmarks/multispine_protocol.py --quick                 # at most 75 minutes on 2 CPU cores
     python benchmarks/multispine_protocol.py --device cuda           # the full protocol, meant for a GPU
     python benchmarks/multispine_protocol.py --quick --work W --out benchmarks/results   # (defaults shown below)
 
 Every method gets the same data, folds, preprocessing spacing and wall-clock training budget:
 
-* VertebraFormer (all heads, modulation on): ``VertebraFormerTrainer_budget``;
+* VertebraFormer (all heads, modulation on): ``VertebraFormerTrainer_budget``, with its coarse whole-field stage
+  (the same trainer on the plans' ``3d_lowres``, its own budget; ``predict`` finds it beside the fine model) when
+  ``plan-and-preprocess`` planned one; the same model without the coarse stage (``predict --no-coarse``) and with
+  the per-voxel argmax instead of the numbering decoder (``predict --numbering argmax``);
 * the ablations: ``VertebraFormerTrainer_budget_noModulation`` (and, in the full protocol, ``_noIdentification``,
-  ``_noLesion``);
+  ``_noLesion``), without a coarse stage of their own, so they compare with the row without it;
 * nnU-Net's default trainer and 3D U-Net (``nnUNetTrainer_budget``: nnU-Net's trainer with epochs of 10
   iterations, so a budget of minutes can be fitted) on nnU-Net's own default plans with our target spacing,
   plus a second nnU-Net trained on the lesion maps (the paper's "separate models"). Its vertebra numbering is
@@ -16,11 +19,15 @@ Every method gets the same data, folds, preprocessing spacing and wall-clock tra
 
 Folds: the quick protocol trains one cross-validation fold (fold 0, in-domain) and one leave-one-domain-out fold
 (fold 5, VerSe held out, cross-domain), the no-modulation ablation on fold 5 only (modulation is there for unseen
-scanners, and seven models of 8 minutes fit the hour where eight of 5 minutes left every model untrained); the
-full protocol all of them. Test cases: the fold's validation cases (for a leave-one-domain-out fold, the held-out
-domain). Reference: MultiSpine-Sim's complete ground truth (every vertebra, every lesion, body centroids), not the
-sources' partial annotations. Perturbations (inference only): Gaussian noise, blur, HU offset and coarser slices
-at three strengths each (``vertebraformer_nn/evaluation/perturbations.py``) on the in-domain test cases.
+scanners); 24 phantoms per source of seed 1 (16 test cases in fold 0, 22 in fold 5); the full protocol all folds.
+Before anything runs the protocol prints its time plan (``protocol_plan.py``) and stops when the plan exceeds its
+limit (quick: 75 minutes), again after planning with the real case counts, and before each training when the
+steps done took so long that the rest no longer fits; the data step stops it when a fold has fewer test cases
+than the protocol asks for (quick: 16). Test cases: the fold's validation cases (for a leave-one-domain-out fold,
+the held-out domain). Reference: MultiSpine-Sim's complete ground truth (every vertebra, every lesion, body
+centroids), not the sources' partial annotations. Perturbations (inference only): Gaussian noise, blur, HU
+offset and coarser slices at three strengths each (``vertebraformer_nn/evaluation/perturbations.py``) on the
+in-domain test cases.
 
 Efficiency: parameters, per-patch forward latency (each network at its own planned patch, batch 1, eval mode,
 the precision its predictor uses), seconds and peak RSS per whole CT (from the predict runs).
@@ -43,9 +50,12 @@ from typing import Dict, List, Optional
 
 # the scripts beside this one (its folder is on sys.path when it runs as a script)
 from protocol_children import child_latency, child_probabilities, child_train
+from protocol_outputs import combine_separate_models, split_clean_and_perturbed
+from protocol_plan import (ProtocolStop, check_plan, check_test_cases, counts_from_data, estimate_counts, format_plan,
+                           time_plan)
 from protocol_report import write_report
-from protocol_setup import (CONFIGURATION, CV_FOLD, DATASET_ID, FULL, LESION_DATASET_ID, METHODS, MODELS, NNUNET_PLANS,
-                            QUICK, Method, Model, Protocol, log)
+from protocol_setup import (COARSE_CONFIGURATION, CONFIGURATION, CV_FOLD, DATASET_ID, FULL, LESION_DATASET_ID,
+                            METHODS, MODELS, NNUNET_PLANS, QUICK, Method, Model, Protocol, log)
 from vertebraformer_nn.demo.environment import link_or_copy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,11 +99,12 @@ class Benchmark:
         os.environ.update({k: self.env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results",
                                                      "nnUNet_compile", "nnUNet_def_n_proc")})
         self.record: Dict[str, dict] = {}
+        self.coarse = True  # whether the plans have the coarse configuration: assumed until planned
+        self.counts = estimate_counts(protocol)
 
     # -------------------------------------------------------------- step bookkeeping
     def step(self, name: str, params: dict, body) -> dict:
-        params = {**params, "protocol": asdict(self.p)}
-        why = self.markers.why_not_reusable(name, params)
+        why = self.why_not_reusable(name, params)
         if why is None:
             log(f"{name}: reused")
             result = self.markers.load(name)["result"]
@@ -101,10 +112,36 @@ class Benchmark:
             log(f"{name}: running ({why})")
             t0 = time.time()
             result = body()
-            self.markers.write(name, params, time.time() - t0, result, [])
+            self.markers.write(name, self.step_params(params), time.time() - t0, result, [])
             log(f"{name}: done in {time.time() - t0:.0f} s")
         self.record[name] = {"seconds": self.markers.load(name)["seconds"], "result": result}
         return result
+
+    def step_params(self, params: dict) -> dict:
+        return {**params, "protocol": asdict(self.p)}
+
+    def why_not_reusable(self, name: str, params: Optional[dict] = None) -> Optional[str]:
+        return self.markers.why_not_reusable(name, self.step_params(params or {}))
+
+    def methods_for(self, fold: int) -> List[str]:
+        return self.p.methods_for(fold, self.coarse)
+
+    def methods_run(self) -> List[str]:
+        return self.p.methods_run(self.coarse)
+
+    def models(self, fold: Optional[int] = None) -> List[str]:
+        return self.p.models(fold, self.coarse)
+
+    def plan(self) -> list:
+        return time_plan(self.p, self.counts, self.coarse)
+
+    def measured(self) -> Dict[str, float]:
+        return {name: r["seconds"] for name, r in self.record.items()}
+
+    def check_time(self, when: str) -> None:
+        """Print the plan (steps done with their measured seconds) and stop when it no longer fits."""
+        log(format_plan(self.p, self.plan(), self.counts, self.coarse, self.measured()))
+        check_plan(self.p, self.plan(), self.measured(), when)
 
     def dataset_dir(self, dataset: int) -> Path:
         return next(self.raw.glob(f"Dataset{dataset:03d}_*"))
@@ -134,9 +171,15 @@ class Benchmark:
         cpu = self.p.device == "cpu"
         plans = plan_and_preprocess(DATASET_ID, preset="cpu" if cpu else None, gpu_memory_gb=self.p.gpu_memory_gb,
                                     num_processes=2, verbose=False)
-        conf = self.plans_json(DATASET_ID, plans)["configurations"][CONFIGURATION]
+        configurations = self.plans_json(DATASET_ID, plans)["configurations"]
+        conf = configurations[CONFIGURATION]
+        coarse = configurations.get(COARSE_CONFIGURATION)
+        has_coarse = coarse is not None and (self.pre / self.dataset_dir(DATASET_ID).name /
+                                             coarse.get("data_identifier", f"{plans}_{COARSE_CONFIGURATION}")).is_dir()
         return {"plans": plans, "spacing": conf["spacing"], "patch_size": conf["patch_size"],
-                "batch_size": conf["batch_size"]}
+                "batch_size": conf["batch_size"], "coarse": has_coarse,
+                "coarse_spacing": coarse["spacing"] if has_coarse else None,
+                "coarse_patch_size": coarse["patch_size"] if has_coarse else None}
 
     def plans_json(self, dataset: int, plans: str) -> dict:
         name = self.dataset_dir(dataset).name
@@ -190,7 +233,7 @@ class Benchmark:
     def model_folder(self, model: Model) -> Path:
         plans = self.our_plans() if model.plans == "ours" else model.plans
         name = self.dataset_dir(model.dataset).name
-        return self.results / name / f"{model.trainer}__{plans}__{CONFIGURATION}"
+        return self.results / name / f"{model.trainer}__{plans}__{model.configuration}"
 
     def our_plans(self) -> str:
         return self.record["plan_ours"]["result"]["plans"]
@@ -198,9 +241,9 @@ class Benchmark:
     def do_train(self, model: Model, fold: int) -> dict:
         plans = self.our_plans() if model.plans == "ours" else model.plans
         shutil.rmtree(self.model_folder(model) / f"fold_{fold}", ignore_errors=True)
-        env = dict(self.env, VERTEBRAFORMER_TRAIN_BUDGET_S=str(self.p.budget_s))
+        env = dict(self.env, VERTEBRAFORMER_TRAIN_BUDGET_S=str(self.p.budget_of(model.key)))
         done = run([sys.executable, str(Path(__file__).resolve()), "_train", str(model.dataset), str(fold),
-                    model.trainer, plans, self.p.device], env=env)
+                    model.trainer, plans, self.p.device, model.configuration], env=env)
         progress = json.loads((self.model_folder(model) / f"fold_{fold}" / "training_summary.json").read_text())
         return {**done, **progress}
 
@@ -235,12 +278,14 @@ class Benchmark:
                         variants.append(name)
         return {"cases": cases, "variants": variants}
 
-    def predict(self, model: Model, fold: int, target: Path, save_probabilities: bool = False,
-                numbering: str = "decoder") -> dict:
+    def predict(self, model: Model, fold: int, target: Path, numbering: str = "decoder",
+                no_coarse: bool = False) -> dict:
+        """``vertebraformer predict`` of the fold's inputs; ``no_coarse``: without the coarse stage (the flag is
+        passed only when the plans have one, so the command also runs where ``predict`` knows no such stage)."""
         shutil.rmtree(target, ignore_errors=True)
         cmd = vf("predict", "-i", str(self.work / "inputs" / f"fold{fold}"), "-o", str(target), "-m",
                  str(self.model_folder(model)), "-f", str(fold), "-device", self.p.device, "--numbering", numbering)
-        done = run(cmd + (["--save_probabilities"] if save_probabilities else []), env=self.env)
+        done = run(cmd + (["--no-coarse"] if no_coarse and self.coarse else []), env=self.env)
         return {**done, **self.case_seconds(target)}
 
     @staticmethod
@@ -274,7 +319,7 @@ class Benchmark:
     def do_predict(self, method: Method, fold: int) -> dict:
         target = self.predictions(method, fold)
         if not method.key.startswith("nnunet"):
-            return self.predict(MODELS[method.models[0]], fold, target)
+            return self.predict(MODELS[method.models[0]], fold, target, method.numbering, method.no_coarse)
         # nnU-Net: each network predicted once with its probabilities kept (steps probabilities_*), then the case
         # files exported from both with the method's numbering
         t0 = time.time()
@@ -332,11 +377,11 @@ class Benchmark:
     # -------------------------------------------------------------- efficiency
     def do_efficiency(self) -> dict:
         out = {}
-        for key in ("vf", "nnunet_seg"):
+        for key in ("vf", "vf_coarse", "nnunet_seg"):
             model = MODELS[key]
-            if key not in self.p.models():
+            if key not in self.models():
                 continue
-            fold = next(f for f in self.p.folds if key in self.p.models(f))
+            fold = next(f for f in self.p.folds if key in self.models(f))
             done = run([sys.executable, str(Path(__file__).resolve()), "_latency", str(self.model_folder(model)),
                         str(fold), self.p.device], env=self.env)
             out[key] = json.loads((self.model_folder(model) / f"fold_{fold}" / "latency.json").read_text())
@@ -345,84 +390,46 @@ class Benchmark:
 
     # -------------------------------------------------------------- the whole run
     def run(self) -> Path:
-        self.out.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        self.step("data", {}, self.do_data)
+        self.check_time("before the run (test cases estimated, coarse stage assumed)")
+        self.out.mkdir(parents=True, exist_ok=True)
+        data = self.step("data", {}, self.do_data)
+        self.counts = counts_from_data(self.p, data)
+        check_test_cases(self.p, self.counts.test_cases)
         self.step("plan_ours", {}, self.do_plan_ours)
-        if any(m.startswith("nnunet") for m in self.p.models()):
+        self.coarse = bool(self.record["plan_ours"]["result"].get("coarse"))
+        if not self.coarse:
+            log(f"the plans have no {COARSE_CONFIGURATION} configuration: the coarse whole-field stage is not "
+                "trained, its arms are skipped")
+        self.check_time("after planning (real case counts)")
+        if any(m.startswith("nnunet") for m in self.models()):
             self.step("plan_nnunet", {}, lambda: self.do_plan_nnunet(DATASET_ID))
             self.step("lesion_dataset", {}, self.do_lesion_dataset)
             self.step("plan_nnunet_lesion", {}, lambda: self.do_plan_nnunet(LESION_DATASET_ID))
         self.step("reference", {}, self.do_reference)
         for fold in self.p.folds:
-            for key in self.p.models(fold):
+            for key in self.models(fold):
+                if self.why_not_reusable(f"train_{key}_fold{fold}") is not None:
+                    check_plan(self.p, self.plan(), self.measured(), f"before training {key} on fold {fold}")
                 self.step(f"train_{key}_fold{fold}", {}, lambda k=key, f=fold: self.do_train(MODELS[k], f))
         for fold in self.p.folds:
             self.step(f"inputs_{fold}", {}, lambda f=fold: self.do_inputs(f))
-            for key in self.p.models(fold):
+            for key in self.models(fold):
                 if key.startswith("nnunet"):
                     self.step(f"probabilities_{key}_fold{fold}", {},
                               lambda k=key, f=fold: self.do_probabilities(MODELS[k], f))
-            for key in self.p.methods_for(fold):
+            for key in self.methods_for(fold):
                 self.step(f"predict_{key}_fold{fold}", {}, lambda k=key, f=fold: self.do_predict(METHODS[k], f))
                 self.step(f"evaluate_{key}_fold{fold}", {}, lambda k=key, f=fold: self.do_evaluate(METHODS[k], f))
         self.step("efficiency", {}, self.do_efficiency)
         return write_report(self, time.time() - started)
 
 
-def combine_separate_models(seg_dir: Path, lesion_dir: Path, target: Path, numbering: str) -> int:
-    """The case files of nnU-Net's "separate models": vertebrae from the segmentation network's probabilities,
-    lesions from the lesion network's (its foreground channel), both saved by ``predict --save_probabilities``
-    on the same model grid (same plans, same images), exported by our one export path."""
-    from vertebraformer_nn.image_io import read_image
-    from vertebraformer_nn.inference import probabilities as P
-    from vertebraformer_nn.inference.export import export_case
-    from vertebraformer_nn.inference.preview import write_colour_table
-
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    n = 0
-    for seg_file in sorted(seg_dir.glob("*_vfprobs.npz")):
-        case = seg_file.name[: -len("_vfprobs.npz")]
-        seg, meta = P.load(seg_file)
-        lesion, lesion_meta = P.load(lesion_dir / seg_file.name)
-        if lesion_meta["model_shape"] != meta["model_shape"]:
-            raise RuntimeError(f"{case}: the lesion network's grid {lesion_meta['model_shape']} differs from the "
-                               f"segmentation network's {meta['model_shape']}")
-        probs = {"seg": seg.expand("seg"), "lesion": lesion.expand("seg")[1:2]}
-        export_case(target, read_image(meta["source"]), probs, meta, preview=False, numbering=numbering)
-        n += 1
-    write_colour_table(target)
-    return n
-
-
-def split_clean_and_perturbed(report: dict, protocol: Protocol) -> dict:
-    """Headline numbers of the clean test cases (with intervals) and per-variant means of the perturbed ones."""
-    from vertebraformer_nn.evaluation.aggregation import summarise
-    from vertebraformer_nn.evaluation.perturbations import parse_variant
-
-    clean, variants = {}, {}
-    for name, record in report["cases"].items():
-        case, kind, level = parse_variant(name)
-        if kind is None:
-            clean[case] = record
-        else:
-            variants.setdefault(f"{kind}{level}", []).append(record)
-    perturbed_cases = {parse_variant(r["case"])[0] for records in variants.values() for r in records}
-    thresholds = report["settings"]["lesion_iou_thresholds"]
-    boot = {"n_resamples": protocol.bootstrap, "confidence": 0.95, "seed": protocol.seed}
-    few = {**boot, "n_resamples": 200}  # the curves need means only
-    base = [clean[c] for c in sorted(perturbed_cases) if c in clean]
-    return {"clean": summarise(list(clean.values()), thresholds, **boot) if clean else None,
-            "clean_perturbed_cases": summarise(base, thresholds, **few) if base else None,
-            "perturbed": {key: summarise(records, thresholds, **few) for key, records in sorted(variants.items())}}
-
-
 # ------------------------------------------------------------------------------------------------ main
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_train":
-        child_train(argv[1], int(argv[2]), argv[3], argv[4], argv[5])
+        child_train(argv[1], int(argv[2]), argv[3], argv[4], argv[5], argv[6])
         return 0
     if argv and argv[0] == "_probabilities":
         child_probabilities(argv[1], int(argv[2]), argv[3], argv[4], argv[5])
@@ -432,11 +439,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the CPU-scale protocol (about an hour on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="the CPU-scale protocol (at most 75 min on 2 cores)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cpu with --quick, else cuda")
-    parser.add_argument("--budget-minutes", type=float, help="training budget of every model (quick: 8, full: 60)")
-    parser.add_argument("--cases-per-source", type=int, help="phantoms per source (quick: 6, full: 20)")
+    parser.add_argument("--budget-minutes", type=float, help="training budget of every 3d_fullres model (quick: 6, "
+                        "full: 60)")
+    parser.add_argument("--coarse-budget-minutes", type=float, help="training budget of the coarse whole-field "
+                        "stage's 3d_lowres model (quick: 3, full: as --budget-minutes)")
+    parser.add_argument("--cases-per-source", type=int, help="phantoms per source (quick and full: 20)")
+    parser.add_argument("--seed", type=int, help="phantom seed (quick: 1, full: 0)")
     parser.add_argument("--folds", type=int, nargs="+", help="folds to train and test (quick: 0 5, full: 0-8)")
+    parser.add_argument("--min-test-cases", type=int, help="stop after the data step when a fold has fewer test "
+                        "cases (quick: 16, full: 0)")
+    parser.add_argument("--max-minutes", type=float, help="stop when the time plan exceeds this (quick: 75, full: no "
+                        "limit; 0: no limit)")
     parser.add_argument("--work", type=Path, help="working folder (default /tmp/vertebraformer_protocol_<name>)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
                         help="the report goes to OUT/<date>_<name>/ (default benchmarks/results)")
@@ -448,16 +463,28 @@ def main(argv: Optional[List[str]] = None) -> int:
         protocol.device = args.device
     if args.budget_minutes:
         protocol.budget_s = 60.0 * args.budget_minutes
+    if args.coarse_budget_minutes:
+        protocol.coarse_budget_s = 60.0 * args.coarse_budget_minutes
     if args.cases_per_source:
         protocol.cases_per_source = args.cases_per_source
+    if args.seed is not None:
+        protocol.seed = args.seed
     if args.folds:
         protocol.folds = list(args.folds)
+    if args.min_test_cases is not None:
+        protocol.min_test_cases = args.min_test_cases
+    if args.max_minutes is not None:
+        protocol.max_minutes = args.max_minutes if args.max_minutes > 0 else None
     work = (args.work or Path(f"/tmp/vertebraformer_protocol_{protocol.name}")).resolve()
     if args.fresh:
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     out = (args.out / f"{time.strftime('%Y-%m-%d')}_{protocol.name}").resolve()
-    report = Benchmark(protocol, work, out).run()
+    try:
+        report = Benchmark(protocol, work, out).run()
+    except ProtocolStop as e:
+        log(f"stopped: {e}")
+        return 2
     log(f"report: {report}")
     return 0
 

@@ -12,16 +12,18 @@ from typing import Dict
 from protocol_setup import CONFIGURATION, log
 
 
-def child_train(dataset: str, fold: int, trainer_name: str, plans: str, device: str) -> None:
-    """Train one model for the budget (no final validation: the benchmark predicts and evaluates itself);
-    writes fold_<f>/training_summary.json (epochs, iterations, seconds)."""
+def child_train(dataset: str, fold: int, trainer_name: str, plans: str, device: str,
+                configuration: str = CONFIGURATION) -> None:
+    """Train one model of ``configuration`` for the budget, as ``vertebraformer train DATASET FOLD -c
+    CONFIGURATION`` would (no final validation: the benchmark predicts and evaluates itself); writes
+    fold_<f>/training_summary.json (epochs, iterations, seconds)."""
     import torch
 
     from vertebraformer_nn.trainers.build import build_trainer
 
     if device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
-    trainer = build_trainer(dataset, fold, CONFIGURATION, trainer_name, plans, device)
+    trainer = build_trainer(dataset, fold, configuration, trainer_name, plans, device)
     t0 = time.time()
     trainer.run_training()
     summary = {"train_seconds": time.time() - t0, "epochs": int(trainer.current_epoch),

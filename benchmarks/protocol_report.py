@@ -7,7 +7,12 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from protocol_setup import CV_FOLD, METHODS, MODELS, machine
+from protocol_plan import format_plan, step_kind
+from protocol_setup import CONTRASTS, CV_FOLD, METHODS, MODELS, machine, without_coarse_stage
+
+#: the per-case metrics of the contrasts: (evaluation task, key, column title)
+CONTRAST_METRICS = (("numbering", "id_rate", "id rate"), ("numbering", "all_correct", "all correct"),
+                    ("segmentation", "dice", "Dice"), ("segmentation", "binary_dice", "binary Dice"))
 
 
 def _est(summary: Optional[dict], *path: str, percent: bool = False, digits: int = 1) -> str:
@@ -45,7 +50,7 @@ def headline_rows(bench) -> List[List[str]]:
     rows = []
     splits = bench.splits()
     for fold in bench.p.folds:
-        for key in bench.p.methods_for(fold):
+        for key in bench.methods_for(fold):
             clean = bench.record[f"evaluate_{key}_fold{fold}"]["result"]["clean"]
             rows.append([_fold_title(fold, splits), METHODS[key].title,
                          _est(clean, "segmentation", "dice", percent=True),
@@ -63,7 +68,7 @@ def headline_rows(bench) -> List[List[str]]:
 def training_rows(bench) -> List[List[str]]:
     rows = []
     for fold in bench.p.folds:
-        for key in bench.p.models(fold):
+        for key in bench.models(fold):
             r = bench.record[f"train_{key}_fold{fold}"]["result"]
             rows.append([str(fold), key, MODELS[key].trainer, f"{r['train_seconds']:.0f}", str(r["epochs"]),
                          str(r["iterations"]), f"{r['batch_size']} x {'x'.join(map(str, r['patch_size']))}",
@@ -71,19 +76,94 @@ def training_rows(bench) -> List[List[str]]:
     return rows
 
 
+def clean_cases(bench, key: str, fold: int) -> dict:
+    """{case: evaluation record} of the method's clean test cases (perturbed variants left out)."""
+    from vertebraformer_nn.evaluation.perturbations import parse_variant
+
+    report = json.loads((bench.out / bench.record[f"evaluate_{key}_fold{fold}"]["result"]["json"]).read_text())
+    return {name: r for name, r in report["cases"].items() if parse_variant(name)[1] is None}
+
+
+def paired_difference(a: dict, b: dict, task: str, metric: str, bootstrap: int, seed: int) -> Optional[dict]:
+    """Mean over the cases both evaluated of (a - b), with its patient-level BCa interval (the two methods'
+    cases resampled together, so what they share cancels)."""
+    from vertebraformer_nn.evaluation.bootstrap import mean_interval
+
+    values, units = [], []
+    for case in sorted(set(a) & set(b)):
+        x, y = a[case][task].get(metric), b[case][task].get(metric)
+        values.append(None if x is None or y is None else float(x) - float(y))
+        units.append(a[case]["subject"])
+    if not values:
+        return None
+    return mean_interval(values, units, n_resamples=bootstrap, seed=seed)
+
+
+def contrast_rows(bench) -> List[List[str]]:
+    """Each contrast on each fold where both its methods ran: paired differences in points, with intervals; a
+    contrast the run cannot make (the coarse stage was not planned) says so."""
+    rows = []
+    splits = bench.splits()
+    for contrast in CONTRASTS:
+        a, b = (without_coarse_stage(k, bench.coarse) for k in (contrast.a, contrast.b))
+        if a == b:
+            rows.append(["-", contrast.title, "skipped: `plan-and-preprocess` wrote no 3d_lowres configuration, so "
+                         "there is no coarse stage to compare", *[""] * (len(CONTRAST_METRICS) - 1), "-"])
+            continue
+        for fold in bench.p.folds:
+            if a not in bench.methods_for(fold) or b not in bench.methods_for(fold):
+                continue
+            cases_a, cases_b = clean_cases(bench, a, fold), clean_cases(bench, b, fold)
+            cells = []
+            for task, metric, _ in CONTRAST_METRICS:
+                diff = paired_difference(cases_a, cases_b, task, metric, bench.p.bootstrap, bench.p.seed)
+                cells.append(_est({"d": diff}, "d", percent=True))
+            title = contrast.title if (a, b) == (contrast.a, contrast.b) else f"{contrast.title} ({a} - {b})"
+            rows.append([_fold_title(fold, splits), title, *cells, str(len(set(cases_a) & set(cases_b)))])
+    return rows
+
+
+def coarse_sentence(bench) -> str:
+    plans = bench.record["plan_ours"]["result"]
+    if not bench.coarse:
+        return ("Coarse whole-field stage: **not run** (`plan-and-preprocess` wrote no 3d_lowres configuration): "
+                "\"VertebraFormer\" is the model without it, the row \"- coarse whole-field stage\" and its "
+                "contrast are skipped.")
+    return (f"Coarse whole-field stage: the same trainer on the plans' 3d_lowres configuration (spacing "
+            f"{plans.get('coarse_spacing')} mm, patch {plans.get('coarse_patch_size')}), trained for "
+            f"{bench.p.budget_of('vf_coarse') / 60:g} min per fold; `predict` finds it beside the fine model "
+            "(\"VertebraFormer\"), `--no-coarse` leaves it out (every other VertebraFormer row). VertebraFormer with "
+            "it has had the coarse model's training minutes on top of the common budget.")
+
+
+def time_rows(bench) -> List[List[str]]:
+    """Planned against measured minutes per kind of step."""
+    planned, measured = {}, {}
+    for step, seconds in bench.plan():
+        kind = step_kind(step)
+        planned[kind] = planned.get(kind, 0.0) + seconds
+        if step in bench.record:
+            measured[kind] = measured.get(kind, 0.0) + bench.record[step]["seconds"]
+    return [[kind, f"{planned[kind] / 60:.1f}", f"{measured[kind] / 60:.1f}" if kind in measured else "-"]
+            for kind in planned]
+
+
 def efficiency_rows(bench) -> List[List[str]]:
     eff = bench.record["efficiency"]["result"]
     rows = []
-    for key in bench.p.methods_run():
+    for key in bench.methods_run():
         method = METHODS[key]
         network = "vf" if key == "vf" else ("nnunet_seg" if key.startswith("nnunet") else None)
         lat = eff.get(network, {}) if network else {}
         runs = [bench.record[f"predict_{key}_fold{f}"]["result"]
-                for f in bench.p.folds if key in bench.p.methods_for(f)]
+                for f in bench.p.folds if key in bench.methods_for(f)]
         per_ct = [r["seconds_total"] for r in runs if r.get("seconds_total")]
         peak = max((r.get("peak_rss_gb") or 0) for r in runs)
         params = lat.get("parameters_m")
-        if params is not None and len(method.models) == 2:
+        coarse = eff.get("vf_coarse") if key == "vf" and bench.coarse else None
+        if params is not None and coarse:
+            params_text = f"{params:.2f} + {coarse['parameters_m']:.2f} (coarse stage)"
+        elif params is not None and len([m for m in method.models if not MODELS[m].coarse]) == 2:
             params_text = f"{params:.2f} x 2 networks"
         else:
             params_text = f"{params:.2f}" if params is not None else "same network"
@@ -101,7 +181,7 @@ def perturbation_table(bench):
 
     rows, curves = [], {}
     fold = CV_FOLD if CV_FOLD in bench.p.folds else bench.p.folds[0]
-    methods = bench.p.methods_for(fold)
+    methods = bench.methods_for(fold)
 
     def point(strength: float, summary: Optional[dict]) -> tuple:
         return (strength, _mean(summary, "segmentation", "dice"), _mean(summary, "numbering", "id_rate"),
@@ -160,9 +240,9 @@ def plot_cost(bench, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for key in bench.p.methods_run():
+    for key in bench.methods_run():
         for fold, marker in zip(bench.p.folds, "os^v<>pPX"):
-            if key not in bench.p.methods_for(fold):
+            if key not in bench.methods_for(fold):
                 continue
             pred = bench.record[f"predict_{key}_fold{fold}"]["result"]
             dice = _mean(bench.record[f"evaluate_{key}_fold{fold}"]["result"]["clean"], "segmentation", "dice")
@@ -189,7 +269,7 @@ def write_report(bench, seconds: float) -> Path:
     info = machine()
     steps_s = sum(r["seconds"] for r in bench.record.values())
     ablations = (f"; the ablations on fold {', '.join(map(str, p.ablation_folds))} only"
-                 if p.ablation_folds is not None and any(k.startswith("vf_no") for k in p.methods_run()) else "")
+                 if p.ablation_folds is not None and any(METHODS[k].ablation for k in bench.methods_run()) else "")
     lines = [f"# VertebraFormer-nn benchmark on MultiSpine-Sim: {p.name} protocol", "",
              f"Run {time.strftime('%Y-%m-%d %H:%M')} on {info['cpu']} ({info['cores']} cores"
              f"{', GPU ' + info['gpu'] if info['gpu'] else ''}), device `{p.device}`, Python {info['python']}, "
@@ -210,12 +290,19 @@ def write_report(bench, seconds: float) -> Path:
              "no test-time mirroring on the CPU, bf16 autocast on a bf16 CPU for both), so every method's files "
              "are written and evaluated the same way. Means over test cases with 95 % BCa bootstrap intervals "
              f"({p.bootstrap} resamples, case level).", "",
+             coarse_sentence(bench), "",
              "## Accuracy", "",
              *_table(["test set", "method", "Dice %", "binary Dice %", "HD95 mm", "id rate %", "localisation mm",
                       "all correct %", "lesion AP@0.1 %", "lesion AP@0.3 %", "cases"], headline_rows(bench)), "",
              "Dice: mean over the vertebrae present in reference or prediction, per case; binary: all vertebrae as "
              "one structure; id rate: VerSe identification rate (closest predicted centroid of the same label "
              "within 20 mm); lesion AP: instance average precision at 3D IoU 0.1 / 0.3, pooled over cases.", "",
+             "## Contrasts (paired, same test cases; differences in points)", "",
+             *_table(["test set", "contrast", *[title for _, _, title in CONTRAST_METRICS], "cases"],
+                     contrast_rows(bench)), "",
+             "Each difference is the mean over the clean test cases of (first - second), with a 95 % BCa interval "
+             "of the cases resampled by patient, both methods together; an interval that excludes 0 ranks the two.",
+             "",
              "## Training", "",
              *_table(["fold", "model", "trainer", "seconds", "epochs", "iterations", "batch x patch",
                       "peak RSS GB"], training_rows(bench)), "",
@@ -227,6 +314,9 @@ def write_report(bench, seconds: float) -> Path:
              "## Perturbations (in-domain test cases; Dice % / binary Dice % / identification rate %)", "",
              *_table(["perturbation", "strength", *[METHODS[k].title for k in pert_methods]], pert_rows), "",
              "![perturbation curves](perturbations.png)", "", "![accuracy against cost](accuracy_vs_cost.png)", "",
+             "## Time", "",
+             "```", format_plan(p, bench.plan(), bench.counts, bench.coarse, bench.measured()), "```", "",
+             *_table(["step", "planned min", "measured min"], time_rows(bench)), "",
              "Every evaluation's full JSON (per case, per vertebra, per lesion) is in `evaluations/`; `results.json` "
              "holds every step's record.", ""]
     (out / "REPORT.md").write_text("\n".join(lines))

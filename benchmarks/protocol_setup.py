@@ -1,5 +1,11 @@
 """What the protocol benchmark runs (``multispine_protocol.py``) and reports (``protocol_report.py``): its models,
 methods, protocols (quick and full) and the machine description, in one place both read.
+
+The coarse whole-field stage (issue 15 part 1) is one more model: ``VertebraFormerTrainer_budget`` on the plans'
+``3d_lowres`` configuration, trained beside the fine model so that ``predict`` finds it as the sibling folder
+``<Trainer>__<Plans>__3d_lowres`` and runs it first (``--no-coarse`` turns it off). Whether it exists is known only
+after planning (``plan-and-preprocess`` writes ``3d_lowres`` when the data ask for a coarser grid): the arms that
+need it are then skipped (:meth:`Protocol.methods_for` with ``coarse=False``), and the report says so.
 """
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ DATASET_ID = 590
 LESION_DATASET_ID = 591
 NNUNET_PLANS = "nnUNetPlans_vfspacing"
 CONFIGURATION = "3d_fullres"
+#: nnU-Net's name of the coarse configuration, which VertebraFormer's planner uses for the whole-field stage
+COARSE_CONFIGURATION = "3d_lowres"
 CV_FOLD, LODO_FOLD = 0, 5
 
 
@@ -23,6 +31,11 @@ class Model:
     trainer: str
     dataset: int
     plans: str  # "ours" = the VertebraFormer plans of the run
+    configuration: str = CONFIGURATION  # COARSE_CONFIGURATION: the coarse stage of the fine model of its trainer
+
+    @property
+    def coarse(self) -> bool:
+        return self.configuration == COARSE_CONFIGURATION
 
 
 @dataclass(frozen=True)
@@ -30,27 +43,59 @@ class Method:
     """A row of the report: what it is made of, and how its outputs are built."""
     key: str
     title: str
-    models: tuple  # Model keys
+    models: tuple  # Model keys; the first is the one predicted with, a coarse one beside it is its coarse stage
     numbering: str = "decoder"
+    no_coarse: bool = False  # predict with --no-coarse (passed only when the coarse stage exists)
+    needs_coarse: bool = False  # an arm of the with/without contrast of the coarse stage: skipped without it
+    ablation: bool = False  # an ablation of a trained part: runs on the protocol's ablation folds only
 
 
 MODELS = {
     "vf": Model("vf", "VertebraFormerTrainer_budget", DATASET_ID, "ours"),
     "vf_nomod": Model("vf_nomod", "VertebraFormerTrainer_budget_noModulation", DATASET_ID, "ours"),
+    "vf_coarse": Model("vf_coarse", "VertebraFormerTrainer_budget", DATASET_ID, "ours", COARSE_CONFIGURATION),
     "vf_noid": Model("vf_noid", "VertebraFormerTrainer_budget_noIdentification", DATASET_ID, "ours"),
     "vf_nolesion": Model("vf_nolesion", "VertebraFormerTrainer_budget_noLesion", DATASET_ID, "ours"),
     "nnunet_seg": Model("nnunet_seg", "nnUNetTrainer_budget", DATASET_ID, NNUNET_PLANS),
     "nnunet_lesion": Model("nnunet_lesion", "nnUNetTrainer_budget", LESION_DATASET_ID, NNUNET_PLANS),
 }
 METHODS = {
-    "vf": Method("vf", "VertebraFormer", ("vf",)),
-    "vf_nomod": Method("vf_nomod", "- modulation", ("vf_nomod",)),
-    "vf_noid": Method("vf_noid", "- identification branch", ("vf_noid",)),
-    "vf_nolesion": Method("vf_nolesion", "- lesion head", ("vf_nolesion",)),
+    "vf": Method("vf", "VertebraFormer", ("vf", "vf_coarse")),
+    "vf_nocoarse": Method("vf_nocoarse", "- coarse whole-field stage", ("vf",), no_coarse=True, needs_coarse=True),
+    "vf_argmax": Method("vf_argmax", "VertebraFormer, per-voxel argmax numbering (no coarse stage)", ("vf",),
+                        numbering="argmax", no_coarse=True),
+    "vf_nomod": Method("vf_nomod", "- modulation (no coarse stage)", ("vf_nomod",), no_coarse=True, ablation=True),
+    "vf_noid": Method("vf_noid", "- identification branch (no coarse stage)", ("vf_noid",), no_coarse=True,
+                      ablation=True),
+    "vf_nolesion": Method("vf_nolesion", "- lesion head (no coarse stage)", ("vf_nolesion",), no_coarse=True,
+                          ablation=True),
     "nnunet": Method("nnunet", "nnU-Net (separate models) + our numbering decoder", ("nnunet_seg", "nnunet_lesion")),
     "nnunet_argmax": Method("nnunet_argmax", "nnU-Net (separate models), per-voxel argmax numbering",
                             ("nnunet_seg", "nnunet_lesion"), numbering="argmax"),
 }
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A paired difference the report shows with its interval: method ``a`` minus method ``b`` on the same cases."""
+    title: str
+    a: str
+    b: str
+
+
+CONTRASTS = (
+    Contrast("coarse whole-field stage: with - without", "vf", "vf_nocoarse"),
+    Contrast("numbering decoder - per-voxel argmax (same model, no coarse stage)", "vf_nocoarse", "vf_argmax"),
+    Contrast("modulation: with - without (no coarse stage)", "vf_nocoarse", "vf_nomod"),
+    Contrast("nnU-Net's default trainer: our decoder - per-voxel argmax", "nnunet", "nnunet_argmax"),
+    Contrast("VertebraFormer - nnU-Net's default trainer (both with our decoder)", "vf", "nnunet"),
+)
+
+
+def without_coarse_stage(key: str, coarse: bool) -> str:
+    """The method that stands for ``key`` in a run: without the coarse configuration "VertebraFormer" is the
+    model without the coarse stage, so it stands for the skipped row "- coarse whole-field stage"."""
+    return "vf" if not coarse and METHODS[key].needs_coarse else key
 
 
 @dataclass
@@ -59,32 +104,48 @@ class Protocol:
     cases_per_source: int
     folds: List[int]
     methods: List[str]
-    budget_s: float  # wall-clock training budget of every model
+    budget_s: float  # wall-clock training budget of every model of the 3d_fullres configuration
     perturb_cases: Optional[int]  # in-domain test cases perturbed (None = all)
+    coarse_budget_s: Optional[float] = None  # the coarse stage's training budget (None = budget_s)
     device: str = "cpu"
     seed: int = 0
     bootstrap: int = 10000
     gpu_memory_gb: float = 24.0
-    ablation_folds: Optional[List[int]] = None  # folds the ablations ("vf_no...") run on; None = every fold
+    ablation_folds: Optional[List[int]] = None  # folds the ablations (Method.ablation) run on; None = every fold
+    min_test_cases: int = 0  # fewer test cases in a fold than this stops the run after the data step
+    max_minutes: Optional[float] = None  # a time plan longer than this stops the run before it starts
     extra: dict = field(default_factory=dict)
 
-    def methods_for(self, fold: int) -> List[str]:
-        return [key for key in self.methods
-                if not key.startswith("vf_no") or self.ablation_folds is None or fold in self.ablation_folds]
+    def budget_of(self, model: str) -> float:
+        coarse = MODELS[model].coarse and self.coarse_budget_s is not None
+        return float(self.coarse_budget_s if coarse else self.budget_s)
 
-    def methods_run(self) -> List[str]:
+    def methods_for(self, fold: int, coarse: bool = True) -> List[str]:
+        """The methods run on ``fold``; ``coarse``: whether the plans have the coarse configuration."""
+        return [key for key in self.methods
+                if (not METHODS[key].ablation or self.ablation_folds is None or fold in self.ablation_folds)
+                and (coarse or not METHODS[key].needs_coarse)]
+
+    def methods_run(self, coarse: bool = True) -> List[str]:
         """The methods that run on at least one of the folds (an ablation whose folds are not among them does
         not)."""
-        return [key for key in self.methods if any(key in self.methods_for(f) for f in self.folds)]
+        return [key for key in self.methods if any(key in self.methods_for(f, coarse) for f in self.folds)]
 
-    def models(self, fold: Optional[int] = None) -> List[str]:
-        """The models the fold trains (every fold's when ``fold`` is None)."""
-        methods = self.methods_run() if fold is None else self.methods_for(fold)
-        return sorted({m for key in methods for m in METHODS[key].models}, key=list(MODELS).index)
+    def models(self, fold: Optional[int] = None, coarse: bool = True) -> List[str]:
+        """The models the fold trains (every fold's when ``fold`` is None); without the coarse configuration
+        no coarse model."""
+        methods = self.methods_run(coarse) if fold is None else self.methods_for(fold, coarse)
+        return sorted({m for key in methods for m in METHODS[key].models if coarse or not MODELS[m].coarse},
+                      key=list(MODELS).index)
 
 
-QUICK = Protocol("quick", cases_per_source=6, folds=[CV_FOLD, LODO_FOLD], methods=["vf", "vf_nomod", "nnunet",
-                 "nnunet_argmax"], budget_s=480.0, perturb_cases=2, bootstrap=2000, ablation_folds=[LODO_FOLD])
+#: 24 phantoms per source of seed 1 give 16 test cases in fold 0 and 22 in fold 5 (VerSe held out; 20 per source
+#: gave 14 and 18); nine trainings (VertebraFormer, its coarse stage and nnU-Net's two networks on both folds, the
+#: no-modulation ablation on fold 5) in 75 minutes on 2 CPU cores: see protocol_plan.py for the time plan.
+QUICK = Protocol("quick", cases_per_source=24, folds=[CV_FOLD, LODO_FOLD],
+                 methods=["vf", "vf_nocoarse", "vf_argmax", "vf_nomod", "nnunet", "nnunet_argmax"],
+                 budget_s=360.0, coarse_budget_s=180.0, perturb_cases=2, seed=1, bootstrap=2000,
+                 ablation_folds=[LODO_FOLD], min_test_cases=16, max_minutes=75.0)
 FULL = Protocol("full", cases_per_source=20, folds=list(range(9)), methods=list(METHODS), budget_s=3600.0,
                 perturb_cases=None, device="cuda")
 

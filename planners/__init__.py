@@ -7,12 +7,14 @@ Modules::
     data_facts    the dataset's domains and the anatomical axes of its arrays (reader, images' headers)
     ct_window     the CT intensity window written into the plans
     planner       VertebraFormerPlanner, VertebraFormerCPUPlanner (ExperimentPlanner subclasses: pass them as classes)
+    whole_field   the coarse whole-field configuration (3d_lowres): its spacing and a patch holding the median scan
     preprocessor  VertebraFormerPreprocessor (lesion map as seg channel 1, per-case facts)
 
 This package imports only ``api`` and ``presets`` (neither imports torch or nnU-Net at import time), so
 ``vertebraformer --help`` stays fast; nnU-Net and torch load when planning starts.
 """
 from .api import plan_and_preprocess, planner_class
-from .presets import CONFIGURATION, CPU_PLANS_NAME, PLANS_NAME
+from .presets import COARSE_CONFIGURATION, CONFIGURATION, CPU_PLANS_NAME, PLANS_NAME
 
-__all__ = ["CONFIGURATION", "CPU_PLANS_NAME", "PLANS_NAME", "plan_and_preprocess", "planner_class"]
+__all__ = ["COARSE_CONFIGURATION", "CONFIGURATION", "CPU_PLANS_NAME", "PLANS_NAME", "plan_and_preprocess",
+           "planner_class"]

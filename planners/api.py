@@ -6,7 +6,7 @@ import shutil
 import time
 from typing import Optional, Sequence
 
-from .presets import CONFIGURATION
+from .presets import COARSE_CONFIGURATION, CONFIGURATION
 
 
 def planner_class(preset: Optional[str]):
@@ -21,7 +21,7 @@ def planner_class(preset: Optional[str]):
 
 
 def plan_and_preprocess(dataset_id: int, preset: Optional[str] = None, gpu_memory_gb: float = 24,
-                        configurations: Sequence[str] = (CONFIGURATION,), num_processes: int = 2,
+                        configurations: Sequence[str] = (CONFIGURATION, COARSE_CONFIGURATION), num_processes: int = 2,
                         verify: bool = False, clean: bool = False, plans_name: Optional[str] = None,
                         verbose: bool = True) -> str:
     """Plan and preprocess ``Dataset<dataset_id>_*`` from ``$nnUNet_raw`` into ``$nnUNet_preprocessed``.
@@ -31,7 +31,8 @@ def plan_and_preprocess(dataset_id: int, preset: Optional[str] = None, gpu_memor
       ``verify`` runs nnU-Net's dataset integrity check first;
     * plans: :class:`VertebraFormerPlanner` (``preset=None``, sized for ``gpu_memory_gb``) or
       :class:`VertebraFormerCPUPlanner` (``preset="cpu"``), written to ``<plans>.json``;
-    * preprocessing: :class:`VertebraFormerPreprocessor` into ``<plans>_3d_fullres/`` (2-channel seg files),
+    * preprocessing: :class:`VertebraFormerPreprocessor` into ``<plans>_3d_fullres/`` and, for the coarse
+      whole-field stage, ``<plans>_3d_lowres/`` (``configurations``; 2-channel seg files),
       ``labelsTr`` copied to ``gt_segmentations/``, ``splits_final.json`` copied from the raw folder when the
       preprocessed folder has none.
 
@@ -51,10 +52,10 @@ def plan_and_preprocess(dataset_id: int, preset: Optional[str] = None, gpu_memor
     from .preprocessor import VertebraFormerPreprocessor
 
     configurations = list(configurations)
-    bad = [c for c in configurations if c != CONFIGURATION]
+    bad = [c for c in configurations if c not in (CONFIGURATION, COARSE_CONFIGURATION)]
     if bad:
-        raise ValueError(f"VertebraFormer plans only {CONFIGURATION!r} (a 3D network; the CPU preset replaces "
-                         f"3d_lowres); not {', '.join(bad)}")
+        raise ValueError(f"VertebraFormer plans {CONFIGURATION!r} and {COARSE_CONFIGURATION!r} (a 3D network); "
+                         f"not {', '.join(bad)}")
     cls = planner_class(preset)
     dataset_name = maybe_convert_to_dataset_name(int(dataset_id))
     t0 = time.time()
@@ -80,7 +81,11 @@ def plan_and_preprocess(dataset_id: int, preset: Optional[str] = None, gpu_memor
 
     preprocessor = VertebraFormerPreprocessor(verbose=False)
     preprocessor.show_progress_bar = verbose
+    planned = planner.plans["configurations"]
     for c in configurations:
+        if c not in planned:  # 3d_lowres is not planned when it would be no coarser than 3d_fullres
+            print(f"plan-and-preprocess: {c} not planned for {dataset_name}; not preprocessed")
+            continue
         preprocessor.run(int(dataset_id), c, plans_identifier, num_processes=num_processes)
 
     # nnU-Net's preprocess_dataset copies the ground truth for validation; so do we
@@ -94,7 +99,8 @@ def plan_and_preprocess(dataset_id: int, preset: Optional[str] = None, gpu_memor
     if verbose:
         print(f"plan-and-preprocess {dataset_name}: fingerprint {t1 - t0:.1f} s, plans {t2 - t1:.1f} s, "
               f"preprocessing {t3 - t2:.1f} s -> {join(nnUNet_preprocessed, dataset_name)} "
-              f"(plans '{plans_identifier}', data '{plans_identifier}_{CONFIGURATION}')")
+              f"(plans '{plans_identifier}', data "
+              f"{', '.join(repr(f'{plans_identifier}_{c}') for c in configurations if c in planned)})")
     return plans_identifier
 
 

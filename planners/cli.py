@@ -1,6 +1,6 @@
 """``vertebraformer plan-and-preprocess``::
 
-    vertebraformer plan-and-preprocess -d 501 [-c 3d_fullres] [--verify_dataset_integrity] [-np 2]
+    vertebraformer plan-and-preprocess -d 501 [-c 3d_fullres 3d_lowres] [--verify_dataset_integrity] [-np 2]
                                        [--gpu-memory-gb 24 | --preset cpu] [--clean] [--plans-name NAME]
 """
 from __future__ import annotations
@@ -16,11 +16,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "elongated head-foot, batch size from a memory budget, a CT window that keeps lesions and soft tissue), "
         "then preprocessing with the lesion map as a second segmentation channel. Writes "
         "$nnUNet_preprocessed/Dataset<ID>_<name>/VertebraFormerPlans.json (VertebraFormerCPUPlans.json with "
-        "--preset cpu) and the data folder <plans>_3d_fullres.")
+        "--preset cpu) with two configurations, 3d_fullres and 3d_lowres (the coarse whole-field stage of the "
+        "numbering: one patch holds the whole median scan), and their data folders <plans>_<configuration>.")
     parser.add_argument("-d", "--dataset", dest="dataset_id", type=int, required=True, metavar="ID",
                         help="dataset id (e.g. 501)")
-    parser.add_argument("-c", dest="configurations", nargs="+", default=["3d_fullres"], metavar="CONFIG",
-                        help="configurations to preprocess (only 3d_fullres exists; default 3d_fullres)")
+    parser.add_argument("-c", dest="configurations", nargs="+", default=["3d_fullres", "3d_lowres"],
+                        metavar="CONFIG", help="configurations to preprocess (default both: 3d_fullres 3d_lowres; "
+                        "both are always planned)")
     parser.add_argument("--verify_dataset_integrity", action="store_true",
                         help="run nnU-Net's dataset integrity check first (also re-extracts the fingerprint)")
     parser.add_argument("-np", dest="num_processes", type=int, default=2, metavar="N",
@@ -41,9 +43,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from .api import plan_and_preprocess
 
-    if any(c != "3d_fullres" for c in args.configurations):
-        print(f"plan-and-preprocess: VertebraFormer plans only 3d_fullres (got {' '.join(args.configurations)})",
-              file=sys.stderr)
+    if any(c not in ("3d_fullres", "3d_lowres") for c in args.configurations):
+        print(f"plan-and-preprocess: VertebraFormer plans 3d_fullres and 3d_lowres (got "
+              f"{' '.join(args.configurations)})", file=sys.stderr)
         return 2
     if args.num_processes < 1:
         print("plan-and-preprocess: -np must be at least 1", file=sys.stderr)

@@ -36,7 +36,9 @@ What is ours:
   nnU-Net's own plans cannot overwrite our two-channel seg files.
 * The architecture entry of :class:`vertebraformer_nn.network.VertebraFormer` with every size of the network,
   resolved from the planner's preset (presets.py): the plans describe the network completely.
-* Only ``3d_fullres`` is planned: the network is 3D and the CPU preset plays the role of nnU-Net's lowres.
+* Two configurations: ``3d_fullres`` (the fine stage) and ``3d_lowres``, the coarse whole-field stage whose patch
+  holds the whole median scan (whole_field.py: 7 mm at the CPU preset), which the numbering takes its level
+  evidence from. No ``2d``: the network is 3D.
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ from ..network import VertebraFormer, architecture_dict
 from ..plans_facts import axes_from_transpose
 from .ct_window import WINDOW_MARGIN_MM, ct_window
 from .data_facts import dataset_domains, untransposed_axes
-from .presets import CONFIGURATION, CPU_PLANS_NAME, PLANS_NAME, network_arch_kwargs
+from .presets import COARSE_CONFIGURATION, CONFIGURATION, CPU_PLANS_NAME, PLANS_NAME, network_arch_kwargs
 
 #: CPU preset: isotropic target spacing in mm. 3.5 mm makes an 8-voxel token 28 mm, about one vertebral body
 #: plus disc, so a 512-token patch elongated head-foot spans 30-40 cm of spine (10 or more vertebrae: enough
@@ -153,6 +155,7 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
         #: the dataset's domains (data_facts.py)
         self.domains: List[str] = dataset_domains(self.dataset_json, self.dataset)
         self.anatomical_axes: Optional[Dict[str, int]] = None  # determine_anatomical_axes
+        self.summary_lowres: Optional[Dict] = None  # the coarse configuration's summary (whole_field.py)
 
     # -------------------------------------------------------------- nnU-Net hooks
     def generate_data_identifier(self, configuration_name: str) -> str:
@@ -263,6 +266,9 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
         median_t = np.median(new_shapes, 0)[transpose_forward]
         n_voxels = float(np.prod(median_t, dtype=np.float64) * self.dataset_json["numTraining"])
 
+        from .whole_field import plan_whole_field
+
+        lowres = plan_whole_field(self, spacing, transpose_forward)
         fullres = self.get_plans_for_configuration(spacing_t, median_t, self.generate_data_identifier(CONFIGURATION),
                                                    n_voxels, {})
         fullres["batch_dice"] = False  # no lowres stage (nnU-Net's rule)
@@ -285,7 +291,7 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
             "image_reader_writer": reader,
             "transpose_forward": [int(i) for i in transpose_forward],
             "transpose_backward": [int(i) for i in transpose_backward],
-            "configurations": {CONFIGURATION: fullres},
+            "configurations": {CONFIGURATION: fullres, **({COARSE_CONFIGURATION: lowres} if lowres else {})},
             "experiment_planner_used": self.__class__.__name__,
             "label_manager": "LabelManager",
             "foreground_intensity_properties_per_channel": {"0": window},
@@ -300,6 +306,7 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
                 "nnunet_foreground_intensity_properties_per_channel":
                     self.dataset_fingerprint["foreground_intensity_properties_per_channel"],
                 "lesion_seg_channel": 1,
+                "coarse_configuration": COARSE_CONFIGURATION if lowres else None,
             },
         }
         self.plans = plans
@@ -339,11 +346,24 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
             f"elongated head-foot up to {HEAD_FOOT_ELONGATION:g}x where the image allows (numbering needs several "
             "vertebrae in view)",
             f"  batch    {s['batch_size']}  ({why_budget})",
+            self._describe_lowres(),
             f"  window   CT clip [{lo:.0f}, {hi:.0f}] HU, mean {s['window']['mean']:.0f}, std {s['window']['std']:.0f}"
             f"  (HU within {WINDOW_MARGIN_MM:g} mm of the vertebrae and in lesions, widened to the lesions' own range; "
             f"nnU-Net's bone-only window "
             f"would clip at [{self._nnunet_window()[0]:.0f}, {self._nnunet_window()[1]:.0f}] HU)",
         ])
+
+    def _describe_lowres(self) -> str:
+        s = self.summary_lowres
+        if not s:
+            return f"  {COARSE_CONFIGURATION} not planned (no spacing coarser than {CONFIGURATION}'s)"
+        sp = "x".join(f"{v:g}" for v in np.round(s["spacing"], 2))
+        med = "x".join(str(int(round(m))) for m in s["median_shape"])
+        whole = all(p >= m for p, m in zip(s["patch_size"], s["median_shape"]))
+        patch = "x".join(map(str, s["patch_size"]))
+        return (f"  {COARSE_CONFIGURATION} spacing {sp} mm, patch {patch} = {s['tokens']} tokens, "
+                f"batch {s['batch_size']}: {'the whole' if whole else 'not all of the'} median image ({med}) "
+                f"in one patch (the coarse whole-field stage of the numbering)")
 
     def _nnunet_window(self) -> Tuple[float, float]:
         p = self.dataset_fingerprint["foreground_intensity_properties_per_channel"]["0"]

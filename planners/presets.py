@@ -35,6 +35,8 @@ from ..labels import ANATOMICAL_ORDER
 PLANS_NAME = "VertebraFormerPlans"
 CPU_PLANS_NAME = "VertebraFormerCPUPlans"
 CONFIGURATION = "3d_fullres"
+#: The coarse whole-field configuration (planners/whole_field.py), named as nnU-Net names its low-resolution stage.
+COARSE_CONFIGURATION = "3d_lowres"
 
 #: Size presets of the network (the keys are the network's size arguments).
 PRESETS: Dict[str, Dict[str, Any]] = {

@@ -129,6 +129,29 @@ def tiny_trained_fold_1(tiny_trained_fold):
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_trained_coarse(multispine_preprocessed, tmp_path_factory):
+    """VertebraFormerTrainer_tiny trained on fold 0 of the coarse whole-field configuration (3d_lowres, planned by
+    ``multispine_preprocessed`` too) through ``vertebraformer train ... -c 3d_lowres``, then moved out of
+    ``$nnUNet_results``: the model folder (…/<Trainer>__<Plans>__3d_lowres), the sibling of no fine model until a
+    test puts a copy beside one (so the other tests predict without a coarse stage)."""
+    import shutil
+
+    from vertebraformer_nn.cli import main
+
+    dataset_name, plans_identifier = multispine_preprocessed
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("nnUNet_n_proc_DA", "1")
+        assert main(["train", str(MULTISPINE_ID), "0", "-c", "3d_lowres", "-tr", "VertebraFormerTrainer_tiny", "-p",
+                     plans_identifier, "-device", "cpu"]) == 0
+    trained = (Path(os.environ["nnUNet_results"]) / dataset_name /
+               f"VertebraFormerTrainer_tiny__{plans_identifier}__3d_lowres")
+    assert (trained / "fold_0" / "checkpoint_final.pth").is_file()
+    kept = tmp_path_factory.mktemp("coarse_model") / trained.name
+    shutil.move(str(trained), str(kept))
+    return kept
+
+
 @pytest.fixture(scope="module")
 def tiny_model_copy(tiny_trained_fold, request):
     """A copy of the tiny model's folder with fold 0 (checkpoint, progress plot, validation summary), beside it in

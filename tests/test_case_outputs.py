@@ -22,6 +22,7 @@ HU = {19: 200, 20: 250, 21: 300}  # a constant HU per vertebra
 BOX_VOXELS = 8 * 16 * 14  # every vertebra block
 LESION_A = (slice(12, 16), slice(10, 14), slice(8, 12))  # inside L1, 64 voxels, p = 0.9
 LESION_B = (slice(2, 6), slice(3, 6), slice(3, 6))  # outside every vertebra, 36 voxels, p = 0.6
+FAINT = (slice(3, 7), slice(16, 20), slice(14, 18))  # inside L2, 64 voxels, p = 0.2: a candidate, not a lesion
 
 
 def _lps_case():
@@ -37,6 +38,7 @@ def _lps_case():
     prob = np.zeros(shape, np.float32)
     prob[LESION_A] = 0.9
     prob[LESION_B] = 0.6
+    prob[FAINT] = 0.2
     prob[0, 0, 0] = 0.99  # one voxel: below the minimum lesion volume
     images = []
     for arr in (ct, vert, prob):
@@ -79,7 +81,7 @@ def test_written_maps_share_the_ct_geometry_exactly(written, orientation):
     folder, ct, vert, report = written[orientation]
     files = case_files(folder, "case1")
     assert axcodes(ct) == orientation
-    for key in ("labels", "lesions"):
+    for key in ("labels", "lesions", "lesion_candidates"):
         # NIfTI stores spacing and origin as float32: "identical" is up to that precision.
         image = sitk.ReadImage(str(files[key]))
         assert image.GetSize() == ct.GetSize()
@@ -119,6 +121,14 @@ def test_report_content_is_the_same_in_world_terms_whatever_the_orientation(writ
     # Bounding box: the outer voxel edges of z 12..15, y 10..13, x 8..11.
     assert a["bbox_mm"]["min"] == pytest.approx(_world([11.5, 9.5, 7.5]), abs=0.01)
     assert a["bbox_mm"]["max"] == pytest.approx(_world([15.5, 13.5, 11.5]), abs=0.01)
+    # the vertebra of each: A wholly in L1; B outside every vertebra, beside L2 (columns 3-5 against 6)
+    assert a["levels"] == [{"code": 20, "name": "L1", "fraction": 1.0}] and a["nearest_vertebra"] is None
+    assert b["levels"] == [] and b["nearest_vertebra"]["name"] == "L2"
+    assert b["nearest_vertebra"]["distance_mm"] == pytest.approx(float(np.hypot(0.8, 0.9)), abs=0.01)
+    # every candidate is listed: the two lesions (same ids, flagged), then the faint one in L2
+    assert report["lesion_candidates"][:2] == report["lesions"] and all(r["lesion"] for r in report["lesions"])
+    faint = report["lesion_candidates"][2]
+    assert (faint["id"], faint["lesion"], faint["level"], faint["score"]) == (3, False, "L2", pytest.approx(0.2))
 
 
 @pytest.mark.parametrize("orientation", ORIENTATIONS)
@@ -129,6 +139,9 @@ def test_lesion_ids_in_the_image_match_the_report(written, orientation):
     voxel_ml = np.prod(ct.GetSpacing()) / 1000
     for les in report["lesions"]:
         assert (lesions == les["id"]).sum() * voxel_ml == pytest.approx(les["volume_ml"], abs=1e-4)
+    candidates = sitk.GetArrayFromImage(sitk.ReadImage(str(case_files(folder, "case1")["lesion_candidates"])))
+    assert sorted(np.unique(candidates).tolist()) == [0] + [c["id"] for c in report["lesion_candidates"]]
+    assert np.array_equal(np.where(candidates <= len(report["lesions"]), candidates, 0), lesions)
 
 
 @pytest.mark.parametrize("orientation", ORIENTATIONS)
@@ -170,7 +183,7 @@ def test_without_lesion_head_no_lesion_map_and_stale_files_go(tmp_path):
     report = write_case_outputs(tmp_path, "c", ct, vert, None, None, preview=False)
     files = case_files(tmp_path, "c")
     assert report["lesions"] == [] and any("no lesion head" in n for n in report["notes"])
-    assert not files["lesions"].exists() and not files["preview"].exists()
+    assert not files["lesions"].exists() and not files["lesion_candidates"].exists() and not files["preview"].exists()
     assert set(report["files"]) == {"labels", "centroids"}
 
 

@@ -219,3 +219,14 @@ def test_writer_input_errors(series, tmp_path):
     with pytest.raises(ValueError, match="origin differs"):
         write_rtstruct({"L1 vertebra": wrong}, files, tmp_path / "rt.dcm")
     assert not (tmp_path / "seg.dcm").exists() and not (tmp_path / "rt.dcm").exists()
+
+
+def test_seg_frames_that_start_inside_a_byte(tmp_path):
+    # 13 x 11 pixels: 1-bit frames packed back to back start mid-byte (pydicom 3.0 decodes some of those wrongly).
+    ct = sitk.GetImageFromArray(np.zeros((9, 13, 11), np.int16))
+    files = write_dicom_series(ct, tmp_path / "ct", patient_id="P2")
+    ct = io.read_image(tmp_path / "ct")
+    rng = np.random.default_rng(1)
+    masks = {"L1 vertebra": as_mask(rng.random((9, 13, 11)) > 0.5, ct)}
+    back = read_seg(write_seg(masks, files, tmp_path / "seg.dcm"), ct)
+    np.testing.assert_array_equal(arrays(back)["L1 vertebra"], sitk.GetArrayViewFromImage(masks["L1 vertebra"]))

@@ -52,7 +52,7 @@ def chest_case(real_data, tmp_path_factory):
     z = np.arange(hu.shape[0])[:, None, None]
     for i, code in enumerate(range(T1, T12 + 1)):
         vertebrae[(hu > 250) & (z >= 12 * i) & (z < 12 * (i + 1))] = code
-    lesions = (hu > 900).astype(np.uint8) * 3  # instance ids, as <case>_lesion.nii.gz holds them
+    lesions = (hu > 900).astype(np.uint16) * 300  # instance ids, as <case>_lesion.nii.gz holds them (may pass 255)
     out = tmp_path_factory.mktemp("chest")
     for name, array in (("chest.nii.gz", vertebrae), ("chest_lesion.nii.gz", lesions)):
         written = sitk.GetImageFromArray(array)

@@ -82,8 +82,9 @@ def raw_dataset(tmp_path):
 
 @pytest.fixture
 def predictions(tmp_path):
-    """verse_a perfect, with one false lesion (score 0.8) and lesion B only partly found (IoU 0.2, score 0.7);
-    dicom_b with L2 and L3 swapped and no centroid file; dicom_c missing."""
+    """verse_a perfect, with one false lesion (score 0.8) and lesion B only partly found (IoU 0.2, score 0.7), and
+    a faint candidate (0.3, not written) on the whole of lesion B; dicom_b with L2 and L3 swapped and no centroid
+    file (no candidate map either); dicom_c missing."""
     out = tmp_path / "pred"
     out.mkdir()
     image = _image(_vertebrae())
@@ -94,8 +95,11 @@ def predictions(tmp_path):
     lesions[5:7, 5:7, 5:7] = 2
     lesions[19:24, 4:9, 4] = 3  # 25 of lesion B's 125 voxels: IoU 0.2
     _write(lesions, out / "verse_a_lesion.nii.gz")
-    (out / "verse_a.json").write_text(json.dumps({"lesions": [{"id": 1, "score": 0.9}, {"id": 2, "score": 0.8},
-                                                              {"id": 3, "score": 0.7}, {"id": 9, "score": 0.1}]}))
+    lesions[LESION_B] = np.where(lesions[LESION_B] == 3, 3, 4)
+    _write(lesions, out / "verse_a_lesion_candidates.nii.gz")
+    written = [{"id": 1, "score": 0.9}, {"id": 2, "score": 0.8}, {"id": 3, "score": 0.7}, {"id": 9, "score": 0.1}]
+    (out / "verse_a.json").write_text(json.dumps({"lesions": written,
+                                                  "lesion_candidates": written[:3] + [{"id": 4, "score": 0.3}]}))
     _write(_vertebrae(swap_l2_l3=True), out / "dicom_b.nii.gz")
     _write(np.zeros(SHAPE, np.uint8), out / "dicom_b_lesion.nii.gz")
     return out
@@ -141,11 +145,17 @@ def test_evaluate_command_on_a_raw_dataset(raw_dataset, predictions, tmp_path, c
     assert num["all_correct"]["value"] == pytest.approx(1 / 3)
     assert num["localisation_mm"]["value"] == pytest.approx(10.0, abs=0.01)
     les = overall["lesions"]
-    assert (les["n_cases"], les["n_reference"], les["n_predicted"]) == (2, 3, 3)
+    assert (les["n_cases"], les["n_reference"], les["n_predicted"], les["n_candidates"]) == (2, 3, 3, 4)
     assert les["0.1"]["precision"]["value"] == pytest.approx(2 / 3)
     assert les["0.1"]["recall"]["value"] == pytest.approx(2 / 3)
+    # the AP ranks the candidates: at IoU 0.1 the faint one finds lesion B taken (FP, last): as the written ones
     assert les["0.1"]["ap"]["value"] == pytest.approx((1 + 2 / 3) / 3)
-    assert les["0.3"]["ap"]["value"] == pytest.approx(1 / 3) and les["0.3"]["recall"]["value"] == pytest.approx(1 / 3)
+    # at IoU 0.3 it is the only match of lesion B: TP FP FP TP -> (1 + 2/4) / 3, beyond the written lesions' 1/3
+    assert les["0.3"]["ap"]["value"] == pytest.approx((1 + 1 / 2) / 3) and les["0.3"]["recall"]["value"] == \
+        pytest.approx(1 / 3)
+    assert les["0.3"]["candidate_recall"]["value"] == pytest.approx(2 / 3) and les["ap_ranking"] == ["candidates",
+                                                                                                   "lesions"]
+    assert a["lesions"]["ranking"] == "candidates" and c["lesions"]["ranking"] == "lesions"
 
     summary = report["summary"]
     assert summary["domain:verse"]["n_cases"] == 1 and summary["domain:dicom"]["n_cases"] == 2
@@ -156,7 +166,7 @@ def test_evaluate_command_on_a_raw_dataset(raw_dataset, predictions, tmp_path, c
     md = (tmp_path / "r.md").read_text()
     for text in ("## Segmentation", "## Numbering", "## Lesions", "| verse | 1 |", "| dicom | 2 |",
                  "| in-domain | 1 |", "| cross-domain | 2 |", "| **overall** | 3 | 44.4 [", "`dicom_c` (missing)",
-                 "| **overall** | 2 | 3 / 3 | 0.1 | 66.7 [", "## Definitions"):
+                 "| **overall** | 2 | 3 / 3 / 4 | 0.1 | 66.7 [", "## Definitions"):
         assert text in md, text
     assert "| **overall** | 3 |" in out.out  # the summary is printed too
 

@@ -81,6 +81,7 @@ class _Steps(MultiTaskStepsMixin):
             "lesion_mask": True}}}}, SOURCES)
         self.loss_weights = {"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1}
         self.lesion_dice_weight = 1.0
+        self.lesion_fn_weight = 0.7
         self.loss = lambda logits, target: L.segmentation_loss(logits, target, ignore_label=ignore_label)
 
     def _forward_all(self, data):

@@ -236,6 +236,37 @@ def test_ap_edge_cases():
     assert np.isnan(L.detection_curve([False], 0)["ap"])
 
 
+def test_the_ap_ranks_every_candidate_and_precision_recall_stay_at_the_operating_point():
+    """Hand computation: the case of ``_lesion_case`` plus a faint candidate 5 (score 0.2) on reference lesion 2.
+    Written lesions: 1 and 2 only (the threshold's); candidates: 1, 2, 3, 5 (4 dropped)."""
+    ref, pred, _ = _lesion_case()
+    inst = L.reference_instances(ref)
+    candidates = np.where(pred == 4, 0, pred)
+    candidates[12:17, 12:17, 12:17] = 5  # exactly reference lesion 2
+    written = np.where(np.isin(pred, (1, 2)), pred, 0)
+    record = L.case_detection(inst, written, {1: 0.9, 2: 0.8}, candidates, {1: 0.9, 2: 0.8, 3: 0.7, 5: 0.2},
+                              thresholds=(0.1, 0.3))
+    assert record["ranking"] == "candidates" and (record["n_predicted"], record["n_candidates"]) == (2, 4)
+    t01, t03 = record["thresholds"]["0.1"], record["thresholds"]["0.3"]
+    # operating point: 1 TP, 1 FP, 2 FN at either IoU
+    assert (t01["tp"], t01["fp"], t01["fn"], t01["precision"], t01["recall"]) == (1, 1, 2, 0.5, pytest.approx(1 / 3))
+    # candidates ranked 1 (TP), 2 (FP), 3 (TP at 0.1 only), 5 (TP): precision 1, 1/2, 2/3, 3/4
+    # IoU 0.1: envelope at the TPs 1, 3/4, 3/4 -> AP (1 + .75 + .75) / 3; IoU 0.3: 1 and 2/4 -> (1 + .5) / 3
+    assert t01["ap"] == pytest.approx((1 + 0.75 + 0.75) / 3) and t01["candidate_recall"] == 1.0
+    assert t03["ap"] == pytest.approx((1 + 0.5) / 3) and t03["candidate_recall"] == pytest.approx(2 / 3)
+    # the written lesions alone would give AP 1/3: the faint candidates are what raise it
+    alone = L.case_detection(inst, written, {1: 0.9, 2: 0.8}, thresholds=(0.1,))
+    assert alone["ranking"] == "lesions" and alone["thresholds"]["0.1"]["ap"] == pytest.approx(1 / 3)
+    # pooling: the AP over the candidates, precision and recall over the written lesions
+    cases = [record, alone]
+    ranked = L.pooled_detection(*L.pooled_inputs(cases, 0.1, ranking=True))
+    written_only = L.pooled_detection(*L.pooled_inputs(cases, 0.1))
+    # ranked: 0.9 TP, 0.9 TP, 0.8 FP, 0.8 FP, 0.7 TP, 0.2 TP over 6 reference lesions: precision 1, 1, 2/3, 2/4,
+    # 3/5, 4/6, made monotone from the right at the TPs 1, 1, 4/6, 4/6
+    assert float(ranked["ap"]) == pytest.approx((1 + 1 + 4 / 6 + 4 / 6) / 6)
+    assert float(written_only["precision"]) == 0.5 and float(written_only["recall"]) == pytest.approx(2 / 6)
+
+
 def test_weighted_pooling_equals_the_expanded_case_list():
     rng = np.random.default_rng(0)
     cases = []

@@ -21,7 +21,7 @@ from vertebraformer_nn import labels
 from vertebraformer_nn.centroids import read_verse_ctd
 from vertebraformer_nn.image_io import list_dicom_series, choose_series, read_image
 from vertebraformer_nn.phantoms import EXTRA_STYLES, SOURCE_STYLES, SOURCES, add_parser, generate
-from vertebraformer_nn.phantoms import anatomy, shapes
+from vertebraformer_nn.phantoms import anatomy, pathology, shapes, thorax
 from vertebraformer_nn.phantoms.orchestrate import CaseBuilder
 from vertebraformer_nn.phantoms.grid import make_grid
 from vertebraformer_nn.phantoms.plan import CasePlan, Plan, SubjectSpec, build_plan, rng_for
@@ -305,8 +305,11 @@ def test_body_centroids_fall_inside_their_vertebra(sim_root, index):
         arr = _arr(truth)
         ctd = read_verse_ctd(sim_root / c["truth"]["centroids"], truth)
         assert sorted(ctd) == sorted(int(k) for k in c["centroids_mm"])
+        # The file holds voxel indices to 0.01 voxel (as VerSe's do): up to 0.005 voxel of rounding, which on the
+        # coarse grids that domain randomisation draws (up to about 5 mm) exceeds 0.02 mm.
+        atol = max(0.02, 0.006 * max(c["scan"]["spacing"]))
         for code, point in ctd.items():
-            np.testing.assert_allclose(point, c["centroids_mm"][str(code)], atol=0.02)
+            np.testing.assert_allclose(point, c["centroids_mm"][str(code)], atol=atol)
             i, j, k = np.rint(truth.TransformPhysicalPointToContinuousIndex(point)).astype(int)
             assert arr[k, j, i] == code, (c["case"], labels.name(code))
             checked += 1
@@ -406,7 +409,7 @@ def test_forced_transitional_vertebra_is_drawn_with_its_code(which):
     names = [v.name for v in s.vertebrae]
     if which == "T13":
         assert names.index("T12") + 1 == names.index("T13") == names.index("L1") - 1
-        ribs = {sol.name: sol for sol in shapes.rib_solids(s)}
+        ribs = {sol.name: sol for sol in thorax.rib_solids(s)}
         t13, t12 = ribs["rib_T13_L"], ribs["rib_T12_L"]
         assert len(t13.parts) < len(t12.parts)  # T13 carries a short rib
     else:
@@ -426,8 +429,16 @@ def test_no_transitional_vertebra_unless_asked():
 
 def test_vertebrae_grow_from_cervical_to_lumbar_and_the_spine_curves():
     s = anatomy.sample_subject(rng_for(0, "curve"), "curve", transitional=None)
-    vol = {v.name: v.ra * v.rl * v.hb for v in s.vertebrae}
-    assert vol["C3"] < vol["C7"] < vol["T6"] < vol["T12"] < vol["L3"] < vol["L5"]
+    # Body depth (front plus back radius) x width x height. The real shapes (shape_model.py) make C3-C7 about
+    # equal and L5 wider but lower than L3, about as large; each level's size varies by subject, so regions are
+    # compared by their means.
+    vol = {v.name: (v.ra + v.back) * v.rl * v.hb for v in s.vertebrae}
+    mean = lambda *names: float(np.mean([vol[n] for n in names]))
+    cervical, upper = mean("C3", "C4", "C5", "C6", "C7"), mean("T1", "T2", "T3", "T4")
+    lower, lumbar = mean("T9", "T10", "T11", "T12"), mean("L1", "L2", "L3", "L4")
+    assert cervical < upper < lower < lumbar
+    assert vol["C3"] < vol["T6"] < vol["T12"] < vol["L3"]
+    assert abs(vol["L5"] / vol["L3"] - 1.0) < 0.25
     y = {v.name: v.centre[1] for v in s.vertebrae}  # y = posterior
     chord = lambda a, b, m: y[m] - 0.5 * (y[a] + y[b])
     assert chord("C2", "C7", "C5") < 0  # cervical lordosis: middle in front
@@ -483,7 +494,7 @@ def test_written_images_are_ct_with_the_style_orientation(sim_root, index):
 def test_fracture_reduces_body_height_by_its_genant_grade():
     from vertebraformer_nn.phantoms.sdf import VertebralBody
 
-    for grade, (lo, hi) in anatomy.GENANT_LOSS.items():
+    for grade, (lo, hi) in pathology.GENANT_LOSS.items():
         loss = 0.5 * (lo + hi)
         body = VertebralBody(ra=16, rl=21, hb=13, loss=loss, kind="wedge")
         front = float(body.top(np.array(0.0), np.array(-16.0 * 0.99)))

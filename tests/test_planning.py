@@ -106,7 +106,7 @@ def cpu_plans(multispine_preprocessed):
 def test_cpu_plans_spacing_patch_batch(cpu_plans):
     _, plans, plans_id = cpu_plans
     assert plans_id == "VertebraFormerCPUPlans"
-    assert list(plans["configurations"]) == [CONFIG]
+    assert list(plans["configurations"]) == [CONFIG, "3d_lowres"]
     c = plans["configurations"][CONFIG]
     assert all(s >= CPU_SPACING_MM - 1e-6 for s in c["spacing"])
     assert max(c["spacing"]) - min(c["spacing"]) < 1e-6  # isotropic on the phantoms (all finer than 3.5 mm)

@@ -51,6 +51,47 @@ def test_unannotated_case_gets_exactly_zero_lesion_gradient():
     assert torch.allclose(L.lesion_loss(logits, lesion2, w)[0], loss)
 
 
+def test_lesion_tversky_weighs_missed_voxels_more_and_is_the_dice_at_one_half():
+    lesion = torch.zeros(1, 1, 4, 4, 4)
+    lesion[0, 0, :2] = 1  # 32 lesion voxels
+    w = torch.ones(1)
+
+    def overlap(logits, fn_weight):
+        loss, parts = L.lesion_loss(logits, lesion, w, fn_weight=fn_weight)
+        return parts["dice"].item()
+
+    sure = torch.where(lesion > 0, 4.0, -4.0)
+    missing = sure.clone()
+    missing[0, 0, 0] = -4.0  # 16 lesion voxels missed
+    extra = sure.clone()
+    extra[0, 0, 2] = 4.0  # 16 false voxels
+    p = torch.sigmoid(missing)
+    tp, fp, fn = ((p * lesion).sum().item(), (p * (1 - lesion)).sum().item(), ((1 - p) * lesion).sum().item())
+    assert overlap(missing, 0.5) == pytest.approx(1 - 2 * tp / (2 * tp + fp + fn), rel=1e-5)  # the soft Dice
+    assert overlap(missing, 0.7) == pytest.approx(1 - tp / (tp + 0.3 * fp + 0.7 * fn), rel=1e-5)
+    # Tversky 0.7 against the Dice: a miss costs more, a false voxel less
+    assert overlap(missing, 0.7) > overlap(missing, 0.5) and overlap(extra, 0.7) < overlap(extra, 0.5)
+    # so where the head cannot tell lesion from background (one probability for a region, a quarter of it lesion),
+    # BCE + Tversky settles higher than BCE + Dice: more of the lesion is found, at a lower precision
+    region = torch.zeros(1, 1, 4, 4, 4)
+    region[0, 0, 0] = 1
+    z = torch.linspace(-2, 2, 41).view(-1, 1, 1, 1, 1).expand(-1, 1, 4, 4, 4)
+    best = {b: z[int(torch.argmin(torch.stack([L.lesion_loss(zz[None], region, w, fn_weight=b)[0] for zz in z])))]
+            [0, 0, 0, 0].item() for b in (0.5, 0.7)}
+    assert best[0.7] > best[0.5]
+    with pytest.raises(ValueError, match="fn_weight"):
+        L.lesion_loss(sure, lesion, w, fn_weight=1.0)
+
+
+def test_the_lesion_dice_variants_keep_the_soft_dice_and_their_schedule():
+    from vertebraformer_nn.trainers.budget import VertebraFormerTrainer_budget
+    from vertebraformer_nn.trainers.registry import TRAINERS
+
+    assert TRAINERS["VertebraFormerTrainer_lesionDice"].SCHEDULE == {"lesion_fn_weight": 0.5}
+    assert TRAINERS["VertebraFormerTrainer_budget_lesionDice"].SCHEDULE == {**VertebraFormerTrainer_budget.SCHEDULE,
+                                                                          "lesion_fn_weight": 0.5}
+
+
 def test_masked_losses_are_finite_and_zero_when_nothing_is_annotated():
     seg, lesion = _targets(b=2)
     logits = torch.randn(2, 1, 8, 8, 8, requires_grad=True)
@@ -138,7 +179,7 @@ def _fake_trainer(case_table):
     def seg_loss(logits, target):
         return L.segmentation_loss(logits, target, batch_dice=True)
 
-    return SimpleNamespace(loss=seg_loss, case_table=case_table, lesion_dice_weight=1.0,
+    return SimpleNamespace(loss=seg_loss, case_table=case_table, lesion_dice_weight=1.0, lesion_fn_weight=0.7,
                            label_manager=SimpleNamespace(ignore_label=None),
                            loss_weights={"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1})
 

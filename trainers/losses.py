@@ -136,14 +136,18 @@ def identification_loss(id_logits: torch.Tensor, seg_target: torch.Tensor, w: to
 
 
 def lesion_loss(lesion_logits: torch.Tensor, lesion_target: torch.Tensor, w: torch.Tensor,
-                dice_weight: float = 1.0, smooth: float = 1e-5) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-    """Binary cross-entropy (+ ``dice_weight`` x soft Dice) of the one-channel lesion head, per-case masked.
+                dice_weight: float = 1.0, smooth: float = 1e-5,
+                fn_weight: float = 0.5) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """Binary cross-entropy (+ ``dice_weight`` x soft Tversky loss) of the one-channel lesion head, per-case masked.
 
     BCE: per-case voxel mean, weighted mean over the cases (divided by max(sum w, 1)).
-    Soft Dice: tp/fp/fn summed over the weighted cases only, and only counted when those cases' patches hold
-    lesion voxels (a lesion-free batch gets BCE only: a Dice of an empty target is undefined and would push
-    every probability to zero). The segmentation's ignore voxels count here (module docstring). Returns (loss,
-    parts)."""
+    Soft Tversky index (Salehi et al. 2017) 2 tp / (2 tp + 2 (1 - b) fp + 2 b fn) with b = ``fn_weight``: at 0.5
+    the soft Dice, above it a missed lesion voxel costs more than a false one (recall over precision). tp/fp/fn
+    summed over the weighted cases only, and only counted when those cases' patches hold lesion voxels (a
+    lesion-free batch gets BCE only: the index of an empty target is undefined and would push every probability to
+    zero). The segmentation's ignore voxels count here (module docstring). Returns (loss, parts)."""
+    if not 0 < fn_weight < 1:
+        raise ValueError(f"lesion fn_weight must lie in (0, 1), got {fn_weight}")
     logits = lesion_logits.float()
     target = lesion_target.to(logits.dtype)
     reduce_dims = tuple(range(1, logits.ndim))
@@ -157,7 +161,7 @@ def lesion_loss(lesion_logits: torch.Tensor, lesion_target: torch.Tensor, w: tor
         tp = (p * target * ww).sum()
         fp = (p * (1 - target) * ww).sum()
         fn = ((1 - p) * target * ww).sum()
-        dice = (2 * tp + smooth) / (2 * tp + fp + fn + smooth).clamp_min(1e-8)
+        dice = (2 * tp + smooth) / (2 * tp + 2 * (1 - fn_weight) * fp + 2 * fn_weight * fn + smooth).clamp_min(1e-8)
         has_positive = ((target * ww).sum() > 0).to(logits.dtype)
         dice_term = (1 - dice) * has_positive
     else:

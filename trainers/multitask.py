@@ -28,7 +28,8 @@ from .progress import METRIC_KEYS, TASK_LOSSES
 
 class MultiTaskStepsMixin:
     """``train_step`` / ``validation_step`` and their epoch ends for the all-heads network; put it before
-    nnUNetTrainer. Needs ``case_table``, ``loss_weights``, ``lesion_dice_weight`` and ``grad_clip``."""
+    nnUNetTrainer. Needs ``case_table``, ``loss_weights``, ``lesion_dice_weight``, ``lesion_fn_weight`` and
+    ``grad_clip``."""
 
     def compute_losses(self, out: dict, target: torch.Tensor, keys):
         """(total loss, {task: loss}) for a batch; ``out`` is the network's all-heads dict."""
@@ -45,7 +46,8 @@ class MultiTaskStepsMixin:
         parts["id"] = L.identification_loss(out["id"], seg_t, torch.ones_like(lesion_w), ignore) \
             if out["id"] is not None else zero
         if out["lesion"] is not None:
-            parts["lesion"], _ = L.lesion_loss(out["lesion"], lesion_t, lesion_w, self.lesion_dice_weight)
+            parts["lesion"], _ = L.lesion_loss(out["lesion"], lesion_t, lesion_w, self.lesion_dice_weight,
+                                               fn_weight=self.lesion_fn_weight)
         else:
             parts["lesion"] = zero
         parts["domain"] = L.domain_loss(out["domain_logits"], dom_t, dom_w) if out["domain_logits"] is not None \

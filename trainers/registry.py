@@ -6,9 +6,15 @@ Importing this module imports torch and nnU-Net; the package's ``__init__`` does
 """
 from __future__ import annotations
 
-from .ablation import (VertebraFormerTrainer_budget_noIdentification, VertebraFormerTrainer_budget_noLesion,
-                       VertebraFormerTrainer_budget_noModulation, VertebraFormerTrainer_noIdentification,
-                       VertebraFormerTrainer_noLesion, VertebraFormerTrainer_noModulation)
+from .ablation import (VertebraFormerTrainer_budget_lesionDice,
+                       VertebraFormerTrainer_budget_noAcquisitionRandomisation,
+                       VertebraFormerTrainer_budget_noContentRandomisation,
+                       VertebraFormerTrainer_budget_noIdentification,
+                       VertebraFormerTrainer_budget_noIntensityRandomisation, VertebraFormerTrainer_budget_noLesion,
+                       VertebraFormerTrainer_budget_noModulation, VertebraFormerTrainer_budget_noRandomisation,
+                       VertebraFormerTrainer_lesionDice, VertebraFormerTrainer_noIdentification,
+                       VertebraFormerTrainer_noLesion, VertebraFormerTrainer_noModulation,
+                       VertebraFormerTrainer_noRandomisation)
 from .budget import VertebraFormerTrainer_budget, nnUNetTrainer_budget
 from .variants import (VertebraFormerTrainer_CPU5min, VertebraFormerTrainer_CPU20min, VertebraFormerTrainer_smoke,
                        VertebraFormerTrainer_tiny)
@@ -19,7 +25,10 @@ TRAINERS = {cls.__name__: cls for cls in (
     VertebraFormerTrainer_CPU20min, VertebraFormerTrainer_budget, nnUNetTrainer_budget,
     VertebraFormerTrainer_noModulation, VertebraFormerTrainer_noIdentification, VertebraFormerTrainer_noLesion,
     VertebraFormerTrainer_budget_noModulation, VertebraFormerTrainer_budget_noIdentification,
-    VertebraFormerTrainer_budget_noLesion)}
+    VertebraFormerTrainer_budget_noLesion, VertebraFormerTrainer_noRandomisation,
+    VertebraFormerTrainer_budget_noRandomisation, VertebraFormerTrainer_budget_noIntensityRandomisation,
+    VertebraFormerTrainer_budget_noAcquisitionRandomisation, VertebraFormerTrainer_budget_noContentRandomisation,
+    VertebraFormerTrainer_lesionDice, VertebraFormerTrainer_budget_lesionDice)}
 TRAINER_NAMES = tuple(TRAINERS)
 
 

@@ -8,7 +8,8 @@ each at one of nnU-Net's hooks, calling ``super()`` wherever nnU-Net's method do
   optimizer for the whole run (:class:`schedule.WarmupPolyLRScheduler`), gradient norm clipped at 1;
 * augmentation: mirroring across left-right only (training and test time), rotations about the head-foot axis
   (+-30 deg) with at most 8 deg of tilt about the others, no dummy-2D; the axes are the plans'
-  (``plans_facts.anatomical_axes``);
+  (``plans_facts.anatomical_axes``); domain randomisation (HU, noise, kernel, resolution, contrast, bias field,
+  metal, field of view) inserted into nnU-Net's pipeline, each group a setting (:mod:`randomisation`);
 * lesion-centred patches at one stated rate (:mod:`dataloading`);
 * the multi-task steps and their per-task log (:mod:`multitask`, :mod:`losses`, :mod:`case_table`,
   :mod:`progress`), the domains (count and order of the domain classifier) being the plans'
@@ -44,12 +45,13 @@ from .ddp import DDPAnyDeviceMixin
 from .folds import fold_held_out_domain
 from .multitask import MultiTaskStepsMixin
 from .progress import MultiTaskLocalLogger
+from .randomisation import DomainRandomisationMixin
 from .schedule import AxisRotation, WarmupPolyLRScheduler
 from .validation_summary import write_spine_summary
 
 
-class VertebraFormerTrainer(CheckpointMixin, MultiTaskStepsMixin, LesionSamplingMixin, DDPAnyDeviceMixin,
-                            nnUNetTrainer):
+class VertebraFormerTrainer(CheckpointMixin, MultiTaskStepsMixin, LesionSamplingMixin, DomainRandomisationMixin,
+                            DDPAnyDeviceMixin, nnUNetTrainer):
     #: attribute overrides applied at the end of __init__'s schedule settings (see variants.py)
     SCHEDULE: dict = {}
     #: network keyword arguments that override the plans' ``arch_kwargs`` (the ablation switches, ablation.py);
@@ -71,6 +73,12 @@ class VertebraFormerTrainer(CheckpointMixin, MultiTaskStepsMixin, LesionSampling
         #: weights of the task losses in the total (segmentation = 1)
         self.loss_weights = {"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1}
         self.lesion_dice_weight = 1.0
+        #: Tversky weight of a missed lesion voxel in the lesion loss's overlap term (0.5 = soft Dice, losses.py).
+        #: 0.7 (Salehi et al. 2017, small MS lesions): lesions are tiny and a briefly trained head finds them but
+        #: stays below 0.5 on them (lesion AP 0 at a fixed 0.5), so recall is what limits the AP; the precision this
+        #: costs is won back after training, by the candidates' ranking and the threshold chosen on validation
+        #: (inference/lesion_candidates.py, determine-postprocessing). ``_lesionDice`` variants keep 0.5.
+        self.lesion_fn_weight = 0.7
         #: weight of the binary "any vertebra" soft Dice added to the segmentation loss (losses.segmentation_loss)
         self.spine_dice_weight = 1.0
         self.lesion_patch_fraction = LESION_PATCH_FRACTION

@@ -55,9 +55,9 @@ def write_case_seg(out_dir, report: dict, source_folder) -> dict:
             names += [f"{labels.name(c)} vertebra" for c in codes]
         del vertebrae
         if report["files"].get("lesions"):
-            lesion = _on_grid(out_dir / report["files"]["lesions"], grid, path)  # instance ids
+            lesion = _on_grid(out_dir / report["files"]["lesions"], grid, path, binary=True)
             if lesion.any():
-                lesion[lesion > 0] = len(names) + 1  # in place: one segment for every lesion voxel
+                lesion *= len(names) + 1  # in place: one segment for every lesion voxel
                 layers.append(lesion)
                 names.append(LESION_SEGMENT)
             del lesion
@@ -81,8 +81,9 @@ def seg_pending(report: dict) -> bool:
         str(n).startswith("no DICOM SEG") for n in report.get("notes", []))
 
 
-def _on_grid(file: Path, grid: sitk.Image, path: Path) -> np.ndarray:
-    """A written label map as a uint8 (frames, rows, cols) array on the series' grid."""
+def _on_grid(file: Path, grid: sitk.Image, path: Path, binary: bool = False) -> np.ndarray:
+    """A written label map as a uint8 (frames, rows, cols) array on the series' grid; with ``binary`` 1 wherever it
+    is not 0 (a lesion map's instance ids may exceed 255)."""
     image = read_label(file)
     if orientation(image) != orientation(grid):
         image = reorient(image, orientation(grid))
@@ -90,6 +91,8 @@ def _on_grid(file: Path, grid: sitk.Image, path: Path) -> np.ndarray:
     if problem:
         raise ValueError(f"{path}: {file.name} is not on the DICOM series' grid ({problem})")
     array = sitk.GetArrayFromImage(image)
+    if binary:
+        return (array > 0).view(np.uint8)
     if array.max(initial=0) > 255:
         raise ValueError(f"{path}: {file.name} holds values above 255")
     return array.astype(np.uint8, copy=False)

@@ -60,6 +60,16 @@ class _Frame:
     transpose: bool  # the frame's (rows, cols) run along the target view's (second, first) axes
 
 
+def unpacked_frame(ds: Dataset, index: int) -> np.ndarray:
+    """Frame ``index`` of uncompressed 1-bit pixel data. Frames are packed back to back, so when rows x columns is not
+    a multiple of 8 a frame starts inside a byte, which pydicom 3.0's ``pixel_array(index=...)`` gets wrong."""
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    start = index * rows * cols
+    data = np.frombuffer(ds.PixelData, np.uint8, count=(start + rows * cols + 7) // 8 - start // 8, offset=start // 8)
+    bits = np.unpackbits(data, bitorder="little")[start % 8: start % 8 + rows * cols]
+    return bits.reshape(rows, cols)
+
+
 class SegReader:
     """One SEG file against one reference grid: :attr:`segments`, and :meth:`mask` decoding only what it needs."""
 
@@ -115,6 +125,8 @@ class SegReader:
 
     def _decoded(self, index: int) -> np.ndarray:
         try:
+            if int(self.ds.get("BitsAllocated", 8)) == 1 and not self.ds.file_meta.TransferSyntaxUID.is_compressed:
+                return unpacked_frame(self.ds, index)
             return pixel_array(self.ds, index=index)
         except Exception as e:
             raise ImageReadError(f"{self.path}: cannot decode frame {index + 1} of the SEG pixel data ({e})") from None

@@ -36,16 +36,22 @@ def _summarise_lesions(records: Sequence[dict], thresholds: Sequence[float], **b
     cases = [r["lesions"] for r in records]
     unit_of_case, n_units = bootstrap.unit_index([r["subject"] for r in records])
     out = {"n_cases": len(records), "n_patients": n_units,
-           "n_reference": sum(c["n_reference"] for c in cases), "n_predicted": sum(c["n_predicted"] for c in cases)}
+           "n_reference": sum(c["n_reference"] for c in cases), "n_predicted": sum(c["n_predicted"] for c in cases),
+           "n_candidates": sum(c.get("n_candidates", c["n_predicted"]) for c in cases),
+           "ap_ranking": sorted({c.get("ranking", "lesions") for c in cases})}
     for t in thresholds:
         key = lesion_metrics.threshold_key(t)
-        tp, owner, n_ref = lesion_metrics.pooled_inputs(cases, t)
         entry = {}
-        for metric in ("precision", "recall", "ap"):
-            def statistic(w, metric=metric):
+        # precision and recall at the operating point (the written lesions); the AP, and the recall any threshold
+        # could reach, over the candidates
+        for name, metric, ranking in (("precision", "precision", False), ("recall", "recall", False),
+                                      ("ap", "ap", True), ("candidate_recall", "recall", True)):
+            tp, owner, n_ref = lesion_metrics.pooled_inputs(cases, t, ranking=ranking)
+
+            def statistic(w, metric=metric, tp=tp, owner=owner, n_ref=n_ref):
                 return lesion_metrics.pooled_detection(tp, owner, n_ref, w[:, unit_of_case])[metric]
-            entry[metric] = bootstrap.bootstrap_interval(statistic, n_units, size_hint=len(tp), **boot)
-            entry[metric]["n_cases"] = len(records)
+            entry[name] = bootstrap.bootstrap_interval(statistic, n_units, size_hint=len(tp), **boot)
+            entry[name]["n_cases"] = len(records)
         units = [r["subject"] for r in records]
         entry["per_case"] = {m: bootstrap.mean_interval([c["thresholds"][key][m] for c in cases], units, **boot)
                              for m in ("precision", "recall", "ap")}

@@ -18,12 +18,13 @@ from pathlib import Path
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "evaluate", help="score a prediction folder: Dice/HD95, VerSe identification, lesion precision/recall/AP",
-        description="Evaluate predictions (<case>.nii.gz in VerSe codes, <case>_lesion.nii.gz, <case>_ctd.json, "
-        "<case>.json) against a reference: an nnU-Net raw dataset (dataset.json with verse_codes and case_info, "
-        "labelsTr/labelsTs, lesionsTr/lesionsTs) or a folder of <case>.nii.gz VerSe-coded label maps with optional "
-        "<case>_lesion.nii.gz and <case>_ctd.json. Reports segmentation (Dice, HD95 per vertebra, binary spine "
-        "Dice), numbering (VerSe identification rate within 20 mm, localisation distance, cases with every "
-        "vertebra right) and lesions (instance precision, recall, AP at IoU thresholds), each mean with a "
+        description="Evaluate predictions (<case>.nii.gz in VerSe codes, <case>_lesion.nii.gz, optional "
+        "<case>_lesion_candidates.nii.gz, <case>_ctd.json, <case>.json) against a reference: an nnU-Net raw dataset "
+        "(dataset.json with verse_codes and case_info, labelsTr/labelsTs, lesionsTr/lesionsTs) or a folder of "
+        "<case>.nii.gz VerSe-coded label maps with optional <case>_lesion.nii.gz and <case>_ctd.json. Reports "
+        "segmentation (Dice, HD95 per vertebra, binary spine Dice), numbering (VerSe identification rate within "
+        "20 mm, localisation distance, cases with every vertebra right) and lesions (instance precision and recall "
+        "of the written lesions, AP over every ranked candidate, at IoU thresholds), each mean with a "
         "patient-level 95%% BCa bootstrap interval, per domain, in-domain vs cross-domain and overall. Vertebrae cut "
         "by the field of view (the reference's ignore region: the dataset's ignore label, 255 in VerSe-coded maps) "
         "are not scored, and a predicted vertebra lying there is neither an extra nor a miss. A missing or unusable "

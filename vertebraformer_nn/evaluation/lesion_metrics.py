@@ -8,8 +8,14 @@
   Unmatched reference instances are false negatives.
 * precision = TP / predicted instances, recall = TP / reference instances (NaN when the denominator is 0);
   average precision = area under the precision-recall curve of the ranked predictions with all-points
-  interpolation (PASCAL VOC 2010+: precision made monotone from the right, summed over the recall steps),
-  NaN without reference instances.
+  interpolation (PASCAL VOC 2010+: precision made monotone from the right, summed over the recall steps; not
+  COCO's 101-point sampling), NaN without reference instances. Reference lesions that no prediction matches add
+  recall steps of precision 0.
+* Two lists per case (:func:`case_detection`): the written lesions (``<case>_lesion.nii.gz``, the operating point
+  at the model's threshold) give TP/FP/FN, precision and recall; every candidate (``<case>_lesion_candidates.nii.gz``
+  with the scores of ``lesion_candidates[]``, down to the lowest probability the predictor kept) gives the AP, over
+  the whole precision-recall curve. A prediction without candidates is ranked by its written lesions alone
+  (``ranking``: "lesions"), as a tool that writes only a lesion map has nothing else.
 * Pooled over cases: every case's ranked predictions merged by score, reference counts summed. The pooled
   functions take per-case weights (patient multiplicities of a bootstrap resample) so one call evaluates many
   resamples at once; a case taken k times counts as k copies of itself.
@@ -118,20 +124,44 @@ def case_lesion_metrics(ref_instances: np.ndarray, pred_instances: np.ndarray, s
             "thresholds": per_threshold}
 
 
+def case_detection(ref_instances: np.ndarray, lesions: np.ndarray, lesion_scores: Mapping[int, float],
+                   candidates: Optional[np.ndarray] = None, candidate_scores: Optional[Mapping[int, float]] = None,
+                   thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> dict:
+    """One case's lesion record (module docstring): :func:`case_lesion_metrics` of the written ``lesions`` (the
+    operating point), its ``ap`` replaced by the AP over every candidate when ``candidates`` (an instance map with
+    ``candidate_scores``) are given; their ranking is kept under ``candidates`` for pooling, with the candidates'
+    recall (the most any threshold could reach) per IoU threshold as ``candidate_recall``."""
+    record = case_lesion_metrics(ref_instances, lesions, lesion_scores, thresholds)
+    record["ranking"] = "lesions"
+    if candidates is None:
+        return record
+    ranked = case_lesion_metrics(ref_instances, candidates, candidate_scores or {}, thresholds)
+    record.update(ranking="candidates", n_candidates=ranked["n_predicted"],
+                  candidates={"ranked_predictions": ranked["ranked_predictions"],
+                              "thresholds": {k: {"tp_ranked": v["tp_ranked"]}
+                                             for k, v in ranked["thresholds"].items()}})
+    for key, entry in record["thresholds"].items():
+        entry.update(ap=ranked["thresholds"][key]["ap"], candidate_recall=ranked["thresholds"][key]["recall"])
+    return record
+
+
 def threshold_key(threshold: float) -> str:
     """The JSON key of an IoU threshold: '0.1', '0.3'."""
     return f"{float(threshold):g}"
 
 
-def pooled_inputs(cases: Sequence[dict], threshold: float):
-    """From per-case results of :func:`case_lesion_metrics`: (TP flags of all predictions merged by descending
-    score, the case index of each, reference count per case), ready for :func:`pooled_detection`."""
+def pooled_inputs(cases: Sequence[dict], threshold: float, ranking: bool = False):
+    """From per-case records of :func:`case_detection` (or :func:`case_lesion_metrics`): (TP flags of all
+    predictions merged by descending score, the case index of each, reference count per case), ready for
+    :func:`pooled_detection`. The written lesions, or with ``ranking`` the candidates where a case has them (the
+    lists the AP is computed over)."""
     key = threshold_key(threshold)
     scores, tps, owner = [], [], []
     for k, case in enumerate(cases):
-        scores += [p["score"] for p in case["ranked_predictions"]]
-        tps += case["thresholds"][key]["tp_ranked"]
-        owner += [k] * len(case["ranked_predictions"])
+        listed = case.get("candidates", case) if ranking else case
+        scores += [p["score"] for p in listed["ranked_predictions"]]
+        tps += listed["thresholds"][key]["tp_ranked"]
+        owner += [k] * len(listed["ranked_predictions"])
     order = rank(scores)  # stable: within one score, case order then rank order
     n_ref = np.array([c["n_reference"] for c in cases], dtype=float)
     return np.asarray(tps, dtype=bool)[order], np.asarray(owner, dtype=int)[order], n_ref

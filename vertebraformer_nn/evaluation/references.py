@@ -30,6 +30,8 @@ from ..case_facts import facts_for_case, read_case_info
 
 PRED_SUFFIX = ".nii.gz"
 LESION_TAG = "_lesion"
+#: every lesion candidate of a prediction (``<case>_lesion_candidates.nii.gz``), ranked for the lesion AP
+CANDIDATES_TAG = "_lesion_candidates"
 CTD_TAG = "_ctd.json"
 #: The ignore region in VerSe-coded reference label maps (a label folder): voxels of vertebrae cut by the field
 #: of view, not scored. Outside the VerSe vocabulary (1-28); the "void" value of many segmentation benchmarks.
@@ -159,7 +161,7 @@ def _label_folder(root: Path) -> Reference:
             files[stem] = f
     cases = {}
     for stem, f in files.items():
-        if stem.endswith(LESION_TAG):
+        if stem.endswith((LESION_TAG, CANDIDATES_TAG)):
             continue
         lesion = files.get(stem + LESION_TAG)
         ctd = root / (stem + CTD_TAG)
@@ -174,7 +176,7 @@ def _label_folder(root: Path) -> Reference:
 def predicted_cases(pred_dir: Path) -> List[str]:
     """Case names of the ``<case>.nii.gz`` vertebra maps in a prediction folder."""
     names = [f.name[: -len(PRED_SUFFIX)] for f in pred_dir.glob("*" + PRED_SUFFIX) if not f.name.startswith(".")]
-    return sorted(n for n in names if not n.endswith(LESION_TAG))
+    return sorted(n for n in names if not n.endswith((LESION_TAG, CANDIDATES_TAG)))
 
 
 def read_fold(reference: Reference, fold: int) -> tuple:

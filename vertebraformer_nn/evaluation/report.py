@@ -28,9 +28,12 @@ DEFINITIONS = {
                    "that the reference lacks",
     "lesions": "reference instances = 26-connected components of the reference lesion map; predictions ranked by "
                "score, matched greedily (highest IoU among unmatched references, IoU >= threshold); precision = "
-               "TP / predictions, recall = TP / reference lesions, AP = all-points interpolated area under the "
-               "precision-recall curve; pooled over the group's lesion-annotated cases (per_case: means of "
-               "per-case values); cases without lesion annotation are left out",
+               "TP / written lesions and recall = TP / reference lesions at the model's threshold (the operating "
+               "point); AP = all-points interpolated (VOC 2010+) area under the precision-recall curve of every "
+               "lesion candidate ranked by score (<case>_lesion_candidates.nii.gz; the written lesions where a "
+               "prediction has no candidates), candidate recall = the recall of all candidates (the most any "
+               "threshold reaches); pooled over the group's lesion-annotated cases (per_case: means of per-case "
+               "values); cases without lesion annotation are left out",
     "intervals": "95% BCa bootstrap interval of the statistic, resampling patients (a patient's cases together)",
     "failed_cases": "a missing or unusable prediction is scored as an empty one (Dice 0, nothing identified or "
                     "detected) unless missing predictions are skipped",
@@ -143,12 +146,14 @@ def markdown(report: dict) -> str:
             continue
         for t in s["lesion_iou_thresholds"]:
             e = les[f"{t:g}"]
-            lesion_rows.append([label, str(les["n_cases"]), f"{les['n_reference']} / {les['n_predicted']}", f"{t:g}",
-                                _estimate(e["precision"], True), _estimate(e["recall"], True), _estimate(e["ap"], True)])
+            counts = f"{les['n_reference']} / {les['n_predicted']} / {les.get('n_candidates', les['n_predicted'])}"
+            lesion_rows.append([label, str(les["n_cases"]), counts, f"{t:g}", _estimate(e["precision"], True),
+                                _estimate(e["recall"], True), _estimate(e["ap"], True),
+                                _estimate(e["candidate_recall"], True) if "candidate_recall" in e else "–"])
     if lesion_rows:
         lines += ["Lesion-annotated cases only; pooled over the group's cases.", ""]
-        lines += _table(["group", "cases", "lesions (reference / predicted)", "IoU threshold", "precision (%)",
-                         "recall (%)", "AP (%)"], lesion_rows)
+        lines += _table(["group", "cases", "lesions (reference / written / candidates)", "IoU threshold",
+                         "precision (%)", "recall (%)", "AP (%)", "candidate recall (%)"], lesion_rows)
     else:
         lines.append("No evaluated case has a lesion annotation.")
 

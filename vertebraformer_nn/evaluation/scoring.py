@@ -1,11 +1,13 @@
 """Scoring one case: its reference and prediction read, the border rule applied (``border``), every metric.
 
 Prediction folder (the predictor's output): ``<case>.nii.gz`` (VerSe codes), ``<case>_lesion.nii.gz`` (lesion
-instance ids), ``<case>_ctd.json`` (else centroids are computed from the predicted mask, noted) and ``<case>.json``
-(``lesions[]``: ``id``, ``score``). Every file must lie on the reference grid. A case whose reference has no
-centroids gets them from its reference mask (``centroids.body_centroids``); the record says so. An expected case
-without a prediction, or whose prediction cannot be used (unreadable, another grid, unknown codes), is scored as
-an empty prediction (Dice 0, no vertebra identified, no lesion found) and listed as a failure.
+instance ids), ``<case>_lesion_candidates.nii.gz`` (every candidate, optional: without it the AP ranks the written
+lesions only, noted), ``<case>_ctd.json`` (else centroids are computed from the predicted mask, noted) and
+``<case>.json`` (``lesions[]`` and ``lesion_candidates[]``: ``id``, ``score``). Every file must lie on the
+reference grid. A case whose reference has no centroids gets them from its reference mask
+(``centroids.body_centroids``); the record says so. An expected case without a prediction, or whose prediction
+cannot be used (unreadable, another grid, unknown codes), is scored as an empty prediction (Dice 0, no vertebra
+identified, no lesion found) and listed as a failure.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from .. import centroids, image_io, labels
 from ..geometry import superior_axis
 from . import lesion_metrics, metrics
 from .border import apply_border_rule
-from .references import (CTD_TAG, IGNORE_VALUE, LESION_TAG, PRED_SUFFIX, ReferenceCase, present_values,
-                         reference_codes, verse_codes)
+from .references import (CANDIDATES_TAG, CTD_TAG, IGNORE_VALUE, LESION_TAG, PRED_SUFFIX, ReferenceCase,
+                         present_values, reference_codes, verse_codes)
 
 
 def _read_on_grid(path: Path, grid: Optional[sitk.Image], what: str) -> sitk.Image:
@@ -32,16 +34,16 @@ def _read_on_grid(path: Path, grid: Optional[sitk.Image], what: str) -> sitk.Ima
     return image
 
 
-def _scores(path: Path, notes: List[str]) -> Dict[int, float]:
-    """{lesion id: score} from the prediction's ``<case>.json``."""
+def _scores(path: Path, notes: List[str], key: str = "lesions") -> Dict[int, float]:
+    """{id: score} of the prediction's ``<case>.json`` list ``key`` (``lesions`` or ``lesion_candidates``)."""
     if not path.is_file():
         notes.append(f"{path.name} missing: predicted lesions ranked without scores (all 0)")
         return {}
     try:
-        entries = json.loads(path.read_text()).get("lesions") or []
+        entries = json.loads(path.read_text()).get(key) or []
         return {int(e["id"]): float(e["score"]) for e in entries}
     except (OSError, ValueError, AttributeError, KeyError, TypeError) as e:
-        raise image_io.ImageReadError(f"{path}: no readable lesions[].id/score ({e})") from None
+        raise image_io.ImageReadError(f"{path}: no readable {key}[].id/score ({e})") from None
 
 
 def _with_array(array: np.ndarray, like: sitk.Image) -> sitk.Image:
@@ -108,11 +110,13 @@ def evaluate_case(rc: ReferenceCase, pred_dir: Path, *, code_lut: Optional[np.nd
 
     record["lesions"] = None
     if ref_lesions is not None:
-        pred_lesions, scores = np.zeros_like(ref_lesions), {}
+        pred_lesions, scores, candidates = np.zeros_like(ref_lesions), {}, None
         if record["status"] != "missing":
             found, scores = _predicted_lesions(pred_dir, rc.case, ref_img, record)
             pred_lesions = pred_lesions if found is None else found
-        record["lesions"] = lesion_metrics.case_lesion_metrics(ref_lesions, pred_lesions, scores, thresholds)
+            candidates = _predicted_candidates(pred_dir, rc.case, ref_img, record) if found is not None else None
+        record["lesions"] = lesion_metrics.case_detection(ref_lesions, pred_lesions, scores, *(candidates or ()),
+                                                          thresholds=thresholds)
     if problems and record["status"] == "ok":
         record["status"] = "failed"
     return record
@@ -137,13 +141,31 @@ def _predicted_lesions(pred_dir: Path, case: str, ref_img: sitk.Image, record: d
     return instances, scores
 
 
-def _note_unscored(instances: np.ndarray, scores: Mapping[int, float], notes: List[str]) -> None:
+def _predicted_candidates(pred_dir: Path, case: str, ref_img: sitk.Image, record: dict):
+    """(candidate map, {id: score}) of ``<case>_lesion_candidates.nii.gz`` and ``lesion_candidates[]``, or None
+    (noted: the AP then ranks the written lesions only)."""
+    path = pred_dir / (case + CANDIDATES_TAG + PRED_SUFFIX)
+    if not path.is_file():
+        record["notes"].append(f"no {path.name}: the lesion AP ranks the written lesions only")
+        return None
+    try:
+        candidates = sitk.GetArrayFromImage(_read_on_grid(path, ref_img, "predicted lesion candidate map"))
+        scores = _scores(pred_dir / (case + ".json"), [], "lesion_candidates")
+    except image_io.ImageReadError as e:
+        record["problems"].append(f"{e} (the lesion AP ranks the written lesions only)")
+        return None
+    _note_unscored(candidates, scores, record["notes"], "lesion candidate")
+    return candidates, scores
+
+
+def _note_unscored(instances: np.ndarray, scores: Mapping[int, float], notes: List[str],
+                   what: str = "lesion") -> None:
     ids = {int(v) for v in present_values(instances) if v > 0}
     unscored, absent = sorted(ids - set(scores)), sorted(set(scores) - ids)
     if scores and unscored:
-        notes.append(f"predicted lesion ids without a score (ranked last): {unscored}")
+        notes.append(f"predicted {what} ids without a score (ranked last): {unscored}")
     if absent:
-        notes.append(f"scored lesion ids absent from the lesion map (ignored): {absent}")
+        notes.append(f"scored {what} ids absent from the {what} map (ignored): {absent}")
 
 
 def _reference_centroids(rc: ReferenceCase, ref: np.ndarray, ref_img: sitk.Image, problems: List[str]):

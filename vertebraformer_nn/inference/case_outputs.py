@@ -6,16 +6,19 @@
   direction;
 - ``<case>_lesion.nii.gz``: lesion instance ids 0..n, the ids of ``<case>.json`` ``lesions[].id`` (not written
   when the model has no lesion head);
+- ``<case>_lesion_candidates.nii.gz``: every lesion candidate, ids 0..N, those of ``lesion_candidates[].id`` (the
+  lesions keep their ids; ``lesions``: candidates, threshold and ids), what the evaluation ranks for the lesion AP;
 - ``<case>_ctd.json``: vertebral-body centroids in VerSe's centroid format (direction entry, then label/X/Y/Z as
   voxel indices of the CT in its own axis codes);
 - ``<case>_preview.png``: sagittal and coronal pictures (``preview=True``);
-- ``<case>.json``: the case report, **last**. Its presence marks a finished case: ``predict --continue`` skips a
-  case whose ``<case>.json`` exists. So the old report is removed before anything else is rewritten, and a run that
-  dies part-way leaves no report and the case runs again.
+- ``<case>.json``: the case report, **last** (with ``numbering``: what the levels rest on, and ``quality``: the
+  case's flag ok / warning / fail and its reasons, ``quality.py``). Its presence marks a finished case:
+  ``predict --continue`` skips a case whose ``<case>.json`` exists. So the old report is removed before anything
+  else is rewritten, and a run that dies part-way leaves no report and the case runs again.
 
 World coordinates in the report are LPS millimetres (ITK/DICOM physical space), like everywhere in the project.
 Memory: never a float copy of the whole grid; statistics (volume, mean HU, centroids) work inside each label's
-bounding box (scipy.ndimage.find_objects), lesion components come from cc3d.
+bounding box (scipy.ndimage.find_objects), lesion candidates work inside their own boxes.
 """
 from __future__ import annotations
 
@@ -31,10 +34,12 @@ from scipy import ndimage
 from .. import labels
 from ..atomic import write_text_atomic
 from ..centroids import axcodes, body_centroids, write_verse_ctd
+from ..evaluation.references import CANDIDATES_TAG, PRED_SUFFIX
 from ..image_io import read_notes, write_image
-from .lesions import SCORE_DEFINITION, lesion_instances
+from .lesions import SCORE_DEFINITIONS, find_lesions, uint_for, written_lesions
 from .postprocessing import Resolved, resolve
 from .preview import write_colour_table, write_preview
+from .quality import assess
 
 __all__ = ["write_case_outputs", "case_files", "write_colour_table", "numbering_info"]
 
@@ -43,8 +48,9 @@ def case_files(out_dir, case: str) -> Dict[str, Path]:
     """The paths of one case's outputs; ``report`` is the one that marks the case finished."""
     out = Path(out_dir)
     return {"labels": out / f"{case}.nii.gz", "lesions": out / f"{case}_lesion.nii.gz",
-            "centroids": out / f"{case}_ctd.json", "preview": out / f"{case}_preview.png",
-            "report": out / f"{case}.json", "dicom_seg": out / f"{case}_seg.dcm"}
+            "lesion_candidates": out / f"{case}{CANDIDATES_TAG}{PRED_SUFFIX}", "centroids": out / f"{case}_ctd.json",
+            "preview": out / f"{case}_preview.png", "report": out / f"{case}.json",
+            "dicom_seg": out / f"{case}_seg.dcm"}
 
 
 def numbering_info(numbering) -> Tuple[Dict[int, float], List[str]]:
@@ -100,18 +106,14 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
     write_verse_ctd(files["centroids"], centroids_mm, ct)
     vertebra_rows = _vertebra_rows(ct, vertebrae, boxes, centroids_mm, confidence)
 
-    instance_map, lesion_rows = None, []
+    instance_map, lesion_rows, candidate_rows = None, [], []
     if lesion_prob is None:
         files["lesions"].unlink(missing_ok=True)
+        files["lesion_candidates"].unlink(missing_ok=True)
         notes.append("the model has no lesion head: no lesion map written")
     else:
-        instance_map, instances = lesion_instances(lesion_prob, vertebrae, ct.GetSpacing()[::-1],
-                                                   pp.lesion_threshold, pp.lesion_min_volume_mm3)
-        lesion_rows = [_lesion_row(ct, inst) for inst in instances]
-        lesion_image = sitk.GetImageFromArray(_smallest_uint(instance_map, len(instances)))
-        lesion_image.CopyInformation(ct)
-        write_image(lesion_image, files["lesions"])
-        del lesion_image
+        instance_map, candidate_rows = _write_lesions(files, ct, lesion_prob, vertebrae, pp)
+        lesion_rows = [r for r in candidate_rows if r["lesion"]]
 
     if vertebra_rows:
         first, last = vertebra_rows[0]["name"], vertebra_rows[-1]["name"]
@@ -134,10 +136,13 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
         "coordinates": "LPS world mm",
         "field_of_view": {"first": first, "last": last},
         "vertebrae": vertebra_rows,
-        "lesion_score": SCORE_DEFINITION,
+        "lesion_score": SCORE_DEFINITIONS[pp.lesion_score],
         "lesion_threshold": pp.lesion_threshold,
         "lesions": lesion_rows,
+        "lesion_candidates": candidate_rows,
         "postprocessing": postprocessing.report(),
+        "numbering": dict(getattr(numbering, "report", None) or {}),  # anchors, coarse stage, margin, count bound
+        "quality": getattr(numbering, "quality", None) or assess(vertebra_rows, anchors_looked_for=False),
         "notes": notes,
         "files": {k: p.name for k, p in files.items() if k not in ("report", "dicom_seg") and p.exists()},
     }
@@ -185,8 +190,24 @@ def _vertebra_rows(ct: sitk.Image, vertebrae: np.ndarray, boxes: Sequence,
     return rows
 
 
+def _write_lesions(files: Mapping[str, Path], ct: sitk.Image, lesion_prob: np.ndarray, vertebrae: np.ndarray,
+                   pp) -> Tuple[np.ndarray, List[dict]]:
+    """Write the candidate and lesion maps (``lesions``); returns (the lesion map, a report row per candidate)."""
+    candidate_map, candidates = find_lesions(lesion_prob, vertebrae, ct.GetSpacing()[::-1], pp)
+    lesion_map, _ = written_lesions(candidate_map, candidates)
+    for key, array in (("lesion_candidates", candidate_map.astype(uint_for(len(candidates)))),
+                       ("lesions", lesion_map)):
+        image = sitk.GetImageFromArray(array)
+        image.CopyInformation(ct)
+        write_image(image, files[key])
+        del image, array
+    del candidate_map
+    return lesion_map, [_lesion_row(ct, c) for c in candidates]
+
+
 def _lesion_row(ct: sitk.Image, inst: dict) -> dict:
-    """A lesion of :func:`lesion_instances` (array indices) in world terms: centre and bounding box in LPS mm."""
+    """A lesion candidate of ``lesions.number_candidates`` (array indices) in world terms: centre and bounding box in
+    LPS mm, its vertebra (VerSe code and name), every vertebra it touches, the nearest one when it touches none."""
     def world(kji):
         return np.array(ct.TransformContinuousIndexToPhysicalPoint([float(v) for v in kji[::-1]]))
 
@@ -195,19 +216,15 @@ def _lesion_row(ct: sitk.Image, inst: dict) -> dict:
     corners = np.array([world(c) for c in itertools.product(*edges)])
     return {
         "id": inst["id"],
+        "lesion": inst["lesion"],
         "level": inst["level_name"],
         "level_code": inst["level_code"],
+        "levels": inst["levels"],
+        "nearest_vertebra": inst["nearest"],
         "centre_mm": [round(float(v), 2) for v in world(inst["centre_index"])],
         "bbox_mm": {"min": [round(float(v), 2) for v in corners.min(axis=0)],
                     "max": [round(float(v), 2) for v in corners.max(axis=0)]},
         "volume_ml": round(inst["volume_mm3"] / 1000.0, 4),
         "score": inst["score"],
+        "peak_probability": inst["peak"],
     }
-
-
-def _smallest_uint(instance_map: np.ndarray, n: int) -> np.ndarray:
-    """The instance map in the smallest unsigned type holding ids 0..n (smaller files; ids unchanged)."""
-    for dtype in (np.uint8, np.uint16):
-        if n <= np.iinfo(dtype).max:
-            return instance_map.astype(dtype)
-    return instance_map

@@ -91,6 +91,11 @@ def _add_predict(subparsers) -> None:
     p.add_argument("--dicom-seg", dest="dicom_seg", action="store_true",
                    help="also write <case>_seg.dcm, a DICOM Segmentation (a segment per vertebra, one for lesions) "
                    "referencing the source series, for every case read from a DICOM series")
+    p.add_argument("--no-coarse", dest="no_coarse", action="store_true",
+                   help="do not run the coarse whole-field stage. Default: when the sibling model folder "
+                   "<Trainer>__<Plans>__3d_lowres has every fold used, it runs first and its level probabilities are "
+                   "evidence for the numbering (weight coarse_level_weight; --set coarse_level_weight=0 runs it and "
+                   "ignores it)")
     p.add_argument("--fp32", action="store_true",
                    help="full precision on the CPU. Default: bf16 autocast on the CPU (about half the network "
                    "time; labels agree with fp32, see README); on a GPU nnU-Net's fp16 autocast applies")
@@ -167,7 +172,7 @@ def run_predict(args) -> int:
             trainer=args.trainer, plans=args.plans, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
             tta=True if args.enable_tta else False if args.disable_tta else None, bf16=False if args.fp32 else None,
             step_size=args.step_size, options=_options(args), postprocessing_file=args.postprocessing,
-            overrides=_overrides(args))
+            overrides=_overrides(args), coarse=not args.no_coarse)
     except (PredictionError, PP.PostprocessingError) as e:
         return _error("predict", e)
     return 1 if failed else 0

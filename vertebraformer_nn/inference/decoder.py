@@ -6,17 +6,24 @@ levels of ``labels.ANATOMICAL_ORDER``): strictly increasing levels (no duplicate
 between two instances says vertebrae are missing, T13 only between T12 and L1, L6 only after L5, both transitional
 levels behind a prior. Confidence = posterior marginal of the chosen level (forward-backward over the same
 lattice). Priors and gap statistics are fields of ``postprocessing.Postprocessing`` (documented there).
+
+Besides the instances' own evidence, the lattice takes a unary log-prior per instance and level (``unary``: the
+anatomical anchors, ``anchors.anchor_log_prior``) and, when the distances are known in mm, an anatomical floor on
+them (``level_anatomy``): two instances closer than ``min_pitch_fraction`` of the typical distance of the levels
+they would get are penalised. How sure the result is: the margin between the best and the second-best labelling
+(list Viterbi keeping the two best paths into every state) and the best labelling's posterior probability.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from scipy.special import logsumexp
 
 from .. import labels as L
+from .level_anatomy import min_distances
 from .postprocessing import DEFAULTS, Postprocessing
 
 __all__ = ["NUM_LEVELS", "Decoding", "gap_ratios", "decode_levels"]
@@ -46,6 +53,9 @@ class Decoding:
     skips: List[Tuple[int, int]]  # (i, k): k levels skipped between instance i and i + 1
     score: float  # log score of the decoded path
     notes: List[str] = field(default_factory=list)
+    second: Optional[np.ndarray] = None  # (K,) the second-best labelling (None: there is none)
+    margin: float = math.inf  # score of the best minus that of the second-best labelling (nats)
+    path_probability: float = 1.0  # posterior probability of the decoded labelling
 
 
 def gap_ratios(gaps_mm, window: int = DEFAULTS.gap_window) -> np.ndarray:
@@ -74,7 +84,46 @@ def _transition_scores(ratio: float, skip_log_prior: float, gap_log_sigma: float
     return scores
 
 
-def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS) -> Decoding:
+def _pitch_scores(gap_mm: float, fraction: float, log_sigma: float) -> np.ndarray:
+    """(26, 26) log penalty of level s followed by level t at ``gap_mm``: 0 when the gap is at least ``fraction`` x
+    their typical distance, else -log(floor / gap)^2 / (2 log_sigma^2); 0 everywhere when ``fraction`` is 0."""
+    if fraction <= 0:
+        return np.zeros((NUM_LEVELS, NUM_LEVELS))
+    floor = min_distances(fraction)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        short = np.log(floor / max(gap_mm, 1e-3))
+    return np.where(np.isfinite(short) & (short > 0), -short ** 2 / (2 * log_sigma ** 2), 0.0)
+
+
+def _two_best(emis: np.ndarray, trans: List[np.ndarray]):
+    """List Viterbi: the best and second-best paths (levels, score) through the lattice; the second is None when
+    no other path has a finite score."""
+    k_count = len(emis)
+    delta = np.stack([emis[0], np.full(NUM_LEVELS, -np.inf)])  # (rank, state)
+    back = np.zeros((k_count, 2, NUM_LEVELS, 2), dtype=np.int64)  # [i, rank, state] -> (previous state, rank)
+    for i, t in enumerate(trans, start=1):
+        cand = (delta[:, :, None] + t[None]).reshape(2 * NUM_LEVELS, NUM_LEVELS)  # (rank * 26 + s, t)
+        top = np.argsort(-cand, axis=0, kind="stable")[:2]  # (2, t)
+        delta = np.take_along_axis(cand, top, axis=0) + emis[i][None]
+        back[i] = np.stack([top % NUM_LEVELS, top // NUM_LEVELS], axis=-1)
+    final = np.argsort(-delta.ravel(), kind="stable")[:2]
+
+    def trace(flat: int) -> np.ndarray:
+        rank, state = divmod(int(flat), NUM_LEVELS)
+        path = np.zeros(k_count, dtype=np.int64)
+        path[-1] = state
+        for i in range(k_count - 1, 0, -1):
+            state, rank = back[i, rank, state]
+            path[i - 1] = state
+        return path
+
+    best, second = final
+    score2 = float(delta.ravel()[second])
+    return (trace(best), float(delta.ravel()[best]),
+            trace(second) if np.isfinite(score2) else None, score2)
+
+
+def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, unary=None) -> Decoding:
     """Jointly decode the levels of K instances ordered head to foot.
 
     Args:
@@ -89,6 +138,11 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS) ->
     it). The sequence may start and end anywhere (partial field of view). Viterbi gives the labelling;
     forward-backward over the same lattice gives each instance's posterior probability of its chosen level
     (``confidence``).
+
+    ``unary``: (K, 26) log-priors added to the evidence (anchors). With ``gaps_mm`` given, a gap shorter than
+    ``min_pitch_fraction`` x the typical distance of the two levels costs ``log(floor / gap)^2 / (2
+    gap_log_sigma^2)`` (:func:`_pitch_scores`). ``second``, ``margin``, ``path_probability``: the second-best
+    labelling, how much less likely it is (nats), and the posterior probability of the decoded one.
     """
     lp = np.asarray(log_probs, dtype=np.float64)
     if lp.ndim != 2 or lp.shape[1] != NUM_LEVELS:
@@ -103,20 +157,18 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS) ->
         return Decoding(np.zeros(0, dtype=np.int64), np.zeros(0), [], 0.0, [])
 
     ratios = gap_ratios(gaps, params.gap_window)
+    pitch = params.min_pitch_fraction if gaps_mm is not None else 0.0
     trans = [_transition_scores(r, params.skip_log_prior, params.gap_log_sigma, params.skip_tolerance,
-                                params.max_skip) for r in ratios]
+                                params.max_skip) + _pitch_scores(g, pitch, params.gap_log_sigma)
+             for r, g in zip(ratios, gaps)]
     emis = lp + np.where(_TRANSITIONAL, params.transitional_log_prior, 0.0)
+    if unary is not None:
+        unary = np.asarray(unary, dtype=np.float64)
+        if unary.shape != lp.shape:
+            raise ValueError(f"unary must be (K, {NUM_LEVELS}) like log_probs, got shape {unary.shape}")
+        emis = emis + unary
 
-    # Viterbi
-    delta, back = emis[0], np.zeros((k_count, NUM_LEVELS), dtype=np.int64)
-    for i, t in enumerate(trans, start=1):
-        cand = delta[:, None] + t
-        back[i] = cand.argmax(axis=0)
-        delta = cand.max(axis=0) + emis[i]
-    path = np.zeros(k_count, dtype=np.int64)
-    path[-1] = int(delta.argmax())
-    for i in range(k_count - 1, 0, -1):
-        path[i - 1] = back[i, path[i]]
+    path, best_score, second, second_score = _two_best(emis, trans)
 
     # forward-backward for the posterior marginals
     alpha = np.zeros((k_count, NUM_LEVELS))
@@ -131,7 +183,9 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS) ->
 
     skips = [(i, int(_SKIPS[path[i], path[i + 1]])) for i in range(k_count - 1) if _SKIPS[path[i], path[i + 1]] > 0]
     notes = _decoding_notes(path, confidence, skips, gaps, ratios, params.skip_tolerance)
-    return Decoding(path, np.clip(confidence, 0.0, 1.0), skips, float(delta.max()), notes)
+    return Decoding(path, np.clip(confidence, 0.0, 1.0), skips, best_score, notes, second,
+                    best_score - second_score if second is not None else math.inf,
+                    float(np.exp(min(best_score - log_z, 0.0))))
 
 
 def _decoding_notes(path, confidence, skips, gaps, ratios, skip_tolerance) -> List[str]:

@@ -16,17 +16,19 @@ channels of a 512 x 512 x 600 CT are 16 GB):
   slabs of ``SLAB`` input slices, each label inside its own bounding box. Memory: the uint8 output plus a few
   float32 arrays of one slab.
 * lesion probability: the one channel, linearly interpolated inside the bounding box of the voxels above
-  ``LESION_FLOOR`` (0.01, or half the lesion threshold if that is lower) on the model grid, slab by slab; 0
-  elsewhere (below the floor a voxel cannot join a lesion at the threshold, since linear interpolation never
-  exceeds its largest neighbour). Memory: the float32 output plus one slab.
+  ``LESION_FLOOR`` (0.01, or half the lowest candidate probability, ``lesion_candidate_floor``, if that is lower)
+  on the model grid, slab by slab; 0 elsewhere (below the floor a voxel cannot join a lesion candidate, since linear
+  interpolation never exceeds its largest neighbour). Memory: the float32 output plus one slab.
 
 The results are arrays in SimpleITK order (z, y, x) of the input image itself, so they take its geometry
 (spacing, origin, direction, size) unchanged with ``CopyInformation``.
 
 :func:`export_case` runs what follows the network for one case, for ``predict`` and ``ensemble`` alike:
-numbering at the model's spacing (``numbering.number_vertebrae``, or with ``numbering="argmax"`` the per-voxel
-argmax without the decoder, ``numbering.argmax_numbering``, for ablations and baselines), VerSe codes, the input
-grid, and ``case_outputs.write_case_outputs``, with the post-processing values of ``postprocessing.resolve``;
+numbering at the model's spacing (``numbering.number_vertebrae``, with the coarse stage's levels when the
+probabilities hold them and the CT sampled onto the model grid for the anchors, ``model_grid_hu``; or with
+``numbering="argmax"`` the per-voxel argmax without the decoder, ``numbering.argmax_numbering``, for ablations and
+baselines), VerSe codes, the input grid, and ``case_outputs.write_case_outputs``, with the post-processing values
+of ``postprocessing.resolve``;
 :func:`case_meta` is what it needs to know about the case (kept in the probabilities file, so ``ensemble`` can
 export without the model), including the axis the numbering orders along (:func:`numbering_axis`).
 """
@@ -322,28 +324,32 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
     postprocessing = postprocessing or resolve()
     params = postprocessing.values
     seconds = seconds if seconds is not None else {}
+    grid = grid_map(meta)
+    if tuple(ct.GetSize()[::-1]) != grid.input_shape:
+        raise ValueError(f"{meta['source']}: image size {ct.GetSize()} differs from the one predicted "
+                         f"{grid.input_shape[::-1]}")
     t = time.perf_counter()
     if not isinstance(probs, GridProbabilities):
         probs = GridProbabilities.from_dense(probs)
     if numbering == "argmax":
         result = argmax_numbering(probs)
     else:
+        from . import model_grid_hu
+
         axis, sign = meta["superior"]
-        result = number_vertebrae(probs, meta["model_spacing"], int(axis), int(sign), params=params)
+        result = number_vertebrae(probs, meta["model_spacing"], int(axis), int(sign), params=params,
+                                  hu=model_grid_hu.from_input(sitk.GetArrayViewFromImage(ct), grid))
+        result.report["coarse_stage"] = (meta.get("prediction") or {}).get("coarse")
     if meta.get("orientation_note"):
         result.notes.append(meta["orientation_note"])
     codes = labels.training_to_verse(result.labels)
     seconds["numbering"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    grid = grid_map(meta)
-    if tuple(ct.GetSize()[::-1]) != grid.input_shape:
-        raise ValueError(f"{meta['source']}: image size {ct.GetSize()} differs from the one predicted "
-                         f"{grid.input_shape[::-1]}")
     orders = axis_orders(meta, grid)
     vertebrae = spine_labels_to_input(codes, probs, grid, orders)
-    # below the floor no voxel can reach the threshold (interpolation never exceeds its neighbours)
-    floor = min(LESION_FLOOR, 0.5 * params.lesion_threshold)
+    # below the floor no voxel can reach a candidate (interpolation never exceeds its neighbours)
+    floor = min(LESION_FLOOR, 0.5 * params.lesion_candidate_floor)
     lesion = probability_to_input(probs.lesion, grid, floor, orders) if probs.lesion is not None else None
     report = write_case_outputs(out_dir, meta["case"], ct, vertebrae, lesion, result, preview=preview,
                                 source=meta["source"], postprocessing=postprocessing)

@@ -12,7 +12,10 @@ lesion detection need much less, and :class:`GridProbabilities` keeps just that:
   a CT's model grid): the 26 vertebra channels of the segmentation softmax (``seg``, (n, 26) float16, column k =
   training label k + 1) and the 26 level probabilities of the identification head (``id``, (n, 26) float16; None
   without the head): 112 bytes with the index, for the level smoothing, the per-instance level evidence and the
-  boundaries between neighbouring levels.
+  boundaries between neighbouring levels;
+* with the coarse whole-field stage (``coarse_stage``): its 26 level probabilities on its own coarse grid
+  (``coarse``, (26, *coarse grid) float16, 52 bytes per coarse voxel: at 7 mm over a 1 mm grid 0.15 bytes per
+  model-grid voxel), read at the instances' voxels by interpolation when numbering (:meth:`coarse_rows`).
 
 So the size is 5 bytes per voxel plus 112 bytes per spine voxel, whatever the number of channels, and every
 number kept is the float16 rounding of the probability nnU-Net-style prediction computes (nothing is approximated
@@ -34,7 +37,8 @@ from typing import Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-__all__ = ["LEVELS", "GridProbabilities", "GridReducer", "as_grid_probabilities", "region_flat_indices"]
+__all__ = ["LEVELS", "GridProbabilities", "GridReducer", "as_grid_probabilities", "coarse_levels",
+           "region_flat_indices"]
 
 #: vertebra channels of the segmentation head (training labels 1..26) = levels of the identification head
 LEVELS = 26
@@ -65,6 +69,7 @@ class GridProbabilities:
     seg: np.ndarray  # float16 (n, C - 1): segmentation channels 1..C-1 there (C = 27 for VertebraFormer)
     id: Optional[np.ndarray]  # float16 (n, 26): identification probabilities there, or None
     kept: object = None  # probabilities.KeptWriter with every channel where spine or lesion may be, or None
+    coarse: Optional[np.ndarray] = None  # float16 (26, *coarse grid): the coarse stage's levels, or None
 
     @property
     def heads(self) -> Tuple[str, ...]:
@@ -72,7 +77,7 @@ class GridProbabilities:
                      if on)
 
     def nbytes(self) -> int:
-        arrays = (self.argmax, self.foreground, self.lesion, self.index, self.seg, self.id)
+        arrays = (self.argmax, self.foreground, self.lesion, self.index, self.seg, self.id, self.coarse)
         return sum(a.nbytes for a in arrays if a is not None)
 
     def rows(self, flat_indices: np.ndarray) -> np.ndarray:
@@ -82,6 +87,15 @@ class GridProbabilities:
                                   np.any(self.index[np.minimum(rows, len(self.index) - 1)] != flat_indices)):
             raise ValueError("asked for the level probabilities of voxels that are not foreground")
         return rows
+
+    def coarse_rows(self, flat_indices: np.ndarray) -> np.ndarray:
+        """(n, 26) float32: the coarse stage's level probabilities at the given voxels (``coarse_stage
+        .at_fine_voxels``); ValueError when there are none."""
+        from .coarse_stage import at_fine_voxels
+
+        if self.coarse is None:
+            raise ValueError("these probabilities hold no coarse stage levels")
+        return at_fine_voxels(self.coarse, self.shape, flat_indices)
 
     def winning(self) -> np.ndarray:
         """(n,) float32: the argmax channel's probability at each foreground voxel (its largest vertebra channel)."""
@@ -98,7 +112,7 @@ class GridProbabilities:
     @classmethod
     def from_dense(cls, probs: Mapping[str, np.ndarray], kept=None) -> "GridProbabilities":
         """From full arrays: ``probs`` head -> (C, X, Y, Z) probabilities (seg C >= 2 channels, optional id 26 and
-        lesion 1), reduced slab by slab."""
+        lesion 1), reduced slab by slab; an optional ``coarse_id`` (26, *coarse grid) is kept as it is."""
         from .instances import check_probabilities
 
         seg = np.asarray(probs["seg"])
@@ -118,7 +132,18 @@ class GridProbabilities:
             f32 = [None if a is None else torch.from_numpy(np.ascontiguousarray(a[block], dtype=np.float32))
                    for a in (seg, ident, lesion)]
             reducer.add(region, f32[0][0], f32[0][1:], f32[1], None if f32[2] is None else f32[2][0])
-        return reducer.result()
+        result = reducer.result()
+        result.coarse = coarse_levels(probs.get("coarse_id"))
+        return result
+
+
+def coarse_levels(coarse) -> Optional[np.ndarray]:
+    """The coarse stage's level probabilities checked ((26, X, Y, Z) on any grid) as float16, or None."""
+    if coarse is None:
+        return None
+    from .instances import check_probabilities
+
+    return check_probabilities(coarse, LEVELS, "coarse_probs").astype(np.float16, copy=False)
 
 
 def as_grid_probabilities(seg_probs, id_probs=None) -> GridProbabilities:

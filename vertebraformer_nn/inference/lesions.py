@@ -1,95 +1,91 @@
-"""Lesion instances from the lesion head's probability map: connected components, their vertebra level and score.
+"""Lesions from the lesion head's probability map: the candidates (``lesion_candidates``), which of them are written
+as lesions, their ids, their vertebra (``lesion_levels``) and the two maps.
 
-Pure numpy/cc3d: arrays in any axis order, ``spacing`` in mm per array axis. Instances are ordered by
-descending score (the order average precision ranks them in), ties by larger volume then position, and
-numbered 1..n in that order. The score is the **maximum** lesion probability inside the instance: a lesion
-with a confident core ranks high however much uncertain rim it carries (a mean would punish large lesions
-for their rim).
+* Every candidate (down to ``lesion_candidate_floor``) gets a score (``lesion_score``) and is listed in
+  ``<case>.json`` ``lesion_candidates[]``; its extent is drawn in ``<case>_lesion_candidates.nii.gz``. The
+  evaluation ranks them all, so the lesion AP covers the whole precision-recall curve.
+* A candidate whose peak probability exceeds ``lesion_threshold`` is a lesion: ``<case>_lesion.nii.gz`` and
+  ``lesions[]`` (the written map uses the chosen threshold; each lesion keeps its candidate's extent).
+* Ids: the lesions first, by descending score (ties: larger volume, then position), 1..n; then the other
+  candidates in the same order, n+1..N. A lesion has the same id in both maps and both lists, and the lesion map is
+  the candidate map with the ids above n cleared.
 
-Memory: one boolean mask and one 32-bit component map of the full grid (cc3d); everything per instance works
-inside its bounding box, and the component map is renumbered in place, slab by slab, into the returned map.
+Pure numpy: arrays in any axis order, ``spacing`` in mm per array axis. Memory: the candidates' masks inside their
+boxes, one 32-bit candidate map of the full grid; the lesion map is a copy in the smallest unsigned type.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
-import cc3d
 import numpy as np
 
-from .. import labels
-from .postprocessing import DEFAULTS
+from .lesion_candidates import SCORE_DEFINITIONS, Candidate, check_inputs, find_candidates
+from .lesion_levels import lesion_levels
+from .postprocessing import DEFAULTS, Postprocessing
 
-#: What ``score`` means, written into reports.
-SCORE_DEFINITION = "maximum lesion probability inside the instance"
-
-_SLAB = 32  # array-axis-0 planes renumbered at a time (bounds the lookup temporaries)
+__all__ = ["SCORE_DEFINITIONS", "find_lesions", "number_candidates", "written_lesions", "uint_for"]
 
 
-def lesion_instances(
-    lesion_prob: np.ndarray,
-    vertebrae: np.ndarray,
-    spacing: Sequence[float],
-    threshold: float = DEFAULTS.lesion_threshold,
-    min_volume_mm3: float = DEFAULTS.lesion_min_volume_mm3,
-) -> Tuple[np.ndarray, List[dict]]:
-    """Split ``lesion_prob > threshold`` into 26-connected instances of at least ``min_volume_mm3`` (both
-    post-processing parameters: ``postprocessing.Postprocessing`` documents their defaults).
+def find_lesions(lesion_prob: np.ndarray, vertebrae: Optional[np.ndarray], spacing: Sequence[float],
+                 params: Postprocessing = DEFAULTS) -> Tuple[np.ndarray, List[dict]]:
+    """(candidate map int32 with ids 0..N, one row per candidate in id order) of a lesion probability map; see
+    :func:`number_candidates` for the rows. ``vertebrae``: VerSe-coded vertebra map on the same grid, or None."""
+    prob, _ = check_inputs(lesion_prob, spacing)
+    if vertebrae is not None and np.shape(vertebrae) != prob.shape:
+        raise ValueError(f"vertebra map {np.shape(vertebrae)} and lesion probabilities {prob.shape} differ in shape")
+    return number_candidates(find_candidates(prob, spacing, params), prob.shape, vertebrae, spacing, params)
 
-    ``vertebrae``: VerSe-coded vertebra map on the same grid (codes 0-28), or None. Returns
-    ``(instance_map int32 with ids 0..n, instances)``; each instance is a dict with id (1..n, by descending score),
-    level_code (VerSe code of the vertebra holding most of its voxels, 0 when it touches none), level_name (None
-    when 0), score (max probability), volume_mm3, voxels, centre_index (centre of mass, array axes) and bbox_index
-    ([first, last] voxel index per array axis, inclusive).
-    """
-    lesion_prob = np.asarray(lesion_prob)
-    if lesion_prob.ndim != 3:
-        raise ValueError(f"lesion probabilities must be a 3D array, got shape {lesion_prob.shape}")
-    if vertebrae is not None and np.shape(vertebrae) != lesion_prob.shape:
-        raise ValueError(f"vertebra map {np.shape(vertebrae)} and lesion probabilities {lesion_prob.shape} "
-                         "differ in shape")
-    spacing = np.asarray(spacing, dtype=float)
-    if spacing.shape != (3,) or not np.all(spacing > 0):
-        raise ValueError(f"spacing must be three positive numbers (mm per array axis), got {spacing.tolist()}")
-    voxel_mm3 = float(np.prod(spacing))
 
-    components = cc3d.connected_components(lesion_prob > threshold, connectivity=26, binary_image=True,
-                                           out_dtype=np.uint32)
-    stats = cc3d.statistics(components)
-    counts = stats["voxel_counts"]
-    candidates = [c for c in range(1, len(counts)) if counts[c] * voxel_mm3 >= min_volume_mm3]
+def number_candidates(candidates: Sequence[Candidate], shape: Sequence[int], vertebrae: Optional[np.ndarray],
+                      spacing: Sequence[float], params: Postprocessing = DEFAULTS) -> Tuple[np.ndarray, List[dict]]:
+    """Ids, lesion flags, levels and the candidate map of ``candidates`` (module docstring).
 
-    found = []
-    for c in candidates:
-        box = stats["bounding_boxes"][c]
-        inside = components[box] == c
-        score = float(lesion_prob[box][inside].max())
-        level = _majority_level(vertebrae[box][inside]) if vertebrae is not None else 0
-        found.append((c, score, level, box))
-    found.sort(key=lambda f: (-f[1], -int(counts[f[0]]), tuple(stats["centroids"][f[0]])))
+    Rows: id, lesion (peak above ``lesion_threshold``: written as a lesion), score (``lesion_score``), peak, mean
+    and integrated (mm3) probability, volume_mm3, voxels, centre_index (centre of the extent, array axes),
+    bbox_index ([first, last] per array axis, inclusive), level_code and level_name (0 and None outside every
+    vertebra), levels (every vertebra it touches, with its fraction) and nearest (the nearest vertebra of a lesion
+    outside every vertebra); see ``lesion_levels``."""
+    kind = params.lesion_score
 
-    lut = np.zeros(len(counts), dtype=np.uint32)
-    instances = []
-    for new_id, (c, score, level, box) in enumerate(found, start=1):
-        lut[c] = new_id
-        instances.append({
+    def order(c: Candidate):
+        return (not c.peak > params.lesion_threshold, -c.score(kind), -c.voxels, c.centre_index)
+
+    candidate_map = np.zeros(tuple(shape), dtype=np.int32)
+    rows = []
+    for new_id, c in enumerate(sorted(candidates, key=order), start=1):
+        candidate_map[c.box][c.mask] = new_id
+        rows.append({
             "id": new_id,
-            "level_code": level,
-            "level_name": labels.name(level) if level else None,
-            "score": round(score, 4),
-            "volume_mm3": round(float(counts[c]) * voxel_mm3, 3),
-            "voxels": int(counts[c]),
-            "centre_index": [round(float(v), 3) for v in stats["centroids"][c]],
-            "bbox_index": [[s.start, s.stop - 1] for s in box],
+            "lesion": bool(c.peak > params.lesion_threshold),
+            "score": round(c.score(kind), 4),
+            "peak": round(c.peak, 4),
+            "mean": round(c.mean, 4),
+            "integrated_mm3": round(c.integrated_mm3, 3),
+            "volume_mm3": round(c.volume_mm3, 3),
+            "voxels": c.voxels,
+            "centre_index": [round(v, 3) for v in c.centre_index],
+            "bbox_index": c.bbox_index(),
+            **lesion_levels(vertebrae, c.box, c.mask, spacing),
         })
-    # Renumber in place: a lookup of the whole grid at once would add another full-size array.
-    for start in range(0, components.shape[0], _SLAB):
-        slab = components[start:start + _SLAB]
-        slab[...] = lut[slab]
-    return components.view(np.int32), instances
+    return candidate_map, rows
 
 
-def _majority_level(codes: np.ndarray) -> int:
-    """The non-zero VerSe code most voxels carry (the lower code on a tie), 0 when all are background."""
-    counts = np.bincount(codes.ravel().astype(np.intp, copy=False), minlength=1)
-    counts[0] = 0
-    return int(np.argmax(counts)) if counts.any() else 0
+def written_lesions(candidate_map: np.ndarray, rows: Sequence[dict]) -> Tuple[np.ndarray, List[dict]]:
+    """(lesion map in the smallest unsigned type, the lesions' rows): the candidates flagged as lesions, which hold
+    the first ids (module docstring); each is copied inside its own box."""
+    lesions = [r for r in rows if r["lesion"]]
+    if any(r["id"] != k for k, r in enumerate(lesions, start=1)):
+        raise ValueError("the lesions must hold the first candidate ids (number_candidates numbers them so)")
+    lesion_map = np.zeros(candidate_map.shape, dtype=uint_for(len(lesions)))
+    for r in lesions:
+        box = tuple(slice(first, last + 1) for first, last in r["bbox_index"])
+        lesion_map[box][candidate_map[box] == r["id"]] = r["id"]
+    return lesion_map, lesions
+
+
+def uint_for(n: int) -> type:
+    """The smallest unsigned type holding ids 0..n (smaller files)."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if n <= np.iinfo(dtype).max:
+            return dtype
+    raise ValueError(f"{n} instances do not fit an unsigned 32-bit map")

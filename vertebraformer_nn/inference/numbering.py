@@ -1,14 +1,21 @@
 """Structure-aware vertebra numbering (DESIGN.md section 7): the steps in order, on one case at the model's spacing.
 
 1. ``instances.vertebra_instances``: vertebra instances from the segmentation probabilities (a
-   ``grid_probabilities.GridProbabilities``, what the predictor keeps, or full arrays, reduced to one first).
+   ``grid_probabilities.GridProbabilities``, what the predictor keeps, or full arrays, reduced to one first); then
+   ``instance_repair.repair_instances`` (two fused vertebrae split, a vertebra cut across merged) and
+   ``spine_extent`` (weak instances dropped, no spine when too little is left, never more instances than the field
+   of view can hold).
 2. :func:`order_instances`: head first, by the centre of mass (mm) along the superior axis.
 3. ``level_evidence.instance_level_log_probs``: one vector of level log-probabilities per instance (log of the
    mean softmax) over the identification head's probabilities, or over the foreground channels of the
-   segmentation probabilities (ablation, nnU-Net baseline).
-4. ``decoder.decode_levels``: the labels of the whole ordered sequence jointly.
-5. :func:`number_vertebrae`: all of it, written back as a training-label map plus per-instance records and
-   human-readable notes.
+   segmentation probabilities (ablation, nnU-Net baseline); the same over the coarse whole-field stage's level
+   probabilities when there are some (``coarse_stage``, read at the instances' voxels from its own grid); the
+   anatomical anchors in the image (``anchors``).
+4. ``decoder.decode_levels``: the labels of the whole ordered sequence jointly (the fine evidence plus
+   ``coarse_level_weight`` x the coarse one, the anchors as unary priors).
+5. :func:`number_vertebrae`: all of it, written back as a training-label map plus per-instance records,
+   human-readable notes, what the numbering rests on (``report``: anchors, coarse stage, margin, count bound) and
+   the case's quality flag (``quality.assess``).
 
 :func:`argmax_numbering` is the ablation / baseline without any of it: the per-voxel argmax as the label map.
 Every tuned constant comes in one ``postprocessing.Postprocessing`` (the model folder's, or the defaults).
@@ -16,16 +23,21 @@ Every tuned constant comes in one ``postprocessing.Postprocessing`` (the model f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .. import labels as L
+from .anchors import Anchor, anchor_log_prior, anchor_strength, find_anchors
+from .coarse_stage import at_fine_voxels
 from .decoder import NUM_LEVELS, decode_levels
-from .grid_probabilities import GridProbabilities, as_grid_probabilities
+from .grid_probabilities import GridProbabilities, as_grid_probabilities, coarse_levels
+from .instance_repair import repair_instances
 from .instances import check_probabilities, check_spacing, instance_geometry, seg_grid, vertebra_instances
 from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
+from .quality import assess
+from .spine_extent import CountBound, count_bound, field_of_view_mm, spine_found, weak_instances
 
 __all__ = ["NumberingResult", "OrderedInstances", "order_instances", "ordered_instances", "decode_instances",
            "number_vertebrae", "ARGMAX_NOTE", "argmax_numbering"]
@@ -38,6 +50,8 @@ class NumberingResult:
     labels: np.ndarray  # uint8 training labels
     instances: List[dict]  # head -> foot
     notes: List[str]
+    report: dict = field(default_factory=dict)  # what the numbering rests on (<case>.json "numbering")
+    quality: dict = field(default_factory=dict)  # quality.assess (<case>.json "quality")
 
 
 def _check_axis(superior_axis, superior_sign) -> Tuple[int, int]:
@@ -67,32 +81,100 @@ class OrderedInstances:
     log_probs: np.ndarray  # (K, 26) level log-probabilities
     majority_label: Dict[int, int]  # id -> voxel-wise majority training label
     notes: List[str] = field(default_factory=list)
+    coarse_log_probs: Optional[np.ndarray] = None  # (K, 26) from the coarse whole-field stage, when it ran
+    anchors: List[Anchor] = field(default_factory=list)
+    anchors_looked_for: bool = False  # whether the image anchors could be looked for (an image was given)
+    on_border: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # (K,) cut by the head-foot border
+    count: Optional[CountBound] = None
+    spine_found: bool = True
+
+
+def _majority(instance_map: np.ndarray, values: np.ndarray) -> Dict[int, int]:
+    """{instance id: its most frequent value of ``values`` (small non-negative ints)}."""
+    width = int(values.max(initial=0)) + 1
+    counts = np.bincount((instance_map.astype(np.int64) * width + values).ravel(),
+                         minlength=(int(instance_map.max(initial=0)) + 1) * width).reshape(-1, width)
+    return {int(i): int(counts[i].argmax()) for i in np.flatnonzero(counts[1:].sum(axis=1)) + 1}
+
+
+def _select(instance_map: np.ndarray, keep_ids) -> np.ndarray:
+    return np.where(np.isin(instance_map, np.asarray(keep_ids)), instance_map, 0)
 
 
 def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int = 1, id_probs=None,
-                      params: Postprocessing = DEFAULTS) -> OrderedInstances:
+                      params: Postprocessing = DEFAULTS, *, coarse_probs=None, hu=None) -> OrderedInstances:
     """Steps 1-3 (module docstring) with the instance parameters of ``params``; arguments as
     :func:`number_vertebrae`."""
     probs = _grid(seg_probs, id_probs)
     sp = check_spacing(spacing)
-    _check_axis(superior_axis, superior_sign)
+    axis, sign = _check_axis(superior_axis, superior_sign)
+    coarse_probs = probs.coarse if coarse_probs is None else coarse_levels(coarse_probs)
     found = vertebra_instances(probs, sp, params)
-    instance_map, notes = found.instance_map, list(found.notes)
+    # per foreground voxel (instance voxels are foreground voxels, before and after the repair)
+    majority = np.zeros(int(found.instance_map.max(initial=0)) + 1, dtype=np.int64)
+    for i, label in found.majority_label.items():
+        majority[i] = label
+    voxel_majority = majority[found.instance_map.ravel()[probs.index]]
+    instance_map, repaired = repair_instances(found.instance_map, sp, axis, params)
+    notes = list(found.notes) + repaired
+    at = instance_map.ravel()[probs.index]
+    weak = weak_instances(at, 1 - probs.foreground.ravel()[probs.index].astype(np.float32),
+                          params.instance_min_foreground)
+    if weak:
+        instance_map = np.where(np.isin(instance_map, weak), 0, instance_map)
+        notes.append(f"dropped {len(weak)} instance(s) whose mean foreground probability is below "
+                     f"{params.instance_min_foreground:g}: not vertebrae")
     ids, centres, volumes = instance_geometry(instance_map, sp)
-    if len(ids) > NUM_LEVELS:  # more instances than levels: false positives; keep the largest
-        keep = np.sort(np.argsort(-volumes, kind="stable")[:NUM_LEVELS])
-        instance_map = np.where(np.isin(instance_map, ids[keep]), instance_map, 0)
-        notes.append(f"{len(ids) - NUM_LEVELS} smallest of {len(ids)} instances dropped: "
-                     f"only {NUM_LEVELS} levels exist")
-        ids, centres, volumes = ids[keep], centres[keep], volumes[keep]
-    log_probs = np.zeros((0, NUM_LEVELS))
-    if len(ids):
-        order = order_instances(centres, superior_axis, superior_sign)
-        ids, centres, volumes = ids[order], centres[order], volumes[order]
-        evidence = probs.id if probs.id is not None else probs.seg  # instance voxels are foreground voxels
-        per_instance = rows_level_log_probs(evidence, instance_map.ravel()[probs.index])
-        log_probs = np.stack([per_instance[int(i)] for i in ids])
-    return OrderedInstances(instance_map, ids, centres, volumes, log_probs, found.majority_label, notes)
+    empty = OrderedInstances(np.zeros(instance_map.shape, np.int32), np.zeros(0, np.int64), np.zeros((0, 3)),
+                             np.zeros(0), np.zeros((0, NUM_LEVELS)), {}, notes)
+    if len(ids) and not spine_found(volumes, params.spine_min_volume_ml):
+        empty.notes.append(f"spine not found: {volumes.sum() / 1000:.1f} ml of vertebra predicted (less than "
+                           f"{params.spine_min_volume_ml:g} ml); nothing labelled")
+        empty.spine_found = False
+        return empty
+    bound = count_bound(volumes, field_of_view_mm(instance_map.shape, sp, axis), params.min_pitch_fraction,
+                        NUM_LEVELS)
+    if bound.exceeded:  # the largest are kept: false positives and fragments are small
+        dropped = bound.found - bound.max_count
+        why = f"only {NUM_LEVELS} levels exist" if bound.max_count == NUM_LEVELS else (
+            f"a field of view of {bound.extent_mm:.0f} mm along the spine holds at most {bound.max_count} vertebrae")
+        notes.append(f"{dropped} smallest of {bound.found} instances dropped: {why}")
+        instance_map = _select(instance_map, ids[bound.keep])
+        ids, centres, volumes = ids[bound.keep], centres[bound.keep], volumes[bound.keep]
+    if not len(ids):
+        empty.spine_found = False
+        empty.notes += [] if "no vertebra found" in empty.notes else ["no vertebra found"]
+        return empty
+    order = order_instances(centres, axis, sign)
+    ids, centres, volumes = ids[order], centres[order], volumes[order]
+    at = instance_map.ravel()[probs.index]
+    evidence = probs.id if probs.id is not None else probs.seg
+    per_instance = rows_level_log_probs(evidence, at)
+    log_probs = np.stack([per_instance[int(i)] for i in ids])
+    coarse = None
+    if coarse_probs is not None:  # read at the instances' voxels only
+        inside = np.flatnonzero(at)
+        rows = at_fine_voxels(coarse_probs, probs.shape, probs.index[inside])
+        per_instance = rows_level_log_probs(rows, at[inside])
+        coarse = np.stack([per_instance[int(i)] for i in ids])
+    anchors, anchor_notes = find_anchors(hu, instance_map, ids, sp, axis, sign, params)
+    edges = np.moveaxis(instance_map, axis, 0)
+    on_border = np.isin(ids, np.concatenate([np.unique(edges[0]), np.unique(edges[-1])]))
+    return OrderedInstances(instance_map, ids, centres, volumes, log_probs, _majority(at, voxel_majority),
+                            notes + anchor_notes, coarse, anchors, hu is not None, on_border, bound)
+
+
+def _evidence(found: OrderedInstances, params: Postprocessing) -> np.ndarray:
+    """The decoder's per-instance evidence: the fine log-probabilities plus ``coarse_level_weight`` x the coarse
+    stage's (renormalised, so the decoder's confidence stays a posterior)."""
+    if found.coarse_log_probs is None or params.coarse_level_weight <= 0:
+        return found.log_probs
+    combined = found.log_probs + params.coarse_level_weight * found.coarse_log_probs
+    return combined - np.logaddexp.reduce(combined, axis=1, keepdims=True)
+
+
+def _sequence(levels) -> str:
+    return f"{L.ANATOMICAL_ORDER[levels[0]]}-{L.ANATOMICAL_ORDER[levels[-1]]}" if len(levels) else "-"
 
 
 def _grid(seg_probs, id_probs=None) -> GridProbabilities:
@@ -108,12 +190,18 @@ def _grid(seg_probs, id_probs=None) -> GridProbabilities:
 
 
 def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS) -> NumberingResult:
-    """Steps 4-5: the decoder (its parameters from ``params``) and the labelled map, records and notes."""
+    """Steps 4-5: the decoder (its parameters from ``params``) and the labelled map, records, notes, report and
+    quality flag."""
     notes = list(found.notes)
+    count = None if found.count is None else {**found.count.report(), "exceeded": found.count.exceeded}
     if len(found.ids) == 0:
-        return NumberingResult(np.zeros(found.instance_map.shape, dtype=np.uint8), [], notes)
-    ids, centres, log_probs = found.ids, found.centres, found.log_probs
-    decoding = decode_levels(log_probs, np.linalg.norm(np.diff(centres, axis=0), axis=1), params)
+        report = {"spine_found": found.spine_found, "anchors": [], "count_bound": count}
+        return NumberingResult(np.zeros(found.instance_map.shape, dtype=np.uint8), [], notes, report,
+                               assess([], spine_found=False, params=params))
+    ids, centres = found.ids, found.centres
+    log_probs = _evidence(found, params)
+    unary = anchor_log_prior(found.anchors, len(ids), params)
+    decoding = decode_levels(log_probs, np.linalg.norm(np.diff(centres, axis=0), axis=1), params, unary)
     lut = np.zeros(int(found.instance_map.max()) + 1, dtype=np.uint8)
     lut[ids] = decoding.levels + 1
     instances, renumbered = [], []
@@ -132,15 +220,39 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
             "log_probs": [float(v) for v in log_probs[k]],
             "centre_mm": [float(v) for v in centres[k]],
             "volume_mm3": float(found.volumes[k]),
+            "on_border": bool(found.on_border[k]),
         })
     notes += decoding.notes
     if renumbered:
         notes.append(f"numbered against the voxel-wise majority level (head to foot): {'; '.join(renumbered)}")
-    return NumberingResult(lut[found.instance_map], instances, notes)
+    anchors = []
+    for anchor in found.anchors:
+        name = instances[anchor.instance]["name"]
+        anchors.append({"kind": anchor.kind, "vertebra": name, "allows": list(anchor.levels),
+                        "agrees": name in anchor.levels, "strength": anchor_strength(anchor.kind, params),
+                        **anchor.measures})
+        notes.append(f"anchor {anchor.kind} at the vertebra numbered {name} (it says {' or '.join(anchor.levels)})")
+    if not anchors:
+        notes.append("no anatomical anchor in view (skull base, dens, last rib, sacrum)")
+    if decoding.margin < params.unsure_margin:
+        notes.append(f"numbering unsure: {_sequence(decoding.levels)} is only {np.exp(decoding.margin):.1f}x as "
+                     f"likely as {_sequence(decoding.second)} (margin {decoding.margin:.2f} nats)")
+    report = {
+        "spine_found": True,
+        "anchors": anchors,
+        "coarse_evidence": found.coarse_log_probs is not None and params.coarse_level_weight > 0,
+        "margin_nats": None if not np.isfinite(decoding.margin) else round(float(decoding.margin), 3),
+        "second_best": None if decoding.second is None else [L.ANATOMICAL_ORDER[s] for s in decoding.second],
+        "path_probability": round(decoding.path_probability, 4),
+        "count_bound": count,
+    }
+    quality = assess(instances, margin=decoding.margin, anchors=[a["kind"] for a in anchors], count=count,
+                     params=params)
+    return NumberingResult(lut[found.instance_map], instances, notes, report, quality)
 
 
 def number_vertebrae(seg_probs, spacing, superior_axis: int, superior_sign: int = 1, id_probs=None, *,
-                     params: Postprocessing = DEFAULTS) -> NumberingResult:
+                     params: Postprocessing = DEFAULTS, coarse_probs=None, hu=None) -> NumberingResult:
     """Number the vertebrae of one case at the model's spacing.
 
     Args:
@@ -152,12 +264,19 @@ def number_vertebrae(seg_probs, spacing, superior_axis: int, superior_sign: int 
         id_probs: optional (26, X, Y, Z) identification softmax (channel k = ``ANATOMICAL_ORDER[k]``); None =
             level evidence from the foreground channels of ``seg_probs`` (ablation, nnU-Net baseline).
         params: the post-processing parameters (instances and decoder).
+        coarse_probs: optional (26, *grid) level probabilities of the coarse whole-field stage (``coarse_stage``)
+            on its own grid over the same box (or on this one), read at the instances' voxels by linear
+            interpolation and weighed in by ``params.coarse_level_weight``; default: a ``GridProbabilities``' own
+            (``coarse``).
+        hu: optional CT (HU) on this grid, for the anatomical anchors (``model_grid_hu``); None = the dens only.
 
     Returns:
         NumberingResult: ``labels`` (uint8 training labels), ``instances`` head to foot (instance_id 1..K in
-        that order, label, code, name, confidence, log_probs, centre_mm, volume_mm3) and ``notes``.
+        that order, label, code, name, confidence, log_probs (the decoder's evidence), centre_mm, volume_mm3,
+        on_border), ``notes``, ``report`` and ``quality``.
     """
-    found = ordered_instances(seg_probs, spacing, superior_axis, superior_sign, id_probs, params)
+    found = ordered_instances(seg_probs, spacing, superior_axis, superior_sign, id_probs, params,
+                              coarse_probs=coarse_probs, hu=hu)
     return decode_instances(found, params)
 
 
@@ -187,4 +306,5 @@ def argmax_numbering(seg_probs) -> NumberingResult:
         code = L.CODE_OF_TRAINING_LABEL[int(label)]
         instances.append({"instance_id": len(instances) + 1, "label": int(label), "code": code, "name": L.name(code),
                           "confidence": float(winning[label] / voxels[label]), "voxels": int(voxels[label])})
-    return NumberingResult(label_map, instances, [ARGMAX_NOTE])
+    quality = assess(instances, spine_found=bool(instances), anchors_looked_for=False)
+    return NumberingResult(label_map, instances, [ARGMAX_NOTE], {"spine_found": bool(instances)}, quality)

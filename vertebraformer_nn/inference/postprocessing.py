@@ -1,5 +1,6 @@
 """Every tuned constant of prediction, in one place: the numbering's instance and decoder parameters and the lesion
-threshold and size (DESIGN.md section 10: nothing that defines a model's output is a constant in code).
+candidates, their score, the threshold and the smallest size (DESIGN.md section 10: nothing that defines a model's
+output is a constant in code).
 
 :class:`Postprocessing` holds them with their documented defaults: the values chosen on MultiSpine-Sim phantoms
 before any model folder had its own. A model folder may carry ``postprocessing.json`` beside ``plans.json`` (as
@@ -36,6 +37,10 @@ DEFAULT_SOURCE = "default"
 OVERRIDE_SOURCE = "command line"
 
 
+#: what may rank lesion candidates (the ``lesion_score`` field; lesion_candidates.py computes each)
+LESION_SCORES = ("max", "mean", "integrated")
+
+
 class PostprocessingError(ValueError):
     """A post-processing file or value that cannot be used; the message names it and says why."""
 
@@ -46,6 +51,11 @@ def _searched(default, candidates: Tuple, doc: str):
 
 def _fixed(default, doc: str):
     return field(default=default, metadata={"candidates": (), "doc": doc})
+
+
+def _quality(default, doc: str):
+    """A threshold of the quality flags: fixed (never searched: it changes no label) and reported apart."""
+    return field(default=default, metadata={"candidates": (), "doc": doc, "step": "quality"})
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,63 @@ class Postprocessing:
     max_merged_growth: float = _searched(1.5, (1.3, 1.5, 2.0), (
         "... unless their union would exceed this multiple of the median volume of the 4 nearest instances "
         "(neighbouring vertebrae differ by <~20 %): then one of them already holds part of the next vertebra."))
+    # --- numbering: split and fused bodies (instance_repair.py) -------------------------------------------------
+    split_height_ratio: float = _searched(1.7, (0.0, 1.5, 1.7, 2.0), (
+        "An instance at least this many times as tall (along the head-foot axis) as the median of its neighbours (up "
+        "to two on each side) holds two fused vertebrae: it is cut at its narrowest cross-section in its middle half, "
+        "when each part keeps at least split_min_part of it. Neighbouring vertebrae differ in height by <~25 %, two "
+        "of them fused are ~2x; C2 with its dens is ~2x its neighbours too, but its dens is far below split_min_part. "
+        "0 = off."))
+    split_min_part: float = _fixed(0.3, (
+        "Anatomy, not tuned: each part of a split keeps at least this fraction of the instance's volume (two fused "
+        "bodies are near halves; a dens, a spinous process tip or a cut-off endplate are not)."))
+    split_max_neck: float = _fixed(0.7, (
+        "Anatomy, not tuned: ... and when that cross-section is at most this fraction of the instance's median one "
+        "(a disc between two bodies, with the gap between their laminae, is narrower than either body; a uniformly "
+        "wide instance is one tall vertebra or a flipped half already joined to its neighbour, not two fused)."))
+    merge_half_height: float = _searched(0.65, (0.0, 0.55, 0.65, 0.75), (
+        "Two consecutive touching instances each at most this fraction of the median height of the instances around "
+        "them, together at most 1.3 x that median, are one vertebra cut across (a weak model's two levels on the "
+        "upper and lower half of one body): merged, so the decoder does not give them two levels and shift every "
+        "level below. A whole vertebra is ~1x its neighbours, half of one ~0.5x. 0 = off."))
+
+    # --- numbering: the spine in the field of view (spine_extent.py) -------------------------------------------
+    spine_min_volume_ml: float = _fixed(10.0, (
+        "Less predicted vertebra volume than this in the whole scan (after fragments are cleaned) is no spine: no "
+        "vertebra is written and the case is flagged 'fail' (spine not found). The smallest vertebra (a child's C3) "
+        "is ~5 ml and a partial field of view still holds a few whole ones; specks of false positives in a scan "
+        "without a spine stay below it."))
+    instance_min_foreground: float = _fixed(0.5, (
+        "An instance whose mean foreground probability (1 - background) is below this is not a vertebra (a "
+        "diffuse, uncertain false positive) and is dropped. A vertebra's voxels hold > 0.9 even from briefly "
+        "trained models; 0.5 is the decision boundary against background."))
+    min_pitch_fraction: float = _fixed(0.6, (
+        "Anatomy, not tuned: the shortest plausible centroid distance between consecutive vertebrae is this "
+        "fraction of the typical adult one of their levels (level_anatomy.py; real masks: 17-22 mm in the neck, "
+        "27-36 mm in the lumbar spine, people differ by ~1.3x). It bounds the count (a field of view of E mm holds "
+        "at most the vertebrae whose shortest pitches fit in E: the smallest instances beyond are dropped) and "
+        "penalises in the decoder labels that put vertebrae closer than their levels allow (Gaussian in the log "
+        "ratio with gap_log_sigma). 0 = neither."))
+
+    # --- numbering: anatomical anchors from the image (anchors.py) ---------------------------------------------
+    anchor_bone_hu: float = _fixed(200.0, (
+        "Anatomy, not tuned: voxels at or above this HU outside the predicted vertebrae are bone for the anchors "
+        "(ribs, sacrum and pelvis, skull base). Cortical and trabecular bone read 150-1500 HU, muscle and organs "
+        "below 100 (contrast-filled vessels up to ~300: the aorta beside the spine reaches far less than a rib)."))
+    rib_min_reach_mm: float = _fixed(60.0, (
+        "Anatomy, not tuned: bone touching a vertebra at its own height is a rib when it reaches at least this far "
+        "from the vertebra's centroid axis in the axial plane (ribs: 90-120 mm half width; a lumbar transverse "
+        "process ends 40-50 mm from the midline and belongs to its vertebra anyway)."))
+    pelvis_min_volume_ml: float = _fixed(50.0, (
+        "Anatomy, not tuned: bone directly below the last vertebra (within 30 mm, in-plane within 35 mm of its "
+        "axis) is the sacrum when its connected bone holds at least this volume and reaches rib_min_reach_mm from "
+        "that axis (sacral alae, iliac wings): then the last vertebra is L5 (or L6). A vertebra left unsegmented "
+        "below holds 20-60 ml but reaches less far."))
+    skull_min_volume_ml: float = _fixed(40.0, (
+        "Anatomy, not tuned: bone directly above the first vertebra (within 30 mm, in-plane within 35 mm of its "
+        "axis) is the skull base when its connected bone holds at least this volume: then the first vertebra is C1 "
+        "(C1 alone, if left unsegmented, holds 10-20 ml)."))
+
     max_pieces_before_dust: int = _fixed(2000, (
         "Computational guard, not tuned: more argmax pieces than this means salt-and-pepper output, and specks "
         "below min_volume_mm3 are cleared before the piece graph is built (a whole spine of 26 vertebrae with a few "
@@ -105,16 +172,77 @@ class Postprocessing:
         "Anatomy, not tuned: skipping k levels needs a gap of at least (k + 1 - tolerance) typical distances: 1.6 "
         "for one missing vertebra, far outside normal variation, while a missing vertebra gives ~2."))
     max_skip: int = _fixed(3, "At most this many consecutive levels skipped at one place.")
+    coarse_level_weight: float = _searched(1.0, (0.0, 0.5, 1.0, 2.0), (
+        "Weight of the coarse whole-field stage's level evidence (the sibling 3d_lowres model, coarse_stage.py) in "
+        "the decoder: each instance's level log-probabilities are its own plus this times the coarse model's over "
+        "its voxels (a product of experts). The coarse model sees the whole field of view with its anchors at once, "
+        "where a fine patch sees ~30 cm; 1 = both count alike. 0 = off (predict --no-coarse also skips running it)."))
+    anchor_rib_strength: float = _searched(4.0, (0.0, 2.0, 4.0, 8.0), (
+        "Log-prior (nats) against every level but T12 and T13 for the last rib-bearing vertebra (anchors.py), when a "
+        "vertebra without ribs follows it. 4 nats: the level evidence must favour another level ~55:1 to overrule "
+        "the image. 0 = off."))
+    anchor_sacrum_strength: float = _searched(4.0, (0.0, 2.0, 4.0, 8.0), (
+        "Log-prior (nats) against every level but L5 and L6 for the last vertebra when the sacrum and pelvis lie "
+        "directly below it (anchors.py). 0 = off."))
+    anchor_skull_strength: float = _searched(4.0, (0.0, 2.0, 4.0, 8.0), (
+        "Log-prior (nats) against every level but C1 for the first vertebra when the skull base lies directly above "
+        "it (anchors.py). 0 = off."))
+    anchor_dens_strength: float = _searched(4.0, (0.0, 2.0, 4.0, 8.0), (
+        "Log-prior (nats) against every level but C2 for a vertebra whose dens rises into the ring of the one above "
+        "it (anchors.py). 0 = off."))
     gap_window: int = _fixed(2, (
         "Typical distance at a gap = median of up to this many gaps on each side (not the gap itself), so the "
         "reference follows the growth of vertebrae from neck to lumbar spine."))
 
-    # --- lesions (lesions.py) -----------------------------------------------------------------------------------
-    lesion_threshold: float = _searched(0.5, (0.3, 0.4, 0.5, 0.6, 0.7), (
-        "Lesion voxels: lesion probability above this value (the sigmoid's decision boundary)."))
+    # --- quality flags (quality.py): they change no label, they say when not to trust them ---------------------
+    unsure_margin: float = _quality(1.1, (
+        "The numbering is unsure when the best label sequence is less than exp(this) times as likely as the second "
+        "best (k-best Viterbi over the same lattice): 1.1 nats = 3:1."))
+    min_mean_confidence: float = _quality(0.5, (
+        "Low confidence: the vertebrae's mean decoder confidence (posterior marginal of their level) is below this."))
+    volume_factor: float = _quality(4.0, (
+        "Implausible size: a whole vertebra (not cut by the field of view) more than this factor smaller or larger "
+        "than the typical volume of its level (level_anatomy.py). People differ by ~2x in volume; 4x is a "
+        "vertebra of another region, a fragment or two fused."))
+    max_pitch_factor: float = _quality(1.7, (
+        "Implausible spacing: consecutive vertebrae (no level skipped) farther apart than this times, or closer "
+        "than min_pitch_fraction times, the typical pitch of their levels."))
+
+    # --- lesions: candidates (lesion_candidates.py), their score, the written map (lesions.py) -----------------------
+    lesion_candidate_floor: float = _searched(0.05, (0.02, 0.05, 0.1), (
+        "Lesion candidates reach down to this probability: every local maximum of the lesion map above it is a "
+        "candidate with a score, listed in <case>.json and ranked in the lesion AP, whether or not it is written "
+        "as a lesion. A briefly trained head is right about where and wrong about how much (lesion AP 0 at a "
+        "fixed 0.5: no instance existed below it); a trained head's background stays below 0.01, so 0.05 keeps "
+        "the candidates to places the head singles out. Never above lesion_threshold."))
+    lesion_smoothing_mm: float = _searched(0.0, (0.0, 2.0, 4.0), (
+        "Gaussian sigma (mm) of the probability map in which the candidates' peaks and basins are found (their "
+        "extent and score read the map itself); 0 = none. The split rule below already merges a peak that does "
+        "not stand out from its neighbour, so smoothing is off unless validation finds that it helps."))
+    lesion_split_ratio: float = _searched(0.7, (0.5, 0.7, 0.9), (
+        "Two peaks are two candidates when the probability on the best path between them (the saddle) drops "
+        "below this fraction of the lower peak; otherwise the lower one joins the higher (h-maxima of the log "
+        "probability, then a watershed). 0.7: two touching lesions with their own cores split, while a plateau "
+        "with ripples of a few percent stays one lesion; relative, so a weak head's scaled-down map splits "
+        "like a confident one's."))
+    lesion_extent_fraction: float = _searched(0.5, (0.3, 0.5, 0.7), (
+        "A candidate's extent: the voxels of its basin whose probability is at least this fraction of its peak "
+        "(and at least lesion_candidate_floor), connected to the peak. 0.5 is the sigmoid's decision boundary "
+        "for a confident head (peak ~1) and the half-maximum of a weak one's (the same shape, scaled down)."))
+    lesion_score: str = _searched("max", LESION_SCORES, (
+        "What ranks the candidates (the lesion AP's order): 'max' = peak probability, 'mean' = mean probability "
+        "over the extent, 'integrated' = probability summed over the extent in mm3 (an expected volume). 'max' "
+        "by default: it does not depend on size, and the written lesions (peak above lesion_threshold) are then "
+        "exactly the top of the ranking, so the operating point lies on the precision-recall curve; 'mean' "
+        "punishes a lesion for its uncertain rim, 'integrated' ranks large diffuse responses first."))
     lesion_min_volume_mm3: float = _searched(30.0, (10.0, 30.0, 100.0), (
-        "Smaller lesion components are dropped as noise: about a 4 mm sphere (MultiSpine-Sim lesions have radii "
-        "of 5 mm and more)."))
+        "Candidates whose extent is smaller are dropped as noise: about a 4 mm sphere (MultiSpine-Sim lesions "
+        "have radii of 5 mm and more)."))
+    lesion_threshold: float = _searched(0.5, (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), (
+        "Candidates whose peak probability exceeds this value are written as lesions (<case>_lesion.nii.gz, "
+        "<case>.json lesions[]); the others stay candidates. The operating point only: it changes precision and "
+        "recall, never the ranking or the AP, so determine-postprocessing chooses it by the F1 score at IoU 0.1 "
+        "and 0.3, after the candidate values above. 0.5: the sigmoid's decision boundary."))
 
     def __post_init__(self):
         problems = [f"{name} = {getattr(self, name)!r}: {why}" for name, why in _problems(self)]
@@ -136,6 +264,11 @@ class Postprocessing:
 
 
 
+def show(value) -> str:
+    """A parameter value as messages print it: numbers with ``:g``, choices as they are."""
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
 def candidates(name: str) -> Tuple:
     """The values ``determine-postprocessing`` tries for ``name`` (empty: not searched)."""
     return _FIELDS[name].metadata["candidates"]
@@ -145,23 +278,45 @@ def documentation(name: str) -> str:
     return _FIELDS[name].metadata["doc"]
 
 
+#: values that only need to be >= 0 (0 switches an anchor, the coarse evidence or a threshold off)
+_NON_NEGATIVE = ("spine_min_volume_ml", "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml",
+                 "skull_min_volume_ml", "coarse_level_weight", "anchor_rib_strength", "anchor_sacrum_strength",
+                 "anchor_skull_strength", "anchor_dens_strength", "unsure_margin")
+
+
 def _problems(p: Postprocessing) -> List[Tuple[str, str]]:
     out = []
-    for name in ("level_smoothing_mm", "min_volume_mm3", "min_relative_volume"):
+    for name in ("level_smoothing_mm", "min_volume_mm3", "min_relative_volume", *_NON_NEGATIVE):
         if not getattr(p, name) >= 0:
             out.append((name, "must be >= 0"))
-    for name in ("merge_contact_ratio", "max_merged_growth", "gap_log_sigma"):
+    for name in ("merge_contact_ratio", "max_merged_growth", "gap_log_sigma", "volume_factor", "max_pitch_factor"):
         if not getattr(p, name) > 0:
             out.append((name, "must be > 0"))
-    for name in ("transitional_prior", "skip_prior", "lesion_threshold"):
+    for name in ("transitional_prior", "skip_prior", "lesion_threshold", "lesion_candidate_floor",
+                 "lesion_split_ratio", "lesion_extent_fraction"):
         if not 0 < getattr(p, name) < 1:
             out.append((name, "must lie in (0, 1)"))
+    if 0 < p.lesion_threshold < p.lesion_candidate_floor < 1:
+        out.append(("lesion_threshold", f"must not lie below lesion_candidate_floor = {p.lesion_candidate_floor:g} "
+                                        "(lower that too)"))
+    if p.lesion_score not in LESION_SCORES:
+        out.append(("lesion_score", f"must be one of {', '.join(LESION_SCORES)}"))
+    for name in ("split_min_part", "instance_min_foreground", "min_mean_confidence", "split_max_neck"):
+        if not 0 <= getattr(p, name) < 1:
+            out.append((name, "must lie in [0, 1)"))
+    if not (p.split_height_ratio == 0 or p.split_height_ratio > 1):
+        out.append(("split_height_ratio", "must be 0 (off) or > 1"))
+    if not 0 <= p.merge_half_height < 1:
+        out.append(("merge_half_height", "must lie in [0, 1) (0 = off)"))
+    if not 0 <= p.min_pitch_fraction < 1:
+        out.append(("min_pitch_fraction", "must lie in [0, 1) (0 = off)"))
     if not 0 < p.confident_level <= 1:
         out.append(("confident_level", "must lie in (0, 1]"))
     if not 0 <= p.level_vote_floor < 1:
         out.append(("level_vote_floor", "must lie in [0, 1)"))
-    if not p.lesion_min_volume_mm3 >= 0:
-        out.append(("lesion_min_volume_mm3", "must be >= 0"))
+    for name in ("lesion_min_volume_mm3", "lesion_smoothing_mm"):
+        if not getattr(p, name) >= 0:
+            out.append((name, "must be >= 0"))
     if not 0 <= p.skip_tolerance < 1:
         out.append(("skip_tolerance", "must lie in [0, 1)"))
     for name in ("max_pieces_before_dust", "max_skip", "gap_window"):
@@ -178,16 +333,22 @@ NAMES = tuple(f.name for f in fields(Postprocessing))
 INSTANCE_NAMES = NAMES[:NAMES.index("max_pieces_before_dust") + 1]
 DECODER_NAMES = NAMES[len(INSTANCE_NAMES):NAMES.index("gap_window") + 1]
 NUMBERING_NAMES = INSTANCE_NAMES + DECODER_NAMES
-LESION_NAMES = NAMES[len(NUMBERING_NAMES):]
 _FIELDS = {f.name: f for f in fields(Postprocessing)}
+#: the thresholds of the quality flags (they change no label)
+QUALITY_NAMES = tuple(n for n in NAMES if _FIELDS[n].metadata.get("step") == "quality")
+LESION_NAMES = tuple(n for n in NAMES[len(NUMBERING_NAMES):] if n not in QUALITY_NAMES)
 
 
-def coerce(name: str, value) -> float:
+def coerce(name: str, value):
     """A value for field ``name`` from JSON or the command line, in the field's type; PostprocessingError naming
     the field for anything else."""
     if name not in _FIELDS:
         raise PostprocessingError(f"unknown post-processing parameter {name!r}; known: {', '.join(NAMES)}")
     kind = type(getattr(DEFAULTS, name))
+    if kind is str:  # a choice (lesion_score): one of the field's candidates
+        if str(value) not in candidates(name):
+            raise PostprocessingError(f"{name} = {value!r} must be one of {', '.join(candidates(name))}")
+        return str(value)
     try:
         number = float(value)
     except (TypeError, ValueError):

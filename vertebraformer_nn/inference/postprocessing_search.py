@@ -8,8 +8,10 @@ Cases: every validation case of the chosen cross-validation folds, predicted by 
 
 * numbering parameters: the VerSe identification rate pooled over the cases (hits / whole reference vertebrae;
   centroids from the reference and the predicted masks alike, ``centroids.body_centroids``); per case, its hits;
-* lesion parameters: the mean of the pooled lesion AP at 3D IoU 0.1 and 0.3 over the lesion-annotated cases; per
-  case, its AP (a case without reference lesions: minus its false positives).
+* lesion parameters (``lesion_validation``): the candidate values by the mean of the pooled lesion AP over every
+  candidate at 3D IoU 0.1 and 0.3 over the lesion-annotated cases, the threshold (which changes no ranking) by the
+  F1 score of the written lesions; per case, its AP or F1 (a case without reference lesions: minus its false
+  positives).
 
 Search: coordinate-wise, one pass, parameters in the order of ``postprocessing.Postprocessing`` (instances, decoder,
 lesions), each over its few ``candidates`` with the others at their current values. A candidate replaces the
@@ -35,11 +37,10 @@ import SimpleITK as sitk
 from .. import labels
 from ..atomic import write_text_atomic
 from ..centroids import body_centroids
-from ..evaluation import lesion_metrics
 from ..evaluation.border import apply_border_rule
 from ..evaluation.metrics import identification
 from . import postprocessing as PP
-from .lesions import lesion_instances
+from .lesion_validation import LESION_IOUS, LesionScorer, criterion, pooled_score
 from .numbering import decode_instances, ordered_instances
 from .postprocessing import Postprocessing
 from .validation_cases import ValidationCase, collect_validation_cases, iterate, whole_vertebrae
@@ -48,7 +49,6 @@ __all__ = ["MARGIN", "ALPHA", "LESION_IOUS", "choose", "search", "determine_post
 
 MARGIN = 0.01
 ALPHA = 0.05
-LESION_IOUS = (0.1, 0.3)
 
 
 # ------------------------------------------------------------------------------------------------ per case
@@ -66,6 +66,7 @@ class _CaseScorer:
         self.case, self.probs = case, probs
         self._instances: Dict[tuple, object] = {}
         self._reference_ctd = None
+        self._lesions: Optional[LesionScorer] = None
 
     def numbering(self, params: Postprocessing) -> Tuple[int, int]:
         """(hits, whole reference vertebrae) of the identification at ``params``."""
@@ -74,7 +75,8 @@ class _CaseScorer:
         if key not in self._instances:
             axis, sign = case.superior
             self._instances[key] = ordered_instances(self.probs["seg"], case.spacing, axis, sign,
-                                                     self.probs.get("id"), params)
+                                                     self.probs.get("id"), params,
+                                                     coarse_probs=self.probs.get("coarse_id"), hu=case.hu)
         predicted = labels.training_to_verse(decode_instances(self._instances[key], params).labels)
         scored = apply_border_rule(case.reference, case.ignore, predicted, case.superior[0])
         if self._reference_ctd is None:
@@ -84,33 +86,18 @@ class _CaseScorer:
         return int(result["hits"]), int(result["n_reference"])
 
     def lesions(self, params: Postprocessing) -> Optional[dict]:
-        """``lesion_metrics.case_lesion_metrics`` at ``params`` (None: the case annotates no lesions)."""
+        """``lesion_metrics.case_detection`` at ``params`` (None: the case annotates no lesions)."""
         if self.case.lesions is None or "lesion" not in self.probs:
             return None
-        found, instances = lesion_instances(self.probs["lesion"][0], None, self.case.spacing,
-                                            params.lesion_threshold, params.lesion_min_volume_mm3)
-        scores = {i["id"]: i["score"] for i in instances}
-        return lesion_metrics.case_lesion_metrics(lesion_metrics.reference_instances(self.case.lesions), found,
-                                                  scores, LESION_IOUS)
+        if self._lesions is None:
+            self._lesions = LesionScorer(self.probs["lesion"][0], self.case.lesions, self.case.spacing)
+        return self._lesions.record(params)
 
 
 # ------------------------------------------------------------------------------------------------ pooled scores
 def _numbering_score(per_case: Sequence[Tuple[int, int]]) -> Tuple[float, List[float]]:
     hits, total = sum(h for h, _ in per_case), sum(n for _, n in per_case)
     return (hits / total if total else float("nan")), [float(h) for h, _ in per_case]
-
-
-def _lesion_score(per_case: Sequence[Optional[dict]]) -> Tuple[float, List[float]]:
-    cases = [c for c in per_case if c is not None]
-    pooled = []
-    for iou in LESION_IOUS:
-        tp, owner, n_ref = lesion_metrics.pooled_inputs(cases, iou)
-        pooled.append(float(lesion_metrics.pooled_detection(tp, owner, n_ref)["ap"]))
-    per = []
-    for c in cases:
-        aps = [c["thresholds"][lesion_metrics.threshold_key(t)]["ap"] for t in LESION_IOUS]
-        per.append(float(np.mean(aps)) if c["n_reference"] else -float(c["n_predicted"]))
-    return float(np.mean(pooled)) if cases else float("nan"), per
 
 
 # ------------------------------------------------------------------------------------------------ the rule
@@ -137,10 +124,10 @@ def choose(current: float, scored: Mapping[float, Tuple[float, List[float]]]) ->
         if ok:
             passing.append((score, value))
     if not passing:
-        return current, rows, (f"kept: no candidate beat {current:g} by {MARGIN:g} on the pooled score with more "
-                               f"cases improved than worsened (one-sided sign test p <= {ALPHA:g})")
-    score, value = max(passing)
-    return value, rows, f"changed: {value:g} scores {score:.4f} against {base:.4f} for {current:g}"
+        return current, rows, (f"kept: no candidate beat {PP.show(current)} by {MARGIN:g} on the pooled score with "
+                               f"more cases improved than worsened (one-sided sign test p <= {ALPHA:g})")
+    score, value = max(passing, key=lambda sv: sv[0])
+    return value, rows, f"changed: {PP.show(value)} scores {score:.4f} against {base:.4f} for {PP.show(current)}"
 
 
 def search(cases: Sequence[ValidationCase], names: Optional[Sequence[str]] = None,
@@ -153,20 +140,24 @@ def search(cases: Sequence[ValidationCase], names: Optional[Sequence[str]] = Non
     for name in names:
         lesion = name in PP.LESION_NAMES
         if lesion and not annotated:
-            notes.append(f"{name}: no lesion-annotated validation case; kept {getattr(current, name):g}")
+            notes.append(f"{name}: no lesion-annotated validation case; kept {PP.show(getattr(current, name))}")
             continue
-        values = sorted({*PP.candidates(name), getattr(current, name)})
-        trials = {v: replace(current, **{name: v}) for v in values}
-        per_value: Dict[float, list] = {v: [] for v in values}
+        trials = {}
+        for v in sorted({*PP.candidates(name), getattr(current, name)}):
+            try:
+                trials[v] = replace(current, **{name: v})
+            except PP.PostprocessingError as e:  # e.g. a candidate floor above the current threshold
+                notes.append(f"{name} = {PP.show(v)} not tried with the other current values: {e}")
+        per_value: Dict[float, list] = {v: [] for v in trials}
         t0 = time.perf_counter()
         for case, probs in iterate(annotated if lesion else cases):
             scorer = _CaseScorer(case, probs)
             for v, params in trials.items():
                 per_value[v].append(scorer.lesions(params) if lesion else scorer.numbering(params))
-        pooled = _lesion_score if lesion else _numbering_score
+        pooled = (lambda r: pooled_score(name, r)) if lesion else _numbering_score
         chosen, rows, why = choose(getattr(current, name), {v: pooled(r) for v, r in per_value.items()})
         log(f"  {name}: {why} ({time.perf_counter() - t0:.0f} s)")
-        steps.append({"parameter": name, "criterion": "lesion AP" if lesion else "identification rate",
+        steps.append({"parameter": name, "criterion": criterion(name) if lesion else "identification rate",
                       "start": getattr(current, name), "candidates": rows, "chosen": chosen, "why": why})
         current = replace(current, **{name: chosen})
     return current, {"steps": steps, "notes": notes}
@@ -197,8 +188,9 @@ def determine_postprocessing(model_folder, folds: Sequence[int], *, device: Opti
         "cases": [{"case": c.name, "fold": c.fold, "whole_vertebrae": whole_vertebrae(c),
                    "lesion_annotated": c.lesions is not None} for c in cases],
         "rule": {"numbering": "VerSe identification rate pooled over the cases (model grid, border rule applied)",
-                 "lesions": f"mean lesion AP at IoU {', '.join(map(str, LESION_IOUS))} pooled over the "
-                            "lesion-annotated cases",
+                 "lesions": f"candidate values: mean lesion AP over every candidate at IoU "
+                            f"{', '.join(map(str, LESION_IOUS))} pooled over the lesion-annotated cases; "
+                            "threshold: F1 of the written lesions at the same IoUs",
                  "change": f"pooled score better by >= {MARGIN:g} and one-sided sign test over cases p <= {ALPHA:g}",
                  "search": "coordinate-wise, one pass, in the order of the parameters"},
         "changed": {n: getattr(chosen, n) for n in PP.NAMES if getattr(chosen, n) != getattr(PP.DEFAULTS, n)},

@@ -4,7 +4,9 @@ the demo calls it directly).
 A folder (or a file) of CT scans in, per case the outputs of ``case_outputs`` out, on the input's own grid. What
 runs: case discovery (``cases.discover_cases``), the model folder (``predictor.resolve_model_folder``), its
 post-processing values (``postprocessing.resolve``: the model folder's ``postprocessing.json``, or a named file,
-then overrides), the predictor, ``prediction_args[_part<I>of<N>].json`` (the run's settings, written before the
+then overrides), the predictor with its coarse whole-field stage when the sibling ``3d_lowres`` model exists
+(``coarse_stage``; ``coarse=False`` skips it),
+``prediction_args[_part<I>of<N>].json`` (the run's settings, written before the
 first case), then ``runner.run_cases``. Anything that keeps the whole run from starting (no cases, no model, a bad
 post-processing file, outputs that would overwrite inputs) raises :class:`PredictionError`; a case that fails is a
 row of ``summary.csv`` and counts in the returned number of failures.
@@ -43,12 +45,23 @@ def _overwrites_inputs(cases, out_dir: Path, save_probabilities: bool) -> Option
     return None
 
 
+def _attach_coarse_stage(predictor, folder: Path, checkpoint: str, device, tta, bf16, step_size) -> str:
+    """Load the sibling 3d_lowres model as the predictor's coarse stage when it has every fold; the log line."""
+    from .coarse_stage import CoarseStage, find_coarse_model
+
+    coarse_folder, note = find_coarse_model(folder, predictor.folds, checkpoint)
+    if coarse_folder is not None:
+        predictor.coarse_stage = CoarseStage.load(coarse_folder, predictor.folds, checkpoint, device,
+                                                  use_mirroring=tta, bf16=bf16, tile_step_size=step_size)
+    return note
+
+
 def predict_folder(input, output, *, model=None, dataset=None, configuration: str = "3d_fullres",
                    trainer: Optional[str] = None, plans: Optional[str] = None, folds: Sequence = (0, 1, 2, 3, 4),
                    checkpoint: str = "checkpoint_final.pth", device: Optional[str] = None,
                    tta: Optional[bool] = None, bf16: Optional[bool] = None, step_size: float = 0.5,
                    options: Optional[RunOptions] = None, postprocessing_file=None,
-                   overrides: Optional[Mapping[str, float]] = None,
+                   overrides: Optional[Mapping[str, float]] = None, coarse: bool = True,
                    log: Callable[[str], None] = print) -> Tuple[int, int]:
     """Predict every case of ``input`` into ``output`` (module docstring); returns (cases done, cases failed).
 
@@ -57,7 +70,7 @@ def predict_folder(input, output, *, model=None, dataset=None, configuration: st
     = mirroring on a GPU only; ``bf16`` None = the CPU default (``predictor.BF16_DEFAULT``). ``options``: what
     to write and which part of the cases to run (``runner.RunOptions``; its ``postprocessing`` is set here).
     ``postprocessing_file`` replaces the model folder's ``postprocessing.json``; ``overrides`` (name -> value)
-    win over both."""
+    win over both. ``coarse``: run the coarse whole-field stage when the model has one (``--no-coarse``: False)."""
     options = options or RunOptions()
     if options.num_parts < 1 or not 0 <= options.part_id < options.num_parts:
         raise PredictionError(f"-part_id must be in 0..{options.num_parts - 1} for -num_parts {options.num_parts}")
@@ -81,6 +94,8 @@ def predict_folder(input, output, *, model=None, dataset=None, configuration: st
         postprocessing = resolve(folder, postprocessing_file, overrides)
         predictor = VertebraFormerPredictor(device, use_mirroring=tta, bf16=bf16, tile_step_size=step_size)
         predictor.initialize_from_trained_model_folder(folder, folds, checkpoint)
+        coarse_note = _attach_coarse_stage(predictor, folder, checkpoint, device, tta, bf16, step_size) if coarse \
+            else "coarse whole-field stage: off (--no-coarse)"
     except (ModelError, PostprocessingError) as e:
         raise PredictionError(str(e)) from None
     options = dataclasses.replace(options, postprocessing=postprocessing)
@@ -91,6 +106,7 @@ def predict_folder(input, output, *, model=None, dataset=None, configuration: st
         f"test-time mirroring {'on' if setup['tta_mirroring'] else 'off'}, "
         f"{'bf16 autocast' if setup['bf16'] else 'full precision' if device == 'cpu' else 'nnU-Net autocast'}")
     log(f"  post-processing: {postprocessing.describe()}")
+    log(f"  {coarse_note}")
     for line in [*postprocessing.notes, *(f"renamed: {r}" for r in found.renamed)]:
         log(f"  {line}")
     if found.ignored:

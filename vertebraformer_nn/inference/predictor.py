@@ -20,7 +20,9 @@ test-time mirroring run unchanged. What differs:
   reader would give (``cases.nnunet_input``), then nnU-Net's own preprocessing (``run_case_npy``);
 * export at the model's spacing and back to the input grid without nnU-Net's per-class float32 resampling
   (``export``); the numbering orders vertebrae along the model's head-foot axis, a fact of its plans
-  (``plans_facts.anatomical_axes``; ``export.numbering_axis`` says what happens when a case disagrees).
+  (``plans_facts.anatomical_axes``; ``export.numbering_axis`` says what happens when a case disagrees);
+* with a coarse whole-field stage attached (``coarse_stage``, the sibling ``3d_lowres`` model), its level
+  probabilities on its own grid become the head ``coarse_id`` of every case (``GridProbabilities.coarse``).
 
 The folder loop around it is ``runner.run_cases``.
 """
@@ -185,6 +187,7 @@ class VertebraFormerPredictor(nnUNetPredictor):
         self.folds: List = []
         self.checkpoint_name = DEFAULT_CHECKPOINT
         self.last_run: dict = {}  # where the last sliding window kept its sums, their peak bytes (sliding_window)
+        self.coarse_stage = None  # coarse_stage.CoarseStage, attached by predict_folder
 
     # ---------------------------------------------------------------- loading
     def initialize_from_trained_model_folder(self, model_training_output_dir, use_folds=DEFAULT_FOLDS,
@@ -254,7 +257,8 @@ class VertebraFormerPredictor(nnUNetPredictor):
                 "folds": self.folds, "checkpoint": self.checkpoint_name, "device": str(self.device),
                 "tta_mirroring": bool(self.use_mirroring and self.allowed_mirroring_axes),
                 "mirror_axes": list(self.allowed_mirroring_axes or []), "bf16": self.bf16,
-                "tile_step_size": self.tile_step_size, "heads": list(self.layout)}
+                "tile_step_size": self.tile_step_size, "heads": list(self.layout),
+                "coarse": self.coarse_stage.describe() if self.coarse_stage is not None else None}
 
     # ---------------------------------------------------------------- one case
     def preprocess(self, data, properties: dict) -> Tuple[torch.Tensor, dict]:
@@ -306,6 +310,10 @@ class VertebraFormerPredictor(nnUNetPredictor):
         shape = tuple(data.shape[1:])
         probs = self.predict_probabilities(data, keep)
         del data
+        if self.coarse_stage is not None:  # its time counts as network time
+            from .coarse_stage import attach_levels
+
+            attach_levels(probs, lambda: self.coarse_stage.level_probabilities(image, properties))
         seconds["network"] = time.perf_counter() - t
         meta = case_meta(case.name, case.source, case.kind, image, properties, shape,
                          self.plans_manager.transpose_forward, reorientation, self.plans_axis,

@@ -18,18 +18,20 @@ background 1 (other segmentation channels 0), identification uniform 1/26, lesio
 specks near the borders that would stretch any box over the whole volume. Compaction (:func:`compact`, of full
 arrays) is idempotent, so a compacted array saved and compacted again is unchanged.
 
-File: ``<case>_vfprobs.npz`` (our own name; nnU-Net's ``<case>.npz`` with a ``probabilities`` key would be
-misread by stock tools), a zip of ``.npy`` members (``np.load`` reads it, ``allow_pickle=False``), format version 2:
-``index`` (the kept voxels' flat indices in the model grid, C order, int64, in no particular order), ``seg`` (n, 27),
-``id`` (n, 26) and ``lesion`` (n, 1) in float16 for the heads the model has (row i = voxel ``index[i]``), ``shape``
-(the model grid) and ``meta`` (a JSON string: what export needs to put the result back on the input's grid, the
-source path, model and folds; see ``export.case_meta``). Written while predicting: the rows of each finished block
-of the grid go to a temporary folder beside the file and are streamed into the zip at the end, so neither the
-probabilities nor the file are ever whole in memory. Version 1 files (``mask``, a packed voxel mask, and heads as
-(C, n) in C order of the mask) are still read. Size, measured at the CPU preset (3.5 mm) with a partly trained model
-(CPU20min schedule, epoch 17): a thoracolumbar phantom (model grid 86 x 61 x 55) keeps 5.3 % of the voxels, 1.7 MB
-in memory and 1.3 MB on disk (the full grid would be 31 MB). An untrained model (the tests' tiny one) is uncertain
-everywhere and keeps nearly every voxel.
+File: ``<case>_vfprobs.npz`` (our own name; nnU-Net's ``<case>.npz`` with a ``probabilities`` key would be misread
+by stock tools), a zip of ``.npy`` members (``np.load`` reads it, ``allow_pickle=False``), format version 2:
+``index`` (the kept voxels' flat indices in the model grid, C order, int64, in no particular order), ``seg`` (n,
+27), ``id`` (n, 26) and ``lesion`` (n, 1) in float16 for the heads the model has (row i = voxel ``index[i]``),
+``coarse_id`` (26, *coarse grid) float16 when the coarse whole-field stage ran (its level probabilities on its own
+grid, whole: ``coarse_stage``; averaged by ``ensemble`` as the other heads, over the coarse grid), ``shape`` (the
+model grid) and ``meta`` (a JSON string: what export needs to put the result back on the input's grid, the source
+path, model and folds; see ``export.case_meta``). Written while predicting: the rows of each finished block of the
+grid go to a temporary folder beside the file and are streamed into the zip at the end, so neither the probabilities
+nor the file are ever whole in memory. Version 1 files (``mask``, a packed voxel mask, and heads as (C, n) in C
+order of the mask, ``coarse_id`` among them, on the model grid) are still read. Size, measured at the CPU preset
+(3.5 mm) with a partly trained model (CPU20min schedule, epoch 17): a thoracolumbar phantom (model grid 86 x 61 x
+55) keeps 5.3 % of the voxels, 1.7 MB in memory and 1.3 MB on disk (the full grid would be 31 MB). An untrained
+model (the tests' tiny one) is uncertain everywhere and keeps nearly every voxel.
 """
 from __future__ import annotations
 
@@ -44,11 +46,12 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..atomic import atomic_path
+from .coarse_stage import COARSE_HEAD
 
 __all__ = ["HEADS", "FILE_SUFFIX", "EPS", "CompactProbs", "compact", "fill_value", "KeptWriter", "average",
            "averaged_grid", "save", "load", "probabilities_file"]
 
-HEADS = ("seg", "id", "lesion")
+HEADS = ("seg", "id", "lesion")  # kept as rows per voxel; COARSE_HEAD whole on its own grid (coarse_stage.py)
 FILE_SUFFIX = "_vfprobs.npz"
 FORMAT = "vertebraformer-probabilities"
 VERSION = 2
@@ -84,6 +87,7 @@ class CompactProbs:
     shape: Tuple[int, int, int]
     index: np.ndarray  # int64 (n,), sorted
     heads: Dict[str, np.ndarray]  # head -> (n, C) float16, row i = voxel index[i]
+    coarse: Optional[np.ndarray] = None  # float16 (26, *coarse grid): the coarse stage's levels, or None
 
     @property
     def mask(self) -> np.ndarray:
@@ -108,7 +112,8 @@ class CompactProbs:
         return self.block(head, 0, int(np.prod(self.shape))).reshape(-1, *self.shape)
 
     def nbytes(self) -> int:
-        return self.index.nbytes + sum(a.nbytes for a in self.heads.values())
+        return self.index.nbytes + sum(a.nbytes for a in self.heads.values()) + \
+            (self.coarse.nbytes if self.coarse is not None else 0)
 
 
 def _kept_voxels(probs: Mapping[str, np.ndarray], shape, eps: float) -> np.ndarray:
@@ -122,18 +127,20 @@ def _kept_voxels(probs: Mapping[str, np.ndarray], shape, eps: float) -> np.ndarr
 
 def compact(probs: Mapping[str, np.ndarray], eps: float = EPS) -> CompactProbs:
     """Round every head to float16 and keep the voxels of the spine and lesions (module docstring).
-    ``probs``: head -> (C, X, Y, Z) full arrays."""
-    unknown = set(probs) - set(HEADS)
-    if unknown or not probs:
-        raise ValueError(f"heads must be among {HEADS}; got {sorted(probs)}")
-    rounded = {h: np.asarray(p).astype(np.float16, copy=False) for h, p in probs.items()}
+    ``probs``: head -> (C, X, Y, Z) full arrays; ``coarse_id`` (26, *coarse grid), when there, is kept whole."""
+    from .grid_probabilities import coarse_levels
+
+    unknown = set(probs) - set(HEADS) - {COARSE_HEAD}
+    if unknown or not set(probs) & set(HEADS):
+        raise ValueError(f"heads must be among {(*HEADS, COARSE_HEAD)}; got {sorted(probs)}")
+    rounded = {h: np.asarray(p).astype(np.float16, copy=False) for h, p in probs.items() if h != COARSE_HEAD}
     shapes = {tuple(p.shape[1:]) for p in rounded.values()}
     if len(shapes) != 1 or any(p.ndim != 4 for p in rounded.values()):
         raise ValueError(f"every head must be (C, X, Y, Z) on one grid; got {[p.shape for p in rounded.values()]}")
     shape = shapes.pop()
     index = np.flatnonzero(_kept_voxels(rounded, shape, eps)).astype(np.int64)
     return CompactProbs(shape, index, {h: np.ascontiguousarray(p.reshape(p.shape[0], -1)[:, index].T)
-                                       for h, p in rounded.items()})
+                                       for h, p in rounded.items()}, coarse_levels(probs.get(COARSE_HEAD)))
 
 
 class KeptWriter:
@@ -194,6 +201,23 @@ def _check_same_grid(items: Sequence[CompactProbs]) -> None:
                 {h: first.channels(h) for h in first.heads}:
             raise ValueError(f"cannot average probabilities of grid {item.shape} with heads {sorted(item.heads)} "
                              f"into grid {first.shape} with heads {sorted(first.heads)}")
+        if _coarse_shape(item) != _coarse_shape(first):
+            raise ValueError(f"cannot average the coarse stage's levels of grid {_coarse_shape(item)} into grid "
+                             f"{_coarse_shape(first)} (None: without the coarse stage)")
+
+
+def _coarse_shape(item: CompactProbs) -> Optional[Tuple[int, ...]]:
+    return None if item.coarse is None else tuple(item.coarse.shape)
+
+
+def _mean_coarse(items: Sequence[CompactProbs]) -> Optional[np.ndarray]:
+    """The averaging rule over the coarse stage's levels (whole, on their grid), or None without them."""
+    if items[0].coarse is None:
+        return None
+    total = items[0].coarse.astype(np.float32)
+    for item in items[1:]:
+        np.add(total, item.coarse, out=total)
+    return (total / np.float32(len(items))).astype(np.float16)
 
 
 def _mean_block(items: Sequence[CompactProbs], head: str, start: int, stop: int) -> np.ndarray:
@@ -209,7 +233,10 @@ def average(items: Sequence[CompactProbs]) -> Dict[str, np.ndarray]:
     :func:`averaged_grid`, the same rule block by block)."""
     _check_same_grid(items)
     size = int(np.prod(items[0].shape))
-    return {h: _mean_block(items, h, 0, size).astype(np.float16).reshape(-1, *items[0].shape) for h in items[0].heads}
+    out = {h: _mean_block(items, h, 0, size).astype(np.float16).reshape(-1, *items[0].shape) for h in items[0].heads}
+    if items[0].coarse is not None:
+        out[COARSE_HEAD] = _mean_coarse(items)
+    return out
 
 
 def averaged_grid(items: Sequence[CompactProbs], kept: Optional[KeptWriter] = None):
@@ -233,7 +260,9 @@ def averaged_grid(items: Sequence[CompactProbs], kept: Optional[KeptWriter] = No
             -1, last - first, *shape[1:])) for h in heads}
         reducer.add((slice(first, last), slice(None), slice(None)), block["seg"][0], block["seg"][1:],
                     block.get("id"), block["lesion"][0] if "lesion" in block else None)
-    return reducer.result()
+    result = reducer.result()
+    result.coarse = _mean_coarse(items)
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ file
@@ -262,6 +291,8 @@ def save(path, probs, meta: Mapping) -> Path:
         kept, shape, n = None, probs.shape, len(probs.index)
         members = [("index", np.int64, (n,), [probs.index])]
         members += [(h, np.float16, a.shape, [a]) for h, a in probs.heads.items()]
+    if probs.coarse is not None:
+        members.append((COARSE_HEAD, np.float16, probs.coarse.shape, [probs.coarse]))
     members.append(("shape", np.int64, (3,), [np.asarray(shape, dtype=np.int64)]))
     text = json.dumps({"format": FORMAT, "version": VERSION, **meta})
     members.append(("meta", np.asarray(text).dtype, (), [np.asarray(text)]))
@@ -279,6 +310,8 @@ def save(path, probs, meta: Mapping) -> Path:
 def load(path) -> Tuple[CompactProbs, dict]:
     """(probabilities, meta) of a ``<case>_vfprobs.npz`` (format version 1 or 2); ValueError naming the file when
     it is not one."""
+    from .grid_probabilities import LEVELS
+
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -290,15 +323,20 @@ def load(path) -> Tuple[CompactProbs, dict]:
                 raise ValueError(f"written by a newer version (format version {meta['version']} > {VERSION})")
             shape = tuple(int(s) for s in f["shape"])
             heads = {h: f[h] for h in HEADS if h in f.files}
+            coarse = f[COARSE_HEAD] if COARSE_HEAD in f.files else None
             if version < 2:
                 mask = np.unpackbits(f["mask"], count=int(np.prod(shape))).astype(bool)
                 index = np.flatnonzero(mask).astype(np.int64)
                 heads = {h: np.ascontiguousarray(a.T) if a.ndim == 2 else a for h, a in heads.items()}
+                if coarse is not None:  # version 1: rows at the kept voxels of the model grid
+                    coarse = CompactProbs(shape, index, {"id": np.ascontiguousarray(coarse.T)}).expand("id")
             else:
                 index = f["index"].astype(np.int64, copy=False)
     except (OSError, KeyError, ValueError, json.JSONDecodeError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: unreadable probabilities file ({e})") from None
     bad = [h for h, a in heads.items() if a.dtype != np.float16 or a.ndim != 2 or a.shape[0] != len(index)]
+    if coarse is not None and (coarse.dtype != np.float16 or coarse.ndim != 4 or coarse.shape[0] != LEVELS):
+        bad.append(COARSE_HEAD)
     if not heads or bad or index.ndim != 1 or (len(index) and (index.min() < 0 or index.max() >= np.prod(shape))):
         raise ValueError(f"{path}: probabilities file with missing or malformed heads {bad or list(HEADS)}")
     order = np.argsort(index, kind="stable")
@@ -306,4 +344,4 @@ def load(path) -> Tuple[CompactProbs, dict]:
         raise ValueError(f"{path}: probabilities file holding a voxel twice")
     if not np.array_equal(order, np.arange(len(index))):
         index, heads = index[order], {h: a[order] for h, a in heads.items()}
-    return CompactProbs(shape, index, heads), meta
+    return CompactProbs(shape, index, heads, coarse), meta

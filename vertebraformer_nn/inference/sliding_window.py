@@ -77,9 +77,11 @@ def _autocast(device: torch.device):
 
 
 @torch.inference_mode()
-def predict_grid(predictor, data: torch.Tensor, keep=None, log: Callable[[str], None] = print) -> GridProbabilities:
+def predict_grid(predictor, data: torch.Tensor, keep=None, log: Callable[[str], None] = print,
+                 reducer: Callable = GridReducer) -> GridProbabilities:
     """The probabilities of one preprocessed image (1, X, Y, Z) on the model grid (module docstring); ``keep``:
-    a ``probabilities.KeptWriter`` for ``--save_probabilities``, or None."""
+    a ``probabilities.KeptWriter`` for ``--save_probabilities``, or None. ``reducer``: what receives the finished
+    blocks, called as ``GridReducer`` (another reduction, e.g. ``coarse_stage.LevelGrid``'s dense levels)."""
     from acvl_utils.cropping_and_padding.padding import pad_nd_image
 
     patch = [int(p) for p in predictor.configuration_manager.patch_size]
@@ -106,8 +108,8 @@ def predict_grid(predictor, data: torch.Tensor, keep=None, log: Callable[[str], 
         image = padded.to(where)
         if keep is not None:
             keep.reset()  # a device attempt that ran out of memory may have written some rows
-        reducer = GridReducer(data.shape[1:], n_vert + 1, n_id > 0, has_lesion, keep)
-        accumulator = TileAccumulator(grid, reducer, revert[1:], n_vert, n_id, has_lesion, where)
+        reduced = reducer(data.shape[1:], n_vert + 1, n_id > 0, has_lesion, keep)
+        accumulator = TileAccumulator(grid, reduced, revert[1:], n_vert, n_id, has_lesion, where)
         weight = tile_weights(patch, device)
         with _autocast(device):
             for tile in grid.tiles():
@@ -127,6 +129,6 @@ def predict_grid(predictor, data: torch.Tensor, keep=None, log: Callable[[str], 
         accumulator.check_finished()
         predictor.last_run = {"sums_on": str(where), "peak_sums_bytes": accumulator.peak_bytes,
                               "tiles": len(grid.tiles()), "estimated_device_bytes": needed}
-        return reducer.result()
+        return reduced.result()
 
     return with_host_fallback(attempt, first, device, log)

@@ -4,6 +4,9 @@ The file is rewritten whole, atomically, after every case, so a crash or a kill 
 summary, and what is there is always a valid CSV of the cases done so far. ``-num_parts N -part_id I`` runs
 write ``summary_part{I}of{N}.csv`` each, so shards on different machines never write the same file.
 
+Per case also its quality flag (``quality``: ok / warning / fail) and the reasons (``quality_reasons``, ';'-separated
+codes; ``quality.py``); a summary written before these columns existed is read with them empty.
+
 ``--continue``: ``SummaryWriter(..., resume=True)`` reloads the rows already in the file; a case that runs again
 replaces its row (a failure retried becomes ``ok``), and a finished case that is skipped keeps its old row (or
 gets one made from its ``<case>.json`` report with :func:`row_from_report`).
@@ -16,11 +19,14 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional
 
 from ..atomic import write_text_atomic
+from .quality import summary_fields
 
 #: Stages timed per case, in pipeline order.
 STAGES = ("read", "preprocess", "network", "numbering", "export")
 COLUMNS = ("case", "source", "status", "reason", "n_vertebrae", "first_level", "last_level", "n_lesions",
-           *(f"seconds_{s}" for s in STAGES), "seconds_total")
+           *(f"seconds_{s}" for s in STAGES), "seconds_total", "quality", "quality_reasons")
+#: columns a summary written before them may lack (read as empty)
+LATER_COLUMNS = ("quality", "quality_reasons")
 
 
 def summary_path(out_dir, part_id: Optional[int] = None, num_parts: Optional[int] = None) -> Path:
@@ -54,6 +60,7 @@ def row_from_report(report: Mapping, source=None, seconds: Optional[Mapping[str,
         "last_level": vertebrae[-1]["name"] if vertebrae else "",
         "n_lesions": str(len(report.get("lesions") or [])),
         **_seconds(seconds),
+        **summary_fields(report.get("quality")),
     }
 
 
@@ -61,7 +68,8 @@ def failure_row(case: str, source, reason: str, seconds: Optional[Mapping[str, f
     """The ``failed`` row of a case, ``reason`` on one line."""
     return {"case": str(case), "source": str(source or ""), "status": "failed",
             "reason": " ".join(str(reason).split()),
-            "n_vertebrae": "", "first_level": "", "last_level": "", "n_lesions": "", **_seconds(seconds)}
+            "n_vertebrae": "", "first_level": "", "last_level": "", "n_lesions": "", **_seconds(seconds),
+            **summary_fields(None)}
 
 
 def read_summary(path) -> List[Dict[str, str]]:
@@ -70,10 +78,10 @@ def read_summary(path) -> List[Dict[str, str]]:
     try:
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            missing = [c for c in COLUMNS if c not in (reader.fieldnames or []) and c not in LATER_COLUMNS]
             if missing:
                 raise ValueError(f"{path}: not a VertebraFormer summary (columns {missing} missing)")
-            return [{c: row[c] or "" for c in COLUMNS} for row in reader]
+            return [{c: row.get(c) or "" for c in COLUMNS} for row in reader]
     except (OSError, csv.Error, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: unreadable summary file ({e})") from None
 

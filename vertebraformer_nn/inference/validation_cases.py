@@ -9,6 +9,12 @@ predictor (``predictor.VertebraFormerPredictor``, the fold's checkpoint only) gi
 compacted as ``predict --save_probabilities`` stores them, saved as ``fold_<f>/validation/<case>_vfprobs.npz`` beside
 nnU-Net's validation outputs and reused while the checkpoint is unchanged (its size and time are recorded).
 
+When the sibling coarse model (``<Trainer>__<Plans>__3d_lowres``, ``coarse_stage``) has the fold, its level
+probabilities of each case, predicted from the coarse configuration's preprocessed data, are saved with the others
+(head ``coarse_id``, whole on the coarse grid), as ``predict`` computes them; the CT in HU on the model grid (for
+the anatomical anchors) is the preprocessed image with nnU-Net's CT normalisation undone
+(``model_grid_hu.from_preprocessed``).
+
 Only cross-validation folds qualify: a leave-one-domain-out fold's validation cases are the held-out domain's test
 cases, which must not choose anything (as ``checkpoint_best`` is not chosen on them either).
 """
@@ -23,6 +29,8 @@ import numpy as np
 
 from .. import labels
 from . import probabilities as P
+from .coarse_stage import COARSE_HEAD, attach_levels
+from .model_grid_hu import from_preprocessed
 
 __all__ = ["ValidationCase", "validation_folds", "collect_validation_cases", "load_probabilities", "iterate",
            "whole_vertebrae"]
@@ -40,6 +48,7 @@ class ValidationCase:
     lesions: Optional[np.ndarray]  # bool reference lesion map, None when the case annotates no lesions
     spacing: Tuple[float, float, float]  # mm per model axis
     superior: Tuple[int, int]  # (model axis, sign) the numbering orders along (export.numbering_axis)
+    hu: Optional[np.ndarray] = None  # int16 CT in HU on the model grid (anchors), None when it cannot be recovered
 
 
 def _preprocessed_base(model_folder: Path) -> Path:
@@ -110,13 +119,10 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
         predictor = VertebraFormerPredictor(device)
         predictor.initialize_from_trained_model_folder(model_folder, [fold], checkpoint)
         plans, tf = predictor.plans_manager.plans, predictor.plans_manager.transpose_forward
-        data_folder = _preprocessed_base(model_folder) / predictor.configuration_manager.data_identifier
-        missing = [n for n in names if not any(data_folder.glob(f"{n}.*"))]
-        if missing:
-            raise ValueError(f"{data_folder}: no preprocessed data of validation case(s) {', '.join(missing)} "
-                             "(post-processing is chosen where the model's preprocessed dataset is)")
-        dataset = infer_dataset_class(str(data_folder))(str(data_folder), names)
+        dataset = _dataset(model_folder, predictor, names, infer_dataset_class)
         identity = _checkpoint_id(model_folder / f"fold_{fold}" / checkpoint)
+        coarse, coarse_data = _coarse_stage(model_folder, fold, checkpoint, device, names, infer_dataset_class, log)
+        identity["coarse"] = None if coarse is None else _checkpoint_id(coarse.folder / f"fold_{fold}" / checkpoint)
         out = model_folder / f"fold_{fold}" / "validation"
         out.mkdir(parents=True, exist_ok=True)
         for name in names:
@@ -126,19 +132,48 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
             path = P.probabilities_file(out, name)
             if recompute or not _reusable(path, identity, shape):
                 probs = predictor.predict_probabilities(torch.from_numpy(np.asarray(data[:])), keep=path)
+                if coarse is not None:
+                    coarse_image, _, _, coarse_properties = coarse_data.load_case(name)
+                    attach_levels(probs, lambda: coarse.from_preprocessed(np.asarray(coarse_image[:]),
+                                                                          coarse_properties, properties))
                 P.save(path, probs, {"case": name, "fold": fold, **identity})
                 log(f"  fold {fold}: {name} predicted")
             else:
                 log(f"  fold {fold}: {name} reused ({path.name})")
+            hu = from_preprocessed(np.asarray(data[:]), plans, predictor.configuration)
             reference, ignore = _reference(seg[0], dataset_json, name)
             axis, sign, _ = numbering_axis(properties["sitk_stuff"]["direction"], tf, anatomical_axes(plans)["si"])
             facts = from_properties(properties)
             annotated = facts is not None and facts.lesion_annotated and seg.shape[0] > LESION_CHANNEL
             cases.append(ValidationCase(name, fold, path, reference, ignore,
                                         seg[LESION_CHANNEL] > 0 if annotated else None,
-                                        tuple(model_spacing(properties, shape, tf)), (axis, sign)))
+                                        tuple(model_spacing(properties, shape, tf)), (axis, sign),
+                                        None if hu is None else np.clip(np.rint(hu), -32768, 32767).astype(np.int16)))
         del predictor
     return cases
+
+
+def _dataset(model_folder: Path, predictor, names: Sequence[str], infer_dataset_class):
+    """nnU-Net's dataset of ``names`` in the predictor's configuration's preprocessed folder (a clear error for a
+    case that is not there)."""
+    data_folder = _preprocessed_base(model_folder) / predictor.configuration_manager.data_identifier
+    missing = [n for n in names if not any(data_folder.glob(f"{n}.*"))]
+    if missing:
+        raise ValueError(f"{data_folder}: no preprocessed data of validation case(s) {', '.join(missing)} "
+                         "(post-processing is chosen where the model's preprocessed dataset is)")
+    return infer_dataset_class(str(data_folder))(str(data_folder), names)
+
+
+def _coarse_stage(model_folder: Path, fold: int, checkpoint: str, device, names, infer_dataset_class, log):
+    """(the coarse stage of this fold, its preprocessed dataset), or (None, None) when the model has none."""
+    from .coarse_stage import CoarseStage, find_coarse_model
+
+    folder, note = find_coarse_model(model_folder, [fold], checkpoint)
+    log(f"  fold {fold}: {note}")
+    if folder is None:
+        return None, None
+    stage = CoarseStage.load(folder, [fold], checkpoint, device)
+    return stage, _dataset(folder, stage.predictor, names, infer_dataset_class)
 
 
 def _reusable(path: Path, identity: dict, shape: Tuple[int, ...]) -> bool:
@@ -154,9 +189,13 @@ def _reusable(path: Path, identity: dict, shape: Tuple[int, ...]) -> bool:
 
 
 def load_probabilities(case: ValidationCase) -> Dict[str, np.ndarray]:
-    """head -> (C, X, Y, Z) float16 probabilities of a validation case."""
+    """head -> (C, X, Y, Z) float16 probabilities of a validation case (``coarse_id``, when there, on its own
+    grid)."""
     compact, _ = P.load(case.probabilities)
-    return {head: compact.expand(head) for head in compact.heads}
+    out = {head: compact.expand(head) for head in compact.heads}
+    if compact.coarse is not None:
+        out[COARSE_HEAD] = compact.coarse
+    return out
 
 
 def iterate(cases: Sequence[ValidationCase]) -> Iterator[Tuple[ValidationCase, Dict[str, np.ndarray]]]:

@@ -6,22 +6,27 @@ the spine running down to negative z. Each vertebra has its own frame: a centre 
 or the centre of the ring for C1) and a rotation whose columns are its local left, posterior and superior
 axes, tilted with the curvature of the spine.
 
-Sizes follow published adult morphometry (body height, depth and width growing from C3 to L5, discs
-thickening towards the lumbar spine); one scale factor per subject and a few percent of jitter per
-vertebra make subjects differ.
+Shapes and sizes come from the vertebra shape model (shape_model.py), whose per-level parameters and disc
+heights were fitted to real manual VerSe masks (vertebra_params.py); one scale factor per subject, a few
+percent of size jitter per vertebra and a little independent jitter of every landmark make subjects and
+vertebrae differ.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import labels
+from . import shape_model
+from .texture import Texture, make_texture
+from .vertebra_params import LEVELS
+from .viscera import Viscera, sample_viscera
 
-#: Position of each vertebra on the nominal level axis used for size tables and body-outline profiles.
-#: Thoracic and lumbar positions are rescaled per subject (see ``level_coordinate``) so that a T13 or L6
-#: stretches the region instead of shifting everything below it.
+#: Position of each vertebra on the nominal level axis used for body-outline profiles. Thoracic and lumbar
+#: positions are rescaled per subject (see ``level_coordinates``) so that a T13 or L6 stretches the region
+#: instead of shifting everything below it.
 NOMINAL_POSITION: Dict[str, float] = {
     **{f"C{i}": float(i - 1) for i in range(1, 8)},
     **{f"T{i}": float(i + 6) for i in range(1, 13)},
@@ -31,35 +36,27 @@ NOMINAL_POSITION: Dict[str, float] = {
 }
 SACRUM_POSITION = 24.6  # S1 on the same axis
 
-# Morphometry anchors (mm): body half height hb, antero-posterior and left-right semi-axes ra / rl, disc height
-# below, canal semi-axes rca / rcl, spinous process length and downward angle (deg), transverse process reach
-# from the midline, pedicle radius rp. Interpolated linearly on NOMINAL_POSITION.
-_SIZE_KEYS = ("hb", "ra", "rl", "disc", "rca", "rcl", "sp_len", "sp_ang", "tp_len", "rp")
-_SIZE_ANCHORS = [
-    # pos    hb    ra    rl   disc  rca   rcl  sp_len sp_ang tp_len rp
-    (1.0, (9.0, 8.0, 9.0, 4.5, 7.5, 12.0, 20.0, 20.0, 28.0, 3.0)),  # C2
-    (2.0, (6.5, 7.5, 8.5, 4.5, 7.0, 12.5, 14.0, 15.0, 26.0, 2.8)),  # C3
-    (6.0, (7.5, 8.5, 12.0, 5.0, 7.0, 12.0, 32.0, 25.0, 34.0, 3.2)),  # C7
-    (7.0, (8.5, 8.5, 13.5, 4.0, 7.5, 10.0, 34.0, 35.0, 40.0, 3.5)),  # T1
-    (12.0, (10.0, 12.5, 14.5, 4.5, 7.5, 8.5, 40.0, 58.0, 36.0, 3.6)),  # T6
-    (18.0, (12.5, 15.0, 19.0, 7.0, 8.0, 9.5, 32.0, 25.0, 30.0, 4.3)),  # T12
-    (19.0, (13.0, 16.0, 21.0, 9.0, 8.5, 10.5, 33.0, 8.0, 36.0, 4.6)),  # L1
-    (21.0, (13.5, 17.0, 23.5, 10.5, 8.5, 11.5, 33.0, 3.0, 45.0, 5.2)),  # L3
-    (23.0, (13.5, 17.5, 25.0, 10.5, 9.0, 12.5, 28.0, -5.0, 42.0, 5.8)),  # L5
-    (24.0, (13.5, 17.5, 25.0, 10.0, 9.0, 12.5, 26.0, -5.0, 40.0, 5.8)),  # past L5 (an L6)
-]
-
-# Genant semi-quantitative grades: fraction of vertebral height lost (grade 1: 20-25 %, 2: 25-40 %, 3: > 40 %).
-GENANT_LOSS = {1: (0.20, 0.25), 2: (0.26, 0.40), 3: (0.41, 0.55)}
-FRACTURE_KINDS = ("wedge", "biconcave", "crush")
+#: Transitional vertebrae take the shape of their neighbour (a T13 a thoracic one, an L6 a lumbar one).
+_SHAPE_OF = {"T13": "T12", "L6": "L5"}
 
 
-def nominal_sizes(structure: str) -> Dict[str, float]:
-    """Morphometry of an average adult for one vertebra name (C2..L6, T13)."""
-    pos = NOMINAL_POSITION[structure]
-    xs = [p for p, _ in _SIZE_ANCHORS]
-    table = np.array([v for _, v in _SIZE_ANCHORS])
-    return {k: float(np.interp(pos, xs, table[:, i])) for i, k in enumerate(_SIZE_KEYS)}
+def level_params(structure: str) -> Dict[str, Tuple[float, ...]]:
+    """The fitted shape-model parameters of an average adult vertebra (C1..L6, T13), in mm."""
+    return dict(LEVELS[_SHAPE_OF.get(structure, structure)])
+
+
+def _jittered(params: Dict[str, Tuple[float, ...]], rng: np.random.Generator,
+              size: float) -> Dict[str, Tuple[float, ...]]:
+    """``params`` scaled by ``size``, each landmark and radius varied by a few percent on its own (the outline of
+    the body as a whole), so that no two vertebrae are alike."""
+    out = shape_model.scaled(params, size)
+    for key in sorted(out):
+        if key in ("disc", "c2_offset"):
+            continue
+        n = len(out[key])
+        f = np.full(n, rng.normal(1.0, 0.025)) if key == "body_r" else rng.normal(1.0, 0.04, size=n)
+        out[key] = tuple(float(v) * float(g) for v, g in zip(out[key], f))
+    return out
 
 
 @dataclass(frozen=True)
@@ -68,17 +65,16 @@ class Vertebra:
     name: str
     centre: np.ndarray  # subject frame, mm
     rot: np.ndarray  # columns: local left, posterior, superior
-    hb: float
-    ra: float
-    rl: float
+    shape: Dict[str, Tuple[float, ...]]  # shape-model parameters of this vertebra (mm), see shape_model.py
+    hb: float  # body half height
+    ra: float  # body radius to its anterior surface
+    back: float  # body radius to its posterior wall (the canal's front)
+    rl: float  # body half width
     disc_below: float
     disc_above: float
-    rca: float
+    rca: float  # canal half depth and half width
     rcl: float
-    sp_len: float
-    sp_ang: float
-    tp_len: float
-    rp: float
+    rp: float  # pedicle radius
     trabecular_hu: float
     fracture_grade: int = 0
     fracture_kind: str = ""
@@ -91,6 +87,38 @@ class Vertebra:
     @property
     def up(self) -> np.ndarray:
         return self.rot[:, 2]
+
+    @property
+    def body_profile(self) -> Tuple:
+        """Cosine coefficients of the body's mid-height outline (shape_model.profile_coefficients)."""
+        return shape_model.profile_coefficients(self.shape["body_r"])
+
+    @property
+    def canal_y(self) -> float:
+        """y of the canal's centre in the vertebra frame."""
+        return self.back + self.rca
+
+    @property
+    def pedicle(self) -> np.ndarray:
+        """Centre of the left pedicle in the vertebra frame (C1: of its lateral mass)."""
+        if self.name == "C1":
+            return np.asarray(self.shape["lm_c"], float)
+        return 0.5 * (np.asarray(self.shape["ped_a"], float) + np.asarray(self.shape["ped_b"], float))
+
+
+def derived_sizes(name: str, p: Dict[str, Tuple[float, ...]]) -> Dict[str, float]:
+    """Body and canal dimensions that the rest of the phantom (discs, canal, ribs, soft tissue, lesions) uses."""
+    if name == "C1":
+        # The ring: height of the lateral masses, the anterior arch in front, the canal between the arches.
+        front, rear = -p["aa_m"][0], p["pa_m"][0] - p["pa_r"][0]
+        return {"hb": p["lm_r"][2], "ra": front, "back": 0.0, "rl": p["lm_c"][0] + p["lm_r"][0],
+                "rca": 0.5 * rear, "rcl": p["lm_c"][0] - p["lm_r"][0], "rp": p["lm_r"][0]}
+    r = p["body_r"]
+    th = np.deg2rad(shape_model.PROFILE_DEG)
+    back = r[-1]
+    return {"hb": p["body_h"][0], "ra": r[0], "back": back, "rl": float(np.max(np.asarray(r) * np.sin(th))),
+            "rca": max(0.5 * (p["lam_m"][0] - p["lam_r"][0] - back), 3.0),
+            "rcl": max(min(p["ped_a"][0], p["ped_b"][0]) - p["ped_r"][0], 4.0), "rp": p["ped_r"][0]}
 
 
 @dataclass(frozen=True)
@@ -120,8 +148,10 @@ class Lesion:
 @dataclass(frozen=True)
 class Bone:
     cortical_hu: float
-    cortex_mm: float
+    cortex_mm: float  # side walls of bodies, processes, ribs
     posterior_extra_hu: float  # posterior elements and ribs are denser than the body's trabecular core
+    endplate_mm: float = 0.0  # the endplates' cortex (with the subchondral bone) is thicker
+    texture: Optional[Texture] = None  # trabecular texture
 
 
 @dataclass(frozen=True)
@@ -136,9 +166,14 @@ class Subject:
     scale: float
     habitus: float  # body outline size factor
     fat: float  # subcutaneous / visceral fat factor
-    gas: Tuple[Tuple[Tuple[float, float, float], Tuple[float, float, float]], ...]  # bowel gas (centre, radii)
+    viscera: Viscera  # organs, vessels and bowel (viscera.py)
+    organ_texture: Texture  # parenchyma of liver and spleen
+    faeces_texture: Texture
     lesions: Tuple[Lesion, ...] = ()
     metal_levels: Tuple[int, ...] = ()
+    pelvic_tilt: float = 0.0  # degrees the pelvis is tilted forward about left-right
+    pelvis_width: float = 1.0  # width factor of the pelvis (wider in women)
+    cartilage_calcification: float = 0.3  # 0 (none) .. 1 (costal cartilages as dense as bone's core)
 
     def vertebra(self, code: int) -> Vertebra:
         for v in self.vertebrae:
@@ -282,27 +317,25 @@ def sample_subject(rng: np.random.Generator, subject_id: str, transitional: Opti
         raise ValueError(f"transitional must be None, 'T13' or 'L6', not {transitional!r}")
     names = level_names(transitional)
     scale = float(np.clip(rng.normal(1.0, 0.06), 0.85, 1.15))
-    trab_base = float(rng.uniform(150.0, 280.0))
-    bone = Bone(cortical_hu=float(rng.uniform(950.0, 1350.0)), cortex_mm=float(rng.uniform(0.9, 1.3)),
-                posterior_extra_hu=float(rng.uniform(40.0, 100.0)))
+    # Trabecular density from osteoporotic to young and dense; cortex about 0.5-1 mm, endplates 1-2 mm.
+    trab_base = float(rng.uniform(90.0, 300.0))
+    bone = Bone(cortical_hu=float(rng.uniform(950.0, 1500.0)), cortex_mm=float(rng.uniform(0.45, 0.9)),
+                posterior_extra_hu=float(rng.uniform(40.0, 120.0)), endplate_mm=float(rng.uniform(0.9, 1.8)),
+                texture=make_texture(rng, amplitude=float(rng.uniform(50.0, 150.0)),
+                                     grain_mm=float(rng.uniform(1.2, 2.8)), elongation=float(rng.uniform(1.0, 2.2))))
 
-    # Per-vertebra sizes: nominal morphometry x subject scale x a few percent of jitter.
-    sizes = []
+    # Per-vertebra shapes: the fitted average x subject scale x a few percent of jitter.
+    shapes, sizes = [], []
     for n in names:
-        if n == "C1":
-            base = {"hb": 8.0, "ra": 8.0, "rl": 9.0, "disc": 2.5, "rca": 8.0, "rcl": 13.0, "sp_len": 8.0,
-                    "sp_ang": 0.0, "tp_len": 36.0, "rp": 3.2}
-        else:
-            base = nominal_sizes(n)
-        jit = float(rng.normal(1.0, 0.03))
-        sz = {k: (v * scale * (jit if k in ("hb", "ra", "rl") else 1.0) if k != "sp_ang" else v) for k, v in base.items()}
-        sz["sp_ang"] += float(rng.normal(0.0, 4.0))
-        sizes.append(sz)
-
-    # Straight-spine depth of each centre: consecutive bodies separated by their half heights and a disc.
+        shapes.append(_jittered(level_params(n), rng, scale * float(rng.normal(1.0, 0.03))))
+        sizes.append(derived_sizes(n, shapes[-1]))
+    # Straight-spine depth of each centre: consecutive bodies separated by their half heights and the fitted disc;
+    # C2's centre lies the fitted ring height below C1's.
+    discs = [scale * (level_params(n).get("disc") or (0.0,))[0] * float(rng.normal(1.0, 0.05)) for n in names]
+    discs[0] = scale * level_params("C1")["c2_offset"][0] - sizes[0]["hb"] - sizes[1]["hb"]
     s_pos = [0.0]
     for k in range(1, len(names)):
-        s_pos.append(s_pos[-1] + sizes[k - 1]["hb"] + sizes[k - 1]["disc"] + sizes[k]["hb"])
+        s_pos.append(s_pos[-1] + sizes[k - 1]["hb"] + discs[k - 1] + sizes[k]["hb"])
     idx = {n: k for k, n in enumerate(names)}
     last_t = "T13" if "T13" in idx else "T12"
     last_l = "L6" if "L6" in idx else "L5"
@@ -336,20 +369,23 @@ def sample_subject(rng: np.random.Generator, subject_id: str, transitional: Opti
     for k, n in enumerate(names):
         centre, up = point_and_up(pts, arc, arc0 + s_pos[k])
         rot = frame_from_up(up)
-        sz = sizes[k]
         region_extra = 30.0 if n[0] == "C" else (10.0 if n[0] == "T" else 0.0)  # cervical bodies are denser
-        trab = float(np.clip(trab_base + region_extra + rng.normal(0.0, 12.0), 150.0, 350.0))
-        vertebrae.append(Vertebra(
-            code=labels.VERSE_CODE[n], name=n, centre=centre, rot=rot, hb=sz["hb"], ra=sz["ra"], rl=sz["rl"],
-            disc_below=sz["disc"], disc_above=sizes[k - 1]["disc"] if k else 0.0, rca=sz["rca"], rcl=sz["rcl"],
-            sp_len=sz["sp_len"], sp_ang=sz["sp_ang"], tp_len=sz["tp_len"], rp=sz["rp"], trabecular_hu=trab))
+        trab = float(np.clip(trab_base + region_extra + rng.normal(0.0, 12.0), 70.0, 360.0))
+        vertebrae.append(Vertebra(code=labels.VERSE_CODE[n], name=n, centre=centre, rot=rot, shape=shapes[k],
+                                  disc_below=discs[k], disc_above=discs[k - 1] if k else 0.0, trabecular_hu=trab,
+                                  **sizes[k]))
 
     sacrum = _sacrum(vertebrae[-1], rng, scale)
-    gas = _bowel_gas(rng, vertebrae, sacrum)
+    habitus = float(rng.uniform(0.82, 1.25))
     return Subject(
         subject_id=subject_id, levels=tuple(v.code for v in vertebrae), transitional=transitional,
         vertebrae=tuple(vertebrae), sacrum=sacrum, centreline=pts, bone=bone, scale=scale,
-        habitus=float(rng.uniform(0.88, 1.15)), fat=float(rng.uniform(0.5, 1.8)), gas=gas)
+        habitus=habitus, fat=float(rng.uniform(0.3, 2.4)),
+        viscera=sample_viscera(rng, vertebrae, sacrum, scale * habitus),
+        organ_texture=make_texture(rng, amplitude=float(rng.uniform(4.0, 12.0)), grain_mm=6.0, n=12),
+        faeces_texture=make_texture(rng, amplitude=float(rng.uniform(220.0, 380.0)), grain_mm=3.5, n=40),
+        pelvic_tilt=float(rng.normal(0.0, 6.0)), pelvis_width=float(rng.uniform(0.92, 1.1)),
+        cartilage_calcification=float(rng.beta(1.2, 2.5)))
 
 
 def _sacrum(last: Vertebra, rng: np.random.Generator, scale: float) -> Tuple[Segment, ...]:
@@ -374,78 +410,3 @@ def _sacrum(last: Vertebra, rng: np.random.Generator, scale: float) -> Tuple[Seg
         centre = prev.centre - prev.rot[:, 2] * (prev.hb + gap / 2) - rot[:, 2] * (gap / 2 + hbs[k])
         segs.append(Segment(centre, rot, float(hbs[k]), float(ras[k]), float(rls[k])))
     return tuple(segs)
-
-
-def _bowel_gas(rng, vertebrae, sacrum):
-    """A few gas pockets in the anterior abdomen (subject frame), a cue of abdominal scans."""
-    lumbar = [v for v in vertebrae if v.region == "lumbar"]
-    out = []
-    for _ in range(int(rng.integers(3, 8))):
-        v = lumbar[int(rng.integers(len(lumbar)))] if rng.random() < 0.7 else None
-        base = v.centre if v is not None else sacrum[1].centre
-        c = base + np.array([rng.uniform(-90.0, 90.0), -rng.uniform(55.0, 120.0), rng.uniform(-20.0, 20.0)])
-        r = rng.uniform(6.0, 22.0, size=3)
-        out.append((tuple(float(t) for t in c), tuple(float(t) for t in r)))
-    return tuple(out)
-
-
-# --- pathology ----------------------------------------------------------------------------------------------
-
-
-def with_pathology(subject: Subject, rng: np.random.Generator, candidates: Iterable[int], *, n_lesions: int = 0,
-                   n_fractures: int = 0, metal: bool = False, p_lytic: float = 0.6) -> Subject:
-    """Add lesions, compression fractures and metal to vertebrae among ``candidates`` (codes, e.g. those inside
-    a planned field of view). Lesions go to C2 or below (C1 has no body); fractures to T4 or below, as
-    osteoporotic fractures do; metal (pedicle screws and rods) to 2-3 consecutive thoracolumbar levels."""
-    cand = [c for c in labels.sort_anatomically(set(candidates) & set(subject.levels))]
-    lesion_cand = [c for c in cand if c != labels.VERSE_CODE["C1"]]
-    frac_cand = [c for c in cand if labels.region(c) != "cervical" and c not in (8, 9, 10)]
-    verts = {v.code: v for v in subject.vertebrae}
-
-    fractured = []
-    if n_fractures and frac_cand:
-        picks = rng.choice(frac_cand, size=min(n_fractures, len(frac_cand)), replace=False)
-        for c in sorted(int(p) for p in picks):
-            grade = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
-            kind = str(rng.choice(FRACTURE_KINDS, p=[0.6, 0.25, 0.15]))
-            loss = float(rng.uniform(*GENANT_LOSS[grade]))
-            # A collapsed body is compacted: its trabecular bone reads denser (an endplate sclerosis cue).
-            verts[c] = replace(verts[c], fracture_grade=grade, fracture_kind=kind, fracture_loss=loss,
-                               trabecular_hu=min(verts[c].trabecular_hu + 60.0, 350.0))
-            fractured.append(c)
-
-    lesions = []
-    if n_lesions and lesion_cand:
-        picks = rng.choice(lesion_cand, size=min(n_lesions, len(lesion_cand)), replace=False)
-        for lid, c in enumerate(labels.sort_anatomically(int(p) for p in picks), start=1):
-            lesions.append(_sample_lesion(rng, verts[c], lid, p_lytic))
-
-    metal_levels: Tuple[int, ...] = ()
-    if metal:
-        tl = [c for c in cand if labels.region(c) in ("thoracic", "lumbar") and c >= 15]
-        if len(tl) >= 2:
-            n = int(min(len(tl), rng.integers(2, 4)))
-            start = int(rng.integers(0, len(tl) - n + 1))
-            metal_levels = tuple(tl[start:start + n])
-
-    return replace(subject, vertebrae=tuple(verts[v.code] for v in subject.vertebrae), lesions=tuple(lesions),
-                   metal_levels=metal_levels)
-
-
-def _sample_lesion(rng, v: Vertebra, lid: int, p_lytic: float) -> Lesion:
-    kind = "lytic" if rng.random() < p_lytic else "blastic"
-    if rng.random() < 0.8:
-        site = "body"
-        centre = np.array([rng.uniform(-0.35, 0.35) * v.rl, rng.uniform(-0.45, 0.25) * v.ra, rng.uniform(-0.3, 0.3) * v.hb])
-        rmax = max(5.5, 0.6 * min(v.ra, v.rl, 1.3 * v.hb))
-        radii = rng.uniform(5.0, rmax, size=3)
-    else:
-        site = "pedicle"
-        side = float(rng.choice([-1.0, 1.0]))
-        centre = np.array([side * (v.rcl + 0.45 * v.rp), 0.78 * v.ra + 0.6 * v.rca, 0.2 * v.hb])
-        radii = np.full(3, max(5.0, 1.4 * v.rp)) * rng.uniform(0.9, 1.2, size=3)
-    direction = rng.normal(size=3)
-    direction /= np.linalg.norm(direction)
-    hu = float(rng.uniform(15.0, 90.0)) if kind == "lytic" else float(rng.uniform(1000.0, 1450.0))
-    return Lesion(id=lid, vertebra=v.code, kind=kind, centre=centre, radii=radii,
-                  lobe_offset=direction * 0.55 * float(radii.min()), lobe_scale=float(rng.uniform(0.5, 0.8)), hu=hu, site=site)

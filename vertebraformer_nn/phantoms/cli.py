@@ -5,8 +5,16 @@ import argparse
 from pathlib import Path
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from .plan import SOURCES
+    from .randomise import DEFAULT_STRENGTH
     from .styles import EXTRA_STYLES
 
     p = subparsers.add_parser(
@@ -22,6 +30,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    metavar="NAME", help=f"also write held-out scanner style NAME ({', '.join(sorted(EXTRA_STYLES))}) "
                    "under OUT/extra_NAME; repeatable")
     p.add_argument("--extra-cases", type=int, default=4, help="cases per extra style (default 4)")
+    p.add_argument("--randomise", type=_fraction, default=DEFAULT_STRENGTH, metavar="P",
+                   help="domain randomisation of the sources' scans: each group of scan parameters (HU, noise, kernel, "
+                   "slices, contrast, metal, field of view, tilt, partial volume) is drawn far beyond its style with "
+                   f"probability P (default {DEFAULT_STRENGTH}; 0 = the sources' own styles only)")
     p.add_argument("--previews", action="store_true", help="write sagittal/coronal pictures to OUT/previews/*.png")
     p.add_argument("--quiet", action="store_true", help="no per-case progress lines")
     p.set_defaults(func=run)
@@ -35,7 +47,7 @@ def run(args) -> int:
 
     index = generate(args.out, cases_per_source=args.cases_per_source, seed=args.seed, sources=args.sources,
                      extra_styles=args.extra_styles, extra_cases=args.extra_cases, previews=args.previews,
-                     progress=not args.quiet)
+                     progress=not args.quiet, randomise=args.randomise)
     cases = index["cases"]
     per_source = Counter(c["source"] for c in cases)
     print(f"MultiSpine-Sim (seed {index['seed']}) written to {args.out}")

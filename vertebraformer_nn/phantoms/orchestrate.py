@@ -11,10 +11,12 @@ from typing import Dict, Iterable, List, Sequence
 
 from .. import labels
 from . import ctspine1k, dicom, spineweb, verse
-from .anatomy import Subject, sample_subject, with_pathology
+from .anatomy import Subject, sample_subject
 from .case import Case
 from .fov import levels_inside, plan_grid
+from .pathology import with_pathology
 from .plan import SOURCES, CasePlan, Plan, build_plan, rng_for
+from .randomise import DEFAULT_STRENGTH, WIDE_FOV, randomise
 from .render import render
 from .scanner import acquire
 from .styles import ALL_STYLES, EXTRA_STYLES, ScanParams, sample_scan_params
@@ -48,6 +50,9 @@ class CaseBuilder:
             if p.fov not in cp.avoid_fov:
                 break
             p = sample_scan_params(ALL_STYLES[cp.style], rng, fov=fov, axcodes=cp.axcodes)
+        if cp.randomise:
+            allowed = (p.fov,) if fov else tuple(k for k in WIDE_FOV if k not in cp.avoid_fov)
+            p = randomise(p, cp.randomise, lambda group: rng_for(self.seed, "randomise", group, cp.key), allowed)
         if cp.iso_mm:
             p = replace(p, pixel_mm=cp.iso_mm, slice_mm=cp.iso_mm, thickness_mm=cp.iso_mm)
         return p
@@ -71,7 +76,7 @@ class CaseBuilder:
         p = self.params(cp)
         style = ALL_STYLES[cp.style]
         grid, placement, _ = plan_grid(subject, p, style, rng_for(self.seed, "fov", cp.key))
-        rendered = render(subject, grid, placement)
+        rendered = render(subject, grid, placement, p.contrast, p.pv_factor)
         ct = acquire(rendered.hu, grid, p, rng_for(self.seed, "noise", cp.key), rendered.metal)
         return Case(cp, subject, p, grid, placement, rendered, ct)
 
@@ -141,9 +146,10 @@ def _light(case: Case) -> Case:
 
 def generate(out_dir, cases_per_source: int = 6, seed: int = 0, sources: Iterable[str] = SOURCES,
              extra_styles: Sequence[str] = (), extra_cases: int = 4, previews: bool = False,
-             progress: bool = True) -> dict:
+             progress: bool = True, randomise: float = DEFAULT_STRENGTH) -> dict:
     """Write MultiSpine-Sim into ``out_dir``: the sources in their native layouts, ground truth and
-    ground_truth/index.json (whose content is returned). Same arguments, same files (label maps byte for byte)."""
+    ground_truth/index.json (whose content is returned). Same arguments, same files (label maps byte for byte).
+    ``randomise``: domain randomisation strength of the sources' scans (randomise.py; 0 = their styles only)."""
     sources = list(sources)
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
@@ -155,7 +161,7 @@ def generate(out_dir, cases_per_source: int = 6, seed: int = 0, sources: Iterabl
         raise ValueError("seed must be >= 0")
     out = Path(out_dir)
     _prepare_out(out)
-    plan = build_plan(cases_per_source, seed, extra_styles, extra_cases)
+    plan = build_plan(cases_per_source, seed, extra_styles, extra_cases, randomise=randomise)
     builder = CaseBuilder(plan)
     groups = [s for s in SOURCES if s in sources] + [f"extra_{s}" for s in extra_styles]
     todo = [c for g in groups for c in plan.of_source(g)]
@@ -177,7 +183,7 @@ def generate(out_dir, cases_per_source: int = 6, seed: int = 0, sources: Iterabl
                       f"{len(case.rendered.levels)} vertebrae, {time.perf_counter() - t0:.2f} s", file=sys.stderr, flush=True)
         _write_source_files(out, g, written, seed)
     index = {"seed": int(seed), "cases_per_source": int(cases_per_source), "generator": "MultiSpine-Sim",
-             "sources": [g for g in groups], "cases": entries}
+             "randomise": float(randomise), "sources": [g for g in groups], "cases": entries}
     (out / "ground_truth").mkdir(parents=True, exist_ok=True)
     (out / "ground_truth" / "index.json").write_text(json.dumps(index, indent=1) + "\n")
     if progress:

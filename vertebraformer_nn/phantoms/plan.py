@@ -8,7 +8,7 @@ it is for (``rng_for``), so adding an extra style or leaving a source out never 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -17,7 +17,7 @@ from ..sources import SOURCES  # noqa: F401  (the phantoms' modules take it from
 
 # CTSpine1K's collections, the kind of scan each holds, and how the release names its files.
 CTSPINE1K_COLLECTIONS = (
-    ("COLONOG", "lumbar", lambda k: f"1.3.6.1.4.1.9328.50.4.{k:04d}"),
+    ("COLONOG", "abdomen", lambda k: f"1.3.6.1.4.1.9328.50.4.{k:04d}"),
     ("MSD-T03", "thoracolumbar", lambda k: f"liver_{k}"),
     ("HNSCC-3DCT-RT", "cervical", lambda k: f"HN_P{k:03d}"),
     ("COVID-19", "thoracic", lambda k: f"volume-covid19-A-{k:04d}_ct"),
@@ -52,6 +52,7 @@ class CasePlan:
     iso_mm: Optional[float] = None  # forced isotropic spacing
     avoid_fov: Tuple[str, ...] = ()  # kinds not to draw (a fracture subject's first scan must show T4 or below)
     extra: Dict = field(default_factory=dict)  # source-specific roles
+    randomise: float = 0.0  # domain randomisation strength (randomise.py); held-out styles are never randomised
 
     @property
     def key(self) -> str:
@@ -79,10 +80,14 @@ def _pathology(rng: np.random.Generator, i: int, mets: bool = False) -> Tuple[in
     return n_les, n_frac
 
 
-def build_plan(cases_per_source: int = 6, seed: int = 0, extra_styles: Sequence[str] = (), extra_cases: int = 4) -> Plan:
+def build_plan(cases_per_source: int = 6, seed: int = 0, extra_styles: Sequence[str] = (), extra_cases: int = 4,
+               randomise: float = 0.0) -> Plan:
+    """The cases of a run; the sources' cases get domain randomisation of strength ``randomise``."""
     n = int(cases_per_source)
     if n < 0:
         raise ValueError("cases_per_source must be >= 0")
+    if not 0.0 <= randomise <= 1.0:
+        raise ValueError(f"randomise must be in [0, 1], not {randomise}")
     subjects: Dict[str, SubjectSpec] = {}
     cases: List[CasePlan] = []
 
@@ -173,6 +178,8 @@ def build_plan(cases_per_source: int = 6, seed: int = 0, extra_styles: Sequence[
             "shuffle": i % 2 == 0,
             "study": "study1",
         }))
+
+    cases = [replace(c, randomise=float(randomise)) for c in cases]
 
     # --- Held-out scanner styles.
     for name in extra_styles:

@@ -4,8 +4,10 @@ lesion instances, metal, a tissue map, and exact vertebral-body centroids.
 The subject sits in the scanner through a rigid ``Placement`` (subject frame -> world LPS). Each solid is
 evaluated only in the voxels of its parts' bounding boxes: the index -> local-coordinate map is affine, so a
 part's box in index space is the hull of its local box's corners, and its local coordinates are three
-broadcast sums. Partial volume is a linear occupancy ramp over one voxel; bone is a cortical shell of the
-subject's cortex thickness over a trabecular core.
+broadcast sums. Partial volume is a linear occupancy ramp over one voxel (wider or narrower by a scan's
+``pv_factor``); bone is a cortical shell of the subject's cortex thickness (thicker at vertebral endplates) over a
+trabecular core with the subject's trabecular texture (texture.py). Organ and vessel HU follow the scan's
+contrast phase (organs.py).
 """
 from __future__ import annotations
 
@@ -18,8 +20,13 @@ from .. import labels
 from .anatomy import Subject
 from .grid import Grid
 from .sdf import occupancy
-from .shapes import BLASTIC, CORTEX, LYTIC, TRABECULAR, Solid, all_solids, body_centroid_subject
+from .organs import organ_solids
+from .pelvis import pelvis_solids, sacrum_solids
+from .shapes import (BLASTIC, CORTEX, LYTIC, TRABECULAR, Solid, body_centroid_subject, canal_solids, disc_solids,
+                     metal_solids, skull_solids, vertebra_solid)
 from .softtissue import paint_background
+from .thorax import thorax_solids
+from .viscera import NO_CONTRAST, Contrast
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,15 @@ def small_rotation(rng: np.random.Generator, max_deg: float = 4.0) -> np.ndarray
     ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
     return rz @ ry @ rx
+
+
+def all_solids(subject: Subject, contrast: Contrast = NO_CONTRAST) -> List[Solid]:
+    """Everything in painting order: soft solids first (organs, brain, discs, canal), then bone (labelled vertebrae
+    last among bones, so that a rib head or a facet does not overwrite a body), then metal."""
+    brain, skull = skull_solids(subject)
+    return (organ_solids(subject, contrast) + [brain] + disc_solids(subject) + canal_solids(subject) + [skull]
+            + thorax_solids(subject) + sacrum_solids(subject) + pelvis_solids(subject)
+            + [vertebra_solid(subject, v) for v in subject.vertebrae] + metal_solids(subject))
 
 
 @dataclass
@@ -131,8 +147,10 @@ def world_coords(grid: Grid, placement: Placement):
     return m.coords((slice(0, grid.shape[0]), slice(0, grid.shape[1]), slice(0, grid.shape[2])))
 
 
-def render(subject: Subject, grid: Grid, placement: Placement = Placement()) -> Rendered:
-    width = grid.voxel_mm
+def render(subject: Subject, grid: Grid, placement: Placement = Placement(), contrast: Contrast = NO_CONTRAST,
+           pv_factor: float = 1.0) -> Rendered:
+    """Paint ``subject`` onto ``grid``; ``pv_factor`` widens (> 1) or narrows partial-volume edges."""
+    width = grid.voxel_mm * pv_factor
     X, Y, Z = world_coords(grid, placement)
     hu, tissue = paint_background(X, Y, Z, subject, width, axis=grid.head_foot_axis)
     del X, Y, Z
@@ -141,7 +159,7 @@ def render(subject: Subject, grid: Grid, placement: Placement = Placement()) -> 
     lesion_map = np.zeros(grid.shape, np.uint8)
     metal = np.zeros(grid.shape, bool)
     lesion_ids: Dict[int, int] = {}  # subject lesion id -> instance number in this image
-    for solid in all_solids(subject):
+    for solid in all_solids(subject, contrast):
         mapper = _Mapper(grid, placement, solid.centre, solid.rot)
         box, d = evaluate(mapper, solid.parts)
         if box is None:
@@ -177,20 +195,34 @@ def _paint(solid: Solid, mapper, box, d, width, hu, tissue, vert, best, lesion_m
     o_out = occupancy(d, width)
     h = hu[box]
     if mat.kind != "bone":
-        h += (np.float32(mat.hu) - h) * o_out
+        value = np.float32(mat.hu)
+        if mat.texture is not None:
+            inside = o_out > 0
+            value = np.full(o_out.shape, value, np.float32)
+            value[inside] += mat.texture(*(c[inside] for c in mapper.coords(box)), width)
+        h += (value - h) * o_out
         tissue[box][o_out >= 0.5] = mat.tissue
         if mat.kind == "metal":
             metal[box] |= o_out >= 0.5
         return
     o_in = occupancy(d + mat.cortex_mm, width)
     trab = np.float32(mat.hu)
+    x, y, z = mapper.coords(box)
     if solid.body:
-        # Trabecular core of the body; processes (thin, mostly cortical) read denser.
+        # Trabecular core of the body; processes (thin, mostly cortical) read denser; endplates' cortex is thicker.
         _, db = evaluate(mapper, solid.body, outer=box)
         core = occupancy(db, width)
         trab = trab + np.float32(mat.posterior_extra_hu) * (1.0 - core)
+        if mat.endplate_mm:
+            o_end = occupancy(solid.body[0].endplate_sdf(x, y, z) + mat.endplate_mm, width)
+            o_in = np.where(db < 0, np.minimum(o_in, o_end), o_in)
     elif solid.label == 0:
         trab = trab + np.float32(mat.posterior_extra_hu) * 0.5
+    if mat.texture is not None:
+        inner = o_in > 0
+        tex = np.zeros(o_in.shape, np.float32)
+        tex[inner] = mat.texture(x[inner], y[inner], z[inner], width)
+        trab = trab + tex
     value = np.float32(mat.cortical_hu) * (o_out - o_in) + trab * o_in
     cls = np.where(o_in >= 0.5, TRABECULAR, CORTEX).astype(np.uint8)
     inside = d < 0

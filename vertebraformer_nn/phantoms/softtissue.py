@@ -15,9 +15,9 @@ import numpy as np
 from .anatomy import Subject
 from .sdf import occupancy
 from .shapes import AIR, FAT, LUNG, MUSCLE, SOFT
+from .thorax import RIB_DEPTH, RIB_WIDTH, chest_centre_y
 
-HU_AIR, HU_FAT, HU_MUSCLE, HU_VISCERA, HU_LUNG, HU_LIVER, HU_BLOOD, HU_KIDNEY, HU_GAS = (
-    -1000.0, -100.0, 50.0, 35.0, -850.0, 58.0, 42.0, 32.0, -950.0)
+HU_AIR, HU_FAT, HU_MUSCLE, HU_VISCERA, HU_LUNG = -1000.0, -100.0, 50.0, 35.0, -850.0
 
 # Body outline against the level coordinate: half width W, half depth D, distance from the spine to the
 # posterior skin B, subcutaneous fat F (mm, before the subject's habitus and fat factors).
@@ -70,16 +70,12 @@ def profiles(subject: Subject, z0: float, z1: float) -> dict:
     t["lung_a"] = _interp(tau, [0.0, 0.15, 0.5, 0.8, 1.0], [18, 45, 75, 72, 22]) * h * (tau > 0) * (tau < 1)
     t["lung_y"] = _interp(tau, [0.0, 0.15, 0.5, 0.8, 1.0], [2, -18, -38, -32, 18]) * h
     # The rib cage the lungs sit in: the ellipse the ribs follow (shapes.rib_solids), inset by a rib's thickness.
-    from .shapes import _RIB_WIDTH
-
-    t["rib_w"] = _interp(lev, [7.0 + 11.0 * k / 11.0 for k in range(12)], _RIB_WIDTH) * h * subject.scale
-    t["rca"] = np.interp(zs, vz, np.array([v.rca for v in subject.vertebrae])[::-1])
-    t["heart"] = _interp(lev, [10.5, 12.5, 15.5, 17.5], [0, 1, 1, 0])
-    t["liver"] = _interp(lev, [14.5, 16.5, 19.0, 21.0], [0, 1, 1, 0])
-    t["aorta"] = _interp(lev, [8.8, 9.2, 22.0, 22.4], [0, 1, 1, 0])
+    rib_lev = [7.0 + 11.0 * k / 11.0 for k in range(12)]
+    t["rib_w"] = _interp(lev, rib_lev, RIB_WIDTH) * h * subject.scale
+    t["rib_d"] = t["rib_w"] * _interp(lev, rib_lev, RIB_DEPTH)
+    t["canal_y"] = np.interp(zs, vz, np.array([v.canal_y for v in subject.vertebrae])[::-1])
     t["airway"] = _interp(lev, [-0.8, -0.4, 9.8, 10.2], [0, 1, 1, 0])
     t["retro"] = _interp(lev, [17.0, 18.5, 23.5, 25.5], [0, 1, 1, 0])
-    t["kidney"] = np.sin(np.pi * np.clip((lev - 17.8) / 4.0, 0, 1)) ** 0.7
     t["psoas"] = _interp(lev, [18.0, 19.0, 21.0, 23.0, 24.6, 25.8], [0, 8, 15, 21, 23, 0]) * h
     return {k: (v.astype(np.float32) if isinstance(v, np.ndarray) else v) for k, v in t.items()}
 
@@ -127,58 +123,43 @@ def _paint_slab(X, Y, Z, subject: Subject, t: dict, width: float, hu: np.ndarray
     ey = dy - (B - D)  # relative to the body-outline centre
     paint(occupancy(_ellipse_d(dx, ey, W, D), width), HU_FAT, FAT)
     inner = occupancy(_ellipse_d(dx, ey, W - F, D - F), width)
-    # Neck and back are muscle; the thoracic and abdominal cavities in front of the spine are viscera.
-    visceral = np.clip((-dy - ra) / 15.0, 0.0, 1.0) * (lev > 6.5)
+    # Neck and back are muscle, split at the midline by a fat septum behind the spinous processes; the thoracic
+    # and abdominal cavities in front of the spine hold fat around the organs (organs.py paints those), more of it
+    # in the abdomen and in a fatter subject.
+    # The cavity: an ellipse from 15 mm inside the front wall back to just behind the vertebral bodies' front.
+    front, back = (B - D) - (D - F) + 15.0, -ra + 6.0
+    cavity = _ellipse_d(dx, dy - 0.5 * (front + back), W - F - 18.0, np.maximum(0.5 * (back - front), 1.0))
+    visceral = occupancy(cavity, 8.0) * (lev > 6.5)
     paint(inner, HU_MUSCLE, MUSCLE)
-    paint(inner * visceral, HU_VISCERA, SOFT)
+    paint(occupancy(np.abs(dx) - 1.2, width) * (dy > g("canal_y") + 14.0) * inner, HU_FAT, FAT)
+    f = np.clip(0.3 * subject.fat, 0.1, 0.75) * np.clip((lev - 12.0) / 8.0, 0.5, 1.0)
+    paint(inner * visceral, HU_VISCERA + (HU_FAT - HU_VISCERA) * f, SOFT)
 
     lev_lo, lev_hi = float(lev.min()), float(lev.max())
     if lev_hi > 17.0 and lev_lo < 25.5:
         retro = g("retro")
         # Retroperitoneal fat in front of and beside the lumbar spine, around the psoas, kidneys and aorta.
-        band = occupancy(np.maximum(_ellipse_d(dx, dy + 0.3 * ra, 105.0, ra + 32.0), dy - 5.0), width)
+        band = occupancy(np.maximum(_ellipse_d(dx, dy + 0.3 * ra, 105.0, ra + 32.0), dy - 5.0 + 0.004 * dx * dx), width)
         paint(band * retro * inner, -80.0, FAT)
-        k = g("kidney")
-        for sx in (-1.0, 1.0):
-            paint(occupancy(_ellipse_d(dx - sx * (rl + 48.0), dy - 4.0, 26.0 * k, 22.0 * k), width) * (k > 0.05) * inner,
-                  HU_KIDNEY, SOFT)
         pr = g("psoas")
         for sx in (-1.0, 1.0):
             paint(occupancy(_ellipse_d(dx - sx * (rl + 0.8 * pr), dy + 0.2 * ra, pr, 0.85 * pr), width) * (pr > 1.0),
                   HU_MUSCLE, MUSCLE)
-    if lev_hi > 14.5 and lev_lo < 21.0:
-        liver = g("liver")
-        paint(occupancy(_ellipse_d(dx + 55.0, dy + 62.0, 88.0 * liver, 70.0 * liver), width) * inner * (liver > 0.05),
-              HU_LIVER, SOFT)
     if lev_hi > 6.3 and lev_lo < 19.4:
         # Lungs: inside the body wall, inside the ribs (whose posterior arcs run at the level of the transverse
         # processes: behind that lie the paraspinal muscles), beside the spine.
         wc = g("rib_w")
-        y_cc = 0.78 * ra + g("rca")  # canal centre; the rib necks run from there out to the rib angles
-        yc = y_cc + 11.0 - 0.482 * wc  # centre of the ribs' ellipse (see shapes.rib_solids)
+        y_cc = g("canal_y")  # canal centre; the rib necks run from there out to the rib angles
+        dc = g("rib_d")
+        yc = chest_centre_y(y_cc, dc)  # centre of the ribs' ellipse (thorax.rib_path)
         cage = np.maximum(np.maximum(_ellipse_d(dx, ey, W - F - 18.0, D - F - 18.0),
-                                     _ellipse_d(dx, dy - yc, wc - 9.0, 0.75 * wc - 9.0)),
+                                     _ellipse_d(dx, dy - yc, wc - 9.0, dc - 9.0)),
                           dy - (y_cc - 3.0 - 0.002 * dx * dx))  # posterior arcs curve forward laterally
         ribcage = occupancy(cage, width)
         lw, la, ly = g("lung_w"), g("lung_a"), g("lung_y")
         for sx in (-1.0, 1.0):
             d = _ellipse_d(dx - sx * (rl + 5.0 + lw), dy - ly, lw, la)
             paint(occupancy(d, width) * ribcage * (lw > 1.0), HU_LUNG, LUNG)
-        heart = g("heart")
-        if heart.max() > 0.05:
-            paint(occupancy(_ellipse_d(dx - 18.0, dy + ra + 78.0, 58.0 * heart, 50.0 * heart), width) * (heart > 0.05) * inner,
-                  HU_BLOOD, SOFT)
-    if lev_hi > 8.8 and lev_lo < 22.4:
-        ao = g("aorta")
-        ax = np.where(lev < 18.0, 0.6 * rl + 12.0, 8.0)
-        paint(occupancy(_ellipse_d(dx - ax, dy + ra + 13.0, 11.0 * ao, 11.0 * ao), width) * (ao > 0.05), HU_BLOOD, SOFT)
     if lev_lo < 10.2 and lev_hi > -0.8:
         aw = g("airway")
         paint(occupancy(_ellipse_d(dx, dy + ra + 23.0, 8.5 * aw, 7.5 * aw), width) * (aw > 0.05) * inner, HU_AIR, AIR)
-    if subject.gas and lev_hi > 18.0:
-        zmin, zmax = float(Z.min()), float(Z.max())
-        for c, rad in subject.gas:
-            if zmax < c[2] - rad[2] or zmin > c[2] + rad[2]:
-                continue
-            k = np.sqrt(((X - c[0]) / rad[0]) ** 2 + ((Y - c[1]) / rad[1]) ** 2 + ((Z - c[2]) / rad[2]) ** 2)
-            paint(occupancy((k - 1.0) * min(rad), width) * inner, HU_GAS, AIR)

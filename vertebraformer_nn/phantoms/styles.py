@@ -3,8 +3,9 @@
 A style is a distribution, sampled once per scan (``sample_scan_params``): voxel spacing and slice thickness,
 noise level and grain (texture), HU calibration offset and slope, reconstruction sharpness (blur, or edge
 enhancement for a bone kernel), orientation of the stored array, the mix of fields of view, axial field of
-view and the chance of metal. The four source styles mimic their releases; the extra styles exist only for
-held-out tests of domain generalisation.
+view, the chance of metal and of intravenous contrast. The four source styles mimic their releases; the extra
+styles exist only for held-out tests of domain generalisation. randomise.py widens the source styles' draws far
+beyond the real range.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+
+from .viscera import NO_CONTRAST, Contrast, sample_contrast
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class ScannerStyle:
     axial_mm: Tuple[float, float]  # left-right and antero-posterior extent of the field of view
     metal_prob: float
     max_voxels: int = 2_000_000  # larger fields of view get coarser pixels, as on a real scanner
+    contrast_prob: float = 0.3  # chance of an intravenous contrast phase
 
 
 SOURCE_STYLES: Dict[str, ScannerStyle] = {
@@ -49,8 +53,8 @@ SOURCE_STYLES: Dict[str, ScannerStyle] = {
         pixel_mm=(1.8, 2.2), slice_mm=(2.5, 3.0, 4.0), thickness_factor=1.2, noise_sd=(12.0, 22.0),
         noise_grain=(1.0, 1.5), hu_offset=(-8.0, 8.0), hu_slope=(0.99, 1.01), blur_mm=(0.9, 1.3), sharpen=0.0,
         kernel="B30f", orientations=(("LPS", 0.6), ("RAS", 0.25), ("LPI", 0.15)),
-        fov=(("lumbar", 0.3), ("thoracolumbar", 0.3), ("thoracic", 0.25), ("cervical", 0.15)),
-        axial_mm=(210.0, 220.0), metal_prob=0.1),
+        fov=(("lumbar", 0.2), ("abdomen", 0.15), ("thoracolumbar", 0.25), ("thoracic", 0.25), ("cervical", 0.15)),
+        axial_mm=(210.0, 220.0), metal_prob=0.1, contrast_prob=0.6),
     "spineweb": ScannerStyle(
         name="spineweb", description="SpineWeb: thin-slice thoracolumbar spine CT, sharp bone kernel, grainy noise",
         pixel_mm=(1.2, 1.5), slice_mm=(1.5, 2.0), thickness_factor=1.0, noise_sd=(30.0, 45.0),
@@ -63,8 +67,8 @@ SOURCE_STYLES: Dict[str, ScannerStyle] = {
         pixel_mm=(1.6, 2.0), slice_mm=(2.0, 2.5), thickness_factor=1.0, noise_sd=(22.0, 35.0),
         noise_grain=(0.6, 0.9), hu_offset=(-18.0, 0.0), hu_slope=(0.99, 1.01), blur_mm=(0.5, 0.7), sharpen=0.4,
         kernel="BONE", orientations=(("LPS", 1.0),),
-        fov=(("whole", 0.2), ("thoracolumbar", 0.35), ("lumbar", 0.25), ("thoracic", 0.2)),
-        axial_mm=(200.0, 210.0), metal_prob=0.35, max_voxels=1_000_000),
+        fov=(("whole", 0.2), ("thoracolumbar", 0.3), ("lumbar", 0.2), ("abdomen", 0.1), ("thoracic", 0.2)),
+        axial_mm=(200.0, 210.0), metal_prob=0.35, max_voxels=1_000_000, contrast_prob=0.5),
 }
 
 EXTRA_STYLES: Dict[str, ScannerStyle] = {
@@ -109,6 +113,14 @@ class ScanParams:
     fov: str
     axial_mm: Tuple[float, float]
     metal: bool
+    contrast: Contrast = NO_CONTRAST
+    noise_grain_z: float = 0.3  # correlation of the noise across slices (voxels)
+    cupping_hu: float = 0.0  # beam hardening: HU lost at the centre of the field of view
+    streak_hu: float = 220.0  # strength of metal streaks
+    tilt_deg: float = 3.0  # largest rotation of the patient about each axis
+    fov_offset_mm: float = 8.0  # how far the field of view's centre may sit off the spine
+    pv_factor: float = 1.0  # width of partial-volume edges, in voxels
+    wide: Tuple[str, ...] = ()  # randomisation groups drawn beyond the style (randomise.GROUPS)
 
 
 def _choice(rng, weighted):
@@ -135,4 +147,6 @@ def sample_scan_params(style: ScannerStyle, rng: np.random.Generator, fov: Optio
         fov=fov or _choice(rng, style.fov),
         axial_mm=(float(style.axial_mm[0]), float(style.axial_mm[1])),
         metal=bool(rng.random() < style.metal_prob),
+        contrast=sample_contrast(rng, style.contrast_prob),
+        streak_hu=float(rng.uniform(150.0, 300.0)),
     )

@@ -82,6 +82,8 @@ def index_entry(case: Case, image_rel: str, truth: Dict[str, str]) -> dict:
             "hu_offset": round(p.hu_offset, 2),
             "hu_slope": round(p.hu_slope, 4),
             "kernel": ALL_STYLES[p.style].kernel,
+            "contrast": p.contrast.phase + ("+oral" if p.contrast.oral_hu is not None else ""),
+            "randomised": list(p.wide),
         },
         "centroids_mm": {str(c): [round(float(v), 3) for v in r.centroids[c]] for c in labels.sort_anatomically(r.centroids)},
         "truth": truth,

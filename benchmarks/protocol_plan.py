@@ -1,0 +1,177 @@
+"""The time plan of ``multispine_protocol.py``: every step's expected seconds, printed before the run starts, so
+that a protocol that cannot fit its time limit (``Protocol.max_minutes``: the quick protocol's 75 minutes on 2 CPU
+cores) stops before it has spent an hour, not after.
+
+The per-unit costs (:class:`Costs`) were measured on the 2-core machine of the 2026-11-24 quick run, nothing else
+running (its ``results.json``: 24 phantoms in 18 s, 27 inputs predicted by VertebraFormer in 54 s, by nnU-Net's
+segmentation and lesion networks in 41 s and 22 s, a training step at most 5 s over its budget), with margins
+for what that run did not have (the coarse stage's preprocessing and prediction). A training step takes its
+wall-clock budget, but at least one epoch (VertebraFormer's 50 iterations: 30 s on the idle 2 cores, 5.5 min
+with five people's work on them; nnU-Net's 10: about 60 s idle); everything else scales with the machine's speed
+and load, which is why the run also checks, before each training, the plan against the clock
+(:func:`projected_total`): steps done count their measured seconds, steps to come their planned ones.
+
+Before the data exist, the case counts are estimated from the phantoms per source (:func:`estimate_counts`);
+after the data step the plan is redone with the real counts.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from protocol_setup import CV_FOLD, METHODS, MODELS, Protocol
+
+N_SOURCES = 4
+N_PERTURBATIONS = 12  # evaluation/perturbations.py: 4 kinds at 3 strengths
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds per unit on 2 CPU cores (see the module docstring; in brackets what the 2026-11-24 run took)."""
+    phantom: float = 2.0  # generation, conversion and finalize, per phantom (0.75; 3.6-5 with the machine 3x busy)
+    plan_fixed: float = 15.0  # each planning step: imports, worker pools
+    plan_per_case: float = 1.0  # fingerprint, plans and preprocessing of 3d_fullres, per training case (0.9)
+    plan_coarse_per_case: float = 0.3  # the 3d_lowres preprocessing on top (a fifth of the voxels)
+    plan_nnunet_per_case: float = 0.5  # nnU-Net's planner and preprocessing, per case of its dataset (0.35)
+    train_overhead: float = 10.0  # beyond the budget, which counts from the trainer's start (at most 0)
+    process: float = 6.0  # start of a predict process (imports, model loading)
+    predict_per_input: float = 2.0  # VertebraFormer: read, preprocess, network, numbering, export (2.0 with start)
+    coarse_per_input: float = 0.5  # the coarse whole-field stage on top (one window of 90 x 50 x 50 voxels)
+    nnunet_seg_per_input: float = 1.5  # nnU-Net's segmentation network's probabilities (1.5 with start)
+    nnunet_lesion_per_input: float = 0.8  # its lesion network's (0.8)
+    export_per_input: float = 0.2  # the separate models' case files from stored probabilities (0.1)
+    perturb_per_variant: float = 0.2
+    evaluate: float = 3.0  # per evaluation: bootstrap intervals of every metric (2 s for 27 inputs)
+    evaluate_per_input: float = 0.1
+    efficiency: float = 20.0  # (15)
+    report: float = 15.0
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The case counts the plan scales with."""
+    training_cases: int
+    test_cases: Dict[int, int]  # per fold of the protocol
+
+
+def estimate_counts(protocol: Protocol) -> Counts:
+    """The counts before the data exist. MultiSpine-Sim keeps about 0.85 training cases per phantom (the rest are
+    test-release cases, duplicates of another source's subject, centroid-only cases; 24 per source of seed 1: 81
+    of 96); a cross-validation fold holds about a fifth of them, a leave-one-domain-out fold its source's (VerSe,
+    the first: all but about two of its phantoms; 22 of 24)."""
+    n = protocol.cases_per_source
+    training = int(0.85 * N_SOURCES * n)
+    return Counts(training, {fold: (training // 5 if fold < 5 else max(n - 2, 0)) for fold in protocol.folds})
+
+
+def counts_from_data(protocol: Protocol, data: dict) -> Counts:
+    """The counts of the data step's result (``finalize``'s training cases and fold sizes)."""
+    sizes = data["fold_sizes"]
+    return Counts(int(data["training_cases"]),
+                  {fold: int(sizes[fold]["val"]) if fold < len(sizes) else 0 for fold in protocol.folds})
+
+
+def inputs_of(protocol: Protocol, fold: int, test_cases: int) -> int:
+    """Images predicted per method on ``fold``: its test cases, and on the in-domain fold the perturbed variants."""
+    if fold != CV_FOLD:
+        return test_cases
+    perturbed = test_cases if protocol.perturb_cases is None else min(protocol.perturb_cases, test_cases)
+    return test_cases + N_PERTURBATIONS * perturbed
+
+
+def time_plan(protocol: Protocol, counts: Counts, coarse: bool = True,
+              costs: Costs = Costs()) -> List[Tuple[str, float]]:
+    """[(step, seconds)] in the order the protocol runs them, named as its step markers. ``coarse``: whether the
+    plans have the coarse configuration (before planning: assume they do, the longer plan)."""
+    training_cases, test_cases = counts.training_cases, counts.test_cases
+    plan: List[Tuple[str, float]] = [
+        ("data", costs.phantom * N_SOURCES * protocol.cases_per_source),
+        ("plan_ours", costs.plan_fixed
+         + training_cases * (costs.plan_per_case + (costs.plan_coarse_per_case if coarse else 0.0)))]
+    if any(m.startswith("nnunet") for m in protocol.models(coarse=coarse)):
+        plan += [("plan_nnunet", costs.plan_fixed + training_cases * costs.plan_nnunet_per_case),
+                 ("lesion_dataset", 1.0),
+                 ("plan_nnunet_lesion", costs.plan_fixed + training_cases / N_SOURCES * costs.plan_nnunet_per_case)]
+    plan.append(("reference", 0.2 * N_SOURCES * protocol.cases_per_source))
+    for fold in protocol.folds:
+        for key in protocol.models(fold, coarse):
+            plan.append((f"train_{key}_fold{fold}", protocol.budget_of(key) + costs.train_overhead))
+    for fold in protocol.folds:
+        n = inputs_of(protocol, fold, test_cases.get(fold, 0))
+        plan.append((f"inputs_{fold}", costs.perturb_per_variant * (n - test_cases.get(fold, 0)) + 1.0))
+        for key in protocol.models(fold, coarse):
+            if key.startswith("nnunet"):
+                per = costs.nnunet_seg_per_input if key == "nnunet_seg" else costs.nnunet_lesion_per_input
+                plan.append((f"probabilities_{key}_fold{fold}", costs.process + per * n))
+        for key in protocol.methods_for(fold, coarse):
+            method = METHODS[key]
+            if key.startswith("nnunet"):
+                seconds = costs.export_per_input * n
+            else:
+                with_coarse = coarse and not method.no_coarse and any(MODELS[m].coarse for m in method.models)
+                seconds = costs.process + n * (costs.predict_per_input + (costs.coarse_per_input if with_coarse else 0))
+            plan.append((f"predict_{key}_fold{fold}", seconds))
+            plan.append((f"evaluate_{key}_fold{fold}", costs.evaluate + costs.evaluate_per_input * n))
+    plan += [("efficiency", costs.efficiency), ("report", costs.report)]
+    return plan
+
+
+def projected_total(plan: Sequence[Tuple[str, float]], measured: Dict[str, float]) -> float:
+    """Seconds of the whole run: measured seconds of the steps done, planned seconds of the others."""
+    return sum(measured.get(step, seconds) for step, seconds in plan)
+
+
+def step_kind(step: str) -> str:
+    """What the plan's summary groups a step under: its name without the fold; every prediction (every
+    evaluation) in one group."""
+    kind = re.sub(r"_(fold)?\d+$", "", step)
+    return kind.split("_")[0] if kind.startswith(("predict_", "evaluate_")) else kind
+
+
+def format_plan(protocol: Protocol, plan: Sequence[Tuple[str, float]], counts: Counts, coarse: bool,
+                measured: Optional[Dict[str, float]] = None) -> str:
+    """The plan as text: each kind of step with its count and minutes, the total against the limit."""
+    measured = measured or {}
+    groups: Dict[str, List[float]] = {}
+    for step, seconds in plan:
+        groups.setdefault(step_kind(step), []).append(measured.get(step, seconds))
+    total = projected_total(plan, measured)
+    limit = f" of the limit {protocol.max_minutes:g} min" if protocol.max_minutes else " (no limit)"
+    stage = ("with the coarse stage" if coarse else
+             "without the coarse stage (no 3d_lowres in the plans: its arms skipped)")
+    lines = [f"time plan of the {protocol.name} protocol: {protocol.cases_per_source} phantoms per source (seed "
+             f"{protocol.seed}), {counts.training_cases} training cases, test cases per fold {counts.test_cases}, "
+             f"{stage}; fine models {protocol.budget_s / 60:g} min each, coarse "
+             f"{protocol.budget_of('vf_coarse') / 60:g} min"]
+    for kind, values in groups.items():
+        count = f" x {len(values)}" if len(values) > 1 else ""
+        lines.append(f"  {kind:<28}{count:>6} {sum(values) / 60:7.1f} min")
+    lines.append(f"  {'total':<34} {total / 60:7.1f} min{limit}"
+                 + (" (steps done: measured)" if measured else ""))
+    return "\n".join(lines)
+
+
+class ProtocolStop(RuntimeError):
+    """The protocol cannot do what it promises (its time limit, its test cases): stop before spending more."""
+
+
+def check_plan(protocol: Protocol, plan: Sequence[Tuple[str, float]], measured: Optional[Dict[str, float]] = None,
+               when: str = "before the run") -> float:
+    """The projected total minutes; raises :class:`ProtocolStop` when it exceeds ``protocol.max_minutes``."""
+    total = projected_total(plan, measured or {}) / 60
+    if protocol.max_minutes is not None and total > protocol.max_minutes:
+        raise ProtocolStop(f"the {protocol.name} protocol's time plan {when} is {total:.1f} min, over its limit of "
+                         f"{protocol.max_minutes:g} min: shorten the training budgets (--budget-minutes, "
+                         "--coarse-budget-minutes), fewer phantoms (--cases-per-source), or raise the limit "
+                         "(--max-minutes); finished steps are reused when re-run with the same settings")
+    return total
+
+
+def check_test_cases(protocol: Protocol, test_cases: Dict[int, int]) -> None:
+    """Raises :class:`ProtocolStop` when a fold has fewer test cases than the protocol asks for."""
+    short = {f: n for f, n in test_cases.items() if n < protocol.min_test_cases}
+    if short:
+        raise ProtocolStop(f"the {protocol.name} protocol asks for at least {protocol.min_test_cases} test cases per "
+                         f"fold; fold(s) {', '.join(f'{f} ({n})' for f, n in sorted(short.items()))} have fewer: "
+                         f"raise --cases-per-source (now {protocol.cases_per_source}) or lower --min-test-cases")

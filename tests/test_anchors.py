@@ -1,0 +1,126 @@
+"""Anatomical anchors of the numbering (inference/anchors.py), found in the image: on MultiSpine-Sim phantoms against
+their complete ground truth, and, for checking only, on the real CTs that have masks (example_ct with the
+TotalSegmentator-derived labels, verse014) and a real cervical mask (gl003: the dens needs no image).
+The instances are the reference vertebrae, resampled to the CPU preset's 3.5 mm like the model grid."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from vertebraformer_nn import image_io
+from vertebraformer_nn import labels as L
+from vertebraformer_nn.inference.anchors import ANCHOR_LEVELS, Anchor, anchor_log_prior, find_anchors
+from vertebraformer_nn.inference.instances import instance_geometry
+from vertebraformer_nn.inference.numbering import order_instances
+from vertebraformer_nn.inference.postprocessing import DEFAULTS
+
+SPACING = 3.5
+
+
+def on_model_grid(ct_path, label_path):
+    """(HU, VerSe-coded labels) resampled to 3.5 mm in LPS; array axis 0 grows towards the head."""
+    labels = image_io.reorient(image_io.read_label(label_path), "LPS")
+    ct = image_io.reorient(image_io.read_image(ct_path), "LPS") if ct_path else None
+    ref = ct if ct is not None else labels
+    size = [int(round(n * s / SPACING)) for n, s in zip(ref.GetSize(), ref.GetSpacing())]
+    grid = sitk.Image(size, sitk.sitkUInt8)
+    grid.SetSpacing((SPACING,) * 3)
+    grid.SetOrigin(ref.GetOrigin())
+    grid.SetDirection(ref.GetDirection())
+    codes = sitk.GetArrayFromImage(sitk.Resample(labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    hu = None if ct is None else sitk.GetArrayFromImage(
+        sitk.Resample(sitk.Cast(ct, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear, -1024.0))
+    return hu, codes
+
+
+def anchors_of(hu, codes, exclude=()):
+    """{kind: the VerSe name of its vertebra} of the anchors found with the reference vertebrae as instances."""
+    present = [int(c) for c in np.unique(codes) if c in L.VERTEBRA_CODES and c not in exclude]
+    instances = np.zeros(codes.shape, np.int32)
+    for i, c in enumerate(present, start=1):
+        instances[codes == c] = i
+    ids, centres, _ = instance_geometry(instances, (SPACING,) * 3)
+    ids = ids[order_instances(centres, 0, 1)]
+    found, _ = find_anchors(hu, instances, ids, (SPACING,) * 3, 0, 1)
+    return {a.kind: L.name(present[ids[a.instance] - 1]) for a in found}
+
+
+@pytest.fixture(scope="module")
+def phantom_anchors(sim_root):
+    """Per phantom case: (index entry, anchors found)."""
+    index = json.loads((sim_root / "ground_truth" / "index.json").read_text())
+    out = []
+    for case in index["cases"]:
+        hu, codes = on_model_grid(sim_root / case["image"], sim_root / case["truth"]["vertebrae"])
+        out.append((case, anchors_of(hu, codes)))
+    return out
+
+
+def _eligible(case, kind):
+    """Whether the truth shows what the anchor needs: the whole anchoring vertebra and what tells it."""
+    names = [L.name(c) for c in case["levels"]]
+    whole = {L.name(c) for c in case["levels"] if c not in case["partial"]}
+    if kind == "last_rib":
+        last = "T13" if "T13" in names else "T12"
+        return last in whole and "L1" in names
+    if kind == "sacrum":
+        return names[-1] in ("L5", "L6") and names[-1] in whole
+    return {"C1", "C2"} <= whole  # skull (above C1), dens (C2 in C1)
+
+
+@pytest.mark.parametrize("kind", list(ANCHOR_LEVELS))
+def test_phantom_anchors_are_right_and_found_where_the_truth_shows_them(phantom_anchors, kind):
+    found = [(case, anchors[kind]) for case, anchors in phantom_anchors if kind in anchors]
+    wrong = [(case["case"], name) for case, name in found if name not in ANCHOR_LEVELS[kind]]
+    assert not wrong, f"{kind} anchors on the wrong vertebra: {wrong}"
+    eligible = [case["case"] for case, _ in phantom_anchors if _eligible(case, kind)]
+    missed = sorted(set(eligible) - {case["case"] for case, _ in found})
+    assert eligible, f"no phantom case shows a {kind} anchor"
+    assert len(missed) <= len(eligible) // 4, f"{kind} anchor missed in {missed} of {eligible}"
+
+
+def test_the_t13_subject_anchors_its_last_rib_on_t12_or_t13(phantom_anchors):
+    with_t13 = [(case, anchors) for case, anchors in phantom_anchors
+                if 28 in case["levels"] and 20 in case["levels"]]
+    for case, anchors in with_t13:
+        assert anchors.get("last_rib") in ("T12", "T13", None), case["case"]
+
+
+def test_real_abdomen_ct_sacrum_below_l5_and_last_rib_at_t12(real_data):
+    derived = real_data / "derived" / "example_ct_seg-vert_verse-labels_from-totalseg-prediction.nii.gz"
+    hu, codes = on_model_grid(real_data / "totalsegmentator" / "example_ct.nii.gz", derived)
+    assert anchors_of(hu, codes) == {"sacrum": "L5", "last_rib": "T12"}
+
+
+def test_real_lumbar_crop_shows_no_false_anchor(real_data):
+    # verse014: L1-L5 in an 80 mm wide crop, 17 mm below L5: too little of the sacrum to call it one
+    hu, codes = on_model_grid(real_data / "verse_sub-verse014" / "sub-verse014_ct.nii.gz",
+                              real_data / "verse_sub-verse014" / "sub-verse014_seg-vert_msk.nii.gz")
+    found = anchors_of(hu, codes)
+    assert all(name in ANCHOR_LEVELS[kind] for kind, name in found.items())
+
+
+def test_real_cervical_mask_dens_rises_into_c1(real_data):
+    # gl003 (C1-T5); gl017 shows the same but is stored as float64 and takes 14 s to read
+    _, codes = on_model_grid(None, real_data / "verse_masks_only" / "sub-gl003_dir-ax_seg-vert_msk.nii.gz")
+    assert anchors_of(None, codes) == {"dens": "C2"}
+    assert anchors_of(None, codes, exclude=(1,)) == {}  # without C1's ring there is no dens anchor
+
+
+def test_anchor_log_prior_penalises_the_levels_an_anchor_does_not_allow():
+    prior = anchor_log_prior([Anchor("last_rib", 1), Anchor("sacrum", 2)], 3, DEFAULTS)
+    assert prior.shape == (3, 26) and not prior[0].any()
+    allowed = [L.ANATOMICAL_ORDER.index(n) for n in ("T12", "T13")]
+    assert (prior[1, allowed] == 0).all() and (np.delete(prior[1], allowed) == -DEFAULTS.anchor_rib_strength).all()
+    assert prior[2, L.ANATOMICAL_ORDER.index("L5")] == 0 and prior[2, L.ANATOMICAL_ORDER.index("L4")] < 0
+    off = anchor_log_prior([Anchor("sacrum", 0)], 1, DEFAULTS.__class__(anchor_sacrum_strength=0.0))
+    assert not off.any()
+
+
+def test_anchors_need_instances_on_the_image_grid():
+    with pytest.raises(ValueError, match="not on the instances' grid"):
+        find_anchors(np.zeros((4, 4, 4)), np.ones((5, 4, 4), np.int32), [1], (3.5,) * 3, 0, 1)
+    assert find_anchors(None, np.zeros((4, 4, 4), np.int32), [], (3.5,) * 3, 0, 1) == ([], [])

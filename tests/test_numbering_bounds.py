@@ -1,0 +1,182 @@
+"""What the numbering may claim (issue 15 parts 3-4, issue 16 part 4), pure functions on synthetic maps: instances
+repaired after a fused or cut body (instance_repair.py), never more vertebrae than the field of view holds and none
+without a spine (spine_extent.py, level_anatomy.py), the decoder's margin and its anchors (decoder.py, anchors.py),
+the quality flags (quality.py)."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from test_numbering import HEIGHT, SPACING, level, log_probs, names, phantom
+from vertebraformer_nn.inference.anchors import Anchor, anchor_log_prior
+from vertebraformer_nn.inference.decoder import decode_levels
+from vertebraformer_nn.inference.instance_repair import merge_half_instances, split_tall_instances
+from vertebraformer_nn.inference.level_anatomy import expected_distance, max_vertebrae_in
+from vertebraformer_nn.inference.numbering import number_vertebrae
+from vertebraformer_nn.inference.postprocessing import DEFAULTS
+from vertebraformer_nn.inference.quality import assess, summary_fields
+from vertebraformer_nn.inference.spine_extent import count_bound, spine_found, weak_instances
+from vertebraformer_nn.labels import ANATOMICAL_ORDER
+
+
+def _levels(decoding):
+    return [ANATOMICAL_ORDER[s] for s in decoding.levels]
+
+
+# --- instances: fused and cut bodies ------------------------------------------------------------------------
+def _stack(heights, neck_at=None, width=8):
+    """Instances stacked along axis 0 (1-voxel discs), ids 1..n; ``neck_at``: {id: row within it} narrowed to a
+    2x2 waist (a disc between two fused bodies)."""
+    total = sum(h + 1 for h in heights) + 2
+    out = np.zeros((total, width, width), np.int32)
+    row = 1
+    for i, h in enumerate(heights, start=1):
+        out[row:row + h] = i
+        if neck_at and i in neck_at:
+            r = row + neck_at[i]
+            out[r] = 0
+            out[r, 3:5, 3:5] = i
+        row += h + 1
+    return out
+
+
+def test_a_fused_pair_is_split_at_its_neck_and_a_dens_like_top_is_not():
+    fused = _stack([6, 6, 13, 6, 6], neck_at={3: 6})
+    split, notes = split_tall_instances(fused, (3.5,) * 3, 0)
+    assert len(np.unique(split[split > 0])) == 6 and notes
+    uniform = _stack([6, 6, 13, 6, 6])  # no neck: one tall vertebra, not two
+    assert len(np.unique(split_tall_instances(uniform, (3.5,) * 3, 0)[0])) - 1 == 5
+    assert (split_tall_instances(fused, (3.5,) * 3, 0, ratio=0.0)[0] == fused).all()  # 0 = off
+
+
+def test_two_touching_halves_are_merged_and_whole_vertebrae_are_not():
+    halves = _stack([6, 6, 2, 3, 6, 6])
+    rows = np.flatnonzero((halves == 3).any(axis=(1, 2)))
+    halves[rows[-1] + 1] = 3  # close the disc between the two halves: they touch
+    merged, notes = merge_half_instances(halves, (3.5,) * 3, 0)
+    assert len(np.unique(merged[merged > 0])) == 5 and notes
+    whole = _stack([6, 6, 6, 6, 6])
+    assert merge_half_instances(whole, (3.5,) * 3, 0)[1] == []
+
+
+# --- the spine in the field of view -------------------------------------------------------------------------
+def test_count_bound_follows_the_field_of_view():
+    # at 0.6 x the typical pitch the shortest run is in the neck: C1..T2, eight pitches of 0.6 x 18-23 mm = 92 mm
+    assert max_vertebrae_in(100.0, 0.6) == 9
+    assert max_vertebrae_in(10.0, 0.6) == 1 and max_vertebrae_in(5000.0, 0.6) == 26
+    assert max_vertebrae_in(100.0, 0.0) == 26
+    bound = count_bound([5, 50, 40, 3, 60], 30.0, 0.6)  # 30 mm: at most 3
+    assert bound.exceeded and bound.max_count == 3 and bound.keep.tolist() == [False, True, True, False, True]
+    assert not count_bound([5, 50], 300.0, 0.6).exceeded
+    assert expected_distance(level("T12"), level("L1")) == pytest.approx(30.0)
+
+
+def test_too_many_instances_for_the_field_of_view_drops_the_smallest_and_says_so():
+    levels = ANATOMICAL_ORDER[9:19]  # T3..T12, 14 mm apart at 2 mm voxels: 148 mm of field of view
+    seg, _, _ = phantom(levels)
+    squeezed = replace(DEFAULTS, min_pitch_fraction=0.9)  # a floor of 0.9 x the typical pitch: 9 fit in 148 mm
+    result = number_vertebrae(seg, (2.0,) * 3, 0, -1, params=squeezed)
+    bound = result.report["count_bound"]
+    assert bound == {"field_of_view_mm": 148.0, "max_vertebrae": 9, "instances_found": 10, "exceeded": True}
+    assert len(result.instances) == 9 and any("1 smallest of 10 instances dropped" in n for n in result.notes)
+    assert "too_many_for_field_of_view" in [r["reason"] for r in result.quality["reasons"]]
+    assert not number_vertebrae(seg, (2.0,) * 3, 0, -1).report["count_bound"]["exceeded"]  # 12 fit at 0.6
+
+
+def test_a_scan_without_a_spine_gets_no_vertebra_and_fails():
+    seg, _, _ = phantom(["T8"], heights=[1])  # a 1-voxel-thick speck: ~0.3 ml of "vertebra"
+    result = number_vertebrae(seg, SPACING, 0, -1)
+    assert result.instances == [] and not result.labels.any()
+    assert result.report["spine_found"] is False and any(n.startswith("spine not found") for n in result.notes)
+    assert result.quality["flag"] == "fail" and result.quality["reasons"][0]["reason"] == "spine_not_found"
+    assert not spine_found([], 10.0) and spine_found([6000.0, 5000.0], 10.0)
+
+
+def test_weak_instances_are_those_mostly_background():
+    instance_map = np.array([[[1, 1, 2, 2, 0]]])
+    background = np.array([[[0.1, 0.2, 0.7, 0.6, 1.0]]])
+    assert weak_instances(instance_map, background, 0.5) == [2]
+    assert weak_instances(instance_map, background, 0.0) == []
+
+
+# --- the decoder: anchors, margin ---------------------------------------------------------------------------
+def test_anchors_fix_levels_the_evidence_leaves_open():
+    # evidence that cannot tell T12-L4 from L1-L5 (both equally likely per instance)
+    upper, lower = ["T12", "L1", "L2", "L3", "L4"], ["L1", "L2", "L3", "L4", "L5"]
+    ambiguous = [{a: 0.45, b: 0.45} for a, b in zip(upper, lower)]
+    plain = decode_levels(log_probs(ambiguous))
+    assert plain.margin < DEFAULTS.unsure_margin  # unsure, and it says so
+    sacrum = anchor_log_prior([Anchor("sacrum", 4)], 5)
+    assert _levels(decode_levels(log_probs(ambiguous), unary=sacrum)) == lower
+    rib = anchor_log_prior([Anchor("last_rib", 0)], 5)
+    anchored = decode_levels(log_probs(ambiguous), unary=rib)
+    assert _levels(anchored) == upper and anchored.margin > plain.margin
+    with pytest.raises(ValueError, match="unary"):
+        decode_levels(log_probs(ambiguous), unary=np.zeros((2, 26)))
+
+
+@pytest.mark.parametrize("levels,gaps", [
+    (["T10", "T11", "T12", "T13", "L1", "L2", "L3", "L4", "L5"], None),  # T13 with its last rib
+    (["T12", "L1", "L2", "L3", "L4", "L5", "L6"], None),  # L6 above the sacrum
+    (["T10", "T11", "L1", "L2", "L3"], [26, 56, 31, 32]),  # T12 missing: a gap of two pitches
+])
+def test_decoding_with_anchors_keeps_t13_l6_and_a_missing_vertebra(levels, gaps):
+    anchors = []
+    if "T13" in levels:
+        anchors.append(Anchor("last_rib", levels.index("T13")))
+    if levels[-1] in ("L5", "L6"):
+        anchors.append(Anchor("sacrum", len(levels) - 1))
+    evidence = [{n: 0.8} for n in levels]
+    decoding = decode_levels(log_probs(evidence), gaps, unary=anchor_log_prior(anchors, len(levels)))
+    assert _levels(decoding) == levels
+    assert decoding.second is not None and decoding.margin > 0 and 0 < decoding.path_probability <= 1
+
+
+def test_second_best_is_the_runner_up_of_the_lattice():
+    evidence = [{"T7": 0.6, "T8": 0.35}]
+    decoding = decode_levels(log_probs(evidence))
+    assert _levels(decoding) == ["T7"] and ANATOMICAL_ORDER[decoding.second[0]] == "T8"
+    assert decoding.margin == pytest.approx(math.log(0.6 / 0.35))
+
+
+def test_the_pitch_floor_penalises_levels_closer_than_anatomy_allows():
+    # two lumbar-looking instances 12 mm apart: no adult lumbar pitch is that short, cervical ones nearly are
+    evidence = [{"L3": 0.5, "C3": 0.4}, {"L4": 0.5, "C4": 0.4}]
+    assert _levels(decode_levels(log_probs(evidence), [12.0])) == ["C3", "C4"]
+    no_floor = replace(DEFAULTS, min_pitch_fraction=0.0)
+    assert _levels(decode_levels(log_probs(evidence), [12.0], no_floor)) == ["L3", "L4"]
+
+
+# --- quality flags ------------------------------------------------------------------------------------------
+def _vertebra(name, centre, volume_ml=None, confidence=0.9, on_border=False):
+    from vertebraformer_nn.inference.level_anatomy import TYPICAL_VOLUME_ML
+
+    volume = 1000.0 * (TYPICAL_VOLUME_ML[name] if volume_ml is None else volume_ml)
+    return {"name": name, "confidence": confidence, "centre_mm": [centre, 0.0, 0.0], "volume_mm3": volume,
+            "on_border": on_border}
+
+
+def test_quality_flags_and_their_reasons():
+    spine = [_vertebra("L1", 0), _vertebra("L2", 32), _vertebra("L3", 65)]
+    assert assess(spine, anchors=["sacrum"]) == {"flag": "ok", "reasons": []}
+    reasons = lambda q: [r["reason"] for r in q["reasons"]]  # noqa: E731
+    assert reasons(assess(spine)) == ["no_anchor"]
+    assert assess(spine, anchors_looked_for=False)["flag"] == "ok"
+    assert reasons(assess(spine, anchors=["sacrum"], margin=0.5)) == ["low_confidence"]
+    unsure = [_vertebra(v["name"], v["centre_mm"][0], confidence=0.3) for v in spine]
+    assert reasons(assess(unsure, anchors=["sacrum"])) == ["low_confidence"]
+    tiny = [_vertebra("L1", 0, volume_ml=5), *spine[1:]]
+    assert reasons(assess(tiny, anchors=["sacrum"])) == ["implausible_size"]
+    cut = [_vertebra("L1", 0, volume_ml=5, on_border=True), *spine[1:]]
+    assert assess(cut, anchors=["sacrum"])["flag"] == "ok"  # a vertebra cut by the field of view is no size
+    far = [spine[0], _vertebra("L2", 80), _vertebra("L3", 112)]
+    assert reasons(assess(far, anchors=["sacrum"])) == ["implausible_spacing"]
+    count = {"exceeded": True, "instances_found": 9, "field_of_view_mm": 100.0, "max_vertebrae": 6}
+    assert reasons(assess(spine, anchors=["sacrum"], count=count)) == ["too_many_for_field_of_view"]
+    failed = assess([], spine_found=False)
+    assert failed["flag"] == "fail" and summary_fields(failed) == {"quality": "fail",
+                                                                   "quality_reasons": "spine_not_found"}
+    assert summary_fields(None) == {"quality": "", "quality_reasons": ""}

@@ -1,0 +1,122 @@
+"""The quick protocol's plan (benchmarks/protocol_plan.py, protocol_setup.py): what it trains and predicts with and
+without the coarse whole-field stage, its time plan against its limit, and the predict commands. No model."""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # the protocol's scripts import each other by name, as when run as scripts
+
+import multispine_protocol as mp  # noqa: E402
+import protocol_plan as pp  # noqa: E402
+import protocol_report as pr  # noqa: E402
+from protocol_setup import CONTRASTS, MODELS, QUICK, Protocol, without_coarse_stage  # noqa: E402
+
+#: the counts of the quick protocol's data (24 phantoms per source, seed 1)
+QUICK_COUNTS = pp.Counts(81, {0: 16, 5: 22})
+
+
+def test_quick_protocol_asks_what_the_issue_asks():
+    assert QUICK.cases_per_source >= 20 and QUICK.seed != 0 and QUICK.min_test_cases >= 16
+    assert QUICK.max_minutes == 75 and set(QUICK.folds) == {0, 5}
+
+
+def test_with_the_coarse_stage_every_arm_runs_and_its_model_trains_on_both_folds():
+    assert QUICK.methods_for(0) == ["vf", "vf_nocoarse", "vf_argmax", "nnunet", "nnunet_argmax"]
+    assert QUICK.methods_for(5) == ["vf", "vf_nocoarse", "vf_argmax", "vf_nomod", "nnunet", "nnunet_argmax"]
+    assert QUICK.models(0) == ["vf", "vf_coarse", "nnunet_seg", "nnunet_lesion"]
+    assert QUICK.models(5) == ["vf", "vf_nomod", "vf_coarse", "nnunet_seg", "nnunet_lesion"]
+    assert MODELS["vf_coarse"].trainer == MODELS["vf"].trainer  # predict finds it as the fine model's sibling
+    assert MODELS["vf_coarse"].configuration == "3d_lowres"
+    assert QUICK.budget_of("vf_coarse") == QUICK.coarse_budget_s and QUICK.budget_of("vf") == QUICK.budget_s
+
+
+def test_without_the_coarse_configuration_its_model_and_arm_are_skipped():
+    for fold in QUICK.folds:
+        assert "vf_nocoarse" not in QUICK.methods_for(fold, coarse=False)
+        assert "vf_coarse" not in QUICK.models(fold, coarse=False)
+        assert "vf" in QUICK.methods_for(fold, coarse=False)
+    steps = [name for name, _ in pp.time_plan(QUICK, QUICK_COUNTS, coarse=False)]
+    assert not any("coarse" in s for s in steps)
+    assert "train_vf_fold0" in steps and "predict_vf_argmax_fold5" in steps
+
+
+def test_contrasts_stand_in_for_the_skipped_arm():
+    assert without_coarse_stage("vf_nocoarse", coarse=False) == "vf"
+    assert without_coarse_stage("vf_nocoarse", coarse=True) == "vf_nocoarse"
+    pairs = [(without_coarse_stage(c.a, False), without_coarse_stage(c.b, False)) for c in CONTRASTS]
+    assert ("vf", "vf") in pairs  # the coarse contrast: nothing to compare, reported as skipped
+    assert ("vf", "vf_argmax") in pairs and ("vf", "vf_nomod") in pairs
+
+
+def test_quick_time_plan_fits_its_limit_with_margin():
+    for counts in (pp.estimate_counts(QUICK), QUICK_COUNTS):
+        plan = pp.time_plan(QUICK, counts, coarse=True)
+        total = pp.check_plan(QUICK, plan)
+        assert 50 < total < QUICK.max_minutes - 3, pp.format_plan(QUICK, plan, counts, True)
+        trainings = [s for s, _ in plan if s.startswith("train_")]
+        assert len(trainings) == 9 and "train_vf_coarse_fold5" in trainings
+    text = pp.format_plan(QUICK, plan, QUICK_COUNTS, True)
+    assert "total" in text and "75" in text and "train_vf_coarse" in text
+
+
+def test_a_plan_over_the_limit_stops_before_the_run_and_during_it():
+    long = replace(QUICK, budget_s=480.0)
+    with pytest.raises(pp.ProtocolStop, match="over its limit of 75 min.*--budget-minutes"):
+        pp.check_plan(long, pp.time_plan(long, QUICK_COUNTS))
+    plan = pp.time_plan(QUICK, QUICK_COUNTS)
+    assert pp.check_plan(QUICK, plan, {"data": 60.0}) < QUICK.max_minutes
+    with pytest.raises(pp.ProtocolStop, match="before training"):  # the data step took 40 minutes
+        pp.check_plan(QUICK, plan, {"data": 2400.0}, when="before training vf on fold 0")
+    assert pp.check_plan(replace(long, max_minutes=None), pp.time_plan(long, QUICK_COUNTS)) > 75
+
+
+def test_too_few_test_cases_stop_after_the_data_step():
+    counts = pp.counts_from_data(QUICK, {"training_cases": 68, "fold_sizes": [{"train": 54, "val": 14}] * 5
+                                         + [{"train": 50, "val": 18, "held_out_domain": "verse"}]})
+    assert counts.test_cases == {0: 14, 5: 18}
+    with pytest.raises(pp.ProtocolStop, match=r"fold\(s\) 0 \(14\).*--cases-per-source"):
+        pp.check_test_cases(QUICK, counts.test_cases)
+    pp.check_test_cases(QUICK, QUICK_COUNTS.test_cases)
+
+
+def test_paired_difference_resamples_both_methods_together():
+    a = {f"c{i}": {"subject": f"s{i}", "numbering": {"id_rate": 0.5 + 0.1 * (i % 3)}} for i in range(8)}
+    b = {f"c{i}": {"subject": f"s{i}", "numbering": {"id_rate": 0.3 + 0.1 * (i % 3)}} for i in range(8)}
+    b["c9"] = {"subject": "s9", "numbering": {"id_rate": 1.0}}  # evaluated by one method only: not paired
+    diff = pr.paired_difference(a, b, "numbering", "id_rate", bootstrap=200, seed=1)
+    assert diff["value"] == pytest.approx(0.2) and diff["n_cases"] == 8
+    assert diff["ci"] == pytest.approx([0.2, 0.2])  # a constant difference: what the cases share cancels
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    """A Benchmark over an empty working folder, its commands captured instead of run."""
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_compile", "nnUNet_def_n_proc"):
+        monkeypatch.setenv(key, "unused")  # the Benchmark points them at its folder; restored afterwards
+    (tmp_path / "work" / "nnUNet_raw" / "Dataset590_MultiSpine").mkdir(parents=True)
+    b = mp.Benchmark(Protocol(**asdict(QUICK)), tmp_path / "work", tmp_path / "out")
+    b.record["plan_ours"] = {"seconds": 1.0, "result": {"plans": "VertebraFormerPlans"}}
+    commands = []
+    monkeypatch.setattr(mp, "run", lambda cmd, env=None: commands.append(cmd) or {"seconds": 0.0})
+    monkeypatch.setattr(mp.Benchmark, "case_seconds", staticmethod(lambda folder: {}))
+    b.commands = commands
+    return b
+
+
+@pytest.mark.parametrize("coarse", [True, False])
+def test_predict_commands_of_the_arms(bench, coarse):
+    bench.coarse = coarse
+    for key in ("vf", "vf_argmax", "vf_nomod"):
+        bench.do_predict(mp.METHODS[key], 5)
+    vf, argmax, nomod = bench.commands
+    assert "--no-coarse" not in vf  # predict's default: the sibling 3d_lowres model when it exists
+    assert ("--no-coarse" in argmax) is coarse and ("--no-coarse" in nomod) is coarse  # only where predict knows it
+    assert argmax[argmax.index("--numbering") + 1] == "argmax" and vf[vf.index("--numbering") + 1] == "decoder"
+    fine = "VertebraFormerTrainer_budget__VertebraFormerPlans__3d_fullres"
+    assert vf[vf.index("-m", vf.index("predict")) + 1].endswith(fine)
+    assert bench.model_folder(MODELS["vf_coarse"]).name == fine.replace("3d_fullres", "3d_lowres")

@@ -1,0 +1,144 @@
+"""Instances that survive a split or a fused body (numbering step 1b; pure numpy).
+
+``instances.vertebra_instances`` cuts the foreground where the argmax levels change. Two errors remain that shift
+every level below them, since the decoder gives every instance a level of its own: two vertebrae fused into one
+instance (a bridged disc with one argmax level), and one vertebra cut into two (its upper and lower halves
+argmaxed to two levels that meet across a narrow contact). Both show in the heights along the spine, which vary
+little between neighbours (<~25 %):
+
+* :func:`split_tall_instances`: an instance ``split_height_ratio`` times as tall as the median of its neighbours is
+  cut at its narrowest cross-section (fewest voxels in a slice across the head-foot axis) within its middle half,
+  when that slice is a neck (at most ``split_max_neck`` times the instance's median slice) and both parts keep
+  ``split_min_part`` of it (so C2's dens, a narrow top on a normal body, is never cut off);
+* :func:`merge_half_instances`: two consecutive touching instances each at most ``merge_half_height`` times the
+  median height around them, together at most :data:`MERGED_MAX` times it, become one.
+
+Heights are extents along the head-foot array axis in mm (the model grid's; plans say which axis).
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import numpy as np
+from scipy import ndimage
+
+from .postprocessing import DEFAULTS, Postprocessing
+
+__all__ = ["MERGED_MAX", "instance_heights", "split_tall_instances", "merge_half_instances", "repair_instances"]
+
+#: two half-height pieces are merged only when together they are at most this times the height around them
+MERGED_MAX = 1.3
+#: neighbours on each side whose median height is the reference
+NEIGHBOURS = 2
+
+
+def instance_heights(instance_map: np.ndarray, spacing, si_axis: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, heights mm, centre along ``si_axis`` in voxels) of the positive ids present, sorted by that centre."""
+    ids, heights, centres = [], [], []
+    for index, box in enumerate(ndimage.find_objects(instance_map), start=1):
+        if box is None:
+            continue
+        rows = np.flatnonzero(np.moveaxis(instance_map[box] == index, si_axis, 0).any(axis=(1, 2)))
+        ids.append(index)
+        heights.append((rows[-1] - rows[0] + 1) * float(spacing[si_axis]))
+        centres.append(box[si_axis].start + 0.5 * (rows[0] + rows[-1]))
+    order = np.argsort(centres, kind="stable")
+    return np.asarray(ids, dtype=np.int64)[order], np.asarray(heights)[order], np.asarray(centres)[order]
+
+
+def _reference_height(heights: np.ndarray, exclude: Tuple[int, int]) -> float:
+    """Median height of up to NEIGHBOURS instances on each side of positions ``exclude[0]..exclude[1]``; NaN with
+    fewer than two of them."""
+    lo, hi = exclude
+    around = np.concatenate([heights[max(0, lo - NEIGHBOURS):lo], heights[hi + 1:hi + 1 + NEIGHBOURS]])
+    return float(np.median(around)) if len(around) >= 2 else float("nan")
+
+
+def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEFAULTS.split_height_ratio,
+                         min_part: float = DEFAULTS.split_min_part,
+                         max_neck: float = DEFAULTS.split_max_neck) -> Tuple[np.ndarray, List[str]]:
+    """Cut instances ``ratio`` times as tall as their neighbours (module docstring); returns (new map with the lower
+    parts under new ids, notes). ``ratio`` 0 = unchanged."""
+    out = np.array(instance_map, dtype=np.int32, copy=True)
+    if ratio <= 0:
+        return out, []
+    ids, heights, _ = instance_heights(out, spacing, si_axis)
+    boxes = ndimage.find_objects(out)
+    next_id, notes = int(out.max()) + 1, []
+    for k, (i, h) in enumerate(zip(ids, heights)):
+        reference = _reference_height(heights, (k, k))
+        if not h >= ratio * reference:
+            continue
+        box = boxes[i - 1]
+        mask = np.moveaxis(out[box] == i, si_axis, 0)
+        area = mask.sum(axis=(1, 2))
+        rows = np.flatnonzero(area)
+        first, last = rows[0], rows[-1]
+        middle = np.arange(first + (last - first + 1) // 4, last - (last - first + 1) // 4 + 1)
+        if len(middle) == 0:
+            continue
+        # narrowest slice; among equals the one nearest the middle
+        centre = 0.5 * (first + last)
+        cut = int(min(middle, key=lambda r: (area[r], abs(r - centre))))
+        upper, total = area[:cut].sum(), area.sum()
+        if area[cut] > max_neck * np.median(area[rows]) or min(upper, total - upper) < min_part * total:
+            continue
+        view = np.moveaxis(out[box], si_axis, 0)  # a view into out
+        lower = np.zeros_like(mask)
+        lower[cut:] = mask[cut:]
+        view[lower] = next_id
+        notes.append(f"split an instance {h:.0f} mm tall ({h / reference:.1f} x its neighbours) at its narrowest "
+                     f"cross-section: two fused vertebrae")
+        next_id += 1
+    return out, notes
+
+
+def merge_half_instances(instance_map, spacing, si_axis: int,
+                         half: float = DEFAULTS.merge_half_height) -> Tuple[np.ndarray, List[str]]:
+    """Merge consecutive touching half-height instances (module docstring); returns (new map, notes). ``half`` 0 =
+    unchanged."""
+    out = np.array(instance_map, dtype=np.int32, copy=True)
+    if half <= 0:
+        return out, []
+    ids, heights, _ = instance_heights(out, spacing, si_axis)
+    notes, k = [], 0
+    while k < len(ids) - 1:
+        reference = _reference_height(heights, (k, k + 1))
+        a, b = int(ids[k]), int(ids[k + 1])
+        if heights[k] <= half * reference and heights[k + 1] <= half * reference and _touch(out, a, b):
+            union_rows = np.flatnonzero(np.moveaxis(np.isin(out, (a, b)), si_axis, 0).any(axis=(1, 2)))
+            union = (union_rows[-1] - union_rows[0] + 1) * float(spacing[si_axis])
+            if union <= MERGED_MAX * reference:
+                out[out == b] = a
+                notes.append(f"merged two touching instances {heights[k]:.0f} and {heights[k + 1]:.0f} mm tall (half "
+                             f"the {reference:.0f} mm of their neighbours): one vertebra cut across")
+                ids = np.delete(ids, k + 1)
+                heights = np.delete(heights, k + 1)
+                heights[k] = union
+                k += 1
+                continue
+        k += 1
+    return out, notes
+
+
+def _touch(instance_map: np.ndarray, a: int, b: int) -> bool:
+    """Whether instances a and b share a face, edge or corner (26-neighbourhood)."""
+    boxes = ndimage.find_objects(instance_map)
+    box = tuple(slice(max(0, min(p.start, q.start) - 1), max(p.stop, q.stop) + 1)
+                for p, q in zip(boxes[a - 1], boxes[b - 1]))
+    near_a = ndimage.binary_dilation(instance_map[box] == a, structure=np.ones((3, 3, 3), bool))
+    return bool((near_a & (instance_map[box] == b)).any())
+
+
+def repair_instances(instance_map, spacing, si_axis: int,
+                     params: Postprocessing = DEFAULTS) -> Tuple[np.ndarray, List[str]]:
+    """:func:`split_tall_instances` then :func:`merge_half_instances`, with ``params``' values; ids relabelled
+    1..K."""
+    split, notes = split_tall_instances(instance_map, spacing, si_axis, params.split_height_ratio,
+                                        params.split_min_part, params.split_max_neck)
+    merged, more = merge_half_instances(split, spacing, si_axis, params.merge_half_height)
+    present = np.flatnonzero(np.bincount(merged.ravel()))
+    present = present[present > 0]
+    lut = np.zeros(int(merged.max()) + 1, dtype=np.int32)
+    lut[present] = np.arange(1, len(present) + 1)
+    return lut[merged], notes + more
