@@ -251,6 +251,45 @@ def measure(cmd: List[str], env: dict, cap_gb: float, timeout_s: float, log: Pat
     return run
 
 
+def run_method(name: str, method: str, source: Path, nifti: Path, model: Path, nn_model: Path, work: Path, env: dict,
+               cap_gb: float, timeout_s: float, threads: int, tag: str = "") -> dict:
+    """One measured run of ``method`` on input ``name`` (``source`` as given to ours, ``nifti`` as given to nnU-Net):
+    its table row. Predictions go to ``work/runs[/tag]/name/method``, the log to ``work/logs``."""
+    out = work / "runs" / tag / name / method
+    shutil.rmtree(out, ignore_errors=True)
+    if method == "ours":
+        cmd = [sys.executable, "-m", "vertebraformer_nn", "predict", "-i", str(source), "-o", str(out),
+               "-m", str(model), "-f", "0", "-device", "cpu", "--disable_progress_bar"]
+    else:
+        nn = nnunet_model_args(nn_model)
+        env = dict(env, nnUNet_results=nn["results"])
+        folder = work / "nnunet_inputs" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        link = folder / f"{name}_0000.nii.gz"
+        if not link.exists():
+            link.symlink_to(nifti.resolve())
+        cmd = [str(Path(sys.executable).parent / "nnUNetv2_predict"), "-i", str(folder), "-o", str(out),
+               "-d", nn["dataset"], "-tr", nn["trainer"], "-p", nn["plans"], "-c", nn["configuration"],
+               "-f", "0", "-device", "cpu", "-npp", str(threads), "-nps", str(threads),
+               "--disable_progress_bar"] + (["--disable_tta"] if method == "nnunet" else [])
+    print(f"[{datetime.now():%H:%M:%S}] {tag + ' ' if tag else ''}{name} / {method}: {' '.join(cmd)}", flush=True)
+    run = measure(cmd, env, cap_gb, timeout_s,
+                  work / "logs" / f"{tag + '_' if tag else ''}{name}_{method}.log")
+    status = failure_status(run.returncode, run.tail(), run.timed_out, run.capped, cap_gb, timeout_s)
+    if method == "ours" and (out / "summary.csv").is_file():
+        seconds, case_status = ours_stages(out / "summary.csv")
+        status = case_status if status.startswith("failed") or status == "ok" else status
+    else:
+        seconds = nnunet_stages(run.events) if method != "ours" else {}
+        seconds.pop("startup", None)
+        if seconds.get("export") is not None:
+            seconds["total"] = sum(seconds.values())
+        if status == "ok" and not (out / f"{name}.nii.gz").is_file():
+            status = f"failed: no {name}.nii.gz written"
+    return {"input": name, "method": method, "seconds": seconds, "wall_s": run.wall_s, "peak_gb": run.peak_gb,
+            "largest_gb": run.largest_gb, "status": status}
+
+
 # ---------------------------------------------------------------------------------------------- inputs
 def whole_spine_phantom(target: Path, seed: int = 0) -> Path:
     """A MultiSpine-Sim phantom in the DICOM cohort's scanner style with the 'whole' field of view (skull to
@@ -374,6 +413,15 @@ def prepare(work: Path, cases_per_source: int, nnunet_trainer: str, threads: int
     return {"model": ours, "nnunet_model": theirs}
 
 
+def write_result(text: str, out_md: Optional[Path], stem: str) -> Path:
+    """Write a report to ``out_md``, default ``benchmarks/results/<stem>_<UTC date>.md``; returns the path."""
+    target = out_md or REPO / "benchmarks" / "results" / f"{stem}_{datetime.now(timezone.utc):%Y-%m-%d}.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text.rstrip("\n") + "\n")
+    print(f"written {target}")
+    return target
+
+
 # ---------------------------------------------------------------------------------------------- main
 def machine(load: tuple) -> str:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -430,7 +478,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("writing the 512x512x600 input (once) ...", flush=True)
         sources["large"] = make_large(Path(phantom), work / "inputs" / "large_512x512x600.nii.gz")
     env = child_env(args.threads)
-    nn = nnunet_model_args(Path(nn_model))
     rows = []
     for name in inputs:
         nifti = sources[name]
@@ -443,38 +490,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          "largest_gb": run.largest_gb, "status": failure_status(
                              run.returncode, run.tail(), run.timed_out, run.capped, args.mem_cap_gb, args.timeout_s)})
         for method in args.methods:
-            out = work / "runs" / name / method
-            shutil.rmtree(out, ignore_errors=True)
-            if method == "ours":
-                cmd = [sys.executable, "-m", "vertebraformer_nn", "predict", "-i", str(sources[name]), "-o", str(out),
-                       "-m", str(model), "-f", "0", "-device", "cpu", "--disable_progress_bar"]
-            else:
-                folder = work / "nnunet_inputs" / name
-                folder.mkdir(parents=True, exist_ok=True)
-                link = folder / f"{name}_0000.nii.gz"
-                if not link.exists():
-                    link.symlink_to(Path(nifti).resolve())
-                cmd = [str(Path(sys.executable).parent / "nnUNetv2_predict"), "-i", str(folder), "-o", str(out),
-                       "-d", nn["dataset"], "-tr", nn["trainer"], "-p", nn["plans"], "-c", nn["configuration"],
-                       "-f", "0", "-device", "cpu", "-npp", str(args.threads), "-nps", str(args.threads),
-                       "--disable_progress_bar"] + (["--disable_tta"] if method == "nnunet" else [])
-            print(f"[{datetime.now():%H:%M:%S}] {name} / {method}: {' '.join(cmd)}", flush=True)
-            run = measure(cmd, dict(env, nnUNet_results=nn["results"]), args.mem_cap_gb, args.timeout_s,
-                          work / "logs" / f"{name}_{method}.log")
-            status = failure_status(run.returncode, run.tail(), run.timed_out, run.capped, args.mem_cap_gb,
-                                    args.timeout_s)
-            if method == "ours" and (out / "summary.csv").is_file():
-                seconds, case_status = ours_stages(out / "summary.csv")
-                status = case_status if status.startswith("failed") or status == "ok" else status
-            else:
-                seconds = nnunet_stages(run.events) if method != "ours" else {}
-                seconds.pop("startup", None)
-                if seconds.get("export") is not None:
-                    seconds["total"] = sum(seconds.values())
-                if status == "ok" and not (out / f"{name}.nii.gz").is_file():
-                    status = f"failed: no {name}.nii.gz written"
-            rows.append({"input": name, "method": method, "seconds": seconds, "wall_s": run.wall_s,
-                         "peak_gb": run.peak_gb, "largest_gb": run.largest_gb, "status": status})
+            rows.append(run_method(name, method, sources[name], Path(nifti), Path(model), Path(nn_model), work, env,
+                                   args.mem_cap_gb, args.timeout_s, args.threads))
             print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     table = format_table(rows)
     report = "\n".join([
@@ -502,10 +519,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "length (the numbering and lesion steps depend a little on what is found).",
     ])
     print("\n" + table)
-    target = args.out_md or REPO / "benchmarks" / "results" / f"predict_speed_{datetime.now(timezone.utc):%Y-%m-%d}.md"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(report + "\n")
-    print(f"written {target}")
+    write_result(report, args.out_md, "predict_speed")
     return 0
 
 

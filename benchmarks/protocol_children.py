@@ -51,8 +51,9 @@ def child_probabilities(model_folder: str, fold: int, inputs: str, target: str, 
     for case in discover_cases(inputs).cases:
         seconds: Dict[str, float] = {}
         t0 = time.perf_counter()
-        _, probs, meta = predictor.predict_case(case, seconds)
-        P.save(P.probabilities_file(out, case.name), P.compact(probs), meta)
+        path = P.probabilities_file(out, case.name)
+        _, probs, meta = predictor.predict_case(case, seconds, keep=path)
+        P.save(path, probs, meta)
         seconds["total"] = time.perf_counter() - t0
         rows.append({"case": case.name, **seconds})
         log(f"{case.name}: {seconds['total']:.1f} s")

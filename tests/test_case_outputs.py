@@ -251,9 +251,8 @@ def test_preview_of_an_empty_label_map(tmp_path):
     assert _png(path).shape[0] > 300
 
 
-def test_preview_works_on_planes_only_fast_and_bounded_in_memory(tmp_path):
-    """A 480x256x256 CT (31 M voxels): no copy of a whole volume, and well under a second on a free core."""
-    import time
+def test_preview_works_on_planes_only_bounded_in_memory(tmp_path):
+    """A 480x256x256 CT (31 M voxels): no copy of a whole volume (bytes, not seconds: no clock in the tests)."""
     import tracemalloc
 
     vert = np.zeros((480, 256, 256), np.uint8)
@@ -265,16 +264,13 @@ def test_preview_works_on_planes_only_fast_and_bounded_in_memory(tmp_path):
     lesions[50:60, 120:130, 100:110] = 1
     write_preview(tmp_path / "warm.png", ct[:20, :20, :20], vert[:20, :20, :20])  # imports and fonts: not measured
     tracemalloc.start()
-    start = time.process_time()  # this process's CPU time: what the preview costs, whatever else the machine runs
     try:
         write_preview(tmp_path / "big.png", ct, vert, lesions)
-        seconds = time.process_time() - start
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     # The figure itself takes about 40 MB: a copy of the CT (63 MB), or of the label map on top of the figure, fails.
     assert peak < sitk.GetArrayViewFromImage(ct).nbytes, f"{peak / 1e6:.0f} MB"
-    assert seconds < 2.0
     assert _png(tmp_path / "big.png").shape[0] > 500
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from vertebraformer_nn.inference import probabilities as P
-from vertebraformer_nn.inference.coarse_stage import COARSE_HEAD, find_coarse_model, sibling_folder, to_fine_grid
+from vertebraformer_nn.inference.coarse_stage import (COARSE_HEAD, LevelGrid, at_fine_voxels, find_coarse_model,
+                                                      sibling_folder, to_fine_grid)
 from vertebraformer_nn.planners.whole_field import CPU_COARSE_SPACING_MM, coarse_spacing, tokens_needed
 
 PHANTOM = "verse/dataset-verse20training/rawdata/sub-verse501/sub-verse501_split-verse501_ct.nii.gz"
@@ -39,6 +40,44 @@ def test_to_fine_grid_keeps_constants_and_interpolates_linearly():
     assert np.allclose(fine[0], 1.0)
     ramp = fine[1, :, 0, 0].astype(np.float32)  # half-pixel aligned: clamped at the edges, linear between
     assert np.allclose(ramp, [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0], atol=1e-3)
+
+
+def test_the_levels_at_some_fine_voxels_are_those_of_the_whole_fine_grid():
+    rng = np.random.default_rng(0)
+    coarse = rng.dirichlet(np.ones(26), size=(5, 4, 3)).transpose(3, 0, 1, 2).astype(np.float16)
+    fine = to_fine_grid(coarse, (11, 9, 7)).reshape(26, -1).T.astype(np.float32)
+    some = rng.choice(11 * 9 * 7, 100, replace=False)
+    assert np.allclose(at_fine_voxels(coarse, (11, 9, 7), some, chunk=7), fine[some], atol=2e-3)
+    assert np.allclose(at_fine_voxels(coarse, coarse.shape[1:], some[some < 60]), coarse.reshape(26, -1).T[
+        some[some < 60]], atol=1e-3)  # on its own grid: the values themselves
+
+
+def test_level_grid_keeps_the_levels_whole_and_uniform_without_any_vertebra():
+    import torch
+
+    grid = LevelGrid((4, 3, 2), 27, False, True)
+    vertebrae = torch.zeros((26, 4, 3, 2))
+    vertebrae[3, :2] = 0.6
+    grid.add((slice(0, 4), slice(None), slice(None)), 1 - vertebrae.sum(0), vertebrae)
+    levels = grid.result().astype(np.float32)
+    assert levels.shape == (26, 4, 3, 2) and np.allclose(levels[3, :2], 1) and np.allclose(levels[:, 2:], 1 / 26,
+                                                                                            atol=1e-3)
+
+
+def test_coarse_levels_are_saved_whole_averaged_and_read_back(tmp_path):
+    rng = np.random.default_rng(1)
+    seg = rng.dirichlet(np.ones(27), size=(6, 5, 4)).transpose(3, 0, 1, 2).astype(np.float32)
+    coarse = [rng.dirichlet(np.ones(26), size=(3, 3, 2)).transpose(3, 0, 1, 2) for _ in range(2)]
+    items = []
+    for k, c in enumerate(coarse):
+        path = P.save(tmp_path / f"{k}_vfprobs.npz", P.compact({"seg": seg, COARSE_HEAD: c}), {"case": "x"})
+        items.append(P.load(path)[0])
+        assert items[-1].coarse.shape == (26, 3, 3, 2) and COARSE_HEAD not in items[-1].heads
+    mean = ((coarse[0].astype(np.float16).astype(np.float32) + coarse[1].astype(np.float16)) / 2).astype(np.float16)
+    assert np.array_equal(P.average(items)[COARSE_HEAD], mean)
+    assert np.array_equal(P.averaged_grid(items).coarse, mean)
+    with pytest.raises(ValueError, match="coarse"):
+        P.averaged_grid([items[0], P.compact({"seg": seg})])
 
 
 def test_sibling_folder_and_what_find_coarse_model_says(tmp_path):
@@ -108,8 +147,9 @@ def test_predict_runs_the_coarse_stage_from_the_sibling_folder_and_no_coarse_ski
     assert report["numbering"]["coarse_evidence"] is True
     assert report["quality"]["flag"] in ("ok", "warning", "fail")
     probs, _ = P.load(with_coarse / "phantom_vfprobs.npz")
-    coarse = probs.heads[COARSE_HEAD]
-    assert coarse.shape == (26, probs.heads["seg"].shape[1]) and np.isfinite(coarse).all()
+    coarse = probs.coarse  # whole, on the coarse grid (7 mm: at most the fine 3.5 mm grid's size)
+    assert coarse.shape[0] == 26 and all(c <= f for c, f in zip(coarse.shape[1:], probs.shape))
+    assert np.isfinite(coarse).all() and np.allclose(coarse.astype(np.float32).sum(axis=0), 1, atol=0.02)
 
     assert json.loads((without / "prediction_args.json").read_text())["coarse"] is None
     report = json.loads((without / "phantom.json").read_text())
@@ -126,9 +166,9 @@ def test_validation_cases_carry_the_coarse_levels_and_the_ct(fine_and_coarse):
     assert cases
     case = cases[0]
     probs, meta = P.load(case.probabilities)
-    assert COARSE_HEAD in probs.heads and meta["coarse"] is not None
+    assert probs.coarse is not None and COARSE_HEAD not in probs.heads and meta["coarse"] is not None
     assert case.hu is not None and case.hu.shape == probs.shape and case.hu.max() > 300  # bone in the window
     expanded = {head: probs.expand(head) for head in probs.heads}
     found = ordered_instances(expanded["seg"], case.spacing, *case.superior, expanded.get("id"),
-                              coarse_probs=expanded[COARSE_HEAD], hu=case.hu)
+                              coarse_probs=probs.coarse, hu=case.hu)
     assert found.anchors_looked_for and (len(found.ids) == 0 or found.coarse_log_probs.shape == (len(found.ids), 26))

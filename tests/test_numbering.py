@@ -119,6 +119,29 @@ def test_identification_probabilities_are_the_evidence_when_given():
     assert names(number_vertebrae(seg, SPACING, 0, -1, id_probs=idp)) == ["T5", "T6", "T7", "T8", "T9"]
 
 
+def test_coarse_levels_on_their_own_grid_weigh_in_and_weight_zero_ignores_them():
+    """The coarse stage's levels on a grid half as fine (as the 7 mm coarse model over the 3.5 mm one) are read at the
+    instances' voxels: the same evidence as expanding them onto the fine grid first."""
+    from vertebraformer_nn.inference.coarse_stage import to_fine_grid
+    from vertebraformer_nn.inference.grid_probabilities import GridProbabilities
+
+    levels = ["T4", "T5", "T6", "T7", "T8"]
+    seg, idp, _ = phantom([{n: 0.3} for n in levels])  # weak fine evidence for T4..T8
+    _, shifted, _ = phantom([ANATOMICAL_ORDER[level(n) + 1] for n in levels])  # the coarse model says T5..T9
+    coarse = np.stack([c[::2, ::2, ::2] for c in shifted.astype(np.float32)])  # every other voxel: a coarse grid
+    on_fine = to_fine_grid(coarse, seg.shape[1:])
+    grid = GridProbabilities.from_dense({"seg": seg, "id": idp, "coarse_id": coarse})
+    assert grid.coarse.shape == coarse.shape and grid.nbytes() == GridProbabilities.from_dense(
+        {"seg": seg, "id": idp}).nbytes() + coarse.size * 2
+    weighed = N.ordered_instances(grid, SPACING, 0, -1)
+    dense = N.ordered_instances(seg, SPACING, 0, -1, idp, coarse_probs=on_fine)
+    np.testing.assert_allclose(weighed.coarse_log_probs, dense.coarse_log_probs, atol=2e-2)
+    assert names(N.decode_instances(weighed, DEFAULTS)) == ["T5", "T6", "T7", "T8", "T9"]
+    off = replace(DEFAULTS, coarse_level_weight=0.0)
+    assert names(N.decode_instances(weighed, off)) == names(number_vertebrae(seg, SPACING, 0, -1, idp, params=off))
+    assert names(number_vertebrae(seg, SPACING, 0, -1, idp)) == levels
+
+
 @pytest.mark.parametrize("levels", [THORACIC[3:] + ["L1", "L2"], CERVICAL[2:]])
 def test_partial_field_of_view(levels):
     seg, idp, box_map = phantom(levels)

@@ -305,7 +305,7 @@ def test_compaction_keeps_the_spine_voxels_and_is_idempotent():
     expected = np.zeros(c.shape, bool)
     expected[1:4, 2:5, 1:3] = True  # the foreground, and the lesion voxel inside it
     assert np.array_equal(c.mask, expected)
-    assert c.heads["seg"].shape == (27, expected.sum()) and c.heads["seg"].dtype == np.float16
+    assert c.heads["seg"].shape == (expected.sum(), 27) and c.heads["seg"].dtype == np.float16
     again = P.compact({h: c.expand(h) for h in c.heads})
     assert np.array_equal(again.mask, c.mask) and all(np.array_equal(again.heads[h], c.heads[h]) for h in c.heads)
     seg = c.expand("seg")
@@ -320,13 +320,55 @@ def test_saved_file_round_trips_and_is_not_nnunets_format(tmp_path):
     path = P.save(P.probabilities_file(tmp_path, "case1"), c, {"case": "case1", "source": "x.nii.gz"})
     assert path.name == "case1_vfprobs.npz"
     with np.load(path, allow_pickle=False) as f:
-        assert "probabilities" not in f.files and {"seg", "id", "lesion", "mask", "shape", "meta"} <= set(f.files)
+        assert "probabilities" not in f.files and {"seg", "id", "lesion", "index", "shape", "meta"} <= set(f.files)
     loaded, meta = P.load(path)
-    assert meta["case"] == "case1" and meta["format"] == "vertebraformer-probabilities"
+    assert meta["case"] == "case1" and meta["format"] == "vertebraformer-probabilities" and meta["version"] == 2
     assert np.array_equal(loaded.mask, c.mask) and all(np.array_equal(loaded.heads[h], c.heads[h]) for h in c.heads)
     (tmp_path / "bad_vfprobs.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="bad_vfprobs.npz: unreadable probabilities file"):
         P.load(tmp_path / "bad_vfprobs.npz")
+
+
+def test_version_1_files_are_still_read(tmp_path):
+    """The format before the sliding window kept only the spine's rows: a packed mask and (C, n) heads."""
+    import json
+
+    c = P.compact(_random_probs())
+    old = {h: np.ascontiguousarray(a.T) for h, a in c.heads.items()}
+    np.savez_compressed(tmp_path / "old_vfprobs.npz", **old, mask=np.packbits(c.mask.ravel()),
+                        shape=np.asarray(c.shape, dtype=np.int64),
+                        meta=np.asarray(json.dumps({"format": "vertebraformer-probabilities", "version": 1})))
+    loaded, meta = P.load(tmp_path / "old_vfprobs.npz")
+    assert meta["version"] == 1 and np.array_equal(loaded.index, c.index)
+    assert all(np.array_equal(loaded.expand(h), c.expand(h)) for h in c.heads)
+
+
+def test_kept_rows_stream_into_the_file_in_any_order(tmp_path):
+    """What --save_probabilities writes while predicting: blocks of rows in the order the sliding window finishes
+    them, read back sorted, equal to compacting the full arrays; the temporary folder is gone afterwards."""
+    import torch
+
+    from vertebraformer_nn.inference.grid_probabilities import GridProbabilities, GridReducer
+
+    probs = _random_probs()
+    shape = probs["seg"].shape[1:]
+    writer = P.KeptWriter(shape, {"seg": 27, "id": 26, "lesion": 1}, tmp_path, "c_vfprobs.npz")
+    reducer = GridReducer(shape, 27, True, True, writer)
+    for start in reversed(range(0, shape[0], 2)):  # blocks in reverse order
+        region = (slice(start, start + 2), slice(None), slice(None))
+        block = {h: torch.from_numpy(p[(slice(None), *region)]) for h, p in probs.items()}
+        reducer.add(region, block["seg"][0], block["seg"][1:], block["id"], block["lesion"][0])
+    grid = reducer.result()
+    assert writer.n == len(P.compact(probs).index)
+    path = P.save(P.probabilities_file(tmp_path, "c"), grid, {"case": "c"})
+    loaded, _ = P.load(path)
+    expected = P.compact(probs)
+    assert np.array_equal(loaded.index, expected.index)
+    for head in expected.heads:
+        assert np.array_equal(loaded.heads[head], expected.heads[head]), head
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c_vfprobs.npz"]
+    with pytest.raises(ValueError, match="without keeping"):
+        P.save(tmp_path / "x_vfprobs.npz", GridProbabilities.from_dense(probs), {})
 
 
 def test_averaging_saved_files_equals_averaging_in_process(tmp_path):
@@ -609,10 +651,9 @@ def test_cpu_defaults_mirroring_off_and_left_right_only(model_folder):
     assert set(default.layout) == {"seg", "id", "lesion"}
 
 
-def test_bf16_labels_agree_with_fp32(sim_root, model_folder):
-    """bf16 autocast against fp32 on a phantom with the tiny model, inside the volume (8 voxels from its faces:
-    along the edges nnU-Net's float16 Gaussian weights underflow to subnormal numbers, where its sliding window
-    quantises the logits of either precision to whole numbers): no softmax probability moves by 0.005 or more
+def test_bf16_labels_agree_with_fp32(sim_root, model_folder, tmp_path):
+    """bf16 autocast against fp32 on a phantom with the tiny model, every probability as --save_probabilities keeps
+    it, inside the volume (8 voxels from its faces): no softmax probability moves by 0.005 or more
     (measured: 0.001-0.002; the lesion sigmoid by 0.02, measured 0.011), so the segmentation argmax agrees
     wherever fp32's top two differ by more than 0.005; the tiny
     model is barely trained, and most voxels are near-ties of 27 classes that any rounding flips (overall
@@ -626,7 +667,13 @@ def test_bf16_labels_agree_with_fp32(sim_root, model_folder):
     image = read_case(Case("p", sim_root / PHANTOM, "file"))
     data, props, _ = nnunet_input(image, predictors[False].plans_manager.plans["image_reader_writer"])
     data, _ = predictors[False].preprocess(data, props)
-    fp32, bf16 = (predictors[k].predict_probabilities(data) for k in (False, True))
+    saved = {}
+    for k in (False, True):
+        path = tmp_path / f"{k}_vfprobs.npz"
+        P.save(path, predictors[k].predict_probabilities(data, keep=path), {"case": "p"})
+        compact = P.load(path)[0]
+        saved[k] = {h: compact.expand(h) for h in compact.heads}
+    fp32, bf16 = saved[False], saved[True]
     inner = (slice(None), *[slice(8, n - 8) for n in fp32["seg"].shape[1:]])
     fp32, bf16 = ({h: p[h][inner].astype(np.float32) for h in p} for p in (fp32, bf16))
     for head, bound in (("seg", 0.005), ("id", 0.005), ("lesion", 0.02)):

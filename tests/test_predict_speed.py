@@ -130,3 +130,31 @@ def test_measure_records_output_rss_and_an_out_of_memory(tmp_path):
     slow = ps.measure([sys.executable, "-c", "import time; time.sleep(30)"], env, cap_gb=4, timeout_s=0.5,
                       log=tmp_path / "slow.log")
     assert slow.timed_out and slow.wall_s < 5
+
+
+def test_sweep_copies_a_model_folder_at_another_spacing(tmp_path):
+    """benchmarks/predict_sweep.py: the plans' spacing changed in a copy, every other file linked, the source
+    untouched; the model grid of an input at each spacing."""
+    spec = importlib.util.spec_from_file_location("predict_sweep", REPO / "benchmarks" / "predict_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    import json
+
+    model = tmp_path / "Dataset1_X" / "T__P__3d_fullres"
+    (model / "fold_0").mkdir(parents=True)
+    plans = {"configurations": {"3d_fullres": {"spacing": [3.5, 3.5, 3.5], "patch_size": [64, 64, 64]}}}
+    (model / "plans.json").write_text(json.dumps(plans))
+    (model / "fold_0" / "checkpoint_final.pth").write_bytes(b"weights")
+    copy = sweep.model_at_spacing(model, tmp_path / "1mm" / model.name, 1.0)
+    assert json.loads((copy / "plans.json").read_text())["configurations"]["3d_fullres"] == \
+        {"spacing": [1.0, 1.0, 1.0], "patch_size": [64, 64, 64]}
+    assert (copy / "fold_0" / "checkpoint_final.pth").resolve() == (model / "fold_0" / "checkpoint_final.pth")
+    assert json.loads((model / "plans.json").read_text()) == plans
+    with pytest.raises(ValueError, match="no configuration '2d'"):
+        sweep.model_at_spacing(model, tmp_path / "x", 1.0, "2d")
+    assert sweep.model_grid_voxels((512, 512, 600), (0.7, 0.7, 1.0), 1.0) == 358 * 358 * 600
+    row = {"spacing": 1.0, "input": "large", "method": "ours", "voxels": 10 ** 8, "peak_gb": 7.45, "status": "ok"}
+    coarse = dict(row, spacing=2.0, voxels=10 ** 8 // 8, peak_gb=7.45 - 35 * 0.875e8 / 1024 ** 3)
+    table = sweep.bytes_table([coarse, row])
+    assert "| 1 mm | large | ours | 100.0 | 7.45 | 80 | 35 | ok |" in table
+    assert "| 2 mm | large | ours | 12.5 |" in table and "|  | ok |" in table  # no coarser run: no slope

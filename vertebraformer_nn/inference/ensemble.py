@@ -66,13 +66,14 @@ def find_cases(folders: Sequence) -> List[EnsembleCase]:
     return cases
 
 
-def ensemble_case(case: EnsembleCase, folders: Sequence, seconds: Dict[str, float]):
-    """(CT image, averaged probabilities, meta) of one case; CaseError for what cannot be ensembled."""
+def ensemble_case(case: EnsembleCase, folders: Sequence, seconds: Dict[str, float], keep=None):
+    """(CT image, averaged probabilities (a ``GridProbabilities``), meta) of one case; CaseError for what cannot be
+    ensembled. ``keep``: the output probabilities file, when the average is to be saved (``runner.run_cases``)."""
     t = time.perf_counter()
     missing = [str(folder) for folder, f in zip(folders, case.files) if f is None]
     if missing:
         raise CaseError(f"{case.name}: no {case.name}{P.FILE_SUFFIX} in {', '.join(missing)}")
-    averager, metas = P.Averager(), []
+    items, metas = [], []
     for path in case.files:
         try:
             probs, meta = P.load(path)
@@ -82,10 +83,10 @@ def ensemble_case(case: EnsembleCase, folders: Sequence, seconds: Dict[str, floa
             differ = [k for k in SAME_CASE_KEYS if meta.get(k) != metas[0].get(k)]
             if differ:
                 raise CaseError(f"{path}: not the same case or grid as {case.files[0]} (differs in {', '.join(differ)})")
-        try:
-            averager.add(probs)
-        except ValueError as e:
-            raise CaseError(f"{path}: {e}") from None
+        if items and (probs.shape != items[0].shape or set(probs.heads) != set(items[0].heads)):
+            raise CaseError(f"{path}: cannot average probabilities of grid {probs.shape} with heads "
+                            f"{sorted(probs.heads)} into grid {items[0].shape} with heads {sorted(items[0].heads)}")
+        items.append(probs)
         metas.append(meta)
     meta = dict(metas[0])
     meta["case"] = case.name
@@ -95,8 +96,18 @@ def ensemble_case(case: EnsembleCase, folders: Sequence, seconds: Dict[str, floa
     problem = grid_mismatch(image, _geometry_image(recorded))
     if problem:
         raise CaseError(f"{meta['source']}: the image changed since it was predicted ({problem})")
+    kept = None
+    if keep is not None:
+        kept = P.KeptWriter(items[0].shape, {h: items[0].channels(h) for h in items[0].heads}, Path(keep).parent,
+                            Path(keep).name)
+    try:
+        averaged = P.averaged_grid(items, kept)
+    except ValueError as e:
+        if kept is not None:
+            kept.discard()
+        raise CaseError(f"{case.name}: {e}") from None
     seconds["read"] = time.perf_counter() - t
-    return image, averager.result(), meta
+    return image, averaged, meta
 
 
 def _geometry_image(geometry: dict):
@@ -159,5 +170,6 @@ def ensemble_folders(folders: Sequence, out_dir, options, log=print, postprocess
         return 2
     log(f"ensembling {len(cases)} case(s) from {len(folders)} folder(s) into {out_dir}; post-processing: "
         f"{options.postprocessing.describe()}")
-    _, failed = run_cases(cases, out_dir, lambda case, seconds: ensemble_case(case, folders, seconds), options, log)
+    _, failed = run_cases(cases, out_dir, lambda case, seconds, keep: ensemble_case(case, folders, seconds, keep),
+                          options, log)
     return 1 if failed else 0

@@ -113,14 +113,20 @@ class GridMap:
         picked = model_array[np.ix_(*index)]
         return np.transpose(picked, self.model_axis)
 
-    def sample(self, block: np.ndarray, block_start: Sequence[int], window: Sequence[slice]) -> np.ndarray:
+    def sample(self, block: np.ndarray, block_start: Sequence[int], window: Sequence[slice],
+               orders: Optional[Sequence[int]] = None) -> np.ndarray:
         """Linear interpolation of ``block`` (a float32 part of the model grid starting at ``block_start``, holding
-        every voxel the window needs) at the input indices of ``window``; returned in input axis order."""
+        every voxel the window needs) at the input indices of ``window``; returned in input axis order. ``orders``
+        (per input axis, default all 1): 0 takes the nearest model voxel along that axis instead (nnU-Net's
+        separate-z rule, ``boundaries.axis_orders``)."""
         out = block
         for a in range(3):
             m = self.model_axis[a]
             c = self.coords[a][window[a]] - block_start[m]
             c = np.clip(c, 0, block.shape[m] - 1)
+            if orders is not None and orders[a] == 0:
+                out = np.take(out, np.floor(c + 0.5).astype(np.intp), axis=m)  # rounded half up, as scipy's order 0
+                continue
             lo = np.floor(c).astype(np.intp)
             hi = np.minimum(lo + 1, block.shape[m] - 1)
             w = (c - lo).astype(np.float32).reshape([-1 if i == m else 1 for i in range(3)])
@@ -168,7 +174,7 @@ def _block(array: np.ndarray, box, shape):
     return array[tuple(slice(lo, hi) for lo, hi in grown)], [lo for lo, _ in grown]
 
 
-def labels_to_input(label_map: np.ndarray, grid: GridMap) -> np.ndarray:
+def labels_to_input(label_map: np.ndarray, grid: GridMap, orders: Optional[Sequence[int]] = None) -> np.ndarray:
     """A label map on the model grid (uint8) -> uint8 on the input array: per voxel the label whose linearly
     interpolated indicator is largest, background's being 1 minus the others' (nnU-Net's segmentation
     resampling, batchgenerators' ``resize_segmentation``, ties to the nearest neighbour's label). Computed slab by
@@ -191,7 +197,7 @@ def labels_to_input(label_map: np.ndarray, grid: GridMap) -> np.ndarray:
             if part is None:
                 continue
             block, start = _block(label_map, box, grid.model_shape)
-            score = grid.sample((block == value).astype(np.float32), start, part)
+            score = grid.sample((block == value).astype(np.float32), start, part, orders)
             rel = _relative(part, slab)
             b, w = best[rel], winner[rel]  # views
             wins = (score > b) | ((score == b) & (score > 0) & (nearest[rel] == value))
@@ -203,21 +209,22 @@ def labels_to_input(label_map: np.ndarray, grid: GridMap) -> np.ndarray:
     return out
 
 
-def probability_to_input(prob: np.ndarray, grid: GridMap, floor: float = LESION_FLOOR) -> np.ndarray:
+def probability_to_input(prob: np.ndarray, grid: GridMap, floor: float = LESION_FLOOR,
+                         orders: Optional[Sequence[int]] = None) -> np.ndarray:
     """One probability channel on the model grid (X, Y, Z) -> float32 on the input array, 0 where the model grid
     holds nothing above ``floor`` nearby. Slab by slab inside the box of what is above the floor."""
     prob = np.asarray(prob)
     if prob.shape != grid.model_shape:
         raise ValueError(f"probabilities {prob.shape} are not on the model grid {grid.model_shape}")
     out = np.zeros(grid.input_shape, dtype=np.float32)
-    boxes = _boxes((prob.astype(np.float32) > floor).astype(np.uint8))
+    boxes = _boxes((prob > floor).view(np.uint8))  # no float copy of the grid
     window = grid.input_window(boxes[1]) if boxes else None
     if window is None:
         return out
     block, start = _block(prob, boxes[1], grid.model_shape)
     block = block.astype(np.float32)
     for slab in _slabs(window):
-        out[slab] = grid.sample(block, start, slab)
+        out[slab] = grid.sample(block, start, slab, orders)
     return out
 
 
@@ -299,12 +306,17 @@ def grid_map(meta: Mapping) -> GridMap:
 def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: Mapping, *, preview: bool = True,
                 seconds: Optional[Dict[str, float]] = None, numbering: str = "decoder",
                 postprocessing: Optional[Resolved] = None) -> dict:
-    """Numbering, input grid and files of one case (module docstring); returns the report. ``probs``: head ->
-    (C, X, Y, Z) on the model grid; ``seconds`` (if given) gets the "numbering" and "export" times; ``numbering``:
-    one of :data:`NUMBERING_MODES` ("argmax" ignores the identification head: the labels are the argmax of
-    ``probs["seg"]``); ``postprocessing``: the values to use and their sources (default: the documented
-    defaults), recorded in the report."""
+    """Numbering, input grid and files of one case (module docstring); returns the report. ``probs``: a
+    ``grid_probabilities.GridProbabilities`` (what ``predict`` and ``ensemble`` hand over), or head -> (C, X, Y, Z)
+    on the model grid; ``seconds`` (if given) gets the "numbering" and "export" times; ``numbering``:
+    one of :data:`NUMBERING_MODES` ("argmax" ignores the identification head: the labels are the segmentation
+    argmax); ``postprocessing``: the values to use and their sources (default: the documented defaults), recorded
+    in the report. The vertebra labels go back to the input grid from the probabilities
+    (``boundaries.spine_labels_to_input``), the lesion probability by nnU-Net's probability rule, both with its
+    separate-z rule for anisotropic grids (``boundaries.axis_orders``)."""
+    from .boundaries import axis_orders, spine_labels_to_input
     from .case_outputs import write_case_outputs
+    from .grid_probabilities import GridProbabilities
     from .numbering import argmax_numbering, number_vertebrae
 
     if numbering not in NUMBERING_MODES:
@@ -317,15 +329,15 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
         raise ValueError(f"{meta['source']}: image size {ct.GetSize()} differs from the one predicted "
                          f"{grid.input_shape[::-1]}")
     t = time.perf_counter()
+    if not isinstance(probs, GridProbabilities):
+        probs = GridProbabilities.from_dense(probs)
     if numbering == "argmax":
-        result = argmax_numbering(probs["seg"])
+        result = argmax_numbering(probs)
     else:
         from . import model_grid_hu
-        from .coarse_stage import COARSE_HEAD
 
         axis, sign = meta["superior"]
-        result = number_vertebrae(probs["seg"], meta["model_spacing"], int(axis), int(sign), probs.get("id"),
-                                  params=params, coarse_probs=probs.get(COARSE_HEAD),
+        result = number_vertebrae(probs, meta["model_spacing"], int(axis), int(sign), params=params,
                                   hu=model_grid_hu.from_input(sitk.GetArrayViewFromImage(ct), grid))
         result.report["coarse_stage"] = (meta.get("prediction") or {}).get("coarse")
     if meta.get("orientation_note"):
@@ -334,10 +346,11 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
     seconds["numbering"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    vertebrae = labels_to_input(codes, grid)
-    # below the floor no voxel can reach a candidate (linear interpolation never exceeds its neighbours)
+    orders = axis_orders(meta, grid)
+    vertebrae = spine_labels_to_input(codes, probs, grid, orders)
+    # below the floor no voxel can reach a candidate (interpolation never exceeds its neighbours)
     floor = min(LESION_FLOOR, 0.5 * params.lesion_candidate_floor)
-    lesion = probability_to_input(probs["lesion"][0], grid, floor) if "lesion" in probs else None
+    lesion = probability_to_input(probs.lesion, grid, floor, orders) if probs.lesion is not None else None
     report = write_case_outputs(out_dir, meta["case"], ct, vertebrae, lesion, result, preview=preview,
                                 source=meta["source"], postprocessing=postprocessing)
     seconds["export"] = time.perf_counter() - t

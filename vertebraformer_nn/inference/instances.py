@@ -6,6 +6,11 @@ they share most surface with, and pieces that meet across a wide contact are one
 levels (unless the union is too large for one vertebra: then the flipped half is glued to the neighbour whose level
 it took). So touching vertebrae (a bridged disc at coarse spacing) are split, a vertebra whose argmax flips
 half-way is not. Every threshold is a field of ``postprocessing.Postprocessing`` (documented there).
+
+The probabilities come as a ``grid_probabilities.GridProbabilities`` (what the predictor keeps: the argmax
+everywhere, the vertebra channels at foreground voxels), or as a full (27, X, Y, Z) softmax, reduced to one first.
+Work follows the spine, not the grid: the smoothing filters each level only around the voxels that vote for it and
+only where uncertain voxels are, and the pieces are found inside the foreground's bounding box.
 """
 from __future__ import annotations
 
@@ -20,10 +25,11 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from .. import labels as L
+from .grid_probabilities import GridProbabilities, as_grid_probabilities
 from .postprocessing import DEFAULTS, Postprocessing
 
-__all__ = ["VertebraInstances", "check_probabilities", "check_spacing", "smoothed_levels", "vertebra_instances",
-           "instance_geometry"]
+__all__ = ["VertebraInstances", "check_probabilities", "check_spacing", "seg_grid", "smoothed_levels",
+           "vertebra_instances", "instance_geometry"]
 
 
 @dataclass
@@ -185,38 +191,70 @@ def _names(training_labels: Sequence[int]) -> str:
     return ", ".join(L.ANATOMICAL_ORDER[t - 1] for t in training_labels)
 
 
+def seg_grid(seg_probs) -> GridProbabilities:
+    """The probabilities as a GridProbabilities of the 27 segmentation channels (a full softmax is checked, then
+    reduced)."""
+    if isinstance(seg_probs, GridProbabilities):
+        if seg_probs.seg.shape[1] != L.NUM_TRAINING_LABELS - 1:
+            raise ValueError(f"seg_probs must hold {L.NUM_TRAINING_LABELS - 1} vertebra channels, got "
+                             f"{seg_probs.seg.shape[1]}")
+        return seg_probs
+    return as_grid_probabilities(check_probabilities(seg_probs, L.NUM_TRAINING_LABELS, "seg_probs"))
+
+
+def _box(coords: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    return np.array([c.min() for c in coords]), np.array([c.max() + 1 for c in coords])
+
+
 def smoothed_levels(seg_probs, spacing, sigma_mm: float = DEFAULTS.level_smoothing_mm,
-                    confident: float = DEFAULTS.confident_level) -> np.ndarray:
-    """The level map of a (27, X, Y, Z) segmentation softmax: 0 where the argmax is background, the argmax
-    where its probability is at least ``confident``, elsewhere the vertebra channel whose probability, masked
-    to the foreground and Gaussian-smoothed (``sigma_mm`` per axis in mm), is largest; ``sigma_mm`` 0 = the
-    plain argmax. Only the foreground's bounding box is filtered, one channel at a time (memory: a few arrays
-    of that box)."""
-    seg = np.asarray(seg_probs)
-    argmax = seg.argmax(axis=0).astype(np.uint8)
-    foreground = argmax != 0
-    unsure = foreground & (seg.max(axis=0) < confident)
-    if sigma_mm <= 0 or not unsure.any():
-        return argmax
-    sigma = [sigma_mm / s for s in spacing]
-    reach = [int(math.ceil(4 * s)) for s in sigma]  # scipy's default truncation: 4 sigma
-    where = np.argwhere(foreground)
-    box = tuple(slice(max(0, lo - r), hi + r + 1) for lo, hi, r in zip(where.min(0), where.max(0), reach))
-    mask = foreground[box]
-    best = np.full(mask.shape, -np.inf, dtype=np.float32)
-    levels = np.zeros(mask.shape, dtype=np.uint8)
-    for c in range(1, seg.shape[0]):
-        smoothed = gaussian_filter(np.where(mask, seg[c][box], 0).astype(np.float32), sigma)
-        better = smoothed > best
-        best[better] = smoothed[better]
-        levels[better] = c
-    out = argmax.copy()
-    out[box] = np.where(unsure[box], levels, out[box])
+                    confident: float = DEFAULTS.confident_level,
+                    vote_floor: float = DEFAULTS.level_vote_floor) -> np.ndarray:
+    """The level map of a segmentation softmax (``GridProbabilities`` or (27, X, Y, Z)): 0 where the argmax is
+    background, the argmax where its probability is at least ``confident``, elsewhere the vertebra channel whose
+    probability, masked to the foreground and Gaussian-smoothed (``sigma_mm`` per axis in mm, truncated at 4 sigma,
+    zero outside the grid), is largest; ``sigma_mm`` 0 = the plain argmax. A voxel votes for a level only with a
+    probability of at least ``vote_floor``. Each level is filtered only inside the box of its votes grown by the
+    filter's reach, and only as far as uncertain voxels lie (memory: a few arrays of that box)."""
+    probs = seg_grid(seg_probs)
+    out = probs.argmax.copy()
+    if sigma_mm <= 0 or not len(probs.index):
+        return out
+    unsure = np.flatnonzero(probs.winning() < confident)
+    if not len(unsure):
+        return out
+    sigma = np.array([sigma_mm / s for s in spacing], dtype=np.float64)
+    reach = np.ceil(4 * sigma).astype(np.int64)  # scipy's truncation: 4 sigma
+    coords = np.unravel_index(probs.index, probs.shape)
+    at = np.stack([c[unsure] for c in coords], axis=1)  # (u, 3) uncertain voxels
+    u_lo, u_hi = _box(at.T)
+    best = np.zeros(len(unsure), np.float32)
+    levels = (np.argmax(probs.seg[unsure], axis=1) + 1).astype(np.uint8)  # their own argmax until outvoted
+    for channel in range(probs.seg.shape[1]):
+        votes = np.flatnonzero(probs.seg[:, channel] >= vote_floor)
+        if not len(votes):
+            continue
+        v_lo, v_hi = _box([c[votes] for c in coords])
+        o_lo, o_hi = np.maximum(u_lo, v_lo - reach), np.minimum(u_hi, v_hi + reach)  # where it can outvote
+        if np.any(o_lo >= o_hi):
+            continue
+        b_lo, b_hi = np.maximum(v_lo, o_lo - reach), np.minimum(v_hi, o_hi + reach)  # votes that reach there
+        b_lo, b_hi = np.minimum(b_lo, o_lo), np.maximum(b_hi, o_hi)
+        inside = np.all([(coords[a][votes] >= b_lo[a]) & (coords[a][votes] < b_hi[a]) for a in range(3)], axis=0)
+        votes = votes[inside]
+        field = np.zeros(tuple(b_hi - b_lo), np.float32)
+        field[tuple(coords[a][votes] - b_lo[a] for a in range(3))] = probs.seg[votes, channel]
+        field = gaussian_filter(field, sigma, mode="constant", cval=0.0, truncate=4.0)
+        here = np.flatnonzero(np.all((at >= o_lo) & (at < o_hi), axis=1))
+        value = field[tuple((at[here] - b_lo).T)]
+        better = value > best[here]
+        best[here[better]], levels[here[better]] = value[better], channel + 1
+    out.ravel()[probs.index[unsure]] = levels
     return out
 
 
 def vertebra_instances(seg_probs, spacing, params: Postprocessing = DEFAULTS) -> VertebraInstances:
-    """Vertebra instances of a (27, X, Y, Z) segmentation softmax (channel c = training label c).
+    """Vertebra instances of a segmentation softmax (``GridProbabilities``, or (27, X, Y, Z): channel c = training
+    label c), found inside the bounding box of its foreground.
 
     Pieces are 26-connected regions of one level of :func:`smoothed_levels` (``params.level_smoothing_mm``,
     ``params.confident_level``). Then, in this order: pieces below ``min_volume_mm3`` join the touching piece with
@@ -228,10 +266,16 @@ def vertebra_instances(seg_probs, spacing, params: Postprocessing = DEFAULTS) ->
     instance, so a connected component holding touching vertebrae with different argmax levels is split. Two
     touching vertebrae with the *same* argmax level stay one instance (nothing in the labels separates them).
     """
-    seg = check_probabilities(seg_probs, L.NUM_TRAINING_LABELS, "seg_probs")
+    probs = seg_grid(seg_probs)
     sp = check_spacing(spacing)
     min_volume_mm3, min_relative_volume = params.min_volume_mm3, params.min_relative_volume
-    argmax = smoothed_levels(seg, sp, params.level_smoothing_mm, params.confident_level)
+    shape = probs.shape
+    if not len(probs.index):
+        return VertebraInstances(np.zeros(shape, np.int32), {}, ["no vertebra found"])
+    lo, hi = _box(np.unravel_index(probs.index, shape))
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    argmax = smoothed_levels(probs, sp, params.level_smoothing_mm, params.confident_level,
+                             params.level_vote_floor)[box]  # a copy of the box only
     pieces, n = cc3d.connected_components(argmax, connectivity=26, return_N=True)
     specks = 0
     if n > params.max_pieces_before_dust:
@@ -245,18 +289,21 @@ def vertebra_instances(seg_probs, spacing, params: Postprocessing = DEFAULTS) ->
         specks = int(speck.sum())
         argmax[speck[pieces]] = 0
         pieces, n = cc3d.connected_components(argmax, connectivity=26, return_N=True)
-    empty = VertebraInstances(np.zeros(pieces.shape, np.int32), {}, ["no vertebra found"])
+    empty = VertebraInstances(np.zeros(shape, np.int32), {}, ["no vertebra found"])
     if n == 0:
         return empty
     level = np.zeros(n + 1, dtype=np.int64)
     level[pieces] = argmax  # one level per piece by construction
     stats = cc3d.statistics(pieces)
+    # the faces of the box that are faces of the grid: a piece there is cut by the field of view
+    faces = [np.moveaxis(pieces, a, 0)[[i]].ravel() for a in range(3) for i, on in ((0, lo[a] == 0),
+                                                                                      (-1, hi[a] == shape[a])) if on]
     graph = _PieceGraph(
         stats["voxel_counts"] * float(np.prod(sp)),
-        stats["centroids"] * sp,
+        (stats["centroids"] + lo) * sp,
         level,
         cc3d.contacts(pieces, connectivity=26, surface_area=True, anisotropy=tuple(sp)),
-        np.unique(np.concatenate([np.moveaxis(pieces, a, 0)[[0, -1]].ravel() for a in range(3)])),
+        np.unique(np.concatenate(faces)) if faces else np.zeros(0, np.int64),
     )
     notes = [f"noisy prediction: {specks} specks below {min_volume_mm3:.0f} mm3 set to background"] if specks else []
     dropped, dropped_volume = graph.absorb_small(min_volume_mm3)
@@ -285,7 +332,9 @@ def vertebra_instances(seg_probs, spacing, params: Postprocessing = DEFAULTS) ->
     for p in range(1, n + 1):
         r = graph.root(p)
         lut[p] = ids[r] if r else 0
-    return VertebraInstances(lut[pieces], {ids[g]: graph.majority(g) for g in graph.volume}, notes)
+    instance_map = np.zeros(shape, np.int32)
+    instance_map[box] = lut[pieces]
+    return VertebraInstances(instance_map, {ids[g]: graph.majority(g) for g in graph.volume}, notes)
 
 
 def instance_geometry(instance_map: np.ndarray, spacing) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -294,7 +343,12 @@ def instance_geometry(instance_map: np.ndarray, spacing) -> Tuple[np.ndarray, np
     inst = np.asarray(instance_map)
     if inst.ndim != 3 or inst.min(initial=0) < 0:
         raise ValueError(f"instance_map must be a 3D map of non-negative ids, got shape {inst.shape}")
-    stats = cc3d.statistics(inst.astype(np.uint32, copy=False))
+    present = [np.flatnonzero(inst.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    if not len(present[0]):
+        return np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(0)
+    lo = np.array([p[0] for p in present])
+    box = tuple(slice(p[0], p[-1] + 1) for p in present)  # statistics inside the ids' bounding box only
+    stats = cc3d.statistics(np.ascontiguousarray(inst[box], dtype=np.uint32))
     counts = np.asarray(stats["voxel_counts"], dtype=np.float64)
     ids = np.flatnonzero(counts[1:]) + 1
-    return ids, np.asarray(stats["centroids"])[ids] * sp, counts[ids] * float(np.prod(sp))
+    return ids, (np.asarray(stats["centroids"])[ids] + lo) * sp, counts[ids] * float(np.prod(sp))

@@ -90,7 +90,29 @@ def instance_level_log_probs(
             voxels = voxels - voxels.max(axis=0, keepdims=True)
             np.exp(voxels, out=voxels)
             voxels /= voxels.sum(axis=0, keepdims=True)
-        mean = np.maximum(voxels.mean(axis=1), floor)
-        log_p = np.log(mean / mean.sum())
-        result[instance_id] = log_p
+        result[instance_id] = _log_normalised(voxels.mean(axis=1), floor)
     return result
+
+
+def _log_normalised(mean: np.ndarray, floor: float) -> np.ndarray:
+    mean = np.maximum(mean, floor)
+    return np.log(mean / mean.sum())
+
+
+def rows_level_log_probs(rows, instance_ids, *, floor: float = 1e-8) -> Dict[int, np.ndarray]:
+    """:func:`instance_level_log_probs` (``inputs="probabilities"``) over per-voxel rows instead of a dense map:
+    ``rows`` (n, num_levels) probabilities of n voxels (e.g. ``GridProbabilities.id`` at its foreground voxels),
+    ``instance_ids`` (n,) the instance each voxel belongs to (0: none). The same rule: log of the mean, floored,
+    renormalised."""
+    rows = _to_numpy(rows)
+    ids = np.asarray(instance_ids).astype(np.int64, copy=False)
+    if rows.ndim != 2 or ids.shape != (rows.shape[0],):
+        raise ValueError(f"rows must be (n, num_levels) with n instance ids; got {rows.shape} and {ids.shape}")
+    if ids.min(initial=0) < 0:
+        raise ValueError("instance ids must not be negative")
+    if not ids.size or ids.max() == 0:
+        return {}
+    counts = np.bincount(ids)
+    sums = np.stack([np.bincount(ids, weights=rows[:, k].astype(np.float64), minlength=len(counts))
+                     for k in range(rows.shape[1])], axis=1)
+    return {int(i): _log_normalised(sums[i] / counts[i], floor) for i in np.flatnonzero(counts[1:]) + 1}

@@ -1,6 +1,7 @@
 """Structure-aware vertebra numbering (DESIGN.md section 7): the steps in order, on one case at the model's spacing.
 
-1. ``instances.vertebra_instances``: vertebra instances from the segmentation probabilities; then
+1. ``instances.vertebra_instances``: vertebra instances from the segmentation probabilities (a
+   ``grid_probabilities.GridProbabilities``, what the predictor keeps, or full arrays, reduced to one first); then
    ``instance_repair.repair_instances`` (two fused vertebrae split, a vertebra cut across merged) and
    ``spine_extent`` (weak instances dropped, no spine when too little is left, never more instances than the field
    of view can hold).
@@ -8,7 +9,8 @@
 3. ``level_evidence.instance_level_log_probs``: one vector of level log-probabilities per instance (log of the
    mean softmax) over the identification head's probabilities, or over the foreground channels of the
    segmentation probabilities (ablation, nnU-Net baseline); the same over the coarse whole-field stage's level
-   probabilities when there are some (``coarse_stage``); the anatomical anchors in the image (``anchors``).
+   probabilities when there are some (``coarse_stage``, read at the instances' voxels from its own grid); the
+   anatomical anchors in the image (``anchors``).
 4. ``decoder.decode_levels``: the labels of the whole ordered sequence jointly (the fine evidence plus
    ``coarse_level_weight`` x the coarse one, the anchors as unary priors).
 5. :func:`number_vertebrae`: all of it, written back as a training-label map plus per-instance records,
@@ -27,10 +29,12 @@ import numpy as np
 
 from .. import labels as L
 from .anchors import Anchor, anchor_log_prior, anchor_strength, find_anchors
+from .coarse_stage import at_fine_voxels
 from .decoder import NUM_LEVELS, decode_levels
+from .grid_probabilities import GridProbabilities, as_grid_probabilities, coarse_levels
 from .instance_repair import repair_instances
-from .instances import check_probabilities, check_spacing, instance_geometry, vertebra_instances
-from .level_evidence import instance_level_log_probs
+from .instances import check_probabilities, check_spacing, instance_geometry, seg_grid, vertebra_instances
+from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
 from .quality import assess
 from .spine_extent import CountBound, count_bound, field_of_view_mm, spine_found, weak_instances
@@ -101,22 +105,21 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
                       params: Postprocessing = DEFAULTS, *, coarse_probs=None, hu=None) -> OrderedInstances:
     """Steps 1-3 (module docstring) with the instance parameters of ``params``; arguments as
     :func:`number_vertebrae`."""
-    seg = check_probabilities(seg_probs, L.NUM_TRAINING_LABELS, "seg_probs")
+    probs = _grid(seg_probs, id_probs)
     sp = check_spacing(spacing)
     axis, sign = _check_axis(superior_axis, superior_sign)
-    for name, probs in (("id_probs", id_probs), ("coarse_probs", coarse_probs)):
-        if probs is not None:
-            probs = check_probabilities(probs, NUM_LEVELS, name)
-            if probs.shape[1:] != seg.shape[1:]:
-                raise ValueError(f"{name} spatial shape {probs.shape[1:]} differs from seg_probs' {seg.shape[1:]}")
-    found = vertebra_instances(seg, sp, params)
-    voxel_majority = np.zeros(int(found.instance_map.max(initial=0)) + 1, dtype=np.int64)
+    coarse_probs = probs.coarse if coarse_probs is None else coarse_levels(coarse_probs)
+    found = vertebra_instances(probs, sp, params)
+    # per foreground voxel (instance voxels are foreground voxels, before and after the repair)
+    majority = np.zeros(int(found.instance_map.max(initial=0)) + 1, dtype=np.int64)
     for i, label in found.majority_label.items():
-        voxel_majority[i] = label
-    voxel_majority = voxel_majority[found.instance_map]
+        majority[i] = label
+    voxel_majority = majority[found.instance_map.ravel()[probs.index]]
     instance_map, repaired = repair_instances(found.instance_map, sp, axis, params)
     notes = list(found.notes) + repaired
-    weak = weak_instances(instance_map, seg[0], params.instance_min_foreground)
+    at = instance_map.ravel()[probs.index]
+    weak = weak_instances(at, 1 - probs.foreground.ravel()[probs.index].astype(np.float32),
+                          params.instance_min_foreground)
     if weak:
         instance_map = np.where(np.isin(instance_map, weak), 0, instance_map)
         notes.append(f"dropped {len(weak)} instance(s) whose mean foreground probability is below "
@@ -144,17 +147,20 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         return empty
     order = order_instances(centres, axis, sign)
     ids, centres, volumes = ids[order], centres[order], volumes[order]
-    evidence = id_probs if id_probs is not None else seg[1:]
-    per_instance = instance_level_log_probs(evidence, instance_map, inputs="probabilities")
+    at = instance_map.ravel()[probs.index]
+    evidence = probs.id if probs.id is not None else probs.seg
+    per_instance = rows_level_log_probs(evidence, at)
     log_probs = np.stack([per_instance[int(i)] for i in ids])
     coarse = None
-    if coarse_probs is not None:
-        per_instance = instance_level_log_probs(coarse_probs, instance_map, inputs="probabilities")
+    if coarse_probs is not None:  # read at the instances' voxels only
+        inside = np.flatnonzero(at)
+        rows = at_fine_voxels(coarse_probs, probs.shape, probs.index[inside])
+        per_instance = rows_level_log_probs(rows, at[inside])
         coarse = np.stack([per_instance[int(i)] for i in ids])
     anchors, anchor_notes = find_anchors(hu, instance_map, ids, sp, axis, sign, params)
     edges = np.moveaxis(instance_map, axis, 0)
     on_border = np.isin(ids, np.concatenate([np.unique(edges[0]), np.unique(edges[-1])]))
-    return OrderedInstances(instance_map, ids, centres, volumes, log_probs, _majority(instance_map, voxel_majority),
+    return OrderedInstances(instance_map, ids, centres, volumes, log_probs, _majority(at, voxel_majority),
                             notes + anchor_notes, coarse, anchors, hu is not None, on_border, bound)
 
 
@@ -169,6 +175,18 @@ def _evidence(found: OrderedInstances, params: Postprocessing) -> np.ndarray:
 
 def _sequence(levels) -> str:
     return f"{L.ANATOMICAL_ORDER[levels[0]]}-{L.ANATOMICAL_ORDER[levels[-1]]}" if len(levels) else "-"
+
+
+def _grid(seg_probs, id_probs=None) -> GridProbabilities:
+    """Full arrays checked, then reduced; a GridProbabilities as it is."""
+    if isinstance(seg_probs, GridProbabilities):
+        return seg_grid(as_grid_probabilities(seg_probs, id_probs))
+    seg = check_probabilities(seg_probs, L.NUM_TRAINING_LABELS, "seg_probs")
+    if id_probs is not None:
+        id_probs = check_probabilities(id_probs, NUM_LEVELS, "id_probs")
+        if id_probs.shape[1:] != seg.shape[1:]:
+            raise ValueError(f"id_probs spatial shape {id_probs.shape[1:]} differs from seg_probs' {seg.shape[1:]}")
+    return as_grid_probabilities(seg, id_probs)
 
 
 def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS) -> NumberingResult:
@@ -238,15 +256,18 @@ def number_vertebrae(seg_probs, spacing, superior_axis: int, superior_sign: int 
     """Number the vertebrae of one case at the model's spacing.
 
     Args:
-        seg_probs: (27, X, Y, Z) segmentation softmax, channel c = training label c (float16 or float32).
+        seg_probs: (27, X, Y, Z) segmentation softmax, channel c = training label c (float16 or float32), or a
+            ``GridProbabilities`` (what the predictor keeps; it carries its identification probabilities).
         spacing: mm per array axis.
         superior_axis, superior_sign: the array axis whose index grows towards the head (sign +1) or the
             feet (sign -1).
         id_probs: optional (26, X, Y, Z) identification softmax (channel k = ``ANATOMICAL_ORDER[k]``); None =
             level evidence from the foreground channels of ``seg_probs`` (ablation, nnU-Net baseline).
         params: the post-processing parameters (instances and decoder).
-        coarse_probs: optional (26, X, Y, Z) level probabilities of the coarse whole-field stage on this grid
-            (``coarse_stage``), weighed in by ``params.coarse_level_weight``.
+        coarse_probs: optional (26, *grid) level probabilities of the coarse whole-field stage (``coarse_stage``)
+            on its own grid over the same box (or on this one), read at the instances' voxels by linear
+            interpolation and weighed in by ``params.coarse_level_weight``; default: a ``GridProbabilities``' own
+            (``coarse``).
         hu: optional CT (HU) on this grid, for the anatomical anchors (``model_grid_hu``); None = the dens only.
 
     Returns:
@@ -275,12 +296,11 @@ def argmax_numbering(seg_probs) -> NumberingResult:
     voxels), where confidence is the mean over that label's voxels of their winning probability (the argmax
     label's own probability; the decoder's confidence is a posterior marginal instead, so the two are not
     comparable); ``notes`` = [:data:`ARGMAX_NOTE`]."""
-    seg = check_probabilities(seg_probs, L.NUM_TRAINING_LABELS, "seg_probs")
-    label_map = np.argmax(seg, axis=0).astype(np.uint8)
-    flat = label_map.ravel()
-    voxels = np.bincount(flat, minlength=L.NUM_TRAINING_LABELS)
-    winning = np.bincount(flat, weights=np.max(seg, axis=0).ravel().astype(np.float64),
-                          minlength=L.NUM_TRAINING_LABELS)
+    probs = _grid(seg_probs)
+    label_map = probs.argmax.copy()
+    at = label_map.ravel()[probs.index]  # the foreground voxels' labels
+    voxels = np.bincount(at, minlength=L.NUM_TRAINING_LABELS)
+    winning = np.bincount(at, weights=probs.winning().astype(np.float64), minlength=L.NUM_TRAINING_LABELS)
     instances = []
     for label in np.flatnonzero(voxels[1:]) + 1:  # training label order = anatomical order = head to foot
         code = L.CODE_OF_TRAINING_LABEL[int(label)]

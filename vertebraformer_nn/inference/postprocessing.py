@@ -75,6 +75,11 @@ class Postprocessing:
         "Voxels the network gives a level with at least this probability keep it: smoothing a confident prediction "
         "only moves the boundaries between touching vertebrae (on the real verse004 mask, one-hot, 7 mm relabelled "
         "213 of 9517 voxels), while weak models never reach it."))
+    level_vote_floor: float = _fixed(0.01, (
+        "Computational guard of the level smoothing, not tuned: a voxel votes for a level in its neighbourhood only "
+        "with a probability of at least this, so each level is smoothed around the few vertebrae that carry it, not "
+        "over the whole spine (on a 1 mm grid, 26 full-spine filters took most of the numbering's time). Votes below "
+        "1 % move a neighbourhood's weighted mean by less than 1 % of its weight."))
     min_volume_mm3: float = _searched(500.0, (250.0, 500.0, 1000.0), (
         "Pieces below this volume are fragments: joined to a touching piece, or dropped when isolated. About a "
         "tenth of the smallest vertebra (C1/C3, ~5 ml) and 12 voxels at 3.5 mm: large enough to drop speckle and "
@@ -308,6 +313,8 @@ def _problems(p: Postprocessing) -> List[Tuple[str, str]]:
         out.append(("min_pitch_fraction", "must lie in [0, 1) (0 = off)"))
     if not 0 < p.confident_level <= 1:
         out.append(("confident_level", "must lie in (0, 1]"))
+    if not 0 <= p.level_vote_floor < 1:
+        out.append(("level_vote_floor", "must lie in [0, 1)"))
     for name in ("lesion_min_volume_mm3", "lesion_smoothing_mm"):
         if not getattr(p, name) >= 0:
             out.append((name, "must be >= 0"))

@@ -7,10 +7,12 @@ test-time mirroring run unchanged. What differs:
   trainer class from ``vertebraformer_nn.trainers`` (nnU-Net's search by name does not see external packages;
   its search is only the fallback for stock trainers), every requested fold must have its checkpoint (a clear
   error otherwise; never "every fold found": folds 5 and up are cross-domain runs);
-* the network runs in its "dense" output mode (segmentation, identification and lesion channels concatenated),
-  and the label manager reports that many channels, so nnU-Net's sliding window allocates all of them;
-* folds are ensembled by averaging probabilities, not logits (``probabilities.Averager``: the rule
-  ``vertebraformer ensemble`` uses too);
+* the network runs in its "dense" output mode (segmentation, identification and lesion channels concatenated)
+  (the label manager reports that many channels, so nnU-Net's own sliding window would allocate all of them);
+* the sliding window's aggregation is ours (``sliding_window``, ``tiles``): nnU-Net's tile positions and Gaussian
+  weights, every fold per tile, probabilities (not logits) averaged over tiles and folds (the rule of
+  ``vertebraformer ensemble`` too, ``probabilities``), memory that follows the spine: the result is a
+  ``grid_probabilities.GridProbabilities``, 5 bytes per model-grid voxel plus the spine's level probabilities;
 * on the CPU: test-time mirroring (left-right only, the one axis the trainer allows) is off unless asked for, and
   the network runs under bf16 autocast where the CPU has bf16 instructions, unless ``bf16=False`` (see
   ``BF16_DEFAULT``);
@@ -20,7 +22,7 @@ test-time mirroring run unchanged. What differs:
   (``export``); the numbering orders vertebrae along the model's head-foot axis, a fact of its plans
   (``plans_facts.anatomical_axes``; ``export.numbering_axis`` says what happens when a case disagrees);
 * with a coarse whole-field stage attached (``coarse_stage``, the sibling ``3d_lowres`` model), its level
-  probabilities on the fine grid become the head ``coarse_id`` of every case.
+  probabilities on its own grid become the head ``coarse_id`` of every case (``GridProbabilities.coarse``).
 
 The folder loop around it is ``runner.run_cases``.
 """
@@ -32,19 +34,17 @@ from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from torch import nn
 
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 from ..plans_facts import PlansFactError, anatomical_axes
-from . import probabilities as P
 from .cases import Case, check_ct, nnunet_input, read_case
 from .export import case_meta
 
 __all__ = ["ModelError", "DEFAULT_FOLDS", "BF16_DEFAULT", "resolve_model_folder", "checkpoint_files",
-           "VertebraFormerPredictor", "logits_to_probabilities"]
+           "VertebraFormerPredictor"]
 
 DEFAULT_FOLDS = (0, 1, 2, 3, 4)
 DEFAULT_CHECKPOINT = "checkpoint_final.pth"
@@ -162,15 +162,6 @@ class _DenseChannels:
         return getattr(self._label_manager, name)
 
 
-def logits_to_probabilities(logits: torch.Tensor, layout: Dict[str, Tuple[int, int]]) -> Dict[str, np.ndarray]:
-    """Dense logits (C, X, Y, Z) -> head -> float32 probabilities: softmax (seg, id), sigmoid (lesion)."""
-    out = {}
-    for head, (start, stop) in layout.items():
-        x = logits[start:stop].float()
-        out[head] = (torch.sigmoid(x) if head == "lesion" else torch.softmax(x, dim=0)).numpy()
-    return out
-
-
 # ------------------------------------------------------------------------------------------------ predictor
 class VertebraFormerPredictor(nnUNetPredictor):
     """See the module docstring. ``use_mirroring`` None = on for a GPU, off on the CPU; ``bf16`` None =
@@ -195,6 +186,7 @@ class VertebraFormerPredictor(nnUNetPredictor):
         self.configuration: Optional[str] = None
         self.folds: List = []
         self.checkpoint_name = DEFAULT_CHECKPOINT
+        self.last_run: dict = {}  # where the last sliding window kept its sums, their peak bytes (sliding_window)
         self.coarse_stage = None  # coarse_stage.CoarseStage, attached by predict_folder
 
     # ---------------------------------------------------------------- loading
@@ -280,21 +272,29 @@ class VertebraFormerPredictor(nnUNetPredictor):
                                                         self.dataset_json)
         return torch.from_numpy(data).to(dtype=torch.float32, memory_format=torch.contiguous_format), properties
 
-    @torch.inference_mode()
-    def predict_probabilities(self, data: torch.Tensor) -> Dict[str, np.ndarray]:
-        """Every fold's sliding window, probabilities compacted and averaged (``probabilities.Averager``):
-        head -> (C, X, Y, Z) float16 on the model grid."""
-        averager = P.Averager()
-        for parameters in self.list_of_parameters:
-            self.network.net.load_state_dict(parameters)
-            logits = self.predict_sliding_window_return_logits(data).cpu()
-            averager.add(P.compact(logits_to_probabilities(logits, self.layout)))
-            del logits
-        return averager.result()
+    def predict_probabilities(self, data: torch.Tensor, keep=None):
+        """Every fold's sliding window over one preprocessed image (1, X, Y, Z): a
+        ``grid_probabilities.GridProbabilities`` of the model grid (``sliding_window.predict_grid``). ``keep``:
+        where to collect what ``--save_probabilities`` saves (``probabilities.save`` writes it): the probabilities
+        file's path (its temporary rows go beside it), True (a temporary folder), or None (nothing kept)."""
+        from . import probabilities as P
+        from .sliding_window import predict_grid
 
-    def predict_case(self, case: Case, seconds: Dict[str, float]):
-        """(CT image, probabilities, meta) of one case; ``seconds`` gets read / preprocess / network times.
-        Raises CaseError for an input that cannot be predicted."""
+        writer = None
+        if keep is not None and keep is not False:
+            heads = {h: stop - start for h, (start, stop) in self.layout.items()}
+            folder, prefix = (None, "vfprobs") if keep is True else (Path(keep).parent, Path(keep).name)
+            writer = P.KeptWriter(data.shape[1:], heads, folder, prefix)
+        try:
+            return predict_grid(self, data, writer)
+        except BaseException:
+            if writer is not None:
+                writer.discard()
+            raise
+
+    def predict_case(self, case: Case, seconds: Dict[str, float], keep=None):
+        """(CT image, probabilities, meta) of one case; ``seconds`` gets read / preprocess / network times; ``keep``
+        as :meth:`predict_probabilities`. Raises CaseError for an input that cannot be predicted."""
         t = time.perf_counter()
         image = read_case(case)
         check_ct(image, case.source)
@@ -307,13 +307,17 @@ class VertebraFormerPredictor(nnUNetPredictor):
         seconds["preprocess"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        probs = self.predict_probabilities(data)
+        shape = tuple(data.shape[1:])
+        probs = self.predict_probabilities(data, keep)
+        del data
         if self.coarse_stage is not None:  # its time counts as network time
-            from .coarse_stage import COARSE_HEAD
+            from .coarse_stage import attach_levels
 
-            probs[COARSE_HEAD] = self.coarse_stage.level_probabilities(image, properties, tuple(data.shape[1:]))
+            attach_levels(probs, lambda: self.coarse_stage.level_probabilities(image, properties))
         seconds["network"] = time.perf_counter() - t
-        meta = case_meta(case.name, case.source, case.kind, image, properties, tuple(data.shape[1:]),
+        meta = case_meta(case.name, case.source, case.kind, image, properties, shape,
                          self.plans_manager.transpose_forward, reorientation, self.plans_axis,
-                         prediction=self.describe())
+                         prediction=self.describe(),
+                         resampling=dict(self.configuration_manager.configuration.get(
+                             "resampling_fn_probabilities_kwargs") or {}))
         return image, probs, meta

@@ -90,8 +90,10 @@ def _seconds_text(seconds: Dict[str, float]) -> str:
 
 def run_cases(cases: Sequence, out_dir, compute: Callable, options: RunOptions,
               log: Callable[[str], None] = print) -> Tuple[int, int]:
-    """Run ``compute(case, seconds) -> (ct image, probabilities, meta)`` and the export for every case (module
-    docstring); ``cases`` have ``name`` and ``source``. Returns (number done, number failed)."""
+    """Run ``compute(case, seconds, keep) -> (ct image, probabilities, meta)`` and the export for every case (module
+    docstring); ``cases`` have ``name`` and ``source``; ``keep`` is the case's probabilities file when they are to be
+    saved (compute collects them beside it, ``probabilities.save`` writes it), else None. Returns (number done,
+    number failed)."""
     from tqdm import tqdm
 
     from .case_outputs import write_colour_table
@@ -121,10 +123,11 @@ def run_cases(cases: Sequence, out_dir, compute: Callable, options: RunOptions,
         seconds: Dict[str, float] = {}
         start = time.perf_counter()
         try:
-            image, probs, meta = compute(case, seconds)
+            keep = P.probabilities_file(out_dir, case.name) if options.save_probabilities else None
+            image, probs, meta = compute(case, seconds, keep)
             t = time.perf_counter()
-            if options.save_probabilities:  # before the report, which marks the case finished
-                P.save(P.probabilities_file(out_dir, case.name), P.compact(probs), meta)
+            if keep is not None:  # before the report, which marks the case finished
+                P.save(keep, probs, meta)
             saving = time.perf_counter() - t
             report = export_case(out_dir, image, probs, meta, preview=options.preview, seconds=seconds,
                                  numbering=options.numbering, postprocessing=options.postprocessing)

@@ -10,9 +10,9 @@ compacted as ``predict --save_probabilities`` stores them, saved as ``fold_<f>/v
 nnU-Net's validation outputs and reused while the checkpoint is unchanged (its size and time are recorded).
 
 When the sibling coarse model (``<Trainer>__<Plans>__3d_lowres``, ``coarse_stage``) has the fold, its level
-probabilities of each case, predicted from the coarse configuration's preprocessed data and brought onto the fine
-grid, are saved with the others (head ``coarse_id``), as ``predict`` would compute them; the CT in HU on the model
-grid (for the anatomical anchors) is the preprocessed image with nnU-Net's CT normalisation undone
+probabilities of each case, predicted from the coarse configuration's preprocessed data, are saved with the others
+(head ``coarse_id``, whole on the coarse grid), as ``predict`` computes them; the CT in HU on the model grid (for
+the anatomical anchors) is the preprocessed image with nnU-Net's CT normalisation undone
 (``model_grid_hu.from_preprocessed``).
 
 Only cross-validation folds qualify: a leave-one-domain-out fold's validation cases are the held-out domain's test
@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import labels
 from . import probabilities as P
-from .coarse_stage import COARSE_HEAD
+from .coarse_stage import COARSE_HEAD, attach_levels
 from .model_grid_hu import from_preprocessed
 
 __all__ = ["ValidationCase", "validation_folds", "collect_validation_cases", "load_probabilities", "iterate",
@@ -131,12 +131,12 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
             shape = tuple(int(s) for s in seg.shape[1:])
             path = P.probabilities_file(out, name)
             if recompute or not _reusable(path, identity, shape):
-                probs = predictor.predict_probabilities(torch.from_numpy(np.asarray(data[:])))
+                probs = predictor.predict_probabilities(torch.from_numpy(np.asarray(data[:])), keep=path)
                 if coarse is not None:
                     coarse_image, _, _, coarse_properties = coarse_data.load_case(name)
-                    probs[COARSE_HEAD] = coarse.from_preprocessed(np.asarray(coarse_image[:]), coarse_properties,
-                                                                  properties, shape)
-                P.save(path, P.compact(probs), {"case": name, "fold": fold, **identity})
+                    attach_levels(probs, lambda: coarse.from_preprocessed(np.asarray(coarse_image[:]),
+                                                                          coarse_properties, properties))
+                P.save(path, probs, {"case": name, "fold": fold, **identity})
                 log(f"  fold {fold}: {name} predicted")
             else:
                 log(f"  fold {fold}: {name} reused ({path.name})")
@@ -189,9 +189,13 @@ def _reusable(path: Path, identity: dict, shape: Tuple[int, ...]) -> bool:
 
 
 def load_probabilities(case: ValidationCase) -> Dict[str, np.ndarray]:
-    """head -> (C, X, Y, Z) float16 probabilities of a validation case."""
+    """head -> (C, X, Y, Z) float16 probabilities of a validation case (``coarse_id``, when there, on its own
+    grid)."""
     compact, _ = P.load(case.probabilities)
-    return {head: compact.expand(head) for head in compact.heads}
+    out = {head: compact.expand(head) for head in compact.heads}
+    if compact.coarse is not None:
+        out[COARSE_HEAD] = compact.coarse
+    return out
 
 
 def iterate(cases: Sequence[ValidationCase]) -> Iterator[Tuple[ValidationCase, Dict[str, np.ndarray]]]:
