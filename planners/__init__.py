@@ -7,6 +7,7 @@ Modules::
     data_facts    the dataset's domains and the anatomical axes of its arrays (reader, images' headers)
     ct_window     the CT intensity window written into the plans
     planner       VertebraFormerPlanner, VertebraFormerCPUPlanner (ExperimentPlanner subclasses: pass them as classes)
+    tokens        token edges per axis for a spacing (pure; the planner and whole_field share it)
     whole_field   the coarse whole-field configuration (3d_lowres): its spacing and a patch holding the median scan
     preprocessor  VertebraFormerPreprocessor (lesion map as seg channel 1, per-case facts)
 

@@ -58,6 +58,8 @@ from ..plans_facts import axes_from_transpose
 from .ct_window import WINDOW_MARGIN_MM, ct_window
 from .data_facts import dataset_domains, untransposed_axes
 from .presets import COARSE_CONFIGURATION, CONFIGURATION, CPU_PLANS_NAME, PLANS_NAME, network_arch_kwargs
+from .tokens import token_size_for_spacing
+from .whole_field import plan_whole_field
 
 #: CPU preset: isotropic target spacing in mm. 3.5 mm makes an 8-voxel token 28 mm, about one vertebral body
 #: plus disc, so a 512-token patch elongated head-foot spans 30-40 cm of spine (10 or more vertebrae: enough
@@ -78,24 +80,9 @@ REFERENCE_BATCH = 2
 #: with flash attention's linear memory; 16384 = a 256x128x128 patch of 8^3 tokens). Memory beyond goes to batch.
 MAX_TOKENS_PER_SAMPLE = 16384
 MIN_BATCH = 2
-#: Largest token edge (voxels); finer axes of anisotropic data get proportionally smaller tokens.
-MAX_TOKEN_EDGE = 8
-MIN_TOKEN_EDGE = 2
 
 
 # ------------------------------------------------------------------------------------------------ pure rules
-def token_size_for_spacing(spacing: Sequence[float], max_edge: int = MAX_TOKEN_EDGE,
-                           min_edge: int = MIN_TOKEN_EDGE) -> List[int]:
-    """Token edge per axis: ``max_edge`` on the finest axis, halved for every doubling of the spacing (powers of
-    two), so that a token is roughly as long in mm in every axis."""
-    finest = float(min(spacing))
-    out = []
-    for s in spacing:
-        k = int(round(math.log2(max(float(s) / finest, 1.0))))
-        out.append(int(max(min_edge, max_edge >> k)))
-    return out
-
-
 def plan_token_grid(median_shape: Sequence[float], spacing: Sequence[float], token_size: Sequence[int],
                     max_tokens: int, head_foot_axis: Optional[int],
                     elongation: float = HEAD_FOOT_ELONGATION) -> List[int]:
@@ -265,8 +252,6 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
                       zip(self.dataset_fingerprint["spacings"], self.dataset_fingerprint["shapes_after_crop"])]
         median_t = np.median(new_shapes, 0)[transpose_forward]
         n_voxels = float(np.prod(median_t, dtype=np.float64) * self.dataset_json["numTraining"])
-
-        from .whole_field import plan_whole_field
 
         lowres = plan_whole_field(self, spacing, transpose_forward)
         fullres = self.get_plans_for_configuration(spacing_t, median_t, self.generate_data_identifier(CONFIGURATION),

@@ -28,6 +28,9 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .presets import COARSE_CONFIGURATION
+from .tokens import token_size_for_spacing
+
 CPU_COARSE_SPACING_MM = 7.0
 MIN_COARSE_FACTOR = 2.0
 SPACING_STEP = 1.03
@@ -60,8 +63,6 @@ def plan_whole_field(planner, fine_spacing: np.ndarray, transpose_forward: Seque
     in ``planner.summary_lowres``."""
     from nnunetv2.preprocessing.resampling.default_resampling import compute_new_shape
 
-    from .planner import token_size_for_spacing
-    from .presets import COARSE_CONFIGURATION
 
     tf = list(transpose_forward)
     fingerprint = planner.dataset_fingerprint
