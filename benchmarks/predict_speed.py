@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from vertebraformer_nn.inference.summary import STAGES, read_summary
+from vertebraformer_nn.paths import real_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 INPUTS = ("phantom", "example_ct", "dicom", "large")
@@ -66,10 +67,6 @@ NNUNET_MARKS = (("startup", "cases in the source folder"), ("preprocess", "Predi
 
 
 # ---------------------------------------------------------------------------------------------- pure helpers
-def real_data_dir() -> Path:
-    return Path(os.environ.get("VERTEBRAFORMER_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
-
-
 def parse_stat(text: str) -> tuple:
     """(pid, session id) from ``/proc/<pid>/stat``; the command name may hold spaces and ')'."""
     pid = int(text[: text.index(" ")])

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -58,6 +57,7 @@ from vertebraformer_nn.evaluation.border import apply_border_rule
 from vertebraformer_nn.evaluation.references import present_values, verse_codes
 from vertebraformer_nn.geometry import superior_axis
 from vertebraformer_nn.inference.summary import read_summary
+from vertebraformer_nn.paths import real_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -95,10 +95,6 @@ CASES = (
     RealCase("chest", "itkelastix_chest_dicom", None, "verse", "chest DICOM series, no labels",
              by_eye="T1-T12 counted right (from T1 and the ribs, on the preview)"),
 )
-
-
-def real_data_dir() -> Path:
-    return Path(os.environ.get("VERTEBRAFORMER_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
 
 # --- pure parts ------------------------------------------------------------------------------------------------

@@ -6,15 +6,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from vertebraformer_nn.paths import real_data_dir
 
 # Tests run on the CPU; nnU-Net compiles nothing there, but say so explicitly for every subprocess too.
 os.environ.setdefault("nnUNet_compile", "f")
-
-
-def real_data_dir() -> Path:
-    """The shared real CT/annotation files (never copied into the repository)."""
-    return Path(os.environ.get("VERTEBRAFORMER_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
 
 @pytest.fixture(scope="session")

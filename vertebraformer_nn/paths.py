@@ -14,6 +14,13 @@ DEFAULT_HOME = Path.home() / ".vertebraformer" / "nnunet_data"
 _announced = False
 
 
+def real_data_dir() -> Path:
+    """The development checkout's shared real CT and annotation files (``../shared/data/real`` beside the repository,
+    never copied into it), read by the tests and the benchmarks; ``VERTEBRAFORMER_REAL_DATA`` overrides."""
+    return Path(os.environ.get("VERTEBRAFORMER_REAL_DATA",
+                               Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"))
+
+
 def default_home() -> Path:
     return Path(os.environ.get("VERTEBRAFORMER_HOME", DEFAULT_HOME)).expanduser()
 
