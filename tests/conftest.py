@@ -8,6 +8,8 @@ import pytest
 
 from vertebraformer_nn.paths import real_data_dir
 
+REPO = Path(__file__).resolve().parents[1]
+
 # Tests run on the CPU; nnU-Net compiles nothing there, but say so explicitly for every subprocess too.
 os.environ.setdefault("nnUNet_compile", "f")
 
