@@ -36,6 +36,8 @@ setup(
     packages=find_subpackages(),
     package_dir=PACKAGE_DIR,
     include_package_data=True,
+    # the built-in model (vertebraformer_nn/builtin_model: model folders with float16 weights, and its card)
+    package_data={"vertebraformer_nn.builtin_model": ["MODEL_CARD.md", "*/*.json", "*/fold_*/*.pth"]},
     install_requires=[
         # nnU-Net's private APIs are used: pin exactly.
         "nnunetv2==2.8.1",

@@ -4,7 +4,7 @@
 
 Issue 12 part 3: a model planned at a coarse spacing (3.5 mm for the CPU preset) predicts a phantom CT made at
 ``--iso-mm`` (1 mm), whose vertebra truth is known at that resolution. One prediction and one numbering per case; its
-labels go back to the input grid twice: **before**, nnU-Net's rule for a hard label map (``export.labels_to_input``:
+labels go back to the input grid twice: **before**, nnU-Net's rule for a hard label map (``grid_map.labels_to_input``:
 each label's indicator interpolated, the largest wins) and **after**, the boundaries from the probabilities
 (``boundaries.spine_labels_to_input``: spine vs background where the foreground probability crosses 1/2, between
 neighbours where their levels' probabilities cross, nnU-Net's separate-z rule for thick slices). So only the way
@@ -59,7 +59,8 @@ def measure_case(predictor, name: str, path: Path, truth: np.ndarray) -> dict:
     from vertebraformer_nn import labels
     from vertebraformer_nn.inference.boundaries import axis_orders, spine_labels_to_input
     from vertebraformer_nn.inference.cases import Case
-    from vertebraformer_nn.inference.export import grid_map, labels_to_input
+    from vertebraformer_nn.inference.export import grid_map
+    from vertebraformer_nn.inference.grid_map import labels_to_input
     from vertebraformer_nn.inference.numbering import number_vertebrae
 
     _, probs, meta = predictor.predict_case(Case(name, path, "file"), {})

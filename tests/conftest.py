@@ -149,6 +149,17 @@ def tiny_trained_coarse(multispine_preprocessed, tmp_path_factory):
     return kept
 
 
+@pytest.fixture(scope="session")
+def phantom_slab(multispine_raw, tmp_path_factory) -> Path:
+    """``slab.nii.gz``: 24 head-foot slices through the middle of one phantom CT of the raw dataset (the whole
+    axial extent: air, fat, bone), a prediction of seconds."""
+    from vertebraformer_nn.image_io import read_image, write_image
+
+    image = read_image(sorted((multispine_raw / "imagesTr").glob("*_0000.nii.gz"))[0])
+    mid = image.GetSize()[2] // 2
+    return write_image(image[:, :, mid - 12: mid + 12], tmp_path_factory.mktemp("slab") / "slab.nii.gz")
+
+
 @pytest.fixture(scope="module")
 def tiny_model_copy(tiny_trained_fold, request):
     """A copy of the tiny model's folder with fold 0 (checkpoint, progress plot, validation summary), beside it in

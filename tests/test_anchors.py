@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from vertebraformer_nn import image_io
 from vertebraformer_nn import labels as L
@@ -133,5 +134,7 @@ def test_left_right_axis_is_found_from_the_vertebrae_mirror_symmetry(real_data):
     _, codes = on_model_grid(None, real_data / "verse_masks_only" / "sub-gl003_dir-ax_seg-vert_msk.nii.gz")
     for instances, expected in ((codes, 1), (np.swapaxes(codes, 1, 2), 0)):
         geo = _Geometry(instances.shape, (SPACING,) * 3, 0, 1)
-        info = [_instance_info(instances, int(c), geo) for c in np.unique(instances) if c in L.VERTEBRA_CODES]
+        boxes = ndimage.find_objects(instances)
+        info = [_instance_info(instances, int(c), boxes[c - 1], geo) for c in np.unique(instances)
+                if c in L.VERTEBRA_CODES]
         assert _left_right(info, geo) == expected

@@ -1,5 +1,5 @@
 """Vertebra labels on the input grid from probabilities (inference/boundaries.py) against the hard-label rule it
-replaces (export.labels_to_input): a 3.5 mm model grid, a 1 mm input, boundaries known in mm. No model."""
+replaces (grid_map.labels_to_input): a 3.5 mm model grid, a 1 mm input, boundaries known in mm. No model."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 from vertebraformer_nn import labels
 from vertebraformer_nn.inference.boundaries import axis_orders, spine_labels_to_input
-from vertebraformer_nn.inference.export import GridMap, labels_to_input
+from vertebraformer_nn.inference.grid_map import GridMap, labels_to_input
 from vertebraformer_nn.inference.grid_probabilities import GridProbabilities
 
 MODEL_MM, INPUT_MM = 3.5, 1.0

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from vertebraformer_nn.inference import probabilities as P
-from vertebraformer_nn.inference.coarse_stage import (COARSE_HEAD, LevelGrid, at_fine_voxels, find_coarse_model,
-                                                      sibling_folder, to_fine_grid)
+from vertebraformer_nn.inference.coarse_resample import at_fine_voxels, to_fine_grid
+from vertebraformer_nn.inference.coarse_stage import LevelGrid, find_coarse_model, sibling_folder
+from vertebraformer_nn.inference.grid_probabilities import COARSE_HEAD
 from vertebraformer_nn.planners.whole_field import CPU_COARSE_SPACING_MM, coarse_spacing, tokens_needed
 
 PHANTOM = "verse/dataset-verse20training/rawdata/sub-verse501/sub-verse501_split-verse501_ct.nii.gz"

@@ -14,8 +14,6 @@ import SimpleITK as sitk
 
 from vertebraformer_nn.inference import probabilities as P
 
-PHANTOM = "verse/dataset-verse20training/rawdata/sub-verse501/sub-verse501_split-verse501_ct.nii.gz"
-
 
 def _run(*args) -> int:
     from vertebraformer_nn.cli import main
@@ -29,12 +27,13 @@ def _summary(path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, sim_root, tiny_trained_fold, tiny_trained_fold_1):
-    """One phantom predicted with fold 0, with fold 1, and with folds 0 and 1 in one call (probabilities saved)."""
+def runs(tmp_path_factory, phantom_slab, tiny_trained_fold, tiny_trained_fold_1):
+    """A slab of a phantom predicted with fold 0, with fold 1, and with folds 0 and 1 in one call (probabilities
+    saved)."""
     base = tmp_path_factory.mktemp("ens")
     inputs = base / "in"
     inputs.mkdir()
-    shutil.copy(sim_root / PHANTOM, inputs / "phantom.nii.gz")
+    shutil.copy(phantom_slab, inputs / "phantom.nii.gz")
     model = tiny_trained_fold.parent
     out = {}
     for name, folds in (("f0", ["0"]), ("f1", ["1"]), ("f01", ["0", "1"])):

@@ -56,6 +56,27 @@ def test_a_ripple_on_a_plateau_is_one_candidate():
     assert len(find_candidates(prob, ISO)) == 1
 
 
+def test_a_region_too_large_for_a_lesion_is_searched_above_a_raised_floor(monkeypatch):
+    """A weak head's map above the floor over a whole region: the peak search runs only on pieces of at most
+    MAX_COMPONENT_ML, found by raising the floor; a region too large even at the highest floor is one candidate."""
+    import vertebraformer_nn.inference.lesion_candidates as LC
+
+    shape = (30, 30, 60)
+    prob = np.full(shape, 0.08, np.float32)  # the whole grid above the floor (0.05): one component
+    prob = np.maximum(prob, np.maximum(_blob(shape, (15, 15, 15), 2.5, 0.9), _blob(shape, (15, 15, 45), 2.5, 0.7)))
+    monkeypatch.setattr(LC, "MAX_COMPONENT_ML", 2.0)  # 2000 voxels at 1 mm
+    searched = []
+    original = LC._component_candidates
+    monkeypatch.setattr(LC, "_component_candidates",
+                        lambda p, land, inside, *a: searched.append(int(inside.sum())) or original(p, land, inside, *a))
+    found = sorted(find_candidates(prob, ISO), key=lambda c: -c.peak)
+    assert [round(c.peak, 2) for c in found] == [0.9, 0.7]  # both lesions, as without the plateau
+    assert max(searched) <= 2000
+    # a map at 0.99 everywhere: no floor separates anything; one candidate, the whole grid, without a peak search
+    flat = find_candidates(np.full(shape, 0.99, np.float32), ISO)
+    assert len(flat) == 1 and flat[0].voxels == np.prod(shape)
+
+
 def test_a_faint_lesion_is_a_candidate_not_a_lesion_and_keeps_its_id_in_both_maps():
     vertebrae, prob = _volume()
     prob[2:6, 8:12, 8:13] = 0.7  # A: 80 voxels inside L1

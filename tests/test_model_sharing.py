@@ -10,25 +10,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 
-#: head-foot slices (RAS: the numpy axis 0) of the phantom kept for the prediction: a small, fast case
-SLAB = 24
 #: the model's own post-processing: values that change the tiny model's outputs
 OWN = {"level_smoothing_mm": 4.0, "lesion_threshold": 0.2}
-
-
-@pytest.fixture(scope="module")
-def small_case(multispine_raw, tmp_path_factory) -> Path:
-    """A slab through the middle of one phantom CT of the raw dataset (the whole axial extent: air, fat, bone)."""
-    from vertebraformer_nn.image_io import read_image, write_image
-
-    source = sorted((multispine_raw / "imagesTr").glob("*_0000.nii.gz"))[0]
-    image = read_image(source)
-    mid = image.GetSize()[2] // 2
-    slab = image[:, :, max(0, mid - SLAB // 2): mid + SLAB // 2]
-    return write_image(slab, tmp_path_factory.mktemp("share_case") / "slab.nii.gz")
 
 
 def _predict(model: Path, case: Path, out: Path, *extra) -> dict:
@@ -44,7 +29,7 @@ def _arrays(out: Path) -> dict:
             for name in ("slab.nii.gz", "slab_lesion.nii.gz")}
 
 
-def test_exported_model_installs_and_predicts_the_same(tiny_model_copy, small_case, tmp_path, monkeypatch):
+def test_exported_model_installs_and_predicts_the_same(tiny_model_copy, phantom_slab, tmp_path, monkeypatch):
     from nnunetv2.model_sharing.model_export import export_pretrained_model
     from nnunetv2.model_sharing.model_import import install_model_from_zip_file
 
@@ -53,10 +38,10 @@ def test_exported_model_installs_and_predicts_the_same(tiny_model_copy, small_ca
 
     model = tiny_model_copy
     write_postprocessing(model, [0], PP.with_values(PP.DEFAULTS, OWN))
-    original = _predict(model, small_case, tmp_path / "original")
+    original = _predict(model, phantom_slab, tmp_path / "original")
     assert {k: original["postprocessing"]["values"][k] for k in OWN} == OWN
     # the model's own values matter: with the defaults instead, its outputs differ
-    _predict(model, small_case, tmp_path / "defaults", "--set", *(f"{k}={getattr(PP.DEFAULTS, k)}" for k in OWN))
+    _predict(model, phantom_slab, tmp_path / "defaults", "--set", *(f"{k}={getattr(PP.DEFAULTS, k)}" for k in OWN))
     with_defaults, own = _arrays(tmp_path / "defaults"), _arrays(tmp_path / "original")
     assert any(not np.array_equal(with_defaults[n], own[n]) for n in own)
     dataset = model.parent.name
@@ -75,11 +60,11 @@ def test_exported_model_installs_and_predicts_the_same(tiny_model_copy, small_ca
     monkeypatch.setenv("nnUNet_results", str(fresh))  # nnunetv2.paths reads the variable when it is used
     install_model_from_zip_file(str(archive))
     installed = fresh / dataset / model.name
-    copy = _predict(installed, small_case, tmp_path / "installed")
+    copy = _predict(installed, phantom_slab, tmp_path / "installed")
 
     assert copy["postprocessing"]["values"] == original["postprocessing"]["values"]
     assert copy["vertebrae"] == original["vertebrae"] and copy["lesions"] == original["lesions"]
     ours, theirs = _arrays(tmp_path / "original"), _arrays(tmp_path / "installed")
-    assert ours["slab.nii.gz"].shape == sitk.GetArrayFromImage(sitk.ReadImage(str(small_case))).shape
+    assert ours["slab.nii.gz"].shape == sitk.GetArrayFromImage(sitk.ReadImage(str(phantom_slab))).shape
     for name in ours:
         assert np.array_equal(ours[name], theirs[name]), name

@@ -122,7 +122,7 @@ def test_identification_probabilities_are_the_evidence_when_given():
 def test_coarse_levels_on_their_own_grid_weigh_in_and_weight_zero_ignores_them():
     """The coarse stage's levels on a grid half as fine (as the 7 mm coarse model over the 3.5 mm one) are read at the
     instances' voxels: the same evidence as expanding them onto the fine grid first."""
-    from vertebraformer_nn.inference.coarse_stage import to_fine_grid
+    from vertebraformer_nn.inference.coarse_resample import to_fine_grid
     from vertebraformer_nn.inference.grid_probabilities import GridProbabilities
 
     levels = ["T4", "T5", "T6", "T7", "T8"]

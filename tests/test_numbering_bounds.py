@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from test_numbering import HEIGHT, SPACING, level, log_probs, names, phantom
+from test_numbering import SPACING, level, log_probs, phantom
 from vertebraformer_nn.inference.anchors import Anchor, anchor_log_prior
 from vertebraformer_nn.inference.decoder import decode_levels
 from vertebraformer_nn.inference.instance_repair import merge_half_instances, split_tall_instances

@@ -94,16 +94,6 @@ def model_copy(tiny_model_copy) -> Path:
     return tiny_model_copy
 
 
-@pytest.fixture(scope="module")
-def small_case(multispine_raw, tmp_path_factory) -> Path:
-    """A 24-slice slab of one phantom: a fast prediction."""
-    from vertebraformer_nn.image_io import read_image, write_image
-
-    image = read_image(sorted((multispine_raw / "imagesTr").glob("*_0000.nii.gz"))[0])
-    mid = image.GetSize()[2] // 2
-    return write_image(image[:, :, mid - 12: mid + 12], tmp_path_factory.mktemp("pp_case") / "slab.nii.gz")
-
-
 def _main(*args) -> int:
     from vertebraformer_nn.cli import main
 
@@ -116,7 +106,7 @@ def _report(model, case, out, *extra) -> dict:
     return json.loads((out / "slab.json").read_text())
 
 
-def test_determine_postprocessing_writes_a_file_that_predict_uses(model_copy, small_case, tmp_path, capsys):
+def test_determine_postprocessing_writes_a_file_that_predict_uses(model_copy, phantom_slab, tmp_path, capsys):
     from vertebraformer_nn.inference.validation_cases import validation_folds
 
     assert _main("determine-postprocessing", "-m", model_copy, "-f", "5") == 2  # a held-out-domain fold
@@ -150,39 +140,39 @@ def test_determine_postprocessing_writes_a_file_that_predict_uses(model_copy, sm
 
     # predict uses the file: every value from it; an override wins; a named file replaces it
     _write(path, {**content["parameters"], "lesion_threshold": 0.45}, determined=determined)
-    report = _report(model_copy, small_case, tmp_path / "a")
+    report = _report(model_copy, phantom_slab, tmp_path / "a")
     used = report["postprocessing"]
     assert used["values"]["lesion_threshold"] == 0.45 and report["lesion_threshold"] == 0.45
     assert set(used["sources"].values()) == {str(path)} and used["notes"] == []
     args = json.loads((tmp_path / "a" / "prediction_args.json").read_text())
     assert args["postprocessing"]["values"]["lesion_threshold"] == 0.45
-    report = _report(model_copy, small_case, tmp_path / "b", "--lesion-threshold", "0.9", "--set",
+    report = _report(model_copy, phantom_slab, tmp_path / "b", "--lesion-threshold", "0.9", "--set",
                      "level_smoothing_mm=4")
     used = report["postprocessing"]
     assert (used["values"]["lesion_threshold"], used["values"]["level_smoothing_mm"]) == (0.9, 4.0)
     assert used["sources"]["lesion_threshold"] == used["sources"]["level_smoothing_mm"] == "command line"
     assert used["sources"]["skip_prior"] == str(path)
     named = _write(tmp_path / "named.json", {"lesion_threshold": 0.35})
-    used = _report(model_copy, small_case, tmp_path / "c", "--postprocessing", named)["postprocessing"]
+    used = _report(model_copy, phantom_slab, tmp_path / "c", "--postprocessing", named)["postprocessing"]
     assert used["values"]["lesion_threshold"] == 0.35 and used["sources"]["lesion_threshold"] == str(named)
     assert used["values"]["skip_prior"] == PP.DEFAULTS.skip_prior and used["sources"]["skip_prior"] == "default"
 
     # without the model folder's file, a model installed from nnU-Net's zip still has the carried copy ...
     path.unlink()
-    used = _report(model_copy, small_case, tmp_path / "carried")["postprocessing"]
+    used = _report(model_copy, phantom_slab, tmp_path / "carried")["postprocessing"]
     assert set(used["sources"].values()) == {str(carried)} and used["values"] == content["parameters"]
     # ... and without either: the documented defaults, with a note in the report
     shutil.rmtree(carried.parent)
-    report = _report(model_copy, small_case, tmp_path / "d")
+    report = _report(model_copy, phantom_slab, tmp_path / "d")
     assert report["postprocessing"]["values"] == PP.DEFAULTS.to_dict()
     assert any("no postprocessing.json in the model folder" in n for n in report["notes"])
     # a broken file stops predict before any case, naming it
     path.write_text("{broken")
-    assert _main("predict", "-i", small_case, "-o", tmp_path / "e", "-m", model_copy, "-f", "0", "-device",
+    assert _main("predict", "-i", phantom_slab, "-o", tmp_path / "e", "-m", model_copy, "-f", "0", "-device",
                  "cpu") == 2
     assert "postprocessing.json: not a readable post-processing file" in capsys.readouterr().err
     path.unlink()
-    assert sitk.ReadImage(str(tmp_path / "d" / "slab.nii.gz")).GetSize() == sitk.ReadImage(str(small_case)).GetSize()
+    assert sitk.ReadImage(str(tmp_path / "d" / "slab.nii.gz")).GetSize() == sitk.ReadImage(str(phantom_slab)).GetSize()
 
 
 def test_an_ensemble_uses_its_one_model_s_values_or_the_defaults_with_a_note(tmp_path):

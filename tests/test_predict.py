@@ -18,7 +18,8 @@ import SimpleITK as sitk
 from vertebraformer_nn.inference import probabilities as P
 from vertebraformer_nn.inference.cases import (Case, CaseError, check_ct, discover_cases, nnunet_input, read_case,
                                                reorientation, sanitise, shard)
-from vertebraformer_nn.inference.export import GridMap, labels_to_input, probability_to_input, superior_axis
+from vertebraformer_nn.inference.export import superior_axis
+from vertebraformer_nn.inference.grid_map import GridMap, labels_to_input, probability_to_input
 from vertebraformer_nn.phantoms.dicom_writer import write_dicom_series
 
 
@@ -245,9 +246,9 @@ def test_export_resampling_matches_nnunets_resize_rules(monkeypatch):
     expected2 = resample_data_or_seg_to_shape(model[None], even, [2.0] * 3, [1.0] * 3, is_seg=True, order=1,
                                               order_z=0, force_separate_z=False)[0]
     assert np.array_equal(labels_to_input(model, grid2), expected2)
-    from vertebraformer_nn.inference import export
+    from vertebraformer_nn.inference import grid_map
 
-    monkeypatch.setattr(export, "SLAB", 3)  # slab by slab gives the same as in one piece
+    monkeypatch.setattr(grid_map, "SLAB", 3)  # slab by slab gives the same as in one piece
     assert np.array_equal(labels_to_input(model, grid2), expected2)
     assert np.array_equal(labels_to_input(model, grid), got)
     prob = rng.uniform(0, 1, model.shape).astype(np.float32)

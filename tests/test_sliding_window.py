@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vertebraformer_nn.inference.grid_probabilities import LEVELS, GridReducer
-from vertebraformer_nn.inference.probabilities import EPS
+from vertebraformer_nn.inference.grid_probabilities import EPS
 from vertebraformer_nn.inference.sliding_window import on_device, with_host_fallback
 from vertebraformer_nn.inference.tiles import TileAccumulator, TileGrid, open_bytes_per_voxel, tile_weights
 

@@ -131,7 +131,8 @@ def find_anchors(hu, instance_map, ordered_ids: Sequence[int], spacing, si_axis:
     if not ids:
         return [], []
     geo = _Geometry(instance_map.shape, spacing, si_axis, si_sign)
-    info = [_instance_info(instance_map, i, geo) for i in ids]
+    instance_boxes = ndimage.find_objects(instance_map)  # each instance is read inside its box: a 1 mm grid is large
+    info = [_instance_info(instance_map, i, instance_boxes[i - 1], geo) for i in ids]
     anchors: List[Anchor] = []
     dens = _dens(instance_map, ids, info, geo)
     anchors += [dens] if dens else []
@@ -144,15 +145,15 @@ def find_anchors(hu, instance_map, ordered_ids: Sequence[int], spacing, si_axis:
     components = cc3d.connected_components(bone, connectivity=26).astype(np.int64, copy=False)
     volume_ml = np.bincount(components.ravel()) * float(np.prod(geo.spacing)) / 1000.0
     volume_ml[0] = 0.0
-    skull, skull_component = _beyond(components, volume_ml, info[0], geo, above=True)
+    boxes = ndimage.find_objects(components)
+    skull, skull_component = _beyond(components, boxes, volume_ml, info[0], geo, above=True)
     if skull is not None and skull["volume_ml"] >= params.skull_min_volume_ml:
         anchors.append(Anchor("skull", 0, skull))
-    pelvis, pelvis_component = _beyond(components, volume_ml, info[-1], geo, above=False)
+    pelvis, pelvis_component = _beyond(components, boxes, volume_ml, info[-1], geo, above=False)
     if (pelvis is not None and pelvis["volume_ml"] >= params.pelvis_min_volume_ml
             and pelvis["reach_mm"] >= params.rib_min_reach_mm):
         anchors.append(Anchor("sacrum", len(ids) - 1, pelvis))
     excluded = {c for c in (skull_component, pelvis_component) if c}
-    boxes = ndimage.find_objects(components)
     lateral = _left_right(info, geo)
     ribs = [_rib_reach(components, boxes, instance_map, i, info[k], geo, excluded, lateral) for k, i in enumerate(ids)]
     bearing = [r >= params.rib_min_reach_mm for r in ribs]
@@ -164,14 +165,14 @@ def find_anchors(hu, instance_map, ordered_ids: Sequence[int], spacing, si_axis:
     return anchors, []
 
 
-def _instance_info(instance_map: np.ndarray, i: int, geo: _Geometry) -> dict:
-    points = np.argwhere(instance_map == i)
+def _instance_info(instance_map: np.ndarray, i: int, box: Tuple[slice, ...], geo: _Geometry) -> dict:
+    points = np.argwhere(instance_map[box] == i) + [s.start for s in box]
     heights = geo.height(points[:, geo.si_axis])
     return {"id": i, "centre": points.mean(axis=0), "top": float(heights.max()), "bottom": float(heights.min()),
             "points": points}
 
 
-def _beyond(components: np.ndarray, volume_ml: np.ndarray, inst: dict, geo: _Geometry, above: bool):
+def _beyond(components: np.ndarray, boxes: list, volume_ml: np.ndarray, inst: dict, geo: _Geometry, above: bool):
     """(measures, component) of the largest bone component directly above (``above``) or below an instance, or
     (None, 0) when there is none or the field of view ends there."""
     si = geo.si_axis
@@ -194,12 +195,12 @@ def _beyond(components: np.ndarray, volume_ml: np.ndarray, inst: dict, geo: _Geo
         return {"volume_ml": 0.0, "reach_mm": 0.0}, 0
     chosen = int(max(np.unique(values[near]), key=lambda c: volume_ml[c]))
     return {"volume_ml": round(float(volume_ml[chosen]), 1),
-            "reach_mm": round(_reach(components, chosen, inst["centre"], geo), 1)}, chosen
+            "reach_mm": round(_reach(components, chosen, boxes[chosen - 1], inst["centre"], geo), 1)}, chosen
 
 
-def _reach(components: np.ndarray, component: int, centre: np.ndarray, geo: _Geometry) -> float:
-    """How far (mm) a component extends from the head-foot line through ``centre``."""
-    points = np.argwhere(components == component)
+def _reach(components: np.ndarray, component: int, box: Tuple[slice, ...], centre: np.ndarray, geo: _Geometry) -> float:
+    """How far (mm) a component (inside its ``box``) extends from the head-foot line through ``centre``."""
+    points = np.argwhere(components[box] == component) + [s.start for s in box]
     return float(geo.radius(points, centre).max()) if len(points) else 0.0
 
 

@@ -25,7 +25,7 @@ Interpolation follows nnU-Net's rule for probabilities (its plans' ``resampling_
 except along the one axis of an anisotropic grid (a spacing ratio above 3, nnU-Net's
 ``determine_do_sep_z_and_axis``), where it takes the nearest slice (``order_z`` 0) (:func:`axis_orders`). Work and
 memory: slab by slab inside the spine's window on the input grid, each label inside its own box (as
-``export.labels_to_input``, the hard-label rule this replaces, which stays for label maps without probabilities).
+``grid_map.labels_to_input``, the hard-label rule this replaces, which stays for label maps without probabilities).
 """
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .export import GridMap, _boxes, _grown, _intersection, _relative, _slabs, _union
+from .grid_map import (GridMap, grown_box, input_slabs, label_boxes, relative_window, union_window,
+                       window_intersection)
 from .grid_probabilities import GridProbabilities
 
 __all__ = ["SHARE", "COVERED", "axis_orders", "label_channels", "spine_labels_to_input"]
@@ -110,8 +111,8 @@ def spine_labels_to_input(codes: np.ndarray, probs: GridProbabilities, grid: Gri
     out = np.zeros(grid.input_shape, dtype=np.uint8)
     # a label can win one model voxel beyond its own (its neighbour's first layer), and interpolation there reads
     # one more: its window is that of its box grown by one, its scores are computed in the box grown by two
-    windows = {value: (_grown(box, grid.model_shape, 2), grid.input_window(_grown(box, grid.model_shape)))
-               for value, box in _boxes(codes).items()}
+    windows = {value: (grown_box(box, grid.model_shape, 2), grid.input_window(grown_box(box, grid.model_shape)))
+               for value, box in label_boxes(codes).items()}
     windows = {value: bw for value, bw in windows.items() if bw[1] is not None}
     if not windows:
         return out
@@ -124,16 +125,16 @@ def spine_labels_to_input(codes: np.ndarray, probs: GridProbabilities, grid: Gri
     foreground = probs.foreground[region].astype(np.float32)
     foreground[(codes[region] == 0) & (probs.argmax[region] > 0)] = 0  # dropped by numbering
     whole_start = [lo for lo, _ in whole]
-    for slab in _slabs(_union([w for _, w in windows.values()])):
+    for slab in input_slabs(union_window([w for _, w in windows.values()])):
         size = tuple(s.stop - s.start for s in slab)
         best, winner = np.zeros(size, np.float32), np.zeros(size, np.uint8)
         nearest = grid.nearest(codes, slab)
         for value, (box, window) in windows.items():  # ascending: an exact tie nearest does not settle keeps the lower
-            part = _intersection(window, slab)
+            part = window_intersection(window, slab)
             if part is None:
                 continue
             score = grid.sample(scores[value], [lo for lo, _ in box], part, orders)
-            rel = _relative(part, slab)
+            rel = relative_window(part, slab)
             b, w = best[rel], winner[rel]  # views
             wins = (score > b) | ((score == b) & (score > 0) & (nearest[rel] == value))
             b[wins], w[wins] = score[wins], value

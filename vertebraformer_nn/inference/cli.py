@@ -8,8 +8,7 @@ import sys
 
 from . import postprocessing as PP
 
-DEFAULT_FOLDS = ("0", "1", "2", "3", "4")  # as predictor.DEFAULT_FOLDS (not imported: that module imports torch)
-NUMBERING_MODES = ("decoder", "argmax")  # as export.NUMBERING_MODES (not imported, for the same reason)
+NUMBERING_MODES = ("decoder", "argmax")  # as export.NUMBERING_MODES (not imported: --help must not wait for torch)
 
 
 def add_parser(subparsers) -> None:
@@ -51,7 +50,8 @@ def _add_shared(p: argparse.ArgumentParser) -> None:
 
 def _add_model(p: argparse.ArgumentParser) -> None:
     """Which trained model (predict and determine-postprocessing alike), its checkpoint and the device."""
-    p.add_argument("-m", dest="model", default=None, help="trained model folder (<Trainer>__<Plans>__<config>)")
+    p.add_argument("-m", dest="model", default=None, help="trained model folder (<Trainer>__<Plans>__<config>); "
+                   "predict without -m and -d uses the built-in phantom-trained model")
     p.add_argument("-d", dest="dataset", default=None,
                    help="dataset id or name, to find the model in $nnUNet_results (instead of -m)")
     p.add_argument("-c", dest="configuration", default="3d_fullres", help="configuration (default 3d_fullres)")
@@ -78,9 +78,10 @@ def _add_predict(subparsers) -> None:
                    "holding DICOM files is a case named after its relative path)")
     p.add_argument("-o", dest="output", required=True, help="output folder (created)")
     _add_model(p)
-    p.add_argument("-f", dest="folds", nargs="+", default=list(DEFAULT_FOLDS),
-                   help="folds to ensemble (default 0 1 2 3 4: the cross-validation folds; every fold named must "
-                   "have its checkpoint; folds 5+ are cross-domain runs and are never used unless named)")
+    p.add_argument("-f", dest="folds", nargs="+", default=None,
+                   help="folds to ensemble (default 0 1 2 3 4: the cross-validation folds, or the built-in model's; "
+                   "every fold named must have its checkpoint; folds 5+ are cross-domain runs and are never used "
+                   "unless named)")
     p.add_argument("-step_size", type=float, default=0.5, help="sliding-window step as a fraction of the patch "
                    "(default 0.5)")
     tta = p.add_mutually_exclusive_group()

@@ -13,11 +13,11 @@ the prediction uses (:func:`find_coarse_model`). Then, per case, after the fine 
    bytes per coarse voxel, 12 MB for a 60 cm scan at 7 mm; uniform 1/26 where the coarse model sees no spine) as
    ``GridProbabilities.coarse`` (head ``coarse_id``: saved with ``--save_probabilities`` as that array, averaged
    by ``ensemble`` like every head), never expanded to the fine grid;
-3. the numbering reads them at the fine grid's instance voxels only (:func:`at_fine_voxels`, linear interpolation:
-   both grids resample the same cropped box, so voxel i of an axis of n fine voxels sits at coarse coordinate
-   ``(i + 0.5) * m / n - 0.5`` of its m coarse ones), reduces them per instance as it does the fine
+3. the numbering reads them at the fine grid's instance voxels only (``coarse_resample.at_fine_voxels``, linear
+   interpolation: both grids resample the same cropped box, so voxel i of an axis of n fine voxels sits at coarse
+   coordinate ``(i + 0.5) * m / n - 0.5`` of its m coarse ones), reduces them per instance as it does the fine
    identification head and weighs them in with ``coarse_level_weight`` (``numbering._evidence``).
-   :func:`to_fine_grid` is the same interpolation onto the whole fine grid (small grids, tests).
+   ``coarse_resample.to_fine_grid`` is the same interpolation onto the whole fine grid (small grids, tests).
 
 ``predict --no-coarse`` does not run it; ``--set coarse_level_weight=0`` runs it and ignores it (the ablation).
 Cost at the CPU preset (7 mm): a 60 cm scan is ~90 x 50 x 50 coarse voxels, one forward pass, 12 MB kept.
@@ -25,16 +25,18 @@ Cost at the CPU preset (7 mm): a 60 cm scan is ~90 x 50 x 50 coarse voxels, one 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 
 from ..planners.presets import COARSE_CONFIGURATION, CONFIGURATION
+from .cases import nnunet_input
+from .grid_probabilities import LEVELS
+from .predictor import VertebraFormerPredictor
+from .sliding_window import predict_grid
 
-__all__ = ["COARSE_HEAD", "sibling_folder", "find_coarse_model", "to_fine_grid", "at_fine_voxels", "LevelGrid",
-           "attach_levels", "CoarseStage"]
-
-COARSE_HEAD = "coarse_id"
+__all__ = ["sibling_folder", "find_coarse_model", "LevelGrid", "CoarseStage"]
 
 
 def sibling_folder(model_folder) -> Optional[Path]:
@@ -62,71 +64,14 @@ def find_coarse_model(model_folder, folds: Sequence, checkpoint: str) -> Tuple[O
     return sibling, f"coarse whole-field stage: {sibling.name}, fold(s) {' '.join(map(str, folds))}"
 
 
-def _coordinates(n: int, size: int, at: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lower, upper neighbour, weight of the upper) of fine voxels ``at`` (default all ``size``) of an axis resampled
-    from ``n`` coarse voxels (half-pixel alignment, edges clamped)."""
-    at = np.arange(size) if at is None else at
-    coord = np.clip((at + 0.5) * n / size - 0.5, 0, n - 1)
-    lo = np.floor(coord).astype(np.intp)
-    return lo, np.minimum(lo + 1, n - 1), (coord - lo).astype(np.float32)
-
-
-def _linear_along(array: np.ndarray, axis: int, size: int) -> np.ndarray:
-    """``array`` resampled linearly to ``size`` along ``axis``."""
-    lo, hi, w = _coordinates(array.shape[axis], size)
-    w = w.reshape([-1 if a == axis else 1 for a in range(array.ndim)])
-    below = np.take(array, lo, axis=axis)
-    return below + (np.take(array, hi, axis=axis) - below) * w
-
-
-def to_fine_grid(coarse: np.ndarray, fine_shape: Sequence[int], chunk: int = 4) -> np.ndarray:
-    """(C, *coarse grid) probabilities -> (C, *fine_shape) float16 by separable linear interpolation (module
-    docstring), ``chunk`` channels at a time (float32 temporaries of that many channels)."""
-    coarse = np.asarray(coarse)
-    out = np.empty((coarse.shape[0], *[int(s) for s in fine_shape]), dtype=np.float16)
-    for start in range(0, coarse.shape[0], chunk):
-        block = coarse[start:start + chunk].astype(np.float32)
-        for axis, size in enumerate(fine_shape, start=1):
-            block = _linear_along(block, axis, int(size))
-        out[start:start + chunk] = block
-    return out
-
-
-def at_fine_voxels(coarse: np.ndarray, fine_shape: Sequence[int], flat_indices: np.ndarray,
-                   chunk: int = 1 << 16) -> np.ndarray:
-    """(n, C) float32: :func:`to_fine_grid`'s values at the fine voxels ``flat_indices`` (C order of ``fine_shape``)
-    only, ``chunk`` voxels at a time (trilinear: the separable interpolation at one point)."""
-    coarse = np.asarray(coarse)
-    if coarse.ndim != 4:
-        raise ValueError(f"coarse level probabilities must be (C, X, Y, Z), got shape {coarse.shape}")
-    flat = coarse.reshape(coarse.shape[0], -1)
-    out = np.empty((len(flat_indices), coarse.shape[0]), np.float32)
-    for start in range(0, len(flat_indices), chunk):
-        coords = np.unravel_index(np.asarray(flat_indices[start:start + chunk]), tuple(int(s) for s in fine_shape))
-        axes = [_coordinates(n, int(size), c) for n, size, c in zip(coarse.shape[1:], fine_shape, coords)]
-        block = np.zeros((len(coords[0]), coarse.shape[0]), np.float32)
-        for corner in range(8):
-            picks = [(hi if corner >> a & 1 else lo, w if corner >> a & 1 else 1 - w)
-                     for a, (lo, hi, w) in enumerate(axes)]
-            weight = picks[0][1] * picks[1][1] * picks[2][1]
-            at = np.ravel_multi_index(tuple(p[0] for p in picks), coarse.shape[1:])
-            block += flat[:, at].T.astype(np.float32) * weight[:, None]
-        out[start:start + len(block)] = block
-    return out
-
-
 class LevelGrid:
     """Receives the coarse sliding window's finished blocks as a ``GridReducer`` would (``sliding_window
     .predict_grid``'s ``reducer``) and keeps only the level probabilities, whole: (26, *grid) float16."""
 
     def __init__(self, shape: Sequence[int], seg_channels: int, has_id: bool, has_lesion: bool, kept=None):
-        from .grid_probabilities import LEVELS
-
         self.levels = np.empty((LEVELS, *[int(s) for s in shape]), np.float16)
 
     def add(self, region, background, vertebrae, identification=None, lesion=None) -> None:
-        import torch
-
         if identification is None:  # the vertebra channels, renormalised (uniform where there are none)
             vertebrae = torch.as_tensor(vertebrae)
             total = vertebrae.sum(dim=0, keepdim=True)
@@ -139,17 +84,6 @@ class LevelGrid:
         return self.levels
 
 
-def attach_levels(probs, levels: Callable[[], np.ndarray]) -> None:
-    """``probs.coarse = levels()`` for a ``GridProbabilities``; its kept rows (``--save_probabilities``) are removed
-    when that fails, so nothing is left half-written."""
-    try:
-        probs.coarse = levels()
-    except BaseException:
-        if probs.kept is not None:
-            probs.kept.discard()
-        raise
-
-
 class CoarseStage:
     """A loaded coarse model (a ``VertebraFormerPredictor`` of the ``3d_lowres`` folder) and what it adds to a case."""
 
@@ -159,8 +93,6 @@ class CoarseStage:
     @classmethod
     def load(cls, folder, folds: Sequence, checkpoint: str, device="cpu", use_mirroring: Optional[bool] = None,
              bf16: Optional[bool] = None, tile_step_size: float = 0.5) -> "CoarseStage":
-        from .predictor import VertebraFormerPredictor
-
         predictor = VertebraFormerPredictor(device, use_mirroring=use_mirroring, bf16=bf16,
                                             tile_step_size=tile_step_size)
         predictor.initialize_from_trained_model_folder(folder, folds, checkpoint)
@@ -175,18 +107,12 @@ class CoarseStage:
     def level_probabilities(self, image, fine_properties: Mapping) -> np.ndarray:
         """(26, *coarse grid) float16: the coarse level probabilities of an input image (SimpleITK, as read) whose
         fine grid has the nnU-Net ``properties`` ``fine_properties`` (module docstring)."""
-        from .cases import nnunet_input
-
         array, properties, _ = nnunet_input(image, self.predictor.plans_manager.plans["image_reader_writer"])
         data, properties = self.predictor.preprocess([array], properties)
         return self.from_preprocessed(data, properties, fine_properties)
 
     def from_preprocessed(self, data, properties: Mapping, fine_properties: Mapping) -> np.ndarray:
         """As :meth:`level_probabilities`, from the coarse configuration's preprocessed image (a torch tensor)."""
-        import torch
-
-        from .sliding_window import predict_grid
-
         box = [list(map(int, b)) for b in properties["bbox_used_for_cropping"]]
         fine_box = [list(map(int, b)) for b in fine_properties["bbox_used_for_cropping"]]
         if box != fine_box:  # the same image cropped alike: anything else means another case or another reader

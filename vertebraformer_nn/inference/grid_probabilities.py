@@ -32,16 +32,23 @@ channel at the voxels where the spine or a lesion may be, for ``--save_probabili
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Callable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-__all__ = ["LEVELS", "GridProbabilities", "GridReducer", "as_grid_probabilities", "coarse_levels",
-           "region_flat_indices"]
+from .coarse_resample import at_fine_voxels
+
+__all__ = ["LEVELS", "EPS", "COARSE_HEAD", "GridProbabilities", "GridReducer", "as_grid_probabilities",
+           "check_probabilities", "coarse_levels", "region_flat_indices"]
 
 #: vertebra channels of the segmentation head (training labels 1..26) = levels of the identification head
 LEVELS = 26
+#: a voxel may belong to the spine or a lesion where its foreground or lesion probability exceeds this (float16
+#: values): where ``--save_probabilities`` keeps every channel, and where a tile adds level evidence (``tiles``)
+EPS = 1e-3
+#: the head name of the coarse stage's level probabilities (:attr:`GridProbabilities.coarse`) in saved files
+COARSE_HEAD = "coarse_id"
 #: array-axis-0 planes per block when reducing full arrays (bounds the float32 temporaries)
 SLAB = 16
 
@@ -88,11 +95,19 @@ class GridProbabilities:
             raise ValueError("asked for the level probabilities of voxels that are not foreground")
         return rows
 
-    def coarse_rows(self, flat_indices: np.ndarray) -> np.ndarray:
-        """(n, 26) float32: the coarse stage's level probabilities at the given voxels (``coarse_stage
-        .at_fine_voxels``); ValueError when there are none."""
-        from .coarse_stage import at_fine_voxels
+    def attach_coarse(self, levels: Callable[[], np.ndarray]) -> None:
+        """``self.coarse = levels()`` (the coarse stage's level probabilities); the kept rows
+        (``--save_probabilities``) are removed when that fails, so nothing is left half-written."""
+        try:
+            self.coarse = levels()
+        except BaseException:
+            if self.kept is not None:
+                self.kept.discard()
+            raise
 
+    def coarse_rows(self, flat_indices: np.ndarray) -> np.ndarray:
+        """(n, 26) float32: the coarse stage's level probabilities at the given voxels (``coarse_resample
+        .at_fine_voxels``); ValueError when there are none."""
         if self.coarse is None:
             raise ValueError("these probabilities hold no coarse stage levels")
         return at_fine_voxels(self.coarse, self.shape, flat_indices)
@@ -113,8 +128,6 @@ class GridProbabilities:
     def from_dense(cls, probs: Mapping[str, np.ndarray], kept=None) -> "GridProbabilities":
         """From full arrays: ``probs`` head -> (C, X, Y, Z) probabilities (seg C >= 2 channels, optional id 26 and
         lesion 1), reduced slab by slab; an optional ``coarse_id`` (26, *coarse grid) is kept as it is."""
-        from .instances import check_probabilities
-
         seg = np.asarray(probs["seg"])
         if seg.ndim != 4 or seg.shape[0] < 2:
             raise ValueError(f"seg_probs must be (C, X, Y, Z) probabilities with C >= 2, got shape {seg.shape}")
@@ -137,12 +150,23 @@ class GridProbabilities:
         return result
 
 
+def check_probabilities(probs, channels: int, what: str) -> np.ndarray:
+    """``probs`` as an array after checking that it is (channels, X, Y, Z) floating-point probabilities with a
+    non-empty grid; ValueError naming ``what`` otherwise."""
+    arr = np.asarray(probs)
+    if arr.ndim != 4 or arr.shape[0] != channels:
+        raise ValueError(f"{what} must be ({channels}, X, Y, Z) probabilities, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{what} must hold floating-point probabilities, got dtype {arr.dtype}")
+    if min(arr.shape[1:]) == 0:
+        raise ValueError(f"{what} has an empty spatial shape {arr.shape[1:]}")
+    return arr
+
+
 def coarse_levels(coarse) -> Optional[np.ndarray]:
     """The coarse stage's level probabilities checked ((26, X, Y, Z) on any grid) as float16, or None."""
     if coarse is None:
         return None
-    from .instances import check_probabilities
-
     return check_probabilities(coarse, LEVELS, "coarse_probs").astype(np.float16, copy=False)
 
 
@@ -199,8 +223,6 @@ class GridReducer:
             self._keep(region, bg, fg16, vert, identification, lesion, les16)
 
     def _keep(self, region, bg, fg16, vert, identification, lesion, les16) -> None:
-        from .probabilities import EPS
-
         keep = fg16.float() > EPS
         if les16 is not None:
             keep |= les16.float() > EPS

@@ -22,6 +22,7 @@ from typing import List, Tuple
 import numpy as np
 from scipy import ndimage
 
+from .instances import occupied_box
 from .postprocessing import DEFAULTS, Postprocessing
 
 __all__ = ["MERGED_MAX", "instance_heights", "split_tall_instances", "merge_half_instances", "repair_instances"]
@@ -133,12 +134,19 @@ def _touch(instance_map: np.ndarray, a: int, b: int) -> bool:
 def repair_instances(instance_map, spacing, si_axis: int,
                      params: Postprocessing = DEFAULTS) -> Tuple[np.ndarray, List[str]]:
     """:func:`split_tall_instances` then :func:`merge_half_instances`, with ``params``' values; ids relabelled
-    1..K."""
-    split, notes = split_tall_instances(instance_map, spacing, si_axis, params.split_height_ratio,
+    1..K. Both work inside the instances' bounding box (``instances.occupied_box``): the same result, without
+    passes over the whole grid."""
+    instance_map = np.asarray(instance_map)
+    out = np.zeros(instance_map.shape, np.int32)
+    box = occupied_box(instance_map)
+    if box is None:
+        return out, []
+    split, notes = split_tall_instances(instance_map[box], spacing, si_axis, params.split_height_ratio,
                                         params.split_min_part, params.split_max_neck)
     merged, more = merge_half_instances(split, spacing, si_axis, params.merge_half_height)
     present = np.flatnonzero(np.bincount(merged.ravel()))
     present = present[present > 0]
     lut = np.zeros(int(merged.max()) + 1, dtype=np.int32)
     lut[present] = np.arange(1, len(present) + 1)
-    return lut[merged], notes + more
+    out[box] = lut[merged]
+    return out, notes + more

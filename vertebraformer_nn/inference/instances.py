@@ -18,17 +18,17 @@ import heapq
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cc3d
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from .. import labels as L
-from .grid_probabilities import GridProbabilities, as_grid_probabilities
+from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities
 from .postprocessing import DEFAULTS, Postprocessing
 
-__all__ = ["VertebraInstances", "check_probabilities", "check_spacing", "seg_grid", "smoothed_levels",
+__all__ = ["VertebraInstances", "check_spacing", "occupied_box", "seg_grid", "smoothed_levels",
            "vertebra_instances", "instance_geometry"]
 
 
@@ -39,17 +39,6 @@ class VertebraInstances:
     instance_map: np.ndarray  # int32, 0 background, 1..K
     majority_label: Dict[int, int]  # instance id -> training label most of its voxels argmax to
     notes: List[str] = field(default_factory=list)
-
-
-def check_probabilities(probs, channels: int, what: str) -> np.ndarray:
-    arr = np.asarray(probs)
-    if arr.ndim != 4 or arr.shape[0] != channels:
-        raise ValueError(f"{what} must be ({channels}, X, Y, Z) probabilities, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"{what} must hold floating-point probabilities, got dtype {arr.dtype}")
-    if min(arr.shape[1:]) == 0:
-        raise ValueError(f"{what} has an empty spatial shape {arr.shape[1:]}")
-    return arr
 
 
 def check_spacing(spacing) -> np.ndarray:
@@ -337,17 +326,26 @@ def vertebra_instances(seg_probs, spacing, params: Postprocessing = DEFAULTS) ->
     return VertebraInstances(instance_map, {ids[g]: graph.majority(g) for g in graph.volume}, notes)
 
 
+def occupied_box(label_map: np.ndarray) -> Optional[Tuple[slice, ...]]:
+    """The bounding box of the non-zero voxels of a map (None when there are none): instance maps live on the whole
+    model grid, but the spine fills a few percent of it, so work on them is done inside this box."""
+    present = [np.flatnonzero(label_map.any(axis=tuple(b for b in range(label_map.ndim) if b != a)))
+               for a in range(label_map.ndim)]
+    if not len(present[0]):
+        return None
+    return tuple(slice(int(p[0]), int(p[-1]) + 1) for p in present)
+
+
 def instance_geometry(instance_map: np.ndarray, spacing) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, centres_mm (K, 3) = centre of mass index * spacing, volumes_mm3) of the positive ids present."""
     sp = check_spacing(spacing)
     inst = np.asarray(instance_map)
     if inst.ndim != 3 or inst.min(initial=0) < 0:
         raise ValueError(f"instance_map must be a 3D map of non-negative ids, got shape {inst.shape}")
-    present = [np.flatnonzero(inst.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-    if not len(present[0]):
+    box = occupied_box(inst)  # statistics inside the ids' bounding box only
+    if box is None:
         return np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(0)
-    lo = np.array([p[0] for p in present])
-    box = tuple(slice(p[0], p[-1] + 1) for p in present)  # statistics inside the ids' bounding box only
+    lo = np.array([b.start for b in box])
     stats = cc3d.statistics(np.ascontiguousarray(inst[box], dtype=np.uint32))
     counts = np.asarray(stats["voxel_counts"], dtype=np.float64)
     ids = np.flatnonzero(counts[1:]) + 1

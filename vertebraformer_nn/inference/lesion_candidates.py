@@ -6,7 +6,10 @@ Pure numpy/scipy/scikit-image/cc3d: arrays in any axis order, ``spacing`` in mm 
 post-processing fields ``lesion_*`` (``postprocessing.Postprocessing`` documents each default):
 
 1. the voxels with probability >= ``lesion_candidate_floor`` fall into 26-connected components (cc3d); each
-   component is worked on inside its bounding box only;
+   component is worked on inside its bounding box only. A component larger than :data:`MAX_COMPONENT_ML` is no
+   lesion's extent but a head unsure over a whole region: its floor is raised (doubling) until each piece fits,
+   and a piece still too large at the highest floor is one candidate, not searched for peaks (steps 2-3), so a weak
+   head costs no more than a trained one;
 2. peaks: the maxima of the log probability (Gaussian-smoothed with ``lesion_smoothing_mm``, if set) whose dynamic
    is at least ``-log(lesion_split_ratio)`` (``skimage.morphology.h_maxima``): a peak stands on its own when the
    saddle towards any higher peak lies below ``lesion_split_ratio`` x its height; in log space the rule is relative,
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import cc3d
 import numpy as np
@@ -82,44 +85,73 @@ def connected(mask: np.ndarray) -> np.ndarray:
     return cc3d.connected_components(mask.view(np.uint8), connectivity=26, out_dtype=np.uint32)
 
 
+#: the largest component (ml) searched for peaks. Spinal lesions sit in or beside one vertebra (30-60 ml each); a
+#: 1-epoch model's map above the floor almost everywhere made one component of ~100 M voxels on a 512x512x600 CT,
+#: whose peak search ran past 10 minutes and 11 GB.
+MAX_COMPONENT_ML = 200.0
+
+
 def find_candidates(lesion_prob: np.ndarray, spacing: Sequence[float],
                     params: Postprocessing = DEFAULTS) -> List[Candidate]:
     """Every lesion candidate of a probability map (module docstring), in no particular order."""
     prob, spacing = check_inputs(lesion_prob, spacing)
-    floor = params.lesion_candidate_floor
-    components = connected(prob >= floor)
-    stats = cc3d.statistics(components)
     sigma = params.lesion_smoothing_mm / spacing  # voxels per axis
     margin = np.ceil(3 * sigma).astype(int)
+    max_voxels = MAX_COMPONENT_ML * 1000.0 / float(np.prod(spacing))
     found = []
-    for c in range(1, len(stats["voxel_counts"])):
-        box = stats["bounding_boxes"][c]
+    for box, inside, search in bounded_components(prob, params.lesion_candidate_floor, max_voxels):
+        if not search:
+            found += _component_candidates(prob[box].astype(np.float32), None, inside, box, spacing, params)
+            continue
         # the smoothing reads a margin around the component; everything else stays inside its box
         outer = tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in zip(box, margin, prob.shape))
         inner = tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(box, outer))
         local = prob[outer].astype(np.float32)
         landscape = ndimage.gaussian_filter(local, sigma) if params.lesion_smoothing_mm > 0 else local
-        found += _component_candidates(prob[box].astype(np.float32), landscape[inner], components[box] == c, box,
-                                       spacing, params)
+        found += _component_candidates(prob[box].astype(np.float32), landscape[inner], inside, box, spacing, params)
     return found
+
+
+def bounded_components(prob: np.ndarray, floor: float, max_voxels: float, box: Optional[Tuple[slice, ...]] = None,
+                       within: Optional[np.ndarray] = None) -> Iterator[Tuple[Tuple[slice, ...], np.ndarray, bool]]:
+    """(box, the component's mask inside it, whether to search it for peaks) of every 26-connected component of
+    ``prob >= floor`` (inside ``box`` and its mask ``within``, when given). A component of more than ``max_voxels``
+    is split by doubling its floor; one still larger once the floor would pass 1 comes whole, not to be searched."""
+    region = prob if box is None else prob[box]
+    mask = region >= floor
+    if within is not None:
+        mask &= within
+    origin = [0] * prob.ndim if box is None else [s.start for s in box]
+    components = connected(mask)
+    del mask
+    stats = cc3d.statistics(components)
+    for c in range(1, len(stats["voxel_counts"])):
+        sub = stats["bounding_boxes"][c]
+        inside = components[sub] == c
+        full = tuple(slice(o + s.start, o + s.stop) for o, s in zip(origin, sub))
+        small = stats["voxel_counts"][c] <= max_voxels
+        if small or floor * 2 >= 1.0:
+            yield full, inside, small
+        else:
+            yield from bounded_components(prob, floor * 2, max_voxels, full, inside)
 
 
 def _component_candidates(prob: np.ndarray, landscape: np.ndarray, inside: np.ndarray, box: Tuple[slice, ...],
                           spacing: np.ndarray, params: Postprocessing) -> List[Candidate]:
-    """The candidates of one component (``inside``, within ``box``)."""
+    """The candidates of one component (``inside``, within ``box``); ``landscape`` None: one candidate, no peak
+    search (an oversized component, :func:`bounded_components`)."""
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
 
-    depth = -math.log(params.lesion_split_ratio)
-    log_floor = math.log(params.lesion_candidate_floor)
-    # Outside the component lies far below it, so every component keeps its highest peak.
-    log_map = np.where(inside, np.log(np.maximum(landscape, 1e-12)), log_floor - 2 * depth - 1.0)
-    peaks = h_maxima(log_map, depth).astype(bool) & inside
-    markers = connected(peaks)
-    if markers.max() <= 1:
-        basins = inside.astype(np.int32)
-    else:
-        basins = watershed(-log_map, markers, mask=inside, connectivity=3)
+    basins = inside.astype(np.int32)
+    if landscape is not None:
+        depth = -math.log(params.lesion_split_ratio)
+        log_floor = math.log(params.lesion_candidate_floor)
+        # Outside the component lies far below it, so every component keeps its highest peak.
+        log_map = np.where(inside, np.log(np.maximum(landscape, 1e-12)), log_floor - 2 * depth - 1.0)
+        markers = connected(h_maxima(log_map, depth).astype(bool) & inside)
+        if markers.max() > 1:
+            basins = watershed(-log_map, markers, mask=inside, connectivity=3)
     voxel_mm3 = float(np.prod(spacing))
     out = []
     for label, sub in enumerate(ndimage.find_objects(basins), start=1):

@@ -1,6 +1,6 @@
 """The CT in HU on the model grid, for the anatomical anchors (``anchors.py``), from what each caller has:
 
-* :func:`from_input`: the input image (``predict``, ``ensemble``: the CT on its own grid, and the ``export.GridMap``
+* :func:`from_input`: the input image (``predict``, ``ensemble``: the CT on its own grid, and the ``grid_map.GridMap``
   between the two grids): the input voxel nearest to each model voxel. Memory: one int16/float array of the model
   grid; the input is only indexed.
 * :func:`from_preprocessed`: nnU-Net's preprocessed image (``determine-postprocessing`` predicts validation cases
@@ -21,7 +21,7 @@ __all__ = ["from_input", "from_preprocessed"]
 
 def from_input(ct_array: np.ndarray, grid) -> np.ndarray:
     """``ct_array``: the input image in SimpleITK order (z, y, x) (a view is enough); ``grid``: its
-    ``export.GridMap``. Returns the model-grid array (model axis order) of the nearest input voxels' values."""
+    ``grid_map.GridMap``. Returns the model-grid array (model axis order) of the nearest input voxels' values."""
     ct_array = np.asarray(ct_array)
     if tuple(ct_array.shape) != tuple(grid.input_shape):
         raise ValueError(f"CT array {ct_array.shape} is not the grid's input {grid.input_shape}")

@@ -29,11 +29,11 @@ import numpy as np
 
 from .. import labels as L
 from .anchors import Anchor, anchor_log_prior, anchor_strength, find_anchors
-from .coarse_stage import at_fine_voxels
+from .coarse_resample import at_fine_voxels
 from .decoder import NUM_LEVELS, decode_levels
-from .grid_probabilities import GridProbabilities, as_grid_probabilities, coarse_levels
+from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities, coarse_levels
 from .instance_repair import repair_instances
-from .instances import check_probabilities, check_spacing, instance_geometry, seg_grid, vertebra_instances
+from .instances import check_spacing, instance_geometry, seg_grid, vertebra_instances
 from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
 from .quality import assess

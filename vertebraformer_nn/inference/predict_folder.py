@@ -56,8 +56,25 @@ def _attach_coarse_stage(predictor, folder: Path, checkpoint: str, device, tta, 
     return note
 
 
+def _builtin(folds: Optional[Sequence], configuration: str, log: Callable[[str], None]) -> Tuple[Path, Sequence]:
+    """The built-in model's folder and folds (``builtin_model``), announced; a ModelError where it cannot serve."""
+    from ..builtin_model import MODEL_CARD, BuiltinModelMissing, builtin_model
+    from .predictor import ModelError
+
+    try:
+        folder, shipped = builtin_model()
+    except BuiltinModelMissing as e:
+        raise ModelError(str(e)) from None
+    if configuration != "3d_fullres":
+        raise ModelError(f"the built-in model has no {configuration} configuration of its own; name a model with -m "
+                         "or -d")
+    log(f"vertebraformer predict: no model named (-m/-d): using the built-in model, trained on phantoms only "
+        f"(what it can and cannot do: {MODEL_CARD})")
+    return folder, (shipped if folds is None else folds)
+
+
 def predict_folder(input, output, *, model=None, dataset=None, configuration: str = "3d_fullres",
-                   trainer: Optional[str] = None, plans: Optional[str] = None, folds: Sequence = (0, 1, 2, 3, 4),
+                   trainer: Optional[str] = None, plans: Optional[str] = None, folds: Optional[Sequence] = None,
                    checkpoint: str = "checkpoint_final.pth", device: Optional[str] = None,
                    tta: Optional[bool] = None, bf16: Optional[bool] = None, step_size: float = 0.5,
                    options: Optional[RunOptions] = None, postprocessing_file=None,
@@ -66,7 +83,8 @@ def predict_folder(input, output, *, model=None, dataset=None, configuration: st
     """Predict every case of ``input`` into ``output`` (module docstring); returns (cases done, cases failed).
 
     The model: ``model`` (a folder) or ``dataset`` [+ ``configuration``, ``trainer``, ``plans``] in
-    ``$nnUNet_results``; ``folds`` are ensembled in-process. ``device`` None = cuda when available; ``tta`` None
+    ``$nnUNet_results``; neither: the built-in model (``builtin_model``), said in the log. ``folds`` are ensembled
+    in-process (None: 0-4, or the built-in model's). ``device`` None = cuda when available; ``tta`` None
     = mirroring on a GPU only; ``bf16`` None = the CPU default (``predictor.BF16_DEFAULT``). ``options``: what
     to write and which part of the cases to run (``runner.RunOptions``; its ``postprocessing`` is set here).
     ``postprocessing_file`` replaces the model folder's ``postprocessing.json``; ``overrides`` (name -> value)
@@ -86,11 +104,15 @@ def predict_folder(input, output, *, model=None, dataset=None, configuration: st
 
     import torch  # only now: a bad input folder is reported without waiting for torch
 
-    from .predictor import ModelError, VertebraFormerPredictor, resolve_model_folder
+    from .predictor import DEFAULT_FOLDS, ModelError, VertebraFormerPredictor, resolve_model_folder
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        folder = resolve_model_folder(model, dataset, configuration, trainer, plans)
+        if model is None and dataset is None:
+            folder, folds = _builtin(folds, configuration, log)
+        else:
+            folder = resolve_model_folder(model, dataset, configuration, trainer, plans)
+            folds = DEFAULT_FOLDS if folds is None else folds
         postprocessing = resolve(folder, postprocessing_file, overrides)
         predictor = VertebraFormerPredictor(device, use_mirroring=tta, bf16=bf16, tile_step_size=step_size)
         predictor.initialize_from_trained_model_folder(folder, folds, checkpoint)

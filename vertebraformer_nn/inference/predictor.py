@@ -40,8 +40,10 @@ from torch import nn
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 from ..plans_facts import PlansFactError, anatomical_axes
+from . import probabilities as P
 from .cases import Case, check_ct, nnunet_input, read_case
 from .export import case_meta
+from .sliding_window import predict_grid
 
 __all__ = ["ModelError", "DEFAULT_FOLDS", "BF16_DEFAULT", "resolve_model_folder", "checkpoint_files",
            "VertebraFormerPredictor"]
@@ -277,9 +279,6 @@ class VertebraFormerPredictor(nnUNetPredictor):
         ``grid_probabilities.GridProbabilities`` of the model grid (``sliding_window.predict_grid``). ``keep``:
         where to collect what ``--save_probabilities`` saves (``probabilities.save`` writes it): the probabilities
         file's path (its temporary rows go beside it), True (a temporary folder), or None (nothing kept)."""
-        from . import probabilities as P
-        from .sliding_window import predict_grid
-
         writer = None
         if keep is not None and keep is not False:
             heads = {h: stop - start for h, (start, stop) in self.layout.items()}
@@ -311,9 +310,7 @@ class VertebraFormerPredictor(nnUNetPredictor):
         probs = self.predict_probabilities(data, keep)
         del data
         if self.coarse_stage is not None:  # its time counts as network time
-            from .coarse_stage import attach_levels
-
-            attach_levels(probs, lambda: self.coarse_stage.level_probabilities(image, properties))
+            probs.attach_coarse(lambda: self.coarse_stage.level_probabilities(image, properties))
         seconds["network"] = time.perf_counter() - t
         meta = case_meta(case.name, case.source, case.kind, image, properties, shape,
                          self.plans_manager.transpose_forward, reorientation, self.plans_axis,

@@ -46,16 +46,15 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..atomic import atomic_path
-from .coarse_stage import COARSE_HEAD
+from .grid_probabilities import COARSE_HEAD, EPS, LEVELS, GridProbabilities, GridReducer, coarse_levels
 
 __all__ = ["HEADS", "FILE_SUFFIX", "EPS", "CompactProbs", "compact", "fill_value", "KeptWriter", "average",
            "averaged_grid", "save", "load", "probabilities_file"]
 
-HEADS = ("seg", "id", "lesion")  # kept as rows per voxel; COARSE_HEAD whole on its own grid (coarse_stage.py)
+HEADS = ("seg", "id", "lesion")  # kept as rows per voxel; COARSE_HEAD whole on its own grid (grid_probabilities)
 FILE_SUFFIX = "_vfprobs.npz"
 FORMAT = "vertebraformer-probabilities"
 VERSION = 2
-EPS = 1e-3
 #: float32 values per block when averaging into a reduced grid (64 MB)
 _BLOCK_VALUES = 16 * 1024 * 1024
 #: rows per piece when streaming a spilled head into the file
@@ -128,7 +127,6 @@ def _kept_voxels(probs: Mapping[str, np.ndarray], shape, eps: float) -> np.ndarr
 def compact(probs: Mapping[str, np.ndarray], eps: float = EPS) -> CompactProbs:
     """Round every head to float16 and keep the voxels of the spine and lesions (module docstring).
     ``probs``: head -> (C, X, Y, Z) full arrays; ``coarse_id`` (26, *coarse grid), when there, is kept whole."""
-    from .grid_probabilities import coarse_levels
 
     unknown = set(probs) - set(HEADS) - {COARSE_HEAD}
     if unknown or not set(probs) & set(HEADS):
@@ -244,7 +242,6 @@ def averaged_grid(items: Sequence[CompactProbs], kept: Optional[KeptWriter] = No
     ``kept`` receives the averaged kept voxels for saving."""
     import torch
 
-    from .grid_probabilities import GridReducer
 
     _check_same_grid(items)
     shape, heads = items[0].shape, items[0].heads
@@ -278,7 +275,6 @@ def _write_member(zf: zipfile.ZipFile, name: str, dtype, shape: Tuple[int, ...],
 def save(path, probs, meta: Mapping) -> Path:
     """Write ``<case>_vfprobs.npz`` atomically (module docstring) from a :class:`CompactProbs` or from a
     ``GridProbabilities`` predicted with a :class:`KeptWriter` (its spill is removed afterwards)."""
-    from .grid_probabilities import GridProbabilities
 
     if isinstance(probs, GridProbabilities):
         kept = probs.kept
@@ -310,7 +306,6 @@ def save(path, probs, meta: Mapping) -> Path:
 def load(path) -> Tuple[CompactProbs, dict]:
     """(probabilities, meta) of a ``<case>_vfprobs.npz`` (format version 1 or 2); ValueError naming the file when
     it is not one."""
-    from .grid_probabilities import LEVELS
 
     path = Path(path)
     try:

@@ -23,7 +23,7 @@ float32. Here nnU-Net's tile positions and Gaussian weights are kept and the agg
   cells, half a patch thick, is open at any time. Per open voxel: background, lesion and weight sums in float32;
   the 52 level channels (26 vertebra channels of the segmentation, 26 identification levels) and the weight of the
   tiles that saw spine there, only in cells where some tile saw spine (a tile's foreground probability above
-  ``probabilities.EPS``), in float16 and float32. A tile that sees no spine adds no level channels anywhere.
+  ``grid_probabilities.EPS``), in float16 and float32. A tile that sees no spine adds no level channels anywhere.
 
 The vertebra channels are divided by the weight of all tiles (a tile that sees no spine at a voxel holds less than
 ``EPS`` of every vertebra there), the identification levels by the weight of the tiles that saw spine there: the
@@ -37,6 +37,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from .grid_probabilities import EPS
 
 __all__ = ["WEIGHT_SCALE", "WEIGHT_FLOOR", "TileGrid", "TileAccumulator", "tile_weights", "open_bytes_per_voxel"]
 
@@ -152,8 +154,6 @@ class TileAccumulator:
 
     def __init__(self, grid: TileGrid, reducer, valid: Sequence[slice], vertebra_channels: int, id_channels: int,
                  has_lesion: bool, device):
-        from .probabilities import EPS
-
         self.grid, self.reducer, self.device = grid, reducer, torch.device(device)
         self.valid = tuple(slice(*v.indices(n)[:2]) for v, n in zip(valid, grid.shape))
         self.n_vert, self.n_id, self.has_lesion = int(vertebra_channels), int(id_channels), has_lesion

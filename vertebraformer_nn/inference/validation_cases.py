@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import labels
 from . import probabilities as P
-from .coarse_stage import COARSE_HEAD, attach_levels
+from .grid_probabilities import COARSE_HEAD
 from .model_grid_hu import from_preprocessed
 
 __all__ = ["ValidationCase", "validation_folds", "collect_validation_cases", "load_probabilities", "iterate",
@@ -134,8 +134,8 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
                 probs = predictor.predict_probabilities(torch.from_numpy(np.asarray(data[:])), keep=path)
                 if coarse is not None:
                     coarse_image, _, _, coarse_properties = coarse_data.load_case(name)
-                    attach_levels(probs, lambda: coarse.from_preprocessed(np.asarray(coarse_image[:]),
-                                                                          coarse_properties, properties))
+                    probs.attach_coarse(lambda: coarse.from_preprocessed(np.asarray(coarse_image[:]),
+                                                                         coarse_properties, properties))
                 P.save(path, probs, {"case": name, "fold": fold, **identity})
                 log(f"  fold {fold}: {name} predicted")
             else:
