@@ -10,7 +10,8 @@ from vertebraformer_nn import labels
 from vertebraformer_nn.inference import postprocessing as PP
 from vertebraformer_nn.inference.lesion_candidates import find_candidates
 from vertebraformer_nn.inference.lesion_levels import NEAREST_SEARCH_MM, lesion_levels
-from vertebraformer_nn.inference.lesions import find_lesions, written_lesions
+from vertebraformer_nn.inference.lesions import (find_lesions, found_lesions, number_candidates,
+                                               written_lesions)
 
 SPACING = (1.5, 0.8, 0.9)  # mm per array axis
 VOXEL_MM3 = 1.5 * 0.8 * 0.9
@@ -105,6 +106,20 @@ def test_noise_below_the_floor_is_nothing_and_noise_above_it_ranks_below_a_lesio
     # smoothing joins the speckle into fewer, smoother peaks
     _, smoothed = find_lesions(prob, None, ISO, _params(lesion_smoothing_mm=2.0, lesion_min_volume_mm3=5.0))
     assert 1 <= len(smoothed) < len(rows) and smoothed[0]["peak"] == pytest.approx(0.9, abs=0.01)
+
+
+def test_at_most_the_limit_of_candidates_is_kept_the_lesions_and_best_first():
+    rng = np.random.default_rng(0)
+    prob = np.zeros((30, 30, 30), np.float32)
+    prob[1::4, 1::4, 1::4] = rng.uniform(0.1, 0.45, size=(8, 8, 8))  # 512 isolated faint candidates
+    prob[13, 13, 13] = 0.9  # and one lesion
+    params = _params(lesion_min_volume_mm3=0.0)
+    candidate_map, rows, found = found_lesions(prob, None, ISO, params)
+    assert found == len(rows) == 512
+    capped_map, capped = number_candidates(find_candidates(prob, ISO, params), prob.shape, None, ISO, params,
+                                           limit=10)
+    assert [r["id"] for r in capped] == list(range(1, 11)) and capped_map.max() == 10
+    assert capped[0]["lesion"] and [r["score"] for r in capped] == [r["score"] for r in rows[:10]]
 
 
 def test_extent_is_a_fraction_of_the_peak_and_connected_to_it():
@@ -218,6 +233,19 @@ def test_a_lesion_outside_every_vertebra_has_no_level_and_names_the_nearest():
     assert lesion_levels(far, (slice(4, 6), slice(4, 6), slice(gone, gone + 2)), np.ones((2, 2, 2), bool),
                          ISO)["nearest"] is None
     assert lesion_levels(None, (slice(0, 1),) * 3, np.ones((1, 1, 1), bool), ISO)["level_code"] == 0
+
+
+def test_a_bright_spot_far_from_every_vertebra_is_a_candidate_not_a_lesion():
+    vertebrae = np.zeros((10, 10, 80), np.uint8)
+    vertebrae[:, :, :10] = 20
+    prob = np.zeros(vertebrae.shape, np.float32)
+    prob[4:7, 4:7, 60:63] = 0.95  # 50 mm from L1: a femoral head, not the spine
+    prob[4:7, 4:7, 4:7] = 0.7  # inside L1
+    candidate_map, rows = find_lesions(prob, vertebrae, ISO, _params(lesion_min_volume_mm3=0.0))
+    assert [(r["id"], r["lesion"], r["level_name"], r["peak"]) for r in rows] == [(1, True, "L1", 0.7),
+                                                                                 (2, False, None, 0.95)]
+    assert written_lesions(candidate_map, rows)[0][4:7, 4:7, 60:63].max() == 0
+    assert [r["lesion"] for r in find_lesions(prob, None, ISO, _params(lesion_min_volume_mm3=0.0))[1]] == [True] * 2
 
 
 def test_thin_arrays_that_cc3d_mislabels_as_booleans():

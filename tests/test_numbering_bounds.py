@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from test_numbering import SPACING, level, log_probs, phantom
+from test_numbering import SPACING, level, log_probs, names, phantom, probabilities
 from vertebraformer_nn.inference.anchors import Anchor, anchor_log_prior
 from vertebraformer_nn.inference.decoder import decode_levels
 from vertebraformer_nn.inference.instance_repair import merge_half_instances, split_tall_instances
@@ -18,7 +18,8 @@ from vertebraformer_nn.inference.level_anatomy import expected_distance, max_ver
 from vertebraformer_nn.inference.numbering import number_vertebrae
 from vertebraformer_nn.inference.postprocessing import DEFAULTS
 from vertebraformer_nn.inference.quality import assess, summary_fields
-from vertebraformer_nn.inference.spine_extent import count_bound, spine_found, weak_instances
+from vertebraformer_nn.inference.spine_extent import (count_bound, off_axis, spine_chain, spine_found,
+                                                      weak_instances)
 from vertebraformer_nn.labels import ANATOMICAL_ORDER
 
 
@@ -100,6 +101,47 @@ def test_weak_instances_are_those_mostly_background():
     background = np.array([[[0.1, 0.2, 0.7, 0.6, 1.0]]])
     assert weak_instances(instance_map, background, 0.5) == [2]
     assert weak_instances(instance_map, background, 0.0) == []
+
+
+def _column(n, *, pitch=30.0, sway=(0.0, 0.0)):
+    """Centres (mm) of ``n`` vertebrae along axis 0, ``pitch`` apart, the axial plane swaying by up to ``sway``
+    mm (a lordosis, a scoliosis) over the column."""
+    t = np.arange(n, dtype=float)
+    bend = np.sin(np.pi * t / max(n - 1, 1))
+    return np.stack([pitch * t, sway[0] * bend, sway[1] * bend], axis=1)
+
+
+def test_off_axis_drops_iliac_wings_and_shoulders_but_no_vertebra_of_a_curved_spine():
+    spine = _column(10, sway=(35.0, 30.0))  # 35 mm lordosis, 30 mm scoliosis over 270 mm
+    wings = np.array([[0.0, 10.0, 90.0], [0.0, 10.0, -90.0], [30.0, 5.0, 85.0], [30.0, 5.0, -80.0],
+                      [45.0, 0.0, -95.0]])  # two iliac wings, each in pieces, one side in three
+    shoulders = np.array([[240.0, 20.0, 150.0], [250.0, 20.0, -150.0]])
+    centres = np.concatenate([spine, wings, shoulders])
+    volumes = np.concatenate([np.full(10, 30000.0), np.full(5, 90000.0), np.full(2, 60000.0)])  # wings the largest
+    far = off_axis(centres, volumes, 0, 40.0)
+    assert far.tolist() == [False] * 10 + [True] * 7
+    assert sorted(spine_chain(centres, volumes, 0, 40.0).tolist()) == list(range(10))
+    assert not off_axis(centres, volumes, 0, 0.0).any()  # 0 = off
+    assert not off_axis(centres[:2], volumes[:2], 0, 40.0).any()  # too few to tell
+    # a half vertebra beside its other half (a split body) is on the axis
+    halves = np.concatenate([spine, [[120.0, 0.0, 30.0]]])
+    assert not off_axis(halves, np.full(11, 1.0), 0, 40.0).any()
+
+
+def test_numbering_drops_instances_beside_the_spine_and_says_so():
+    box_map = np.zeros((64, 40, 70), dtype=np.int32)
+    for i in range(6):  # T12..L5, 10 voxels (35 mm) apart, in the middle
+        box_map[2 + 10 * i:10 + 10 * i, 15:25, 30:40] = i + 1
+    box_map[44:60, 12:28, 2:14] = 7  # the iliac wings, ~100 mm to each side of L4-L5
+    box_map[44:60, 12:28, 56:68] = 8
+    levels = ["T12", "L1", "L2", "L3", "L4", "L5"]
+    seg, idp = probabilities(box_map, levels + ["L5", "L5"])
+    result = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp)
+    assert names(result) == levels
+    assert set(np.unique(result.labels[box_map >= 7])) == {0}
+    assert any("2 instance(s) more than 40 mm from the spine's axis" in n for n in result.notes)
+    kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, max_off_axis_mm=0.0))
+    assert len(kept.instances) == 8
 
 
 # --- the decoder: anchors, margin ---------------------------------------------------------------------------

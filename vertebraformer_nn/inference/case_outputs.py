@@ -36,7 +36,7 @@ from ..atomic import write_text_atomic
 from ..centroids import axcodes, body_centroids, write_verse_ctd
 from ..evaluation.references import CANDIDATES_TAG, PRED_SUFFIX
 from ..image_io import read_notes, write_image
-from .lesions import SCORE_DEFINITIONS, find_lesions, uint_for, written_lesions
+from .lesions import SCORE_DEFINITIONS, found_lesions, uint_for, written_lesions
 from .postprocessing import Resolved, resolve
 from .preview import write_colour_table, write_preview
 from .quality import assess
@@ -112,7 +112,10 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
         files["lesion_candidates"].unlink(missing_ok=True)
         notes.append("the model has no lesion head: no lesion map written")
     else:
-        instance_map, candidate_rows = _write_lesions(files, ct, lesion_prob, vertebrae, pp)
+        instance_map, candidate_rows, found = _write_lesions(files, ct, lesion_prob, vertebrae, pp)
+        if found > len(candidate_rows):
+            notes.append(f"{found} lesion candidates found, the {len(candidate_rows)} ranked first kept: the lesion "
+                         "head is unsure over a wide region")
         lesion_rows = [r for r in candidate_rows if r["lesion"]]
 
     if vertebra_rows:
@@ -191,9 +194,10 @@ def _vertebra_rows(ct: sitk.Image, vertebrae: np.ndarray, boxes: Sequence,
 
 
 def _write_lesions(files: Mapping[str, Path], ct: sitk.Image, lesion_prob: np.ndarray, vertebrae: np.ndarray,
-                   pp) -> Tuple[np.ndarray, List[dict]]:
-    """Write the candidate and lesion maps (``lesions``); returns (the lesion map, a report row per candidate)."""
-    candidate_map, candidates = find_lesions(lesion_prob, vertebrae, ct.GetSpacing()[::-1], pp)
+                   pp) -> Tuple[np.ndarray, List[dict], int]:
+    """Write the candidate and lesion maps (``lesions``); returns (the lesion map, a report row per candidate kept,
+    how many were found)."""
+    candidate_map, candidates, found = found_lesions(lesion_prob, vertebrae, ct.GetSpacing()[::-1], pp)
     lesion_map, _ = written_lesions(candidate_map, candidates)
     for key, array in (("lesion_candidates", candidate_map.astype(uint_for(len(candidates)))),
                        ("lesions", lesion_map)):
@@ -202,7 +206,7 @@ def _write_lesions(files: Mapping[str, Path], ct: sitk.Image, lesion_prob: np.nd
         write_image(image, files[key])
         del image, array
     del candidate_map
-    return lesion_map, [_lesion_row(ct, c) for c in candidates]
+    return lesion_map, [_lesion_row(ct, c) for c in candidates], found
 
 
 def _lesion_row(ct: sitk.Image, inst: dict) -> dict:

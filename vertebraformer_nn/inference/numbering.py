@@ -3,8 +3,8 @@
 1. ``instances.vertebra_instances``: vertebra instances from the segmentation probabilities (a
    ``grid_probabilities.GridProbabilities``, what the predictor keeps, or full arrays, reduced to one first); then
    ``instance_repair.repair_instances`` (two fused vertebrae split, a vertebra cut across merged) and
-   ``spine_extent`` (weak instances dropped, no spine when too little is left, never more instances than the field
-   of view can hold).
+   ``spine_extent`` (weak instances and those off the spine's axis dropped, no spine when too little is left, never
+   more instances than the field of view can hold).
 2. :func:`order_instances`: head first, by the centre of mass (mm) along the superior axis.
 3. ``level_evidence.instance_level_log_probs``: one vector of level log-probabilities per instance (log of the
    mean softmax) over the identification head's probabilities, or over the foreground channels of the
@@ -37,7 +37,7 @@ from .instances import check_spacing, instance_geometry, seg_grid, vertebra_inst
 from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
 from .quality import assess
-from .spine_extent import CountBound, count_bound, field_of_view_mm, spine_found, weak_instances
+from .spine_extent import CountBound, count_bound, field_of_view_mm, off_axis, spine_found, weak_instances
 
 __all__ = ["NumberingResult", "OrderedInstances", "order_instances", "ordered_instances", "decode_instances",
            "number_vertebrae", "ARGMAX_NOTE", "argmax_numbering"]
@@ -125,6 +125,12 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         notes.append(f"dropped {len(weak)} instance(s) whose mean foreground probability is below "
                      f"{params.instance_min_foreground:g}: not vertebrae")
     ids, centres, volumes = instance_geometry(instance_map, sp)
+    far = off_axis(centres, volumes, axis, params.max_off_axis_mm)
+    if far.any():
+        instance_map = _select(instance_map, ids[~far])
+        ids, centres, volumes = ids[~far], centres[~far], volumes[~far]
+        notes.append(f"dropped {int(far.sum())} instance(s) more than {params.max_off_axis_mm:g} mm from the "
+                     "spine's axis in the axial plane: not vertebrae (iliac wings, shoulder blades, ribs)")
     empty = OrderedInstances(np.zeros(instance_map.shape, np.int32), np.zeros(0, np.int64), np.zeros((0, 3)),
                              np.zeros(0), np.zeros((0, NUM_LEVELS)), {}, notes)
     if len(ids) and not spine_found(volumes, params.spine_min_volume_ml):

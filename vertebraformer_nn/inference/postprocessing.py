@@ -134,6 +134,12 @@ class Postprocessing:
         "at most the vertebrae whose shortest pitches fit in E: the smallest instances beyond are dropped) and "
         "penalises in the decoder labels that put vertebrae closer than their levels allow (Gaussian in the log "
         "ratio with gap_log_sigma). 0 = neither."))
+    max_off_axis_mm: float = _fixed(40.0, (
+        "Anatomy, not tuned: an instance whose centre lies further than this from the spine's axis in the axial "
+        "plane is not a vertebra and is dropped (spine_extent.off_axis: iliac wings, shoulder blades, ribs). "
+        "A vertebra's centre lies within ~10 mm of its neighbours' axis even in scoliosis (~15 mm per level at "
+        "the apex); an iliac wing's lies 60-100 mm, a shoulder blade's more than 100 mm from the midline. "
+        "0 = off."))
 
     # --- numbering: anatomical anchors from the image (anchors.py) ---------------------------------------------
     anchor_bone_hu: float = _fixed(200.0, (
@@ -280,7 +286,7 @@ def documentation(name: str) -> str:
 
 
 #: values that only need to be >= 0 (0 switches an anchor, the coarse evidence or a threshold off)
-_NON_NEGATIVE = ("spine_min_volume_ml", "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml",
+_NON_NEGATIVE = ("spine_min_volume_ml", "max_off_axis_mm", "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml",
                  "skull_min_volume_ml", "coarse_level_weight", "anchor_rib_strength", "anchor_sacrum_strength",
                  "anchor_skull_strength", "anchor_dens_strength", "unsure_margin")
 

@@ -6,7 +6,11 @@
   head, a knee, an empty phantom);
 * :func:`count_bound`: a field of view ``E`` mm long along the head-foot axis holds at most
   ``level_anatomy.max_vertebrae_in(E, min_pitch_fraction)`` vertebrae (every pitch at its shortest plausible
-  length); beyond that the smallest instances are dropped (a weak model's fragments are the small ones).
+  length); beyond that the smallest instances are dropped (a weak model's fragments are the small ones);
+* :func:`off_axis`: instances far from the spine's axis in the axial plane (iliac wings, shoulder blades, ribs a
+  model took for vertebrae) are not vertebrae. The axis is the longest chain of instances, head to foot, whose
+  consecutive members lie within ``max_off_axis_mm`` of each other in the axial plane (the spine is one
+  continuous column; wings and shoulders come in pairs beside it and make shorter chains).
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ import numpy as np
 
 from .level_anatomy import max_vertebrae_in
 
-__all__ = ["CountBound", "weak_instances", "spine_found", "field_of_view_mm", "count_bound"]
+__all__ = ["CountBound", "weak_instances", "spine_found", "field_of_view_mm", "count_bound", "spine_chain",
+           "off_axis"]
 
 
 def weak_instances(instance_map: np.ndarray, background_prob: np.ndarray, min_foreground: float) -> List[int]:
@@ -72,3 +77,45 @@ def count_bound(volumes_mm3: Sequence[float], extent_mm: float, fraction: float,
         keep[np.argsort(-volumes, kind="stable")[:limit]] = True
     return CountBound(float(extent_mm), int(limit), int(len(volumes)), keep)
 
+
+
+def spine_chain(centres_mm, volumes_mm3, superior_axis: int, max_step_mm: float) -> np.ndarray:
+    """Indices (foot to head) of the longest chain of instances ordered along ``superior_axis`` whose consecutive
+    members are at most ``max_step_mm`` apart in the axial plane; among chains as long, the one with the most
+    volume. Counting members, not volume, so that one large iliac wing does not outweigh the vertebrae."""
+    centres = np.asarray(centres_mm, dtype=np.float64).reshape(-1, 3)
+    volumes = np.asarray(volumes_mm3, dtype=np.float64).reshape(-1)
+    n = len(centres)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(centres[:, superior_axis], kind="stable")
+    plane = np.delete(centres[order], superior_axis, axis=1)
+    weight = 1.0 + volumes[order] / max(float(volumes.sum()), 1e-9)  # < 2: volume only breaks ties
+    best, previous = weight.copy(), np.full(n, -1)
+    for i in range(1, n):  # longest path in a DAG; n <= a few dozen instances
+        near = np.flatnonzero(np.linalg.norm(plane[:i] - plane[i], axis=1) <= max_step_mm)
+        if len(near):
+            j = near[np.argmax(best[near])]
+            best[i], previous[i] = best[j] + weight[i], j
+    chain, i = [], int(np.argmax(best))
+    while i >= 0:
+        chain.append(i)
+        i = int(previous[i])
+    return order[np.asarray(chain[::-1], dtype=np.int64)]
+
+
+def off_axis(centres_mm, volumes_mm3, superior_axis: int, max_offset_mm: float) -> np.ndarray:
+    """Per instance, whether its centre lies more than ``max_offset_mm`` in the axial plane from the spine's axis
+    (:func:`spine_chain` with that step, interpolated along the head-foot axis, held constant beyond its ends).
+    The chain's members never are; nothing is with fewer than 3 instances or ``max_offset_mm`` = 0."""
+    centres = np.asarray(centres_mm, dtype=np.float64).reshape(-1, 3)
+    far = np.zeros(len(centres), dtype=bool)
+    if len(centres) < 3 or max_offset_mm <= 0:
+        return far
+    chain = spine_chain(centres, volumes_mm3, superior_axis, max_offset_mm)
+    along = centres[chain, superior_axis]
+    plane = np.delete(centres, superior_axis, axis=1)
+    axis_at = np.stack([np.interp(centres[:, superior_axis], along, plane[chain, k]) for k in range(2)], axis=1)
+    far = np.linalg.norm(plane - axis_at, axis=1) > max_offset_mm
+    far[chain] = False
+    return far
