@@ -27,7 +27,8 @@ from .lesion_candidates import SCORE_DEFINITIONS, Candidate, check_inputs, find_
 from .lesion_levels import lesion_levels
 from .postprocessing import DEFAULTS, Postprocessing
 
-__all__ = ["SCORE_DEFINITIONS", "MAX_CANDIDATES", "find_lesions", "found_lesions", "number_candidates", "written_lesions", "uint_for"]
+__all__ = ["SCORE_DEFINITIONS", "MAX_CANDIDATES", "find_lesions", "found_lesions", "number_candidates",
+           "written_lesions", "uint_for"]
 
 
 #: the most candidates kept per case (module docstring); a trained head's map holds a few dozen
@@ -57,8 +58,8 @@ def number_candidates(candidates: Sequence[Candidate], shape: Sequence[int], ver
     """Ids, lesion flags, levels and the candidate map of the first ``limit`` of ``candidates`` in id order
     (module docstring).
 
-    Rows: id, lesion (peak above ``lesion_threshold`` and spinal: written as a lesion), score (``lesion_score``), peak, mean
-    and integrated (mm3) probability, volume_mm3, voxels, centre_index (centre of the extent, array axes),
+    Rows: id, lesion (peak above ``lesion_threshold`` and spinal: written as a lesion), score (``lesion_score``),
+    peak, mean and integrated (mm3) probability, volume_mm3, voxels, centre_index (centre of the extent, array axes),
     bbox_index ([first, last] per array axis, inclusive), level_code and level_name (0 and None outside every
     vertebra), levels (every vertebra it touches, with its fraction) and nearest (the nearest vertebra of a lesion
     outside every vertebra); see ``lesion_levels``."""

@@ -137,8 +137,9 @@ class Postprocessing:
     max_off_axis_mm: float = _fixed(40.0, (
         "Anatomy, not tuned: an instance whose centre lies further than this from the spine's axis in the axial "
         "plane is not a vertebra and is dropped (spine_extent.off_axis: iliac wings, shoulder blades, ribs). "
-        "A vertebra's centre lies within ~10 mm of its neighbours' axis even in scoliosis (~15 mm per level at "
-        "the apex); an iliac wing's lies 60-100 mm, a shoulder blade's more than 100 mm from the midline. "
+        "Consecutive vertebrae of a curved spine lie close in the axial plane (a lordosis or scoliosis builds "
+        "over many levels); an iliac wing's centre lies 60-100 mm, a shoulder blade's more than 100 mm from the "
+        "midline. "
         "0 = off."))
 
     # --- numbering: anatomical anchors from the image (anchors.py) ---------------------------------------------

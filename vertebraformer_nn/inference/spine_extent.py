@@ -80,7 +80,7 @@ def count_bound(volumes_mm3: Sequence[float], extent_mm: float, fraction: float,
 
 
 def spine_chain(centres_mm, volumes_mm3, superior_axis: int, max_step_mm: float) -> np.ndarray:
-    """Indices (foot to head) of the longest chain of instances ordered along ``superior_axis`` whose consecutive
+    """Indices (by increasing coordinate along ``superior_axis``) of the longest chain of instances whose consecutive
     members are at most ``max_step_mm`` apart in the axial plane; among chains as long, the one with the most
     volume. Counting members, not volume, so that one large iliac wing does not outweigh the vertebrae."""
     centres = np.asarray(centres_mm, dtype=np.float64).reshape(-1, 3)
