@@ -21,14 +21,14 @@ from vertebraformer_nn.inference.postprocessing import DEFAULTS
 SPACING = 3.5
 
 
-def on_model_grid(ct_path, label_path):
-    """(HU, VerSe-coded labels) resampled to 3.5 mm in LPS; array axis 0 grows towards the head."""
+def on_model_grid(ct_path, label_path, spacing=SPACING):
+    """(HU, VerSe-coded labels) resampled to ``spacing`` (3.5 mm) in LPS; array axis 0 grows towards the head."""
     labels = image_io.reorient(image_io.read_label(label_path), "LPS")
     ct = image_io.reorient(image_io.read_image(ct_path), "LPS") if ct_path else None
     ref = ct if ct is not None else labels
-    size = [int(round(n * s / SPACING)) for n, s in zip(ref.GetSize(), ref.GetSpacing())]
+    size = [int(round(n * s / spacing)) for n, s in zip(ref.GetSize(), ref.GetSpacing())]
     grid = sitk.Image(size, sitk.sitkUInt8)
-    grid.SetSpacing((SPACING,) * 3)
+    grid.SetSpacing((spacing,) * 3)
     grid.SetOrigin(ref.GetOrigin())
     grid.SetDirection(ref.GetDirection())
     codes = sitk.GetArrayFromImage(sitk.Resample(labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
@@ -37,15 +37,15 @@ def on_model_grid(ct_path, label_path):
     return hu, codes
 
 
-def anchors_of(hu, codes, exclude=()):
+def anchors_of(hu, codes, exclude=(), spacing=SPACING):
     """{kind: the VerSe name of its vertebra} of the anchors found with the reference vertebrae as instances."""
     present = [int(c) for c in np.unique(codes) if c in L.VERTEBRA_CODES and c not in exclude]
     instances = np.zeros(codes.shape, np.int32)
     for i, c in enumerate(present, start=1):
         instances[codes == c] = i
-    ids, centres, _ = instance_geometry(instances, (SPACING,) * 3)
+    ids, centres, _ = instance_geometry(instances, (spacing,) * 3)
     ids = ids[order_instances(centres, 0, 1)]
-    found, _ = find_anchors(hu, instances, ids, (SPACING,) * 3, 0, 1)
+    found, _ = find_anchors(hu, instances, ids, (spacing,) * 3, 0, 1)
     return {a.kind: L.name(present[ids[a.instance] - 1]) for a in found}
 
 
@@ -94,6 +94,13 @@ def test_real_abdomen_ct_sacrum_below_l5_and_last_rib_at_t12(real_data):
     derived = real_data / "derived" / "example_ct_seg-vert_verse-labels_from-totalseg-prediction.nii.gz"
     hu, codes = on_model_grid(real_data / "totalsegmentator" / "example_ct.nii.gz", derived)
     assert anchors_of(hu, codes) == {"sacrum": "L5", "last_rib": "T12"}
+
+
+def test_anchors_on_a_fine_grid_are_looked_for_on_a_coarser_one_and_found_the_same(real_data):
+    # a 1.5 mm model grid is read every second voxel (ANCHOR_GRID_MM): the same anchors as at 3.5 mm
+    derived = real_data / "derived" / "example_ct_seg-vert_verse-labels_from-totalseg-prediction.nii.gz"
+    hu, codes = on_model_grid(real_data / "totalsegmentator" / "example_ct.nii.gz", derived, spacing=1.5)
+    assert anchors_of(hu, codes, spacing=1.5) == {"sacrum": "L5", "last_rib": "T12"}
 
 
 def test_real_lumbar_crop_shows_no_false_anchor(real_data):
