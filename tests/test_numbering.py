@@ -245,12 +245,12 @@ def test_flipped_half_touching_the_vertebra_whose_level_it_took_is_not_fused_wit
     assert fused.instance_map.max() == 4
 
 
-def test_uncertain_salt_and_pepper_levels_take_their_neighbourhood_s_level():
-    levels = ["T9", "T10", "T11", "T12", "L1"]
-    seg, _, box_map = phantom(levels, heights=[6] * 5)
+def salt_and_pepper(levels):
+    """(seg, box map) of bodies ``levels`` in which a third of each body's voxels have their argmax (0.40) on a
+    neighbouring level and their own level at 0.30."""
+    seg, _, box_map = phantom(levels, heights=[6] * len(levels))
     rng = np.random.default_rng(1)
     for i, name in enumerate(levels, start=1):
-        # a third of each body's voxels: argmax 0.40 on a neighbouring level, its own level 0.30
         inside = np.argwhere(box_map == i)
         flip = inside[rng.random(len(inside)) < 0.35]
         wrong = level(name) + 1 + rng.choice([-2, -1, 1, 2], size=len(flip))
@@ -259,6 +259,12 @@ def test_uncertain_salt_and_pepper_levels_take_their_neighbourhood_s_level():
         dist[level(name) + 1] = 0.30
         dist[wrong, np.arange(len(flip))] = 0.40
         seg[(slice(None), *flip.T)] = dist.astype(np.float16)
+    return seg, box_map
+
+
+def test_uncertain_salt_and_pepper_levels_take_their_neighbourhood_s_level():
+    levels = ["T9", "T10", "T11", "T12", "L1"]
+    seg, box_map = salt_and_pepper(levels)
     plain = I.smoothed_levels(seg, SPACING, sigma_mm=0)
     assert all(len(np.unique(plain[box_map == i])) > 1 for i in range(1, 6))
     smoothed = I.smoothed_levels(seg, SPACING)
@@ -268,6 +274,35 @@ def test_uncertain_salt_and_pepper_levels_take_their_neighbourhood_s_level():
     result = number_vertebrae(seg, SPACING, 0, -1)
     assert names(result) == levels
     np.testing.assert_array_equal(result.labels, truth_labels(box_map, levels))
+
+
+def test_votes_filtered_in_blocks_are_close_to_the_fine_filter():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    shape = np.array([60, 50, 40])
+    points = np.unique(rng.integers(0, shape, size=(4000, 3)), axis=0)
+    values = rng.random(len(points)).astype(np.float32)
+    read = rng.integers(0, shape, size=(500, 3))
+    sigma = np.array([7.0, 6.0, 7.5])  # a 1 mm grid: blocks of 3 x 3 x 3
+    field = np.zeros(tuple(shape), np.float32)
+    field[tuple(points.T)] = values
+    exact = gaussian_filter(field, sigma, mode="constant", truncate=4.0)[tuple(read.T)]
+    blocks = I.vote_field(points, values, shape, sigma, read)
+    # random sparse votes are the hardest case (all high frequencies): ~1 % typical, a few % at most
+    assert np.median(np.abs(blocks - exact) / exact) < 0.02 and np.abs(blocks - exact).max() < 0.08 * exact.max()
+    fine = I.vote_field(points, values, shape, np.array([3.0, 3.0, 3.0]), read)  # below 4 voxels: exact
+    np.testing.assert_allclose(fine, gaussian_filter(field, 3.0, mode="constant", truncate=4.0)[tuple(read.T)])
+
+
+def test_salt_and_pepper_levels_on_a_three_times_finer_grid_take_the_same_levels():
+    levels = ["T9", "T10", "T11", "T12", "L1"]
+    seg, box_map = salt_and_pepper(levels)
+    fine = seg.repeat(3, axis=1).repeat(3, axis=2).repeat(3, axis=3)  # the same scene at 3.5 / 3 mm
+    smoothed = I.smoothed_levels(fine, [s / 3 for s in SPACING])  # sigma 6 voxels: filtered in blocks of 3
+    fine_boxes = box_map.repeat(3, axis=0).repeat(3, axis=1).repeat(3, axis=2)
+    for i, name in enumerate(levels, start=1):
+        assert set(np.unique(smoothed[fine_boxes == i])) == {level(name) + 1}
 
 
 def test_confident_levels_are_not_smoothed():

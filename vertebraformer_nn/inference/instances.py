@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import cc3d
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, map_coordinates
 
 from .. import labels as L
 from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities
@@ -203,7 +203,8 @@ def smoothed_levels(seg_probs, spacing, sigma_mm: float = DEFAULTS.level_smoothi
     probability, masked to the foreground and Gaussian-smoothed (``sigma_mm`` per axis in mm, truncated at 4 sigma,
     zero outside the grid), is largest; ``sigma_mm`` 0 = the plain argmax. A voxel votes for a level only with a
     probability of at least ``vote_floor``. Each level is filtered only inside the box of its votes grown by the
-    filter's reach, and only as far as uncertain voxels lie (memory: a few arrays of that box)."""
+    filter's reach, and only as far as uncertain voxels lie (memory: a few arrays of that box). On a grid finer than
+    ``sigma_mm`` / 2 the votes are filtered in blocks of whole voxels (:func:`vote_field`)."""
     probs = seg_grid(seg_probs)
     out = probs.argmax.copy()
     if sigma_mm <= 0 or not len(probs.index):
@@ -230,15 +231,36 @@ def smoothed_levels(seg_probs, spacing, sigma_mm: float = DEFAULTS.level_smoothi
         b_lo, b_hi = np.minimum(b_lo, o_lo), np.maximum(b_hi, o_hi)
         inside = np.all([(coords[a][votes] >= b_lo[a]) & (coords[a][votes] < b_hi[a]) for a in range(3)], axis=0)
         votes = votes[inside]
-        field = np.zeros(tuple(b_hi - b_lo), np.float32)
-        field[tuple(coords[a][votes] - b_lo[a] for a in range(3))] = probs.seg[votes, channel]
-        field = gaussian_filter(field, sigma, mode="constant", cval=0.0, truncate=4.0)
+        points = np.stack([coords[a][votes] - b_lo[a] for a in range(3)], axis=1)
         here = np.flatnonzero(np.all((at >= o_lo) & (at < o_hi), axis=1))
-        value = field[tuple((at[here] - b_lo).T)]
+        value = vote_field(points, probs.seg[votes, channel], b_hi - b_lo, sigma, at[here] - b_lo)
         better = value > best[here]
         best[here[better]], levels[here[better]] = value[better], channel + 1
     out.ravel()[probs.index[unsure]] = levels
     return out
+
+
+def vote_field(points: np.ndarray, values: np.ndarray, shape: Sequence[int], sigma: np.ndarray,
+               read: np.ndarray) -> np.ndarray:
+    """The votes ``values`` at voxels ``points`` (n, 3) of a box of ``shape``, Gaussian-smoothed (``sigma`` voxels
+    per axis, zero outside the box), read at voxels ``read`` (m, 3). Where ``sigma`` spans at least 4 voxels, the
+    votes are averaged over blocks of ``k`` <= sigma / 2 voxels, filtered there (sigma / k) and read by trilinear
+    interpolation between block centres: a block of k adds (k^2 - 1) / 12 voxels^2 to the kernel's sigma^2 (k = 3
+    at 1 mm with sigma 7 mm: 1 %), and filtering 27x fewer voxels is what keeps the numbering of a 1 mm grid short."""
+    step = np.maximum(1, np.floor(np.asarray(sigma, dtype=np.float64) / 2)).astype(np.int64)
+    shape = np.asarray(shape, dtype=np.int64)
+    if (step == 1).all():
+        field = np.zeros(tuple(shape), np.float32)
+        field[tuple(points.T)] = values
+        field = gaussian_filter(field, sigma, mode="constant", cval=0.0, truncate=4.0)
+        return field[tuple(read.T)]
+    blocks = -(-shape // step)
+    flat = np.ravel_multi_index(tuple((points // step).T), tuple(blocks))
+    field = np.bincount(flat, weights=np.asarray(values, np.float64), minlength=int(np.prod(blocks)))
+    field = (field / float(np.prod(step))).astype(np.float32).reshape(tuple(blocks))
+    field = gaussian_filter(field, np.asarray(sigma) / step, mode="constant", cval=0.0, truncate=4.0)
+    centres = (np.asarray(read, dtype=np.float64) - (step - 1) / 2.0) / step  # block b's centre: voxel b*k+(k-1)/2
+    return map_coordinates(field, centres.T, order=1, mode="nearest")
 
 
 def vertebra_instances(seg_probs, spacing, params: Postprocessing = DEFAULTS) -> VertebraInstances:
