@@ -203,8 +203,8 @@ def smoothed_levels(seg_probs, spacing, sigma_mm: float = DEFAULTS.level_smoothi
     probability, masked to the foreground and Gaussian-smoothed (``sigma_mm`` per axis in mm, truncated at 4 sigma,
     zero outside the grid), is largest; ``sigma_mm`` 0 = the plain argmax. A voxel votes for a level only with a
     probability of at least ``vote_floor``. Each level is filtered only inside the box of its votes grown by the
-    filter's reach, and only as far as uncertain voxels lie (memory: a few arrays of that box). On a grid finer than
-    ``sigma_mm`` / 2 the votes are filtered in blocks of whole voxels (:func:`vote_field`)."""
+    filter's reach, and only as far as uncertain voxels lie (memory: a few arrays of that box). On a grid of
+    ``sigma_mm`` / 4 or finer the votes are filtered in blocks of whole voxels (:func:`vote_field`)."""
     probs = seg_grid(seg_probs)
     out = probs.argmax.copy()
     if sigma_mm <= 0 or not len(probs.index):
@@ -246,7 +246,7 @@ def vote_field(points: np.ndarray, values: np.ndarray, shape: Sequence[int], sig
     per axis, zero outside the box), read at voxels ``read`` (m, 3). Where ``sigma`` spans at least 4 voxels, the
     votes are averaged over blocks of ``k`` <= sigma / 2 voxels, filtered there (sigma / k) and read by trilinear
     interpolation between block centres: a block of k adds (k^2 - 1) / 12 voxels^2 to the kernel's sigma^2 (k = 3
-    at 1 mm with sigma 7 mm: 1 %), and filtering 27x fewer voxels is what keeps the numbering of a 1 mm grid short."""
+    at 1 mm with sigma 7 mm: about 1 %) and leaves k^3 times fewer voxels to filter."""
     step = np.maximum(1, np.floor(np.asarray(sigma, dtype=np.float64) / 2)).astype(np.int64)
     shape = np.asarray(shape, dtype=np.int64)
     if (step == 1).all():
