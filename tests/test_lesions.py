@@ -246,6 +246,8 @@ def test_a_bright_spot_far_from_every_vertebra_is_a_candidate_not_a_lesion():
                                                                                  (2, False, None, 0.95)]
     assert written_lesions(candidate_map, rows)[0][4:7, 4:7, 60:63].max() == 0
     assert [r["lesion"] for r in find_lesions(prob, None, ISO, _params(lesion_min_volume_mm3=0.0))[1]] == [True] * 2
+    no_spine = np.zeros_like(vertebrae)  # no vertebra found: nearness cannot be judged, nothing is dropped
+    assert [r["lesion"] for r in find_lesions(prob, no_spine, ISO, _params(lesion_min_volume_mm3=0.0))[1]] == [True] * 2
 
 
 def test_thin_arrays_that_cc3d_mislabels_as_booleans():

@@ -6,8 +6,8 @@ as lesions, their ids, their vertebra (``lesion_levels``) and the two maps.
   evaluation ranks them all, so the lesion AP covers the whole precision-recall curve.
 * A candidate whose peak probability exceeds ``lesion_threshold`` is a lesion: ``<case>_lesion.nii.gz`` and
   ``lesions[]`` (the written map uses the chosen threshold; each lesion keeps its candidate's extent), when it is a
-  spinal one: given a vertebra map, inside a vertebra or within ``lesion_levels.NEAREST_SEARCH_MM`` of one (a weak
-  head's bright spots in the femoral heads of a real abdomen CT stay candidates).
+  spinal one: given a vertebra map with a vertebra, inside a vertebra or within ``lesion_levels.NEAREST_SEARCH_MM``
+  of one (a weak head's bright spots in the femoral heads of a real abdomen CT stay candidates).
 * Ids: the lesions first, by descending score (ties: larger volume, then position), 1..n; then the other
   candidates in the same order, n+1..N. A lesion has the same id in both maps and both lists, and the lesion map is
   the candidate map with the ids above n cleared.
@@ -67,7 +67,9 @@ def number_candidates(candidates: Sequence[Candidate], shape: Sequence[int], ver
     # the levels of the candidates above the threshold first: whether they are spinal decides the ids
     where = {id(c): lesion_levels(vertebrae, c.box, c.mask, spacing)
              for c in candidates if c.peak > params.lesion_threshold}
-    lesion = {key for key, at in where.items() if vertebrae is None or at["level_code"] or at["nearest"]}
+    # nearness to the spine can only be judged where a vertebra was found
+    judged = vertebrae is not None and bool(np.any(vertebrae))
+    lesion = {key for key, at in where.items() if not judged or at["level_code"] or at["nearest"]}
 
     def order(c: Candidate):
         return (id(c) not in lesion, -c.score(kind), -c.voxels, c.centre_index)
