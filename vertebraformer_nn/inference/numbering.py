@@ -101,6 +101,11 @@ def _select(instance_map: np.ndarray, keep_ids) -> np.ndarray:
     return np.where(np.isin(instance_map, np.asarray(keep_ids)), instance_map, 0)
 
 
+def _kept(keep: np.ndarray, instance_map: np.ndarray, ids, centres, volumes):
+    """The map and the per-instance arrays with only the instances where ``keep`` (a mask over ``ids``)."""
+    return _select(instance_map, ids[keep]), ids[keep], centres[keep], volumes[keep]
+
+
 def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int = 1, id_probs=None,
                       params: Postprocessing = DEFAULTS, *, coarse_probs=None, hu=None) -> OrderedInstances:
     """Steps 1-3 (module docstring) with the instance parameters of ``params``; arguments as
@@ -127,8 +132,7 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
     ids, centres, volumes = instance_geometry(instance_map, sp)
     far = off_axis(centres, volumes, axis, params.max_off_axis_mm)
     if far.any():
-        instance_map = _select(instance_map, ids[~far])
-        ids, centres, volumes = ids[~far], centres[~far], volumes[~far]
+        instance_map, ids, centres, volumes = _kept(~far, instance_map, ids, centres, volumes)
         notes.append(f"dropped {int(far.sum())} instance(s) more than {params.max_off_axis_mm:g} mm from the "
                      "spine's axis in the axial plane: not vertebrae (iliac wings, shoulder blades, ribs)")
     empty = OrderedInstances(np.zeros(instance_map.shape, np.int32), np.zeros(0, np.int64), np.zeros((0, 3)),
@@ -145,8 +149,7 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         why = f"only {NUM_LEVELS} levels exist" if bound.max_count == NUM_LEVELS else (
             f"a field of view of {bound.extent_mm:.0f} mm along the spine holds at most {bound.max_count} vertebrae")
         notes.append(f"{dropped} smallest of {bound.found} instances dropped: {why}")
-        instance_map = _select(instance_map, ids[bound.keep])
-        ids, centres, volumes = ids[bound.keep], centres[bound.keep], volumes[bound.keep]
+        instance_map, ids, centres, volumes = _kept(bound.keep, instance_map, ids, centres, volumes)
     if not len(ids):
         empty.spine_found = False
         empty.notes += [] if "no vertebra found" in empty.notes else ["no vertebra found"]
