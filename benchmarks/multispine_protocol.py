@@ -4,7 +4,12 @@
     python benchmarks/multispine_protocol.py --device cuda           # the full protocol, meant for a GPU
     python benchmarks/multispine_protocol.py --quick --work W --out benchmarks/results   # (defaults shown below)
 
-Every method gets the same data, folds, preprocessing spacing and wall-clock training budget:
+Every method gets the same data, folds, preprocessing spacing and training budget. The budget: in the quick
+protocol a fixed number of epochs for VertebraFormer's models (``--epochs``, ``--coarse-epochs``; what they learn
+then does not depend on the machine, which the 2026-12-02 run showed a wall-clock budget does, by a factor of 4),
+with nnU-Net's two separate networks sharing the seconds VertebraFormer's fine model took on the same fold (its
+segmentation network 3/4, its lesion network 1/4); otherwise (``--epochs 0``, the full protocol) minutes of wall
+clock per model (``--budget-minutes``):
 
 * VertebraFormer (all heads, modulation on): ``VertebraFormerTrainer_budget``, with its coarse whole-field stage
   (the same trainer on the plans' ``3d_lowres``, its own budget; ``predict`` finds it beside the fine model) when
@@ -49,7 +54,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 # the scripts beside this one (its folder is on sys.path when it runs as a script)
-from protocol_children import child_latency, child_probabilities, child_train
+from protocol_children import child_latency, child_probabilities, child_speed, child_train
 from protocol_outputs import combine_separate_models, split_clean_and_perturbed
 from protocol_plan import (ProtocolStop, check_plan, check_test_cases, counts_from_data, estimate_counts, format_plan,
                            time_plan)
@@ -133,7 +138,7 @@ class Benchmark:
         return self.p.models(fold, self.coarse)
 
     def plan(self) -> list:
-        return time_plan(self.p, self.counts, self.coarse)
+        return time_plan(self.p, self.counts, self.coarse, speed=self.speed())
 
     def measured(self) -> Dict[str, float]:
         return {name: r["seconds"] for name, r in self.record.items()}
@@ -238,10 +243,46 @@ class Benchmark:
     def our_plans(self) -> str:
         return self.record["plan_ours"]["result"]["plans"]
 
+    def speed(self) -> Dict[str, float]:
+        """Seconds per training iteration by configuration, from the speed step (empty before it)."""
+        result = self.record.get("speed", {}).get("result") or {}
+        return {conf: r["seconds_per_iteration"] for conf, r in result.items()}
+
+    def do_speed(self) -> dict:
+        """VertebraFormer's training step timed on each configuration it trains (``child_speed``), on the first fold,
+        so that the time plan of an epoch budget follows from this machine's speed."""
+        out = {}
+        for key in ("vf", "vf_coarse"):
+            if key not in self.models() or self.p.epochs_of(key) is None:
+                continue
+            model, fold = MODELS[key], self.p.folds[0]
+            target = self.work / f"speed_{model.configuration}.json"
+            run([sys.executable, str(Path(__file__).resolve()), "_speed", str(model.dataset), str(fold), model.trainer,
+                 self.our_plans(), self.p.device, model.configuration, str(target)], env=self.env)
+            out[model.configuration] = json.loads(target.read_text())
+        return out
+
+    def budget_env(self, model: Model, fold: int) -> dict:
+        """The training budget of ``model`` on ``fold`` as the budget trainers read it: an epoch count, or seconds
+        (nnU-Net's baselines in epoch mode: their share of the seconds VertebraFormer's fine model took on the
+        fold)."""
+        from vertebraformer_nn.trainers.budget import BUDGET_ENV, EPOCHS_ENV
+
+        epochs = self.p.epochs_of(model.key)
+        if epochs is not None:
+            return {EPOCHS_ENV: str(epochs)}
+        shared = self.p.same_time_as(model.key)
+        done = self.record.get(f"train_{shared[0]}_fold{fold}") if shared else None
+        seconds = shared[1] * done["result"]["train_seconds"] if done else self.p.budget_of(model.key)
+        return {BUDGET_ENV: str(seconds)}
+
     def do_train(self, model: Model, fold: int) -> dict:
+        from vertebraformer_nn.trainers.budget import BUDGET_ENV, EPOCHS_ENV
+
         plans = self.our_plans() if model.plans == "ours" else model.plans
         shutil.rmtree(self.model_folder(model) / f"fold_{fold}", ignore_errors=True)
-        env = dict(self.env, VERTEBRAFORMER_TRAIN_BUDGET_S=str(self.p.budget_of(model.key)))
+        env = {k: v for k, v in self.env.items() if k not in (BUDGET_ENV, EPOCHS_ENV)}  # only this model's budget
+        env.update(self.budget_env(model, fold))
         done = run([sys.executable, str(Path(__file__).resolve()), "_train", str(model.dataset), str(fold),
                     model.trainer, plans, self.p.device, model.configuration], env=env)
         progress = json.loads((self.model_folder(model) / f"fold_{fold}" / "training_summary.json").read_text())
@@ -401,7 +442,10 @@ class Benchmark:
         if not self.coarse:
             log(f"the plans have no {COARSE_CONFIGURATION} configuration: the coarse whole-field stage is not "
                 "trained, its arms are skipped")
-        self.check_time("after planning (real case counts)")
+        if self.p.epochs is not None:
+            self.step("speed", {}, self.do_speed)
+        self.check_time("after planning (real case counts" + (", this machine's training step)" if self.p.epochs
+                                                             is not None else ")"))
         if any(m.startswith("nnunet") for m in self.models()):
             self.step("plan_nnunet", {}, lambda: self.do_plan_nnunet(DATASET_ID))
             self.step("lesion_dataset", {}, self.do_lesion_dataset)
@@ -434,6 +478,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv and argv[0] == "_probabilities":
         child_probabilities(argv[1], int(argv[2]), argv[3], argv[4], argv[5])
         return 0
+    if argv and argv[0] == "_speed":
+        child_speed(argv[1], int(argv[2]), argv[3], argv[4], argv[5], argv[6], argv[7])
+        return 0
     if argv and argv[0] == "_latency":
         child_latency(argv[1], int(argv[2]), argv[3])
         return 0
@@ -443,6 +490,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: cpu with --quick, else cuda")
     parser.add_argument("--budget-minutes", type=float, help="training budget of every 3d_fullres model (quick: 6, "
                         "full: 60)")
+    parser.add_argument("--epochs", type=int, help="VertebraFormer's models train this many epochs of 50 iterations "
+                        "and nnU-Net's for the time that took (quick: 16); 0: wall-clock budgets instead")
+    parser.add_argument("--coarse-epochs", type=int, help="the coarse stage's epochs (quick: 8)")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="the methods to run (default: the "
+                        "protocol's; fewer methods, fewer trainings)")
     parser.add_argument("--coarse-budget-minutes", type=float, help="training budget of the coarse whole-field "
                         "stage's 3d_lowres model (quick: 3, full: as --budget-minutes)")
     parser.add_argument("--cases-per-source", type=int, help="phantoms per source (quick and full: 20)")
@@ -465,6 +517,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         protocol.budget_s = 60.0 * args.budget_minutes
     if args.coarse_budget_minutes:
         protocol.coarse_budget_s = 60.0 * args.coarse_budget_minutes
+    if args.epochs is not None:
+        protocol.epochs = args.epochs or None
+    if args.coarse_epochs:
+        protocol.coarse_epochs = args.coarse_epochs
+    if args.methods:
+        protocol.methods = list(args.methods)
     if args.cases_per_source:
         protocol.cases_per_source = args.cases_per_source
     if args.seed is not None:

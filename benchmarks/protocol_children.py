@@ -32,6 +32,41 @@ def child_train(dataset: str, fold: int, trainer_name: str, plans: str, device: 
     Path(trainer.output_folder, "training_summary.json").write_text(json.dumps(summary, indent=1))
 
 
+def child_speed(dataset: str, fold: int, trainer_name: str, plans: str, device: str, configuration: str,
+                target: str, steps: int = 4) -> None:
+    """Seconds per training iteration of ``trainer_name`` on ``configuration``: the trainer set up as for training
+    (its data loaders, augmentation and network), then ``steps`` of its own ``train_step`` on loader batches after
+    one warm-up; the median goes to ``target`` (JSON). No checkpoint is written: the fold's training starts from
+    scratch later. The time plan multiplies it by the iterations of an epoch (protocol_plan.Costs)."""
+    import statistics
+
+    import torch
+
+    from vertebraformer_nn.trainers.build import build_trainer
+
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    trainer = build_trainer(dataset, fold, configuration, trainer_name, plans, device)
+    trainer.on_train_start()
+    trainer.network.train()
+    times = []
+    try:
+        for i in range(steps + 1):
+            t0 = time.perf_counter()
+            trainer.train_step(next(trainer.dataloader_train))
+            if i:
+                times.append(time.perf_counter() - t0)
+    finally:
+        for loader in (trainer.dataloader_train, trainer.dataloader_val):
+            if hasattr(loader, "_finish"):
+                loader._finish()
+    result = {"seconds_per_iteration": statistics.median(times), "steps": times,
+              "iterations_per_epoch": int(trainer.num_iterations_per_epoch), "configuration": configuration,
+              "batch_size": int(trainer.batch_size), "patch_size": list(trainer.configuration_manager.patch_size)}
+    Path(target).write_text(json.dumps(result, indent=1))
+    log(f"{trainer_name} on {configuration}: {result['seconds_per_iteration']:.2f} s per training iteration")
+
+
 def child_probabilities(model_folder: str, fold: int, inputs: str, target: str, device: str) -> None:
     """Every input's probabilities (``<case>_vfprobs.npz``, as ``predict --save_probabilities`` stores them) and
     per-case seconds (seconds.json), through the same predictor as ``predict``, without the vertebra export."""

@@ -11,6 +11,12 @@ with five people's work on them; nnU-Net's 10: about 60 s idle); everything else
 and load, which is why the run also checks, before each training, the plan against the clock
 (:func:`projected_total`): steps done count their measured seconds, steps to come their planned ones.
 
+With an epoch budget (``Protocol.epochs``) a VertebraFormer training takes what its iterations take on this machine:
+the plan multiplies them by the seconds per iteration the protocol's speed step measured (``child_speed``; before
+it, :attr:`Costs.iteration_s`, the 2026-11-24 machine's) and by :attr:`Costs.epoch_overhead` (validation, epoch end,
+the first epoch's start-up); nnU-Net's separate models share VertebraFormer's fine model's time on the same fold
+(``protocol_setup.BASELINE_SHARES``).
+
 Before the data exist, the case counts are estimated from the phantoms per source (:func:`estimate_counts`);
 after the data step the plan is redone with the real counts.
 """
@@ -24,6 +30,7 @@ from protocol_setup import CV_FOLD, METHODS, MODELS, Protocol
 
 N_SOURCES = 4
 N_PERTURBATIONS = 12  # evaluation/perturbations.py: 4 kinds at 3 strengths
+ITERATIONS_PER_EPOCH = 50  # VertebraFormerTrainer_budget's epochs
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,13 @@ class Costs:
     plan_coarse_per_case: float = 0.3  # the 3d_lowres preprocessing on top (a fifth of the voxels)
     plan_nnunet_per_case: float = 0.5  # nnU-Net's planner and preprocessing, per case of its dataset (0.35)
     train_overhead: float = 10.0  # beyond the budget, which counts from the trainer's start (at most 0)
+    #: seconds per training iteration by configuration before the speed step has measured them (2026-11-24: 50
+    #: iterations of the fine model in 30 s)
+    iteration_s: Tuple[Tuple[str, float], ...] = (("3d_fullres", 0.5), ("3d_lowres", 0.5))
+    speed_probe: float = 40.0  # the speed step, per configuration: a trainer's start-up and 5 iterations
+    #: an epoch's seconds over its iterations' as the speed step times them (validation, epoch end, start-up); the
+    #: 2026-12-02 run: 1.08 for the fine model (918 s for 800 iterations at 1.06 s), 0.90 for the coarse one
+    epoch_overhead: float = 1.1
     process: float = 6.0  # start of a predict process (imports, model loading)
     predict_per_input: float = 2.0  # VertebraFormer: read, preprocess, network, numbering, export (2.0 with start)
     coarse_per_input: float = 0.5  # the coarse whole-field stage on top (one window of 90 x 50 x 50 voxels)
@@ -80,10 +94,28 @@ def inputs_of(protocol: Protocol, fold: int, test_cases: int) -> int:
     return test_cases + N_PERTURBATIONS * perturbed
 
 
-def time_plan(protocol: Protocol, counts: Counts, coarse: bool = True,
-              costs: Costs = Costs()) -> List[Tuple[str, float]]:
+def train_seconds(protocol: Protocol, model: str, speed: Optional[Dict[str, float]] = None,
+                  costs: Costs = Costs()) -> float:
+    """Planned seconds of training ``model`` (module docstring): its wall-clock budget, or its epochs at the
+    measured (``speed``: configuration -> seconds per iteration) or assumed speed, or, for a baseline that gets
+    another model's time, that model's."""
+    shared = protocol.same_time_as(model)
+    if shared is not None:
+        reference, share = shared
+        return share * train_seconds(protocol, reference, speed, costs)
+    epochs = protocol.epochs_of(model)
+    if epochs is None:
+        return protocol.budget_of(model) + costs.train_overhead
+    configuration = MODELS[model].configuration
+    per_iteration = (speed or {}).get(configuration, dict(costs.iteration_s).get(configuration, 1.0))
+    return epochs * ITERATIONS_PER_EPOCH * per_iteration * costs.epoch_overhead + costs.train_overhead
+
+
+def time_plan(protocol: Protocol, counts: Counts, coarse: bool = True, costs: Costs = Costs(),
+              speed: Optional[Dict[str, float]] = None) -> List[Tuple[str, float]]:
     """[(step, seconds)] in the order the protocol runs them, named as its step markers. ``coarse``: whether the
-    plans have the coarse configuration (before planning: assume they do, the longer plan)."""
+    plans have the coarse configuration (before planning: assume they do, the longer plan); ``speed``: seconds
+    per training iteration by configuration, as the speed step measured them."""
     training_cases, test_cases = counts.training_cases, counts.test_cases
     plan: List[Tuple[str, float]] = [
         ("data", costs.phantom * N_SOURCES * protocol.cases_per_source),
@@ -93,10 +125,12 @@ def time_plan(protocol: Protocol, counts: Counts, coarse: bool = True,
         plan += [("plan_nnunet", costs.plan_fixed + training_cases * costs.plan_nnunet_per_case),
                  ("lesion_dataset", 1.0),
                  ("plan_nnunet_lesion", costs.plan_fixed + training_cases / N_SOURCES * costs.plan_nnunet_per_case)]
+    if protocol.epochs is not None:
+        plan.append(("speed", costs.speed_probe * (2 if coarse else 1)))
     plan.append(("reference", 0.2 * N_SOURCES * protocol.cases_per_source))
     for fold in protocol.folds:
         for key in protocol.models(fold, coarse):
-            plan.append((f"train_{key}_fold{fold}", protocol.budget_of(key) + costs.train_overhead))
+            plan.append((f"train_{key}_fold{fold}", train_seconds(protocol, key, speed, costs)))
     for fold in protocol.folds:
         n = inputs_of(protocol, fold, test_cases.get(fold, 0))
         plan.append((f"inputs_{fold}", costs.perturb_per_variant * (n - test_cases.get(fold, 0)) + 1.0))
@@ -140,10 +174,14 @@ def format_plan(protocol: Protocol, plan: Sequence[Tuple[str, float]], counts: C
     limit = f" of the limit {protocol.max_minutes:g} min" if protocol.max_minutes else " (no limit)"
     stage = ("with the coarse stage" if coarse else
              "without the coarse stage (no 3d_lowres in the plans: its arms skipped)")
+    if protocol.epochs is not None:
+        budget = (f"VertebraFormer {protocol.epochs_of('vf')} epochs of {ITERATIONS_PER_EPOCH} iterations, its coarse "
+                  f"stage {protocol.epochs_of('vf_coarse')}, nnU-Net's two networks share VertebraFormer's time")
+    else:
+        budget = f"fine models {protocol.budget_s / 60:g} min each, coarse {protocol.budget_of('vf_coarse') / 60:g} min"
     lines = [f"time plan of the {protocol.name} protocol: {protocol.cases_per_source} phantoms per source (seed "
              f"{protocol.seed}), {counts.training_cases} training cases, test cases per fold {counts.test_cases}, "
-             f"{stage}; fine models {protocol.budget_s / 60:g} min each, coarse "
-             f"{protocol.budget_of('vf_coarse') / 60:g} min"]
+             f"{stage}; {budget}"]
     for kind, values in groups.items():
         count = f" x {len(values)}" if len(values) > 1 else ""
         lines.append(f"  {kind:<28}{count:>6} {sum(values) / 60:7.1f} min")
@@ -162,9 +200,10 @@ def check_plan(protocol: Protocol, plan: Sequence[Tuple[str, float]], measured: 
     total = projected_total(plan, measured or {}) / 60
     if protocol.max_minutes is not None and total > protocol.max_minutes:
         raise ProtocolStop(f"the {protocol.name} protocol's time plan {when} is {total:.1f} min, over its limit of "
-                         f"{protocol.max_minutes:g} min: shorten the training budgets (--budget-minutes, "
-                         "--coarse-budget-minutes), fewer phantoms (--cases-per-source), or raise the limit "
-                         "(--max-minutes); finished steps are reused when re-run with the same settings")
+                         f"{protocol.max_minutes:g} min: shorten the training (--epochs, --coarse-epochs, or "
+                         "--budget-minutes, --coarse-budget-minutes), run fewer methods (--methods) or phantoms "
+                         "(--cases-per-source), or raise the limit (--max-minutes); finished steps are reused when "
+                         "re-run with the same settings")
     return total
 
 

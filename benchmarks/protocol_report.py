@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from protocol_plan import format_plan, step_kind
-from protocol_setup import CONTRASTS, CV_FOLD, METHODS, MODELS, machine, without_coarse_stage
+from protocol_plan import ITERATIONS_PER_EPOCH, format_plan, step_kind
+from protocol_setup import BASELINE_SHARES, CONTRASTS, CV_FOLD, METHODS, MODELS, machine, without_coarse_stage
 
 #: the per-case metrics of the contrasts: (evaluation task, key, column title)
 CONTRAST_METRICS = (("numbering", "id_rate", "id rate"), ("numbering", "all_correct", "all correct"),
@@ -123,6 +123,17 @@ def contrast_rows(bench) -> List[List[str]]:
     return rows
 
 
+def budget_sentence(p) -> str:
+    """How long every model trained, as the protocol set it."""
+    if p.epochs is None:
+        return f"Every model trained for the same wall-clock budget of **{p.budget_s / 60:g} min**."
+    shares = ", ".join(f"{m} {share:.0%}" for m, share in BASELINE_SHARES.items())
+    return (f"VertebraFormer's models trained **{p.epochs_of('vf')} epochs of {ITERATIONS_PER_EPOCH} iterations** "
+            f"whatever the machine took for them (the coarse stage {p.epochs_of('vf_coarse')}); nnU-Net's separate "
+            f"networks shared the seconds VertebraFormer's fine model took on the same fold ({shares}): the same "
+            "budget in time, so their iterations depend on their step time (the Training table).")
+
+
 def coarse_sentence(bench) -> str:
     plans = bench.record["plan_ours"]["result"]
     if not bench.coarse:
@@ -131,9 +142,10 @@ def coarse_sentence(bench) -> str:
                 "contrast are skipped.")
     return (f"Coarse whole-field stage: the same trainer on the plans' 3d_lowres configuration (spacing "
             f"{plans.get('coarse_spacing')} mm, patch {plans.get('coarse_patch_size')}), trained for "
-            f"{bench.p.budget_of('vf_coarse') / 60:g} min per fold; `predict` finds it beside the fine model "
+            + (f"{bench.p.budget_of('vf_coarse') / 60:g} min" if bench.p.epochs is None else
+               f"{bench.p.epochs_of('vf_coarse')} epochs") + " per fold; `predict` finds it beside the fine model "
             "(\"VertebraFormer\"), `--no-coarse` leaves it out (every other VertebraFormer row). VertebraFormer with "
-            "it has had the coarse model's training minutes on top of the common budget.")
+            "it has had the coarse model's training on top of the common budget.")
 
 
 def time_rows(bench) -> List[List[str]]:
@@ -281,10 +293,10 @@ def write_report(bench, seconds: float) -> Path:
              f"Data: MultiSpine-Sim, {p.cases_per_source} phantoms per source (seed {p.seed}), converted into one "
              "nnU-Net raw dataset; folds from its `splits_final.json`. Reference: the phantoms' complete ground truth "
              "(every vertebra, every lesion, body centroids; vertebrae cut by the field of view removed, as in "
-             "training), whatever each source annotates. Every model trained for the same wall-clock budget of "
-             f"**{p.budget_s / 60:g} min** on `{p.device}`, at the same preprocessing spacing "
-             f"({bench.record['plan_ours']['result']['spacing']} mm){ablations}. nnU-Net: its default trainer and planner "
-             "(3D U-Net, SGD, its augmentation), epochs of 10 iterations (ours: 50) so that the budget can be fitted; "
+             "training), whatever each source annotates. " + budget_sentence(p) + f" On `{p.device}`, at the same "
+             f"preprocessing spacing ({bench.record['plan_ours']['result']['spacing']} mm){ablations}. nnU-Net: its "
+             "default trainer and planner (3D U-Net, SGD, its augmentation), epochs of 10 iterations (ours: 50) so "
+             "that a time budget can be fitted; "
              "fp32 training on the CPU as nnU-Net does (ours trains in bf16 autocast where the CPU has bf16). "
              "Prediction: both through `vertebraformer predict` (nnU-Net's sliding window and Gaussian weighting, "
              "no test-time mirroring on the CPU, bf16 autocast on a bf16 CPU for both), so every method's files "

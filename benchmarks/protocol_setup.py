@@ -74,6 +74,10 @@ METHODS = {
                             ("nnunet_seg", "nnunet_lesion"), numbering="argmax"),
 }
 
+#: how nnU-Net's separate models split VertebraFormer's training time in epoch mode: the lesion network trains on the
+#: lesion-annotated quarter of the cases (one source of four)
+BASELINE_SHARES = {"nnunet_seg": 0.75, "nnunet_lesion": 0.25}
+
 
 @dataclass(frozen=True)
 class Contrast:
@@ -104,7 +108,7 @@ class Protocol:
     cases_per_source: int
     folds: List[int]
     methods: List[str]
-    budget_s: float  # wall-clock training budget of every model of the 3d_fullres configuration
+    budget_s: float  # wall-clock training budget of every model of the 3d_fullres configuration (without epochs)
     perturb_cases: Optional[int]  # in-domain test cases perturbed (None = all)
     coarse_budget_s: Optional[float] = None  # the coarse stage's training budget (None = budget_s)
     device: str = "cpu"
@@ -114,11 +118,29 @@ class Protocol:
     ablation_folds: Optional[List[int]] = None  # folds the ablations (Method.ablation) run on; None = every fold
     min_test_cases: int = 0  # fewer test cases in a fold than this stops the run after the data step
     max_minutes: Optional[float] = None  # a time plan longer than this stops the run before it starts
+    #: VertebraFormer's models train this many epochs of 50 iterations, whatever the machine (None: budget_s), and
+    #: nnU-Net's baselines for the seconds VertebraFormer's fine model took on the same fold (the same budget)
+    epochs: Optional[int] = None
+    coarse_epochs: Optional[int] = None  # the coarse stage's epochs (None = epochs)
     extra: dict = field(default_factory=dict)
 
     def budget_of(self, model: str) -> float:
         coarse = MODELS[model].coarse and self.coarse_budget_s is not None
         return float(self.coarse_budget_s if coarse else self.budget_s)
+
+    def epochs_of(self, model: str) -> Optional[int]:
+        """The epoch budget of ``model`` (None: a wall-clock budget: nnU-Net's models, or no epochs set)."""
+        if self.epochs is None or not MODELS[model].trainer.startswith("VertebraFormer"):
+            return None
+        return int(self.coarse_epochs if MODELS[model].coarse and self.coarse_epochs is not None else self.epochs)
+
+    def same_time_as(self, model: str) -> Optional[tuple]:
+        """(model, share): ``model``'s budget is that share of the other's measured training seconds on the same
+        fold, or None. In epoch mode nnU-Net's separate models share VertebraFormer's fine model's time: the
+        method as a whole trains as long as the one network it is compared with (:data:`BASELINE_SHARES`)."""
+        if self.epochs is None or self.epochs_of(model) is not None:
+            return None
+        return "vf", BASELINE_SHARES.get(model, 1.0)
 
     def methods_for(self, fold: int, coarse: bool = True) -> List[str]:
         """The methods run on ``fold``; ``coarse``: whether the plans have the coarse configuration."""
@@ -141,11 +163,15 @@ class Protocol:
 
 #: 24 phantoms per source of seed 1 give 16 test cases in fold 0 and 22 in fold 5 (VerSe held out; 20 per source
 #: gave 14 and 18); nine trainings (VertebraFormer, its coarse stage and nnU-Net's two networks on both folds, the
-#: no-modulation ablation on fold 5) in 75 minutes on 2 CPU cores: see protocol_plan.py for the time plan.
+#: no-modulation ablation on fold 5). VertebraFormer's models train a fixed number of epochs (16 x 50 = 800
+#: iterations, what the 2026-11-24 run's 8 minutes bought, which reached binary Dice 73 %; the 2026-12-02 run's 6
+#: minutes bought 250 on a machine 4x slower and learnt nothing), so what they learn no longer depends on the
+#: machine; whether it all fits 75 minutes does, and the time plan (protocol_plan.py), from a measured training
+#: step, says so before the trainings start.
 QUICK = Protocol("quick", cases_per_source=24, folds=[CV_FOLD, LODO_FOLD],
                  methods=["vf", "vf_nocoarse", "vf_argmax", "vf_nomod", "nnunet", "nnunet_argmax"],
                  budget_s=360.0, coarse_budget_s=180.0, perturb_cases=2, seed=1, bootstrap=2000,
-                 ablation_folds=[LODO_FOLD], min_test_cases=16, max_minutes=75.0)
+                 ablation_folds=[LODO_FOLD], min_test_cases=16, max_minutes=75.0, epochs=16, coarse_epochs=8)
 FULL = Protocol("full", cases_per_source=20, folds=list(range(9)), methods=list(METHODS), budget_s=3600.0,
                 perturb_cases=None, device="cuda")
 

@@ -216,30 +216,53 @@ def test_nnunet_budget_trainer_stretches_nnunets_poly_schedule():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5 ** 0.9)
 
 
-def test_budget_trainer_trains_the_epochs_that_fit(multispine_preprocessed, tmp_path, monkeypatch):
-    """A real (short) training under a fake clock that advances 10 s per reading: the run starts at 10 s, epoch 0
-    runs 20-30 s: a 55 s budget leaves (55 - 20 - 5) // 10 = 3 more epochs; epoch 1 runs 40-50 s, a cycle of 20 s
-    with the gap before it: (55 - 40 - 5) // 10 = 1 more, 3 in all; epoch 2 (60-70 s) ends past the budget."""
+def _trained_for_a_budget(multispine_preprocessed, tmp_path, monkeypatch, tick_s: int, **env):
+    """A real (short) ``VertebraFormerTrainer_budget`` run of 1-iteration epochs with ``env`` set, under a fake clock
+    that advances ``tick_s`` per reading, starting at ``tick_s``."""
     import vertebraformer_nn.trainers.budget as budget
     from vertebraformer_nn.trainers.build import build_trainer
-    from vertebraformer_nn.trainers.schedule import lr_at
 
     _, plans = multispine_preprocessed
     monkeypatch.setenv("nnUNet_results", str(tmp_path))
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
-    monkeypatch.setenv(budget.BUDGET_ENV, "55")
-    clock = iter(range(10, 10 ** 6, 10))
+    for name, value in env.items():
+        monkeypatch.setenv(getattr(budget, name), value)
+    clock = iter(range(tick_s, 10 ** 9, tick_s))
     monkeypatch.setattr(budget, "time", lambda: float(next(clock)))
     trainer = build_trainer(str(MULTISPINE_ID), 0, "3d_fullres", "VertebraFormerTrainer_budget", plans, "cpu")
-    assert trainer.time_budget_s == 55.0
     trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch = 1, 1
     trainer.run_training()
+    return trainer
+
+
+def test_budget_trainer_trains_the_epochs_that_fit(multispine_preprocessed, tmp_path, monkeypatch):
+    """A real (short) training under a fake clock that advances 10 s per reading: the run starts at 10 s, epoch 0
+    runs 20-30 s: a 55 s budget leaves (55 - 20 - 5) // 10 = 3 more epochs; epoch 1 runs 40-50 s, a cycle of 20 s
+    with the gap before it: (55 - 40 - 5) // 10 = 1 more, 3 in all; epoch 2 (60-70 s) ends past the budget."""
+    from vertebraformer_nn.trainers.schedule import lr_at
+
+    trainer = _trained_for_a_budget(multispine_preprocessed, tmp_path, monkeypatch, 10, BUDGET_ENV="55")
+    assert trainer.time_budget_s == 55.0 and trainer.epoch_budget is None
     assert trainer.num_epochs == 3 and trainer.current_epoch == 3
     assert (Path(trainer.output_folder) / "checkpoint_final.pth").is_file()
     lrs = trainer.logger.local_logger.my_fantastic_logging["lrs"]
     # epoch 0 in the initial 3-epoch warm-up; epoch 1 of 4 planned epochs (warm-up 1); epoch 2 of 3
     peak = trainer.initial_lr
     assert lrs == pytest.approx([peak / 3, lr_at(1, peak, 4, 1), lr_at(2, peak, 3, 1)])
+
+
+def test_epoch_budget_trains_exactly_its_epochs_whatever_the_clock(multispine_preprocessed, tmp_path, monkeypatch):
+    """An epoch budget of 3 under a clock on which every epoch takes 2000 s of a 55 s time budget: 3 epochs, the
+    schedule stretched to them from the first (warm-up 1, then the poly decay over 3), no refitting."""
+    from vertebraformer_nn.trainers.schedule import lr_at
+
+    trainer = _trained_for_a_budget(multispine_preprocessed, tmp_path, monkeypatch, 1000, BUDGET_ENV="55",
+                                    EPOCHS_ENV="3")
+    assert trainer.epoch_budget == 3 and trainer.num_epochs == 3 and trainer.current_epoch == 3
+    assert trainer.lr_scheduler.max_epochs == 3 and trainer.lr_scheduler.warmup_epochs == 1
+    peak = trainer.initial_lr
+    assert trainer.logger.local_logger.my_fantastic_logging["lrs"] == pytest.approx(
+        [lr_at(epoch, peak, 3, 1) for epoch in range(3)])
 
 
 def test_budget_from_env_rejects_nonsense(monkeypatch):
@@ -251,6 +274,16 @@ def test_budget_from_env_rejects_nonsense(monkeypatch):
         monkeypatch.setenv(BUDGET_ENV, bad)
         with pytest.raises(ValueError, match=BUDGET_ENV):
             budget_from_env()
+    from vertebraformer_nn.trainers.budget import EPOCHS_ENV, epochs_from_env
+
+    monkeypatch.delenv(EPOCHS_ENV, raising=False)
+    assert epochs_from_env() is None
+    monkeypatch.setenv(EPOCHS_ENV, "12")
+    assert epochs_from_env() == 12
+    for bad in ("2.5", "0", "many"):
+        monkeypatch.setenv(EPOCHS_ENV, bad)
+        with pytest.raises(ValueError, match=EPOCHS_ENV):
+            epochs_from_env()
 
 
 # ------------------------------------------------------------------------------------------------ end to end

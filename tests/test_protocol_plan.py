@@ -14,7 +14,8 @@ sys.path.insert(0, str(BENCHMARKS))  # the protocol's scripts import each other 
 import multispine_protocol as mp  # noqa: E402
 import protocol_plan as pp  # noqa: E402
 import protocol_report as pr  # noqa: E402
-from protocol_setup import CONTRASTS, MODELS, QUICK, Protocol, without_coarse_stage  # noqa: E402
+from vertebraformer_nn.trainers.budget import BUDGET_ENV, EPOCHS_ENV  # noqa: E402  (before the bench fixture's env)
+from protocol_setup import BASELINE_SHARES, CONTRASTS, MODELS, QUICK, Protocol, without_coarse_stage  # noqa: E402
 
 #: the counts of the quick protocol's data (24 phantoms per source, seed 1)
 QUICK_COUNTS = pp.Counts(81, {0: 16, 5: 22})
@@ -65,14 +66,51 @@ def test_quick_time_plan_fits_its_limit_with_margin():
 
 
 def test_a_plan_over_the_limit_stops_before_the_run_and_during_it():
-    long = replace(QUICK, budget_s=480.0)
-    with pytest.raises(pp.ProtocolStop, match="over its limit of 75 min.*--budget-minutes"):
+    long = replace(QUICK, epochs=24)
+    with pytest.raises(pp.ProtocolStop, match="over its limit of 75 min.*--epochs"):
         pp.check_plan(long, pp.time_plan(long, QUICK_COUNTS))
     plan = pp.time_plan(QUICK, QUICK_COUNTS)
     assert pp.check_plan(QUICK, plan, {"data": 60.0}) < QUICK.max_minutes
     with pytest.raises(pp.ProtocolStop, match="before training"):  # the data step took 40 minutes
         pp.check_plan(QUICK, plan, {"data": 2400.0}, when="before training vf on fold 0")
     assert pp.check_plan(replace(long, max_minutes=None), pp.time_plan(long, QUICK_COUNTS)) > 75
+
+
+def test_quick_protocol_trains_vertebraformer_for_epochs_and_nnunet_for_its_time():
+    assert QUICK.epochs_of("vf") == QUICK.epochs_of("vf_nomod") == 16 and QUICK.epochs_of("vf_coarse") == 8
+    assert QUICK.epochs_of("nnunet_seg") is None and QUICK.epochs_of("nnunet_lesion") is None
+    assert QUICK.same_time_as("nnunet_seg") == ("vf", 0.75) and QUICK.same_time_as("vf") is None
+    assert sum(BASELINE_SHARES.values()) == pytest.approx(1.0)  # the separate models together: VertebraFormer's time
+    costs = pp.Costs()
+    slow = {"3d_fullres": 1.0, "3d_lowres": 1.0}
+    fast = {"3d_fullres": 0.5, "3d_lowres": 0.5}
+    vf_slow, vf_fast = (pp.train_seconds(QUICK, "vf", s) - costs.train_overhead for s in (slow, fast))
+    assert vf_slow == pytest.approx(16 * 50 * 1.0 * costs.epoch_overhead) and vf_slow == pytest.approx(2 * vf_fast)
+    assert pp.train_seconds(QUICK, "nnunet_lesion", slow) == pytest.approx(
+        0.25 * pp.train_seconds(QUICK, "vf", slow))
+    wall = replace(QUICK, epochs=None)  # the wall-clock protocol: budgets, nobody's time shared, speed ignored
+    assert wall.same_time_as("nnunet_seg") is None and wall.epochs_of("vf") is None
+    assert pp.train_seconds(wall, "vf", slow) == wall.budget_s + costs.train_overhead
+
+
+def test_a_slow_machines_training_step_stops_the_plan_before_the_trainings():
+    plan = pp.time_plan(QUICK, QUICK_COUNTS)  # before the speed step: the 2026-11-24 machine's speed
+    assert "speed" in dict(plan) and pp.check_plan(QUICK, plan) < QUICK.max_minutes
+    slow = pp.time_plan(QUICK, QUICK_COUNTS, speed={"3d_fullres": 1.2, "3d_lowres": 1.0})  # 2.4x slower
+    with pytest.raises(pp.ProtocolStop, match="over its limit.*--epochs"):
+        pp.check_plan(QUICK, slow, when="after planning")
+    assert "16 epochs" in pp.format_plan(QUICK, slow, QUICK_COUNTS, True)
+
+
+def test_the_budget_each_training_reads(bench):
+    assert bench.budget_env(MODELS["vf"], 0) == {EPOCHS_ENV: "16"}
+    assert bench.budget_env(MODELS["vf_coarse"], 0) == {EPOCHS_ENV: "8"}
+    # VertebraFormer not yet trained on the fold: the wall-clock budget; once trained: its share of that time
+    assert bench.budget_env(MODELS["nnunet_seg"], 0) == {BUDGET_ENV: str(QUICK.budget_s)}
+    bench.record["train_vf_fold0"] = {"seconds": 620.0, "result": {"train_seconds": 600.0}}
+    assert bench.budget_env(MODELS["nnunet_seg"], 0) == {BUDGET_ENV: "450.0"}
+    assert bench.budget_env(MODELS["nnunet_lesion"], 0) == {BUDGET_ENV: "150.0"}
+    assert bench.budget_env(MODELS["nnunet_seg"], 5) == {BUDGET_ENV: str(QUICK.budget_s)}
 
 
 def test_too_few_test_cases_stop_after_the_data_step():

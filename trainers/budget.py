@@ -16,6 +16,11 @@ nnU-Net's ``run_training`` runs its loop over ``range(current_epoch, num_epochs)
 the full schedule's count, the most a budget may give); ``on_epoch_start`` ends that loop once the fitted count is
 reached (:class:`BudgetSpent`), and ``run_training`` then finishes as nnU-Net's does (``on_train_end``).
 
+An epoch budget instead (``$VERTEBRAFORMER_TRAIN_EPOCHS``, or the ``epoch_budget`` attribute): exactly that many
+epochs, the schedule stretched to them from the start, the clock not consulted. What a run learns then depends on
+the iterations, not on the machine: the protocol benchmark's models, which a budget of minutes trained 3-4 times
+less on a slower machine, use it.
+
 Under DDP the count is fitted on rank 0 and broadcast (:func:`ddp.broadcast_from_rank0`): ranks that each fitted
 from their own clock could disagree, and one would wait forever for the others' next epoch.
 """
@@ -33,6 +38,7 @@ from .ddp import DDPAnyDeviceMixin, broadcast_from_rank0
 from .vertebraformer_trainer import VertebraFormerTrainer
 
 BUDGET_ENV = "VERTEBRAFORMER_TRAIN_BUDGET_S"
+EPOCHS_ENV = "VERTEBRAFORMER_TRAIN_EPOCHS"
 DEFAULT_BUDGET_S = 600.0
 #: seconds kept back for the final checkpoint and the data-loader shutdown after the last epoch
 END_RESERVE_S = 5.0
@@ -51,6 +57,20 @@ def budget_from_env(default: float = DEFAULT_BUDGET_S) -> float:
     if not budget > 0:
         raise ValueError(f"{BUDGET_ENV}={value!r} must be a positive number of seconds")
     return budget
+
+
+def epochs_from_env() -> Optional[int]:
+    """The epoch budget of ``$VERTEBRAFORMER_TRAIN_EPOCHS`` (None when unset: the time budget applies)."""
+    value = os.environ.get(EPOCHS_ENV)
+    if value in (None, ""):
+        return None
+    try:
+        epochs = int(value)
+    except ValueError:
+        raise ValueError(f"{EPOCHS_ENV}={value!r} is not a whole number of epochs") from None
+    if epochs < 1:
+        raise ValueError(f"{EPOCHS_ENV}={value!r} must be at least 1")
+    return epochs
 
 
 def epochs_within_budget(start_epoch: int, epochs_done: int, seconds_per_epoch: float, elapsed_s: float,
@@ -82,6 +102,7 @@ class TimeBudgetMixin:
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.max_epochs = int(self.num_epochs)
         self.time_budget_s: float = budget_from_env()
+        self.epoch_budget: Optional[int] = epochs_from_env()  # set: exactly this many epochs, no clock
         self._run_t0: Optional[float] = None
         self._epoch_starts: List[float] = []  # start times of this run's epochs
         self._run_start_epoch = 0
@@ -90,12 +111,23 @@ class TimeBudgetMixin:
         self._run_t0 = time()
         self._run_start_epoch = int(self.current_epoch)
         self._epoch_starts = []
-        self.print_to_log_file(f"Time budget: {self.time_budget_s:.0f} s of training (the epoch count is set after "
-                               f"the first epoch)")
+        if self.epoch_budget is not None:
+            # before nnU-Net's loop and the scheduler (on_train_start) are made, which both read num_epochs
+            self.num_epochs = int(min(self.max_epochs, self.epoch_budget))
+            self.print_to_log_file(f"Epoch budget: {self.num_epochs} epochs of {self.num_iterations_per_epoch} "
+                                   "iterations (no time budget)")
+        else:
+            self.print_to_log_file(f"Time budget: {self.time_budget_s:.0f} s of training (the epoch count is set "
+                                   "after the first epoch)")
         try:
             super().run_training()  # nnU-Net's loop; it ends by itself only when the budget gives max_epochs
         except BudgetSpent:
             self.on_train_end()
+
+    def on_train_start(self):
+        super().on_train_start()
+        if self.epoch_budget is not None:
+            self._schedule_epochs(int(self.num_epochs))  # a short run's warm-up, as a fitted count gets it
 
     def on_epoch_start(self):
         if self._run_t0 is not None and self.current_epoch >= self.num_epochs:
@@ -105,7 +137,7 @@ class TimeBudgetMixin:
 
     def on_epoch_end(self):
         super().on_epoch_end()  # increments current_epoch
-        if self._run_t0 is not None:
+        if self._run_t0 is not None and self.epoch_budget is None:
             self.fit_epochs_to_budget(time())
 
     def fit_epochs_to_budget(self, now: float) -> None:
