@@ -37,8 +37,9 @@ in-domain test cases.
 Efficiency: parameters, per-patch forward latency (each network at its own planned patch, batch 1, eval mode,
 the precision its predictor uses), seconds and peak RSS per whole CT (from the predict runs).
 
-The report (markdown, plots, the JSON of every evaluation) goes to ``--out``/<date>_<quick|full>/. Steps are
-reused when re-run with the same settings (``--work`` keeps their markers); ``--fresh`` starts over. Not a test.
+The report (markdown, plots, the JSON of every evaluation) goes to ``--out``/<date>_<quick|full>/ (with _<HHMM> when
+that day's folder holds another report). Steps are reused when re-run with the same settings (``--work`` keeps their
+markers); ``--fresh`` starts over. Not a test.
 """
 from __future__ import annotations
 
@@ -538,6 +539,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     out = (args.out / f"{time.strftime('%Y-%m-%d')}_{protocol.name}").resolve()
+    if (out / "REPORT.md").exists():  # another run's report of the same day: keep it
+        out = out.with_name(f"{out.name}_{time.strftime('%H%M')}")
     try:
         report = Benchmark(protocol, work, out).run()
     except ProtocolStop as e:
