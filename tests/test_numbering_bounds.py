@@ -13,13 +13,14 @@ import pytest
 from test_numbering import SPACING, level, log_probs, names, phantom, probabilities
 from vertebraformer_nn.inference.anchors import Anchor, anchor_log_prior
 from vertebraformer_nn.inference.decoder import decode_levels
-from vertebraformer_nn.inference.instance_repair import merge_half_instances, split_tall_instances
+from vertebraformer_nn.inference.instance_repair import (instance_heights, merge_half_instances,
+                                                         split_tall_instances)
 from vertebraformer_nn.inference.level_anatomy import expected_distance, max_vertebrae_in
 from vertebraformer_nn.inference.numbering import number_vertebrae
 from vertebraformer_nn.inference.postprocessing import DEFAULTS
 from vertebraformer_nn.inference.quality import assess, summary_fields
 from vertebraformer_nn.inference.spine_extent import (count_bound, off_axis, spine_chain, spine_found,
-                                                      weak_instances)
+                                                      vertebra_share, weak_instances)
 from vertebraformer_nn.labels import ANATOMICAL_ORDER
 
 
@@ -51,6 +52,33 @@ def test_a_fused_pair_is_split_at_its_neck_and_a_dens_like_top_is_not():
     uniform = _stack([6, 6, 13, 6, 6])  # no neck: one tall vertebra, not two
     assert len(np.unique(split_tall_instances(uniform, (3.5,) * 3, 0)[0])) - 1 == 5
     assert (split_tall_instances(fused, (3.5,) * 3, 0, ratio=0.0)[0] == fused).all()  # 0 = off
+
+
+def _fused_column(bodies: int, height: int = 9, width: int = 8) -> np.ndarray:
+    """One instance (id 1): ``bodies`` boxes ``height`` voxels tall along axis 0, joined by 1-voxel 2x2 necks (discs
+    that thick slices blurred into bone), with no neighbour on either side."""
+    out = np.zeros((bodies * (height + 1) + 2, width, width), np.int32)
+    for b in range(bodies):
+        row = 1 + b * (height + 1)
+        out[row:row + height] = 1
+        if b:
+            out[row - 1, 3:5, 3:5] = 1
+    return out
+
+
+def test_a_column_taller_than_any_vertebra_is_split_whatever_its_neighbours():
+    column = _fused_column(6)  # 59 rows, 206 mm at 3.5 mm, no neighbours to compare with
+    split, notes = split_tall_instances(column, (3.5,) * 3, 0)
+    heights = instance_heights(split, (3.5,) * 3, 0)[1]
+    # cut at the middle neck (103 mm each), then each half again: no part is still taller than 100 mm
+    assert len(heights) == 4 and heights.max() <= DEFAULTS.split_max_height_mm
+    assert sum("more than the 100 mm of any one vertebra" in n for n in notes) == 3
+    assert (split > 0).sum() == (column > 0).sum()  # nothing lost
+    assert (split_tall_instances(column, (3.5,) * 3, 0, max_height_mm=0.0)[0] == column).all()  # 0 = off
+    # no neck: one piece, however tall (and the loop ends)
+    block = np.zeros((40, 8, 8), np.int32)
+    block[2:38] = 1
+    assert len(np.unique(split_tall_instances(block, (3.5,) * 3, 0)[0])) == 2
 
 
 def test_two_touching_halves_are_merged_and_whole_vertebrae_are_not():
@@ -126,6 +154,32 @@ def test_off_axis_drops_iliac_wings_and_shoulders_but_no_vertebra_of_a_curved_sp
     # a half vertebra beside its other half (a split body) is on the axis
     halves = np.concatenate([spine, [[120.0, 0.0, 30.0]]])
     assert not off_axis(halves, np.full(11, 1.0), 0, 40.0).any()
+
+
+def test_a_spine_fused_into_one_instance_is_the_axis_not_the_fragments_beside_it():
+    # thick slices: the column is one 200 mm instance; three fragments 50 mm behind it make a longer chain by count
+    centres = np.array([[100.0, 0.0, 0.0], [60.0, 50.0, 0.0], [80.0, 50.0, 0.0], [100.0, 50.0, 0.0]])
+    volumes = np.array([230000.0, 1500.0, 700.0, 900.0])
+    assert off_axis(centres, volumes, 0, 40.0).tolist() == [False, True, True, True]
+    # three whole vertebrae behind it would be the longer chain (a count, not volume, as for the iliac wings)
+    assert off_axis(centres, [230000.0, 30000.0, 30000.0, 30000.0], 0, 40.0).tolist() == [True, False, False, False]
+    assert vertebra_share([800.0, 8000.0, 90000.0]).tolist() == pytest.approx([0.1, 1.0, 1.0])
+
+
+def test_numbering_finds_a_spine_thick_slices_fused_into_one_piece():
+    box_map = np.zeros((66, 30, 40), dtype=np.int32)
+    box_map[2:64, 10:20, 5:15] = 1  # bodies T11..L5 fused into one 217 mm column, necks at the discs
+    for row in range(11, 64, 10):
+        box_map[row, 10:20, 5:15] = 0
+        box_map[row, 14:16, 9:11] = 1
+    for k, row in enumerate((20, 30, 40)):  # three fragments of the posterior elements, 60 mm behind
+        box_map[row:row + 3, 10:13, 30:33] = 2 + k
+    seg, idp = probabilities(box_map, ["L2", "L2", "L3", "L3"])
+    result = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp)
+    assert result.report["spine_found"] and len(result.instances) >= 3
+    assert set(np.unique(result.labels[box_map == 1])) - {0}  # the column is labelled ...
+    assert set(np.unique(result.labels[box_map >= 2])) == {0}  # ... and the fragments beside it are not
+    assert any("more than the 100 mm of any one vertebra" in n for n in result.notes)
 
 
 def test_numbering_drops_instances_beside_the_spine_and_says_so():

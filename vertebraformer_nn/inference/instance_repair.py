@@ -9,7 +9,9 @@ little between neighbours (<~25 %):
 * :func:`split_tall_instances`: an instance ``split_height_ratio`` times as tall as the median of its neighbours is
   cut at its narrowest cross-section (fewest voxels in a slice across the head-foot axis) within its middle half,
   when that slice is a neck (at most ``split_max_neck`` times the instance's median slice) and both parts keep
-  ``split_min_part`` of it (so C2's dens, a narrow top on a normal body, is never cut off);
+  ``split_min_part`` of it (so C2's dens, a narrow top on a normal body, is never cut off); so is, again and again,
+  an instance taller than ``split_max_height_mm`` whatever its neighbours (thick slices blur the discs and fuse a
+  whole column into one piece, beside fragments or nothing);
 * :func:`merge_half_instances`: two consecutive touching instances each at most ``merge_half_height`` times the
   median height around them, together at most :data:`MERGED_MAX` times it, become one.
 
@@ -55,43 +57,67 @@ def _reference_height(heights: np.ndarray, exclude: Tuple[int, int]) -> float:
     return float(np.median(around)) if len(around) >= 2 else float("nan")
 
 
+def _cut_at_neck(out: np.ndarray, box, index: int, si_axis: int, min_part: float, max_neck: float,
+                 new_id: int) -> bool:
+    """Give the lower part of instance ``index`` (inside ``box`` of ``out``, changed in place) the id ``new_id``, cut
+    at its narrowest cross-section within its middle half (among equals the one nearest the middle), when that
+    slice is a neck and both parts keep ``min_part`` (module docstring); whether it was cut."""
+    mask = np.moveaxis(out[box] == index, si_axis, 0)
+    area = mask.sum(axis=(1, 2))
+    rows = np.flatnonzero(area)
+    first, last = rows[0], rows[-1]
+    middle = np.arange(first + (last - first + 1) // 4, last - (last - first + 1) // 4 + 1)
+    if len(middle) == 0:
+        return False
+    centre = 0.5 * (first + last)
+    cut = int(min(middle, key=lambda r: (area[r], abs(r - centre))))
+    upper, total = area[:cut].sum(), area.sum()
+    if area[cut] > max_neck * np.median(area[rows]) or min(upper, total - upper) < min_part * total:
+        return False
+    view = np.moveaxis(out[box], si_axis, 0)  # a view into out
+    lower = np.zeros_like(mask)
+    lower[cut:] = mask[cut:]
+    view[lower] = new_id
+    return True
+
+
 def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEFAULTS.split_height_ratio,
                          min_part: float = DEFAULTS.split_min_part,
-                         max_neck: float = DEFAULTS.split_max_neck) -> Tuple[np.ndarray, List[str]]:
-    """Cut instances ``ratio`` times as tall as their neighbours (module docstring); returns (new map with the lower
-    parts under new ids, notes). ``ratio`` 0 = unchanged."""
+                         max_neck: float = DEFAULTS.split_max_neck,
+                         max_height_mm: float = DEFAULTS.split_max_height_mm) -> Tuple[np.ndarray, List[str]]:
+    """Cut instances ``ratio`` times as tall as their neighbours, or taller than ``max_height_mm`` whatever their
+    neighbours (again and again while a part is still that tall and has a neck: a column fused by thick slices, whose
+    neighbours are fragments or nothing), as the module docstring says; returns (new map with the lower parts under
+    new ids, notes). ``ratio`` and ``max_height_mm`` 0 = that rule off."""
     out = np.array(instance_map, dtype=np.int32, copy=True)
-    if ratio <= 0:
-        return out, []
-    ids, heights, _ = instance_heights(out, spacing, si_axis)
-    boxes = ndimage.find_objects(out)
-    next_id, notes = int(out.max()) + 1, []
-    for k, (i, h) in enumerate(zip(ids, heights)):
-        reference = _reference_height(heights, (k, k))
-        if not h >= ratio * reference:
-            continue
-        box = boxes[i - 1]
-        mask = np.moveaxis(out[box] == i, si_axis, 0)
-        area = mask.sum(axis=(1, 2))
-        rows = np.flatnonzero(area)
-        first, last = rows[0], rows[-1]
-        middle = np.arange(first + (last - first + 1) // 4, last - (last - first + 1) // 4 + 1)
-        if len(middle) == 0:
-            continue
-        # narrowest slice; among equals the one nearest the middle
-        centre = 0.5 * (first + last)
-        cut = int(min(middle, key=lambda r: (area[r], abs(r - centre))))
-        upper, total = area[:cut].sum(), area.sum()
-        if area[cut] > max_neck * np.median(area[rows]) or min(upper, total - upper) < min_part * total:
-            continue
-        view = np.moveaxis(out[box], si_axis, 0)  # a view into out
-        lower = np.zeros_like(mask)
-        lower[cut:] = mask[cut:]
-        view[lower] = next_id
-        notes.append(f"split an instance {h:.0f} mm tall ({h / reference:.1f} x its neighbours) at its narrowest "
-                     f"cross-section: two fused vertebrae")
-        next_id += 1
-    return out, notes
+    notes: List[str] = []
+    if ratio > 0:
+        ids, heights, _ = instance_heights(out, spacing, si_axis)
+        boxes = ndimage.find_objects(out)
+        for k, (i, h) in enumerate(zip(ids, heights)):
+            reference = _reference_height(heights, (k, k))
+            if h >= ratio * reference and _cut_at_neck(out, boxes[i - 1], i, si_axis, min_part, max_neck,
+                                                       int(out.max()) + 1):
+                notes.append(f"split an instance {h:.0f} mm tall ({h / reference:.1f} x its neighbours) at its "
+                             f"narrowest cross-section: two fused vertebrae")
+    if max_height_mm <= 0:
+        return out, notes
+    tried = set()  # (id, height) pairs found without a neck: they stay whole
+    while True:
+        ids, heights, _ = instance_heights(out, spacing, si_axis)
+        tall = [(int(i), float(h)) for i, h in zip(ids, heights)
+                if h > max_height_mm and (int(i), float(h)) not in tried]
+        if not tall:
+            return out, notes
+        boxes = ndimage.find_objects(out)
+        for i, h in tall:
+            # no share of the volume asked of the parts: the middle half of a piece this tall holds no dens to spare,
+            # and a fused column's parts differ in volume as its levels do
+            if _cut_at_neck(out, boxes[i - 1], i, si_axis, 0.0, max_neck, int(out.max()) + 1):
+                notes.append(f"split an instance {h:.0f} mm tall (more than the {max_height_mm:g} mm of any one "
+                             f"vertebra) at its narrowest cross-section: fused vertebrae")
+            else:
+                tried.add((i, h))
 
 
 def merge_half_instances(instance_map, spacing, si_axis: int,
@@ -142,7 +168,7 @@ def repair_instances(instance_map, spacing, si_axis: int,
     if box is None:
         return out, []
     split, notes = split_tall_instances(instance_map[box], spacing, si_axis, params.split_height_ratio,
-                                        params.split_min_part, params.split_max_neck)
+                                        params.split_min_part, params.split_max_neck, params.split_max_height_mm)
     merged, more = merge_half_instances(split, spacing, si_axis, params.merge_half_height)
     present = np.flatnonzero(np.bincount(merged.ravel()))
     present = present[present > 0]

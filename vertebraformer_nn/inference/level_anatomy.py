@@ -18,8 +18,8 @@ import numpy as np
 
 from .. import labels as L
 
-__all__ = ["TYPICAL_PITCH_MM", "TYPICAL_VOLUME_ML", "pitch_of", "expected_distance", "min_distances",
-           "max_vertebrae_in", "typical_volumes"]
+__all__ = ["TYPICAL_PITCH_MM", "TYPICAL_VOLUME_ML", "MIN_VOLUME_ML", "pitch_of", "expected_distance",
+           "min_distances", "max_vertebrae_in", "typical_volumes"]
 
 #: Distance (mm) from each level's centroid to the next level's, adult, in ``labels.ANATOMICAL_ORDER``.
 TYPICAL_PITCH_MM = dict(zip(L.ANATOMICAL_ORDER, (
@@ -37,6 +37,9 @@ TYPICAL_VOLUME_ML = dict(zip(L.ANATOMICAL_ORDER, (
     45, 50, 55, 57, 58,  # L1..L5
     58,  # L6
 )))
+
+#: The smallest whole vertebra (ml): the smallest typical level (C3) of a person half as large in volume.
+MIN_VOLUME_ML = 0.5 * min(TYPICAL_VOLUME_ML.values())
 
 _PITCH = np.array([TYPICAL_PITCH_MM[n] for n in L.ANATOMICAL_ORDER], dtype=np.float64)
 _TRANSITIONAL = np.array([n in ("T13", "L6") for n in L.ANATOMICAL_ORDER])

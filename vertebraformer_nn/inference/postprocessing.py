@@ -111,6 +111,11 @@ class Postprocessing:
         "Anatomy, not tuned: ... and when that cross-section is at most this fraction of the instance's median one "
         "(a disc between two bodies, with the gap between their laminae, is narrower than either body; a uniformly "
         "wide instance is one tall vertebra or a flipped half already joined to its neighbour, not two fused)."))
+    split_max_height_mm: float = _fixed(100.0, (
+        "Anatomy, not tuned: an instance taller than this (head-foot) holds several vertebrae whatever its "
+        "neighbours (no vertebra, processes included, is taller than two of the largest pitches, ~66 mm; thick "
+        "slices blur the discs and fuse a whole column): it is cut at necks as above, again while a part is still "
+        "this tall. 0 = off."))
     merge_half_height: float = _searched(0.65, (0.0, 0.55, 0.65, 0.75), (
         "Two consecutive touching instances each at most this fraction of the median height of the instances around "
         "them, together at most 1.3 x that median, are one vertebra cut across (a weak model's two levels on the "
@@ -287,9 +292,10 @@ def documentation(name: str) -> str:
 
 
 #: values that only need to be >= 0 (0 switches an anchor, the coarse evidence or a threshold off)
-_NON_NEGATIVE = ("spine_min_volume_ml", "max_off_axis_mm", "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml",
-                 "skull_min_volume_ml", "coarse_level_weight", "anchor_rib_strength", "anchor_sacrum_strength",
-                 "anchor_skull_strength", "anchor_dens_strength", "unsure_margin")
+_NON_NEGATIVE = ("spine_min_volume_ml", "max_off_axis_mm", "split_max_height_mm", "anchor_bone_hu",
+                 "rib_min_reach_mm", "pelvis_min_volume_ml", "skull_min_volume_ml", "coarse_level_weight",
+                 "anchor_rib_strength", "anchor_sacrum_strength", "anchor_skull_strength", "anchor_dens_strength",
+                 "unsure_margin")
 
 
 def _problems(p: Postprocessing) -> List[Tuple[str, str]]:

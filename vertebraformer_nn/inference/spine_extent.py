@@ -10,7 +10,9 @@
 * :func:`off_axis`: instances far from the spine's axis in the axial plane (iliac wings, shoulder blades, ribs a
   model took for vertebrae) are not vertebrae. The axis is the longest chain of instances, head to foot, whose
   consecutive members lie within ``max_off_axis_mm`` of each other in the axial plane (the spine is one
-  continuous column; wings and shoulders come in pairs beside it and make shorter chains).
+  continuous column; wings and shoulders come in pairs beside it and make shorter chains). A chain's length counts
+  vertebrae, and a fragment smaller than any vertebra counts as a fraction of one: a few of them beside a spine that
+  thick slices fused into one piece never make the axis and drop the spine itself.
 """
 from __future__ import annotations
 
@@ -19,10 +21,10 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from .level_anatomy import max_vertebrae_in
+from .level_anatomy import MIN_VOLUME_ML, max_vertebrae_in
 
-__all__ = ["CountBound", "weak_instances", "spine_found", "field_of_view_mm", "count_bound", "spine_chain",
-           "off_axis"]
+__all__ = ["CountBound", "weak_instances", "spine_found", "field_of_view_mm", "count_bound", "vertebra_share",
+           "spine_chain", "off_axis"]
 
 
 def weak_instances(instance_map: np.ndarray, background_prob: np.ndarray, min_foreground: float) -> List[int]:
@@ -78,11 +80,18 @@ def count_bound(volumes_mm3: Sequence[float], extent_mm: float, fraction: float,
     return CountBound(float(extent_mm), int(limit), int(len(volumes)), keep)
 
 
+def vertebra_share(volumes_mm3) -> np.ndarray:
+    """How far each instance can be a whole vertebra by its volume: 1 from ``level_anatomy.MIN_VOLUME_ML`` up,
+    less below (a fragment of a posterior element counts as a fraction of one)."""
+    return np.minimum(1.0, np.asarray(volumes_mm3, dtype=np.float64).reshape(-1) / (1000.0 * MIN_VOLUME_ML))
+
 
 def spine_chain(centres_mm, volumes_mm3, superior_axis: int, max_step_mm: float) -> np.ndarray:
     """Indices (by increasing coordinate along ``superior_axis``) of the longest chain of instances whose consecutive
     members are at most ``max_step_mm`` apart in the axial plane; among chains as long, the one with the most
-    volume. Counting members, not volume, so that one large iliac wing does not outweigh the vertebrae."""
+    volume. Length counts vertebrae, not volume, so that one large iliac wing does not outweigh the vertebrae; a
+    member smaller than any vertebra counts as the share of one its volume is (:func:`vertebra_share`), so that a
+    few fragments never outweigh a spine that thick slices fused into one piece."""
     centres = np.asarray(centres_mm, dtype=np.float64).reshape(-1, 3)
     volumes = np.asarray(volumes_mm3, dtype=np.float64).reshape(-1)
     n = len(centres)
@@ -90,7 +99,8 @@ def spine_chain(centres_mm, volumes_mm3, superior_axis: int, max_step_mm: float)
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(centres[:, superior_axis], kind="stable")
     plane = np.delete(centres[order], superior_axis, axis=1)
-    weight = 1.0 + volumes[order] / max(float(volumes.sum()), 1e-9)  # < 2: volume only breaks ties
+    # volume only breaks ties: its share of the whole is at most 1e-3 over a chain
+    weight = vertebra_share(volumes[order]) + 1e-3 * volumes[order] / max(float(volumes.sum()), 1e-9)
     best, previous = weight.copy(), np.full(n, -1)
     for i in range(1, n):  # longest path in a DAG; n <= a few dozen instances
         near = np.flatnonzero(np.linalg.norm(plane[:i] - plane[i], axis=1) <= max_step_mm)
