@@ -91,8 +91,11 @@ def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEF
     new ids, notes). ``ratio`` and ``max_height_mm`` 0 = that rule off."""
     out = np.array(instance_map, dtype=np.int32, copy=True)
     notes: List[str] = []
+    if ratio <= 0 and max_height_mm <= 0:
+        return out, notes
+    measured = instance_heights(out, spacing, si_axis)  # measured again only after a cut (a pass over the grid)
     if ratio > 0:
-        ids, heights, _ = instance_heights(out, spacing, si_axis)
+        ids, heights, _ = measured
         boxes = ndimage.find_objects(out)
         for k, (i, h) in enumerate(zip(ids, heights)):
             reference = _reference_height(heights, (k, k))
@@ -100,11 +103,12 @@ def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEF
                                                        int(out.max()) + 1):
                 notes.append(f"split an instance {h:.0f} mm tall ({h / reference:.1f} x its neighbours) at its "
                              f"narrowest cross-section: two fused vertebrae")
+                measured = None
     if max_height_mm <= 0:
         return out, notes
     tried = set()  # (id, height) pairs found without a neck: they stay whole
     while True:
-        ids, heights, _ = instance_heights(out, spacing, si_axis)
+        ids, heights, _ = measured if measured is not None else instance_heights(out, spacing, si_axis)
         tall = [(int(i), float(h)) for i, h in zip(ids, heights)
                 if h > max_height_mm and (int(i), float(h)) not in tried]
         if not tall:
@@ -116,6 +120,7 @@ def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEF
             if _cut_at_neck(out, boxes[i - 1], i, si_axis, 0.0, max_neck, int(out.max()) + 1):
                 notes.append(f"split an instance {h:.0f} mm tall (more than the {max_height_mm:g} mm of any one "
                              f"vertebra) at its narrowest cross-section: fused vertebrae")
+                measured = None
             else:
                 tried.add((i, h))
 
