@@ -12,18 +12,36 @@ from typing import Dict
 from protocol_setup import CONFIGURATION, log
 
 
-def child_train(dataset: str, fold: int, trainer_name: str, plans: str, device: str,
-                configuration: str = CONFIGURATION) -> None:
-    """Train one model of ``configuration`` for the budget, as ``vertebraformer train DATASET FOLD -c
-    CONFIGURATION`` would (no final validation: the benchmark predicts and evaluates itself); writes
-    fold_<f>/training_summary.json (epochs, iterations, seconds)."""
+def _trainer(dataset: str, fold: int, configuration: str, trainer_name: str, plans: str, device: str):
+    """The trainer of one model, built as ``vertebraformer train`` builds it, with every core on the CPU."""
     import torch
 
     from vertebraformer_nn.trainers.build import build_trainer
 
     if device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
-    trainer = build_trainer(dataset, fold, configuration, trainer_name, plans, device)
+    return build_trainer(dataset, fold, configuration, trainer_name, plans, device)
+
+
+def _predictor(model_folder: str, fold: int, device: str):
+    """The predictor of ``predict`` on one fold of ``model_folder``, with every core on the CPU."""
+    import torch
+
+    from vertebraformer_nn.inference.predictor import VertebraFormerPredictor
+
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    predictor = VertebraFormerPredictor(device=device)
+    predictor.initialize_from_trained_model_folder(model_folder, [fold])
+    return predictor
+
+
+def child_train(dataset: str, fold: int, trainer_name: str, plans: str, device: str,
+                configuration: str = CONFIGURATION) -> None:
+    """Train one model of ``configuration`` for the budget, as ``vertebraformer train DATASET FOLD -c
+    CONFIGURATION`` would (no final validation: the benchmark predicts and evaluates itself); writes
+    fold_<f>/training_summary.json (epochs, iterations, seconds)."""
+    trainer = _trainer(dataset, fold, configuration, trainer_name, plans, device)
     t0 = time.time()
     trainer.run_training()
     summary = {"train_seconds": time.time() - t0, "epochs": int(trainer.current_epoch),
@@ -40,13 +58,7 @@ def child_speed(dataset: str, fold: int, trainer_name: str, plans: str, device: 
     scratch later. The time plan multiplies it by the iterations of an epoch (protocol_plan.Costs)."""
     import statistics
 
-    import torch
-
-    from vertebraformer_nn.trainers.build import build_trainer
-
-    if device == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    trainer = build_trainer(dataset, fold, configuration, trainer_name, plans, device)
+    trainer = _trainer(dataset, fold, configuration, trainer_name, plans, device)
     trainer.on_train_start()
     trainer.network.train()
     times = []
@@ -70,16 +82,10 @@ def child_speed(dataset: str, fold: int, trainer_name: str, plans: str, device: 
 def child_probabilities(model_folder: str, fold: int, inputs: str, target: str, device: str) -> None:
     """Every input's probabilities (``<case>_vfprobs.npz``, as ``predict --save_probabilities`` stores them) and
     per-case seconds (seconds.json), through the same predictor as ``predict``, without the vertebra export."""
-    import torch
-
     from vertebraformer_nn.inference import probabilities as P
     from vertebraformer_nn.inference.cases import discover_cases
-    from vertebraformer_nn.inference.predictor import VertebraFormerPredictor
 
-    if device == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    predictor = VertebraFormerPredictor(device=device)
-    predictor.initialize_from_trained_model_folder(model_folder, [fold])
+    predictor = _predictor(model_folder, fold, device)
     out = Path(target)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -102,12 +108,7 @@ def child_latency(model_folder: str, fold: int, device: str) -> None:
 
     import torch
 
-    from vertebraformer_nn.inference.predictor import VertebraFormerPredictor
-
-    if device == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
-    predictor = VertebraFormerPredictor(device=device)
-    predictor.initialize_from_trained_model_folder(model_folder, [fold])
+    predictor = _predictor(model_folder, fold, device)
     net = predictor.network.to(device).eval()
     patch = list(predictor.configuration_manager.patch_size)
     x = torch.randn(1, 1, *patch, device=device)
