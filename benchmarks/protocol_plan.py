@@ -30,7 +30,9 @@ from protocol_setup import CV_FOLD, METHODS, MODELS, Protocol
 
 N_SOURCES = 4
 N_PERTURBATIONS = 12  # evaluation/perturbations.py: 4 kinds at 3 strengths
-ITERATIONS_PER_EPOCH = 50  # VertebraFormerTrainer_budget's epochs
+#: VertebraFormerTrainer_budget's epochs (its SCHEDULE; not imported: that would load torch into a plan; a test pins
+#: the two together)
+ITERATIONS_PER_EPOCH = 50
 
 
 @dataclass(frozen=True)

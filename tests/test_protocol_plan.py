@@ -14,7 +14,8 @@ sys.path.insert(0, str(BENCHMARKS))  # the protocol's scripts import each other 
 import multispine_protocol as mp  # noqa: E402
 import protocol_plan as pp  # noqa: E402
 import protocol_report as pr  # noqa: E402
-from vertebraformer_nn.trainers.budget import BUDGET_ENV, EPOCHS_ENV  # noqa: E402  (before the bench fixture's env)
+from vertebraformer_nn.trainers.budget import (BUDGET_ENV, EPOCHS_ENV,  # noqa: E402  (before the bench fixture's env)
+                                               VertebraFormerTrainer_budget)
 from protocol_setup import BASELINE_SHARES, CONTRASTS, MODELS, QUICK, Protocol, without_coarse_stage  # noqa: E402
 
 #: the counts of the quick protocol's data (24 phantoms per source, seed 1)
@@ -88,6 +89,8 @@ def test_quick_protocol_trains_vertebraformer_for_epochs_and_nnunet_for_its_time
     assert vf_slow == pytest.approx(16 * 50 * 1.0 * costs.epoch_overhead) and vf_slow == pytest.approx(2 * vf_fast)
     assert pp.train_seconds(QUICK, "nnunet_lesion", slow) == pytest.approx(
         0.25 * pp.train_seconds(QUICK, "vf", slow))
+    # the plan's epoch (kept free of torch) is the budget trainer's
+    assert pp.ITERATIONS_PER_EPOCH == VertebraFormerTrainer_budget.SCHEDULE["num_iterations_per_epoch"]
     wall = replace(QUICK, epochs=None)  # the wall-clock protocol: budgets, nobody's time shared, speed ignored
     assert wall.same_time_as("nnunet_seg") is None and wall.epochs_of("vf") is None
     assert pp.train_seconds(wall, "vf", slow) == wall.budget_s + costs.train_overhead
