@@ -67,3 +67,27 @@ def test_anatomical_axes_must_be_a_permutation():
     plans = {"vertebraformer": {"anatomical_axes": {"si": 0, "ap": 0, "lr": 1}}}
     with pytest.raises(plans_facts.PlansFactError, match="permutation"):
         plans_facts.anatomical_axes(plans)
+
+
+def test_outside_values_are_water_through_the_ct_window_and_zero_for_other_schemes():
+    window = {"mean": 180.0, "std": 240.0, "percentile_00_5": -384.0, "percentile_99_5": 1955.0}
+    plans = {"foreground_intensity_properties_per_channel": {"0": window, "1": dict(window, percentile_00_5=50.0)}}
+    ct, other = plans_facts.outside_values(plans, ["CTNormalization", "ZScoreNormalization"])
+    # nnU-Net's 0 would be 180 HU, the foreground's (bone's) mean; water is 0 HU
+    assert ct == pytest.approx((0.0 - 180.0) / 240.0) and ct * 240.0 + 180.0 == pytest.approx(plans_facts.OUTSIDE_HU)
+    assert other == 0.0
+    # a window that does not reach down to water clips it, as the normalisation clips the image
+    assert plans_facts.outside_values(plans, ["ZScoreNormalization", "CTNormalization"])[1] == \
+        pytest.approx((50.0 - 180.0) / 240.0)
+
+
+def test_outside_values_of_the_built_in_model_are_water():
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from vertebraformer_nn.builtin_model import FOLDER
+
+    plans = PlansManager(str(FOLDER / "plans.json"))
+    window = plans.foreground_intensity_properties_per_channel["0"]
+    for name in ("3d_fullres", "3d_lowres"):
+        (value,) = plans_facts.outside_values(plans.plans, plans.get_configuration(name).normalization_schemes)
+        assert value * window["std"] + window["mean"] == pytest.approx(0.0) and value < -0.5

@@ -163,3 +163,49 @@ def test_device_choice_from_free_memory_and_the_fallback():
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
         with_host_fallback(broken, True, cpu, logged.append)
+
+
+def test_an_image_smaller_than_the_patch_is_padded_with_each_channels_outside_value():
+    from vertebraformer_nn.inference.sliding_window import pad_to_patch
+
+    data = torch.arange(2 * 4 * 9 * 3, dtype=torch.float32).reshape(2, 4, 9, 3) + 1.0
+    padded, inside = pad_to_patch(data, (8, 8, 8), (-0.74, 0.0))
+    assert tuple(padded.shape) == (2, 8, 9, 8)  # padded where smaller, as nnU-Net pads; 9 stays
+    assert torch.equal(padded[inside], data)
+    frame = torch.ones(padded.shape[1:], dtype=torch.bool)
+    frame[inside[1:]] = False
+    assert frame.sum() == 8 * 9 * 8 - 4 * 9 * 3
+    assert torch.all(padded[0][frame] == -0.74) and torch.all(padded[1][frame] == 0.0)
+    with pytest.raises(ValueError, match="2 channels"):
+        pad_to_patch(data, (8, 8, 8), (0.0,))
+
+
+def test_the_sliding_window_frames_a_small_ct_in_water_not_in_the_foreground_mean():
+    """nnU-Net pads with 0, under CTNormalization the foreground's mean (bone); predict_grid pads with the plans'
+    outside value (water), which is what the network's tile holds beyond the image."""
+    from types import SimpleNamespace
+
+    from vertebraformer_nn.inference.sliding_window import predict_grid
+
+    window = {"mean": 180.0, "std": 240.0, "percentile_00_5": -384.0, "percentile_99_5": 1955.0}
+    seen = []
+
+    def network_pass(x):
+        seen.append(x.clone())
+        logits = torch.zeros((1, 27 + 1, *x.shape[2:]))
+        logits[:, 0] = 10.0  # background everywhere
+        return logits
+
+    predictor = SimpleNamespace(
+        configuration_manager=SimpleNamespace(patch_size=[8, 8, 8], normalization_schemes=["CTNormalization"]),
+        plans_manager=SimpleNamespace(plans={"foreground_intensity_properties_per_channel": {"0": window}}),
+        layout={"seg": (0, 27), "lesion": (27, 28)}, device="cpu", perform_everything_on_device=False,
+        network=SimpleNamespace(to=lambda device: SimpleNamespace(eval=lambda: SimpleNamespace(
+            net=SimpleNamespace(load_state_dict=lambda state: None)))),
+        list_of_parameters=[{}], tile_step_size=0.5, _internal_maybe_mirror_and_predict=network_pass)
+    data = torch.full((1, 8, 4, 8), 3.0)  # 4 voxels along y: 2 added on each side
+    predict_grid(predictor, data, log=lambda message: None)
+    (tile,) = seen
+    assert torch.all(tile[0, 0, :, 2:6] == 3.0)
+    frame = torch.cat([tile[0, 0, :, :2], tile[0, 0, :, 6:]])
+    assert torch.allclose(frame, torch.full_like(frame, -0.75))  # (0 - 180) / 240

@@ -9,13 +9,16 @@ everything about a model), and writes them under ``plans["vertebraformer"]``:
   classifier has; an empty list for a dataset whose dataset.json names no domains (no domain classifier, no
   domain loss).
 
+And one fact that follows from nnU-Net's own plans keys (:func:`outside_values`): what a scan holds beyond its
+border, where the sliding window pads an image smaller than the patch.
+
 Plans written before these keys existed were all planned from RAS-reoriented MultiSpine data read with
 ``SimpleITKIOWithReorient``; for those the facts follow from ``transpose_forward`` and are derived here. Any other
 plans without the keys are refused with the command that re-plans them.
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Sequence, Tuple
 
 from .sources import SOURCES
 
@@ -67,3 +70,25 @@ def domains(plans: Mapping) -> Tuple[str, ...]:
     if found is not None:
         return tuple(str(d) for d in found)
     return SOURCES  # older plans: MultiSpine's four sources, the only ones planned then
+
+
+#: What lies beyond a scan's border, in HU: water, the scale's zero, about what surrounds a crop of the spine
+#: (muscle, fat, organs). nnU-Net pads with 0 in normalised units, which under ``CTNormalization`` is the
+#: foreground's mean HU: about 180 HU for vertebrae, so a crop smaller than the patch was framed in bone (on the
+#: real crops verse014 and TPTBox, binary spine Dice 0.48 and 0.13 with that frame, 0.68 and 0.67 with water).
+OUTSIDE_HU = 0.0
+
+
+def outside_values(plans: Mapping, normalization_schemes: Sequence[str]) -> Tuple[float, ...]:
+    """Per input channel, the normalised value that stands for what lies beyond the image: :data:`OUTSIDE_HU`
+    through the plans' CT window (``clip(hu, percentile_00_5, percentile_99_5)``, then ``(hu - mean) / std``) for
+    a ``CTNormalization`` channel; nnU-Net's 0 for any other scheme, whose values have no fixed meaning."""
+    values = []
+    for channel, scheme in enumerate(normalization_schemes):
+        if scheme != "CTNormalization":
+            values.append(0.0)
+            continue
+        window = plans["foreground_intensity_properties_per_channel"][str(channel)]
+        hu = min(max(OUTSIDE_HU, float(window["percentile_00_5"])), float(window["percentile_99_5"]))
+        values.append((hu - float(window["mean"])) / max(float(window["std"]), 1e-8))
+    return tuple(values)

@@ -1,6 +1,7 @@
 """One case's sliding window over every fold, into a ``GridProbabilities``; where its arrays live on a GPU.
 
-:func:`predict_grid` is ``VertebraFormerPredictor.predict_probabilities``: the image padded as nnU-Net pads it,
+:func:`predict_grid` is ``VertebraFormerPredictor.predict_probabilities``: the image padded to the patch where
+smaller, as nnU-Net pads it but with what lies beyond a scan (water: ``plans_facts.outside_values``),
 nnU-Net's tile positions and Gaussian weights (``tiles``), each tile through every fold's network in turn
 (nnU-Net's ``_internal_maybe_mirror_and_predict``: test-time mirroring, autocast as nnU-Net has it on CUDA, bf16 on
 the CPU through the network wrapper), probabilities summed into open cells, finished cells reduced (``GridReducer``;
@@ -18,14 +19,15 @@ level probabilities) is ever in host memory besides the image, and it arrives ce
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Optional, Sequence, TypeVar
 
 import torch
 
+from ..plans_facts import outside_values
 from .grid_probabilities import GridProbabilities, GridReducer
 from .tiles import TileAccumulator, TileGrid, open_bytes_per_voxel, tile_weights
 
-__all__ = ["DEVICE_SHARE", "free_device_bytes", "on_device", "with_host_fallback", "predict_grid"]
+__all__ = ["DEVICE_SHARE", "free_device_bytes", "on_device", "with_host_fallback", "pad_to_patch", "predict_grid"]
 
 #: share of the device's free memory that the image and the open sums may take (the rest: the network's
 #: activations, the tile's probabilities, the allocator's slack)
@@ -76,16 +78,28 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, enabled=True) if device.type == "cuda" else nullcontext()
 
 
+def pad_to_patch(data: torch.Tensor, patch: Sequence[int], values: Sequence[float]):
+    """``data`` (C, X, Y, Z) padded on both sides of each axis to at least ``patch``, as nnU-Net's ``pad_nd_image``
+    pads, channel c with ``values[c]`` (``plans_facts.outside_values``: water, not nnU-Net's 0); returns the padded
+    tensor and the slicer of the image within it."""
+    from acvl_utils.cropping_and_padding.padding import pad_nd_image
+
+    if len(values) != data.shape[0]:
+        raise ValueError(f"{len(values)} padding values for an image of {data.shape[0]} channels")
+    parts = [pad_nd_image(data[c:c + 1], list(patch), "constant", {"value": float(v)}, True, None)
+             for c, v in enumerate(values)]
+    return torch.cat([p for p, _ in parts]), (slice(None), *parts[0][1][1:])
+
+
 @torch.inference_mode()
 def predict_grid(predictor, data: torch.Tensor, keep=None, log: Callable[[str], None] = print,
                  reducer: Callable = GridReducer) -> GridProbabilities:
     """The probabilities of one preprocessed image (1, X, Y, Z) on the model grid (module docstring); ``keep``:
     a ``probabilities.KeptWriter`` for ``--save_probabilities``, or None. ``reducer``: what receives the finished
     blocks, called as ``GridReducer`` (another reduction, e.g. ``coarse_stage.LevelGrid``'s dense levels)."""
-    from acvl_utils.cropping_and_padding.padding import pad_nd_image
-
     patch = [int(p) for p in predictor.configuration_manager.patch_size]
-    padded, revert = pad_nd_image(data, patch, "constant", {"value": 0}, True, None)
+    padded, revert = pad_to_patch(data, patch, outside_values(predictor.plans_manager.plans,
+                                                              predictor.configuration_manager.normalization_schemes))
     grid = TileGrid(padded.shape[1:], patch, predictor.tile_step_size)
     layout = predictor.layout
     n_vert = layout["seg"][1] - layout["seg"][0] - 1
