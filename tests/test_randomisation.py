@@ -270,3 +270,31 @@ def test_composed_pipeline_runs_on_a_real_batch(multispine_preprocessed, tmp_pat
     labels = set(torch.unique(target[:, 0]).tolist())
     assert labels <= set(range(trainer.label_manager.num_segmentation_heads)) | {IGNORE_LABEL}
     assert set(torch.unique(target[:, 1]).tolist()) <= {0, 1}
+
+
+def test_outside_fill_sets_only_what_the_loader_padded():
+    from vertebraformer_nn.trainers.dataloading import OutsideFillTransform
+
+    image = torch.arange(2 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 4, 4, 4)
+    seg = torch.zeros((1, 4, 4, 4), dtype=torch.int16)
+    seg[0, :, :, 3] = -1  # the loader's padding beyond the case's border
+    seg[0, 1, 1, 1] = 5
+    out = OutsideFillTransform((-0.74, 0.0))(image=image.clone(), segmentation=seg.clone())
+    assert torch.all(out["image"][0, :, :, 3] == -0.74) and torch.all(out["image"][1, :, :, 3] == 0.0)
+    assert torch.equal(out["image"][:, :, :, :3], image[:, :, :, :3]) and torch.equal(out["segmentation"], seg)
+
+
+def test_both_loaders_fill_their_padding_with_the_predictors_outside_value(multispine_preprocessed, tmp_path,
+                                                                         monkeypatch):
+    """Training sees beyond a case's border what prediction pads with (plans_facts.outside_values: water)."""
+    from vertebraformer_nn.plans_facts import outside_values
+    from vertebraformer_nn.trainers.dataloading import OutsideFillTransform
+
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    trainer = make_trainer(multispine_preprocessed, tmp_path)
+    expected = outside_values(trainer.plans_manager.plans, trainer.configuration_manager.normalization_schemes)
+    window = trainer.plans_manager.foreground_intensity_properties_per_channel["0"]
+    assert expected[0] * window["std"] + window["mean"] == pytest.approx(0.0)  # water, not the foreground's mean
+    for loader in trainer.get_dataloaders():
+        first = loader.data_loader.transforms.transforms[0]
+        assert isinstance(first, OutsideFillTransform) and first.values == pytest.approx(expected)
