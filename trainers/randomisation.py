@@ -70,8 +70,8 @@ BIAS_HU = (20.0, 120.0)
 class GroupTransform(RandomTransform):
     """batchgeneratorsv2's ``RandomTransform`` for one group: drawing from numpy's global generator (see
     randomisation_intensity's docstring: torch's is not reseeded per augmentation worker), and keeping the voxels
-    the loader padded (segmentation -1) at the loader's value (nnU-Net's 0, the foreground's mean HU; the predictor
-    pads with water instead, ``plans_facts.outside_values``)."""
+    the loader padded (segmentation -1) at their value before the group: the outside value (water) that
+    ``dataloading.OutsideFillTransform`` set there and the predictor pads with."""
 
     def __init__(self, group: str, transform: BasicTransform, apply_probability: float):
         super().__init__(transform, apply_probability)

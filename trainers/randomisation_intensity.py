@@ -18,10 +18,9 @@ Conventions shared with :mod:`.randomisation_resolution` and :mod:`.randomisatio
 * batchgeneratorsv2's per-sample layout, image ``(C, X, Y, Z)``, segmentation ``(S, X, Y, Z)`` with nnU-Net's
   padding ``-1`` (the loader's, before ``RemoveLabelTansform``); the head-foot axis and the voxel spacing (mm) are
   the plans' (``plans_facts.anatomical_axes``, the configuration's spacing), so sizes are physical at any preset;
-* voxels the loader padded (segmentation ``-1``) keep the loader's value (nnU-Net's 0), whatever a group did to
-  them (``randomisation.GroupTransform`` restores them after each group); the predictor pads a scan smaller than
-  the patch with water instead (``plans_facts.outside_values``: 0 was bone-bright around real crops), so training
-  with the same value is the consistent next step;
+* voxels the loader padded (segmentation ``-1``) keep the outside value (water, ``plans_facts.outside_values``)
+  that ``dataloading.OutsideFillTransform`` set there, whatever a group did to them: the predictor pads with it
+  too (``randomisation.GroupTransform`` restores them after each group);
 * randomness comes from numpy's global generator only: nnU-Net's augmentation workers reseed numpy each, but not
   torch (batchgenerators' ``NonDetMultiThreadedAugmenter`` with ``seeds=None``), so torch draws would repeat
   across workers; and a test seeds one generator to reproduce a sample.
