@@ -91,3 +91,25 @@ def test_outside_values_of_the_built_in_model_are_water():
     for name in ("3d_fullres", "3d_lowres"):
         (value,) = plans_facts.outside_values(plans.plans, plans.get_configuration(name).normalization_schemes)
         assert value * window["std"] + window["mean"] == pytest.approx(0.0) and value < -0.5
+
+
+def test_ct_window_is_nnunets_ct_normalisation_and_its_inverse_inside_the_window():
+    """plans_facts.CTWindow is the one statement of the window: the predictor's padding, the trainer's intensity
+    randomisation and the HU the post-processing search reads back from preprocessed cases all go through it."""
+    from nnunetv2.preprocessing.normalization.default_normalization_schemes import CTNormalization
+
+    from vertebraformer_nn.inference.model_grid_hu import from_preprocessed
+
+    window = {"mean": 180.0, "std": 240.0, "percentile_00_5": -384.0, "percentile_99_5": 1955.0}
+    plans = {"foreground_intensity_properties_per_channel": {"0": window},
+             "configurations": {"3d_fullres": {"normalization_schemes": ["CTNormalization"]},
+                                "other": {"normalization_schemes": ["ZScoreNormalization"]}}}
+    ct = plans_facts.CTWindow.from_plans(plans)
+    hu = np.array([-1000.0, -384.0, 0.0, 180.0, 700.0, 1955.0, 3000.0], dtype=np.float32)
+    z = CTNormalization(intensityproperties=window).run(hu.copy())
+    assert [ct.normalised(h) for h in hu] == pytest.approx(z.tolist(), abs=1e-6)
+    back = from_preprocessed(z.reshape(1, 1, 1, -1), plans, "3d_fullres")  # (C, X, Y, Z)
+    assert back.dtype == np.float32
+    # exact inside the window, clipped outside it
+    assert back.ravel().tolist() == pytest.approx(np.clip(hu, -384.0, 1955.0).tolist(), abs=1e-3)
+    assert from_preprocessed(z.reshape(1, 1, 1, -1), plans, "other") is None  # nothing to undo

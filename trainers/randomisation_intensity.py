@@ -28,33 +28,22 @@ Conventions shared with :mod:`.randomisation_resolution` and :mod:`.randomisatio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.noise.gaussian_blur import blur_dimension
 
+from vertebraformer_nn.plans_facts import CTWindow
+
 Range = Tuple[float, float]
 
 
 @dataclass(frozen=True)
-class NormalisedCT:
-    """nnU-Net's CT normalisation with one window: HU <-> the normalised values the network sees."""
-
-    lower_hu: float
-    upper_hu: float
-    mean: float
-    std: float
-
-    @classmethod
-    def from_plans(cls, plans: Mapping, channel: int = 0) -> "NormalisedCT":
-        props = plans["foreground_intensity_properties_per_channel"][str(channel)]
-        return cls(float(props["percentile_00_5"]), float(props["percentile_99_5"]), float(props["mean"]),
-                   max(float(props["std"]), 1e-8))
-
-    def to_hu(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.std + self.mean
+class NormalisedCT(CTWindow):
+    """The plans' CT window (``plans_facts.CTWindow``: HU <-> the normalised values the network sees) on torch
+    tensors."""
 
     def from_hu(self, hu: torch.Tensor) -> torch.Tensor:
         return (hu.clamp(self.lower_hu, self.upper_hu) - self.mean) / self.std

@@ -9,8 +9,10 @@ everything about a model), and writes them under ``plans["vertebraformer"]``:
   classifier has; an empty list for a dataset whose dataset.json names no domains (no domain classifier, no
   domain loss).
 
-And one fact that follows from nnU-Net's own plans keys (:func:`outside_values`): what a scan holds beyond its
-border, where the sliding window pads an image smaller than the patch.
+And two facts that follow from nnU-Net's own plans keys: the CT window of ``CTNormalization`` (:class:`CTWindow`,
+HU <-> the normalised values the network sees; the trainer's intensity randomisation, the predictor and the
+post-processing search read it here) and what a scan holds beyond its border (:func:`outside_values`), where the
+sliding window pads an image smaller than the patch.
 
 Plans written before these keys existed were all planned from RAS-reoriented MultiSpine data read with
 ``SimpleITKIOWithReorient``; for those the facts follow from ``transpose_forward`` and are derived here. Any other
@@ -18,6 +20,7 @@ plans without the keys are refused with the command that re-plans them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, Mapping, Sequence, Tuple
 
 from .sources import SOURCES
@@ -79,16 +82,35 @@ def domains(plans: Mapping) -> Tuple[str, ...]:
 OUTSIDE_HU = 0.0
 
 
+@dataclass(frozen=True)
+class CTWindow:
+    """nnU-Net's ``CTNormalization`` of one channel: HU clipped to ``[lower_hu, upper_hu]`` (the plans'
+    ``percentile_00_5`` / ``percentile_99_5``), then ``(hu - mean) / std``. :meth:`to_hu` is plain arithmetic (floats,
+    numpy arrays, torch tensors); the trainer's ``NormalisedCT`` adds the window's torch forms."""
+
+    lower_hu: float
+    upper_hu: float
+    mean: float
+    std: float
+
+    @classmethod
+    def from_plans(cls, plans: Mapping, channel: int = 0):
+        props = plans["foreground_intensity_properties_per_channel"][str(channel)]
+        return cls(float(props["percentile_00_5"]), float(props["percentile_99_5"]), float(props["mean"]),
+                   max(float(props["std"]), 1e-8))
+
+    def normalised(self, hu: float) -> float:
+        """One HU value as the network sees it (clipped to the window)."""
+        return (min(max(float(hu), self.lower_hu), self.upper_hu) - self.mean) / self.std
+
+    def to_hu(self, z):
+        """Normalised values back to HU (exact inside the window)."""
+        return z * self.std + self.mean
+
+
 def outside_values(plans: Mapping, normalization_schemes: Sequence[str]) -> Tuple[float, ...]:
     """Per input channel, the normalised value that stands for what lies beyond the image: :data:`OUTSIDE_HU`
-    through the plans' CT window (``clip(hu, percentile_00_5, percentile_99_5)``, then ``(hu - mean) / std``) for
-    a ``CTNormalization`` channel; nnU-Net's 0 for any other scheme, whose values have no fixed meaning."""
-    values = []
-    for channel, scheme in enumerate(normalization_schemes):
-        if scheme != "CTNormalization":
-            values.append(0.0)
-            continue
-        window = plans["foreground_intensity_properties_per_channel"][str(channel)]
-        hu = min(max(OUTSIDE_HU, float(window["percentile_00_5"])), float(window["percentile_99_5"]))
-        values.append((hu - float(window["mean"])) / max(float(window["std"]), 1e-8))
-    return tuple(values)
+    through the channel's :class:`CTWindow` for a ``CTNormalization`` channel; nnU-Net's 0 for any other scheme,
+    whose values have no fixed meaning."""
+    return tuple(CTWindow.from_plans(plans, channel).normalised(OUTSIDE_HU) if scheme == "CTNormalization" else 0.0
+                 for channel, scheme in enumerate(normalization_schemes))

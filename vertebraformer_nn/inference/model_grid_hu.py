@@ -4,8 +4,8 @@
   between the two grids): the input voxel nearest to each model voxel. Memory: one int16/float array of the model
   grid; the input is only indexed.
 * :func:`from_preprocessed`: nnU-Net's preprocessed image (``determine-postprocessing`` predicts validation cases
-  from it): nnU-Net's CT normalisation undone with the plans' window (``clip(hu, lower, upper)``, then ``(x - mean)
-  / std``), exact inside the window, which holds soft tissue and bone (planners/ct_window.py).
+  from it): nnU-Net's CT normalisation undone with the plans' window (``plans_facts.CTWindow``), exact inside the
+  window, which holds soft tissue and bone (planners/ct_window.py).
 
 Both are point samples of the CT at the model voxels (nnU-Net resamples images with a spline, no averaging), so a
 bone threshold means the same on either.
@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Mapping, Optional
 
 import numpy as np
+
+from ..plans_facts import CTWindow
 
 __all__ = ["from_input", "from_preprocessed"]
 
@@ -43,8 +45,6 @@ def from_preprocessed(data: np.ndarray, plans: Mapping, configuration: str) -> O
     schemes = conf.get("normalization_schemes") or []
     if not schemes or schemes[0] != "CTNormalization":
         return None
-    window = plans["foreground_intensity_properties_per_channel"]["0"]
-    std = max(float(window["std"]), 1e-8)
     data = np.asarray(data)
     image = data[0] if data.ndim == 4 else data
-    return (image.astype(np.float32) * np.float32(std) + np.float32(window["mean"])).astype(np.float32)
+    return np.asarray(CTWindow.from_plans(plans).to_hu(image.astype(np.float32)), dtype=np.float32)
