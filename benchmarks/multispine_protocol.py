@@ -253,9 +253,7 @@ class Benchmark:
         """VertebraFormer's training step timed on each configuration it trains (``child_speed``), on the first fold,
         so that the time plan of an epoch budget follows from this machine's speed."""
         out = {}
-        for key in ("vf", "vf_coarse"):
-            if key not in self.models() or self.p.epochs_of(key) is None:
-                continue
+        for key in self.p.speed_probes(self.coarse):
             model, fold = MODELS[key], self.p.folds[0]
             target = self.work / f"speed_{model.configuration}.json"
             run([sys.executable, str(Path(__file__).resolve()), "_speed", str(model.dataset), str(fold), model.trainer,
@@ -443,7 +441,7 @@ class Benchmark:
         if not self.coarse:
             log(f"the plans have no {COARSE_CONFIGURATION} configuration: the coarse whole-field stage is not "
                 "trained, its arms are skipped")
-        if self.p.epochs is not None:
+        if self.p.speed_probes(self.coarse):
             self.step("speed", {}, self.do_speed)
         self.check_time("after planning (real case counts" + (", this machine's training step)" if self.p.epochs
                                                              is not None else ")"))

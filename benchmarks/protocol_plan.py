@@ -127,8 +127,9 @@ def time_plan(protocol: Protocol, counts: Counts, coarse: bool = True, costs: Co
         plan += [("plan_nnunet", costs.plan_fixed + training_cases * costs.plan_nnunet_per_case),
                  ("lesion_dataset", 1.0),
                  ("plan_nnunet_lesion", costs.plan_fixed + training_cases / N_SOURCES * costs.plan_nnunet_per_case)]
-    if protocol.epochs is not None:
-        plan.append(("speed", costs.speed_probe * (2 if coarse else 1)))
+    probes = protocol.speed_probes(coarse)
+    if probes:
+        plan.append(("speed", costs.speed_probe * len(probes)))
     plan.append(("reference", 0.2 * N_SOURCES * protocol.cases_per_source))
     for fold in protocol.folds:
         for key in protocol.models(fold, coarse):

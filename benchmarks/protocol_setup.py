@@ -153,6 +153,11 @@ class Protocol:
         not)."""
         return [key for key in self.methods if any(key in self.methods_for(f, coarse) for f in self.folds)]
 
+    def speed_probes(self, coarse: bool = True) -> List[str]:
+        """VertebraFormer's models whose training step the speed step times (one per configuration): those trained
+        with an epoch budget, whose time follows from the step."""
+        return [key for key in ("vf", "vf_coarse") if key in self.models(coarse=coarse) and self.epochs_of(key)]
+
     def models(self, fold: Optional[int] = None, coarse: bool = True) -> List[str]:
         """The models the fold trains (every fold's when ``fold`` is None); without the coarse configuration
         no coarse model."""

@@ -161,3 +161,15 @@ def test_predict_commands_of_the_arms(bench, coarse):
     fine = "VertebraFormerTrainer_budget__VertebraFormerPlans__3d_fullres"
     assert vf[vf.index("-m", vf.index("predict")) + 1].endswith(fine)
     assert bench.model_folder(MODELS["vf_coarse"]).name == fine.replace("3d_fullres", "3d_lowres")
+
+
+def test_the_speed_step_probes_each_configuration_vertebraformer_trains_and_the_plan_counts_those():
+    assert QUICK.speed_probes() == ["vf", "vf_coarse"]
+    assert QUICK.speed_probes(coarse=False) == ["vf"]  # plans without the coarse configuration train no coarse model
+    fine_only = replace(QUICK, methods=["vf_nocoarse", "nnunet"])  # the fine model only, beside nnU-Net's
+    assert fine_only.speed_probes() == ["vf"]
+    assert replace(QUICK, epochs=None).speed_probes() == []  # wall-clock budgets need no step time
+    probe = pp.Costs().speed_probe
+    assert dict(pp.time_plan(QUICK, QUICK_COUNTS))["speed"] == pytest.approx(2 * probe)
+    assert dict(pp.time_plan(fine_only, QUICK_COUNTS))["speed"] == pytest.approx(probe)
+    assert "speed" not in dict(pp.time_plan(replace(QUICK, methods=["nnunet"]), QUICK_COUNTS))
