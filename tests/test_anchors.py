@@ -13,7 +13,8 @@ from scipy import ndimage
 
 from vertebraformer_nn import image_io
 from vertebraformer_nn import labels as L
-from vertebraformer_nn.inference.anchors import ANCHOR_LEVELS, Anchor, anchor_log_prior, find_anchors
+from vertebraformer_nn.inference.anchors import (ANCHOR_LEVELS, BONE_FLOOR_HU, Anchor, anchor_log_prior, bone_threshold,
+                                                find_anchors, noise_sd)
 from vertebraformer_nn.inference.instances import instance_geometry
 from vertebraformer_nn.inference.numbering import order_instances
 from vertebraformer_nn.inference.postprocessing import DEFAULTS
@@ -94,6 +95,41 @@ def test_real_abdomen_ct_sacrum_below_l5_and_last_rib_at_t12(real_data):
     derived = real_data / "derived" / "example_ct_seg-vert_verse-labels_from-totalseg-prediction.nii.gz"
     hu, codes = on_model_grid(real_data / "totalsegmentator" / "example_ct.nii.gz", derived)
     assert anchors_of(hu, codes) == {"sacrum": "L5", "last_rib": "T12"}
+
+
+def test_real_abdomen_ct_with_faint_osteoporotic_bone_keeps_its_anchors(real_data):
+    # every HU above 100 brought halfway down to 100: the vertebrae's median 162 -> 131 HU, and the last ribs, which
+    # a fixed 200 HU threshold loses at a quarter of that, fall as far as the vertebrae do
+    derived = real_data / "derived" / "example_ct_seg-vert_verse-labels_from-totalseg-prediction.nii.gz"
+    hu, codes = on_model_grid(real_data / "totalsegmentator" / "example_ct.nii.gz", derived)
+    faint = np.where(hu > 100.0, 100.0 + 0.5 * (hu - 100.0), hu)
+    assert bone_threshold(faint, codes, DEFAULTS.anchor_bone_hu) < 140.0
+    assert anchors_of(faint, codes) == {"sacrum": "L5", "last_rib": "T12"}
+
+
+def test_noise_is_measured_in_soft_tissue_whatever_the_bone_beside_it():
+    rng = np.random.default_rng(3)
+    image = np.full((40, 40, 40), 40.0)
+    image[10:30, 15:25, 15:25] = 700.0  # bone: its edges are outliers, not noise
+    for sd in (10.0, 60.0):
+        assert noise_sd(image + rng.normal(0.0, sd, image.shape)) == pytest.approx(sd, rel=0.1)
+    assert noise_sd(np.full((4, 4, 4), 40.0)) == 0.0  # too few voxels to tell
+
+
+def test_bone_threshold_follows_faint_vertebrae_but_never_into_soft_tissue_or_noise():
+    rng = np.random.default_rng(4)
+    vertebrae = np.zeros((30, 30, 30), np.int32)
+    vertebrae[10:20, 10:20, 10:20] = 1
+    tissue = np.full(vertebrae.shape, 40.0)
+
+    def case(vertebra_hu, sd):
+        return np.where(vertebrae > 0, vertebra_hu, tissue) + rng.normal(0.0, sd, tissue.shape)
+
+    assert bone_threshold(case(300.0, 10.0), vertebrae, 200.0) == 200.0  # dense bone: the fixed threshold
+    assert bone_threshold(case(150.0, 10.0), vertebrae, 200.0) == pytest.approx(150.0, abs=3.0)  # faint: its median
+    assert bone_threshold(case(80.0, 10.0), vertebrae, 200.0) == BONE_FLOOR_HU  # never into soft tissue
+    assert bone_threshold(case(150.0, 45.0), vertebrae, 200.0) == pytest.approx(50.0 + 3 * 45.0, rel=0.1)  # noise
+    assert bone_threshold(case(150.0, 10.0), np.zeros_like(vertebrae), 200.0) == 200.0  # no vertebra: as given
 
 
 def test_anchors_on_a_fine_grid_are_looked_for_on_a_coarser_one_and_found_the_same(real_data):

@@ -116,6 +116,14 @@ def test_endplates_have_a_thicker_cortex_and_the_core_a_texture():
     assert core.std() > 20.0  # trabecular texture, not a flat value
 
 
+def test_lumbar_trabecular_density_spans_osteoporotic_to_dense_bone():
+    """Real lumbar bodies of older patients read below ~110 HU (osteoporosis, down to ~40), young ones above 160;
+    the phantoms' subjects cover that whole range, so a network meets grey bodies with a thin bright rim too."""
+    l1 = [anatomy.sample_subject(rng_for(5, "density", str(k)), f"d{k}", transitional=None)
+          .vertebra(labels.VERSE_CODE["L1"]).trabecular_hu for k in range(200)]
+    assert min(l1) < 60.0 and np.mean(np.array(l1) < 110.0) > 0.2 and max(l1) > 260.0
+
+
 def test_pelvis_is_in_view_below_the_sacrum_and_stays_background():
     skey = "verse:pelvis"
     spec = SubjectSpec(skey, "pelvis", None, allow_t13=True, primary_case="verse/pelvis", n_lesions=0, n_fractures=0)

@@ -1,8 +1,11 @@
 """Anatomical anchors of the numbering, found in the image itself (pure numpy / cc3d): what a radiologist counts
 from when a vertebra's own appearance is ambiguous (VerSe's winners and VERIDAH decode with such anchors).
 
-Bone is every voxel at or above ``anchor_bone_hu`` outside the predicted vertebrae and the one-voxel rim around them
-(the partial-volume halo of their cortex, which would join every bone to the spine and so to every other bone);
+Bone is every voxel at or above the case's bone threshold (:func:`bone_threshold`: ``anchor_bone_hu``, or the
+predicted vertebrae's own median HU where that is lower, as in an osteoporotic patient whose ribs are as faint as
+his vertebrae, but never down into soft tissue or the scan's noise) outside the predicted vertebrae and the one-voxel
+rim around them (the partial-volume halo of their cortex, which would join every bone to the spine and so to every
+other bone);
 its 26-connected components are ribs, sacrum and pelvis, skull, sternum and so on (no label needed, so this works
 on any dataset). Distances are
 taken in the axial plane from an instance's *axis* (the head-foot line through its centroid), heights along the
@@ -48,7 +51,8 @@ from scipy import ndimage
 from .. import labels as L
 from .postprocessing import DEFAULTS, Postprocessing
 
-__all__ = ["Anchor", "ANCHOR_LEVELS", "find_anchors", "anchor_log_prior", "anchor_strength"]
+__all__ = ["Anchor", "ANCHOR_LEVELS", "find_anchors", "anchor_log_prior", "anchor_strength", "bone_threshold",
+           "noise_sd"]
 
 #: how far above the first / below the last instance the skull base / sacrum is looked for
 NEAR_MM = 30.0
@@ -75,6 +79,15 @@ ANCHOR_LEVELS: Dict[str, Tuple[str, ...]] = {"skull": ("C1",), "dens": ("C2",), 
 #: the finest grid (mm) the anchors are looked for on: they are bones of centimetres, designed and tested on the CPU
 #: preset's 3.5 mm grid; on a 1 mm grid the bone components of the whole scan cost 27x the voxels for nothing
 ANCHOR_GRID_MM = 3.0
+#: the bone threshold's lower bounds (bone_threshold): above unenhanced soft tissue (muscle, organs ~40-60 HU) and the
+#: parenchyma of most contrast-enhanced organs ...
+BONE_FLOOR_HU = 120.0
+#: ... and above soft tissue plus NOISE_SDS of the scan's noise: on a seeded phantom with noise SD ~55 HU a threshold
+#: of 160 HU let speckle beside L3-L6 pass as ribs
+SOFT_TISSUE_HU = 50.0
+NOISE_SDS = 3.0
+#: the HU range whose neighbour differences measure the noise (noise_sd)
+SOFT_TISSUE_RANGE_HU = (-100.0, 150.0)
 _CUBE = np.ones((3, 3, 3), bool)
 _STRENGTH_FIELD = {"skull": "anchor_skull_strength", "dens": "anchor_dens_strength",
                    "last_rib": "anchor_rib_strength", "sacrum": "anchor_sacrum_strength"}
@@ -148,7 +161,8 @@ def find_anchors(hu, instance_map, ordered_ids: Sequence[int], spacing, si_axis:
     if hu is None:
         return anchors, ["anchors: no image on the model grid, only the dens was looked for"]
     hu = np.asarray(hu)
-    bone = (hu >= params.anchor_bone_hu) & ~ndimage.binary_dilation(instance_map > 0, _CUBE)
+    threshold = bone_threshold(hu, instance_map, params.anchor_bone_hu)
+    bone = (hu >= threshold) & ~ndimage.binary_dilation(instance_map > 0, _CUBE)
     components = cc3d.connected_components(bone, connectivity=26).astype(np.int64, copy=False)
     volume_ml = np.bincount(components.ravel()) * float(np.prod(geo.spacing)) / 1000.0
     volume_ml[0] = 0.0
@@ -170,6 +184,35 @@ def find_anchors(hu, instance_map, ordered_ids: Sequence[int], spacing, si_axis:
             anchors.append(Anchor("last_rib", last, {"reach_mm": round(ribs[last], 1),
                                                      "rib_bearing": int(sum(bearing))}))
     return anchors, []
+
+
+def noise_sd(hu: np.ndarray) -> float:
+    """Robust estimate of the image noise's SD (HU): differences between neighbouring soft-tissue voxels
+    (:data:`SOFT_TISSUE_RANGE_HU`) along each axis, whose median absolute deviation x 1.4826 is sqrt(2) SDs for white
+    noise (anatomy's edges are the outliers it ignores); 0 when fewer than 100 such pairs exist."""
+    hu = np.asarray(hu, dtype=np.float32)
+    lo, hi = SOFT_TISSUE_RANGE_HU
+    diffs = []
+    for axis in range(3):
+        moved = np.moveaxis(hu, axis, 0)
+        a, b = moved[:-1], moved[1:]
+        diffs.append((b - a)[(a > lo) & (a < hi) & (b > lo) & (b < hi)])
+    d = np.concatenate(diffs)
+    if len(d) < 100:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
+
+
+def bone_threshold(hu: np.ndarray, instance_map: np.ndarray, ceiling: float) -> float:
+    """The HU at and above which a voxel is bone for the anchors: ``ceiling`` (``anchor_bone_hu``), or the median HU of
+    the predicted vertebrae (``instance_map > 0``) where that is lower (thin, osteoporotic bone: ribs as faint as the
+    vertebrae), but never below :data:`BONE_FLOOR_HU` nor :data:`SOFT_TISSUE_HU` + :data:`NOISE_SDS` x the image's
+    noise (:func:`noise_sd`), where speckle of soft tissue joins into rib-long chains."""
+    inside = np.asarray(hu)[np.asarray(instance_map) > 0]
+    if not len(inside):
+        return float(ceiling)
+    floor = max(BONE_FLOOR_HU, SOFT_TISSUE_HU + NOISE_SDS * noise_sd(hu))
+    return float(min(ceiling, max(floor, float(np.median(inside)))))
 
 
 def _anchor_grid(instance_map: np.ndarray, hu, spacing, ids: Sequence[int]):

@@ -152,7 +152,9 @@ class Postprocessing:
         "Anatomy, not tuned: voxels at or above this HU outside the predicted vertebrae are bone for the anchors "
         "(ribs, sacrum and pelvis, skull base). Cortical and trabecular bone read 150-1500 HU, muscle and organs "
         "below 100 (contrast-filled vessels, renal cortex and bowel up to ~400 pass too: anchors.py tells a rib by its "
-        "shape at the vertebra's height, not by its HU)."))
+        "shape at the vertebra's height, not by its HU). Where the predicted vertebrae's median HU is lower (thin, "
+        "osteoporotic bone), that median is the threshold, down to 120 HU and to soft tissue + 3 noise SDs "
+        "(anchors.bone_threshold)."))
     rib_min_reach_mm: float = _fixed(60.0, (
         "Anatomy, not tuned: bone touching a vertebra at its own height is a rib when it reaches at least this far "
         "from the vertebra's centroid axis in the axial plane (ribs: 90-120 mm half width; a lumbar transverse "

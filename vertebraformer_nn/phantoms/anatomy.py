@@ -317,8 +317,10 @@ def sample_subject(rng: np.random.Generator, subject_id: str, transitional: Opti
         raise ValueError(f"transitional must be None, 'T13' or 'L6', not {transitional!r}")
     names = level_names(transitional)
     scale = float(np.clip(rng.normal(1.0, 0.06), 0.85, 1.15))
-    # Trabecular density from osteoporotic to young and dense; cortex about 0.5-1 mm, endplates 1-2 mm.
-    trab_base = float(rng.uniform(90.0, 300.0))
+    # Trabecular density from osteoporotic to young and dense (L1 trabecular bone reads below ~110 HU in
+    # osteoporosis, down to ~40, and above ~160 HU when normal: Pickhardt et al., Ann Intern Med 2013); cortex
+    # about 0.5-1 mm, endplates 1-2 mm.
+    trab_base = float(rng.uniform(40.0, 300.0))
     bone = Bone(cortical_hu=float(rng.uniform(950.0, 1500.0)), cortex_mm=float(rng.uniform(0.45, 0.9)),
                 posterior_extra_hu=float(rng.uniform(40.0, 120.0)), endplate_mm=float(rng.uniform(0.9, 1.8)),
                 texture=make_texture(rng, amplitude=float(rng.uniform(50.0, 150.0)),
@@ -370,7 +372,7 @@ def sample_subject(rng: np.random.Generator, subject_id: str, transitional: Opti
         centre, up = point_and_up(pts, arc, arc0 + s_pos[k])
         rot = frame_from_up(up)
         region_extra = 30.0 if n[0] == "C" else (10.0 if n[0] == "T" else 0.0)  # cervical bodies are denser
-        trab = float(np.clip(trab_base + region_extra + rng.normal(0.0, 12.0), 70.0, 360.0))
+        trab = float(np.clip(trab_base + region_extra + rng.normal(0.0, 12.0), 30.0, 360.0))
         vertebrae.append(Vertebra(code=labels.VERSE_CODE[n], name=n, centre=centre, rot=rot, shape=shapes[k],
                                   disc_below=discs[k], disc_above=discs[k - 1] if k else 0.0, trabecular_hu=trab,
                                   **sizes[k]))
