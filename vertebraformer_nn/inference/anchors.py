@@ -12,7 +12,11 @@ taken in the axial plane from an instance's *axis* (the head-foot line through i
 head-foot array axis. With the instances ordered head to foot (0 = the head-most):
 
 * ``skull``: the first instance is C1 when the bone within :data:`NEAR_MM` above it, within :data:`AXIS_RADIUS_MM`
-  of its axis, belongs to a component of at least ``skull_min_volume_ml`` (the skull base).
+  of its axis, belongs to a component of at least ``skull_min_volume_ml`` (the skull base) that lies mostly above
+  the instance (:data:`SKULL_MIN_ABOVE_SHARE`) and holds :data:`SKULL_MIN_VOLUME_RATIO` times the instance's volume.
+  Without these two tests, vertebrae the network left out above the first instance took the skull's place: their rib
+  cage hanging down beside the first instance (phantoms starting at T9 or T11), or whole lumbar vertebrae (verse014
+  without L1: "skull" at L2).
 * ``dens``: instance k+1 is C2 when it rises into the middle of instance k (k = 0 or 1, not cut by the field of
   view): k+1 reaches above k's centroid, at least :data:`DENS_MIN_ML` of it lies within :data:`DENS_RADIUS_MM` of
   k's axis and :data:`DENS_BAND_MM` of k's centroid height, where k itself is hollow (C1 is a ring around the
@@ -61,6 +65,14 @@ AXIS_RADIUS_MM = 35.0
 DENS_RADIUS_MM = 15.0
 DENS_BAND_MM = 6.0
 DENS_MIN_ML = 0.3
+#: the skull base lies above C1 (97-100 % of it on the phantoms; a mandible joined to it would lower that); the ribs of
+#: thoracic vertebrae the network left out hang down beside the first instance (30-80 % of such a component below its
+#: top on the phantoms)
+SKULL_MIN_ABOVE_SHARE = 0.8
+#: the skull base in view (skull_min_volume_ml and up) is several times C1 (10-20 ml; 3.3-6.9x on the phantoms);
+#: lumbar vertebrae the network left out above the first instance are 1.0-2.0x its size (verse014 and example_ct
+#: without their top one or two)
+SKULL_MIN_VOLUME_RATIO = 3.0
 #: bone this close to an instance touches it (a joint space, a partial-volume rim): at least two voxels
 CONTACT_MM = 7.0
 #: a rib counts for an instance by its voxels no farther than this above its top or below its bottom (the heads of
@@ -168,7 +180,7 @@ def find_anchors(hu, instance_map, ordered_ids: Sequence[int], spacing, si_axis:
     volume_ml[0] = 0.0
     boxes = ndimage.find_objects(components)
     skull, skull_component = _beyond(components, boxes, volume_ml, info[0], geo, above=True)
-    if skull is not None and skull["volume_ml"] >= params.skull_min_volume_ml:
+    if skull is not None and _skull_base(skull, info[0], geo, params):
         anchors.append(Anchor("skull", 0, skull))
     pelvis, pelvis_component = _beyond(components, boxes, volume_ml, info[-1], geo, above=False)
     if (pelvis is not None and pelvis["volume_ml"] >= params.pelvis_min_volume_ml
@@ -238,7 +250,8 @@ def _instance_info(instance_map: np.ndarray, i: int, box: Tuple[slice, ...], geo
 
 def _beyond(components: np.ndarray, boxes: list, volume_ml: np.ndarray, inst: dict, geo: _Geometry, above: bool):
     """(measures, component) of the largest bone component directly above (``above``) or below an instance, or
-    (None, 0) when there is none or the field of view ends there."""
+    (None, 0) when there is none or the field of view ends there. Measures: its volume, its reach from the instance's
+    axis and the share of it beyond (above or below) the instance."""
     si = geo.si_axis
     n = geo.shape[si]
     rows = np.arange(n)
@@ -251,21 +264,29 @@ def _beyond(components: np.ndarray, boxes: list, volume_ml: np.ndarray, inst: di
     slab = np.moveaxis(components, si, 0)[rows]
     points = np.argwhere(slab > 0)
     if len(points) == 0:
-        return {"volume_ml": 0.0, "reach_mm": 0.0}, 0
+        return {"volume_ml": 0.0, "reach_mm": 0.0, "beyond_share": 0.0}, 0
     values = slab[tuple(points.T)]
     full = np.insert(np.delete(points, 0, axis=1), si, rows[points[:, 0]], axis=1)  # back to grid axes
     near = geo.radius(full, inst["centre"]) <= AXIS_RADIUS_MM
     if not near.any():
-        return {"volume_ml": 0.0, "reach_mm": 0.0}, 0
+        return {"volume_ml": 0.0, "reach_mm": 0.0, "beyond_share": 0.0}, 0
     chosen = int(max(np.unique(values[near]), key=lambda c: volume_ml[c]))
+    box = boxes[chosen - 1]
+    points = np.argwhere(components[box] == chosen) + [s.start for s in box]
+    heights = geo.height(points[:, si])
+    beyond = heights > inst["top"] if above else heights < inst["bottom"]
     return {"volume_ml": round(float(volume_ml[chosen]), 1),
-            "reach_mm": round(_reach(components, chosen, boxes[chosen - 1], inst["centre"], geo), 1)}, chosen
+            "reach_mm": round(float(geo.radius(points, inst["centre"]).max()), 1),
+            "beyond_share": round(float(beyond.mean()), 2)}, chosen
 
 
-def _reach(components: np.ndarray, component: int, box: Tuple[slice, ...], centre: np.ndarray, geo: _Geometry) -> float:
-    """How far (mm) a component (inside its ``box``) extends from the head-foot line through ``centre``."""
-    points = np.argwhere(components[box] == component) + [s.start for s in box]
-    return float(geo.radius(points, centre).max()) if len(points) else 0.0
+def _skull_base(measures: dict, first: dict, geo: _Geometry, params: Postprocessing) -> bool:
+    """Whether the bone component above the first instance (``_beyond``'s ``measures``) is the skull base: at least
+    ``skull_min_volume_ml``, mostly above the instance and several times its volume."""
+    first_ml = len(first["points"]) * float(np.prod(geo.spacing)) / 1000.0
+    return (measures["volume_ml"] >= params.skull_min_volume_ml
+            and measures["beyond_share"] >= SKULL_MIN_ABOVE_SHARE
+            and measures["volume_ml"] >= SKULL_MIN_VOLUME_RATIO * first_ml)
 
 
 def _cut(inst: dict, geo: _Geometry) -> bool:

@@ -166,7 +166,8 @@ class Postprocessing:
         "below holds 20-60 ml but reaches less far."))
     skull_min_volume_ml: float = _fixed(40.0, (
         "Anatomy, not tuned: bone directly above the first vertebra (within 30 mm, in-plane within 35 mm of its "
-        "axis) is the skull base when its connected bone holds at least this volume: then the first vertebra is C1 "
+        "axis) is the skull base when its connected bone holds at least this volume, lies mostly above the first "
+        "vertebra and is several times that vertebra's volume (anchors.py): then the first vertebra is C1 "
         "(C1 alone, if left unsegmented, holds 10-20 ml)."))
 
     max_pieces_before_dust: int = _fixed(2000, (
