@@ -139,6 +139,7 @@ class _Geometry:
         self.shape, self.spacing = tuple(shape), np.asarray(spacing, dtype=np.float64)
         self.si_axis, self.si_sign = int(si_axis), int(si_sign)
         self.plane = [a for a in range(3) if a != self.si_axis]
+        self.voxel_ml = float(np.prod(self.spacing)) / 1000.0
 
     def height(self, index_si) -> np.ndarray:
         return self.si_sign * np.asarray(index_si, dtype=np.float64) * self.spacing[self.si_axis]
@@ -176,7 +177,7 @@ def find_anchors(hu, instance_map, ordered_ids: Sequence[int], spacing, si_axis:
     threshold = bone_threshold(hu, instance_map, params.anchor_bone_hu)
     bone = (hu >= threshold) & ~ndimage.binary_dilation(instance_map > 0, _CUBE)
     components = cc3d.connected_components(bone, connectivity=26).astype(np.int64, copy=False)
-    volume_ml = np.bincount(components.ravel()) * float(np.prod(geo.spacing)) / 1000.0
+    volume_ml = np.bincount(components.ravel()) * geo.voxel_ml
     volume_ml[0] = 0.0
     boxes = ndimage.find_objects(components)
     skull, skull_component = _beyond(components, boxes, volume_ml, info[0], geo, above=True)
@@ -283,7 +284,7 @@ def _beyond(components: np.ndarray, boxes: list, volume_ml: np.ndarray, inst: di
 def _skull_base(measures: dict, first: dict, geo: _Geometry, params: Postprocessing) -> bool:
     """Whether the bone component above the first instance (``_beyond``'s ``measures``) is the skull base: at least
     ``skull_min_volume_ml``, mostly above the instance and several times its volume."""
-    first_ml = len(first["points"]) * float(np.prod(geo.spacing)) / 1000.0
+    first_ml = len(first["points"]) * geo.voxel_ml
     return (measures["volume_ml"] >= params.skull_min_volume_ml
             and measures["beyond_share"] >= SKULL_MIN_ABOVE_SHARE
             and measures["volume_ml"] >= SKULL_MIN_VOLUME_RATIO * first_ml)
@@ -353,7 +354,6 @@ def _rib_shape_reach(components: np.ndarray, component: int, box: Tuple[slice, .
 
 def _dens(instance_map: np.ndarray, ids: List[int], info: List[dict], geo: _Geometry) -> Optional[Anchor]:
     """The C2 anchor: instance k+1 rising into the hollow middle of instance k (k = 0, 1)."""
-    voxel_ml = float(np.prod(geo.spacing)) / 1000.0
     last_row = geo.shape[geo.si_axis] - 1
     for k in range(min(2, len(ids) - 1)):
         ring, below = info[k], info[k + 1]
@@ -366,8 +366,8 @@ def _dens(instance_map: np.ndarray, ids: List[int], info: List[dict], geo: _Geom
             h = geo.height(points[:, geo.si_axis])
             return (np.abs(h - centre_h) <= DENS_BAND_MM) & (geo.radius(points, ring["centre"]) <= radius)
 
-        dens_ml = int(inside(below["points"], DENS_RADIUS_MM).sum()) * voxel_ml
-        own_ml = int(inside(ring["points"], DENS_RADIUS_MM / 2).sum()) * voxel_ml
+        dens_ml = int(inside(below["points"], DENS_RADIUS_MM).sum()) * geo.voxel_ml
+        own_ml = int(inside(ring["points"], DENS_RADIUS_MM / 2).sum()) * geo.voxel_ml
         if dens_ml >= DENS_MIN_ML and own_ml <= 0.5 * dens_ml:
             return Anchor("dens", k + 1, {"dens_ml": round(dens_ml, 2), "ring_core_ml": round(own_ml, 2)})
     return None
