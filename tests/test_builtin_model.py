@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import torch
 
@@ -64,6 +66,25 @@ def test_packaging_cuts_checkpoints_to_weights_and_predicts_the_same(tiny_model_
     assert cut["vertebrae"] == full["vertebrae"] and cut["lesions"] == full["lesions"]
 
 
+def test_packaging_a_fold_ensemble_with_fewer_coarse_folds(tiny_model_copy, tiny_trained_coarse, tmp_path):
+    from vertebraformer_nn.inference.coarse_stage import find_coarse_model, sibling_folder
+
+    fine = tmp_path / "trained" / tiny_model_copy.name
+    shutil.copytree(tiny_model_copy, fine, ignore=shutil.ignore_patterns("fold_[1-9]*"))
+    shutil.copytree(fine / "fold_0", fine / "fold_1")
+    shutil.copytree(tiny_trained_coarse, sibling_folder(fine))  # fold 0 only
+    tool = _tool()
+    with pytest.raises(SystemExit, match="only folds shipped with -f"):
+        tool.main(["--model", str(fine), "-f", "0", "1", "--coarse-folds", "2", "--into", str(tmp_path / "no")])
+    assert tool.main(["--model", str(fine), "-f", "0", "1", "--coarse-folds", "0", "--into",
+                      str(tmp_path / "shipped")]) == 0
+    shipped = tmp_path / "shipped" / fine.name
+    coarse = sibling_folder(shipped)
+    assert sorted(p.name for p in shipped.glob("fold_*")) == ["fold_0", "fold_1"]
+    assert sorted(p.name for p in coarse.glob("fold_*")) == ["fold_0"]
+    assert find_coarse_model(shipped, ["0", "1"], "checkpoint_final.pth")[:2] == (coarse, ["0"])
+
+
 def test_the_shipped_model_is_small_and_loads_strictly():
     from vertebraformer_nn.builtin_model import HERE, MODEL_CARD, builtin_model
     from vertebraformer_nn.inference.coarse_stage import find_coarse_model
@@ -71,15 +92,15 @@ def test_the_shipped_model_is_small_and_loads_strictly():
 
     folder, folds = builtin_model()
     assert sum(p.stat().st_size for p in HERE.rglob("*") if p.is_file()) <= MAX_BYTES
-    coarse, note = find_coarse_model(folder, folds, "checkpoint_final.pth")
+    coarse, coarse_folds, note = find_coarse_model(folder, folds, "checkpoint_final.pth")
     assert coarse is not None, note
-    for model in (folder, coarse):
-        for fold in folds:
+    for model, model_folds in ((folder, folds), (coarse, coarse_folds)):
+        for fold in model_folds:
             checkpoint = torch.load(model / f"fold_{fold}" / "checkpoint_final.pth", weights_only=True,
                                     map_location="cpu")
             assert "optimizer_state" not in checkpoint
         predictor = VertebraFormerPredictor("cpu")
-        predictor.initialize_from_trained_model_folder(model, folds)  # load_state_dict(strict=True) inside
+        predictor.initialize_from_trained_model_folder(model, model_folds)  # load_state_dict(strict=True) inside
     assert (folder / "postprocessing.json").is_file()  # chosen on its validation cases, not the defaults
     card = MODEL_CARD.read_text()
     for section in ("## Training data", "## Schedule", "## Results", "## Limits"):

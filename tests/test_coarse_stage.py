@@ -89,28 +89,14 @@ def test_sibling_folder_and_what_find_coarse_model_says(tmp_path):
     coarse = tmp_path / "T__P__3d_lowres"
     (coarse / "fold_0").mkdir(parents=True)
     (coarse / "plans.json").write_text("{}")
-    folder, note = find_coarse_model(fine, [0, 1], "checkpoint_final.pth")
-    assert folder is None and "fold(s) 0, 1" in note
+    folder, folds, note = find_coarse_model(fine, [0, 1], "checkpoint_final.pth")
+    assert folder is None and folds == [] and "fold(s) 0, 1" in note
     (coarse / "fold_0" / "checkpoint_final.pth").write_bytes(b"")
-    assert find_coarse_model(fine, [0], "checkpoint_final.pth")[0] == coarse
-
-
-# ------------------------------------------------------------------------------------------------ planning
-def test_plans_hold_the_whole_field_configuration(multispine_preprocessed):
-    folder, plans_id = multispine_preprocessed
-    pp = Path(os.environ["nnUNet_preprocessed"]) / folder
-    plans = json.loads((pp / f"{plans_id}.json").read_text())
-    fine, coarse = plans["configurations"]["3d_fullres"], plans["configurations"]["3d_lowres"]
-    assert plans["vertebraformer"]["coarse_configuration"] == "3d_lowres"
-    assert coarse["spacing"] == [CPU_COARSE_SPACING_MM] * 3
-    assert "next_stage" not in fine and "next_stage" not in coarse  # no cascade: the fine stage takes no seg input
-    assert coarse["architecture"]["network_class_name"] == fine["architecture"]["network_class_name"]
-    # one patch holds the whole median phantom scan
-    fingerprint = json.loads((pp / "dataset_fingerprint.json").read_text())
-    extent = np.median([np.array(s) * np.array(sp) for s, sp in
-                        zip(fingerprint["shapes_after_crop"], fingerprint["spacings"])], 0)
-    assert all(p * CPU_COARSE_SPACING_MM >= e - CPU_COARSE_SPACING_MM for p, e in zip(coarse["patch_size"], extent))
-    assert any((pp / coarse["data_identifier"]).glob("*.b2nd")) or any((pp / coarse["data_identifier"]).glob("*.np*"))
+    assert find_coarse_model(fine, [0], "checkpoint_final.pth")[:2] == (coarse, [0])
+    # a fold ensemble with fewer coarse folds: the coarse stage runs with the requested folds it has, never another
+    folder, folds, note = find_coarse_model(fine, [2, 0, 1], "checkpoint_final.pth")
+    assert folder == coarse and folds == [0] and note.endswith("fold(s) 0 (it has no fold 2, 1)")
+    assert find_coarse_model(fine, [1], "checkpoint_final.pth")[:2] == (None, [])
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -155,6 +141,24 @@ def test_predict_runs_the_coarse_stage_from_the_sibling_folder_and_no_coarse_ski
     assert json.loads((without / "prediction_args.json").read_text())["coarse"] is None
     report = json.loads((without / "phantom.json").read_text())
     assert report["numbering"]["coarse_stage"] is None and report["numbering"]["coarse_evidence"] is False
+
+
+def test_a_fold_ensemble_with_one_coarse_fold_predicts_with_it(fine_and_coarse, sim_root, tmp_path, capsys):
+    """Two fine folds (the tiny fold 0 twice) beside one coarse fold, as a built-in fold ensemble would ship: both
+    fine folds run, the coarse stage runs with fold 0, and the log says which fold it lacks."""
+    fine = tmp_path / "models" / fine_and_coarse.name
+    coarse = sibling_folder(fine)
+    shutil.copytree(fine_and_coarse, fine, ignore=shutil.ignore_patterns("fold_[1-9]*"))
+    shutil.copytree(sibling_folder(fine_and_coarse), coarse)
+    shutil.copytree(fine / "fold_0", fine / "fold_1")
+    case_in = tmp_path / "in"
+    case_in.mkdir()
+    shutil.copy(sim_root / PHANTOM, case_in / "phantom.nii.gz")
+    assert _predict("-i", case_in, "-o", tmp_path / "out", "-m", fine, "-f", "0", "1", "--no_preview") == 0
+    args = json.loads((tmp_path / "out" / "prediction_args.json").read_text())
+    assert args["folds"] == [0, 1] and args["coarse"]["folds"] == [0]
+    assert f"coarse whole-field stage: {coarse.name}, fold(s) 0 (it has no fold 1)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "phantom.json").read_text())["numbering"]["coarse_evidence"] is True
 
 
 def test_validation_cases_carry_the_coarse_levels_and_the_ct(fine_and_coarse):

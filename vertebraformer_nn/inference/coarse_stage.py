@@ -2,8 +2,10 @@
 probabilities, brought onto the fine model's grid, as the numbering's second source of level evidence.
 
 A fine model folder ``<Trainer>__<Plans>__3d_fullres`` has a coarse stage when ``<Trainer>__<Plans>__3d_lowres``
-(planners/whole_field.py: one patch holds the whole median scan) stands beside it with a checkpoint for every fold
-the prediction uses (:func:`find_coarse_model`). Then, per case, after the fine network:
+(planners/whole_field.py: one patch holds the whole median scan) stands beside it with a checkpoint for at least one
+fold the prediction uses; it runs with those of the prediction's folds it has (:func:`find_coarse_model`: a fold
+ensemble may ship with fewer coarse folds, one fold of each being the same size). Then, per case, after the fine
+network:
 
 1. the same input goes through nnU-Net's preprocessing with the coarse configuration (same transpose, same crop to
    the image's non-zero box, coarser spacing) and the coarse network's sliding window (one window for a scan no
@@ -49,19 +51,23 @@ def sibling_folder(model_folder) -> Optional[Path]:
     return folder.parent / f"{parts[0]}__{parts[1]}__{COARSE_CONFIGURATION}"
 
 
-def find_coarse_model(model_folder, folds: Sequence, checkpoint: str) -> Tuple[Optional[Path], str]:
-    """(the coarse model folder to use, or None; a sentence saying which and why)."""
+def find_coarse_model(model_folder, folds: Sequence, checkpoint: str) -> Tuple[Optional[Path], list, str]:
+    """(the coarse model folder to use, or None; the folds of ``folds`` it has a ``checkpoint`` for, in that order,
+    which it runs with; a sentence saying which and why). Never a fold outside ``folds``: a fold's validation cases
+    were training cases of every other fold."""
     sibling = sibling_folder(model_folder)
     if sibling is None:
-        return None, f"coarse whole-field stage: none ({Path(model_folder).name} is not a {CONFIGURATION} model)"
+        return None, [], f"coarse whole-field stage: none ({Path(model_folder).name} is not a {CONFIGURATION} model)"
     if not (sibling / "plans.json").is_file():
-        return None, (f"coarse whole-field stage: none (no {sibling.name} beside the model; train one with "
-                      f"vertebraformer train DATASET FOLD -c {COARSE_CONFIGURATION})")
-    missing = [str(f) for f in folds if not (sibling / f"fold_{f}" / checkpoint).is_file()]
-    if missing:
-        return None, f"coarse whole-field stage: not used ({sibling.name} has no {checkpoint} for fold(s) " \
-                     f"{', '.join(missing)})"
-    return sibling, f"coarse whole-field stage: {sibling.name}, fold(s) {' '.join(map(str, folds))}"
+        return None, [], (f"coarse whole-field stage: none (no {sibling.name} beside the model; train one with "
+                          f"vertebraformer train DATASET FOLD -c {COARSE_CONFIGURATION})")
+    present = [f for f in folds if (sibling / f"fold_{f}" / checkpoint).is_file()]
+    missing = [str(f) for f in folds if f not in present]
+    if not present:
+        return None, [], (f"coarse whole-field stage: not used ({sibling.name} has no {checkpoint} for fold(s) "
+                          f"{', '.join(missing)})")
+    without = f" (it has no fold {', '.join(missing)})" if missing else ""
+    return sibling, present, f"coarse whole-field stage: {sibling.name}, fold(s) {' '.join(map(str, present))}{without}"
 
 
 class LevelGrid:

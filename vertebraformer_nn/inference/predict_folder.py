@@ -46,12 +46,13 @@ def _overwrites_inputs(cases, out_dir: Path, save_probabilities: bool) -> Option
 
 
 def _attach_coarse_stage(predictor, folder: Path, checkpoint: str, device, tta, bf16, step_size) -> str:
-    """Load the sibling 3d_lowres model as the predictor's coarse stage when it has every fold; the log line."""
+    """Load the sibling 3d_lowres model as the predictor's coarse stage, with the predictor's folds it has; the log
+    line."""
     from .coarse_stage import CoarseStage, find_coarse_model
 
-    coarse_folder, note = find_coarse_model(folder, predictor.folds, checkpoint)
+    coarse_folder, coarse_folds, note = find_coarse_model(folder, predictor.folds, checkpoint)
     if coarse_folder is not None:
-        predictor.coarse_stage = CoarseStage.load(coarse_folder, predictor.folds, checkpoint, device,
+        predictor.coarse_stage = CoarseStage.load(coarse_folder, coarse_folds, checkpoint, device,
                                                   use_mirroring=tta, bf16=bf16, tile_step_size=step_size)
     return note
 

@@ -168,7 +168,7 @@ def _coarse_stage(model_folder: Path, fold: int, checkpoint: str, device, names,
     """(the coarse stage of this fold, its preprocessed dataset), or (None, None) when the model has none."""
     from .coarse_stage import CoarseStage, find_coarse_model
 
-    folder, note = find_coarse_model(model_folder, [fold], checkpoint)
+    folder, _, note = find_coarse_model(model_folder, [fold], checkpoint)
     log(f"  fold {fold}: {note}")
     if folder is None:
         return None, None
