@@ -10,8 +10,8 @@ prediction reads (``trainers.checkpoints.inference_checkpoint``: weights in floa
 the model and for its coarse ``3d_lowres`` sibling when that has the folds ``--coarse-folds`` names (default the same
 as ``-f``; fewer keep a fold ensemble within the limit: one fold of either is ~4.5 MB in float16, and prediction runs
 the coarse stage with the folds it has, ``coarse_stage.find_coarse_model``). The destination is emptied first, so
-nothing of an earlier model stays. Prints the sizes; refuses more than ``--max-mb`` (20 MB, the package's limit). The model card
-(``MODEL_CARD.md``) is written by hand from the measurements: this tool does not touch it.
+nothing of an earlier model stays. Prints the sizes; refuses more than ``--max-mb`` (20 MB, the package's limit).
+The model card (``MODEL_CARD.md``) is written by hand from the measurements: this tool does not touch it.
 """
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def main(argv=None) -> int:
                  "coarse sibling by name, so rename nothing; change builtin_model.FOLDER instead")
     coarse_folds = args.folds if args.coarse_folds is None else args.coarse_folds
     if not set(coarse_folds) <= set(args.folds):
-        sys.exit(f"--coarse-folds {' '.join(coarse_folds)}: only folds shipped with -f are ever run with the coarse stage")
+        sys.exit(f"--coarse-folds {' '.join(coarse_folds)}: only folds shipped with -f are ever run with the coarse "
+                 "stage")
     dest = args.into / args.model.name
     dtype = getattr(torch, args.dtype)
     size = package_folder(args.model, dest, args.folds, dtype)
