@@ -99,6 +99,24 @@ def test_sibling_folder_and_what_find_coarse_model_says(tmp_path):
     assert find_coarse_model(fine, [1], "checkpoint_final.pth")[:2] == (None, [])
 
 
+# ------------------------------------------------------------------------------------------------ planning
+def test_plans_hold_the_whole_field_configuration(multispine_preprocessed):
+    folder, plans_id = multispine_preprocessed
+    pp = Path(os.environ["nnUNet_preprocessed"]) / folder
+    plans = json.loads((pp / f"{plans_id}.json").read_text())
+    fine, coarse = plans["configurations"]["3d_fullres"], plans["configurations"]["3d_lowres"]
+    assert plans["vertebraformer"]["coarse_configuration"] == "3d_lowres"
+    assert coarse["spacing"] == [CPU_COARSE_SPACING_MM] * 3
+    assert "next_stage" not in fine and "next_stage" not in coarse  # no cascade: the fine stage takes no seg input
+    assert coarse["architecture"]["network_class_name"] == fine["architecture"]["network_class_name"]
+    # one patch holds the whole median phantom scan
+    fingerprint = json.loads((pp / "dataset_fingerprint.json").read_text())
+    extent = np.median([np.array(s) * np.array(sp) for s, sp in
+                        zip(fingerprint["shapes_after_crop"], fingerprint["spacings"])], 0)
+    assert all(p * CPU_COARSE_SPACING_MM >= e - CPU_COARSE_SPACING_MM for p, e in zip(coarse["patch_size"], extent))
+    assert any((pp / coarse["data_identifier"]).glob("*.b2nd")) or any((pp / coarse["data_identifier"]).glob("*.np*"))
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
 def fine_and_coarse(tiny_model_copy, tiny_trained_coarse):
