@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from vertebraformer_nn.builtin_model import CHECKPOINT, FOLDER
-from vertebraformer_nn.inference.coarse_stage import sibling_folder
+from vertebraformer_nn.inference.coarse_stage import find_coarse_model, sibling_folder
 from vertebraformer_nn.trainers.checkpoints import inference_checkpoint, load_checkpoint_file
 
 FILES = ("plans.json", "dataset.json", "postprocessing.json")
@@ -71,13 +71,14 @@ def main(argv=None) -> int:
     dtype = getattr(torch, args.dtype)
     size = package_folder(args.model, dest, args.folds, dtype)
     coarse = sibling_folder(args.model)
-    if coarse is not None and all((coarse / f"fold_{f}" / CHECKPOINT).is_file() for f in coarse_folds):
+    found, present, note = find_coarse_model(args.model, coarse_folds, CHECKPOINT)
+    if found is not None and present == coarse_folds:
         size += package_folder(coarse, dest.parent / coarse.name, coarse_folds, dtype)
         print(f"coarse stage {coarse.name}, fold(s) {' '.join(coarse_folds)}: packaged")
     else:
         if coarse is not None:  # an earlier model's coarse stage must not stay beside this one
             shutil.rmtree(dest.parent / coarse.name, ignore_errors=True)
-        print("no coarse stage with these folds: the built-in model numbers without it")
+        print(f"no coarse stage with these folds ({note}): the built-in model numbers without it")
     print(f"built-in model in {dest.parent}: {size / 1e6:.1f} MB")
     if size > args.max_mb * 1e6:
         sys.exit(f"{size / 1e6:.1f} MB is over the limit of {args.max_mb} MB")
