@@ -78,13 +78,15 @@ SIZE_KEYS = tuple(PRESETS["cpu"])
 
 #: Heads and switches every preset plans: one identification channel per level of the anatomical order, every
 #: component on (the ablation trainers switch them off), an initial lesion probability of 1 % (the bias of the
-#: lesion logit: rare positives, a stable BCE from the first step).
+#: lesion logit: rare positives, a stable BCE from the first step), the disc head that numbering cuts fused
+#: vertebrae with.
 HEADS: Dict[str, Any] = {
     "num_levels": len(ANATOMICAL_ORDER),
     "use_modulation": True,
     "use_identification": True,
     "use_lesion_head": True,
     "lesion_prior": 0.01,
+    "use_boundary_head": True,
 }
 #: How many encoder blocks are followed by a FiLM of the modulation unit.
 MODULATION_SITES = 4
@@ -126,7 +128,8 @@ SIZES_BUILT_BY_0_1 = {
 #: 0.1.0's network defaults for what its plans did not write (four domains: MultiSpine's sources; 26 levels; FiLM
 #: after 4 encoder blocks).
 DEFAULTS_OF_0_1 = {"token_size": [8, 8, 8], "num_domains": 4, "num_levels": 26, "use_modulation": True,
-                   "use_identification": True, "use_lesion_head": True, "lesion_prior": 0.01}
+                   "use_identification": True, "use_lesion_head": True, "lesion_prior": 0.01,
+                   "use_boundary_head": False}
 MODULATION_SITES_OF_0_1 = 4
 
 

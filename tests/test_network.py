@@ -63,6 +63,7 @@ def test_output_shapes_isotropic_and_anisotropic(patch, token):
         "seg": (2, NUM_CLASSES, *patch),
         "id": (2, len(ANATOMICAL_ORDER), *patch),
         "lesion": (2, 1, *patch),
+        "boundary": (2, 1, *patch),
         "domain_logits": (2, 4),
         "code": (2, 8),
     }
@@ -83,10 +84,11 @@ def test_forward_returns_seg_only_and_flag_returns_every_head():
         assert torch.equal(out["seg"], seg)
         dense = net(x, heads="dense")
         layout = net.dense_layout()
-        assert layout == {"seg": (0, 27), "id": (27, 53), "lesion": (53, 54)} and net.num_dense_channels == 54
+        assert layout == {"seg": (0, 27), "id": (27, 53), "lesion": (53, 54), "boundary": (54, 55)}
+        assert net.num_dense_channels == 55
+        for head in ("id", "lesion", "boundary"):
+            assert torch.equal(dense[:, slice(*layout[head])], out[head])
         assert torch.equal(dense[:, slice(*layout["seg"])], seg)
-        assert torch.equal(dense[:, slice(*layout["id"])], out["id"])
-        assert torch.equal(dense[:, slice(*layout["lesion"])], out["lesion"])
 
         # the flag is reached through DDP-like (.module) and compile-like (._orig_mod) wrappers
         class Wrapper(torch.nn.Module):
@@ -103,10 +105,12 @@ def test_forward_returns_seg_only_and_flag_returns_every_head():
             net(x, heads="everything")
 
     # switched-off heads: None in the dict, absent from the dense packing
-    off = tiny_net(use_identification=False, use_lesion_head=False, use_modulation=False).eval()
+    off = tiny_net(use_identification=False, use_lesion_head=False, use_modulation=False,
+                   use_boundary_head=False).eval()
     with torch.no_grad():
         out = off(x, heads="all")
         assert out["id"] is None and out["lesion"] is None and out["code"] is None and out["domain_logits"] is None
+        assert out["boundary"] is None
         assert off.dense_layout() == {"seg": (0, 27)} and off(x, heads="dense").shape[1] == 27
 
 
@@ -224,6 +228,22 @@ def test_state_dict_loads_strictly_across_every_switch_combination():
     nets[combos[-1]].load_state_dict(torch.load(buf, weights_only=True), strict=True)
 
 
+def test_the_disc_head_exists_only_when_planned_and_older_weights_load_strictly_without_it():
+    """Plans and checkpoints written before the disc head have no ``use_boundary_head``: the network built from them
+    has no such module, so their weights load strictly; with the head, only its own parameters are new."""
+    old_kwargs = {k: v for k, v in tiny_arch().items() if k != "use_boundary_head"}
+    old = VertebraFormer(1, NUM_CLASSES, **old_kwargs)
+    assert old.boundary_head is None and "boundary" not in old.dense_layout()
+    assert old.arch_config["use_boundary_head"] is False
+    fresh = tiny_net(use_boundary_head=False)
+    fresh.load_state_dict(old.state_dict(), strict=True)
+    with_head = tiny_net()
+    extra = set(with_head.state_dict()) - set(old.state_dict())
+    assert extra and all(k.startswith("boundary_head.") for k in extra)
+    # its logit starts at the prior (a few percent of a patch lies between vertebrae), as the lesion head's
+    assert torch.allclose(torch.sigmoid(with_head.boundary_head.bias), torch.tensor(0.03))
+
+
 def test_geometry_errors_are_clear():
     with pytest.raises(ValueError, match="not divisible by token_size"):
         tiny_net(patch=(32, 30, 32))
@@ -267,7 +287,8 @@ def test_get_network_from_plans_builds_it_from_the_dotted_path():
 
 
 def test_a_few_optimizer_steps_reduce_the_combined_loss():
-    """Every head trains end to end: seg (CE), id (CE on vertebra voxels), lesion (BCE), domain code (CE)."""
+    """Every head trains end to end: seg (CE), id (CE on vertebra voxels), lesion and disc (BCE), domain code
+    (CE)."""
     patch = (16, 32, 32)
     net = tiny_net(patch, (4, 8, 8)).train()
     g = torch.Generator().manual_seed(1)
@@ -284,6 +305,7 @@ def test_a_few_optimizer_steps_reduce_the_combined_loss():
             F.cross_entropy(out["seg"], seg_t)
             + F.cross_entropy(out["id"], id_t, ignore_index=-100)
             + F.binary_cross_entropy_with_logits(out["lesion"], lesion_t)
+            + F.binary_cross_entropy_with_logits(out["boundary"], 1 - lesion_t)
             + F.cross_entropy(out["domain_logits"], domain_t)
         )
 

@@ -38,7 +38,8 @@ def test_modulation_sites_spread_over_the_encoder():
 def test_plans_of_version_0_1_get_the_sizes_that_version_built(monkeypatch):
     with pytest.warns(UserWarning, match="plan-and-preprocess -d <dataset id>"):
         old = complete_legacy_arch_kwargs(OLD_CPU, "VertebraFormerCPUPlans")
-    assert old == network_arch_kwargs("cpu", [88, 56, 48], [8, 8, 8], num_domains=4)
+    # today's cpu network without the disc head, which version 0.1 did not have
+    assert old == network_arch_kwargs("cpu", [88, 56, 48], [8, 8, 8], num_domains=4, use_boundary_head=False)
     # frozen: editing today's preset changes new plans, never what an old model folder builds
     monkeypatch.setitem(presets.PRESETS["cpu"], "embed_dim", 96)
     with pytest.warns(UserWarning):
@@ -71,8 +72,9 @@ def _old_form(plans: dict) -> dict:
 
 
 def test_a_model_folder_of_version_0_1_still_predicts(tiny_trained_fold, tmp_path):
-    """A copy of the tiny model folder with its plans.json in the old form: the predictor builds the same network,
-    the weights load strictly and the logits are the same."""
+    """A copy of the tiny model folder with its plans.json in the old form and its checkpoint without the disc head
+    (0.1 had none): the predictor builds the same network less that head, the weights load strictly and the
+    segmentation logits are the same."""
     import torch
 
     from vertebraformer_nn.inference.predictor import VertebraFormerPredictor
@@ -81,7 +83,10 @@ def test_a_model_folder_of_version_0_1_still_predicts(tiny_trained_fold, tmp_pat
     old_model = tmp_path / model.name
     (old_model / "fold_0").mkdir(parents=True)
     shutil.copy(model / "dataset.json", old_model)
-    shutil.copy(tiny_trained_fold / "checkpoint_final.pth", old_model / "fold_0")
+    checkpoint = torch.load(tiny_trained_fold / "checkpoint_final.pth", map_location="cpu", weights_only=True)
+    checkpoint["network_weights"] = {k: v for k, v in checkpoint["network_weights"].items()
+                                     if not k.startswith("boundary_head.")}
+    torch.save(checkpoint, old_model / "fold_0" / "checkpoint_final.pth")
     plans = json.loads((model / "plans.json").read_text())
     assert plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["embed_dim"] == 192  # the cpu preset
     (old_model / "plans.json").write_text(json.dumps(_old_form(plans)))
@@ -96,5 +101,5 @@ def test_a_model_folder_of_version_0_1_still_predicts(tiny_trained_fold, tmp_pat
     x = torch.randn(1, 1, *plans["configurations"]["3d_fullres"]["patch_size"])
     with torch.no_grad():
         logits = {name: p.network(x) for name, p in predictors.items()}
-    assert torch.equal(logits["new"], logits["old"])
-    assert predictors["old"].network.layout == predictors["new"].network.layout
+    assert torch.equal(logits["new"][:, :-1], logits["old"])  # the dense heads: the disc head's channel is last
+    assert predictors["new"].network.layout == {**predictors["old"].network.layout, "boundary": (54, 55)}

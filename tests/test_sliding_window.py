@@ -16,7 +16,7 @@ SHAPE, PATCH = (20, 14, 12), (8, 8, 8)
 
 
 def _tile_probs(grid: TileGrid, seed: int = 0):
-    """Per tile (in raster order): seg (27, *patch), id (26, *patch) softmax and lesion sigmoid; spine only in a
+    """Per tile (in raster order): seg (27, *patch), id (26, *patch) softmax, lesion and disc sigmoids; spine only in a
     blob in the middle of the image, so some tiles see none, and each tile differs from its neighbours."""
     rng = np.random.default_rng(seed)
     z, y, x = np.meshgrid(*(np.arange(n) for n in grid.shape), indexing="ij")
@@ -29,8 +29,9 @@ def _tile_probs(grid: TileGrid, seed: int = 0):
         seg[1 + (tile[0] % 3)] += 2 * blob[region]
         ident = rng.normal(0, 1, (LEVELS, *PATCH)).astype(np.float32)
         lesion = rng.normal(-3, 2, PATCH).astype(np.float32)
+        disc = rng.normal(-1, 2, PATCH).astype(np.float32)
         out[tile] = (torch.softmax(torch.from_numpy(seg), 0), torch.softmax(torch.from_numpy(ident), 0),
-                     torch.sigmoid(torch.from_numpy(lesion)))
+                     torch.sigmoid(torch.from_numpy(lesion)), torch.sigmoid(torch.from_numpy(disc)))
     return out
 
 
@@ -43,9 +44,10 @@ def _reference(grid: TileGrid, tiles, weight: np.ndarray):
     ident = np.zeros((LEVELS, *grid.shape))
     spine_w = np.zeros(grid.shape)
     lesion = np.zeros(grid.shape)
-    for tile, (s, i, les) in tiles.items():
+    disc = np.zeros(grid.shape)
+    for tile, (s, i, les, d) in tiles.items():
         r = grid.tile_region(tile)
-        s, i, les = (t.double().numpy() for t in (s, i, les))
+        s, i, les, d = (t.double().numpy() for t in (s, i, les, d))
         spine = s[0] < 1 - EPS
         total[r] += weight
         seg[(slice(None), *r)][0] += weight * s[0]
@@ -53,19 +55,22 @@ def _reference(grid: TileGrid, tiles, weight: np.ndarray):
         ident[(slice(None), *r)] += weight * i * spine
         spine_w[r] += weight * spine
         lesion[r] += weight * les
+        disc[r] += weight * d
     with np.errstate(invalid="ignore", divide="ignore"):
         ident = np.where(spine_w > 0, ident / spine_w, 1.0 / LEVELS)
-    return seg / total, ident, lesion / total
+    return seg / total, ident, lesion / total, disc / total
 
 
 def _accumulate(grid, tiles, folds: int = 1, reducer=None):
-    reducer = reducer or GridReducer(grid.shape, 27, True, True)
-    acc = TileAccumulator(grid, reducer, [slice(None)] * 3, 26, LEVELS, True, "cpu")
+    reducer = reducer or GridReducer(grid.shape, 27, True, True, has_boundary=True)
+    acc = TileAccumulator(grid, reducer, [slice(None)] * 3, 26, LEVELS, True, "cpu",
+                          has_boundary=reducer.has_boundary)
     weight = tile_weights(PATCH, "cpu")
     for tile in grid.tiles():
-        seg, ident, lesion = tiles[tile]
+        seg, ident, lesion, disc = tiles[tile]
         for _ in range(folds):
-            acc.add(tile, weight, seg, ident if acc.needs_identification(seg) else None, lesion)
+            acc.add(tile, weight, seg, ident if acc.needs_identification(seg) else None, lesion,
+                    boundary=disc if reducer.has_boundary else None)
         acc.tile_done(tile)
     acc.check_finished()
     return reducer.result(), acc
@@ -75,7 +80,7 @@ def test_tiled_accumulation_equals_the_weighted_average_of_the_tiles():
     grid = TileGrid(SHAPE, PATCH, 0.5)
     tiles = _tile_probs(grid)
     weight = tile_weights(PATCH, "cpu").double().numpy()
-    seg, ident, lesion = _reference(grid, tiles, weight)
+    seg, ident, lesion, disc = _reference(grid, tiles, weight)
     probs, acc = _accumulate(grid, tiles)
     assert acc.finished_cells == int(np.prod([len(b) - 1 for b in grid.bounds]))
     # the per-voxel maps
@@ -92,6 +97,8 @@ def test_tiled_accumulation_equals_the_weighted_average_of_the_tiles():
     flat_id = ident.reshape(LEVELS, -1)[:, probs.index].T
     assert np.abs(probs.seg.astype(np.float64) - flat_seg).max() < 2e-3
     assert np.abs(probs.id.astype(np.float64) - flat_id).max() < 2e-3
+    # the disc head's probability, kept at the spine's voxels only (numbering cuts instances with it)
+    assert np.abs(probs.boundary.astype(np.float64) - disc.ravel()[probs.index]).max() < 1e-3
 
 
 def test_folds_averaged_per_tile_equal_one_fold():
@@ -111,7 +118,7 @@ def test_open_sums_are_counted_in_bytes_and_stay_a_slice_of_the_grid():
     tiles = _tile_probs(grid, seed=2)
     _, acc = _accumulate(grid, tiles)
     assert acc.open_bytes == 0 and not acc.open
-    estimate = grid.peak_open_voxels() * open_bytes_per_voxel(26 + LEVELS, True)
+    estimate = grid.peak_open_voxels() * open_bytes_per_voxel(26 + LEVELS, True, has_boundary=True)
     assert 0 < acc.peak_bytes <= estimate
     # in raster order along the long axis only about a patch of it is open at once
     assert grid.peak_open_voxels() <= 0.5 * np.prod(grid.shape)
@@ -119,23 +126,23 @@ def test_open_sums_are_counted_in_bytes_and_stay_a_slice_of_the_grid():
 
 def test_bytes_per_model_grid_voxel_of_a_512x512x600_ct_at_1_mm():
     """The bound of issue 12 part 1 in array sizes: a 512 x 512 x 600 CT at 0.7 x 0.7 x 1 mm on a 1 mm grid (600 x
-    358 x 358 = 77 M voxels; 100 M with the body's margins) keeps 5 bytes per voxel, 112 per spine voxel (a spine is
+    358 x 358 = 77 M voxels; 100 M with the body's margins) keeps 5 bytes per voxel, 114 per spine voxel (a spine is
     1-3 % of such a grid: 3.4 bytes per voxel at 3 %), the float32 image (4) and the open sums of one plane of
     cells. Measured on a small grid (GridProbabilities.nbytes, the accumulator's peak), scaled by the same
     formulas."""
     grid = TileGrid(SHAPE, PATCH, 0.5)
     probs, _ = _accumulate(grid, _tile_probs(grid))
     n, spine = int(np.prod(SHAPE)), len(probs.index)
-    per_voxel, per_spine = 5, 8 + 2 * 26 + 2 * LEVELS
+    per_voxel, per_spine = 5, 8 + 2 * 26 + 2 * LEVELS + 2  # the last 2: the disc head
     assert probs.nbytes() == per_voxel * n + per_spine * spine  # what the formula says is what is held
     big = TileGrid((600, 358, 358), (128, 128, 128), 0.5)
     voxels = int(np.prod(big.shape))
-    sums = big.peak_open_voxels() * open_bytes_per_voxel(26 + LEVELS, True)
+    sums = big.peak_open_voxels() * open_bytes_per_voxel(26 + LEVELS, True, has_boundary=True)
     held = voxels * (per_voxel + 0.03 * per_spine + 4) + sums
     assert held / voxels < 45, f"{held / voxels:.1f} bytes per model-grid voxel"
     assert held * 100e6 / voxels < 4.5e9  # scaled to 100 M voxels: half the 8 GB bound for the rest of the process
-    # nnU-Net's sliding window on the same grid: one (54, X, Y, Z) float16 buffer, before any softmax
-    assert 54 * 2 * voxels > 2 * held
+    # nnU-Net's sliding window on the same grid: one (55, X, Y, Z) float16 buffer, before any softmax
+    assert 55 * 2 * voxels > 2 * held
 
 
 def test_device_choice_from_free_memory_and_the_fallback():

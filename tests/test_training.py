@@ -110,6 +110,38 @@ def test_masked_losses_are_finite_and_zero_when_nothing_is_annotated():
     assert torch.count_nonzero(dl.grad[1]) == 0 and torch.count_nonzero(dl.grad[0]) > 0
 
 
+def test_the_disc_target_marks_the_space_between_two_vertebrae_and_nothing_inside_one():
+    labels = torch.zeros(1, 1, 16, 6, 6)
+    labels[0, 0, 1:5] = 3  # a vertebra, a disc two voxels thick, the next vertebra, then one touching it
+    labels[0, 0, 7:11] = 4
+    labels[0, 0, 11:15] = 5
+    between = L.between_vertebrae(labels, (2, 2, 2))[0, 0, :, 3, 3].tolist()
+    assert between == [False] * 5 + [True, True] + [False] * 3 + [True, True] + [False] * 4
+    # one voxel of reach misses the middle of a disc two voxels thick: reach comes from mm (7 mm at 3.5 mm: 2)
+    assert not L.between_vertebrae(labels, (1, 1, 1))[0, 0, 5:7, 3, 3].any()
+    assert L.boundary_reach([3.5, 3.5, 3.5]) == (2, 2, 2) and L.boundary_reach([1.0, 0.8, 7.0]) == (7, 9, 1)
+    # a lone vertebra, or the ignore label next to nothing, has no disc; the ignore label beside a vertebra does
+    alone = torch.zeros(1, 1, 8, 6, 6)
+    alone[0, 0, 2:6] = 7
+    assert not L.between_vertebrae(alone, (2, 2, 2)).any()
+    alone[0, 0, 6:8] = 27
+    assert L.between_vertebrae(alone, (2, 2, 2)).any()
+
+
+def test_the_disc_loss_is_finite_and_falls_as_the_head_finds_the_discs():
+    labels = torch.zeros(2, 1, 12, 6, 6)
+    labels[:, 0, 0:5], labels[:, 0, 7:12] = 1, 2
+    target = L.between_vertebrae(labels, (2, 2, 2)).float()
+    blind = torch.zeros(2, 1, 12, 6, 6, requires_grad=True)
+    loss = L.boundary_loss(blind, labels, (2, 2, 2))
+    loss.backward()
+    assert torch.isfinite(loss) and blind.grad.abs().sum() > 0
+    seeing = (target * 12 - 6).requires_grad_(True)
+    assert float(L.boundary_loss(seeing, labels, (2, 2, 2))) < float(loss) / 10
+    tp, fp, fn = L.boundary_counts(seeing, labels, (2, 2, 2))
+    assert (tp, fp, fn) == (float(target.sum()), 0.0, 0.0)
+
+
 def test_spine_dice_loss_scores_the_union_of_vertebrae():
     seg = torch.zeros(1, 1, 4, 4, 4, dtype=torch.long)
     seg[0, 0, :2] = 7
@@ -387,6 +419,50 @@ def test_checkpoint_final_loads_strictly_into_a_fresh_network(tiny_trained_fold)
     assert tuple(ckpt["inference_allowed_mirroring_axes"]) == (anatomical_axes(plans)["lr"],)
     assert not (tiny_trained_fold / "checkpoint_latest.pth").exists()
     assert (tiny_trained_fold / "checkpoint_best.pth").exists()  # fold 0 is cross-validation
+
+
+def test_pretrained_weights_load_into_a_network_with_a_head_they_lack(tmp_path):
+    from vertebraformer_nn.network import VertebraFormer
+    from vertebraformer_nn.planners.presets import network_arch_kwargs
+    from vertebraformer_nn.trainers.checkpoints import load_pretrained_weights
+
+    def net(**switches):
+        kwargs = network_arch_kwargs("cpu", (16, 32, 32), (4, 8, 8), 4, embed_dim=48, depth=1, num_heads=1,
+                                     decoder_min_channels=16, code_dim=8, **switches)
+        return VertebraFormer(1, 27, **kwargs)
+
+    torch.manual_seed(0)
+    old = net(use_boundary_head=False)
+    path = tmp_path / "old.pth"  # as the built-in model ships it: float16 weights only
+    torch.save({"network_weights": {k: v.half() for k, v in old.state_dict().items()}}, path)
+    new = net()
+    assert load_pretrained_weights(new, str(path)) == ["boundary_head"]
+    for key, value in old.state_dict().items():
+        assert torch.equal(new.state_dict()[key], value.half().float()), key
+    wider = VertebraFormer(1, 27, **{**net().arch_config, "stem_channels": 16})
+    with pytest.raises(ValueError, match="old.pth: these weights do not fit the network: .*stem"):
+        load_pretrained_weights(wider, str(path))
+
+
+def test_fine_tuning_starts_from_the_given_weights(copied_results, multispine_preprocessed, capsys):
+    """``vertebraformer train ... -pretrained_weights`` (nnUNetv2_train's option): the tiny model trained again from
+    its own checkpoint with the disc head taken out, as a model trained before the head existed would be."""
+    from vertebraformer_nn.cli import main
+
+    fold = copied_results
+    ckpt = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=True)
+    ckpt["network_weights"] = {k: v for k, v in ckpt["network_weights"].items() if not k.startswith("boundary_head")}
+    pretrained = fold.parent.parent / "pretrained.pth"
+    torch.save(ckpt, pretrained)
+    args = ["train", str(MULTISPINE_ID), "0", "-tr", "VertebraFormerTrainer_tiny", "-p", multispine_preprocessed[1],
+            "-device", "cpu", "-pretrained_weights", str(pretrained)]
+    assert main(args + ["--c"]) == 2 and "not with --c" in capsys.readouterr().err
+    shutil.rmtree(fold)
+    assert main(args) == 0
+    log = next(fold.glob("training_log_*.txt")).read_text()
+    assert f"weights from {pretrained}; initialised anew: boundary_head" in log
+    assert "boundary_dice" in log
+    assert (fold / "checkpoint_final.pth").is_file()
 
 
 def test_log_and_progress_plots_carry_the_task_metrics(tiny_trained_fold, multispine_preprocessed):

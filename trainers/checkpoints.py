@@ -83,6 +83,27 @@ class CheckpointMixin:
             self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
 
 
+def load_pretrained_weights(network: torch.nn.Module, path: str) -> list:
+    """``-pretrained_weights``: the weights of a checkpoint (a training one or a model folder's inference one, e.g. the
+    built-in model's) into ``network`` (unwrapped), before training starts, as ``nnUNetv2_train -pretrained_weights``.
+
+    Every weight of the file must fit a weight of the network (same name, same shape); the network may have whole
+    modules the file lacks (a head the pretrained model was planned without, e.g. the disc head): those keep their
+    initialisation. Returns the names of those modules; a ValueError names any other mismatch."""
+    weights = load_checkpoint_file(str(path), map_location="cpu")["network_weights"]
+    own = network.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (network {tuple(own[k].shape) if k in own else 'has none'})"
+             for k, v in weights.items() if k not in own or own[k].shape != v.shape]
+    missing = [k for k in own if k not in weights]
+    new_modules = sorted({k.split(".")[0] for k in missing})
+    partly = [m for m in new_modules if any(k.startswith(m + ".") for k in weights)]
+    if wrong or partly:
+        raise ValueError(f"{path}: these weights do not fit the network: " + "; ".join(
+            wrong + [f"module {m} only partly in the file" for m in partly]))
+    network.load_state_dict({**own, **weights}, strict=True)
+    return new_modules
+
+
 #: what a prediction needs from a checkpoint (``predictor.initialize_from_trained_model_folder``)
 INFERENCE_KEYS = ("trainer_name", "inference_allowed_mirroring_axes", "current_epoch")
 

@@ -32,6 +32,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="plans identifier (default: the VertebraFormer plans found in the preprocessed folder)")
     p.add_argument("-device", dest="device", default=None, choices=("cpu", "cuda", "mps"),
                    help="device (default: cuda if available, else cpu)")
+    p.add_argument("-pretrained_weights", dest="pretrained_weights", default=None,
+                   help="start from the weights of this checkpoint (as nnUNetv2_train), e.g. the built-in model's "
+                   "fold_0/checkpoint_final.pth to fine-tune it on your data; modules it lacks (a head) keep their "
+                   "initialisation")
     p.add_argument("--c", dest="continue_training", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--val", dest="validation_only", action="store_true",
                    help="only run the final validation (needs checkpoint_final.pth)")
@@ -58,6 +62,12 @@ def run(args) -> int:
     if args.continue_training and args.validation_only:
         print("vertebraformer train: --c and --val exclude each other", file=sys.stderr)
         return 2
+    if args.pretrained_weights and (args.continue_training or args.validation_only):
+        print("vertebraformer train: -pretrained_weights starts a new training: not with --c or --val", file=sys.stderr)
+        return 2
+    if args.pretrained_weights and args.num_gpus > 1:
+        print("vertebraformer train: -pretrained_weights is for a single-process training", file=sys.stderr)
+        return 2
     if args.num_gpus < 1:
         print(f"vertebraformer train: -num_gpus must be at least 1, not {args.num_gpus}", file=sys.stderr)
         return 2
@@ -82,6 +92,18 @@ def run(args) -> int:
     from nnunetv2.run.run_training import maybe_load_checkpoint
 
     maybe_load_checkpoint(trainer, args.continue_training, args.validation_only)
+    if args.pretrained_weights:
+        from .checkpoints import load_pretrained_weights
+
+        if not trainer.was_initialized:
+            trainer.initialize()
+        try:
+            fresh = load_pretrained_weights(trainer._plain_module(), args.pretrained_weights)
+        except (OSError, KeyError, ValueError) as e:
+            print(f"vertebraformer train: {e}", file=sys.stderr)
+            return 2
+        trainer.print_to_log_file(f"weights from {args.pretrained_weights}" +
+                                  (f"; initialised anew: {', '.join(fresh)}" if fresh else ""))
     if device == "cuda":
         from torch.backends import cudnn
 

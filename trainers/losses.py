@@ -170,6 +170,47 @@ def lesion_loss(lesion_logits: torch.Tensor, lesion_target: torch.Tensor, w: tor
     return loss, {"bce": bce_term.detach(), "dice": dice_term.detach()}
 
 
+#: how far (mm) a voxel may lie from two different vertebrae to count as between them: the disc head's target
+#: covers discs up to twice this thick (lumbar discs are 8-12 mm)
+BOUNDARY_REACH_MM = 7.0
+
+
+def boundary_reach(spacing) -> Tuple[int, ...]:
+    """:data:`BOUNDARY_REACH_MM` in voxels per axis of a grid of ``spacing`` mm (at least one)."""
+    return tuple(max(1, int(round(BOUNDARY_REACH_MM / float(s)))) for s in spacing)
+
+
+def _two_labels_near(labels: torch.Tensor, reach) -> torch.Tensor:
+    """Voxels with two different vertebra labels within ``reach`` voxels per axis (a box)."""
+    vertebra = labels > 0
+    kernel = tuple(2 * int(r) + 1 for r in reach)
+    pad = tuple(int(r) for r in reach)
+    highest = F.max_pool3d(torch.where(vertebra, labels, 0.0), kernel, stride=1, padding=pad)
+    lowest = -F.max_pool3d(torch.where(vertebra, -labels, -1e4), kernel, stride=1, padding=pad)
+    return (highest > 0) & (lowest < highest)
+
+
+@torch.no_grad()
+def between_vertebrae(seg_target: torch.Tensor, reach) -> torch.Tensor:
+    """The disc head's target (B, 1, *S) bool: the space between two vertebrae, i.e. the background voxels with two
+    different vertebra labels within ``reach`` voxels per axis (a disc up to twice as thick), and the vertebra voxels
+    that touch another vertebra (a bridged or thin disc). Never the inside of a vertebra: numbering removes these
+    voxels from an instance and counts what falls apart. The ignore label counts as a label of its own: the border
+    of a vertebra cut by the field of view with its neighbour is known."""
+    labels = seg_target.float()
+    gap = _two_labels_near(labels, reach) & (labels == 0)
+    return gap | (_two_labels_near(labels, (1,) * len(reach)) & (labels > 0))
+
+
+def boundary_loss(boundary_logits: torch.Tensor, seg_target: torch.Tensor, reach) -> torch.Tensor:
+    """The disc head's loss: BCE + soft Dice against :func:`between_vertebrae` (every case has vertebra labels,
+    so every case counts: the lesion loss's terms with weight 1)."""
+    target = between_vertebrae(seg_target, reach)
+    ones = torch.ones(seg_target.shape[0], device=seg_target.device)
+    loss, _ = lesion_loss(boundary_logits, target, ones, dice_weight=1.0, fn_weight=0.5)
+    return loss
+
+
 def domain_loss(domain_logits: torch.Tensor, domain_target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the domain classifier (the domain-code loss); ``domain_target`` (B,) long, cases with
     an unknown domain carry weight 0 (their target is clamped to a valid index and multiplied by zero)."""
@@ -211,6 +252,13 @@ def lesion_counts(lesion_logits: torch.Tensor, lesion_target: torch.Tensor,
     fp = (pred & ~target & m).sum()
     fn = (~pred & target & m).sum()
     return float(tp), float(fp), float(fn)
+
+
+@torch.no_grad()
+def boundary_counts(boundary_logits: torch.Tensor, seg_target: torch.Tensor, reach) -> Tuple[float, float, float]:
+    """(tp, fp, fn) voxel counts of the disc head's ``sigmoid > 0.5`` against :func:`between_vertebrae`."""
+    return lesion_counts(boundary_logits, between_vertebrae(seg_target, reach),
+                         torch.ones(seg_target.shape[0], device=seg_target.device))
 
 
 @torch.no_grad()

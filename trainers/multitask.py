@@ -2,7 +2,8 @@
 
 Under ``all_heads`` the network returns every head; the loss is nnU-Net's Dice + CE on ``target[:, :1]`` (vertebra
 labels, ``self.loss``) plus the binary "any vertebra" Dice, the level cross-entropy on vertebra voxels, the lesion
-BCE + soft Dice on ``target[:, 1:2]`` and the domain-code cross-entropy, with the lesion and domain terms masked per
+BCE + soft Dice on ``target[:, 1:2]``, the domain-code cross-entropy and the disc head's BCE + soft Dice (its target
+built from the vertebra labels, ``losses.between_vertebrae``), with the lesion and domain terms masked per
 case (:mod:`losses`, :mod:`case_table`) and the segmentation's ignore label left out of every vertebra term.
 Per-task losses and metrics go to the log and the progress plots (:mod:`progress`); under DDP they are gathered
 across ranks.
@@ -28,8 +29,8 @@ from .progress import METRIC_KEYS, TASK_LOSSES
 
 class MultiTaskStepsMixin:
     """``train_step`` / ``validation_step`` and their epoch ends for the all-heads network; put it before
-    nnUNetTrainer. Needs ``case_table``, ``loss_weights``, ``lesion_dice_weight``, ``lesion_fn_weight`` and
-    ``grad_clip``."""
+    nnUNetTrainer. Needs ``case_table``, ``loss_weights``, ``lesion_dice_weight``, ``lesion_fn_weight``,
+    ``boundary_reach`` and ``grad_clip``."""
 
     def compute_losses(self, out: dict, target: torch.Tensor, keys):
         """(total loss, {task: loss}) for a batch; ``out`` is the network's all-heads dict."""
@@ -52,6 +53,8 @@ class MultiTaskStepsMixin:
             parts["lesion"] = zero
         parts["domain"] = L.domain_loss(out["domain_logits"], dom_t, dom_w) if out["domain_logits"] is not None \
             else zero
+        parts["boundary"] = L.boundary_loss(out["boundary"], seg_t, self.boundary_reach) \
+            if out.get("boundary") is not None else zero
         total = sum(self.loss_weights[k] * v for k, v in parts.items())
         return total, parts
 
@@ -118,7 +121,10 @@ class MultiTaskStepsMixin:
             ltp = lfp = lfn = 0.0
         dc, dn = L.domain_counts(out["domain_logits"], dom_t, dom_w) if out["domain_logits"] is not None \
             else (0.0, 0.0)
-        res["counts"] = np.array([btp, bfp, bfn, id_c, id_n, ltp, lfp, lfn, dc, dn], dtype=np.float64)
+        dtp, dfp, dfn = L.boundary_counts(out["boundary"], seg_t, self.boundary_reach) \
+            if out.get("boundary") is not None else (0.0, 0.0, 0.0)
+        res["counts"] = np.array([btp, bfp, bfn, id_c, id_n, ltp, lfp, lfn, dc, dn, dtp, dfp, dfn],
+                                 dtype=np.float64)
         return res
 
     def on_validation_epoch_end(self, val_outputs: List[dict]):
@@ -129,12 +135,13 @@ class MultiTaskStepsMixin:
             gathered = [None for _ in range(dist.get_world_size())]
             dist.all_gather_object(gathered, counts)
             counts = np.sum(gathered, 0)
-        btp, bfp, bfn, id_c, id_n, ltp, lfp, lfn, dc, dn = counts
+        btp, bfp, bfn, id_c, id_n, ltp, lfp, lfn, dc, dn, dtp, dfp, dfn = counts
         e = self.current_epoch
         self.logger.log("val_spine_dice", dice_from_counts(btp, bfp, bfn), e)
         self.logger.log("val_id_accuracy", L.ratio(id_c, id_n), e)
         self.logger.log("val_lesion_dice", dice_from_counts(ltp, lfp, lfn), e)
         self.logger.log("val_domain_accuracy", L.ratio(dc, dn), e)
+        self.logger.log("val_boundary_dice", dice_from_counts(dtp, dfp, dfn), e)
         for task in TASK_LOSSES:
             self.logger.log(f"val_loss_{task}", self._mean_across_ranks(outputs[f"loss_{task}"]), e)
 

@@ -17,10 +17,10 @@ from batchgenerators.utilities.file_and_folder_operations import join
 
 from nnunetv2.training.logging.nnunet_logger import LocalLogger
 
-TASK_LOSSES = ("seg", "id", "lesion", "domain")
+TASK_LOSSES = ("seg", "id", "lesion", "domain", "boundary")
 TRAIN_LOSS_KEYS = tuple(f"train_loss_{t}" for t in TASK_LOSSES)
 VAL_LOSS_KEYS = tuple(f"val_loss_{t}" for t in TASK_LOSSES)
-METRIC_KEYS = ("val_spine_dice", "val_id_accuracy", "val_lesion_dice", "val_domain_accuracy")
+METRIC_KEYS = ("val_spine_dice", "val_id_accuracy", "val_lesion_dice", "val_domain_accuracy", "val_boundary_dice")
 EXTRA_KEYS = TRAIN_LOSS_KEYS + VAL_LOSS_KEYS + METRIC_KEYS
 #: the per-task plot, written beside nnU-Net's progress.png
 TASKS_PNG = "progress_tasks.png"
@@ -68,16 +68,16 @@ class MultiTaskLocalLogger(LocalLogger):
             return
         x = list(range(epoch + 1))
         fig, (losses, metrics) = plt.subplots(2, 1, figsize=(30, 36))
-        colors = dict(seg='b', id='m', lesion='r', domain='g')
+        colors = dict(seg='b', id='m', lesion='r', domain='g', boundary='c')
         for t in TASK_LOSSES:
             losses.plot(x, log[f"train_loss_{t}"][:epoch + 1], color=colors[t], label=f"train {t}", linewidth=4)
             losses.plot(x, log[f"val_loss_{t}"][:epoch + 1], color=colors[t], ls='dotted', label=f"val {t}",
                         linewidth=4)
-        losses.set_xlabel("epoch"), losses.set_ylabel("loss per task"), losses.legend(loc=(0, 1), ncol=4)
-        for key, c in zip(METRIC_KEYS, ('b', 'm', 'r', 'g')):
+        losses.set_xlabel("epoch"), losses.set_ylabel("loss per task"), losses.legend(loc=(0, 1), ncol=5)
+        for key, c in zip(METRIC_KEYS, ('b', 'm', 'r', 'g', 'c')):
             metrics.plot(x, log[key][:epoch + 1], color=c, marker='o', label=key.replace("val_", ""), linewidth=4)
         metrics.set(ylim=[0, 1.02]), metrics.set_xlabel("epoch"), metrics.set_ylabel("validation metric")
-        metrics.legend(loc=(0, 1), ncol=4)
+        metrics.legend(loc=(0, 1), ncol=5)
         plt.tight_layout()
         fig.savefig(join(output_folder, TASKS_PNG))
         plt.close(fig)

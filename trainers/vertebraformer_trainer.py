@@ -71,7 +71,7 @@ class VertebraFormerTrainer(CheckpointMixin, MultiTaskStepsMixin, LesionSampling
         self.num_val_iterations_per_epoch = 50
         self.grad_clip = 1.0
         #: weights of the task losses in the total (segmentation = 1)
-        self.loss_weights = {"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1}
+        self.loss_weights = {"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1, "boundary": 0.5}
         self.lesion_dice_weight = 1.0
         #: Tversky weight of a missed lesion voxel in the lesion loss's overlap term (0.5 = soft Dice, losses.py).
         #: 0.7 (Salehi et al. 2017, small MS lesions): lesions are tiny and a briefly trained head finds them but
@@ -82,6 +82,8 @@ class VertebraFormerTrainer(CheckpointMixin, MultiTaskStepsMixin, LesionSampling
         #: weight of the binary "any vertebra" soft Dice added to the segmentation loss (losses.segmentation_loss)
         self.spine_dice_weight = 1.0
         self.lesion_patch_fraction = LESION_PATCH_FRACTION
+        #: the disc head's reach in voxels of this configuration's grid (losses.boundary_reach)
+        self.boundary_reach = L.boundary_reach(self.configuration_manager.spacing)
         for name, value in self.SCHEDULE.items():  # short-schedule variants (variants.py) override these
             setattr(self, name, value)
 

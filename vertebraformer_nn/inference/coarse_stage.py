@@ -74,10 +74,11 @@ class LevelGrid:
     """Receives the coarse sliding window's finished blocks as a ``GridReducer`` would (``sliding_window
     .predict_grid``'s ``reducer``) and keeps only the level probabilities, whole: (26, *grid) float16."""
 
-    def __init__(self, shape: Sequence[int], seg_channels: int, has_id: bool, has_lesion: bool, kept=None):
+    def __init__(self, shape: Sequence[int], seg_channels: int, has_id: bool, has_lesion: bool, kept=None,
+                 has_boundary: bool = False):
         self.levels = np.empty((LEVELS, *[int(s) for s in shape]), np.float16)
 
-    def add(self, region, background, vertebrae, identification=None, lesion=None) -> None:
+    def add(self, region, background, vertebrae, identification=None, lesion=None, boundary=None) -> None:
         if identification is None:  # the vertebra channels, renormalised (uniform where there are none)
             vertebrae = torch.as_tensor(vertebrae)
             total = vertebrae.sum(dim=0, keepdim=True)

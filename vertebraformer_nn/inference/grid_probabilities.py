@@ -1,7 +1,7 @@
 """What prediction keeps of a case's probabilities on the model grid: per voxel only what the outputs need.
 
-The network's dense heads give 54 probabilities per model-grid voxel (27 segmentation, 26 identification, 1 lesion):
-216 bytes in float32, 22 GB for the 100 M voxels of a 512 x 512 x 600 CT on a 1 mm grid. Numbering, export and
+The network's dense heads give 55 probabilities per model-grid voxel (27 segmentation, 26 identification, 1 lesion,
+1 disc): 220 bytes in float32, 22 GB for the 100 M voxels of a 512 x 512 x 600 CT on a 1 mm grid. Numbering, export and
 lesion detection need much less, and :class:`GridProbabilities` keeps just that:
 
 * at every voxel (5 bytes): the segmentation argmax (``argmax``, uint8, 0 = background, ties to background and then
@@ -12,12 +12,13 @@ lesion detection need much less, and :class:`GridProbabilities` keeps just that:
   a CT's model grid): the 26 vertebra channels of the segmentation softmax (``seg``, (n, 26) float16, column k =
   training label k + 1) and the 26 level probabilities of the identification head (``id``, (n, 26) float16; None
   without the head): 112 bytes with the index, for the level smoothing, the per-instance level evidence and the
-  boundaries between neighbouring levels;
+  boundaries between neighbouring levels; and there too the disc head's probability (``boundary``, (n,) float16,
+  2 bytes more; None without the head: older models), where numbering cuts an instance that holds two vertebrae;
 * with the coarse whole-field stage (``coarse_stage``): its 26 level probabilities on its own coarse grid
   (``coarse``, (26, *coarse grid) float16, 52 bytes per coarse voxel: at 7 mm over a 1 mm grid 0.15 bytes per
   model-grid voxel), read at the instances' voxels by interpolation when numbering (:meth:`coarse_rows`).
 
-So the size is 5 bytes per voxel plus 112 bytes per spine voxel, whatever the number of channels, and every
+So the size is 5 bytes per voxel plus 112 (114) bytes per spine voxel, whatever the number of channels, and every
 number kept is the float16 rounding of the probability nnU-Net-style prediction computes (nothing is approximated
 away: a vertebra's numbers are all there). Everything numbering ever computed from the full segmentation softmax
 (argmax, the winning probability, the smoothing masked to the foreground, the mean level probabilities of an
@@ -77,14 +78,15 @@ class GridProbabilities:
     id: Optional[np.ndarray]  # float16 (n, 26): identification probabilities there, or None
     kept: object = None  # probabilities.KeptWriter with every channel where spine or lesion may be, or None
     coarse: Optional[np.ndarray] = None  # float16 (26, *coarse grid): the coarse stage's levels, or None
+    boundary: Optional[np.ndarray] = None  # float16 (n,): the disc head's probability there, or None
 
     @property
     def heads(self) -> Tuple[str, ...]:
-        return tuple(h for h, on in (("seg", True), ("id", self.id is not None), ("lesion", self.lesion is not None))
-                     if on)
+        return tuple(h for h, on in (("seg", True), ("id", self.id is not None), ("lesion", self.lesion is not None),
+                                     ("boundary", self.boundary is not None)) if on)
 
     def nbytes(self) -> int:
-        arrays = (self.argmax, self.foreground, self.lesion, self.index, self.seg, self.id, self.coarse)
+        arrays = (self.argmax, self.foreground, self.lesion, self.index, self.seg, self.id, self.coarse, self.boundary)
         return sum(a.nbytes for a in arrays if a is not None)
 
     def rows(self, flat_indices: np.ndarray) -> np.ndarray:
@@ -126,8 +128,9 @@ class GridProbabilities:
 
     @classmethod
     def from_dense(cls, probs: Mapping[str, np.ndarray], kept=None) -> "GridProbabilities":
-        """From full arrays: ``probs`` head -> (C, X, Y, Z) probabilities (seg C >= 2 channels, optional id 26 and
-        lesion 1), reduced slab by slab; an optional ``coarse_id`` (26, *coarse grid) is kept as it is."""
+        """From full arrays: ``probs`` head -> (C, X, Y, Z) probabilities (seg C >= 2 channels, optional id 26,
+        lesion 1 and boundary 1), reduced slab by slab; an optional ``coarse_id`` (26, *coarse grid) is kept as it
+        is."""
         seg = np.asarray(probs["seg"])
         if seg.ndim != 4 or seg.shape[0] < 2:
             raise ValueError(f"seg_probs must be (C, X, Y, Z) probabilities with C >= 2, got shape {seg.shape}")
@@ -137,14 +140,16 @@ class GridProbabilities:
             ident = check_probabilities(ident, LEVELS, "id_probs")
             if ident.shape[1:] != seg.shape[1:]:
                 raise ValueError(f"id_probs spatial shape {ident.shape[1:]} differs from seg_probs' {seg.shape[1:]}")
-        lesion = probs.get("lesion")
-        reducer = GridReducer(seg.shape[1:], seg.shape[0], ident is not None, lesion is not None, kept)
+        lesion, boundary = probs.get("lesion"), probs.get("boundary")
+        reducer = GridReducer(seg.shape[1:], seg.shape[0], ident is not None, lesion is not None, kept,
+                              has_boundary=boundary is not None)
         for start in range(0, seg.shape[1], SLAB):
             region = (slice(start, min(start + SLAB, seg.shape[1])), slice(None), slice(None))
             block = (slice(None), *region)
             f32 = [None if a is None else torch.from_numpy(np.ascontiguousarray(a[block], dtype=np.float32))
-                   for a in (seg, ident, lesion)]
-            reducer.add(region, f32[0][0], f32[0][1:], f32[1], None if f32[2] is None else f32[2][0])
+                   for a in (seg, ident, lesion, boundary)]
+            reducer.add(region, f32[0][0], f32[0][1:], f32[1], None if f32[2] is None else f32[2][0],
+                        boundary=None if f32[3] is None else f32[3][0])
         result = reducer.result()
         result.coarse = coarse_levels(probs.get("coarse_id"))
         return result
@@ -184,24 +189,27 @@ def as_grid_probabilities(seg_probs, id_probs=None) -> GridProbabilities:
 class GridReducer:
     """Builds a :class:`GridProbabilities` of a grid from blocks of final probabilities (module docstring)."""
 
-    def __init__(self, shape: Sequence[int], seg_channels: int, has_id: bool, has_lesion: bool, kept=None):
+    def __init__(self, shape: Sequence[int], seg_channels: int, has_id: bool, has_lesion: bool, kept=None,
+                 has_boundary: bool = False):
         self.shape = tuple(int(s) for s in shape)
         self.seg_channels = int(seg_channels)
         self.argmax = np.zeros(self.shape, np.uint8)
         self.foreground = np.zeros(self.shape, np.float16)
         self.lesion = np.zeros(self.shape, np.float16) if has_lesion else None
-        self.has_id = has_id
+        self.has_id, self.has_boundary = has_id, has_boundary
         self.kept = kept
-        self._index, self._seg, self._id = [], [], []
+        self._index, self._seg, self._id, self._boundary = [], [], [], []
 
-    def add(self, region: Sequence[slice], background, vertebrae, identification=None, lesion=None) -> None:
+    def add(self, region: Sequence[slice], background, vertebrae, identification=None, lesion=None,
+            boundary=None) -> None:
         """One block: ``region`` (start:stop per axis of the grid; ``slice(None)`` for a whole axis),
         ``background`` p(background) (block shape), ``vertebrae`` the other segmentation channels (C - 1, *block),
-        ``identification`` (26, *block) and ``lesion`` (block shape) where the model has them; float32 tensors
-        (any device) or arrays."""
+        ``identification`` (26, *block), ``lesion`` and ``boundary`` (block shape) where the model has them; float32
+        tensors (any device) or arrays."""
         region = tuple(slice(*r.indices(n)[:2]) for r, n in zip(region, self.shape))
         bg, vert = torch.as_tensor(background), torch.as_tensor(vertebrae)
-        if (identification is not None) != self.has_id or (lesion is not None) != (self.lesion is not None):
+        if (identification is not None) != self.has_id or (lesion is not None) != (self.lesion is not None) or \
+                (boundary is not None) != self.has_boundary:
             raise ValueError("the block's heads differ from the grid's")
         best, channel = vert.max(dim=0)  # first maximum: ties to the lower channel
         spine = best > bg  # ties to background, as np.argmax over [background, vertebrae]
@@ -219,10 +227,12 @@ class GridReducer:
             self._seg.append(_numpy(vert[:, spine].T.to(torch.float16)))
             if identification is not None:
                 self._id.append(_numpy(torch.as_tensor(identification)[:, spine].T.to(torch.float16)))
+            if boundary is not None:
+                self._boundary.append(_numpy(torch.as_tensor(boundary)[spine].to(torch.float16)))
         if self.kept is not None:
-            self._keep(region, bg, fg16, vert, identification, lesion, les16)
+            self._keep(region, bg, fg16, vert, identification, lesion, les16, boundary)
 
-    def _keep(self, region, bg, fg16, vert, identification, lesion, les16) -> None:
+    def _keep(self, region, bg, fg16, vert, identification, lesion, les16, boundary) -> None:
         keep = fg16.float() > EPS
         if les16 is not None:
             keep |= les16.float() > EPS
@@ -234,6 +244,8 @@ class GridReducer:
             rows["id"] = torch.as_tensor(identification)[:, keep].T
         if lesion is not None:
             rows["lesion"] = torch.as_tensor(lesion)[keep][:, None]
+        if boundary is not None:
+            rows["boundary"] = torch.as_tensor(boundary)[keep][:, None]
         self.kept.write(region_flat_indices(region, self.shape, keep_np),
                         {h: _numpy(r.to(torch.float16)) for h, r in rows.items()})
 
@@ -244,6 +256,9 @@ class GridReducer:
         ident = None
         if self.has_id:
             ident = np.concatenate(self._id)[order] if self._id else np.zeros((0, LEVELS), np.float16)
-        self._index, self._seg, self._id = [], [], []
+        disc = None
+        if self.has_boundary:
+            disc = np.concatenate(self._boundary)[order] if self._boundary else np.zeros(0, np.float16)
+        self._index, self._seg, self._id, self._boundary = [], [], [], []
         return GridProbabilities(self.shape, self.argmax, self.foreground, self.lesion, index[order], seg, ident,
-                                 self.kept)
+                                 self.kept, boundary=disc)

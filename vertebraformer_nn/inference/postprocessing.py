@@ -97,6 +97,15 @@ class Postprocessing:
     max_merged_growth: float = _searched(1.5, (1.3, 1.5, 2.0), (
         "... unless their union would exceed this multiple of the median volume of the 4 nearest instances "
         "(neighbouring vertebrae differ by <~20 %): then one of them already holds part of the next vertebra."))
+    # --- numbering: cuts at the discs the disc head sees (disc_split.py) -------------------------------------
+    disc_split_threshold: float = _fixed(0.5, (
+        "An instance is cut where the disc head's probability is at least this (the head's own decision boundary): "
+        "when its other voxels fall into two or more parts of at least disc_split_min_part of it, each part is a "
+        "vertebra. A model without the disc head is never cut. 0 = off."))
+    disc_split_min_part: float = _fixed(0.2, (
+        "Anatomy, not tuned: a part keeps at least this fraction of the instance's volume to be a vertebra of its "
+        "own (three fused lumbar bodies are near thirds; an articular process cut off at its facet joint, a "
+        "spinous process tip or an endplate rim are a few percent) and joins the nearest part otherwise."))
     # --- numbering: split and fused bodies (instance_repair.py) -------------------------------------------------
     split_height_ratio: float = _searched(1.7, (0.0, 1.5, 1.7, 2.0), (
         "An instance at least this many times as tall (along the head-foot axis) as the median of its neighbours (up "
@@ -318,9 +327,12 @@ def _problems(p: Postprocessing) -> List[Tuple[str, str]]:
                                         "(lower that too)"))
     if p.lesion_score not in LESION_SCORES:
         out.append(("lesion_score", f"must be one of {', '.join(LESION_SCORES)}"))
-    for name in ("split_min_part", "instance_min_foreground", "min_mean_confidence", "split_max_neck"):
+    for name in ("split_min_part", "instance_min_foreground", "min_mean_confidence", "split_max_neck",
+                 "disc_split_threshold"):
         if not 0 <= getattr(p, name) < 1:
             out.append((name, "must lie in [0, 1)"))
+    if not 0 < p.disc_split_min_part <= 0.5:
+        out.append(("disc_split_min_part", "must lie in (0, 0.5]"))
     if not (p.split_height_ratio == 0 or p.split_height_ratio > 1):
         out.append(("split_height_ratio", "must be 0 (off) or > 1"))
     if not 0 <= p.merge_half_height < 1:

@@ -51,7 +51,7 @@ from .grid_probabilities import COARSE_HEAD, EPS, LEVELS, GridProbabilities, Gri
 __all__ = ["HEADS", "FILE_SUFFIX", "EPS", "CompactProbs", "compact", "fill_value", "KeptWriter", "average",
            "averaged_grid", "save", "load", "probabilities_file"]
 
-HEADS = ("seg", "id", "lesion")  # kept as rows per voxel; COARSE_HEAD whole on its own grid (grid_probabilities)
+HEADS = ("seg", "id", "lesion", "boundary")  # rows per voxel; COARSE_HEAD whole on its own grid (grid_probabilities)
 FILE_SUFFIX = "_vfprobs.npz"
 FORMAT = "vertebraformer-probabilities"
 VERSION = 2
@@ -73,7 +73,7 @@ def fill_value(head: str, channels: int) -> np.ndarray:
         return fill
     if head == "id":
         return np.full(channels, 1.0 / channels, dtype=np.float16)
-    if head == "lesion":
+    if head in ("lesion", "boundary"):
         return np.zeros(channels, dtype=np.float16)
     raise ValueError(f"unknown head {head!r}; heads are {', '.join(HEADS)}")
 
@@ -250,13 +250,15 @@ def averaged_grid(items: Sequence[CompactProbs], kept: Optional[KeptWriter] = No
     channels = sum(items[0].channels(h) for h in heads)
     plane = int(np.prod(shape[1:]))
     step = max(1, _BLOCK_VALUES // (channels * plane))
-    reducer = GridReducer(shape, items[0].channels("seg"), "id" in heads, "lesion" in heads, kept)
+    reducer = GridReducer(shape, items[0].channels("seg"), "id" in heads, "lesion" in heads, kept,
+                          has_boundary="boundary" in heads)
     for first in range(0, shape[0], step):
         last = min(first + step, shape[0])
         block = {h: torch.from_numpy(_mean_block(items, h, first * plane, last * plane).reshape(
             -1, last - first, *shape[1:])) for h in heads}
         reducer.add((slice(first, last), slice(None), slice(None)), block["seg"][0], block["seg"][1:],
-                    block.get("id"), block["lesion"][0] if "lesion" in block else None)
+                    block.get("id"), block["lesion"][0] if "lesion" in block else None,
+                    boundary=block["boundary"][0] if "boundary" in block else None)
     result = reducer.result()
     result.coarse = _mean_coarse(items)
     return result

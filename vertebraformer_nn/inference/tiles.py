@@ -2,7 +2,7 @@
 
 nnU-Net's sliding window (``nnUNetPredictor.predict_sliding_window_return_logits``) adds every tile's logits into
 one float16 array of all output channels over the whole padded image, then the softmax runs on all of it: for our
-54 dense channels on the 100 M voxels of a 512 x 512 x 600 CT on a 1 mm grid that is 10.8 GB, and 22 GB more in
+55 dense channels on the 100 M voxels of a 512 x 512 x 600 CT on a 1 mm grid that is 11 GB, and 22 GB more in
 float32. Here nnU-Net's tile positions and Gaussian weights are kept and the aggregation is ours:
 
 * **positions**: nnU-Net's ``compute_steps_for_sliding_window`` on the image padded to at least the patch (as
@@ -14,13 +14,13 @@ float32. Here nnU-Net's tile positions and Gaussian weights are kept and the agg
   instead; weights below 1e-7 of the centre's never decide anything, the centre of another tile is always within
   reach with weight >= exp(-6));
 * **what is averaged**: each tile's probabilities (softmax of the segmentation and identification heads, sigmoid of
-  the lesion head), Gaussian-weighted, over tiles and folds, one linear rule (``probabilities`` says why
+  the lesion and disc heads), Gaussian-weighted, over tiles and folds, one linear rule (``probabilities`` says why
   probabilities, not logits, and how ``vertebraformer ensemble`` applies the same rule to saved folds). Test-time
   mirroring stays nnU-Net's: the logits of the mirrored passes of one tile are averaged first;
 * **where**: the tile positions cut every axis into cells; a cell's sums exist from the first tile that touches it
   until its last tile has been added, then the cell goes to the ``grid_probabilities.GridReducer`` (which keeps
   5 bytes per voxel plus the spine's level probabilities) and its sums are freed. In raster order about one plane of
-  cells, half a patch thick, is open at any time. Per open voxel: background, lesion and weight sums in float32;
+  cells, half a patch thick, is open at any time. Per open voxel: background, lesion, disc and weight sums in float32;
   the 52 level channels (26 vertebra channels of the segmentation, 26 identification levels) and the weight of the
   tiles that saw spine there, only in cells where some tile saw spine (a tile's foreground probability above
   ``grid_probabilities.EPS``), in float16 and float32. A tile that sees no spine adds no level channels anywhere.
@@ -57,11 +57,11 @@ def tile_weights(patch: Sequence[int], device) -> torch.Tensor:
     return gaussian.clamp_min(WEIGHT_SCALE * WEIGHT_FLOOR)
 
 
-def open_bytes_per_voxel(level_channels: int, has_lesion: bool, levels: bool = True) -> int:
+def open_bytes_per_voxel(level_channels: int, has_lesion: bool, levels: bool = True, has_boundary: bool = False) -> int:
     """Bytes of sums per open voxel: weight, background (and lesion) in float32; with ``levels`` the level channels
     (vertebra channels of the segmentation and the identification levels: 52) in float16 and the spine weight in
     float32."""
-    return 4 * (2 + has_lesion) + (2 * level_channels + 4 if levels else 0)
+    return 4 * (2 + has_lesion + has_boundary) + (2 * level_channels + 4 if levels else 0)
 
 
 class TileGrid:
@@ -134,8 +134,8 @@ class TileGrid:
 
 
 class _Sums:
-    """One open cell: float32 base sums (weight, background[, lesion]) and, once a tile saw spine in it, float16 level
-    sums (26 vertebra [+ 26 identification] channels) with their float32 weight."""
+    """One open cell: float32 base sums (weight, background[, lesion][, boundary]) and, once a tile saw spine in it,
+    float16 level sums (26 vertebra [+ 26 identification] channels) with their float32 weight."""
 
     def __init__(self, shape, base_channels: int, device):
         self.base = torch.zeros((base_channels, *shape), dtype=torch.float32, device=device)
@@ -153,8 +153,9 @@ class TileAccumulator:
     (nnU-Net's ``pad_nd_image`` slicer)."""
 
     def __init__(self, grid: TileGrid, reducer, valid: Sequence[slice], vertebra_channels: int, id_channels: int,
-                 has_lesion: bool, device):
+                 has_lesion: bool, device, has_boundary: bool = False):
         self.grid, self.reducer, self.device = grid, reducer, torch.device(device)
+        self.has_boundary = has_boundary
         self.valid = tuple(slice(*v.indices(n)[:2]) for v, n in zip(valid, grid.shape))
         self.n_vert, self.n_id, self.has_lesion = int(vertebra_channels), int(id_channels), has_lesion
         self.has_id = self.n_id > 0
@@ -165,12 +166,13 @@ class TileAccumulator:
 
     # ---------------------------------------------------------------- adding
     def add(self, tile: Sequence[int], weight: torch.Tensor, seg: torch.Tensor, ident: Optional[torch.Tensor] = None,
-            lesion: Optional[torch.Tensor] = None) -> None:
+            lesion: Optional[torch.Tensor] = None, boundary: Optional[torch.Tensor] = None) -> None:
         """One fold's probabilities of one tile (on any device; ``weight`` from :func:`tile_weights` there):
         ``seg`` (C, *patch) softmax, ``ident`` (26, *patch) softmax or None to skip it (see
-        :meth:`needs_identification`), ``lesion`` (*patch) sigmoid."""
+        :meth:`needs_identification`), ``lesion`` and ``boundary`` (*patch) sigmoids."""
         spine = (seg[0] < 1 - self.eps)  # the tile's foreground probability above EPS
-        base = [weight, weight * seg[0]] + ([weight * lesion] if self.has_lesion else [])
+        base = [weight, weight * seg[0]] + ([weight * lesion] if self.has_lesion else []) + \
+            ([weight * boundary] if self.has_boundary else [])
         base = torch.stack(base).to(self.device)
         levels = spine_weight = None
         if bool(spine.any()):
@@ -210,7 +212,7 @@ class TileAccumulator:
         sums = self.open.get(cell)
         if sums is None:
             shape = tuple(r.stop - r.start for r in self.grid.cell_region(cell))
-            sums = self.open[cell] = _Sums(shape, 2 + self.has_lesion, self.device)
+            sums = self.open[cell] = _Sums(shape, 2 + self.has_lesion + self.has_boundary, self.device)
             sums.remaining = self.grid.tiles_covering(cell)
             self._count(sums.base)
         return sums
@@ -232,6 +234,7 @@ class TileAccumulator:
         total = base[0]
         background = base[1] / total
         lesion = base[2] / total if self.has_lesion else None
+        boundary = base[2 + self.has_lesion] / total if self.has_boundary else None
         shape = tuple(background.shape)
         if sums.levels is None:
             vertebrae = torch.zeros((self.n_vert, *shape), dtype=torch.float32, device=self.device)
@@ -246,7 +249,7 @@ class TileAccumulator:
                                     torch.full_like(levels[self.n_vert:], 1.0 / self.n_id))
         offset = [v.start for v in self.valid]
         target = tuple(slice(s.start - o, s.stop - o) for s, o in zip(inside, offset))
-        self.reducer.add(target, background, vertebrae, ident, lesion)
+        self.reducer.add(target, background, vertebrae, ident, lesion, boundary=boundary)
 
     def check_finished(self) -> None:
         if self.open:

@@ -34,6 +34,9 @@ use_modulation             ablation switches: they choose what is computed and t
 use_identification         never which parameters exist, so a state_dict saved with any
 use_lesion_head            combination loads strictly into any other
 lesion_prior               initial lesion probability (bias of the lesion logit)
+use_boundary_head          the disc head (below); the one key with a default (False), and the one switch that
+                           decides whether parameters exist: plans and checkpoints written before it build and
+                           load the network without it, strictly
 =========================  ===============================================================================
 
 A switched-off component's parameters are frozen (``requires_grad=False``) and never used, so DDP
@@ -45,7 +48,7 @@ output mode (``heads=`` argument, else the attribute ``net.output_mode``, defaul
 * ``"seg"`` (default; what nnU-Net's predictor, its validation and ``nnUNetTrainer`` see): the
   segmentation logits only, a tensor (B, num_classes, *patch). The identification and lesion heads and
   the domain classifier are not evaluated in this mode.
-* ``"all"`` (our training step): a dict with always the same five keys
+* ``"all"`` (our training step): a dict with always the same six keys
     - ``"seg"``: (B, num_classes, *patch) logits, softmax over channels; channel c = training label c
       (0 background, 1..26 = ANATOMICAL_ORDER).
     - ``"id"``: (B, num_levels, *patch) logits, softmax over channels; channel k = ANATOMICAL_ORDER[k]
@@ -59,12 +62,16 @@ output mode (``heads=`` argument, else the attribute ``net.output_mode``, defaul
       channel, and one channel halves the full-resolution memory and the predictor's buffer. Its bias
       starts at logit(lesion_prior) (rare positives; stable BCE / focal loss from step one). Lesion
       instances are the connected components of ``sigmoid > 0.5``.
+    - ``"boundary"``: (B, 1, *patch) logits (sigmoid) of the disc head: voxels between two different
+      vertebrae (the disc space and where two vertebrae touch; target built from the labels,
+      ``trainers.losses.between_vertebrae``). Numbering cuts an instance there that holds two vertebrae
+      (``inference.disc_split``). ``None`` without ``use_boundary_head``.
     - ``"domain_logits"``: (B, num_domains) logits of the auxiliary domain classifier (cross-entropy
       with the case's training domain = the domain-code loss). ``None`` when ``use_modulation`` is False or
       ``num_domains`` is 0 (a dataset without domains: the code is still computed and trained through the tasks).
     - ``"code"``: (B, code_dim) the image-derived domain code z. ``None`` when ``use_modulation`` is False.
 * ``"dense"`` (our sliding-window predictor): one tensor, the enabled dense heads concatenated on the
-  channel axis in the order seg, id, lesion; ``net.dense_layout()`` gives each head's channel slice
+  channel axis in the order seg, id, lesion, boundary; ``net.dense_layout()`` gives each head's channel slice
   (e.g. ``{"seg": (0, 27), "id": (27, 53), "lesion": (53, 54)}``). nnU-Net's sliding window,
   Gaussian weighting, mirroring and fold averaging then apply to every dense head unchanged; a label
   manager reporting ``net.num_dense_channels`` channels makes the predictor allocate the right buffer.
@@ -73,7 +80,7 @@ Set the mode with ``with all_heads(net): ...`` / ``with output_mode(net, "dense"
 DDP's ``.module`` and torch.compile's ``._orig_mod``), or pass ``net(x, heads="all")``. The mode is a
 plain attribute: not saved in the state_dict, default ``"seg"`` on every fresh instance.
 
-Weights: a plain ``state_dict`` (no pickled code); keys are independent of the switches.
+Weights: a plain ``state_dict`` (no pickled code); keys are independent of the switches, except the disc head's.
 """
 from __future__ import annotations
 
@@ -97,7 +104,9 @@ from .modulation import DynamicModulationUnit
 
 NETWORK_CLASS_NAME = "vertebraformer_nn.network.VertebraFormer"
 OUTPUT_MODES = ("seg", "all", "dense")
-HEAD_KEYS = ("seg", "id", "lesion", "domain_logits", "code")
+HEAD_KEYS = ("seg", "id", "lesion", "boundary", "domain_logits", "code")
+#: initial probability of the disc head (the bias of its logit): a few percent of a patch lies between vertebrae
+BOUNDARY_PRIOR = 0.03
 
 
 class VertebraFormer(AbstractDynamicNetworkArchitectures):
@@ -127,6 +136,7 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
         use_identification: bool,
         use_lesion_head: bool,
         lesion_prior: float,
+        use_boundary_head: bool = False,
     ):
         super().__init__()
         del deep_supervision  # always injected by get_network_from_plans; this network has none
@@ -158,6 +168,7 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
         self.use_modulation = bool(use_modulation)
         self.use_identification = bool(use_identification)
         self.use_lesion_head = bool(use_lesion_head)
+        self.use_boundary_head = bool(use_boundary_head)
         self.output_mode = "seg"
         # everything needed to rebuild this exact network (the arch_kwargs), JSON-serialisable
         self.arch_config: Dict[str, Any] = dict(
@@ -168,6 +179,7 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
             modulation_blocks=list(modulation_blocks), num_levels=self.num_levels, num_domains=self.num_domains,
             use_modulation=self.use_modulation, use_identification=self.use_identification,
             use_lesion_head=self.use_lesion_head, lesion_prior=float(lesion_prior),
+            use_boundary_head=self.use_boundary_head,
         )
 
         # names as in dynamic_network_architectures' Primus, so encoder weights transfer (nnssl / Primus)
@@ -200,6 +212,7 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
         self.seg_head = task_head(c_last, self.num_classes, strides[-1])
         self.id_head = task_head(c_last, self.num_levels, strides[-1])
         self.lesion_head = task_head(c_last, 1, strides[-1])
+        self.boundary_head = task_head(c_last, 1, strides[-1]) if self.use_boundary_head else None
 
         self.modulation = DynamicModulationUnit(
             embed_dim=e,
@@ -219,6 +232,9 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
                        self.lesion_head):
             module.apply(init)
         nn.init.constant_(self.lesion_head.bias, -math.log((1.0 - lesion_prior) / lesion_prior))
+        if self.boundary_head is not None:
+            self.boundary_head.apply(init)
+            nn.init.constant_(self.boundary_head.bias, -math.log((1.0 - BOUNDARY_PRIOR) / BOUNDARY_PRIOR))
 
         for enabled, module in (
             (self.use_modulation, self.modulation),
@@ -236,6 +252,7 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
             ("seg", self.num_classes, True),
             ("id", self.num_levels, self.use_identification),
             ("lesion", 1, self.use_lesion_head),
+            ("boundary", 1, self.use_boundary_head),
         ):
             if on:
                 layout[name] = (start, start + n)
@@ -297,12 +314,14 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
             return seg
         ident = self.id_head(features) if self.use_identification else None
         lesion = self.lesion_head(features) if self.use_lesion_head else None
+        boundary = self.boundary_head(features) if self.boundary_head is not None else None
         if mode == "dense":
-            return torch.cat([t for t in (seg, ident, lesion) if t is not None], dim=1)
+            return torch.cat([t for t in (seg, ident, lesion, boundary) if t is not None], dim=1)
         return {
             "seg": seg,
             "id": ident,
             "lesion": lesion,
+            "boundary": boundary,
             "domain_logits": self.modulation.domain_logits(code) if code is not None and self.num_domains else None,
             "code": code,
         }
