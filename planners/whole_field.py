@@ -81,5 +81,7 @@ def plan_whole_field(planner, fine_spacing: np.ndarray, transpose_forward: Seque
     entry = planner.get_plans_for_configuration(spacing[tf], median[tf],
                                                 planner.generate_data_identifier(COARSE_CONFIGURATION), n_voxels, {})
     entry["batch_dice"] = False
+    # numbering cuts the fine stage's instances only: a disc head here would be trained and never read
+    entry["architecture"]["arch_kwargs"]["use_boundary_head"] = False
     planner.summary_lowres = dict(planner.summary)
     return entry

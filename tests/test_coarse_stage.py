@@ -109,6 +109,8 @@ def test_plans_hold_the_whole_field_configuration(multispine_preprocessed):
     assert coarse["spacing"] == [CPU_COARSE_SPACING_MM] * 3
     assert "next_stage" not in fine and "next_stage" not in coarse  # no cascade: the fine stage takes no seg input
     assert coarse["architecture"]["network_class_name"] == fine["architecture"]["network_class_name"]
+    assert fine["architecture"]["arch_kwargs"]["use_boundary_head"] is True  # the disc head: fine stage only
+    assert coarse["architecture"]["arch_kwargs"]["use_boundary_head"] is False
     # one patch holds the whole median phantom scan
     fingerprint = json.loads((pp / "dataset_fingerprint.json").read_text())
     extent = np.median([np.array(s) * np.array(sp) for s, sp in

@@ -5,7 +5,13 @@ import numpy as np
 
 from vertebraformer_nn.inference.disc_split import split_at_discs
 from vertebraformer_nn.inference.grid_probabilities import GridProbabilities
+from dataclasses import replace
+
+from vertebraformer_nn import labels as L
 from vertebraformer_nn.inference.numbering import ordered_instances
+from vertebraformer_nn.inference.postprocessing import DEFAULTS
+from vertebraformer_nn.inference.postprocessing_search import _CaseScorer
+from vertebraformer_nn.inference.validation_cases import ValidationCase
 
 SP = (3.5, 3.5, 3.5)
 
@@ -70,3 +76,24 @@ def test_numbering_counts_the_vertebrae_the_disc_head_separates():
     three = ordered_instances(with_head, SP, 0, 1)
     assert len(three.ids) == 3 > len(one.ids)
     assert any("disc head" in n for n in three.notes)
+
+
+def test_determine_postprocessing_scores_the_cut_with_the_disc_head():
+    """The search's per-case scorer reads the disc head from a case's saved probabilities: T12, L1 and L2 fused into
+    one argmax level are three hits with the cut and at most one without it."""
+    instance, field = _column()
+    seg = np.zeros((27, *instance.shape), np.float32)
+    seg[0] = 1.0 - (instance > 0)
+    seg[L.TRAINING_LABEL_OF_CODE[L.VERSE_CODE["L1"]]] = instance > 0
+    ident = np.full((26, *instance.shape), 0.01, np.float32)
+    reference = np.zeros(instance.shape, np.uint8)
+    for b, name in enumerate(("T12", "L1", "L2")):  # index 0 is the head end (superior sign -1)
+        rows = slice(1 + 11 * b, 10 + 11 * b)
+        reference[rows][instance[rows] > 0] = L.VERSE_CODE[name]
+        ident[L.ANATOMICAL_ORDER.index(name), rows] = 0.75
+    ident /= ident.sum(0, keepdims=True)
+    case = ValidationCase("c", 0, None, reference, np.zeros(instance.shape, bool), None, SP, (0, -1))
+    scorer = _CaseScorer(case, {"seg": seg, "id": ident, "boundary": field[None]})
+    cut = scorer.numbering(replace(DEFAULTS, disc_split_threshold=0.5))
+    off = scorer.numbering(replace(DEFAULTS, disc_split_threshold=0.0))
+    assert cut == (3, 3) and off[0] <= 1

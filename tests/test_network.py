@@ -86,6 +86,9 @@ def test_forward_returns_seg_only_and_flag_returns_every_head():
         layout = net.dense_layout()
         assert layout == {"seg": (0, 27), "id": (27, 53), "lesion": (53, 54), "boundary": (54, 55)}
         assert net.num_dense_channels == 55
+        from vertebraformer_nn.inference.grid_probabilities import DENSE_HEADS
+
+        assert tuple(layout) == DENSE_HEADS  # the order prediction reads the channels in
         for head in ("id", "lesion", "boundary"):
             assert torch.equal(dense[:, slice(*layout[head])], out[head])
         assert torch.equal(dense[:, slice(*layout["seg"])], seg)

@@ -9,6 +9,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import SimpleITK as sitk
 
@@ -115,16 +116,18 @@ def test_determine_postprocessing_writes_a_file_that_predict_uses(model_copy, ph
     assert "not searched parameter(s) gap_window" in capsys.readouterr().err
 
     assert _main("determine-postprocessing", "-m", model_copy, "--parameters", "level_smoothing_mm", "skip_prior",
-                 "lesion_threshold") == 0
+                 "disc_split_threshold", "lesion_threshold") == 0
     path = model_copy / PP.FILE_NAME
     content = json.loads(path.read_text())
     assert content["format"] == PP.FORMAT and PP.with_values(PP.DEFAULTS, content["parameters"])
     determined = content["determined"]
     val = validation_folds(model_copy, [0])[0]
     assert determined["folds"] == [0] and sorted(c["case"] for c in determined["cases"]) == sorted(val)
-    assert [s["parameter"] for s in determined["steps"]] == ["level_smoothing_mm", "skip_prior", "lesion_threshold"]
-    smoothing = determined["steps"][0]
+    assert [s["parameter"] for s in determined["steps"]] == ["level_smoothing_mm", "disc_split_threshold",
+                                                             "skip_prior", "lesion_threshold"]
+    smoothing, disc = determined["steps"][:2]
     assert [r["value"] for r in smoothing["candidates"]] == [4.0, 7.0, 10.0]
+    assert [r["value"] for r in disc["candidates"]] == [0.0, 0.5, 0.7]  # the fixture's model has the disc head
     assert all(0 <= r["score"] <= 1 for r in smoothing["candidates"] if r["score"] is not None)
     # fewer than five cases can never pass the sign test: every value stays the default, and the file says why
     assert len(val) < 5 and determined["changed"] == {} and all(s["why"].startswith("kept") for s in
@@ -133,6 +136,8 @@ def test_determine_postprocessing_writes_a_file_that_predict_uses(model_copy, ph
     assert carried.read_text() == path.read_text()
     saved = sorted(p.name for p in (model_copy / "fold_0" / "validation").glob("*_vfprobs.npz"))
     assert saved == sorted(f"{c}_vfprobs.npz" for c in val)
+    with np.load(model_copy / "fold_0" / "validation" / saved[0]) as f:
+        assert "boundary" in f.files  # what the disc cut's candidates are scored with
     # a second run reuses the saved probabilities of the unchanged checkpoint
     capsys.readouterr()
     assert _main("determine-postprocessing", "-m", model_copy, "-f", "0", "--parameters", "lesion_threshold") == 0

@@ -354,7 +354,7 @@ def test_kept_rows_stream_into_the_file_in_any_order(tmp_path):
     probs = _random_probs()
     shape = probs["seg"].shape[1:]
     writer = P.KeptWriter(shape, {"seg": 27, "id": 26, "lesion": 1}, tmp_path, "c_vfprobs.npz")
-    reducer = GridReducer(shape, 27, True, True, writer)
+    reducer = GridReducer(shape, 27, ("seg", "id", "lesion"), writer)
     for start in reversed(range(0, shape[0], 2)):  # blocks in reverse order
         region = (slice(start, start + 2), slice(None), slice(None))
         block = {h: torch.from_numpy(p[(slice(None), *region)]) for h, p in probs.items()}
@@ -649,8 +649,8 @@ def test_cpu_defaults_mirroring_off_and_left_right_only(model_folder):
     assert default.use_mirroring is False
     assert default.allowed_mirroring_axes == (anatomical_axes(default.plans_manager.plans)["lr"],)
     assert VertebraFormerPredictor("cpu", use_mirroring=True).use_mirroring is True
-    assert default.label_manager.num_segmentation_heads == default.network.num_channels == 54
-    assert set(default.layout) == {"seg", "id", "lesion"}
+    assert default.label_manager.num_segmentation_heads == default.network.num_channels == 55
+    assert set(default.layout) == {"seg", "id", "lesion", "boundary"}
 
 
 def test_bf16_labels_agree_with_fp32(sim_root, model_folder, tmp_path):

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vertebraformer_nn.inference.grid_probabilities import LEVELS, GridReducer
-from vertebraformer_nn.inference.grid_probabilities import EPS
+from vertebraformer_nn.inference.grid_probabilities import DENSE_HEADS, EPS, LEVELS, SIGMOID_HEADS, GridReducer
 from vertebraformer_nn.inference.sliding_window import on_device, with_host_fallback
 from vertebraformer_nn.inference.tiles import TileAccumulator, TileGrid, open_bytes_per_voxel, tile_weights
 
@@ -61,16 +60,15 @@ def _reference(grid: TileGrid, tiles, weight: np.ndarray):
     return seg / total, ident, lesion / total, disc / total
 
 
-def _accumulate(grid, tiles, folds: int = 1, reducer=None):
-    reducer = reducer or GridReducer(grid.shape, 27, True, True, has_boundary=True)
-    acc = TileAccumulator(grid, reducer, [slice(None)] * 3, 26, LEVELS, True, "cpu",
-                          has_boundary=reducer.has_boundary)
+def _accumulate(grid, tiles, folds: int = 1):
+    reducer = GridReducer(grid.shape, 27, DENSE_HEADS)
+    acc = TileAccumulator(grid, reducer, [slice(None)] * 3, 26, LEVELS, SIGMOID_HEADS, "cpu")
     weight = tile_weights(PATCH, "cpu")
     for tile in grid.tiles():
         seg, ident, lesion, disc = tiles[tile]
         for _ in range(folds):
-            acc.add(tile, weight, seg, ident if acc.needs_identification(seg) else None, lesion,
-                    boundary=disc if reducer.has_boundary else None)
+            acc.add(tile, weight, seg, ident if acc.needs_identification(seg) else None,
+                    {"lesion": lesion, "boundary": disc})
         acc.tile_done(tile)
     acc.check_finished()
     return reducer.result(), acc
@@ -118,7 +116,7 @@ def test_open_sums_are_counted_in_bytes_and_stay_a_slice_of_the_grid():
     tiles = _tile_probs(grid, seed=2)
     _, acc = _accumulate(grid, tiles)
     assert acc.open_bytes == 0 and not acc.open
-    estimate = grid.peak_open_voxels() * open_bytes_per_voxel(26 + LEVELS, True, has_boundary=True)
+    estimate = grid.peak_open_voxels() * open_bytes_per_voxel(26 + LEVELS, 2)
     assert 0 < acc.peak_bytes <= estimate
     # in raster order along the long axis only about a patch of it is open at once
     assert grid.peak_open_voxels() <= 0.5 * np.prod(grid.shape)
@@ -137,7 +135,7 @@ def test_bytes_per_model_grid_voxel_of_a_512x512x600_ct_at_1_mm():
     assert probs.nbytes() == per_voxel * n + per_spine * spine  # what the formula says is what is held
     big = TileGrid((600, 358, 358), (128, 128, 128), 0.5)
     voxels = int(np.prod(big.shape))
-    sums = big.peak_open_voxels() * open_bytes_per_voxel(26 + LEVELS, True, has_boundary=True)
+    sums = big.peak_open_voxels() * open_bytes_per_voxel(26 + LEVELS, 2)
     held = voxels * (per_voxel + 0.03 * per_spine + 4) + sums
     assert held / voxels < 45, f"{held / voxels:.1f} bytes per model-grid voxel"
     assert held * 100e6 / voxels < 4.5e9  # scaled to 100 M voxels: half the 8 GB bound for the rest of the process

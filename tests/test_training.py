@@ -21,6 +21,7 @@ from vertebraformer_nn.sources import SOURCES
 from vertebraformer_nn.trainers import losses as L
 from vertebraformer_nn.trainers.case_table import CaseTable
 from vertebraformer_nn.trainers.folds import FoldError, check_fold
+from vertebraformer_nn.trainers.multitask import MultiTaskStepsMixin
 from vertebraformer_nn.trainers.progress import EXTRA_KEYS, TASKS_PNG, MultiTaskLocalLogger
 from vertebraformer_nn.trainers.schedule import AxisRotation, lr_at
 from vertebraformer_nn.trainers.vertebraformer_trainer import VertebraFormerTrainer
@@ -40,7 +41,7 @@ def test_unannotated_case_gets_exactly_zero_lesion_gradient():
     seg, lesion = _targets()
     logits = torch.randn(3, 1, 8, 8, 8, requires_grad=True)
     w = torch.tensor([1.0, 0.0, 1.0])
-    loss, parts = L.lesion_loss(logits, lesion, w, dice_weight=1.0)
+    loss, parts = L.binary_map_loss(logits, lesion, w, dice_weight=1.0)
     loss.backward()
     assert torch.isfinite(loss)
     assert torch.count_nonzero(logits.grad[1]) == 0  # exactly zero, not small
@@ -48,7 +49,7 @@ def test_unannotated_case_gets_exactly_zero_lesion_gradient():
     # the annotated cases' loss does not depend on what the unannotated case's target says
     lesion2 = lesion.clone()
     lesion2[1] = 1 - lesion2[1]
-    assert torch.allclose(L.lesion_loss(logits, lesion2, w)[0], loss)
+    assert torch.allclose(L.binary_map_loss(logits, lesion2, w)[0], loss)
 
 
 def test_lesion_tversky_weighs_missed_voxels_more_and_is_the_dice_at_one_half():
@@ -57,7 +58,7 @@ def test_lesion_tversky_weighs_missed_voxels_more_and_is_the_dice_at_one_half():
     w = torch.ones(1)
 
     def overlap(logits, fn_weight):
-        loss, parts = L.lesion_loss(logits, lesion, w, fn_weight=fn_weight)
+        loss, parts = L.binary_map_loss(logits, lesion, w, fn_weight=fn_weight)
         return parts["dice"].item()
 
     sure = torch.where(lesion > 0, 4.0, -4.0)
@@ -76,11 +77,11 @@ def test_lesion_tversky_weighs_missed_voxels_more_and_is_the_dice_at_one_half():
     region = torch.zeros(1, 1, 4, 4, 4)
     region[0, 0, 0] = 1
     z = torch.linspace(-2, 2, 41).view(-1, 1, 1, 1, 1).expand(-1, 1, 4, 4, 4)
-    best = {b: z[int(torch.argmin(torch.stack([L.lesion_loss(zz[None], region, w, fn_weight=b)[0] for zz in z])))]
+    best = {b: z[int(torch.argmin(torch.stack([L.binary_map_loss(zz[None], region, w, fn_weight=b)[0] for zz in z])))]
             [0, 0, 0, 0].item() for b in (0.5, 0.7)}
     assert best[0.7] > best[0.5]
     with pytest.raises(ValueError, match="fn_weight"):
-        L.lesion_loss(sure, lesion, w, fn_weight=1.0)
+        L.binary_map_loss(sure, lesion, w, fn_weight=1.0)
 
 
 def test_the_lesion_dice_variants_keep_the_soft_dice_and_their_schedule():
@@ -95,7 +96,7 @@ def test_the_lesion_dice_variants_keep_the_soft_dice_and_their_schedule():
 def test_masked_losses_are_finite_and_zero_when_nothing_is_annotated():
     seg, lesion = _targets(b=2)
     logits = torch.randn(2, 1, 8, 8, 8, requires_grad=True)
-    loss, _ = L.lesion_loss(logits, lesion, torch.zeros(2))
+    loss, _ = L.binary_map_loss(logits, lesion, torch.zeros(2))
     loss.backward()
     assert loss.item() == 0.0 and torch.count_nonzero(logits.grad) == 0
     # identification on an all-background patch: 0, not NaN
@@ -132,13 +133,14 @@ def test_the_disc_loss_is_finite_and_falls_as_the_head_finds_the_discs():
     labels = torch.zeros(2, 1, 12, 6, 6)
     labels[:, 0, 0:5], labels[:, 0, 7:12] = 1, 2
     target = L.between_vertebrae(labels, (2, 2, 2)).float()
+    every = torch.ones(2)
     blind = torch.zeros(2, 1, 12, 6, 6, requires_grad=True)
-    loss = L.boundary_loss(blind, labels, (2, 2, 2))
+    loss, _ = L.binary_map_loss(blind, target, every)
     loss.backward()
     assert torch.isfinite(loss) and blind.grad.abs().sum() > 0
     seeing = (target * 12 - 6).requires_grad_(True)
-    assert float(L.boundary_loss(seeing, labels, (2, 2, 2))) < float(loss) / 10
-    tp, fp, fn = L.boundary_counts(seeing, labels, (2, 2, 2))
+    assert float(L.binary_map_loss(seeing, target, every)[0]) < float(loss) / 10
+    tp, fp, fn = L.binary_map_counts(seeing, target, every)
     assert (tp, fp, fn) == (float(target.sum()), 0.0, 0.0)
 
 
@@ -207,13 +209,21 @@ def _tiny_net(**switches):
     return VertebraFormer(1, 27, **network_arch_kwargs("cpu", (16, 16, 16), (8, 8, 8), 4, depth=1, **switches))
 
 
-def _fake_trainer(case_table):
-    def seg_loss(logits, target):
+class _FakeTrainer(MultiTaskStepsMixin):
+    """What the loss of ``MultiTaskStepsMixin`` reads of a trainer, without nnU-Net's set-up."""
+
+    def __init__(self, case_table):
+        self.case_table, self.lesion_dice_weight, self.lesion_fn_weight = case_table, 1.0, 0.7
+        self.label_manager = SimpleNamespace(ignore_label=None)
+        self.loss_weights = {"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1, "boundary": 0.5}
+        self.boundary_reach = (2, 2, 2)
+
+    def loss(self, logits, target):
         return L.segmentation_loss(logits, target, batch_dice=True)
 
-    return SimpleNamespace(loss=seg_loss, case_table=case_table, lesion_dice_weight=1.0, lesion_fn_weight=0.7,
-                           label_manager=SimpleNamespace(ignore_label=None),
-                           loss_weights={"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1})
+
+def _fake_trainer(case_table):
+    return _FakeTrainer(case_table)
 
 
 def _case_table(domains=SOURCES):
@@ -236,7 +246,7 @@ def test_multitask_loss_reaches_every_trained_parameter(keys):
         out = net(x)
     total, parts = VertebraFormerTrainer.compute_losses(_fake_trainer(_case_table()), out, target, keys)
     total.backward()
-    assert set(parts) == {"seg", "id", "lesion", "domain"} and torch.isfinite(total)
+    assert set(parts) == {"seg", "id", "lesion", "domain", "boundary"} and torch.isfinite(total)
     missing = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, missing  # DDP with find_unused_parameters=False needs every one of them
     lesion_grad = net.lesion_head.weight.grad
@@ -285,6 +295,7 @@ def test_switched_off_heads_are_frozen_and_loss_still_works():
     total, parts = VertebraFormerTrainer.compute_losses(_fake_trainer(_case_table()), out, target, ["b", "b"])
     total.backward()
     assert parts["lesion"].item() == 0 and parts["id"].item() == 0 and parts["domain"].item() == 0
+    assert parts["boundary"].item() > 0  # the disc head stays on: its target comes from the vertebra labels
     assert all(p.grad is None for p in net.lesion_head.parameters())
     assert all(p.grad is not None for p in net.seg_head.parameters())
 

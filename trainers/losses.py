@@ -135,10 +135,11 @@ def identification_loss(id_logits: torch.Tensor, seg_target: torch.Tensor, w: to
     return (ce * ww).sum() / ww.sum().clamp_min(1.0)
 
 
-def lesion_loss(lesion_logits: torch.Tensor, lesion_target: torch.Tensor, w: torch.Tensor,
-                dice_weight: float = 1.0, smooth: float = 1e-5,
-                fn_weight: float = 0.5) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-    """Binary cross-entropy (+ ``dice_weight`` x soft Tversky loss) of the one-channel lesion head, per-case masked.
+def binary_map_loss(logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor,
+                    dice_weight: float = 1.0, smooth: float = 1e-5,
+                    fn_weight: float = 0.5) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """Binary cross-entropy (+ ``dice_weight`` x soft Tversky loss) of a one-channel sigmoid head (the lesion head,
+    the disc head), per-case masked (weight ``w`` (B,); the disc head's target is known in every case: ones).
 
     BCE: per-case voxel mean, weighted mean over the cases (divided by max(sum w, 1)).
     Soft Tversky index (Salehi et al. 2017) 2 tp / (2 tp + 2 (1 - b) fp + 2 b fn) with b = ``fn_weight``: at 0.5
@@ -147,9 +148,9 @@ def lesion_loss(lesion_logits: torch.Tensor, lesion_target: torch.Tensor, w: tor
     lesion-free batch gets BCE only: the index of an empty target is undefined and would push every probability to
     zero). The segmentation's ignore voxels count here (module docstring). Returns (loss, parts)."""
     if not 0 < fn_weight < 1:
-        raise ValueError(f"lesion fn_weight must lie in (0, 1), got {fn_weight}")
-    logits = lesion_logits.float()
-    target = lesion_target.to(logits.dtype)
+        raise ValueError(f"fn_weight must lie in (0, 1), got {fn_weight}")
+    logits = logits.float()
+    target = target.to(logits.dtype)
     reduce_dims = tuple(range(1, logits.ndim))
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=reduce_dims)  # (B,)
     wf = w.to(logits.dtype)
@@ -202,15 +203,6 @@ def between_vertebrae(seg_target: torch.Tensor, reach) -> torch.Tensor:
     return gap | (_two_labels_near(labels, (1,) * len(reach)) & (labels > 0))
 
 
-def boundary_loss(boundary_logits: torch.Tensor, seg_target: torch.Tensor, reach) -> torch.Tensor:
-    """The disc head's loss: BCE + soft Dice against :func:`between_vertebrae` (every case has vertebra labels,
-    so every case counts: the lesion loss's terms with weight 1)."""
-    target = between_vertebrae(seg_target, reach)
-    ones = torch.ones(seg_target.shape[0], device=seg_target.device)
-    loss, _ = lesion_loss(boundary_logits, target, ones, dice_weight=1.0, fn_weight=0.5)
-    return loss
-
-
 def domain_loss(domain_logits: torch.Tensor, domain_target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the domain classifier (the domain-code loss); ``domain_target`` (B,) long, cases with
     an unknown domain carry weight 0 (their target is clamped to a valid index and multiplied by zero)."""
@@ -242,23 +234,16 @@ def identification_counts(id_logits: torch.Tensor, seg_target: torch.Tensor, w: 
 
 
 @torch.no_grad()
-def lesion_counts(lesion_logits: torch.Tensor, lesion_target: torch.Tensor,
-                  w: torch.Tensor) -> Tuple[float, float, float]:
-    """(tp, fp, fn) voxel counts of ``sigmoid > 0.5`` over the weighted (lesion-annotated) cases."""
-    pred = lesion_logits > 0
-    target = lesion_target > 0
+def binary_map_counts(logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor) -> Tuple[float, float, float]:
+    """(tp, fp, fn) voxel counts of a one-channel sigmoid head's ``sigmoid > 0.5`` over the weighted cases (the
+    lesion head: the lesion-annotated ones)."""
+    pred = logits > 0
+    target = target > 0
     m = _expand(w, pred) > 0
     tp = (pred & target & m).sum()
     fp = (pred & ~target & m).sum()
     fn = (~pred & target & m).sum()
     return float(tp), float(fp), float(fn)
-
-
-@torch.no_grad()
-def boundary_counts(boundary_logits: torch.Tensor, seg_target: torch.Tensor, reach) -> Tuple[float, float, float]:
-    """(tp, fp, fn) voxel counts of the disc head's ``sigmoid > 0.5`` against :func:`between_vertebrae`."""
-    return lesion_counts(boundary_logits, between_vertebrae(seg_target, reach),
-                         torch.ones(seg_target.shape[0], device=seg_target.device))
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ across ranks.
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -32,8 +32,13 @@ class MultiTaskStepsMixin:
     nnUNetTrainer. Needs ``case_table``, ``loss_weights``, ``lesion_dice_weight``, ``lesion_fn_weight``,
     ``boundary_reach`` and ``grad_clip``."""
 
-    def compute_losses(self, out: dict, target: torch.Tensor, keys):
-        """(total loss, {task: loss}) for a batch; ``out`` is the network's all-heads dict."""
+    def disc_target(self, out: dict, target: torch.Tensor) -> Optional[torch.Tensor]:
+        """The disc head's target of a batch (``losses.between_vertebrae``), None for a network without the head."""
+        return L.between_vertebrae(target[:, :1], self.boundary_reach) if out.get("boundary") is not None else None
+
+    def compute_losses(self, out: dict, target: torch.Tensor, keys, disc_t: Optional[torch.Tensor] = None):
+        """(total loss, {task: loss}) for a batch; ``out`` is the network's all-heads dict, ``disc_t`` the batch's
+        :meth:`disc_target` when the caller has it already."""
         seg_t = target[:, :1]
         ignore = self.label_manager.ignore_label
         lesion_w, dom_t, dom_w = self.case_table.tensors(keys, target.device)
@@ -47,14 +52,17 @@ class MultiTaskStepsMixin:
         parts["id"] = L.identification_loss(out["id"], seg_t, torch.ones_like(lesion_w), ignore) \
             if out["id"] is not None else zero
         if out["lesion"] is not None:
-            parts["lesion"], _ = L.lesion_loss(out["lesion"], lesion_t, lesion_w, self.lesion_dice_weight,
+            parts["lesion"], _ = L.binary_map_loss(out["lesion"], lesion_t, lesion_w, self.lesion_dice_weight,
                                                fn_weight=self.lesion_fn_weight)
         else:
             parts["lesion"] = zero
         parts["domain"] = L.domain_loss(out["domain_logits"], dom_t, dom_w) if out["domain_logits"] is not None \
             else zero
-        parts["boundary"] = L.boundary_loss(out["boundary"], seg_t, self.boundary_reach) \
-            if out.get("boundary") is not None else zero
+        if disc_t is None:
+            disc_t = self.disc_target(out, target)
+        # the disc target is known in every case (it comes from the vertebra labels): soft Dice, weight one
+        parts["boundary"] = L.binary_map_loss(out["boundary"], disc_t, torch.ones_like(lesion_w))[0] \
+            if disc_t is not None else zero
         total = sum(self.loss_weights[k] * v for k, v in parts.items())
         return total, parts
 
@@ -97,7 +105,8 @@ class MultiTaskStepsMixin:
         keys = batch["keys"]
         with autocast_for(self.device):
             out = self._forward_all(data)
-            total, parts = self.compute_losses(out, target, keys)
+            disc_t = self.disc_target(out, target)
+            total, parts = self.compute_losses(out, target, keys, disc_t)
         seg_t = target[:, :1]
         ignore = self.label_manager.ignore_label
         output = out["seg"]
@@ -116,13 +125,13 @@ class MultiTaskStepsMixin:
         id_c, id_n = L.identification_counts(out["id"], seg_t, torch.ones_like(lesion_w), ignore) \
             if out["id"] is not None else (0.0, 0.0)
         if out["lesion"] is not None and target.shape[1] > 1:
-            ltp, lfp, lfn = L.lesion_counts(out["lesion"], target[:, 1:2], lesion_w)
+            ltp, lfp, lfn = L.binary_map_counts(out["lesion"], target[:, 1:2], lesion_w)
         else:
             ltp = lfp = lfn = 0.0
         dc, dn = L.domain_counts(out["domain_logits"], dom_t, dom_w) if out["domain_logits"] is not None \
             else (0.0, 0.0)
-        dtp, dfp, dfn = L.boundary_counts(out["boundary"], seg_t, self.boundary_reach) \
-            if out.get("boundary") is not None else (0.0, 0.0, 0.0)
+        dtp, dfp, dfn = L.binary_map_counts(out["boundary"], disc_t, torch.ones_like(lesion_w)) \
+            if disc_t is not None else (0.0, 0.0, 0.0)
         res["counts"] = np.array([btp, bfp, bfn, id_c, id_n, ltp, lfp, lfn, dc, dn, dtp, dfp, dfn],
                                  dtype=np.float64)
         return res

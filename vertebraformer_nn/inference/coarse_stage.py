@@ -74,8 +74,7 @@ class LevelGrid:
     """Receives the coarse sliding window's finished blocks as a ``GridReducer`` would (``sliding_window
     .predict_grid``'s ``reducer``) and keeps only the level probabilities, whole: (26, *grid) float16."""
 
-    def __init__(self, shape: Sequence[int], seg_channels: int, has_id: bool, has_lesion: bool, kept=None,
-                 has_boundary: bool = False):
+    def __init__(self, shape: Sequence[int], seg_channels: int, heads, kept=None):
         self.levels = np.empty((LEVELS, *[int(s) for s in shape]), np.float16)
 
     def add(self, region, background, vertebrae, identification=None, lesion=None, boundary=None) -> None:

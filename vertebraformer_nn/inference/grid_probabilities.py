@@ -33,14 +33,14 @@ channel at the voxels where the spine or a lesion may be, for ``--save_probabili
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Collection, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from .coarse_resample import at_fine_voxels
 
-__all__ = ["LEVELS", "EPS", "COARSE_HEAD", "GridProbabilities", "GridReducer", "as_grid_probabilities",
+__all__ = ["LEVELS", "EPS", "COARSE_HEAD", "DENSE_HEADS", "SIGMOID_HEADS", "GridProbabilities", "GridReducer", "as_grid_probabilities",
            "check_probabilities", "coarse_levels", "region_flat_indices"]
 
 #: vertebra channels of the segmentation head (training labels 1..26) = levels of the identification head
@@ -48,6 +48,10 @@ LEVELS = 26
 #: a voxel may belong to the spine or a lesion where its foreground or lesion probability exceeds this (float16
 #: values): where ``--save_probabilities`` keeps every channel, and where a tile adds level evidence (``tiles``)
 EPS = 1e-3
+#: the network's dense heads, in the order of its output channels (``VertebraFormer.dense_layout``), and those of
+#: them that are one sigmoid channel each (the others are softmaxes)
+DENSE_HEADS = ("seg", "id", "lesion", "boundary")
+SIGMOID_HEADS = ("lesion", "boundary")
 #: the head name of the coarse stage's level probabilities (:attr:`GridProbabilities.coarse`) in saved files
 COARSE_HEAD = "coarse_id"
 #: array-axis-0 planes per block when reducing full arrays (bounds the float32 temporaries)
@@ -141,8 +145,7 @@ class GridProbabilities:
             if ident.shape[1:] != seg.shape[1:]:
                 raise ValueError(f"id_probs spatial shape {ident.shape[1:]} differs from seg_probs' {seg.shape[1:]}")
         lesion, boundary = probs.get("lesion"), probs.get("boundary")
-        reducer = GridReducer(seg.shape[1:], seg.shape[0], ident is not None, lesion is not None, kept,
-                              has_boundary=boundary is not None)
+        reducer = GridReducer(seg.shape[1:], seg.shape[0], [h for h in DENSE_HEADS if probs.get(h) is not None], kept)
         for start in range(0, seg.shape[1], SLAB):
             region = (slice(start, min(start + SLAB, seg.shape[1])), slice(None), slice(None))
             block = (slice(None), *region)
@@ -189,14 +192,14 @@ def as_grid_probabilities(seg_probs, id_probs=None) -> GridProbabilities:
 class GridReducer:
     """Builds a :class:`GridProbabilities` of a grid from blocks of final probabilities (module docstring)."""
 
-    def __init__(self, shape: Sequence[int], seg_channels: int, has_id: bool, has_lesion: bool, kept=None,
-                 has_boundary: bool = False):
+    def __init__(self, shape: Sequence[int], seg_channels: int, heads: Collection[str], kept=None):
+        """``heads``: the dense heads (:data:`DENSE_HEADS`) the blocks will carry."""
         self.shape = tuple(int(s) for s in shape)
         self.seg_channels = int(seg_channels)
         self.argmax = np.zeros(self.shape, np.uint8)
         self.foreground = np.zeros(self.shape, np.float16)
-        self.lesion = np.zeros(self.shape, np.float16) if has_lesion else None
-        self.has_id, self.has_boundary = has_id, has_boundary
+        self.lesion = np.zeros(self.shape, np.float16) if "lesion" in heads else None
+        self.has_id, self.has_boundary = "id" in heads, "boundary" in heads
         self.kept = kept
         self._index, self._seg, self._id, self._boundary = [], [], [], []
 

@@ -40,6 +40,7 @@ from ..centroids import body_centroids
 from ..evaluation.border import apply_border_rule
 from ..evaluation.metrics import identification
 from . import postprocessing as PP
+from .grid_probabilities import GridProbabilities
 from .lesion_validation import LESION_IOUS, LesionScorer, criterion, pooled_score
 from .numbering import decode_instances, ordered_instances
 from .postprocessing import Postprocessing
@@ -65,6 +66,7 @@ class _CaseScorer:
     def __init__(self, case: ValidationCase, probs: Mapping[str, np.ndarray]):
         self.case, self.probs = case, probs
         self._instances: Dict[tuple, object] = {}
+        self._grid: Optional[GridProbabilities] = None
         self._reference_ctd = None
         self._lesions: Optional[LesionScorer] = None
 
@@ -74,9 +76,9 @@ class _CaseScorer:
         key = tuple(getattr(params, n) for n in PP.INSTANCE_NAMES)  # the decoder's values reuse the instances
         if key not in self._instances:
             axis, sign = case.superior
-            self._instances[key] = ordered_instances(self.probs["seg"], case.spacing, axis, sign,
-                                                     self.probs.get("id"), params,
-                                                     coarse_probs=self.probs.get("coarse_id"), hu=case.hu)
+            if self._grid is None:  # reduced once per case, with the disc head (the cut is one of the parameters)
+                self._grid = GridProbabilities.from_dense({h: a for h, a in self.probs.items() if h != "lesion"})
+            self._instances[key] = ordered_instances(self._grid, case.spacing, axis, sign, None, params, hu=case.hu)
         predicted = labels.training_to_verse(decode_instances(self._instances[key], params).labels)
         scored = apply_border_rule(case.reference, case.ignore, predicted, case.superior[0])
         if self._reference_ctd is None:

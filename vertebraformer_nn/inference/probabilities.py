@@ -46,12 +46,13 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..atomic import atomic_path
-from .grid_probabilities import COARSE_HEAD, EPS, LEVELS, GridProbabilities, GridReducer, coarse_levels
+from .grid_probabilities import COARSE_HEAD, DENSE_HEADS, EPS, LEVELS, SIGMOID_HEADS, GridProbabilities, GridReducer, \
+    coarse_levels
 
 __all__ = ["HEADS", "FILE_SUFFIX", "EPS", "CompactProbs", "compact", "fill_value", "KeptWriter", "average",
            "averaged_grid", "save", "load", "probabilities_file"]
 
-HEADS = ("seg", "id", "lesion", "boundary")  # rows per voxel; COARSE_HEAD whole on its own grid (grid_probabilities)
+HEADS = DENSE_HEADS  # rows per voxel; COARSE_HEAD whole on its own grid (grid_probabilities)
 FILE_SUFFIX = "_vfprobs.npz"
 FORMAT = "vertebraformer-probabilities"
 VERSION = 2
@@ -73,7 +74,7 @@ def fill_value(head: str, channels: int) -> np.ndarray:
         return fill
     if head == "id":
         return np.full(channels, 1.0 / channels, dtype=np.float16)
-    if head in ("lesion", "boundary"):
+    if head in SIGMOID_HEADS:
         return np.zeros(channels, dtype=np.float16)
     raise ValueError(f"unknown head {head!r}; heads are {', '.join(HEADS)}")
 
@@ -250,15 +251,13 @@ def averaged_grid(items: Sequence[CompactProbs], kept: Optional[KeptWriter] = No
     channels = sum(items[0].channels(h) for h in heads)
     plane = int(np.prod(shape[1:]))
     step = max(1, _BLOCK_VALUES // (channels * plane))
-    reducer = GridReducer(shape, items[0].channels("seg"), "id" in heads, "lesion" in heads, kept,
-                          has_boundary="boundary" in heads)
+    reducer = GridReducer(shape, items[0].channels("seg"), heads, kept)
     for first in range(0, shape[0], step):
         last = min(first + step, shape[0])
         block = {h: torch.from_numpy(_mean_block(items, h, first * plane, last * plane).reshape(
             -1, last - first, *shape[1:])) for h in heads}
         reducer.add((slice(first, last), slice(None), slice(None)), block["seg"][0], block["seg"][1:],
-                    block.get("id"), block["lesion"][0] if "lesion" in block else None,
-                    boundary=block["boundary"][0] if "boundary" in block else None)
+                    block.get("id"), **{h: block[h][0] for h in SIGMOID_HEADS if h in block})
     result = reducer.result()
     result.coarse = _mean_coarse(items)
     return result

@@ -24,7 +24,7 @@ from typing import Callable, Optional, Sequence, TypeVar
 import torch
 
 from ..plans_facts import outside_values
-from .grid_probabilities import GridProbabilities, GridReducer
+from .grid_probabilities import SIGMOID_HEADS, GridProbabilities, GridReducer
 from .tiles import TileAccumulator, TileGrid, open_bytes_per_voxel, tile_weights
 
 __all__ = ["DEVICE_SHARE", "free_device_bytes", "on_device", "with_host_fallback", "pad_to_patch", "predict_grid"]
@@ -104,10 +104,10 @@ def predict_grid(predictor, data: torch.Tensor, keep=None, log: Callable[[str], 
     layout = predictor.layout
     n_vert = layout["seg"][1] - layout["seg"][0] - 1
     n_id = layout["id"][1] - layout["id"][0] if "id" in layout else 0
-    has_lesion, has_boundary = "lesion" in layout, "boundary" in layout
+    sigmoids = [h for h in SIGMOID_HEADS if h in layout]
     device = torch.device(predictor.device)
     needed = padded.numel() * padded.element_size() + \
-        grid.peak_open_voxels() * open_bytes_per_voxel(n_vert + n_id, has_lesion, has_boundary=has_boundary)
+        grid.peak_open_voxels() * open_bytes_per_voxel(n_vert + n_id, len(sigmoids))
     first = on_device(device, predictor.perform_everything_on_device, needed,
                       free_device_bytes(device) if device.type != "cpu" else None)
     network = predictor.network.to(device).eval()
@@ -122,9 +122,8 @@ def predict_grid(predictor, data: torch.Tensor, keep=None, log: Callable[[str], 
         image = padded.to(where)
         if keep is not None:
             keep.reset()  # a device attempt that ran out of memory may have written some rows
-        reduced = reducer(data.shape[1:], n_vert + 1, n_id > 0, has_lesion, keep, has_boundary=has_boundary)
-        accumulator = TileAccumulator(grid, reduced, revert[1:], n_vert, n_id, has_lesion, where,
-                                      has_boundary=has_boundary)
+        reduced = reducer(data.shape[1:], n_vert + 1, list(layout), keep)
+        accumulator = TileAccumulator(grid, reduced, revert[1:], n_vert, n_id, sigmoids, where)
         weight = tile_weights(patch, device)
         with _autocast(device):
             for tile in grid.tiles():
@@ -137,10 +136,9 @@ def predict_grid(predictor, data: torch.Tensor, keep=None, log: Callable[[str], 
                     seg = torch.softmax(logits[slice(*layout["seg"])], dim=0)
                     ident = torch.softmax(logits[slice(*layout["id"])], dim=0) \
                         if accumulator.needs_identification(seg) else None
-                    lesion = torch.sigmoid(logits[layout["lesion"][0]]) if has_lesion else None
-                    disc = torch.sigmoid(logits[layout["boundary"][0]]) if has_boundary else None
-                    accumulator.add(tile, weight, seg, ident, lesion, boundary=disc)
-                    del logits, seg, ident, lesion, disc
+                    maps = {h: torch.sigmoid(logits[layout[h][0]]) for h in sigmoids}
+                    accumulator.add(tile, weight, seg, ident, maps)
+                    del logits, seg, ident, maps
                 accumulator.tile_done(tile)
         accumulator.check_finished()
         predictor.last_run = {"sums_on": str(where), "peak_sums_bytes": accumulator.peak_bytes,

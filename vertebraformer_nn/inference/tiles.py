@@ -33,7 +33,7 @@ vertebra it is); elsewhere it is uniform.
 from __future__ import annotations
 
 import itertools
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -57,11 +57,11 @@ def tile_weights(patch: Sequence[int], device) -> torch.Tensor:
     return gaussian.clamp_min(WEIGHT_SCALE * WEIGHT_FLOOR)
 
 
-def open_bytes_per_voxel(level_channels: int, has_lesion: bool, levels: bool = True, has_boundary: bool = False) -> int:
-    """Bytes of sums per open voxel: weight, background (and lesion) in float32; with ``levels`` the level channels
-    (vertebra channels of the segmentation and the identification levels: 52) in float16 and the spine weight in
-    float32."""
-    return 4 * (2 + has_lesion + has_boundary) + (2 * level_channels + 4 if levels else 0)
+def open_bytes_per_voxel(level_channels: int, sigmoid_maps: int, levels: bool = True) -> int:
+    """Bytes of sums per open voxel: weight, background and the ``sigmoid_maps`` (lesion, disc) in float32; with
+    ``levels`` the level channels (vertebra channels of the segmentation and the identification levels: 52) in
+    float16 and the spine weight in float32."""
+    return 4 * (2 + sigmoid_maps) + (2 * level_channels + 4 if levels else 0)
 
 
 class TileGrid:
@@ -134,7 +134,7 @@ class TileGrid:
 
 
 class _Sums:
-    """One open cell: float32 base sums (weight, background[, lesion][, boundary]) and, once a tile saw spine in it,
+    """One open cell: float32 base sums (weight, background, then one per sigmoid map) and, once a tile saw spine in it,
     float16 level sums (26 vertebra [+ 26 identification] channels) with their float32 weight."""
 
     def __init__(self, shape, base_channels: int, device):
@@ -150,14 +150,15 @@ class _Sums:
 class TileAccumulator:
     """Sums of weighted tile probabilities per open cell, handed to ``reducer`` (a ``GridReducer`` of the unpadded
     grid) as soon as complete; see the module docstring. ``valid``: the unpadded image's region in the padded grid
-    (nnU-Net's ``pad_nd_image`` slicer)."""
+    (nnU-Net's ``pad_nd_image`` slicer). ``sigmoids``: the names of the one-channel sigmoid maps each tile brings
+    (``grid_probabilities.SIGMOID_HEADS`` the model has); they reach the reducer under these names."""
 
     def __init__(self, grid: TileGrid, reducer, valid: Sequence[slice], vertebra_channels: int, id_channels: int,
-                 has_lesion: bool, device, has_boundary: bool = False):
+                 sigmoids: Sequence[str], device):
         self.grid, self.reducer, self.device = grid, reducer, torch.device(device)
-        self.has_boundary = has_boundary
+        self.sigmoids = tuple(sigmoids)
         self.valid = tuple(slice(*v.indices(n)[:2]) for v, n in zip(valid, grid.shape))
-        self.n_vert, self.n_id, self.has_lesion = int(vertebra_channels), int(id_channels), has_lesion
+        self.n_vert, self.n_id = int(vertebra_channels), int(id_channels)
         self.has_id = self.n_id > 0
         self.eps = EPS
         self.open: Dict[Cell, _Sums] = {}
@@ -166,14 +167,13 @@ class TileAccumulator:
 
     # ---------------------------------------------------------------- adding
     def add(self, tile: Sequence[int], weight: torch.Tensor, seg: torch.Tensor, ident: Optional[torch.Tensor] = None,
-            lesion: Optional[torch.Tensor] = None, boundary: Optional[torch.Tensor] = None) -> None:
+            sigmoids: Optional[Mapping[str, torch.Tensor]] = None) -> None:
         """One fold's probabilities of one tile (on any device; ``weight`` from :func:`tile_weights` there):
         ``seg`` (C, *patch) softmax, ``ident`` (26, *patch) softmax or None to skip it (see
-        :meth:`needs_identification`), ``lesion`` and ``boundary`` (*patch) sigmoids."""
+        :meth:`needs_identification`), ``sigmoids`` name -> (*patch) sigmoid, one for each of :attr:`sigmoids`."""
         spine = (seg[0] < 1 - self.eps)  # the tile's foreground probability above EPS
-        base = [weight, weight * seg[0]] + ([weight * lesion] if self.has_lesion else []) + \
-            ([weight * boundary] if self.has_boundary else [])
-        base = torch.stack(base).to(self.device)
+        maps = [weight * sigmoids[h] for h in self.sigmoids] if self.sigmoids else []
+        base = torch.stack([weight, weight * seg[0]] + maps).to(self.device)
         levels = spine_weight = None
         if bool(spine.any()):
             w_spine = weight * spine
@@ -212,7 +212,7 @@ class TileAccumulator:
         sums = self.open.get(cell)
         if sums is None:
             shape = tuple(r.stop - r.start for r in self.grid.cell_region(cell))
-            sums = self.open[cell] = _Sums(shape, 2 + self.has_lesion + self.has_boundary, self.device)
+            sums = self.open[cell] = _Sums(shape, 2 + len(self.sigmoids), self.device)
             sums.remaining = self.grid.tiles_covering(cell)
             self._count(sums.base)
         return sums
@@ -233,8 +233,7 @@ class TileAccumulator:
         base = sums.base[(slice(None), *local)]
         total = base[0]
         background = base[1] / total
-        lesion = base[2] / total if self.has_lesion else None
-        boundary = base[2 + self.has_lesion] / total if self.has_boundary else None
+        maps = {h: base[2 + i] / total for i, h in enumerate(self.sigmoids)}
         shape = tuple(background.shape)
         if sums.levels is None:
             vertebrae = torch.zeros((self.n_vert, *shape), dtype=torch.float32, device=self.device)
@@ -249,7 +248,7 @@ class TileAccumulator:
                                     torch.full_like(levels[self.n_vert:], 1.0 / self.n_id))
         offset = [v.start for v in self.valid]
         target = tuple(slice(s.start - o, s.stop - o) for s, o in zip(inside, offset))
-        self.reducer.add(target, background, vertebrae, ident, lesion, boundary=boundary)
+        self.reducer.add(target, background, vertebrae, ident, **maps)
 
     def check_finished(self) -> None:
         if self.open:
