@@ -222,10 +222,6 @@ class _FakeTrainer(MultiTaskStepsMixin):
         return L.segmentation_loss(logits, target, batch_dice=True)
 
 
-def _fake_trainer(case_table):
-    return _FakeTrainer(case_table)
-
-
 def _case_table(domains=SOURCES):
     return CaseTable.from_dataset_json({"case_info": {
         "a": {"domain": "verse", "annotations": {"lesion_mask": False}},
@@ -244,7 +240,7 @@ def test_multitask_loss_reaches_every_trained_parameter(keys):
                         (torch.rand((2, 1, 16, 16, 16), generator=g) > 0.8).long()], 1)
     with all_heads(net):
         out = net(x)
-    total, parts = VertebraFormerTrainer.compute_losses(_fake_trainer(_case_table()), out, target, keys)
+    total, parts = VertebraFormerTrainer.compute_losses(_FakeTrainer(_case_table()), out, target, keys)
     total.backward()
     assert set(parts) == {"seg", "id", "lesion", "domain", "boundary"} and torch.isfinite(total)
     missing = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
@@ -292,7 +288,7 @@ def test_switched_off_heads_are_frozen_and_loss_still_works():
     target[:, 0, 4:8] = 5
     with all_heads(net):
         out = net(torch.randn(2, 1, 16, 16, 16))
-    total, parts = VertebraFormerTrainer.compute_losses(_fake_trainer(_case_table()), out, target, ["b", "b"])
+    total, parts = VertebraFormerTrainer.compute_losses(_FakeTrainer(_case_table()), out, target, ["b", "b"])
     total.backward()
     assert parts["lesion"].item() == 0 and parts["id"].item() == 0 and parts["domain"].item() == 0
     assert parts["boundary"].item() > 0  # the disc head stays on: its target comes from the vertebra labels

@@ -40,8 +40,8 @@ import torch
 
 from .coarse_resample import at_fine_voxels
 
-__all__ = ["LEVELS", "EPS", "COARSE_HEAD", "DENSE_HEADS", "SIGMOID_HEADS", "GridProbabilities", "GridReducer", "as_grid_probabilities",
-           "check_probabilities", "coarse_levels", "region_flat_indices"]
+__all__ = ["LEVELS", "EPS", "COARSE_HEAD", "DENSE_HEADS", "SIGMOID_HEADS", "GridProbabilities", "GridReducer",
+           "as_grid_probabilities", "check_probabilities", "coarse_levels", "region_flat_indices"]
 
 #: vertebra channels of the segmentation head (training labels 1..26) = levels of the identification head
 LEVELS = 26

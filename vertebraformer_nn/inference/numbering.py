@@ -2,8 +2,9 @@
 
 1. ``instances.vertebra_instances``: vertebra instances from the segmentation probabilities (a
    ``grid_probabilities.GridProbabilities``, what the predictor keeps, or full arrays, reduced to one first); then
-   ``disc_split.split_at_discs`` (an instance cut where the disc head sees discs), ``instance_repair
-   .repair_instances`` (two fused vertebrae split, a vertebra cut across merged) and ``spine_extent`` (weak instances and those off the spine's axis dropped, no spine when too little is left, never
+   ``disc_split.split_at_discs`` (an instance cut where the disc head sees discs),
+   ``instance_repair.repair_instances`` (two fused vertebrae split, a vertebra cut across merged) and
+   ``spine_extent`` (weak instances and those off the spine's axis dropped, no spine when too little is left, never
    more instances than the field of view can hold).
 2. :func:`order_instances`: head first, by the centre of mass (mm) along the superior axis.
 3. ``level_evidence.instance_level_log_probs``: one vector of level log-probabilities per instance (log of the
@@ -122,7 +123,7 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         majority[i] = label
     voxel_majority = majority[found.instance_map.ravel()[probs.index]]
     instance_map, cut = split_at_discs(found.instance_map, probs.index, probs.boundary, sp,
-                                          params.disc_split_threshold, params.disc_split_min_part)
+                                       params.disc_split_threshold, params.disc_split_min_part)
     instance_map, repaired = repair_instances(instance_map, sp, axis, params)
     notes = list(found.notes) + cut + repaired
     at = instance_map.ravel()[probs.index]
