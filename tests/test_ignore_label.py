@@ -79,7 +79,8 @@ class _Steps(MultiTaskStepsMixin):
         self.label_manager = SimpleNamespace(ignore_label=ignore_label)
         self.case_table = CaseTable.from_dataset_json({"case_info": {"a": {"domain": "dicom", "annotations": {
             "lesion_mask": True}}}}, SOURCES)
-        self.loss_weights = {"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1}
+        self.loss_weights = {"seg": 1.0, "id": 0.5, "lesion": 1.0, "domain": 0.1, "boundary": 0.5}
+        self.boundary_reach = (1, 1, 1)
         self.lesion_dice_weight = 1.0
         self.lesion_fn_weight = 0.7
         self.loss = lambda logits, target: L.segmentation_loss(logits, target, ignore_label=ignore_label)
@@ -99,12 +100,16 @@ def test_validation_step_masks_ignored_voxels_like_nnunet():
     logits[0, 3, :3] = 10.0  # level 3 on the true vertebra and on the ignored voxels
     logits[0, 0, 3] = 10.0
     out = {"seg": logits, "id": torch.zeros(1, LEVELS, 4, 4, 4), "lesion": torch.zeros(1, 1, 4, 4, 4),
-           "domain_logits": torch.zeros(1, len(SOURCES))}
+           "boundary": torch.zeros(1, 1, 4, 4, 4), "domain_logits": torch.zeros(1, len(SOURCES))}
     res = _Steps(out, IGNORE_LABEL).validation_step({"data": torch.zeros(1, 1, 4, 4, 4), "target": target,
                                                      "keys": ["a"]})
     assert res["tp_hard"][2] == 16 and res["fp_hard"].sum() == 0 and res["fn_hard"].sum() == 0
     btp, bfp, bfn, id_c, id_n = res["counts"][:5]
     assert (btp, bfp, bfn, id_n) == (16, 0, 0, 16) and np.isfinite(res["loss"])
+    # the disc head: the ignore label beside the vertebra is known to be another vertebra, so their contact is a
+    # disc target (one plane on each side); a head at logit 0 (p = 0.5, not above it) finds none of it
+    dtp, dfp, dfn = res["counts"][10:]
+    assert (dtp, dfp, dfn) == (0, 0, 32)
 
 
 # ------------------------------------------------------------------------------------------ end to end

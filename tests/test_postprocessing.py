@@ -115,8 +115,8 @@ def test_determine_postprocessing_writes_a_file_that_predict_uses(model_copy, ph
     assert _main("determine-postprocessing", "-m", model_copy, "--parameters", "gap_window") == 2
     assert "not searched parameter(s) gap_window" in capsys.readouterr().err
 
-    assert _main("determine-postprocessing", "-m", model_copy, "--parameters", "level_smoothing_mm", "skip_prior",
-                 "disc_split_threshold", "lesion_threshold") == 0
+    assert _main("determine-postprocessing", "-m", model_copy, "--parameters", "level_smoothing_mm",
+                 "disc_split_threshold", "skip_prior", "lesion_threshold") == 0
     path = model_copy / PP.FILE_NAME
     content = json.loads(path.read_text())
     assert content["format"] == PP.FORMAT and PP.with_values(PP.DEFAULTS, content["parameters"])
