@@ -144,15 +144,15 @@ class GridProbabilities:
             ident = check_probabilities(ident, LEVELS, "id_probs")
             if ident.shape[1:] != seg.shape[1:]:
                 raise ValueError(f"id_probs spatial shape {ident.shape[1:]} differs from seg_probs' {seg.shape[1:]}")
-        lesion, boundary = probs.get("lesion"), probs.get("boundary")
-        reducer = GridReducer(seg.shape[1:], seg.shape[0], [h for h in DENSE_HEADS if probs.get(h) is not None], kept)
+        checked = {"seg": seg, "id": ident}
+        heads = {h: checked[h] if h in checked else probs.get(h) for h in DENSE_HEADS}
+        heads = {h: a for h, a in heads.items() if a is not None}
+        reducer = GridReducer(seg.shape[1:], seg.shape[0], list(heads), kept)
         for start in range(0, seg.shape[1], SLAB):
             region = (slice(start, min(start + SLAB, seg.shape[1])), slice(None), slice(None))
-            block = (slice(None), *region)
-            f32 = [None if a is None else torch.from_numpy(np.ascontiguousarray(a[block], dtype=np.float32))
-                   for a in (seg, ident, lesion, boundary)]
-            reducer.add(region, f32[0][0], f32[0][1:], f32[1], None if f32[2] is None else f32[2][0],
-                        boundary=None if f32[3] is None else f32[3][0])
+            reducer.add_heads(region, {h: torch.from_numpy(np.ascontiguousarray(a[(slice(None), *region)],
+                                                                                dtype=np.float32))
+                                       for h, a in heads.items()})
         result = reducer.result()
         result.coarse = coarse_levels(probs.get("coarse_id"))
         return result
@@ -202,6 +202,11 @@ class GridReducer:
         self.has_id, self.has_boundary = "id" in heads, "boundary" in heads
         self.kept = kept
         self._index, self._seg, self._id, self._boundary = [], [], [], []
+
+    def add_heads(self, region: Sequence[slice], block: Mapping[str, torch.Tensor]) -> None:
+        """One block given as head -> (C, *block) probabilities (:data:`DENSE_HEADS`): :meth:`add` with its parts."""
+        self.add(region, block["seg"][0], block["seg"][1:], block.get("id"),
+                 **{h: block[h][0] for h in SIGMOID_HEADS if h in block})
 
     def add(self, region: Sequence[slice], background, vertebrae, identification=None, lesion=None,
             boundary=None) -> None:

@@ -256,8 +256,7 @@ def averaged_grid(items: Sequence[CompactProbs], kept: Optional[KeptWriter] = No
         last = min(first + step, shape[0])
         block = {h: torch.from_numpy(_mean_block(items, h, first * plane, last * plane).reshape(
             -1, last - first, *shape[1:])) for h in heads}
-        reducer.add((slice(first, last), slice(None), slice(None)), block["seg"][0], block["seg"][1:],
-                    block.get("id"), **{h: block[h][0] for h in SIGMOID_HEADS if h in block})
+        reducer.add_heads((slice(first, last), slice(None), slice(None)), block)
     result = reducer.result()
     result.coarse = _mean_coarse(items)
     return result
