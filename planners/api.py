@@ -23,14 +23,15 @@ def planner_class(preset: Optional[str]):
 def plan_and_preprocess(dataset_id: int, preset: Optional[str] = None, gpu_memory_gb: float = 24,
                         configurations: Sequence[str] = (CONFIGURATION, COARSE_CONFIGURATION), num_processes: int = 2,
                         verify: bool = False, clean: bool = False, plans_name: Optional[str] = None,
-                        verbose: bool = True) -> str:
+                        verbose: bool = True, disc_head: bool = False) -> str:
     """Plan and preprocess ``Dataset<dataset_id>_*`` from ``$nnUNet_raw`` into ``$nnUNet_preprocessed``.
 
     * fingerprint: nnU-Net's ``DatasetFingerprintExtractor`` (reused when present and not older than the raw
       dataset.json nor of another case count, unless ``clean``);
       ``verify`` runs nnU-Net's dataset integrity check first;
     * plans: :class:`VertebraFormerPlanner` (``preset=None``, sized for ``gpu_memory_gb``) or
-      :class:`VertebraFormerCPUPlanner` (``preset="cpu"``), written to ``<plans>.json``;
+      :class:`VertebraFormerCPUPlanner` (``preset="cpu"``), written to ``<plans>.json``; ``disc_head`` gives the
+      fine configuration the disc head (``VertebraFormerPlanner.disc_head``, off by default);
     * preprocessing: :class:`VertebraFormerPreprocessor` into ``<plans>_3d_fullres/`` and, for the coarse
       whole-field stage, ``<plans>_3d_lowres/`` (``configurations``; 2-channel seg files),
       ``labelsTr`` copied to ``gt_segmentations/``, ``splits_final.json`` copied from the raw folder when the
@@ -75,6 +76,7 @@ def plan_and_preprocess(dataset_id: int, preset: Optional[str] = None, gpu_memor
 
     kwargs = {} if preset == "cpu" else {"gpu_memory_target_in_gb": float(gpu_memory_gb)}
     planner = cls(int(dataset_id), plans_name=plans_name, verbose=verbose, **kwargs)
+    planner.disc_head = bool(disc_head)
     planner.plan_experiment()
     plans_identifier = planner.plans_identifier
     t2 = time.time()

@@ -34,6 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="cpu: 3.5 mm isotropic, a 512-token patch, batch 2, the cpu network preset; plans "
                         "VertebraFormerCPUPlans")
     parser.add_argument("--clean", action="store_true", help="re-extract the fingerprint even if it exists")
+    parser.add_argument("--disc-head", dest="disc_head", action="store_true",
+                        help="give 3d_fullres the disc head (numbering cuts fused vertebrae where it sees a disc); off "
+                        "by default: trained from the first step it cost unseen scanner styles numbering accuracy")
     parser.add_argument("--plans-name", dest="plans_name", default=None,
                         help="plans identifier to write instead of the preset's default")
     parser.set_defaults(func=run)
@@ -53,7 +56,8 @@ def run(args) -> int:
     try:
         plan_and_preprocess(args.dataset_id, preset=args.preset, gpu_memory_gb=args.gpu_memory_gb,
                             configurations=args.configurations, num_processes=args.num_processes,
-                            verify=args.verify_dataset_integrity, clean=args.clean, plans_name=args.plans_name)
+                            verify=args.verify_dataset_integrity, clean=args.clean, plans_name=args.plans_name,
+                            disc_head=args.disc_head)
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         print(f"plan-and-preprocess: {exc}", file=sys.stderr)
         return 1

@@ -123,6 +123,10 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
     preset = "gpu"
     network_preset = "base"
     default_plans_name = PLANS_NAME
+    #: whether the fine configuration carries the disc head (``plan-and-preprocess --disc-head``): off by default,
+    #: since trained from the first step beside the other heads it cost unseen scanner styles identification rate
+    #: and per-vertebra Dice (benchmarks/results/disc_head_ab_2026-12-03)
+    disc_head = False
 
     def __init__(self, dataset_name_or_id: Union[str, int], gpu_memory_target_in_gb: float = 24,
                  preprocessor_name: str = "DefaultPreprocessor", plans_name: Optional[str] = None,
@@ -197,7 +201,8 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
         return len(self.dataset_json["channel_names"])
 
     def _architecture(self, patch: Sequence[int], token_size: Sequence[int]) -> dict:
-        return architecture_dict(network_arch_kwargs(self.network_preset, patch, token_size, len(self.domains)))
+        return architecture_dict(network_arch_kwargs(self.network_preset, patch, token_size, len(self.domains),
+                                                     use_boundary_head=bool(self.disc_head)))
 
     # -------------------------------------------------------------- plans
     def get_plans_for_configuration(self, spacing, median_shape, data_identifier, approximate_n_voxels_dataset,

@@ -79,7 +79,8 @@ SIZE_KEYS = tuple(PRESETS["cpu"])
 #: Heads and switches every preset plans: one identification channel per level of the anatomical order, every
 #: component on (the ablation trainers switch them off), an initial lesion probability of 1 % (the bias of the
 #: lesion logit: rare positives, a stable BCE from the first step), the disc head that numbering cuts fused
-#: vertebrae with.
+#: vertebrae with. The planner writes the disc head into the fine configuration's plans only when asked
+#: (``VertebraFormerPlanner.disc_head``, ``plan-and-preprocess --disc-head``) and never into ``3d_lowres``.
 HEADS: Dict[str, Any] = {
     "num_levels": len(ANATOMICAL_ORDER),
     "use_modulation": True,

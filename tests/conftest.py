@@ -82,7 +82,8 @@ def multispine_preprocessed(multispine_raw):
     (dataset folder name, plans identifier), e.g. ("Dataset501_MultiSpine", "VertebraFormerCPUPlans")."""
     from vertebraformer_nn.planners import plan_and_preprocess
 
-    plans_identifier = plan_and_preprocess(MULTISPINE_ID, preset="cpu", num_processes=2, verbose=False)
+    # with the disc head (off by default), so that the session's tiny model exercises every head's path
+    plans_identifier = plan_and_preprocess(MULTISPINE_ID, preset="cpu", num_processes=2, verbose=False, disc_head=True)
     return multispine_raw.name, plans_identifier
 
 

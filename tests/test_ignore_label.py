@@ -166,7 +166,7 @@ def test_training_with_an_ignore_label_end_to_end(ignore_dataset, monkeypatch):
     from vertebraformer_nn.trainers.build import build_trainer
 
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
-    plans = plan_and_preprocess(DATASET_ID, preset="cpu", num_processes=1, verbose=False)
+    plans = plan_and_preprocess(DATASET_ID, preset="cpu", num_processes=1, verbose=False, disc_head=True)
     plans_file = ignore_dataset.parents[1] / "nnUNet_preprocessed" / ignore_dataset.name / f"{plans}.json"
     content = json.loads(plans_file.read_text())
     content["configurations"]["3d_fullres"]["batch_size"] = 2  # the CPU preset fills a tiny patch with 20 samples

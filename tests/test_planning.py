@@ -213,6 +213,7 @@ def test_gpu_budget_scales_with_memory(multispine_preprocessed):
         c = plans["configurations"][CONFIG]
         arch = c["architecture"]["arch_kwargs"]
         assert {k: arch[k] for k in PRESETS["base"]} == PRESETS["base"]
+        assert arch["use_boundary_head"] is False  # no disc head unless asked (plan-and-preprocess --disc-head)
         assert c["data_identifier"] == f"VFTestGPU{gb}Plans_{CONFIG}"
         assert all(p % t == 0 for p, t in zip(c["patch_size"], arch["token_size"]))
         tokens = int(np.prod([p // t for p, t in zip(c["patch_size"], arch["token_size"])]))
@@ -355,10 +356,11 @@ def test_cli_passes_its_arguments(monkeypatch):
     calls = []
     monkeypatch.setattr(api, "plan_and_preprocess", lambda *a, **k: calls.append((a, k)) or "P")
     assert main(["plan-and-preprocess", "-d", "501", "--preset", "cpu", "-np", "3",
-                 "--verify_dataset_integrity"]) == 0
+                 "--verify_dataset_integrity", "--disc-head"]) == 0
     assert main(["plan-and-preprocess", "-d", "501", "--gpu-memory-gb", "40", "-c", "3d_fullres"]) == 0
     (a1, k1), (a2, k2) = calls
     assert a1 == (501,) and k1["preset"] == "cpu" and k1["num_processes"] == 3 and k1["verify"] is True
+    assert k1["disc_head"] is True and k2["disc_head"] is False  # the disc head only when asked
     assert a2 == (501,) and k2["preset"] is None and k2["gpu_memory_gb"] == 40.0
     assert k2["configurations"] == ["3d_fullres"] and k2["verify"] is False
 

@@ -177,6 +177,8 @@ def test_stock_pir_dataset_plans_its_own_axes_and_elongates_head_foot(pir_datase
     assert mm[expected["si"]] == max(mm) and mm[expected["si"]] > min(mm)  # elongated head-foot
     # no case_info: no domains, a network without domain classifier
     assert plans["vertebraformer"]["domains"] == [] and c["architecture"]["arch_kwargs"]["num_domains"] == 0
+    # planned without --disc-head: no disc head (the session's plans ask for one: test_coarse_stage)
+    assert c["architecture"]["arch_kwargs"]["use_boundary_head"] is False
 
 
 def test_mixed_orientations_without_reorientation_are_refused_naming_the_files(pir_dataset, capsys):
