@@ -1,25 +1,29 @@
 """Paired contrast of the two arms on the same unseen-style phantoms: per case (head - no head) of the identification
-rate and the per-vertebra Dice from ``vertebraformer evaluate``'s JSON, mean with a 95 % percentile bootstrap over the
-cases (10,000 resamples, seed 0). Only the cases are resampled: the spread between training runs is not in it."""
+rate and the per-vertebra Dice of ``vertebraformer evaluate``'s JSON (``eval_<arm>_<style>.json`` beside this file),
+mean with its patient-level 95 % BCa interval: the protocol's own ``protocol_report.paired_difference``. Only the
+cases are resampled: the spread between training runs is not in it."""
 import json
+import sys
+from pathlib import Path
 
-import numpy as np
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))  # benchmarks/
+from protocol_report import paired_difference  # noqa: E402
 
 
-def per_case(arm, style, section, key):
-    cases = json.load(open(f"/tmp/ab/eval_{arm}_{style}.json"))["cases"]
-    return {name: case[section][key] for name, case in cases.items()}
+def cases(arm, styles):
+    out = {}
+    for style in styles:
+        out.update(json.loads((HERE / f"eval_{arm}_{style}.json").read_text())["cases"])
+    return out
 
 
-rng = np.random.default_rng(0)
-for section, key in (("numbering", "id_rate"), ("segmentation", "dice")):
+for task, metric in (("numbering", "id_rate"), ("segmentation", "dice")):
     for styles in (("lowdose",), ("thickslice",), ("lowdose", "thickslice")):
-        diffs = []
-        for style in styles:
-            head, nohead = per_case("head", style, section, key), per_case("nohead", style, section, key)
-            diffs += [head[c] - nohead[c] for c in head if head[c] is not None and nohead[c] is not None]
-        diffs = np.array(diffs)
-        means = [rng.choice(diffs, len(diffs)).mean() for _ in range(10000)]
-        print(f"{key} {'+'.join(styles)}: head - no head {100 * diffs.mean():.1f} "
-              f"[{100 * np.percentile(means, 2.5):.1f}, {100 * np.percentile(means, 97.5):.1f}] points, {len(diffs)} "
-              f"cases, worse in {(diffs < 0).sum()}, better in {(diffs > 0).sum()}")
+        head, nohead = cases("head", styles), cases("nohead", styles)
+        d = paired_difference(head, nohead, task, metric, bootstrap=10000, seed=0)
+        diffs = [head[c][task][metric] - nohead[c][task][metric] for c in head
+                 if head[c][task][metric] is not None and nohead[c][task][metric] is not None]
+        print(f"{metric} {'+'.join(styles)}: head - no head {100 * d['value']:.1f} "
+              f"[{100 * d['ci'][0]:.1f}, {100 * d['ci'][1]:.1f}] points ({d['method']}), {d['n_cases']} cases, "
+              f"worse in {sum(x < 0 for x in diffs)}, better in {sum(x > 0 for x in diffs)}")

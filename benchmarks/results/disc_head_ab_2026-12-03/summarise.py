@@ -1,4 +1,7 @@
-import json, sys
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent  # eval_<arm>_<style>.json, copied here from /tmp/ab by hand
 def v(x):
     if isinstance(x, dict):
         val = x.get("value"); ci = x.get("ci")
@@ -8,7 +11,7 @@ print("| arm | set | Dice | spine Dice | id rate | every vertebra right | lesion
 print("|---|---|---|---|---|---|---|---|---|")
 for arm in ("nohead", "head"):
     for s in ("lowdose", "thickslice"):
-        try: o = json.load(open(f"/tmp/ab/eval_{arm}_{s}.json"))["summary"]["overall"]
+        try: o = json.loads((HERE / f"eval_{arm}_{s}.json").read_text())["summary"]["overall"]
         except Exception as e: print(arm, s, "missing", e); continue
         seg, num, les = o["segmentation"], o["numbering"], o["lesions"]
         print(f"| {arm} | {s} | {v(seg['dice'])} | {v(seg['binary_dice'])} | {v(num['id_rate'])} | {v(num['all_correct'])} | "
