@@ -133,9 +133,13 @@ def test_demo_refuses_a_foreign_folder_and_bad_options(tmp_path):
     with pytest.raises(DemoError, match="not an earlier demo"):
         run_demo(DemoConfig(out=tmp_path, device="cpu"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
-    for bad in (dict(cases_per_source=1), dict(minutes=0), dict(trainer="NoSuchTrainer"), dict(max_folds=3)):
+    for bad in (dict(cases_per_source=1), dict(minutes=0), dict(trainer="NoSuchTrainer"), dict(max_folds=3),
+                dict(start="pretrained")):
         with pytest.raises(DemoError):
             DemoConfig(out=tmp_path / "new", **bad).check()
+    # training starts from the built-in model on a CPU (its plans build that network), from scratch on a GPU
+    assert [DemoConfig().start_for(d) for d in ("cpu", "cuda")] == ["builtin", "scratch"]
+    assert DemoConfig(start="scratch").start_for("cpu") == "scratch"
 
 
 def test_the_command_line_parser_imports_neither_torch_nor_nnunet():
@@ -327,6 +331,12 @@ def test_demo_runs_every_step_and_writes_the_report(demo_run):
                     "## Where each file is", "## The same with real data", "## Running again"):
         assert section in report
     assert "weak model" in report and "Not measured here" in report
+    # on a CPU fold 0 fine-tunes the built-in model: its weights load into the network of the demo's own plans
+    # (another patch than the built-in's here, 2 cases per source: the positional embedding is resampled)
+    train = runs["train"].record["result"]
+    assert train["weights_from"] == "builtin" and runs["train"].record["params"]["start"] == "builtin"
+    assert "fine-tuned" in report and "from the built-in model's weights" in report
+    assert any(line.startswith("  weights from the built-in model") for line in log)
     assert "Fold 1 was not trained" in report
     rows = [r for r in report.splitlines() if r.startswith("| fold 0 validation") or r.startswith("| unseen")]
     assert len(rows) >= 2

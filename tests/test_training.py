@@ -451,6 +451,48 @@ def test_pretrained_weights_load_into_a_network_with_a_head_they_lack(tmp_path):
         load_pretrained_weights(wider, str(path))
 
 
+def test_the_built_in_weights_fine_tune_plans_of_another_patch(tmp_path):
+    """Plans of a user's dataset rarely give the built-in model's patch: its learned positional embedding, the one
+    weight that depends on the patch, is resampled from the token grid of its plans to the network's, the rest loads
+    as it is; a checkpoint whose patch cannot be known is refused, naming the file."""
+    from vertebraformer_nn.builtin_model import FOLDER, builtin_checkpoint
+    from vertebraformer_nn.network import VertebraFormer
+    from vertebraformer_nn.trainers.checkpoints import (load_checkpoint_file, load_pretrained_weights,
+                                                        resampled_position_embedding)
+    from vertebraformer_nn.trainers.cli import pretrained_path
+
+    assert pretrained_path("builtin") == str(builtin_checkpoint()) and pretrained_path("/x.pth") == "/x.pth"
+    weights = load_checkpoint_file(str(builtin_checkpoint()))["network_weights"]
+    arch = json.loads((FOLDER / "plans.json").read_text())["configurations"]["3d_fullres"]["architecture"]
+    kwargs = arch["arch_kwargs"]
+    source = tuple(p // t for p, t in zip(kwargs["patch_size"], kwargs["token_size"]))
+    net = VertebraFormer(1, 27, **{**kwargs, "patch_size": [64, 64, 40]})
+    assert net.token_grid != source
+    assert load_pretrained_weights(net, pretrained_path("builtin")) == []
+    own = net.state_dict()
+    for key, value in weights.items():
+        if key != "eva.pos_embed":
+            assert torch.equal(own[key], value.float()), key
+    lpe = own["eva.pos_embed"]
+    assert lpe.shape == (1, 8 * 8 * 5, kwargs["embed_dim"])
+    # the grid's corners keep (about) the source's corner values: the tokens were put back in the encoder's order
+    src = weights["eva.pos_embed"].float().reshape(1, *source, -1)
+    out = lpe.reshape(1, *net.token_grid, -1)
+    assert torch.corrcoef(torch.stack([out[0, 0, 0, 0], src[0, 0, 0, 0]]))[0, 1] > 0.9
+    assert torch.corrcoef(torch.stack([out[0, -1, -1, -1], src[0, -1, -1, -1]]))[0, 1] > 0.9
+    # the same grid is the identity; a ramp along one axis stays a ramp along that axis
+    assert torch.allclose(resampled_position_embedding(src.reshape(1, -1, src.shape[-1]), source, source),
+                          src.reshape(1, -1, src.shape[-1]))
+    ramp = torch.arange(4.0).reshape(1, 4, 1, 1, 1).expand(1, 4, 2, 3, 1).reshape(1, -1, 1)
+    wide = resampled_position_embedding(ramp, (4, 2, 3), (8, 4, 2)).reshape(8, 4, 2)
+    assert torch.all(wide[1:] >= wide[:-1]) and torch.allclose(wide, wide[:, :1, :1].expand(8, 4, 2))
+    # without its model folder's plans the source grid is unknown
+    alone = tmp_path / "checkpoint_final.pth"
+    shutil.copy(builtin_checkpoint(), alone)
+    with pytest.raises(ValueError, match="checkpoint_final.pth: its positional embedding is for another patch"):
+        load_pretrained_weights(VertebraFormer(1, 27, **{**kwargs, "patch_size": [64, 64, 40]}), str(alone))
+
+
 def test_fine_tuning_starts_from_the_given_weights(copied_results, multispine_preprocessed, capsys):
     """``vertebraformer train ... -pretrained_weights`` (nnUNetv2_train's option): the tiny model trained again from
     its own checkpoint with the disc head taken out, as a model trained before the head existed would be."""

@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from pathlib import Path
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -89,9 +90,18 @@ def load_pretrained_weights(network: torch.nn.Module, path: str) -> list:
 
     Every weight of the file must fit a weight of the network (same name, same shape); the network may have whole
     modules the file lacks (a head the pretrained model was planned without, e.g. the disc head): those keep their
-    initialisation. Returns the names of those modules; a ValueError names any other mismatch."""
-    weights = load_checkpoint_file(str(path), map_location="cpu")["network_weights"]
+    initialisation. The one weight that depends on the patch, the encoder's learned positional embedding (the
+    network's ``key_to_lpe``), may come from another token grid: your dataset's plans rarely give the pretrained
+    model's patch. It is then resampled (trilinear) from the grid of the checkpoint's model folder (its
+    ``plans.json``, nnU-Net's layout ``<model>/fold_<f>/<checkpoint>``) to the network's. Returns the names of the
+    modules initialised anew; a ValueError names any other mismatch."""
+    checkpoint = load_checkpoint_file(str(path), map_location="cpu")
+    weights = dict(checkpoint["network_weights"])
     own = network.state_dict()
+    lpe = getattr(network, "key_to_lpe", None)
+    if lpe in weights and lpe in own and weights[lpe].shape != own[lpe].shape:
+        weights[lpe] = resampled_position_embedding(weights[lpe], source_token_grid(path, checkpoint),
+                                                    tuple(network.token_grid), path)
     wrong = [f"{k} {tuple(v.shape)} (network {tuple(own[k].shape) if k in own else 'has none'})"
              for k, v in weights.items() if k not in own or own[k].shape != v.shape]
     missing = [k for k in own if k not in weights]
@@ -102,6 +112,34 @@ def load_pretrained_weights(network: torch.nn.Module, path: str) -> list:
             wrong + [f"module {m} only partly in the file" for m in partly]))
     network.load_state_dict({**own, **weights}, strict=True)
     return new_modules
+
+
+def source_token_grid(path: str, checkpoint: dict) -> Tuple[int, ...]:
+    """The token grid (patch / token size per axis) the checkpoint's network was built for, from the plans of its
+    model folder (two levels up) and the configuration the checkpoint names. A ValueError says what is missing."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans = Path(path).resolve().parent.parent / "plans.json"
+    configuration = (checkpoint.get("init_args") or {}).get("configuration")
+    if not plans.is_file() or configuration is None:
+        raise ValueError(f"{path}: its positional embedding is for another patch, and the patch it was trained with "
+                         f"is unknown ({'no configuration in the checkpoint' if plans.is_file() else f'no {plans}'})")
+    arch = PlansManager(str(plans)).get_configuration(configuration).network_arch_init_kwargs
+    return tuple(int(p) // int(t) for p, t in zip(arch["patch_size"], arch["token_size"]))
+
+
+def resampled_position_embedding(embedding: torch.Tensor, source_grid: Sequence[int], target_grid: Sequence[int],
+                                 path: str = "") -> torch.Tensor:
+    """A learned positional embedding (1, tokens, channels), tokens in the encoder's (x, y, z) order, resampled
+    trilinearly from ``source_grid`` to ``target_grid`` (nnU-Net's axis order both)."""
+    n, channels = embedding.shape[1], embedding.shape[2]
+    if embedding.shape[0] != 1 or n != int(np.prod(source_grid)):
+        raise ValueError(f"{path}: a positional embedding of shape {tuple(embedding.shape)} does not fit the token grid "
+                         f"{list(source_grid)} of its plans")
+    volume = embedding.float().reshape(1, *source_grid, channels).permute(0, 4, 1, 2, 3)
+    volume = torch.nn.functional.interpolate(volume, size=tuple(int(g) for g in target_grid), mode="trilinear",
+                                             align_corners=False)
+    return volume.permute(0, 2, 3, 4, 1).reshape(1, -1, channels).to(embedding.dtype)
 
 
 #: what a prediction needs from a checkpoint (``predictor.initialize_from_trained_model_folder``)

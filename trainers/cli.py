@@ -33,9 +33,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-device", dest="device", default=None, choices=("cpu", "cuda", "mps"),
                    help="device (default: cuda if available, else cpu)")
     p.add_argument("-pretrained_weights", dest="pretrained_weights", default=None,
-                   help="start from the weights of this checkpoint (as nnUNetv2_train), e.g. the built-in model's "
-                   "fold_0/checkpoint_final.pth to fine-tune it on your data; modules it lacks (a head) keep their "
-                   "initialisation")
+                   help="start from the weights of this checkpoint (as nnUNetv2_train), or 'builtin': the built-in "
+                   "model's, to fine-tune it on your data; modules it lacks (a head) keep their initialisation, and "
+                   "its positional embedding is resampled to your plans' patch")
     p.add_argument("--c", dest="continue_training", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--val", dest="validation_only", action="store_true",
                    help="only run the final validation (needs checkpoint_final.pth)")
@@ -98,7 +98,7 @@ def run(args) -> int:
         if not trainer.was_initialized:
             trainer.initialize()
         try:
-            fresh = load_pretrained_weights(trainer._plain_module(), args.pretrained_weights)
+            fresh = load_pretrained_weights(trainer._plain_module(), pretrained_path(args.pretrained_weights))
         except (OSError, KeyError, ValueError) as e:
             print(f"vertebraformer train: {e}", file=sys.stderr)
             return 2
@@ -114,6 +114,15 @@ def run(args) -> int:
     trainer.perform_actual_validation(args.npz)
     print(f"vertebraformer train: results in {trainer.output_folder}")
     return 0
+
+
+def pretrained_path(name: str) -> str:
+    """``-pretrained_weights``: a checkpoint's path, or ``builtin`` for the built-in model's."""
+    if name != "builtin":
+        return name
+    from ..builtin_model import builtin_checkpoint
+
+    return str(builtin_checkpoint())
 
 
 def run_ddp(args, fold, device: str) -> int:

@@ -28,3 +28,10 @@ def builtin_model() -> Tuple[Path, List[str]]:
         raise BuiltinModelMissing(f"the built-in model is not installed ({FOLDER} has no plans.json or no "
                                   f"fold_*/{CHECKPOINT}); name a model with -m or -d")
     return FOLDER, folds
+
+
+def builtin_checkpoint() -> Path:
+    """The fine model's first shipped fold's checkpoint: the weights a fine-tuning starts from (``train
+    -pretrained_weights``, ``demo --start builtin``)."""
+    folder, folds = builtin_model()
+    return folder / f"fold_{folds[0]}" / CHECKPOINT

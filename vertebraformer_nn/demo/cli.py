@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .config import STARTS
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -14,8 +16,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "left of --minutes (a second fold and an ensemble only when the time allows), predict the fold's "
         "validation cases and the unseen-style cases, evaluate, and write OUT/REPORT.md. Everything, nnU-Net's "
         "folders included, stays under OUT. Stop it any time: running the same command again reuses the "
-        "finished steps. A few minutes of CPU training give a weak model: this shows the pipeline, not the "
-        "method's accuracy.")
+        "finished steps. On a CPU the training fine-tunes the built-in model (minutes of training from random "
+        "weights, --start scratch, give a weak model); this shows the pipeline, not the method's accuracy.")
     p.add_argument("-o", dest="out", type=Path, default=Path("demo_out"), metavar="OUT",
                    help="output folder (default demo_out; new, empty, or an earlier demo's)")
     p.add_argument("--cases-per-source", type=int, default=4,
@@ -31,6 +33,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-tr", dest="trainer", default=None, metavar="TRAINER",
                    help="a fixed-schedule trainer instead of the time-budgeted VertebraFormerTrainer_budget (e.g. "
                    "VertebraFormerTrainer_tiny, a smoke test of a minute or two)")
+    p.add_argument("--start", choices=STARTS, default=None,
+                   help="where training starts: builtin (the built-in model's weights, fine-tuned on the demo's "
+                   "phantoms, as `train -pretrained_weights builtin`; the default on a CPU) or scratch (random "
+                   "weights; the default on a GPU)")
     p.set_defaults(func=run)
     return p
 
@@ -41,7 +47,8 @@ def run(args) -> int:
     from .pipeline import run_demo
 
     config = DemoConfig(out=args.out, cases_per_source=args.cases_per_source, minutes=args.minutes,
-                        device=args.device, trainer=args.trainer, max_folds=args.max_folds, seed=args.seed)
+                        device=args.device, trainer=args.trainer, max_folds=args.max_folds, seed=args.seed,
+                        start=args.start)
     try:
         run_demo(config)
     except DemoError as e:

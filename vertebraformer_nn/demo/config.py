@@ -11,6 +11,10 @@ from .environment import DemoError
 DATASET_ID = 599
 UNSEEN_STYLE = "lowdose"
 BUDGET_TRAINER = "VertebraFormerTrainer_budget"
+#: where each fold's training starts: random weights, or the built-in model's (a fine-tuning, as ``train
+#: -pretrained_weights``). By default the built-in model's on a CPU, whose plans build its network and where
+#: minutes of training from scratch give a useless model, and scratch on a GPU (plans of another size).
+STARTS = ("scratch", "builtin")
 CONFIGURATION = "3d_fullres"
 
 
@@ -21,6 +25,7 @@ class DemoConfig:
     minutes: float = 10.0
     device: str = "auto"  # auto | cpu | cuda
     trainer: Optional[str] = None  # a fixed-schedule trainer instead of the time-budgeted one
+    start: Optional[str] = None  # one of STARTS; None: by device (STARTS' comment)
     max_folds: int = 2
     seed: int = 0
     unseen_style: str = UNSEEN_STYLE
@@ -30,6 +35,10 @@ class DemoConfig:
 
     def n_unseen(self) -> int:
         return int(self.cases_per_source if self.unseen_cases is None else self.unseen_cases)
+
+    def start_for(self, device: str) -> str:
+        """Where training starts on ``device`` (cpu or cuda): ``start``, or by device when it is None."""
+        return self.start or ("builtin" if device == "cpu" else "scratch")
 
     def check(self) -> None:
         from ..phantoms import EXTRA_STYLES
@@ -42,6 +51,8 @@ class DemoConfig:
             raise DemoError("--minutes must be positive")
         if self.device not in ("auto", "cpu", "cuda"):
             raise DemoError(f"-device must be auto, cpu or cuda, not {self.device!r}")
+        if self.start is not None and self.start not in STARTS:
+            raise DemoError(f"--start must be one of {', '.join(STARTS)}, not {self.start!r}")
         if self.max_folds not in (1, 2):
             raise DemoError("--max-folds must be 1 or 2")
         from ..trainers.registry import TRAINER_NAMES

@@ -240,7 +240,8 @@ class Demo:
         return plan
 
     def train_params(self, fold: int) -> dict:
-        params = {"fold": fold, "trainer": self.trainer_name(), "device": self.device, "max_folds": self.config.max_folds}
+        params = {"fold": fold, "trainer": self.trainer_name(), "device": self.device, "max_folds": self.config.max_folds,
+                  "start": self.config.start_for(self.device)}
         if not self.config.trainer or fold > 0:
             params["minutes"] = self.config.minutes  # the budget, or whether fold 1 fits, follows from the minutes
         return params
@@ -256,6 +257,7 @@ class Demo:
             self.log(f"  time plan: {self.fold_plan.reason}; the steps after training are estimated at "
                      f"{self.fold_plan.after_training_s:.0f} s")
         trainer = self._build_trainer(fold)
+        weights_from = self._load_start_weights(trainer)
         if hasattr(trainer, "time_budget_s"):
             trainer.time_budget_s = max(timing.MIN_TRAIN_S, budget_s - (time.time() - t0))
             self.log(f"  {self.trainer_name()}: {trainer.time_budget_s:.0f} s of training for fold {fold}")
@@ -265,7 +267,7 @@ class Demo:
         result = {"fold": fold, "trainer": self.trainer_name(), "epochs": int(trainer.current_epoch),
                   "iterations_per_epoch": int(trainer.num_iterations_per_epoch),
                   "model_folder": self.paths.rel(folder.parent), "budget_s": round(budget_s, 1),
-                  "last_val_spine_dice": round(float(dice[-1]), 4) if dice else None}
+                  "last_val_spine_dice": round(float(dice[-1]), 4) if dice else None, "weights_from": weights_from}
         if fold == 0:
             result["time_plan"] = self.fold_plan.reason
         return {"result": result, "outputs": [folder]}
@@ -283,6 +285,27 @@ class Demo:
             torch.backends.cudnn.benchmark = True
         plans = self.runs["plan"].record["result"]["plans"]
         return build_trainer(str(self.config.dataset_id), fold, CONFIGURATION, self.trainer_name(), plans, self.device)
+
+    def _load_start_weights(self, trainer) -> Optional[str]:
+        """``--start builtin``: the built-in model's weights into the freshly built network, as ``train
+        -pretrained_weights`` does (the demo's plans must build the same network: the CPU preset does on a CPU).
+        Returns where the weights came from (None: random initialisation)."""
+        if self.config.start_for(self.device) == "scratch":
+            return None
+        from ..builtin_model import BuiltinModelMissing, builtin_checkpoint
+        from ..trainers.checkpoints import load_pretrained_weights
+
+        try:
+            checkpoint = builtin_checkpoint()
+            if not trainer.was_initialized:
+                trainer.initialize()
+            fresh = load_pretrained_weights(trainer._plain_module(), str(checkpoint))
+        except (BuiltinModelMissing, OSError, KeyError, ValueError) as e:
+            raise DemoError(f"--start builtin: {e}") from e
+        self.log(f"  weights from the built-in model ({checkpoint})"
+                 + (f"; initialised anew: {', '.join(fresh)}" if fresh else ""))
+        trainer.print_to_log_file(f"weights from {checkpoint}")
+        return "builtin"
 
     def do_train_fold1(self) -> dict:
         fold0 = self.runs["train"]

@@ -4,7 +4,7 @@
 set -e
 export nnUNet_compile=f
 . /work/main/.venv/bin/activate
-vertebraformer demo -o /tmp/ab/demo --minutes 85 --cases-per-source 12 --max-folds 1 --seed 7 -tr VertebraFormerTrainer_tiny
+vertebraformer demo -o /tmp/ab/demo --minutes 85 --cases-per-source 12 --max-folds 1 --seed 7 -tr VertebraFormerTrainer_tiny --start scratch
 python - <<'PY'
 import json
 folder = "/tmp/ab/demo/nnUNet_preprocessed/Dataset599_MultiSpine/"
