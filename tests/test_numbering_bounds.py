@@ -19,7 +19,7 @@ from vertebraformer_nn.inference.level_anatomy import expected_distance, max_ver
 from vertebraformer_nn.inference.numbering import number_vertebrae
 from vertebraformer_nn.inference.postprocessing import DEFAULTS
 from vertebraformer_nn.inference.quality import assess, summary_fields
-from vertebraformer_nn.inference.spine_extent import (count_bound, off_axis, spine_chain, spine_found,
+from vertebraformer_nn.inference.spine_extent import (count_bound, fragments, off_axis, spine_chain, spine_found,
                                                       vertebra_share, weak_instances)
 from vertebraformer_nn.labels import ANATOMICAL_ORDER
 
@@ -196,6 +196,36 @@ def test_numbering_drops_instances_beside_the_spine_and_says_so():
     assert any("2 instance(s) more than 40 mm from the spine's axis" in n for n in result.notes)
     kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, max_off_axis_mm=0.0))
     assert len(kept.instances) == 8
+
+
+def test_fragments_are_small_against_the_spine_unless_cut_by_the_border():
+    volumes = [30000.0, 45000.0, 1200.0, 50000.0, 700.0]
+    assert fragments(volumes, [False] * 5, 0.1).tolist() == [False, False, True, False, True]
+    assert fragments(volumes, [False, False, False, False, True], 0.1).tolist() == [False, False, True, False, False]
+    assert not fragments(volumes, [False] * 5, 0.0).any()  # 0 = off
+    assert not fragments(volumes[3:], [False] * 2, 0.1).any()  # too few to tell
+
+
+def test_a_piece_below_the_last_vertebra_is_not_numbered_when_wing_pieces_pulled_the_first_median_down():
+    """example_ct blurred by 2 mm: pieces of the iliac wings (small, many) kept the instance stage's median low, so
+    a 1 ml piece below L5 survived it, was numbered L6 and moved every level up; among the spine's own instances it
+    is a fragment."""
+    box_map = np.zeros((70, 40, 80), dtype=np.int32)
+    for i in range(6):  # T12..L5: 10x10x8 voxels (34 ml), 10 voxels (35 mm) apart
+        box_map[2 + 10 * i:10 + 10 * i, 15:25, 35:45] = i + 1
+    box_map[63:65, 18:21, 38:41] = 7  # a 0.8 ml piece below L5, on the spine's axis
+    for k, row in enumerate((40, 46, 52, 58)):  # wing pieces of 1.2 ml, ~100 mm to each side, from L3 down
+        box_map[row:row + 3, 18:21, 5:8] = 8 + 2 * k
+        box_map[row:row + 3, 18:21, 72:75] = 9 + 2 * k
+    levels = ["T12", "L1", "L2", "L3", "L4", "L5"]
+    seg, idp = probabilities(box_map, levels + ["L5"] + ["L5"] * 8)
+    result = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp)
+    assert names(result) == levels
+    assert set(np.unique(result.labels[box_map >= 7])) == {0}
+    assert any("dropped 1 piece(s) of 0.8 ml, below 0.1 x the median of the spine's instances" in n
+               for n in result.notes)
+    kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, min_relative_volume=0.0))
+    assert len(kept.instances) == 7
 
 
 # --- the decoder: anchors, margin ---------------------------------------------------------------------------

@@ -126,6 +126,11 @@ def test_check_ct_accepts_real_ct_including_a_tight_spine_crop(real_data):
     for rel in ("tptbox_sample_ct/sub-ct_label-22_ct.nii.gz", "totalsegmentator/example_ct.nii.gz"):
         check_ct(sitk.ReadImage(str(real_data / rel)), rel)  # no error
     check_ct(read_case(Case("dicom", real_data / "totalsegmentator/example_ct_dicom", "dicom")), "dicom")
+    # the crop as a soft reconstruction kernel would give it: its fat no longer reaches -200 HU, and it is still CT
+    crop = sitk.ReadImage(str(real_data / "tptbox_sample_ct/sub-ct_label-22_ct.nii.gz"))
+    soft = sitk.SmoothingRecursiveGaussian(sitk.Cast(crop, sitk.sitkFloat32), 1.0)
+    assert np.mean(sitk.GetArrayViewFromImage(soft) < -200) < 0.001
+    check_ct(soft, "soft kernel crop")
 
 
 # ------------------------------------------------------------------------------------------------ discovery

@@ -83,3 +83,73 @@ def test_totalsegmentator_reference_reads_as_the_manifest_says(real_data):
     assert rc.predicted_names(reference) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
     raw = sitk.GetArrayFromImage(image)
     assert np.array_equal(reference == 0, (raw == 0) | (raw == 26))
+
+
+# ------------------------------------------------------------------------------------------------ variants
+_pspec = importlib.util.spec_from_file_location("real_ct_perturbed", REPO / "benchmarks" / "real_ct_perturbed.py")
+rcp = importlib.util.module_from_spec(_pspec)
+sys.modules["real_ct_perturbed"] = rcp
+_pspec.loader.exec_module(rcp)
+
+
+def _ct_image():
+    a = np.full((8, 9, 10), -100.0, np.float32)  # fat
+    a[2:6, 3:6, 3:7] = 600.0  # bone
+    a[0] = -1000.0  # air
+    image = sitk.GetImageFromArray(a.astype(np.int16))
+    image.SetSpacing((0.8, 0.9, 2.0))
+    image.SetOrigin((10.0, -20.0, 30.0))
+    return image
+
+
+def test_variants_change_what_they_say_and_keep_the_grid():
+    image = _ct_image()
+    a = sitk.GetArrayFromImage(image).astype(np.float32)
+    for v in rcp.VARIANTS:
+        out = v.ct(image, 3)
+        assert out.GetSize() == image.GetSize() and out.GetDirection() == image.GetDirection(), v.name
+        if not v.moves_voxels:
+            assert out.GetSpacing() == image.GetSpacing() and out.GetOrigin() == image.GetOrigin(), v.name
+    get = lambda name: sitk.GetArrayFromImage(rcp.BY_NAME[name].ct(image, 3))  # noqa: E731
+    assert np.array_equal(get("original"), a)
+    assert np.allclose(get("hu+40"), a + 40) and np.allclose(get("hu-40"), a - 40)
+    assert np.allclose(get("bone0.7")[3, 4, 4], 100 + 0.7 * 500) and np.allclose(get("bone0.7")[1], a[1])
+    assert np.allclose(get("bone1.4")[3, 4, 4], 100 + 1.4 * 500)
+    noise = get("noise30") - a
+    assert 20 < noise.std() < 40 and np.array_equal(get("noise30"), get("noise30"))  # seeded
+    assert get("soft2").max() < get("soft1").max() < a.max()  # blur flattens the bone's peak
+    big = rcp.BY_NAME["size1.1"].ct(image, 0)
+    assert np.allclose(big.GetSpacing(), (0.88, 0.99, 2.2)) and np.allclose(big.GetOrigin(), (11.0, -22.0, 33.0))
+    assert np.array_equal(sitk.GetArrayFromImage(big), a)
+
+
+def test_variant_data_mirrors_the_real_layout_and_moves_the_reference_with_the_voxels(tmp_path):
+    data = tmp_path / "real"
+    case = rc.RealCase("x", "a/ct.nii.gz", "a/ref.nii.gz")
+    (data / "a").mkdir(parents=True)
+    (data / "MANIFEST.md").write_text("m")
+    sitk.WriteImage(_ct_image(), str(data / case.ct))
+    ref = sitk.GetImageFromArray(np.full((8, 9, 10), 22, np.uint8))
+    ref.CopyInformation(_ct_image())
+    sitk.WriteImage(ref, str(data / case.reference))
+    before = (data / case.ct).read_bytes()
+    for name in ("hu+40", "size0.9"):
+        out = tmp_path / name
+        rcp.write_variant_data(rcp.BY_NAME[name], data, out, [case])
+        ct, moved = sitk.ReadImage(str(out / case.ct)), sitk.ReadImage(str(out / case.reference))
+        assert (out / "MANIFEST.md").is_file() and ct.GetSpacing() == moved.GetSpacing()
+        assert (out / case.reference).is_symlink() == (name == "hu+40")
+        assert np.array_equal(sitk.GetArrayFromImage(moved), sitk.GetArrayFromImage(ref))
+    assert (data / case.ct).read_bytes() == before  # the source is only read
+
+
+def test_summary_counts_levels_and_targets_per_variant():
+    def case(name, rights, target):
+        return {"case": name, "levels": [{"right": r} for r in rights], "target": target}
+
+    results = {"original": [case("a", [1, 1, 0], "met"), case("b", [0], "missed: ...")],
+               "soft1": [case("a", [0, 0, 0], "missed: ..."), case("b", [1], "met")]}
+    s = rcp.summarise(results)
+    assert s["variants"]["original"] == {"levels_right": 2, "levels": 4, "met": ["a"]}
+    assert s["target_met_in"] == {"a": 1, "b": 1}
+    assert s["levels_right"] == {"min": 1, "max": 2, "mean": 1.5}

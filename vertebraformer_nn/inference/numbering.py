@@ -4,8 +4,8 @@
    ``grid_probabilities.GridProbabilities``, what the predictor keeps, or full arrays, reduced to one first); then
    ``disc_split.split_at_discs`` (an instance cut where the disc head sees discs),
    ``instance_repair.repair_instances`` (two fused vertebrae split, a vertebra cut across merged) and
-   ``spine_extent`` (weak instances and those off the spine's axis dropped, no spine when too little is left, never
-   more instances than the field of view can hold).
+   ``spine_extent`` (weak instances and those off the spine's axis dropped, then pieces far smaller than the spine's
+   own instances, no spine when too little is left, never more instances than the field of view can hold).
 2. :func:`order_instances`: head first, by the centre of mass (mm) along the superior axis.
 3. ``level_evidence.instance_level_log_probs``: one vector of level log-probabilities per instance (log of the
    mean softmax) over the identification head's probabilities, or over the foreground channels of the
@@ -39,7 +39,8 @@ from .instances import check_spacing, instance_geometry, seg_grid, vertebra_inst
 from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
 from .quality import assess
-from .spine_extent import CountBound, count_bound, field_of_view_mm, off_axis, spine_found, weak_instances
+from .spine_extent import (CountBound, count_bound, field_of_view_mm, fragments, off_axis, spine_found,
+                           weak_instances)
 
 __all__ = ["NumberingResult", "OrderedInstances", "order_instances", "ordered_instances", "decode_instances",
            "number_vertebrae", "ARGMAX_NOTE", "argmax_numbering"]
@@ -108,6 +109,12 @@ def _kept(keep: np.ndarray, instance_map: np.ndarray, ids, centres, volumes):
     return _select(instance_map, ids[keep]), ids[keep], centres[keep], volumes[keep]
 
 
+def _on_border(instance_map: np.ndarray, ids: np.ndarray, axis: int) -> np.ndarray:
+    """Per id, whether the instance touches the first or last slice along the head-foot ``axis``."""
+    edges = np.moveaxis(instance_map, axis, 0)
+    return np.isin(ids, np.concatenate([np.unique(edges[0]), np.unique(edges[-1])]))
+
+
 def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int = 1, id_probs=None,
                       params: Postprocessing = DEFAULTS, *, coarse_probs=None, hu=None) -> OrderedInstances:
     """Steps 1-3 (module docstring) with the instance parameters of ``params``; arguments as
@@ -139,6 +146,12 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         instance_map, ids, centres, volumes = _kept(~far, instance_map, ids, centres, volumes)
         notes.append(f"dropped {int(far.sum())} instance(s) more than {params.max_off_axis_mm:g} mm from the "
                      "spine's axis in the axial plane: not vertebrae (iliac wings, shoulder blades, ribs)")
+    small = fragments(volumes, _on_border(instance_map, ids, axis), params.min_relative_volume)
+    if small.any():
+        notes.append(f"dropped {int(small.sum())} piece(s) of {', '.join(f'{v / 1000:.1f}' for v in volumes[small])} "
+                     f"ml, below {params.min_relative_volume:g} x the median of the spine's instances "
+                     f"({np.median(volumes) / 1000:.1f} ml): not vertebrae")
+        instance_map, ids, centres, volumes = _kept(~small, instance_map, ids, centres, volumes)
     empty = OrderedInstances(np.zeros(instance_map.shape, np.int32), np.zeros(0, np.int64), np.zeros((0, 3)),
                              np.zeros(0), np.zeros((0, NUM_LEVELS)), {}, notes)
     if len(ids) and not spine_found(volumes, params.spine_min_volume_ml):
@@ -171,10 +184,9 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         per_instance = rows_level_log_probs(rows, at[inside])
         coarse = np.stack([per_instance[int(i)] for i in ids])
     anchors, anchor_notes = find_anchors(hu, instance_map, ids, sp, axis, sign, params)
-    edges = np.moveaxis(instance_map, axis, 0)
-    on_border = np.isin(ids, np.concatenate([np.unique(edges[0]), np.unique(edges[-1])]))
     return OrderedInstances(instance_map, ids, centres, volumes, log_probs, _majority(at, voxel_majority),
-                            notes + anchor_notes, coarse, anchors, hu is not None, on_border, bound)
+                            notes + anchor_notes, coarse, anchors, hu is not None, _on_border(instance_map, ids, axis),
+                            bound)
 
 
 def _evidence(found: OrderedInstances, params: Postprocessing) -> np.ndarray:

@@ -88,7 +88,9 @@ class Postprocessing:
         "Pieces below this fraction of the median instance volume are fragments too (a detached spinous process "
         "tip, a false positive beside the spine): as an instance of its own it would shift the numbering of "
         "everything below it. C1 (~5 ml) is well above a tenth of a thoracolumbar median (~25 ml). Pieces on the "
-        "array border are spared: a vertebra cut by the field of view is small and still a level of its own."))
+        "array border are spared: a vertebra cut by the field of view is small and still a level of its own. "
+        "Applied again among the spine's own instances once those off its axis are gone (spine_extent.fragments): "
+        "pieces of the iliac wings pull the first median down."))
     merge_contact_ratio: float = _searched(1.0, (0.7, 1.0, 1.5), (
         "Two pieces whose contact area exceeds this multiple of the smaller one's volume^(2/3) are one vertebra. "
         "A cut through a vertebra spans its whole cross-section; touching vertebrae meet at most across the body's "

@@ -12,7 +12,12 @@
   consecutive members lie within ``max_off_axis_mm`` of each other in the axial plane (the spine is one
   continuous column; wings and shoulders come in pairs beside it and make shorter chains). A chain's length counts
   vertebrae, and a fragment smaller than any vertebra counts as a fraction of one: a few of them beside a spine that
-  thick slices fused into one piece never make the axis and drop the spine itself.
+  thick slices fused into one piece never make the axis and drop the spine itself;
+* :func:`fragments`: among the spine's own instances (after the off-axis ones went), those below
+  ``min_relative_volume`` x their median volume are pieces, not vertebrae. The instance stage applies the same
+  fraction to every piece, but there the pieces of the iliac wings and shoulders pull the median down: measured on
+  example_ct blurred by 2 mm, two pieces of 0.7 and 1.2 ml below L5 (its vertebrae 20-63 ml) survived it, were
+  numbered L5 and L6, and moved every level one up.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import numpy as np
 from .level_anatomy import MIN_VOLUME_ML, max_vertebrae_in
 
 __all__ = ["CountBound", "weak_instances", "spine_found", "field_of_view_mm", "count_bound", "vertebra_share",
-           "spine_chain", "off_axis"]
+           "spine_chain", "off_axis", "fragments"]
 
 
 def weak_instances(instance_map: np.ndarray, background_prob: np.ndarray, min_foreground: float) -> List[int]:
@@ -129,3 +134,14 @@ def off_axis(centres_mm, volumes_mm3, superior_axis: int, max_offset_mm: float) 
     far = np.linalg.norm(plane - axis_at, axis=1) > max_offset_mm
     far[chain] = False
     return far
+
+
+def fragments(volumes_mm3, on_border, min_relative_volume: float) -> np.ndarray:
+    """Per instance, whether it is below ``min_relative_volume`` x the median volume of all (module docstring) and
+    not on the head-foot border (a vertebra cut by the field of view is small and still a level of its own). None is
+    with fewer than 3 instances or a fraction of 0."""
+    volumes = np.asarray(volumes_mm3, dtype=np.float64).reshape(-1)
+    small = np.zeros(len(volumes), dtype=bool)
+    if len(volumes) < 3 or min_relative_volume <= 0:
+        return small
+    return (volumes < min_relative_volume * float(np.median(volumes))) & ~np.asarray(on_border, dtype=bool)
