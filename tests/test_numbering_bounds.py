@@ -19,8 +19,9 @@ from vertebraformer_nn.inference.level_anatomy import expected_distance, max_ver
 from vertebraformer_nn.inference.numbering import number_vertebrae
 from vertebraformer_nn.inference.postprocessing import DEFAULTS
 from vertebraformer_nn.inference.quality import assess, summary_fields
-from vertebraformer_nn.inference.spine_extent import (count_bound, fragments, off_axis, spine_chain, spine_found,
-                                                      vertebra_share, weak_instances)
+from vertebraformer_nn.inference.spine_extent import (count_bound, fragments, midline_offsets, midline_weight,
+                                                      off_axis, spine_chain, spine_found, vertebra_share,
+                                                      weak_instances)
 from vertebraformer_nn.labels import ANATOMICAL_ORDER
 
 
@@ -196,6 +197,23 @@ def test_numbering_drops_instances_beside_the_spine_and_says_so():
     assert any("2 instance(s) more than 40 mm from the spine's axis" in n for n in result.notes)
     kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, max_off_axis_mm=0.0))
     assert len(kept.instances) == 8
+
+
+def test_the_spine_is_sought_near_the_body_midline_not_along_a_hip_in_more_pieces():
+    """example_ct with denser bone: a chain of 8 pieces of the right hip outnumbered the 5 lumbar instances."""
+    # axis 2 runs left-right; the body spans voxels 5-54 of 3.5 mm, its midline about 103 mm
+    hu = np.full((40, 30, 60), -1000.0)
+    hu[:, 5:25, 5:55] = 40.0
+    spine = _column(5, sway=(10.0, 5.0)) + [0.0, 0.0, 103.0]  # 5 lumbar vertebrae on the midline
+    hip = np.array([[z, 20.0, 198.0 + 4 * k] for k, z in enumerate(np.linspace(0.0, 120.0, 8))])  # 8 pieces, 10 cm right
+    centres = np.concatenate([spine, hip])
+    volumes = np.concatenate([np.full(5, 50000.0), np.full(8, 12000.0)])
+    assert off_axis(centres, volumes, 0, 40.0).tolist() == [True] * 5 + [False] * 8  # by count alone: the hip
+    midline = midline_offsets(hu, centres, SPACING, 2)
+    assert midline[:5].max() < 10 and midline[5:].min() > 90
+    assert off_axis(centres, volumes, 0, 40.0, midline).tolist() == [False] * 5 + [True] * 8
+    assert midline_offsets(np.full((4, 4, 4), -1000.0), centres, SPACING, 2) is None  # no body: no midline
+    assert midline_weight([0.0, 30.0, 60.0, 90.0]).tolist() == pytest.approx([1.0, 0.941, 0.5, 0.165], abs=1e-3)
 
 
 def test_fragments_are_small_against_the_spine_unless_cut_by_the_border():

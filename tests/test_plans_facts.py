@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vertebraformer_nn import plans_facts
-from vertebraformer_nn.geometry import superior_axis, superior_axis_after_transpose
+from vertebraformer_nn.geometry import lateral_axis_after_transpose, superior_axis, superior_axis_after_transpose
 from vertebraformer_nn.sources import SOURCES, UNKNOWN_DOMAIN, domain_index
 
 
@@ -35,6 +35,12 @@ def test_superior_axis_after_transpose_follows_nnunet_transpose():
     assert superior_axis_after_transpose(pir, [0, 1, 2]) == (1, -1)
     assert superior_axis_after_transpose(pir, [1, 0, 2]) == (0, -1)
     assert superior_axis_after_transpose(pir, [2, 0, 1]) == (2, -1)
+
+    # PIR: image axis k (numpy axis 0) runs to the right, left-right; after the transposes it follows them
+    assert [lateral_axis_after_transpose(pir, t) for t in ([0, 1, 2], [1, 0, 2], [2, 0, 1])] == [0, 1, 1]
+    # 45 degrees between left-right and head-foot: both closest to one axis, no lateral axis to tell
+    tilted = _direction([[1, 0, 1], [0, 1, 0], [-1, 0, 1]])
+    assert lateral_axis_after_transpose(tilted, [0, 1, 2]) is None
 
 
 def test_domain_index():

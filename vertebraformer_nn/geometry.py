@@ -41,6 +41,13 @@ def anatomical_axes(direction: Sequence[float]) -> Dict[str, int]:
     return {name: axes[name] for name in ("si", "ap", "lr")}
 
 
+def lateral_axis_after_transpose(direction: Sequence[float], transpose_forward: Sequence[int]):
+    """The array axis closest to left-right after nnU-Net's transpose (new axis m = old axis ``transpose_forward[m]``),
+    or None when that is also the axis closest to head-foot (an image oblique by about 45 degrees)."""
+    lateral, superior = _axis_along(direction, WORLD_ROW["lr"])[0], _axis_along(direction, WORLD_ROW["si"])[0]
+    return None if lateral == superior else [int(t) for t in transpose_forward].index(lateral)
+
+
 def superior_axis_after_transpose(direction: Sequence[float], transpose_forward: Sequence[int]) -> Tuple[int, int]:
     """:func:`superior_axis` for an array transposed as nnU-Net does (new axis m = old axis
     ``transpose_forward[m]``)."""

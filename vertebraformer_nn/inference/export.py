@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import labels
-from ..geometry import superior_axis_after_transpose
+from ..geometry import lateral_axis_after_transpose, superior_axis_after_transpose
 from . import model_grid_hu
 from .boundaries import axis_orders, spine_labels_to_input
 from .case_outputs import write_case_outputs
@@ -139,7 +139,9 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
     else:
         axis, sign = meta["superior"]
         result = number_vertebrae(probs, meta["model_spacing"], int(axis), int(sign), params=params,
-                                  hu=model_grid_hu.from_input(sitk.GetArrayViewFromImage(ct), grid))
+                                  hu=model_grid_hu.from_input(sitk.GetArrayViewFromImage(ct), grid),
+                                  lateral_axis=lateral_axis_after_transpose(meta["properties"]["sitk_stuff"]["direction"],
+                                                                            meta["transpose_forward"]))
         result.report["coarse_stage"] = (meta.get("prediction") or {}).get("coarse")
     if meta.get("orientation_note"):
         result.notes.append(meta["orientation_note"])

@@ -39,8 +39,8 @@ from .instances import check_spacing, instance_geometry, seg_grid, vertebra_inst
 from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
 from .quality import assess
-from .spine_extent import (CountBound, count_bound, field_of_view_mm, fragments, off_axis, spine_found,
-                           weak_instances)
+from .spine_extent import (CountBound, count_bound, field_of_view_mm, fragments, midline_offsets, off_axis,
+                           spine_found, weak_instances)
 
 __all__ = ["NumberingResult", "OrderedInstances", "order_instances", "ordered_instances", "decode_instances",
            "number_vertebrae", "ARGMAX_NOTE", "argmax_numbering"]
@@ -116,7 +116,8 @@ def _on_border(instance_map: np.ndarray, ids: np.ndarray, axis: int) -> np.ndarr
 
 
 def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int = 1, id_probs=None,
-                      params: Postprocessing = DEFAULTS, *, coarse_probs=None, hu=None) -> OrderedInstances:
+                      params: Postprocessing = DEFAULTS, *, coarse_probs=None, hu=None,
+                      lateral_axis: Optional[int] = None) -> OrderedInstances:
     """Steps 1-3 (module docstring) with the instance parameters of ``params``; arguments as
     :func:`number_vertebrae`."""
     probs = _grid(seg_probs, id_probs)
@@ -141,7 +142,8 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         notes.append(f"dropped {len(weak)} instance(s) whose mean foreground probability is below "
                      f"{params.instance_min_foreground:g}: not vertebrae")
     ids, centres, volumes = instance_geometry(instance_map, sp)
-    far = off_axis(centres, volumes, axis, params.max_off_axis_mm)
+    midline = None if hu is None or lateral_axis is None else midline_offsets(hu, centres, sp, int(lateral_axis))
+    far = off_axis(centres, volumes, axis, params.max_off_axis_mm, midline)
     if far.any():
         instance_map, ids, centres, volumes = _kept(~far, instance_map, ids, centres, volumes)
         notes.append(f"dropped {int(far.sum())} instance(s) more than {params.max_off_axis_mm:g} mm from the "
@@ -277,7 +279,8 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
 
 
 def number_vertebrae(seg_probs, spacing, superior_axis: int, superior_sign: int = 1, id_probs=None, *,
-                     params: Postprocessing = DEFAULTS, coarse_probs=None, hu=None) -> NumberingResult:
+                     params: Postprocessing = DEFAULTS, coarse_probs=None, hu=None,
+                     lateral_axis: Optional[int] = None) -> NumberingResult:
     """Number the vertebrae of one case at the model's spacing.
 
     Args:
@@ -294,6 +297,8 @@ def number_vertebrae(seg_probs, spacing, superior_axis: int, superior_sign: int 
             interpolation and weighed in by ``params.coarse_level_weight``; default: a ``GridProbabilities``' own
             (``coarse``).
         hu: optional CT (HU) on this grid, for the anatomical anchors (``model_grid_hu``); None = the dens only.
+        lateral_axis: the array axis closest to left-right; with ``hu``, the spine's axis is sought near the body's
+            midline (``spine_extent.midline_offsets``).
 
     Returns:
         NumberingResult: ``labels`` (uint8 training labels), ``instances`` head to foot (instance_id 1..K in
@@ -301,7 +306,7 @@ def number_vertebrae(seg_probs, spacing, superior_axis: int, superior_sign: int 
         on_border), ``notes``, ``report`` and ``quality``.
     """
     found = ordered_instances(seg_probs, spacing, superior_axis, superior_sign, id_probs, params,
-                              coarse_probs=coarse_probs, hu=hu)
+                              coarse_probs=coarse_probs, hu=hu, lateral_axis=lateral_axis)
     return decode_instances(found, params)
 
 

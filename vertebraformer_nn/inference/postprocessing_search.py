@@ -78,7 +78,8 @@ class _CaseScorer:
             axis, sign = case.superior
             if self._grid is None:  # reduced once per case, with the disc head (the cut is one of the parameters)
                 self._grid = GridProbabilities.from_dense({h: a for h, a in self.probs.items() if h != "lesion"})
-            self._instances[key] = ordered_instances(self._grid, case.spacing, axis, sign, None, params, hu=case.hu)
+            self._instances[key] = ordered_instances(self._grid, case.spacing, axis, sign, None, params, hu=case.hu,
+                                                     lateral_axis=case.lateral)
         predicted = labels.training_to_verse(decode_instances(self._instances[key], params).labels)
         scored = apply_border_rule(case.reference, case.ignore, predicted, case.superior[0])
         if self._reference_ctd is None:

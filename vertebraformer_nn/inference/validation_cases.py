@@ -28,6 +28,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import labels
+from ..geometry import lateral_axis_after_transpose
 from . import probabilities as P
 from .grid_probabilities import COARSE_HEAD
 from .model_grid_hu import from_preprocessed
@@ -49,6 +50,7 @@ class ValidationCase:
     spacing: Tuple[float, float, float]  # mm per model axis
     superior: Tuple[int, int]  # (model axis, sign) the numbering orders along (export.numbering_axis)
     hu: Optional[np.ndarray] = None  # int16 CT in HU on the model grid (anchors), None when it cannot be recovered
+    lateral: Optional[int] = None  # model axis closest to left-right (the spine's axis near the body's midline)
 
 
 def _preprocessed_base(model_folder: Path) -> Path:
@@ -148,7 +150,8 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
             cases.append(ValidationCase(name, fold, path, reference, ignore,
                                         seg[LESION_CHANNEL] > 0 if annotated else None,
                                         tuple(model_spacing(properties, shape, tf)), (axis, sign),
-                                        None if hu is None else np.clip(np.rint(hu), -32768, 32767).astype(np.int16)))
+                                        None if hu is None else np.clip(np.rint(hu), -32768, 32767).astype(np.int16),
+                                        lateral_axis_after_transpose(properties["sitk_stuff"]["direction"], tf)))
         del predictor
     return cases
 
