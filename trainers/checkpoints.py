@@ -114,6 +114,16 @@ def load_pretrained_weights(network: torch.nn.Module, path: str) -> list:
     return new_modules
 
 
+def start_from_pretrained(trainer, path) -> list:
+    """``-pretrained_weights`` on a built trainer: initialised when it is not yet, its network loaded from ``path``
+    (:func:`load_pretrained_weights`), said in its log. Returns the modules initialised anew."""
+    if not trainer.was_initialized:
+        trainer.initialize()
+    fresh = load_pretrained_weights(trainer._plain_module(), str(path))
+    trainer.print_to_log_file(f"weights from {path}" + (f"; initialised anew: {', '.join(fresh)}" if fresh else ""))
+    return fresh
+
+
 def source_token_grid(path: str, checkpoint: dict) -> Tuple[int, ...]:
     """The token grid (patch / token size per axis) the checkpoint's network was built for, from the plans of its
     model folder (two levels up) and the configuration the checkpoint names. A ValueError says what is missing."""

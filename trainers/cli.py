@@ -93,17 +93,13 @@ def run(args) -> int:
 
     maybe_load_checkpoint(trainer, args.continue_training, args.validation_only)
     if args.pretrained_weights:
-        from .checkpoints import load_pretrained_weights
+        from .checkpoints import start_from_pretrained
 
-        if not trainer.was_initialized:
-            trainer.initialize()
         try:
-            fresh = load_pretrained_weights(trainer._plain_module(), pretrained_path(args.pretrained_weights))
+            start_from_pretrained(trainer, pretrained_path(args.pretrained_weights))
         except (OSError, KeyError, ValueError) as e:
             print(f"vertebraformer train: {e}", file=sys.stderr)
             return 2
-        trainer.print_to_log_file(f"weights from {args.pretrained_weights}" +
-                                  (f"; initialised anew: {', '.join(fresh)}" if fresh else ""))
     if device == "cuda":
         from torch.backends import cudnn
 

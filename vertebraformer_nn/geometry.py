@@ -6,7 +6,7 @@ direction is column ``2 - a`` of the direction matrix.
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def anatomical_axes(direction: Sequence[float]) -> Dict[str, int]:
     return {name: axes[name] for name in ("si", "ap", "lr")}
 
 
-def lateral_axis_after_transpose(direction: Sequence[float], transpose_forward: Sequence[int]):
+def lateral_axis_after_transpose(direction: Sequence[float], transpose_forward: Sequence[int]) -> Optional[int]:
     """The array axis closest to left-right after nnU-Net's transpose (new axis m = old axis ``transpose_forward[m]``),
     or None when that is also the axis closest to head-foot (an image oblique by about 45 degrees)."""
     lateral, superior = _axis_along(direction, WORLD_ROW["lr"])[0], _axis_along(direction, WORLD_ROW["si"])[0]

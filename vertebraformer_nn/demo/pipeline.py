@@ -292,19 +292,16 @@ class Demo:
         Returns where the weights came from (None: random initialisation)."""
         if self.config.start_for(self.device) == "scratch":
             return None
-        from ..builtin_model import BuiltinModelMissing, builtin_checkpoint
-        from ..trainers.checkpoints import load_pretrained_weights
+        from ..builtin_model import builtin_checkpoint
+        from ..trainers.checkpoints import start_from_pretrained
 
         try:
             checkpoint = builtin_checkpoint()
-            if not trainer.was_initialized:
-                trainer.initialize()
-            fresh = load_pretrained_weights(trainer._plain_module(), str(checkpoint))
-        except (BuiltinModelMissing, OSError, KeyError, ValueError) as e:
+            fresh = start_from_pretrained(trainer, checkpoint)
+        except (OSError, KeyError, ValueError) as e:  # BuiltinModelMissing is an OSError
             raise DemoError(f"--start builtin: {e}") from e
         self.log(f"  weights from the built-in model ({checkpoint})"
                  + (f"; initialised anew: {', '.join(fresh)}" if fresh else ""))
-        trainer.print_to_log_file(f"weights from {checkpoint}")
         return "builtin"
 
     def do_train_fold1(self) -> dict:
