@@ -31,8 +31,10 @@ import numpy as np
 from vertebraformer_nn import labels
 
 #: Widening (mm) of the labelled vertebrae's axial footprint within which an unlabelled border slab is ignored: the
-#: cut neighbour of the outermost vertebra sits a few mm off its footprint in a curved or scoliotic spine.
-FOOTPRINT_MARGIN_MM = 15.0
+#: cut neighbour of the outermost vertebra sits a few mm off its footprint in a curved or scoliotic spine, and a
+#: lower lumbar neighbour's transverse processes reach further out than the upper lumbar ones' (16.4 mm beyond
+#: T8-L2 in a phantom whose narrowed discs bring L4 into the slab: 15 mm missed them).
+FOOTPRINT_MARGIN_MM = 20.0
 #: Ends of the field of view along head-foot, as the case record names them.
 SUPERIOR, INFERIOR = "superior", "inferior"
 

@@ -124,6 +124,33 @@ def test_lumbar_trabecular_density_spans_osteoporotic_to_dense_bone():
     assert min(l1) < 60.0 and np.mean(np.array(l1) < 110.0) > 0.2 and max(l1) > 260.0
 
 
+def test_degenerated_discs_bring_the_bodies_together_and_healthy_subjects_keep_theirs():
+    """Older patients' discs narrow to a few millimetres; about half the subjects have some (disc_narrowing).
+    Everything but the disc heights stays the subject's own, so the same anatomy stream with and without
+    degeneration differs only in how close the bodies sit."""
+    factors = np.array([anatomy.disc_narrowing(rng_for(6, "degeneration", str(k)), 25) for k in range(400)])
+    degenerated = (factors < 1.0).any(axis=1)
+    assert 0.4 < degenerated.mean() < 0.6
+    narrowed = factors[factors < 1.0]
+    assert narrowed.min() >= 0.15 and narrowed.max() <= 0.7
+    assert 0.4 < np.mean(factors[degenerated] < 1.0) < 0.8  # some discs of a degenerated spine stay healthy
+
+    key = next(str(k) for k in range(400) if factors[k, 19:24].min() < 0.4)  # a narrowed lumbar disc
+    healthy = anatomy.sample_subject(rng_for(6, "anatomy"), "h", transitional=None)
+    worn = anatomy.sample_subject(rng_for(6, "anatomy"), "w", transitional=None,
+                                  degeneration=rng_for(6, "degeneration", key))
+    f = anatomy.disc_narrowing(rng_for(6, "degeneration", key), len(healthy.vertebrae))
+    for k, (a, b) in enumerate(zip(healthy.vertebrae, worn.vertebrae)):
+        assert a.name == b.name and a.shape == b.shape and a.trabecular_hu == b.trabecular_hu
+        expected = a.disc_below * (f[k] if k else 1.0)  # C1-C2 is a joint
+        assert b.disc_below == pytest.approx(expected)
+    lumbar = [k for k, v in enumerate(healthy.vertebrae) if v.name.startswith("L")]
+    span = [np.linalg.norm(s.vertebrae[lumbar[0]].centre - s.vertebrae[lumbar[-1]].centre) for s in (healthy, worn)]
+    assert span[1] < span[0] - 2.0
+    s1_gap = [np.linalg.norm(s.vertebrae[-1].centre - s.sacrum[0].centre) for s in (healthy, worn)]
+    assert (s1_gap[1] < s1_gap[0] - 1.0) if f[-1] < 0.9 else s1_gap[1] == pytest.approx(s1_gap[0], abs=1.0)
+
+
 def test_pelvis_is_in_view_below_the_sacrum_and_stays_background():
     skey = "verse:pelvis"
     spec = SubjectSpec(skey, "pelvis", None, allow_t13=True, primary_case="verse/pelvis", n_lesions=0, n_fractures=0)

@@ -46,7 +46,8 @@ PAIRS = {
 
 def phantom(fov: str, style_name: str, pixel_mm: float, slice_mm: float, axial_mm, seed: int) -> sitk.Image:
     style = replace(SOURCE_STYLES[style_name], max_voxels=20_000_000)
-    subject = sample_subject(rng_for(seed, "pictures", "anatomy", fov), f"pictures_{fov}", transitional=None)
+    subject = sample_subject(rng_for(seed, "pictures", "anatomy", fov), f"pictures_{fov}", transitional=None,
+                             degeneration=rng_for(seed, "pictures", "degeneration", fov))
     rng = rng_for(seed, "pictures", "scan", fov)
     p = replace(sample_scan_params(style, rng, fov=fov, axcodes="LPS"), pixel_mm=pixel_mm, slice_mm=slice_mm,
                 thickness_mm=slice_mm, axial_mm=tuple(axial_mm), metal=False)

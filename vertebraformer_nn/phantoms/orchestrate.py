@@ -61,7 +61,7 @@ class CaseBuilder:
         if key not in self._subjects:
             spec = self.plan.subjects[key]
             base = sample_subject(rng_for(self.seed, "anatomy", key), spec.subject_id, transitional=spec.transitional,
-                                  allow_t13=spec.allow_t13)
+                                  allow_t13=spec.allow_t13, degeneration=rng_for(self.seed, "degeneration", key))
             primary = self._cases[spec.primary_case]
             p = self.params(primary)
             _, _, zr = plan_grid(base, p, ALL_STYLES[primary.style], rng_for(self.seed, "fov", primary.key))
