@@ -495,7 +495,8 @@ def test_the_built_in_weights_fine_tune_plans_of_another_patch(tmp_path):
 
 def test_fine_tuning_starts_from_the_given_weights(copied_results, multispine_preprocessed, capsys):
     """``vertebraformer train ... -pretrained_weights`` (nnUNetv2_train's option): the tiny model trained again from
-    its own checkpoint with the disc head taken out, as a model trained before the head existed would be."""
+    its own checkpoint with the disc head taken out, as a model trained before the head existed would be, at a tenth
+    of the schedule's peak learning rate."""
     from vertebraformer_nn.cli import main
 
     fold = copied_results
@@ -512,6 +513,10 @@ def test_fine_tuning_starts_from_the_given_weights(copied_results, multispine_pr
     assert f"weights from {pretrained}; initialised anew: boundary_head" in log
     assert "boundary_dice" in log
     assert (fold / "checkpoint_final.pth").is_file()
+    # a tenth of the schedule's peak rate (1e-3 for _tiny), in the optimizer the epochs ran with
+    assert "fine-tuning at 0.1 x the schedule's peak learning rate: 0.0001" in log
+    lrs = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=True)["logging"]["lrs"]
+    assert len(lrs) == 2 and max(lrs) == pytest.approx(1e-4)
 
 
 def test_log_and_progress_plots_carry_the_task_metrics(tiny_trained_fold, multispine_preprocessed):

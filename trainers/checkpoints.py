@@ -116,11 +116,18 @@ def load_pretrained_weights(network: torch.nn.Module, path: str) -> list:
 
 def start_from_pretrained(trainer, path) -> list:
     """``-pretrained_weights`` on a built trainer: initialised when it is not yet, its network loaded from ``path``
-    (:func:`load_pretrained_weights`), said in its log. Returns the modules initialised anew."""
+    (:func:`load_pretrained_weights`), its peak learning rate scaled by the trainer's ``PRETRAINED_LR_FACTOR`` (the
+    optimizer and schedule built again), said in its log. Returns the modules initialised anew."""
     if not trainer.was_initialized:
         trainer.initialize()
     fresh = load_pretrained_weights(trainer._plain_module(), str(path))
     trainer.print_to_log_file(f"weights from {path}" + (f"; initialised anew: {', '.join(fresh)}" if fresh else ""))
+    factor = float(getattr(trainer, "PRETRAINED_LR_FACTOR", 1.0))  # nnU-Net's own trainers fine-tune at full rate
+    if factor != 1.0:
+        trainer.initial_lr *= factor
+        trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers()
+        trainer.print_to_log_file(f"fine-tuning at {factor:g} x the schedule's peak learning rate: "
+                                  f"{trainer.initial_lr:g}")
     return fresh
 
 

@@ -58,6 +58,10 @@ class VertebraFormerTrainer(CheckpointMixin, MultiTaskStepsMixin, LesionSampling
     #: applied in training and, since nnU-Net's predictors build the network through the trainer class named in the
     #: checkpoint, in prediction too
     ARCH_OVERRIDES: dict = {}
+    #: peak learning rate of a run that starts from pretrained weights (``-pretrained_weights``, the demo's
+    #: ``--start builtin``), as a fraction of the schedule's: at the full rate the first epochs undo much of what the
+    #: weights knew (benchmarks/results/finetune_rate_2026-12-04)
+    PRETRAINED_LR_FACTOR: float = 0.1
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):

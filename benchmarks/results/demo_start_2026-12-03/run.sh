@@ -16,7 +16,9 @@ vertebraformer predict -i $W/ld0/extra_lowdose -o $W/ld0_pred_sc -m $W/demo_sc/$
 for p in ":builtin" "_nc:builtin_nocoarse" "_ft:demo_builtin" "_sc:demo_scratch"; do
   vertebraformer evaluate -ref $W/ld0_ref -pred $W/ld0_pred${p%%:*} -o $R/eval_${p##*:}_lowdose_seed0.json --bootstrap 2000
 done
-python $R/paired.py > $R/paired.txt
+for pair in demo_builtin:demo_scratch demo_builtin:builtin_nocoarse; do a=${pair%%:*}; b=${pair##*:}
+  python benchmarks/paired_evaluations.py $R/eval_${a}_lowdose_seed0.json $R/eval_${b}_lowdose_seed0.json --name-a $a --name-b $b
+done > $R/paired.txt
 python benchmarks/real_ct.py --work $W/rc2_demo_ft --tag demo-start-builtin -m $W/demo_ft/$M -f 0
 python benchmarks/real_ct.py --work $W/rc2_demo_sc --tag demo-start-scratch -m $W/demo_sc/$M -f 0
 cp $W/demo_ft/evaluation/unseen_lowdose_fold0.json $R/demo_builtin_unseen_lowdose_fold0.json
