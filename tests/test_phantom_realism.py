@@ -116,6 +116,29 @@ def test_endplates_have_a_thicker_cortex_and_the_core_a_texture():
     assert core.std() > 20.0  # trabecular texture, not a flat value
 
 
+def test_trabecular_texture_is_mottled_and_drawn_beside_the_subjects_stream():
+    """Two dozen plane waves add up to a lattice of crossing stripes (the pictures of 2026-12-03); a hundred to a
+    mottled field, whose far correlations are weaker. The extra waves come from a child stream, so the subject's own
+    draws, and everything sampled after the texture, are as they were."""
+    from vertebraformer_nn.phantoms.texture import make_texture
+
+    a, b = rng_for(0, "texture"), rng_for(0, "texture")
+    few, many = make_texture(a, 100.0, 2.0, 1.5), make_texture(b, 100.0, 2.0, 1.5, detail=72)
+    assert a.random() == b.random()
+    assert len(many.phases) == 96 and np.array_equal(many.freqs[:24], few.freqs)
+    x = np.arange(0.0, 400.0, 0.5, dtype=np.float32)
+    zero = np.zeros_like(x)
+
+    def far_correlation(texture):  # lags of 10-40 mm, 5-20 grains
+        f = texture(x, zero, zero, 0.5)
+        return np.mean([abs(np.corrcoef(f[:-k], f[k:])[0, 1]) for k in range(20, 80)])
+
+    assert far_correlation(many) < 0.85 * far_correlation(few)
+    assert 70.0 < many(x, zero, zero, 0.5).std() < 110.0  # still a field of about the amplitude
+    subject = anatomy.sample_subject(rng_for(0, "anatomy", "s"), "s")
+    assert len(subject.bone.texture.phases) == 96
+
+
 def test_lumbar_trabecular_density_spans_osteoporotic_to_dense_bone():
     """Real lumbar bodies of older patients read below ~110 HU (osteoporosis, down to ~40), young ones above 160;
     the phantoms' subjects cover that whole range, so a network meets grey bodies with a thin bright rim too."""

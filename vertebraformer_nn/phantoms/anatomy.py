@@ -341,7 +341,8 @@ def sample_subject(rng: np.random.Generator, subject_id: str, transitional: Opti
     bone = Bone(cortical_hu=float(rng.uniform(950.0, 1500.0)), cortex_mm=float(rng.uniform(0.45, 0.9)),
                 posterior_extra_hu=float(rng.uniform(40.0, 120.0)), endplate_mm=float(rng.uniform(0.9, 1.8)),
                 texture=make_texture(rng, amplitude=float(rng.uniform(50.0, 150.0)),
-                                     grain_mm=float(rng.uniform(1.2, 2.8)), elongation=float(rng.uniform(1.0, 2.2))))
+                                     grain_mm=float(rng.uniform(1.2, 2.8)), elongation=float(rng.uniform(1.0, 2.2)),
+                                     detail=72))
 
     # Per-vertebra shapes: the fitted average x subject scale x a few percent of jitter.
     shapes, sizes = [], []

@@ -34,12 +34,22 @@ class Texture:
         return out * np.float32(self.amplitude * np.sqrt(2.0 / len(self.phases)))
 
 
-def make_texture(rng: np.random.Generator, amplitude: float, grain_mm: float, elongation: float = 1.0,
-                 n: int = 24) -> Texture:
-    """A texture of standard deviation ``amplitude`` whose blobs are about ``grain_mm`` across, ``elongation``
-    times longer along z (vertical trabeculae)."""
+def _waves(rng: np.random.Generator, n: int, grain_mm: float, elongation: float):
     direction = rng.normal(size=(n, 3))
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     freq = direction / (grain_mm * rng.uniform(0.6, 1.6, size=(n, 1)))
     freq[:, 2] /= elongation
-    return Texture(freq, rng.uniform(0.0, 2.0 * np.pi, size=n), float(amplitude))
+    return freq, rng.uniform(0.0, 2.0 * np.pi, size=n)
+
+
+def make_texture(rng: np.random.Generator, amplitude: float, grain_mm: float, elongation: float = 1.0,
+                 n: int = 24, detail: int = 0) -> Texture:
+    """A texture of standard deviation ``amplitude`` whose blobs are about ``grain_mm`` across, ``elongation``
+    times longer along z (vertical trabeculae), of ``n`` waves drawn from ``rng`` and ``detail`` more from a child
+    stream (``rng.spawn``): a few dozen waves show as a lattice of crossing stripes, a hundred as a mottled field, and
+    the child leaves ``rng``'s own draws, and everything sampled from it after, as they were."""
+    freqs, phases = _waves(rng, n, grain_mm, elongation)
+    if detail:
+        more = _waves(rng.spawn(1)[0], detail, grain_mm, elongation)
+        freqs, phases = np.concatenate([freqs, more[0]]), np.concatenate([phases, more[1]])
+    return Texture(freqs, phases, float(amplitude))
