@@ -70,10 +70,12 @@ def test_numbering_counts_the_vertebrae_the_disc_head_separates():
     seg[20] = instance > 0  # every voxel one level (L1): nothing in the labels separates the bodies
     probs = GridProbabilities.from_dense({"seg": seg})
     assert probs.boundary is None
-    one = ordered_instances(probs, SP, 0, 1)
+    # the column is 108 mm tall without a neck: the even cut (instance_repair) would cut it without the head too
+    params = replace(DEFAULTS, split_even_pitch_mm=0.0)
+    one = ordered_instances(probs, SP, 0, 1, params=params)
     with_head = GridProbabilities.from_dense({"seg": seg, "boundary": field[None]})
     assert with_head.heads == ("seg", "boundary") and len(with_head.boundary) == len(with_head.index)
-    three = ordered_instances(with_head, SP, 0, 1)
+    three = ordered_instances(with_head, SP, 0, 1, params=params)
     assert len(three.ids) == 3 > len(one.ids)
     assert any("disc head" in n for n in three.notes)
 
@@ -94,6 +96,7 @@ def test_determine_postprocessing_scores_the_cut_with_the_disc_head():
     ident /= ident.sum(0, keepdims=True)
     case = ValidationCase("c", 0, None, reference, np.zeros(instance.shape, bool), None, SP, (0, -1))
     scorer = _CaseScorer(case, {"seg": seg, "id": ident, "boundary": field[None]})
-    cut = scorer.numbering(replace(DEFAULTS, disc_split_threshold=0.5))
-    off = scorer.numbering(replace(DEFAULTS, disc_split_threshold=0.0))
+    no_even_cut = replace(DEFAULTS, split_even_pitch_mm=0.0)  # which finds these uniform bodies too (3 hits)
+    cut = scorer.numbering(replace(no_even_cut, disc_split_threshold=0.5))
+    off = scorer.numbering(replace(no_even_cut, disc_split_threshold=0.0))
     assert cut == (3, 3) and off[0] <= 1

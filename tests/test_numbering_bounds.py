@@ -13,8 +13,8 @@ import pytest
 from test_numbering import SPACING, level, log_probs, names, phantom, probabilities
 from vertebraformer_nn.inference.anchors import Anchor, anchor_log_prior
 from vertebraformer_nn.inference.decoder import decode_levels
-from vertebraformer_nn.inference.instance_repair import (instance_heights, merge_half_instances,
-                                                         split_tall_instances)
+from vertebraformer_nn.inference.instance_repair import (even_parts, head_foot_direction, instance_heights,
+                                                         merge_half_instances, split_tall_instances)
 from vertebraformer_nn.inference.level_anatomy import expected_distance, max_vertebrae_in
 from vertebraformer_nn.inference.numbering import number_vertebrae
 from vertebraformer_nn.inference.postprocessing import DEFAULTS
@@ -76,10 +76,45 @@ def test_a_column_taller_than_any_vertebra_is_split_whatever_its_neighbours():
     assert sum("more than the 100 mm of any one vertebra" in n for n in notes) == 3
     assert (split > 0).sum() == (column > 0).sum()  # nothing lost
     assert (split_tall_instances(column, (3.5,) * 3, 0, max_height_mm=0.0)[0] == column).all()  # 0 = off
-    # no neck: one piece, however tall (and the loop ends)
+    # no neck: parts of equal length, as many as the typical pitch makes (126 mm / 30 mm), or one piece when that
+    # rule is off (and the loop ends either way)
     block = np.zeros((40, 8, 8), np.int32)
     block[2:38] = 1
-    assert len(np.unique(split_tall_instances(block, (3.5,) * 3, 0)[0])) == 2
+    evened, notes = split_tall_instances(block, (3.5,) * 3, 0)
+    assert np.bincount(evened[evened > 0]).tolist()[1:] == [9 * 64] * 4
+    assert notes == ["split an instance 126 mm tall (more than the 100 mm of any one vertebra), without a narrow "
+                     "cross-section, into 4 of equal length along the spine: fused vertebrae"]
+    assert len(np.unique(split_tall_instances(block, (3.5,) * 3, 0, even_pitch_mm=0.0)[0])) == 2
+
+
+def _tilted_column(bodies: int, pitch_mm: float, degrees: float, spacing: float = 2.0):
+    """(instance map with one id, body index per voxel): ``bodies`` vertebrae 40 mm deep and 30 mm wide, one
+    every ``pitch_mm`` along a spine tilted ``degrees`` from axis 0 towards axis 1, their discs filled (the model's
+    foreground runs through them, as on verse014), so that every slice across axis 0 cuts two bodies and none is a
+    neck."""
+    shape = (int(bodies * pitch_mm / spacing) + 30, 70, 20)
+    grid = np.stack(np.meshgrid(*[np.arange(n) * spacing for n in shape], indexing="ij"), axis=-1)
+    a = np.radians(degrees)
+    along, across = np.array([np.cos(a), np.sin(a), 0.0]), np.array([-np.sin(a), np.cos(a), 0.0])
+    start = np.array([20.0, 40.0, 0.0])
+    t, u = (grid - start) @ along, (grid - start) @ across
+    inside = (t >= 0) & (t < bodies * pitch_mm) & (np.abs(u) <= 20) & (np.abs(grid[..., 2] - 20) <= 15)
+    return inside.astype(np.int32), np.where(inside, np.floor(t / pitch_mm).astype(int), -1)
+
+
+def test_fused_bodies_tilted_against_the_slices_are_cut_evenly_along_the_spine():
+    column, body = _tilted_column(4, 33.0, 30.0)  # 132 mm along the spine, 30 degrees off the array axis
+    direction = head_foot_direction(np.argwhere(column) * 2.0, 0)
+    assert np.degrees(np.arccos(direction[0])) == pytest.approx(30.0, abs=3.0)
+    part, n = even_parts(column.astype(bool), (2.0,) * 3, 0, 30.0)
+    assert n == 4
+    # each part is one body: planes across the spine (equal parts along the array axis would be 78 % one body)
+    of_part = body[np.nonzero(column)]
+    for k in range(n):
+        assert np.bincount(of_part[part == k]).max() >= 0.95 * (part == k).sum()
+    split, notes = split_tall_instances(column, (2.0,) * 3, 0)
+    assert len(np.unique(split[split > 0])) == 4 and "into 4 of equal length" in notes[0]
+    assert (split > 0).sum() == column.sum()  # nothing lost
 
 
 def test_two_touching_halves_are_merged_and_whole_vertebrae_are_not():

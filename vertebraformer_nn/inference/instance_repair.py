@@ -11,7 +11,9 @@ little between neighbours (<~25 %):
   when that slice is a neck (at most ``split_max_neck`` times the instance's median slice) and both parts keep
   ``split_min_part`` of it (so C2's dens, a narrow top on a normal body, is never cut off); so is, again and again,
   an instance taller than ``split_max_height_mm`` whatever its neighbours (thick slices blur the discs and fuse a
-  whole column into one piece, beside fragments or nothing);
+  whole column into one piece, beside fragments or nothing), and when it has no neck, into parts of equal length
+  along its own head-foot direction (:func:`even_parts`, ``split_even_pitch_mm``): on real CT the discs are tilted
+  against every slice (lordosis, oblique grids), so fused bodies show no neck;
 * :func:`merge_half_instances`: two consecutive touching instances each at most ``merge_half_height`` times the
   median height around them, together at most :data:`MERGED_MAX` times it, become one.
 
@@ -27,7 +29,8 @@ from scipy import ndimage
 from .instances import occupied_box
 from .postprocessing import DEFAULTS, Postprocessing
 
-__all__ = ["MERGED_MAX", "instance_heights", "split_tall_instances", "merge_half_instances", "repair_instances"]
+__all__ = ["MERGED_MAX", "instance_heights", "head_foot_direction", "even_parts",
+           "split_tall_instances", "merge_half_instances", "repair_instances"]
 
 #: two half-height pieces are merged only when together they are at most this times the height around them
 MERGED_MAX = 1.3
@@ -81,14 +84,53 @@ def _cut_at_neck(out: np.ndarray, box, index: int, si_axis: int, min_part: float
     return True
 
 
+def head_foot_direction(points_mm: np.ndarray, si_axis: int) -> np.ndarray:
+    """Unit vector from the centroid of the lowest quarter of ``points_mm`` ((n, 3), mm) along ``si_axis`` to that of
+    the highest: the spine's own direction through one instance, where the array axis may be 15-40 degrees off
+    (an oblique grid, lordosis). The principal axis would do for a column, but two fused lumbar vertebrae are wider
+    (transverse processes) than tall. The array axis when the quarters coincide."""
+    s = points_mm[:, si_axis]
+    low, high = np.percentile(s, (25.0, 75.0))
+    direction = points_mm[s >= high].mean(axis=0) - points_mm[s <= low].mean(axis=0)
+    norm = float(np.linalg.norm(direction))
+    if norm == 0.0:
+        return np.eye(3)[si_axis]
+    return direction / norm
+
+
+def even_parts(mask: np.ndarray, spacing, si_axis: int, pitch_mm: float) -> Tuple[np.ndarray, int]:
+    """(part index per voxel of ``mask``, in ``np.nonzero`` order; number of parts): ``mask`` cut by planes across
+    its :func:`head_foot_direction` into round(length / ``pitch_mm``) pieces of equal length, at least 2 (callers
+    ask only for a fused instance). Part 0 is the lowest along ``si_axis``."""
+    points = np.stack(np.nonzero(mask), axis=1) * np.asarray(spacing, dtype=np.float64)
+    t = points @ head_foot_direction(points, si_axis)
+    t -= t.min()
+    length = float(t.max())
+    n = max(2, int(round(length / pitch_mm)))
+    return np.minimum((t * (n / max(length, 1e-9))).astype(np.int64), n - 1), n
+
+
+def _cut_even(out: np.ndarray, box, index: int, spacing, si_axis: int, pitch_mm: float) -> int:
+    """Cut instance ``index`` (inside ``box`` of ``out``, changed in place) into :func:`even_parts`; the lowest part
+    keeps ``index``, the others get new ids; returns the number of parts."""
+    region = out[box]  # a view into out
+    mask = region == index
+    part, n = even_parts(mask, spacing, si_axis, pitch_mm)
+    first = int(out.max()) + 1
+    region[mask] = np.where(part == 0, index, first + part - 1)
+    return n
+
+
 def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEFAULTS.split_height_ratio,
                          min_part: float = DEFAULTS.split_min_part,
                          max_neck: float = DEFAULTS.split_max_neck,
-                         max_height_mm: float = DEFAULTS.split_max_height_mm) -> Tuple[np.ndarray, List[str]]:
+                         max_height_mm: float = DEFAULTS.split_max_height_mm,
+                         even_pitch_mm: float = DEFAULTS.split_even_pitch_mm) -> Tuple[np.ndarray, List[str]]:
     """Cut instances ``ratio`` times as tall as their neighbours, or taller than ``max_height_mm`` whatever their
     neighbours (again and again while a part is still that tall and has a neck: a column fused by thick slices, whose
-    neighbours are fragments or nothing), as the module docstring says; returns (new map with the lower parts under
-    new ids, notes). ``ratio`` and ``max_height_mm`` 0 = that rule off."""
+    neighbours are fragments or nothing), as the module docstring says; one taller than ``max_height_mm`` without a
+    neck is cut into even parts of about ``even_pitch_mm``. Returns (new map with the other parts under new ids,
+    notes). ``ratio``, ``max_height_mm`` and ``even_pitch_mm`` 0 = that rule off."""
     out = np.array(instance_map, dtype=np.int32, copy=True)
     notes: List[str] = []
     if ratio <= 0 and max_height_mm <= 0:
@@ -107,6 +149,7 @@ def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEF
     if max_height_mm <= 0:
         return out, notes
     tried = set()  # (id, height) pairs found without a neck: they stay whole
+    evened = set()  # ids from an even cut: not cut evenly again (a part stays whole rather than loop)
     while True:
         ids, heights, _ = measured if measured is not None else instance_heights(out, spacing, si_axis)
         tall = [(int(i), float(h)) for i, h in zip(ids, heights)
@@ -120,6 +163,14 @@ def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEF
             if _cut_at_neck(out, boxes[i - 1], i, si_axis, 0.0, max_neck, int(out.max()) + 1):
                 notes.append(f"split an instance {h:.0f} mm tall (more than the {max_height_mm:g} mm of any one "
                              f"vertebra) at its narrowest cross-section: fused vertebrae")
+                measured = None
+            elif even_pitch_mm > 0 and i not in evened:
+                first = int(out.max()) + 1
+                n = _cut_even(out, boxes[i - 1], i, spacing, si_axis, even_pitch_mm)
+                evened.update([i, *range(first, first + n - 1)])
+                notes.append(f"split an instance {h:.0f} mm tall (more than the {max_height_mm:g} mm of any one "
+                             f"vertebra), without a narrow cross-section, into {n} of equal length along the spine: "
+                             f"fused vertebrae")
                 measured = None
             else:
                 tried.add((i, h))
@@ -173,7 +224,8 @@ def repair_instances(instance_map, spacing, si_axis: int,
     if box is None:
         return out, []
     split, notes = split_tall_instances(instance_map[box], spacing, si_axis, params.split_height_ratio,
-                                        params.split_min_part, params.split_max_neck, params.split_max_height_mm)
+                                        params.split_min_part, params.split_max_neck, params.split_max_height_mm,
+                                        params.split_even_pitch_mm)
     merged, more = merge_half_instances(split, spacing, si_axis, params.merge_half_height)
     present = np.flatnonzero(np.bincount(merged.ravel()))
     present = present[present > 0]
