@@ -519,6 +519,20 @@ def test_fine_tuning_starts_from_the_given_weights(copied_results, multispine_pr
     assert len(lrs) == 2 and max(lrs) == pytest.approx(1e-4)
 
 
+def test_the_fine_tuning_rate_factor_can_be_set_without_a_trainer_of_ones_own(monkeypatch):
+    from vertebraformer_nn.trainers.checkpoints import LR_FACTOR_ENV, pretrained_lr_factor
+
+    trainer = SimpleNamespace(PRETRAINED_LR_FACTOR=0.1)
+    monkeypatch.delenv(LR_FACTOR_ENV, raising=False)
+    assert pretrained_lr_factor(trainer) == 0.1 and pretrained_lr_factor(SimpleNamespace()) == 1.0
+    monkeypatch.setenv(LR_FACTOR_ENV, "1")
+    assert pretrained_lr_factor(trainer) == 1.0
+    for bad in ("fast", "0", "-0.5"):
+        monkeypatch.setenv(LR_FACTOR_ENV, bad)
+        with pytest.raises(ValueError, match=LR_FACTOR_ENV):
+            pretrained_lr_factor(trainer)
+
+
 def test_log_and_progress_plots_carry_the_task_metrics(tiny_trained_fold, multispine_preprocessed):
     from nnunetv2.imageio.reader_writer_registry import recursive_find_reader_writer_by_name
 

@@ -18,6 +18,8 @@ import torch
 from torch._dynamo import OptimizedModule
 
 BEST = "checkpoint_best.pth"
+#: overrides the trainer's PRETRAINED_LR_FACTOR (a positive number)
+LR_FACTOR_ENV = "VERTEBRAFORMER_PRETRAINED_LR_FACTOR"
 
 
 # numpy types that checkpoints written by stock nnU-Net code hold (logging values, _best_ema); allow-listed
@@ -114,6 +116,22 @@ def load_pretrained_weights(network: torch.nn.Module, path: str) -> list:
     return new_modules
 
 
+def pretrained_lr_factor(trainer) -> float:
+    """``$VERTEBRAFORMER_PRETRAINED_LR_FACTOR`` when set (an ablation or a user's own choice without a trainer of
+    their own), else the trainer's ``PRETRAINED_LR_FACTOR`` (1 for nnU-Net's own trainers: they fine-tune at the full
+    rate). A ValueError names a value that is not a positive number."""
+    value = os.environ.get(LR_FACTOR_ENV)
+    if value in (None, ""):
+        return float(getattr(trainer, "PRETRAINED_LR_FACTOR", 1.0))
+    try:
+        factor = float(value)
+    except ValueError:
+        raise ValueError(f"{LR_FACTOR_ENV}={value!r} is not a number") from None
+    if not factor > 0:
+        raise ValueError(f"{LR_FACTOR_ENV}={value!r} must be a positive number")
+    return factor
+
+
 def start_from_pretrained(trainer, path) -> list:
     """``-pretrained_weights`` on a built trainer: initialised when it is not yet, its network loaded from ``path``
     (:func:`load_pretrained_weights`), its peak learning rate scaled by the trainer's ``PRETRAINED_LR_FACTOR`` (the
@@ -122,7 +140,7 @@ def start_from_pretrained(trainer, path) -> list:
         trainer.initialize()
     fresh = load_pretrained_weights(trainer._plain_module(), str(path))
     trainer.print_to_log_file(f"weights from {path}" + (f"; initialised anew: {', '.join(fresh)}" if fresh else ""))
-    factor = float(getattr(trainer, "PRETRAINED_LR_FACTOR", 1.0))  # nnU-Net's own trainers fine-tune at full rate
+    factor = pretrained_lr_factor(trainer)
     if factor != 1.0:
         trainer.initial_lr *= factor
         trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers()

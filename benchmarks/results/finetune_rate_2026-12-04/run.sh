@@ -10,11 +10,9 @@ R=$PWD/benchmarks/results/finetune_rate_2026-12-04
 M=nnUNet_results/Dataset599_MultiSpine/VertebraFormerTrainer_budget__VertebraFormerCPUPlans__3d_fullres
 mkdir -p $W
 vertebraformer demo -o $W/demo_lr01 > $W/demo_lr01.log 2>&1                      # the defaults: 10 minutes, seed 0
-T=trainers/vertebraformer_trainer.py
-cp $T $W/trainer.py.orig && trap 'cp $W/trainer.py.orig $T' EXIT
-sed -i 's/PRETRAINED_LR_FACTOR: float = 0.1/PRETRAINED_LR_FACTOR: float = 1.0/' $T && grep -q "FACTOR: float = 1.0" $T
-vertebraformer demo -o $W/demo_lr1 > $W/demo_lr1.log 2>&1                        # the full rate
-cp $W/trainer.py.orig $T
+# the full rate (the run of 2026-12-04 set the trainer's PRETRAINED_LR_FACTOR to 1.0 in its source for this; the
+# variable, added since, does the same)
+VERTEBRAFORMER_PRETRAINED_LR_FACTOR=1 vertebraformer demo -o $W/demo_lr1 > $W/demo_lr1.log 2>&1
 grep -h "fine-tuning at\|Current learning rate" $W/demo_lr01/$M/fold_0/training_log_*.txt | head -3
 vertebraformer phantoms $W/ld0 --seed 0 --sources verse --extra-style lowdose --extra-cases 12 --quiet
 python -c "from vertebraformer_nn.demo.reference import truth_reference as t; t('$W/ld0', 'extra_lowdose', '$W/ld0_ref')"
