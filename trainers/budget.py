@@ -35,6 +35,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from .ddp import DDPAnyDeviceMixin, broadcast_from_rank0
+from .environment import positive_from_env
 from .vertebraformer_trainer import VertebraFormerTrainer
 
 BUDGET_ENV = "VERTEBRAFORMER_TRAIN_BUDGET_S"
@@ -47,16 +48,8 @@ WARMUP_FRACTION = 0.075
 
 
 def budget_from_env(default: float = DEFAULT_BUDGET_S) -> float:
-    value = os.environ.get(BUDGET_ENV)
-    if value in (None, ""):
-        return float(default)
-    try:
-        budget = float(value)
-    except ValueError:
-        raise ValueError(f"{BUDGET_ENV}={value!r} is not a number of seconds") from None
-    if not budget > 0:
-        raise ValueError(f"{BUDGET_ENV}={value!r} must be a positive number of seconds")
-    return budget
+    budget = positive_from_env(BUDGET_ENV, "number of seconds")
+    return float(default) if budget is None else budget
 
 
 def epochs_from_env() -> Optional[int]:

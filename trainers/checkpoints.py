@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch._dynamo import OptimizedModule
 
+from .environment import positive_from_env
+
 BEST = "checkpoint_best.pth"
 #: overrides the trainer's PRETRAINED_LR_FACTOR (a positive number)
 LR_FACTOR_ENV = "VERTEBRAFORMER_PRETRAINED_LR_FACTOR"
@@ -120,16 +122,8 @@ def pretrained_lr_factor(trainer) -> float:
     """``$VERTEBRAFORMER_PRETRAINED_LR_FACTOR`` when set (an ablation or a user's own choice without a trainer of
     their own), else the trainer's ``PRETRAINED_LR_FACTOR`` (1 for nnU-Net's own trainers: they fine-tune at the full
     rate). A ValueError names a value that is not a positive number."""
-    value = os.environ.get(LR_FACTOR_ENV)
-    if value in (None, ""):
-        return float(getattr(trainer, "PRETRAINED_LR_FACTOR", 1.0))
-    try:
-        factor = float(value)
-    except ValueError:
-        raise ValueError(f"{LR_FACTOR_ENV}={value!r} is not a number") from None
-    if not factor > 0:
-        raise ValueError(f"{LR_FACTOR_ENV}={value!r} must be a positive number")
-    return factor
+    factor = positive_from_env(LR_FACTOR_ENV)
+    return float(getattr(trainer, "PRETRAINED_LR_FACTOR", 1.0)) if factor is None else factor
 
 
 def start_from_pretrained(trainer, path) -> list:
