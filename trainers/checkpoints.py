@@ -128,7 +128,7 @@ def pretrained_lr_factor(trainer) -> float:
 
 def start_from_pretrained(trainer, path) -> list:
     """``-pretrained_weights`` on a built trainer: initialised when it is not yet, its network loaded from ``path``
-    (:func:`load_pretrained_weights`), its peak learning rate scaled by the trainer's ``PRETRAINED_LR_FACTOR`` (the
+    (:func:`load_pretrained_weights`), its peak learning rate scaled by :func:`pretrained_lr_factor` (the
     optimizer and schedule built again), said in its log. Returns the modules initialised anew."""
     if not trainer.was_initialized:
         trainer.initialize()
