@@ -110,15 +110,15 @@ def even_parts(mask: np.ndarray, spacing, si_axis: int, pitch_mm: float) -> Tupl
     return np.minimum((t * (n / max(length, 1e-9))).astype(np.int64), n - 1), n
 
 
-def _cut_even(out: np.ndarray, box, index: int, spacing, si_axis: int, pitch_mm: float) -> int:
+def _cut_even(out: np.ndarray, box, index: int, spacing, si_axis: int, pitch_mm: float) -> List[int]:
     """Cut instance ``index`` (inside ``box`` of ``out``, changed in place) into :func:`even_parts`; the lowest part
-    keeps ``index``, the others get new ids; returns the number of parts."""
+    keeps ``index``, the others get new ids; returns the ids of all parts."""
     region = out[box]  # a view into out
     mask = region == index
     part, n = even_parts(mask, spacing, si_axis, pitch_mm)
     first = int(out.max()) + 1
     region[mask] = np.where(part == 0, index, first + part - 1)
-    return n
+    return [index, *range(first, first + n - 1)]
 
 
 def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEFAULTS.split_height_ratio,
@@ -165,12 +165,11 @@ def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEF
                              f"vertebra) at its narrowest cross-section: fused vertebrae")
                 measured = None
             elif even_pitch_mm > 0 and i not in evened:
-                first = int(out.max()) + 1
-                n = _cut_even(out, boxes[i - 1], i, spacing, si_axis, even_pitch_mm)
-                evened.update([i, *range(first, first + n - 1)])
+                parts = _cut_even(out, boxes[i - 1], i, spacing, si_axis, even_pitch_mm)
+                evened.update(parts)
                 notes.append(f"split an instance {h:.0f} mm tall (more than the {max_height_mm:g} mm of any one "
-                             f"vertebra), without a narrow cross-section, into {n} of equal length along the spine: "
-                             f"fused vertebrae")
+                             f"vertebra), without a narrow cross-section, into {len(parts)} of equal length along "
+                             f"the spine: fused vertebrae")
                 measured = None
             else:
                 tried.add((i, h))
