@@ -13,8 +13,9 @@ import pytest
 from test_numbering import SPACING, level, log_probs, names, phantom, probabilities
 from vertebraformer_nn.inference.anchors import Anchor, anchor_log_prior
 from vertebraformer_nn.inference.decoder import decode_levels
-from vertebraformer_nn.inference.instance_repair import (even_parts, head_foot_direction, instance_heights,
-                                                         merge_half_instances, split_tall_instances)
+from vertebraformer_nn.inference.instance_repair import (absorb_pieces, even_parts, head_foot_direction,
+                                                         instance_heights, merge_half_instances, split_tall_instances)
+from vertebraformer_nn.inference.instances import instance_geometry
 from vertebraformer_nn.inference.level_anatomy import expected_distance, max_vertebrae_in
 from vertebraformer_nn.inference.numbering import number_vertebrae
 from vertebraformer_nn.inference.postprocessing import DEFAULTS
@@ -125,6 +126,59 @@ def test_two_touching_halves_are_merged_and_whole_vertebrae_are_not():
     assert len(np.unique(merged[merged > 0])) == 5 and notes
     whole = _stack([6, 6, 6, 6, 6])
     assert merge_half_instances(whole, (3.5,) * 3, 0)[1] == []
+
+
+def _absorb(instance_map, fraction=DEFAULTS.merge_piece_fraction):
+    ids, centres, volumes = instance_geometry(instance_map, (3.5,) * 3)
+    edges = np.concatenate([np.unique(instance_map[0]), np.unique(instance_map[-1])])
+    return absorb_pieces(instance_map, ids, centres, volumes, np.isin(ids, edges), 0, fraction)
+
+
+def test_a_piece_far_smaller_than_its_neighbours_joins_the_vertebra_it_touches_most():
+    column = _stack([6, 6, 6, 6, 6])  # ids 1..5 down axis 0, rows 1-6, 8-13, 15-20, 22-27, 29-34
+    column[16:19, 0, 0:3] = 6  # a lamina of 9 voxels (5 % of body 3), touching it along 3 x 3 faces ...
+    column[14, 0, 0] = 6  # ... and body 2 across one face, through the disc
+    absorbed, notes = _absorb(column)
+    assert set(np.unique(absorbed[column == 6])) == {3}
+    assert (absorbed[column != 6] == column[column != 6]).all() and len(notes) == 1 and "joined 1 piece(s)" in notes[0]
+    assert (_absorb(column, 0.0)[0] == column).all()  # 0 = off
+    apart = np.pad(_stack([6, 6, 6, 6, 6]), ((0, 0), (0, 0), (0, 3)))
+    apart[17, 0, 9] = 6  # touching no other instance: left to the fragment rule
+    assert (_absorb(apart)[0] == apart).all()
+    cut = _stack([1, 6, 6, 6, 6])  # a vertebra cut by the field of view is small, and still a level of its own
+    cut[0] = cut[1]
+    assert (_absorb(cut)[0] == cut).all()
+    assert _absorb(_stack([6, 6, 4, 6, 6]))[1] == []  # a flattened (fractured) body keeps 2/3 of its neighbours'
+
+
+def _lumbar_spine_beside_wing_pieces() -> np.ndarray:
+    """T12..L5 (ids 1-6: 10x10x8 voxels, 34 ml, 10 voxels = 35 mm apart) and 8 pieces of iliac wing (ids 8-15: 1.2 ml,
+    ~100 mm to each side, from L3 down), whose many small pieces pull the instance stage's median down; id 7 free."""
+    box_map = np.zeros((70, 40, 80), dtype=np.int32)
+    for i in range(6):
+        box_map[2 + 10 * i:10 + 10 * i, 15:25, 35:45] = i + 1
+    for k, row in enumerate((40, 46, 52, 58)):
+        box_map[row:row + 3, 18:21, 5:8] = 8 + 2 * k
+        box_map[row:row + 3, 18:21, 72:75] = 9 + 2 * k
+    return box_map
+
+
+def test_numbering_does_not_give_a_piece_of_a_vertebra_a_level_of_its_own():
+    """verse014's L1 came in pieces: a facet argmaxed to a level of its own, 0.15 x the vertebrae beside it, stayed an
+    instance (the instance stage's 0.1 x the median of all pieces was pulled down by pieces of ribs and pelvis) and
+    moved every level below it."""
+    box_map = _lumbar_spine_beside_wing_pieces()
+    box_map[23:28, 26:32, 38:42] = 7  # 5 ml behind L2 ...
+    box_map[25:27, 25, 39:41] = 7  # ... joined to it by a stalk of 4 voxels
+    levels = ["T12", "L1", "L2", "L3", "L4", "L5"]
+    seg, idp = probabilities(box_map, levels + ["L3"] + ["L5"] * 8)
+    result = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp)
+    assert names(result) == levels
+    assert set(np.unique(result.labels[box_map == 7])) == {level("L2") + 1}
+    assert any(n.startswith("joined 1 piece(s) of 5.") and "below 0.2 x the volume of their neighbours" in n
+               for n in result.notes)
+    off = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, merge_piece_fraction=0.0))
+    assert names(off) == ["T12", "T13", "L1", "L2", "L3", "L4", "L5"]  # the piece took a level, L1 became T13
 
 
 # --- the spine in the field of view -------------------------------------------------------------------------
@@ -263,13 +317,8 @@ def test_a_piece_below_the_last_vertebra_is_not_numbered_when_wing_pieces_pulled
     """example_ct blurred by 2 mm: pieces of the iliac wings (small, many) kept the instance stage's median low, so
     a 1 ml piece below L5 survived it, was numbered L6 and moved every level up; among the spine's own instances it
     is a fragment."""
-    box_map = np.zeros((70, 40, 80), dtype=np.int32)
-    for i in range(6):  # T12..L5: 10x10x8 voxels (34 ml), 10 voxels (35 mm) apart
-        box_map[2 + 10 * i:10 + 10 * i, 15:25, 35:45] = i + 1
+    box_map = _lumbar_spine_beside_wing_pieces()
     box_map[63:65, 18:21, 38:41] = 7  # a 0.8 ml piece below L5, on the spine's axis
-    for k, row in enumerate((40, 46, 52, 58)):  # wing pieces of 1.2 ml, ~100 mm to each side, from L3 down
-        box_map[row:row + 3, 18:21, 5:8] = 8 + 2 * k
-        box_map[row:row + 3, 18:21, 72:75] = 9 + 2 * k
     levels = ["T12", "L1", "L2", "L3", "L4", "L5"]
     seg, idp = probabilities(box_map, levels + ["L5"] + ["L5"] * 8)
     result = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp)

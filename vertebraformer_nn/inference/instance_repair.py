@@ -15,7 +15,12 @@ little between neighbours (<~25 %):
   along its own head-foot direction (:func:`even_parts`, ``split_even_pitch_mm``): on real CT the discs are tilted
   against every slice (lordosis, oblique grids), so fused bodies show no neck;
 * :func:`merge_half_instances`: two consecutive touching instances each at most ``merge_half_height`` times the
-  median height around them, together at most :data:`MERGED_MAX` times it, become one.
+  median height around them, together at most :data:`MERGED_MAX` times it, become one;
+* :func:`absorb_pieces` (run by the numbering once the instances off the spine's axis are gone, whose pieces of
+  ribs and pelvis would pull the neighbours' sizes down): an instance inside the field of view smaller than
+  ``merge_piece_fraction`` times the median volume of its neighbours joins the instance it shares most faces with.
+  No vertebra is a fifth of its neighbours' size; such a piece is a facet, a lamina or an endplate rim the level
+  argmax gave a level of its own, and as an instance it would shift every level below it.
 
 Heights are extents along the head-foot array axis in mm (the model grid's; plans say which axis).
 """
@@ -30,7 +35,7 @@ from .instances import occupied_box
 from .postprocessing import DEFAULTS, Postprocessing
 
 __all__ = ["MERGED_MAX", "instance_heights", "head_foot_direction", "even_parts",
-           "split_tall_instances", "merge_half_instances", "repair_instances"]
+           "split_tall_instances", "merge_half_instances", "repair_instances", "absorb_pieces"]
 
 #: two half-height pieces are merged only when together they are at most this times the height around them
 MERGED_MAX = 1.3
@@ -232,3 +237,63 @@ def repair_instances(instance_map, spacing, si_axis: int,
     lut[present] = np.arange(1, len(present) + 1)
     out[box] = lut[merged]
     return out, notes + more
+
+
+def _shared_faces(instance_map: np.ndarray, box, piece: int, id_count: int) -> np.ndarray:
+    """(id_count,): per id, how many voxel faces ``piece`` shares with it (6-neighbourhood), counted inside ``box``
+    grown by one."""
+    box = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)
+    region = instance_map[box]
+    counts = np.zeros(id_count, dtype=np.int64)
+    for axis in range(3):
+        a = np.moveaxis(region, axis, 0)
+        for mine, other in ((a[:-1], a[1:]), (a[1:], a[:-1])):
+            met = other[(mine == piece) & (other > 0) & (other != piece)]
+            counts += np.bincount(met.ravel(), minlength=len(counts))
+    return counts
+
+
+def absorb_pieces(instance_map, ids, centres_mm, volumes, on_border, si_axis: int,
+                  fraction: float = DEFAULTS.merge_piece_fraction) -> Tuple[np.ndarray, List[str]]:
+    """Merge each piece (module docstring) into the instance it shares most faces with, the smallest relative to its
+    neighbours first. ``ids``, ``centres_mm``, ``volumes``, ``on_border``: per instance of ``instance_map``, as
+    ``instances.instance_geometry`` and the numbering give them; neighbours are up to :data:`NEIGHBOURS` on each side
+    by the centre along ``si_axis``. A piece on the head-foot border (a vertebra cut by the field of view) or touching
+    no other instance stays. Returns (new map, notes); ``fraction`` 0 = unchanged."""
+    out = np.array(instance_map, dtype=np.int32, copy=True)
+    if fraction <= 0 or len(ids) < 3:
+        return out, []
+    order = np.argsort(np.asarray(centres_mm, dtype=np.float64)[:, si_axis], kind="stable")
+    border = set(np.asarray(ids)[order][np.asarray(on_border, dtype=bool)[order]].tolist())
+    ids = [int(i) for i in np.asarray(ids)[order]]
+    volumes = list(np.asarray(volumes, dtype=np.float64)[order])
+    boxes = ndimage.find_objects(out)
+    id_count = len(boxes) + 1
+    absorbed, kept = [], set()
+    while True:
+        ratios = []
+        for k, i in enumerate(ids):
+            around = volumes[max(0, k - NEIGHBOURS):k] + volumes[k + 1:k + 1 + NEIGHBOURS]
+            if i not in border and i not in kept and len(around) >= 2:
+                ratios.append((volumes[k] / float(np.median(around)), k))
+        small = sorted(r for r in ratios if r[0] < fraction)
+        if not small:
+            break
+        ratio, k = small[0]
+        piece = ids[k]
+        faces = _shared_faces(out, boxes[piece - 1], piece, id_count)
+        if faces.max() == 0:
+            kept.add(piece)
+            continue
+        host = int(faces.argmax())
+        out[boxes[piece - 1]][out[boxes[piece - 1]] == piece] = host
+        boxes[host - 1] = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
+                                for a, b in zip(boxes[host - 1], boxes[piece - 1]))
+        volumes[ids.index(host)] += volumes[k]
+        absorbed.append(volumes[k])
+        del ids[k], volumes[k]
+    if not absorbed:
+        return out, []
+    return out, [f"joined {len(absorbed)} piece(s) of {', '.join(f'{v / 1000:.1f}' for v in absorbed)} ml, below "
+                 f"{fraction:g} x the volume of their neighbours, to the instance each touches most: parts of a "
+                 "vertebra, not levels of their own"]

@@ -4,8 +4,10 @@
    ``grid_probabilities.GridProbabilities``, what the predictor keeps, or full arrays, reduced to one first); then
    ``disc_split.split_at_discs`` (an instance cut where the disc head sees discs),
    ``instance_repair.repair_instances`` (two fused vertebrae split, a vertebra cut across merged) and
-   ``spine_extent`` (weak instances and those off the spine's axis dropped, then pieces far smaller than the spine's
-   own instances, no spine when too little is left, never more instances than the field of view can hold).
+   ``spine_extent`` (weak instances and those off the spine's axis dropped, then pieces far smaller than their
+   neighbours joined to the instance they touch (``instance_repair.absorb_pieces``) or, when isolated or smaller
+   than the spine's own instances, dropped; no spine when too little is left, never more instances than the field of
+   view can hold).
 2. :func:`order_instances`: head first, by the centre of mass (mm) along the superior axis.
 3. ``level_evidence.instance_level_log_probs``: one vector of level log-probabilities per instance (log of the
    mean softmax) over the identification head's probabilities, or over the foreground channels of the
@@ -34,7 +36,7 @@ from .coarse_resample import at_fine_voxels
 from .decoder import NUM_LEVELS, decode_levels
 from .disc_split import split_at_discs
 from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities, coarse_levels
-from .instance_repair import repair_instances
+from .instance_repair import absorb_pieces, repair_instances
 from .instances import check_spacing, instance_geometry, seg_grid, vertebra_instances
 from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
@@ -148,6 +150,11 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         instance_map, ids, centres, volumes = _kept(~far, instance_map, ids, centres, volumes)
         notes.append(f"dropped {int(far.sum())} instance(s) more than {params.max_off_axis_mm:g} mm from the "
                      "spine's axis in the axial plane: not vertebrae (iliac wings, shoulder blades, ribs)")
+    instance_map, absorbed = absorb_pieces(instance_map, ids, centres, volumes, _on_border(instance_map, ids, axis),
+                                           axis, params.merge_piece_fraction)
+    if absorbed:
+        notes += absorbed
+        ids, centres, volumes = instance_geometry(instance_map, sp)
     small = fragments(volumes, _on_border(instance_map, ids, axis), params.min_relative_volume)
     if small.any():
         notes.append(f"dropped {int(small.sum())} piece(s) of {', '.join(f'{v / 1000:.1f}' for v in volumes[small])} "
