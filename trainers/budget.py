@@ -26,7 +26,6 @@ from their own clock could disagree, and one would wait forever for the others' 
 """
 from __future__ import annotations
 
-import os
 from time import time
 from typing import List, Optional
 
@@ -54,16 +53,7 @@ def budget_from_env(default: float = DEFAULT_BUDGET_S) -> float:
 
 def epochs_from_env() -> Optional[int]:
     """The epoch budget of ``$VERTEBRAFORMER_TRAIN_EPOCHS`` (None when unset: the time budget applies)."""
-    value = os.environ.get(EPOCHS_ENV)
-    if value in (None, ""):
-        return None
-    try:
-        epochs = int(value)
-    except ValueError:
-        raise ValueError(f"{EPOCHS_ENV}={value!r} is not a whole number of epochs") from None
-    if epochs < 1:
-        raise ValueError(f"{EPOCHS_ENV}={value!r} must be at least 1")
-    return epochs
+    return positive_from_env(EPOCHS_ENV, "whole number of epochs", int)
 
 
 def epochs_within_budget(start_epoch: int, epochs_done: int, seconds_per_epoch: float, elapsed_s: float,

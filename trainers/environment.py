@@ -3,19 +3,20 @@ command line): one parser, so that every variable fails the same way, naming its
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Callable, Optional, Union
 
 __all__ = ["positive_from_env"]
 
 
-def positive_from_env(name: str, what: str = "number") -> Optional[float]:
-    """``$name`` as a positive float; None when unset or empty; a ValueError naming the variable, its value and
-    ``what`` it should be otherwise."""
+def positive_from_env(name: str, what: str = "number",
+                      kind: Callable[[str], Union[int, float]] = float) -> Optional[Union[int, float]]:
+    """``$name`` as a positive ``kind`` (float, or int for a count: "2.5" is then not one); None when unset or empty; a
+    ValueError naming the variable, its value and ``what`` it should be otherwise."""
     value = os.environ.get(name)
     if value in (None, ""):
         return None
     try:
-        number = float(value)
+        number = kind(value)
     except ValueError:
         raise ValueError(f"{name}={value!r} is not a {what}") from None
     if not number > 0:
