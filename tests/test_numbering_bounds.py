@@ -136,7 +136,7 @@ def _absorb(instance_map, fraction=DEFAULTS.merge_piece_fraction):
 
 def test_a_piece_far_smaller_than_its_neighbours_joins_the_vertebra_it_touches_most():
     column = _stack([6, 6, 6, 6, 6])  # ids 1..5 down axis 0, rows 1-6, 8-13, 15-20, 22-27, 29-34
-    column[16:19, 0, 0:3] = 6  # a lamina of 9 voxels (5 % of body 3), touching it along 3 x 3 faces ...
+    column[16:19, 0, 0:3] = 6  # a lamina of 9 voxels (2 % of body 3), touching it along 3 x 3 faces ...
     column[14, 0, 0] = 6  # ... and body 2 across one face, through the disc
     absorbed, notes = _absorb(column)
     assert set(np.unique(absorbed[column == 6])) == {3}
