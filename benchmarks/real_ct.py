@@ -2,11 +2,15 @@
 
     python benchmarks/real_ct.py --work /tmp/realct --tag demo -m MODEL_FOLDER -f 0
     python benchmarks/real_ct.py --work /tmp/realct --tag demo --score-only     # score the predictions already there
+    python benchmarks/real_ct.py --work /tmp/rc2 --tag try --renumber /tmp/realct/predictions --set NAME=VALUE
 
 Every option this script does not know goes to ``vertebraformer predict`` unchanged (``-m``/``-d``/``-c``/``-tr``/
 ``-p``, ``-f``, ``-chk``, ``-device``, ``--disable_tta``, ``--no-coarse``, ``--set``, ``--continue``...): the cases
 are predicted by the command itself (``vertebraformer_nn.cli.main(["predict", ...])``, i.e. ``predict_folder``),
-with the model's own plans and post-processing, exactly as a user would run it.
+with the model's own plans and post-processing, exactly as a user would run it. ``--renumber FOLDER`` runs no
+network: ``vertebraformer ensemble -i FOLDER`` numbers and post-processes again the probabilities an earlier run saved
+there (``--save_probabilities``), with the options given (``--set``, ``--numbering``, ``--postprocessing``), in
+seconds: the way to try post-processing values.
 
 Cases (``$VERTEBRAFORMER_REAL_DATA``, default ``../shared/data/real``; see its MANIFEST.md), linked (never copied,
 never modified) into ``<work>/input`` under short names; predictions go to ``<work>/predictions``:
@@ -243,6 +247,16 @@ def predict(input_dir: Path, pred_dir: Path, predict_args: Sequence[str]) -> int
     return main(["predict", "-i", str(input_dir), "-o", str(pred_dir), *predict_args])
 
 
+def renumber(saved: Path, pred_dir: Path, ensemble_args: Sequence[str]) -> int:
+    """The cases of ``saved`` (a predictions folder with ``<case>_vfprobs.npz``) post-processed again into
+    ``pred_dir`` by ``vertebraformer ensemble`` with one folder: no network."""
+    from vertebraformer_nn.cli import main
+
+    if any(a in ("-i", "-o") for a in ensemble_args):
+        raise SystemExit("real_ct: -i/-o are set by this script (--renumber, --work)")
+    return main(["ensemble", "-i", str(saved), "-o", str(pred_dir), *ensemble_args])
+
+
 # --- the report ------------------------------------------------------------------------------------------------
 
 def target_text(case: RealCase) -> str:
@@ -374,6 +388,9 @@ def parse(argv: Optional[Sequence[str]] = None):
                    help="real data folder (default $VERTEBRAFORMER_REAL_DATA or ../shared/data/real)")
     p.add_argument("--cases", nargs="+", choices=[c.name for c in CASES], default=None, help="a subset of the cases")
     p.add_argument("--score-only", action="store_true", help="do not predict: score what <work>/predictions holds")
+    p.add_argument("--renumber", type=Path, default=None, metavar="FOLDER",
+                   help="do not predict: post-process again the probabilities an earlier run saved in FOLDER (its "
+                   "predictions, made with --save_probabilities); the other options go to vertebraformer ensemble")
     return p.parse_known_args(argv)
 
 
@@ -385,7 +402,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     cases = [c for c in CASES if args.cases is None or c.name in args.cases]
     pred_dir = args.work / "predictions"
-    if not args.score_only:
+    if args.renumber is not None:
+        status = renumber(args.renumber, pred_dir, predict_args)
+        if status == 2:
+            return 2
+    elif not args.score_only:
         link_inputs(data, args.work / "input", cases)
         status = predict(args.work / "input", pred_dir, predict_args)
         if status == 2:

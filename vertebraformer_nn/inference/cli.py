@@ -109,9 +109,11 @@ def _add_ensemble(subparsers) -> None:
         "ensemble", help="average the saved probabilities of several prediction folders",
         description="Average the probabilities that `vertebraformer predict --save_probabilities` saved "
         "(<case>_vfprobs.npz) in several folders (folds, configurations), with the same rule predict uses across "
-        "folds, and write the same per-case files and summary.csv as predict. The CT is read again from the path "
-        "recorded at prediction. Exit status as predict.")
-    p.add_argument("-i", dest="inputs", nargs="+", required=True, help="prediction folders (two or more)")
+        "folds, and write the same per-case files and summary.csv as predict. With one folder, its cases are "
+        "numbered and post-processed again without the network (other --set values, --numbering argmax): seconds "
+        "per case. The CT is read again from the path recorded at prediction. Exit status as predict.")
+    p.add_argument("-i", dest="inputs", nargs="+", required=True,
+                   help="prediction folders: two or more to ensemble, one to post-process again")
     p.add_argument("-o", dest="output", required=True, help="output folder (created)")
     _add_shared(p)
     p.set_defaults(func=run_ensemble)
