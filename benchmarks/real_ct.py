@@ -356,7 +356,7 @@ RULES = (
 
 
 def write_report(results: Sequence[dict], cases: Sequence[RealCase], pred_dir: Path, results_dir: Path,
-                 tag: str, command: str) -> Path:
+                 tag: str, command: str, renumbered_from: Optional[Path] = None) -> Path:
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     stem = f"real_ct_{date}_{tag}"
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -367,7 +367,10 @@ def write_report(results: Sequence[dict], cases: Sequence[RealCase], pred_dir: P
             shutil.copyfile(r["preview"], picture)
             pictures[r["case"]] = picture.name
     header = [f"# Real CT check `{tag}`, {date}", "", f"Command: `{command}` (commit {_git_commit()}); "
-              f"predictions in `{pred_dir}`.", "", *_run_description(pred_dir), "", RULES]
+              f"predictions in `{pred_dir}`.", "", *_run_description(renumbered_from or pred_dir), "", RULES]
+    if renumbered_from is not None:  # the model's run is the earlier one; the numbering and post-processing are now
+        header[-2:-2] = ["", f"Post-processed again from the probabilities saved in `{renumbered_from}` (no network; "
+                         "the numbering and post-processing of this commit and the options of the command)."]
     report = results_dir / f"{stem}.md"
     write_text_atomic(report, render_report(results, cases, header, pictures))
     write_text_atomic(results_dir / f"{stem}.json", json.dumps(list(results), indent=1))
@@ -415,7 +418,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"real_ct: --score-only ignores {' '.join(predict_args)}", file=sys.stderr)
     results = [score_case(c, data, pred_dir) for c in cases]
     command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/real_ct.py", *(argv or sys.argv[1:])])
-    report = write_report(results, cases, pred_dir, args.results, args.tag, command)
+    report = write_report(results, cases, pred_dir, args.results, args.tag, command, args.renumber)
     for r in results:
         dice = "-" if r["dice"] is None else f"{r['dice']:.3f}"
         print(f"{r['case']}: Dice {dice}, {_levels_cell(r['levels'])}; {r['target']}")
