@@ -26,8 +26,9 @@ Heights are extents along the head-foot array axis in mm (the model grid's; plan
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
+import cc3d
 import numpy as np
 from scipy import ndimage
 
@@ -239,20 +240,6 @@ def repair_instances(instance_map, spacing, si_axis: int,
     return out, notes + more
 
 
-def _shared_faces(instance_map: np.ndarray, box, piece: int, id_count: int) -> np.ndarray:
-    """(id_count,): per id, how many voxel faces ``piece`` shares with it (6-neighbourhood), counted inside ``box``
-    grown by one."""
-    box = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)
-    region = instance_map[box]
-    counts = np.zeros(id_count, dtype=np.int64)
-    for axis in range(3):
-        a = np.moveaxis(region, axis, 0)
-        for mine, other in ((a[:-1], a[1:]), (a[1:], a[:-1])):
-            met = other[(mine == piece) & (other > 0) & (other != piece)]
-            counts += np.bincount(met.ravel(), minlength=len(counts))
-    return counts
-
-
 def absorb_pieces(instance_map, ids, centres_mm, volumes, on_border, si_axis: int,
                   fraction: float = DEFAULTS.merge_piece_fraction) -> Tuple[np.ndarray, List[str]]:
     """Merge each piece (module docstring) into the instance it shares most faces with, the smallest relative to its
@@ -263,12 +250,16 @@ def absorb_pieces(instance_map, ids, centres_mm, volumes, on_border, si_axis: in
     out = np.array(instance_map, dtype=np.int32, copy=True)
     if fraction <= 0 or len(ids) < 3:
         return out, []
+    border = set(np.asarray(ids)[np.asarray(on_border, dtype=bool)].tolist())
     order = np.argsort(np.asarray(centres_mm, dtype=np.float64)[:, si_axis], kind="stable")
-    border = set(np.asarray(ids)[order][np.asarray(on_border, dtype=bool)[order]].tolist())
     ids = [int(i) for i in np.asarray(ids)[order]]
     volumes = list(np.asarray(volumes, dtype=np.float64)[order])
-    boxes = ndimage.find_objects(out)
-    id_count = len(boxes) + 1
+    box = occupied_box(out)
+    faces: Dict[int, Dict[int, float]] = {i: {} for i in ids}  # shared voxel faces, kept up to date as pieces join
+    for (a, b), n in cc3d.contacts(out[box], connectivity=6, surface_area=False).items():
+        faces.setdefault(int(a), {})[int(b)] = n
+        faces.setdefault(int(b), {})[int(a)] = n
+    lut = np.arange(int(out.max()) + 1, dtype=np.int32)
     absorbed, kept = [], set()
     while True:
         ratios = []
@@ -279,21 +270,23 @@ def absorb_pieces(instance_map, ids, centres_mm, volumes, on_border, si_axis: in
         small = sorted(r for r in ratios if r[0] < fraction)
         if not small:
             break
-        ratio, k = small[0]
+        _, k = small[0]
         piece = ids[k]
-        faces = _shared_faces(out, boxes[piece - 1], piece, id_count)
-        if faces.max() == 0:
+        if not faces[piece]:
             kept.add(piece)
             continue
-        host = int(faces.argmax())
-        out[boxes[piece - 1]][out[boxes[piece - 1]] == piece] = host
-        boxes[host - 1] = tuple(slice(min(a.start, b.start), max(a.stop, b.stop))
-                                for a, b in zip(boxes[host - 1], boxes[piece - 1]))
+        host = min(faces[piece], key=lambda j: (-faces[piece][j], j))  # most faces; among equals the lowest id
+        for j, n in faces.pop(piece).items():
+            del faces[j][piece]
+            if j != host:
+                faces[host][j] = faces[host].get(j, 0) + n
+                faces[j][host] = faces[j].get(host, 0) + n
+        lut[lut == piece] = host
         volumes[ids.index(host)] += volumes[k]
         absorbed.append(volumes[k])
         del ids[k], volumes[k]
     if not absorbed:
         return out, []
-    return out, [f"joined {len(absorbed)} piece(s) of {', '.join(f'{v / 1000:.1f}' for v in absorbed)} ml, below "
-                 f"{fraction:g} x the volume of their neighbours, to the instance each touches most: parts of a "
-                 "vertebra, not levels of their own"]
+    return lut[out], [f"joined {len(absorbed)} piece(s) of {', '.join(f'{v / 1000:.1f}' for v in absorbed)} ml, "
+                      f"below {fraction:g} x the volume of their neighbours, to the instance each touches most: parts "
+                      "of a vertebra, not levels of their own"]

@@ -150,12 +150,14 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         instance_map, ids, centres, volumes = _kept(~far, instance_map, ids, centres, volumes)
         notes.append(f"dropped {int(far.sum())} instance(s) more than {params.max_off_axis_mm:g} mm from the "
                      "spine's axis in the axial plane: not vertebrae (iliac wings, shoulder blades, ribs)")
-    instance_map, absorbed = absorb_pieces(instance_map, ids, centres, volumes, _on_border(instance_map, ids, axis),
-                                           axis, params.merge_piece_fraction)
+    border = _on_border(instance_map, ids, axis)
+    instance_map, absorbed = absorb_pieces(instance_map, ids, centres, volumes, border, axis,
+                                           params.merge_piece_fraction)
     if absorbed:
         notes += absorbed
         ids, centres, volumes = instance_geometry(instance_map, sp)
-    small = fragments(volumes, _on_border(instance_map, ids, axis), params.min_relative_volume)
+        border = _on_border(instance_map, ids, axis)
+    small = fragments(volumes, border, params.min_relative_volume)
     if small.any():
         notes.append(f"dropped {int(small.sum())} piece(s) of {', '.join(f'{v / 1000:.1f}' for v in volumes[small])} "
                      f"ml, below {params.min_relative_volume:g} x the median of the spine's instances "
