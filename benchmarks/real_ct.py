@@ -239,22 +239,14 @@ def link_inputs(data: Path, input_dir: Path, cases: Sequence[RealCase]) -> None:
         link.symlink_to(source, target_is_directory=source.is_dir())
 
 
-def predict(input_dir: Path, pred_dir: Path, predict_args: Sequence[str]) -> int:
+def run_command(command: str, source: Path, pred_dir: Path, args: Sequence[str]) -> int:
+    """``vertebraformer predict`` (``source``: the input links) or ``ensemble`` (``source``: an earlier run's
+    predictions with ``<case>_vfprobs.npz``, post-processed again without the network) into ``pred_dir``."""
     from vertebraformer_nn.cli import main
 
-    if any(a in ("-i", "-o") for a in predict_args):
-        raise SystemExit("real_ct: -i/-o are set by this script (--work)")
-    return main(["predict", "-i", str(input_dir), "-o", str(pred_dir), *predict_args])
-
-
-def renumber(saved: Path, pred_dir: Path, ensemble_args: Sequence[str]) -> int:
-    """The cases of ``saved`` (a predictions folder with ``<case>_vfprobs.npz``) post-processed again into
-    ``pred_dir`` by ``vertebraformer ensemble`` with one folder: no network."""
-    from vertebraformer_nn.cli import main
-
-    if any(a in ("-i", "-o") for a in ensemble_args):
-        raise SystemExit("real_ct: -i/-o are set by this script (--renumber, --work)")
-    return main(["ensemble", "-i", str(saved), "-o", str(pred_dir), *ensemble_args])
+    if any(a in ("-i", "-o") for a in args):
+        raise SystemExit("real_ct: -i/-o are set by this script (--work, --renumber)")
+    return main([command, "-i", str(source), "-o", str(pred_dir), *args])
 
 
 # --- the report ------------------------------------------------------------------------------------------------
@@ -405,17 +397,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     cases = [c for c in CASES if args.cases is None or c.name in args.cases]
     pred_dir = args.work / "predictions"
+    status = 0
     if args.renumber is not None:
-        status = renumber(args.renumber, pred_dir, predict_args)
-        if status == 2:
-            return 2
+        status = run_command("ensemble", args.renumber, pred_dir, predict_args)
     elif not args.score_only:
         link_inputs(data, args.work / "input", cases)
-        status = predict(args.work / "input", pred_dir, predict_args)
-        if status == 2:
-            return 2
+        status = run_command("predict", args.work / "input", pred_dir, predict_args)
     elif predict_args:
         print(f"real_ct: --score-only ignores {' '.join(predict_args)}", file=sys.stderr)
+    if status == 2:
+        return 2
     results = [score_case(c, data, pred_dir) for c in cases]
     command = " ".join(shlex.quote(a) for a in ["python", "benchmarks/real_ct.py", *(argv or sys.argv[1:])])
     report = write_report(results, cases, pred_dir, args.results, args.tag, command, args.renumber)
