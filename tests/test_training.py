@@ -519,6 +519,35 @@ def test_fine_tuning_starts_from_the_given_weights(copied_results, multispine_pr
     assert len(lrs) == 2 and max(lrs) == pytest.approx(1e-4)
 
 
+def test_a_head_is_added_to_a_trained_model_without_changing_its_other_weights(copied_results, multispine_preprocessed,
+                                                                              capsys, monkeypatch):
+    """``-tr VertebraFormerTrainer_budget_newHeads -pretrained_weights``: the tiny model without its disc head gets
+    one; only the head trains (at the full rate), every weight the file held comes out as it went in."""
+    from vertebraformer_nn.cli import main
+
+    fold = copied_results
+    ckpt = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=True)
+    old = {k: v for k, v in ckpt["network_weights"].items() if not k.startswith("boundary_head")}
+    ckpt["network_weights"] = old
+    pretrained = fold.parent.parent / "pretrained.pth"
+    torch.save(ckpt, pretrained)
+    monkeypatch.setenv("VERTEBRAFORMER_TRAIN_EPOCHS", "1")
+    args = ["train", str(MULTISPINE_ID), "0", "-tr", "VertebraFormerTrainer_budget_newHeads", "-p",
+            multispine_preprocessed[1], "-device", "cpu"]
+    assert main(args) == 2 and "adds heads to a trained model: start it with -pretrained_weights" in \
+        capsys.readouterr().err
+    assert main(args + ["-pretrained_weights", str(fold / "checkpoint_final.pth")]) == 2  # it has the head already
+    assert "nothing new to train" in capsys.readouterr().err
+    assert main(args + ["-pretrained_weights", str(pretrained)]) == 0
+    out = next(fold.parent.parent.glob("VertebraFormerTrainer_budget_newHeads__*")) / "fold_0"
+    log = next(out.glob("training_log_*.txt")).read_text()
+    assert f"training only boundary_head: every weight of {pretrained} stays as it is" in log
+    assert "fine-tuning at" not in log  # the new head starts from its initialisation: the schedule's own rate
+    new = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=True)["network_weights"]
+    assert set(new) - set(old) == {"boundary_head.weight", "boundary_head.bias"}
+    assert all(torch.equal(new[k], v) for k, v in old.items())
+
+
 def test_the_fine_tuning_rate_factor_can_be_set_without_a_trainer_of_ones_own(monkeypatch):
     from vertebraformer_nn.trainers.checkpoints import LR_FACTOR_ENV, pretrained_lr_factor
 

@@ -135,12 +135,27 @@ def start_from_pretrained(trainer, path) -> list:
     fresh = load_pretrained_weights(trainer._plain_module(), str(path))
     trainer.print_to_log_file(f"weights from {path}" + (f"; initialised anew: {', '.join(fresh)}" if fresh else ""))
     factor = pretrained_lr_factor(trainer)
+    only_new = bool(getattr(trainer, "TRAIN_ONLY_NEW_MODULES", False))
+    if only_new:
+        freeze_all_but(trainer._plain_module(), fresh, path)
+        trainer.print_to_log_file(f"training only {', '.join(fresh)}: every weight of {path} stays as it is")
     if factor != 1.0:
         trainer.initial_lr *= factor
-        trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers()
         trainer.print_to_log_file(f"fine-tuning at {factor:g} x the schedule's peak learning rate: "
                                   f"{trainer.initial_lr:g}")
+    if only_new or factor != 1.0:
+        trainer.optimizer, trainer.lr_scheduler = trainer.configure_optimizers()
     return fresh
+
+
+def freeze_all_but(network: torch.nn.Module, modules: Sequence[str], path) -> None:
+    """Only the parameters of the top-level ``modules`` train (``configure_optimizers`` takes the parameters that
+    require gradients). A ValueError when there are none: the file already holds every module of the network."""
+    if not modules:
+        raise ValueError(f"{path}: the file holds every module of the network, so there is nothing new to train "
+                         f"(plan the dataset with the head to add, e.g. plan-and-preprocess --disc-head)")
+    for name, parameter in network.named_parameters():
+        parameter.requires_grad_(name.split(".")[0] in modules)
 
 
 def source_token_grid(path: str, checkpoint: dict) -> Tuple[int, ...]:

@@ -91,6 +91,11 @@ def run(args) -> int:
         return 2
     from nnunetv2.run.run_training import maybe_load_checkpoint
 
+    if getattr(trainer, "TRAIN_ONLY_NEW_MODULES", False) and not args.pretrained_weights and not args.validation_only:
+        from .new_heads import NEEDS_PRETRAINED
+
+        print(f"vertebraformer train: {NEEDS_PRETRAINED.format(trainer=args.trainer)}", file=sys.stderr)
+        return 2
     maybe_load_checkpoint(trainer, args.continue_training, args.validation_only)
     if args.pretrained_weights:
         from .checkpoints import start_from_pretrained

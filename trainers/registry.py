@@ -16,6 +16,7 @@ from .ablation import (VertebraFormerTrainer_budget_lesionDice,
                        VertebraFormerTrainer_noLesion, VertebraFormerTrainer_noModulation,
                        VertebraFormerTrainer_noRandomisation)
 from .budget import VertebraFormerTrainer_budget, nnUNetTrainer_budget
+from .new_heads import VertebraFormerTrainer_budget_newHeads
 from .variants import (VertebraFormerTrainer_CPU5min, VertebraFormerTrainer_CPU20min, VertebraFormerTrainer_smoke,
                        VertebraFormerTrainer_tiny)
 from .vertebraformer_trainer import VertebraFormerTrainer
@@ -28,7 +29,7 @@ TRAINERS = {cls.__name__: cls for cls in (
     VertebraFormerTrainer_budget_noLesion, VertebraFormerTrainer_noRandomisation,
     VertebraFormerTrainer_budget_noRandomisation, VertebraFormerTrainer_budget_noIntensityRandomisation,
     VertebraFormerTrainer_budget_noAcquisitionRandomisation, VertebraFormerTrainer_budget_noContentRandomisation,
-    VertebraFormerTrainer_lesionDice, VertebraFormerTrainer_budget_lesionDice)}
+    VertebraFormerTrainer_lesionDice, VertebraFormerTrainer_budget_lesionDice, VertebraFormerTrainer_budget_newHeads)}
 TRAINER_NAMES = tuple(TRAINERS)
 
 
