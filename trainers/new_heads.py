@@ -3,9 +3,11 @@ leaving everything it already does as it was.
 
 Started with ``-pretrained_weights`` on plans that add the head (``plan-and-preprocess --disc-head``), it trains
 only the modules the file lacks (``checkpoints.start_from_pretrained``); every other weight is frozen, so every
-output the pretrained model had stays as it was (its segmentation, levels and lesions), and a step costs little more
-than a forward pass. The new modules start from their initialisation, so they train at the schedule's full rate. Fine-tuning
-the whole network with the new head instead moves what the model had learnt (benchmarks/results/disc_head_2026-12-03).
+output the pretrained model had stays as it was (its segmentation, levels and lesions), and a step costs about a
+third of a full one (no backward pass through the frozen trunk). The new modules start from their initialisation,
+so they train at the schedule's full rate. Fine-tuning the whole network with the new head instead moves what the
+model had learnt (benchmarks/results/disc_head_2026-12-03; this trainer's first use:
+benchmarks/results/disc_head_only_2026-12-04).
 """
 from __future__ import annotations
 
