@@ -134,9 +134,11 @@ def test_demo_refuses_a_foreign_folder_and_bad_options(tmp_path):
         run_demo(DemoConfig(out=tmp_path, device="cpu"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
     for bad in (dict(cases_per_source=1), dict(minutes=0), dict(trainer="NoSuchTrainer"), dict(max_folds=3),
-                dict(start="pretrained")):
+                dict(start="pretrained"), dict(unseen_cases=0)):
         with pytest.raises(DemoError):
             DemoConfig(out=tmp_path / "new", **bad).check()
+    # the unseen style is scored on 12 cases whatever the sources' size (four made its id rate a guess)
+    assert DemoConfig(cases_per_source=2).n_unseen() == DemoConfig(cases_per_source=12).n_unseen() == 12
     # training starts from the built-in model on a CPU (its plans build that network), from scratch on a GPU
     assert [DemoConfig().start_for(d) for d in ("cpu", "cuda")] == ["builtin", "scratch"]
     assert DemoConfig(start="scratch").start_for("cpu") == "scratch"
@@ -160,7 +162,7 @@ def test_demo_is_a_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     out = capsys.readouterr().out
-    assert "--minutes" in out and "--cases-per-source" in out and "-device" in out
+    assert "--minutes" in out and "--cases-per-source" in out and "--unseen-cases" in out and "-device" in out
 
 
 # ------------------------------------------------------------------------------------------------ budget trainer

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import STARTS
+from .config import STARTS, UNSEEN_CASES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -21,7 +21,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", dest="out", type=Path, default=Path("demo_out"), metavar="OUT",
                    help="output folder (default demo_out; new, empty, or an earlier demo's)")
     p.add_argument("--cases-per-source", type=int, default=4,
-                   help="phantom cases per source, and unseen-style cases (default 4)")
+                   help="phantom cases per source (default 4)")
+    p.add_argument("--unseen-cases", type=int, default=UNSEEN_CASES,
+                   help=f"unseen-style cases to predict and score (default {UNSEEN_CASES})")
     p.add_argument("--minutes", type=float, default=10.0,
                    help="about how long the whole demo may take (default 10); training gets what the other "
                    "steps leave")
@@ -48,7 +50,7 @@ def run(args) -> int:
 
     config = DemoConfig(out=args.out, cases_per_source=args.cases_per_source, minutes=args.minutes,
                         device=args.device, trainer=args.trainer, max_folds=args.max_folds, seed=args.seed,
-                        start=args.start)
+                        start=args.start, unseen_cases=args.unseen_cases)
     try:
         run_demo(config)
     except DemoError as e:

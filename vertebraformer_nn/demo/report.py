@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..atomic import write_text_atomic
+from .config import UNSEEN_CASES
 
 #: preview pictures shown per evaluated set
 PICTURES_PER_SET = 2
@@ -116,7 +117,9 @@ def build_report(demo) -> str:
     lines = ["# VertebraFormer-nn demo report", "",
              f"`vertebraformer demo -o {out} --cases-per-source {c.cases_per_source} --minutes {c.minutes:g} "
              f"-device {c.device}`" + (f" `-tr {c.trainer}`" if c.trainer else "")
-             + (f" `--start {c.start}`" if c.start else "") + f", {time.strftime('%Y-%m-%d %H:%M')}, "
+             + (f" `--start {c.start}`" if c.start else "")
+             + (f" `--unseen-cases {c.unseen_cases}`" if c.unseen_cases != UNSEEN_CASES else "")
+             + f", {time.strftime('%Y-%m-%d %H:%M')}, "
              f"{platform.node() or 'this machine'}: device {device}. The steps took {total / 60:.1f} min in all "
              f"(about {c.minutes:g} min asked for).", "",
              _caveat(train, runs["train"].seconds, device, convert["training_cases"]), ""]
