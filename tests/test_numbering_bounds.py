@@ -14,7 +14,8 @@ from test_numbering import SPACING, level, log_probs, names, phantom, probabilit
 from vertebraformer_nn.inference.anchors import Anchor, anchor_log_prior
 from vertebraformer_nn.inference.decoder import decode_levels
 from vertebraformer_nn.inference.instance_repair import (absorb_pieces, even_parts, head_foot_direction,
-                                                         instance_heights, merge_half_instances, split_tall_instances)
+                                                         instance_heights, merge_half_instances, merge_side_by_side,
+                                                         split_tall_instances)
 from vertebraformer_nn.inference.instances import instance_geometry
 from vertebraformer_nn.inference.level_anatomy import expected_distance, max_vertebrae_in
 from vertebraformer_nn.inference.numbering import number_vertebrae
@@ -163,6 +164,16 @@ def _lumbar_spine_beside_wing_pieces() -> np.ndarray:
     return box_map
 
 
+_LUMBAR = ["T12", "L1", "L2", "L3", "L4", "L5"]
+
+
+def _numbered_with_piece(box_map, **changes):
+    """:func:`_lumbar_spine_beside_wing_pieces` with a piece (id 7) argmaxed to L3, numbered with ``changes`` to the
+    default post-processing."""
+    seg, idp = probabilities(box_map, _LUMBAR + ["L3"] + ["L5"] * 8)
+    return number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, **changes))
+
+
 def test_numbering_does_not_give_a_piece_of_a_vertebra_a_level_of_its_own():
     """verse014's L1 came in pieces: a facet argmaxed to a level of its own, 0.15 x the vertebrae beside it, stayed an
     instance (the instance stage's 0.1 x the median of all pieces was pulled down by pieces of ribs and pelvis) and
@@ -170,15 +181,52 @@ def test_numbering_does_not_give_a_piece_of_a_vertebra_a_level_of_its_own():
     box_map = _lumbar_spine_beside_wing_pieces()
     box_map[23:28, 26:32, 38:42] = 7  # 5 ml behind L2 ...
     box_map[25:27, 25, 39:41] = 7  # ... joined to it by a stalk of 4 voxels
-    levels = ["T12", "L1", "L2", "L3", "L4", "L5"]
-    seg, idp = probabilities(box_map, levels + ["L3"] + ["L5"] * 8)
-    result = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp)
-    assert names(result) == levels
+    result = _numbered_with_piece(box_map)
+    assert names(result) == _LUMBAR
     assert set(np.unique(result.labels[box_map == 7])) == {level("L2") + 1}
+    # beside L2's rows, the side-by-side rule takes it first; without that rule the small-piece rule does
+    absorbed = _numbered_with_piece(box_map, merge_overlap_fraction=0.0)
+    assert names(absorbed) == _LUMBAR
     assert any(n.startswith("joined 1 piece(s) of 5.") and "below 0.2 x the volume of their neighbours" in n
-               for n in result.notes)
-    off = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, merge_piece_fraction=0.0))
+               for n in absorbed.notes)
+    off = _numbered_with_piece(box_map, merge_piece_fraction=0.0, merge_overlap_fraction=0.0)
     assert names(off) == ["T12", "T13", "L1", "L2", "L3", "L4", "L5"]  # the piece took a level, L1 became T13
+
+
+def test_a_body_and_its_arch_side_by_side_are_one_vertebra_and_stacked_vertebrae_stay_apart():
+    """The chest series' bodies came apart from their arches (the same rows, 26 mm apart front to back), each piece
+    a level of its own."""
+    column = _stack([6, 6, 6])  # ids 1..3 down axis 0 (rows 1-6, 8-13, 15-20), 8 x 8 voxels
+    column[8:14, :, 6:8] = 4  # the arch of vertebra 2: its rows, behind its body
+    merged, notes = merge_side_by_side(column, (3.5,) * 3, 0)
+    assert set(np.unique(merged[column == 4])) == {2} and (merged[column != 4] == column[column != 4]).all()
+    assert len(notes) == 1 and "merged 1 pair(s)" in notes[0] and "100%" in notes[0]
+    assert (merge_side_by_side(column, (3.5,) * 3, 0, overlap=0.0)[0] == column).all()  # 0 = off
+    cut = np.zeros((12, 8, 8), np.int32)  # the field of view starts at row 0, and there ...
+    cut[0:9, :, 0:6] = 3  # ... a whole vertebra's body has beside it ...
+    cut[0:4, :, 6:8] = 4  # ... the processes of the one above, whose body lies outside the scan
+    assert (merge_side_by_side(cut, (3.5,) * 3, 0)[0] == cut).all()
+    inside = np.pad(cut, ((2, 2), (0, 0), (0, 0)))  # the same inside the scan: one vertebra
+    assert set(np.unique(merge_side_by_side(inside, (3.5,) * 3, 0)[0])) == {0, 3}
+    # two vertebrae one above the other whose extents overlap (a tall, fused instance on an oblique grid): apart
+    tilted = np.zeros((40, 8, 12), np.int32)
+    tilted[0:30, :, 0:6] = 1  # rows 0-29, centre row 14.5
+    tilted[20:34, :, 6:12] = 2  # rows 20-33: 10 of its 14 rows beside 1, but its centre 12 rows above, 6 columns over
+    assert (merge_side_by_side(tilted, (1.0,) * 3, 0)[0] == tilted).all()
+    # two consecutive vertebrae whose processes overlap a third: apart
+    stacked = _stack([6, 6])
+    stacked[7, :, 6:8] = 1  # vertebra 1 reaches into the disc row beside vertebra 2's rows ...
+    stacked[8:10, :, 6:8] = 1  # ... and over two of its six rows
+    assert merge_side_by_side(stacked, (3.5,) * 3, 0)[1] == []
+
+
+def test_numbering_gives_a_body_and_its_arch_one_level():
+    box_map = _lumbar_spine_beside_wing_pieces()
+    box_map[22:30, 25:34, 35:45] = 7  # an arch behind L2, in its rows (22-29) and touching it, 0.9x its volume
+    result = _numbered_with_piece(box_map)
+    assert names(result) == _LUMBAR
+    assert set(np.unique(result.labels[box_map == 7])) == {level("L2") + 1}
+    assert len(names(_numbered_with_piece(box_map, merge_overlap_fraction=0.0))) == 7  # a level of its own
 
 
 # --- the spine in the field of view -------------------------------------------------------------------------

@@ -20,7 +20,14 @@ little between neighbours (<~25 %):
   ribs and pelvis would pull the neighbours' sizes down): an instance inside the field of view smaller than
   ``merge_piece_fraction`` times the median volume of its neighbours joins the instance it shares most faces with.
   No vertebra is a fifth of its neighbours' size; such a piece is a facet, a lamina or an endplate rim the level
-  argmax gave a level of its own, and as an instance it would shift every level below it.
+  argmax gave a level of its own, and as an instance it would shift every level below it;
+* :func:`merge_side_by_side` (run by the numbering just before :func:`absorb_pieces`): two touching instances side
+  by side (their centres farther apart across the head-foot axis than along it) at the same height (their head-foot
+  extents overlap by ``merge_overlap_fraction`` of the shorter one, and together they are at most
+  :data:`SIDE_BY_SIDE_MAX` times as tall as the taller) are one vertebra cut front from back: a body and its arch
+  argmaxed to two levels. Consecutive vertebrae lie one above the other, overlap only by the processes that reach
+  over the next level (a fifth to a third of the shorter) and together are about 1.7x as tall; on an oblique grid
+  or beside a fused instance their extents may overlap more, but their centres still lie one above the other.
 
 Heights are extents along the head-foot array axis in mm (the model grid's; plans say which axis).
 """
@@ -36,12 +43,18 @@ from .instances import occupied_box
 from .postprocessing import DEFAULTS, Postprocessing
 
 __all__ = ["MERGED_MAX", "instance_heights", "head_foot_direction", "even_parts",
-           "split_tall_instances", "merge_half_instances", "repair_instances", "absorb_pieces"]
+           "split_tall_instances", "merge_half_instances", "repair_instances", "merge_side_by_side",
+           "absorb_pieces"]
 
 #: two half-height pieces are merged only when together they are at most this times the height around them
 MERGED_MAX = 1.3
 #: neighbours on each side whose median height is the reference
 NEIGHBOURS = 2
+#: two instances side by side are merged only when together they are at most this times as tall as the taller
+SIDE_BY_SIDE_MAX = 1.3
+#: an instance this close to the first or last slice (mm, at least one row) may be a vertebra the field of view cut:
+#: a thick last slice of a phantom ends one row short of the model grid's edge
+BORDER_MM = 7.0
 
 
 def instance_heights(instance_map: np.ndarray, spacing, si_axis: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -240,6 +253,88 @@ def repair_instances(instance_map, spacing, si_axis: int,
     return out, notes + more
 
 
+def _shared_faces(instance_map: np.ndarray) -> Dict[int, Dict[int, float]]:
+    """Per instance id, the ids it shares voxel faces with and how many (6-connectivity), within the occupied box."""
+    faces: Dict[int, Dict[int, float]] = {}
+    box = occupied_box(instance_map)
+    if box is None:
+        return faces
+    for (a, b), n in cc3d.contacts(instance_map[box], connectivity=6, surface_area=False).items():
+        faces.setdefault(int(a), {})[int(b)] = n
+        faces.setdefault(int(b), {})[int(a)] = n
+    return faces
+
+
+def _join(faces: Dict[int, Dict[int, float]], piece: int, host: int) -> None:
+    """Update ``faces`` in place for ``piece`` joining ``host``."""
+    for j, n in faces.pop(piece, {}).items():
+        del faces[j][piece]
+        if j != host:
+            faces.setdefault(host, {})[j] = faces.get(host, {}).get(j, 0) + n
+            faces[j][host] = faces[j].get(host, 0) + n
+
+
+def merge_side_by_side(instance_map, spacing, si_axis: int,
+                       overlap: float = DEFAULTS.merge_overlap_fraction) -> Tuple[np.ndarray, List[str]]:
+    """Merge touching instances side by side at the same height (module docstring), the pair that overlaps most
+    first; the larger keeps its id. The smaller is not merged when the field of view may cut it (within
+    :data:`BORDER_MM` of the head-foot border): the processes of a vertebra whose body lies outside the scan reach
+    down beside the next one's. Returns (new map, notes); ``overlap`` 0 = unchanged."""
+    out = np.array(instance_map, dtype=np.int32, copy=True)
+    if overlap <= 0:
+        return out, []
+    sp = np.asarray(spacing, dtype=np.float64)
+    extent, volume, centre = {}, {}, {}
+    for index, box in enumerate(ndimage.find_objects(out), start=1):
+        if box is not None:
+            points = np.argwhere(out[box] == index) + [b.start for b in box]
+            extent[index] = (int(points[:, si_axis].min()), int(points[:, si_axis].max()))
+            volume[index] = len(points)
+            centre[index] = points.mean(axis=0) * sp
+    across = [a for a in range(3) if a != si_axis]
+    edge = max(1, int(round(BORDER_MM / float(spacing[si_axis]))))  # rows from the first or last that count as cut
+    last = out.shape[si_axis] - 1
+    cut = {i for i, (lo, hi) in extent.items() if lo < edge or hi > last - edge}
+    faces = _shared_faces(out)
+    lut = np.arange(int(out.max()) + 1, dtype=np.int32)
+    merged = []
+    while True:
+        best = None
+        for a in faces:
+            for b in faces[a]:
+                if a >= b:
+                    continue
+                (a0, a1), (b0, b1) = extent[a], extent[b]
+                shared = min(a1, b1) - max(a0, b0) + 1
+                shorter, taller = sorted((a1 - a0 + 1, b1 - b0 + 1))
+                union = max(a1, b1) - min(a0, b0) + 1
+                apart = centre[b] - centre[a]
+                beside = abs(apart[si_axis]) < np.linalg.norm(apart[across])
+                if beside and shared >= overlap * shorter and union <= SIDE_BY_SIDE_MAX * taller:
+                    if best is None or shared / shorter > best[0]:
+                        best = (shared / shorter, a, b)
+        if best is None:
+            break
+        _, a, b = best
+        host, piece = (a, b) if volume[a] >= volume[b] else (b, a)
+        if piece in cut:  # processes of the vertebra the field of view cut off, beside the next: a level of its own
+            faces[a].pop(b)
+            faces[b].pop(a)
+            continue
+        _join(faces, piece, host)
+        lut[lut == piece] = host
+        extent[host] = (min(extent[a][0], extent[b][0]), max(extent[a][1], extent[b][1]))
+        centre[host] = (centre[host] * volume[host] + centre.pop(piece) * volume[piece]) / (volume[host] + volume[piece])
+        volume[host] += volume.pop(piece)
+        del extent[piece]
+        merged.append(best[0])
+    if not merged:
+        return out, []
+    return lut[out], [f"merged {len(merged)} pair(s) of touching instances at the same height (head-foot overlap "
+                      f"{', '.join(f'{m:.0%}' for m in merged)} of the shorter, at least {overlap:.0%}): one vertebra "
+                      "cut front from back, a body and its arch side by side, not two levels"]
+
+
 def absorb_pieces(instance_map, ids, centres_mm, volumes, on_border, si_axis: int,
                   fraction: float = DEFAULTS.merge_piece_fraction) -> Tuple[np.ndarray, List[str]]:
     """Merge each piece (module docstring) into the instance it shares most faces with, the smallest relative to its
@@ -254,11 +349,8 @@ def absorb_pieces(instance_map, ids, centres_mm, volumes, on_border, si_axis: in
     order = np.argsort(np.asarray(centres_mm, dtype=np.float64)[:, si_axis], kind="stable")
     ids = [int(i) for i in np.asarray(ids)[order]]
     volumes = list(np.asarray(volumes, dtype=np.float64)[order])
-    box = occupied_box(out)
-    faces: Dict[int, Dict[int, float]] = {i: {} for i in ids}  # shared voxel faces, kept up to date as pieces join
-    for (a, b), n in cc3d.contacts(out[box], connectivity=6, surface_area=False).items():
-        faces.setdefault(int(a), {})[int(b)] = n
-        faces.setdefault(int(b), {})[int(a)] = n
+    faces = {i: {} for i in ids}  # shared voxel faces, kept up to date as pieces join
+    faces.update(_shared_faces(out))
     lut = np.arange(int(out.max()) + 1, dtype=np.int32)
     absorbed, kept = [], set()
     while True:
@@ -276,11 +368,7 @@ def absorb_pieces(instance_map, ids, centres_mm, volumes, on_border, si_axis: in
             kept.add(piece)
             continue
         host = min(faces[piece], key=lambda j: (-faces[piece][j], j))  # most faces; among equals the lowest id
-        for j, n in faces.pop(piece).items():
-            del faces[j][piece]
-            if j != host:
-                faces[host][j] = faces[host].get(j, 0) + n
-                faces[j][host] = faces[j].get(host, 0) + n
+        _join(faces, piece, host)
         lut[lut == piece] = host
         volumes[ids.index(host)] += volumes[k]
         absorbed.append(volumes[k])

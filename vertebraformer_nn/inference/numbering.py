@@ -5,7 +5,8 @@
    ``disc_split.split_at_discs`` (an instance cut where the disc head sees discs),
    ``instance_repair.repair_instances`` (two fused vertebrae split, a vertebra cut across merged) and
    ``spine_extent`` (weak instances and those off the spine's axis dropped, then pieces far smaller than their
-   neighbours joined to the instance they touch (``instance_repair.absorb_pieces``) or, when isolated or smaller
+   neighbours joined to the instance they touch (``instance_repair.absorb_pieces``, after
+   ``merge_side_by_side`` has joined a body and its arch found at the same height) or, when isolated or smaller
    than the spine's own instances, dropped; no spine when too little is left, never more instances than the field of
    view can hold).
 2. :func:`order_instances`: head first, by the centre of mass (mm) along the superior axis.
@@ -36,7 +37,7 @@ from .coarse_resample import at_fine_voxels
 from .decoder import NUM_LEVELS, decode_levels
 from .disc_split import split_at_discs
 from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities, coarse_levels
-from .instance_repair import absorb_pieces, repair_instances
+from .instance_repair import absorb_pieces, merge_side_by_side, repair_instances
 from .instances import check_spacing, instance_geometry, seg_grid, vertebra_instances
 from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
@@ -150,6 +151,10 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         instance_map, ids, centres, volumes = _kept(~far, instance_map, ids, centres, volumes)
         notes.append(f"dropped {int(far.sum())} instance(s) more than {params.max_off_axis_mm:g} mm from the "
                      "spine's axis in the axial plane: not vertebrae (iliac wings, shoulder blades, ribs)")
+    instance_map, side_by_side = merge_side_by_side(instance_map, sp, axis, params.merge_overlap_fraction)
+    if side_by_side:
+        notes += side_by_side
+        ids, centres, volumes = instance_geometry(instance_map, sp)
     border = _on_border(instance_map, ids, axis)
     instance_map, absorbed = absorb_pieces(instance_map, ids, centres, volumes, border, axis,
                                            params.merge_piece_fraction)

@@ -154,6 +154,17 @@ class Postprocessing:
         "variants, worse in 1), verse014's original scan 3 -> 4 of 5; 24 unseen-style phantoms id rate +2.5 points "
         "[-1.3, 15.0] (one case better, one worse). 0 = off (such a piece stays an instance)."))
 
+    merge_overlap_fraction: float = _fixed(0.7, (
+        "Anatomy, not tuned: two touching instances side by side (centres farther apart across the head-foot axis "
+        "than along it) whose head-foot extents overlap by at least this fraction of the shorter one, and which "
+        "together are at most 1.3x as tall as the taller, are one vertebra cut front from back (a body and its arch "
+        "argmaxed to two levels) and are merged (instance_repair.merge_side_by_side). Consecutive vertebrae lie one "
+        "above the other and overlap only by the processes that reach over the next level, a fifth to a third of "
+        "the shorter. Measured with the built-in model (benchmarks/results/side_by_side_2026-12-04/): the chest "
+        "series 14 -> 12 labels for about 12 vertebrae in view; real-CT variants 9.9 -> 10.1 levels right of 15 (2 "
+        "better, none worse); 24 unseen-style phantoms id rate +0.4 points [-0.6, 2.8] (one case better, one "
+        "worse). 0 = off."))
+
     # --- numbering: the spine in the field of view (spine_extent.py) -------------------------------------------
     spine_min_volume_ml: float = _fixed(10.0, (
         "Less predicted vertebra volume than this in the whole scan (after fragments are cleaned) is no spine: no "
@@ -352,7 +363,7 @@ def _problems(p: Postprocessing) -> List[Tuple[str, str]]:
     if p.lesion_score not in LESION_SCORES:
         out.append(("lesion_score", f"must be one of {', '.join(LESION_SCORES)}"))
     for name in ("split_min_part", "instance_min_foreground", "min_mean_confidence", "split_max_neck",
-                 "disc_split_threshold"):
+                 "disc_split_threshold", "merge_overlap_fraction"):
         if not 0 <= getattr(p, name) < 1:
             out.append((name, "must lie in [0, 1)"))
     if not 0 < p.disc_split_min_part <= 0.5:
