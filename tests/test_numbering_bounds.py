@@ -135,6 +135,11 @@ def _absorb(instance_map, fraction=DEFAULTS.merge_piece_fraction):
     return absorb_pieces(instance_map, ids, centres, volumes, np.isin(ids, edges), 0, fraction)
 
 
+def _side_by_side(instance_map, spacing=(3.5,) * 3, overlap=DEFAULTS.merge_overlap_fraction):
+    ids, centres, volumes = instance_geometry(instance_map, spacing)
+    return merge_side_by_side(instance_map, ids, centres, volumes, spacing, 0, overlap)
+
+
 def test_a_piece_far_smaller_than_its_neighbours_joins_the_vertebra_it_touches_most():
     column = _stack([6, 6, 6, 6, 6])  # ids 1..5 down axis 0, rows 1-6, 8-13, 15-20, 22-27, 29-34
     column[16:19, 0, 0:3] = 6  # a lamina of 9 voxels (2 % of body 3), touching it along 3 x 3 faces ...
@@ -198,26 +203,26 @@ def test_a_body_and_its_arch_side_by_side_are_one_vertebra_and_stacked_vertebrae
     a level of its own."""
     column = _stack([6, 6, 6])  # ids 1..3 down axis 0 (rows 1-6, 8-13, 15-20), 8 x 8 voxels
     column[8:14, :, 6:8] = 4  # the arch of vertebra 2: its rows, behind its body
-    merged, notes = merge_side_by_side(column, (3.5,) * 3, 0)
+    merged, notes = _side_by_side(column)
     assert set(np.unique(merged[column == 4])) == {2} and (merged[column != 4] == column[column != 4]).all()
     assert len(notes) == 1 and "merged 1 pair(s)" in notes[0] and "100%" in notes[0]
-    assert (merge_side_by_side(column, (3.5,) * 3, 0, overlap=0.0)[0] == column).all()  # 0 = off
+    assert (_side_by_side(column, overlap=0.0)[0] == column).all()  # 0 = off
     cut = np.zeros((12, 8, 8), np.int32)  # the field of view starts at row 0, and there ...
     cut[0:9, :, 0:6] = 3  # ... a whole vertebra's body has beside it ...
     cut[0:4, :, 6:8] = 4  # ... the processes of the one above, whose body lies outside the scan
-    assert (merge_side_by_side(cut, (3.5,) * 3, 0)[0] == cut).all()
+    assert (_side_by_side(cut)[0] == cut).all()
     inside = np.pad(cut, ((2, 2), (0, 0), (0, 0)))  # the same inside the scan: one vertebra
-    assert set(np.unique(merge_side_by_side(inside, (3.5,) * 3, 0)[0])) == {0, 3}
+    assert set(np.unique(_side_by_side(inside)[0])) == {0, 3}
     # two vertebrae one above the other whose extents overlap (a tall, fused instance on an oblique grid): apart
     tilted = np.zeros((40, 8, 12), np.int32)
     tilted[0:30, :, 0:6] = 1  # rows 0-29, centre row 14.5
     tilted[20:34, :, 6:12] = 2  # rows 20-33: 10 of its 14 rows beside 1, but its centre 12 rows above, 6 columns over
-    assert (merge_side_by_side(tilted, (1.0,) * 3, 0)[0] == tilted).all()
+    assert (_side_by_side(tilted, (1.0,) * 3)[0] == tilted).all()
     # two consecutive vertebrae whose processes overlap a third: apart
     stacked = _stack([6, 6])
     stacked[7, :, 6:8] = 1  # vertebra 1 reaches into the disc row beside vertebra 2's rows ...
     stacked[8:10, :, 6:8] = 1  # ... and over two of its six rows
-    assert merge_side_by_side(stacked, (3.5,) * 3, 0)[1] == []
+    assert _side_by_side(stacked)[1] == []
 
 
 def test_numbering_gives_a_body_and_its_arch_one_level():

@@ -274,23 +274,20 @@ def _join(faces: Dict[int, Dict[int, float]], piece: int, host: int) -> None:
             faces[j][host] = faces[j].get(host, 0) + n
 
 
-def merge_side_by_side(instance_map, spacing, si_axis: int,
+def merge_side_by_side(instance_map, ids, centres_mm, volumes, spacing, si_axis: int,
                        overlap: float = DEFAULTS.merge_overlap_fraction) -> Tuple[np.ndarray, List[str]]:
     """Merge touching instances side by side at the same height (module docstring), the pair that overlaps most
-    first; the larger keeps its id. The smaller is not merged when the field of view may cut it (within
+    first; the larger keeps its id. ``ids``, ``centres_mm``, ``volumes``: per instance of ``instance_map``, as
+    ``instances.instance_geometry`` gives them. The smaller is not merged when the field of view may cut it (within
     :data:`BORDER_MM` of the head-foot border): the processes of a vertebra whose body lies outside the scan reach
     down beside the next one's. Returns (new map, notes); ``overlap`` 0 = unchanged."""
     out = np.array(instance_map, dtype=np.int32, copy=True)
     if overlap <= 0:
         return out, []
-    sp = np.asarray(spacing, dtype=np.float64)
-    extent, volume, centre = {}, {}, {}
-    for index, box in enumerate(ndimage.find_objects(out), start=1):
-        if box is not None:
-            points = np.argwhere(out[box] == index) + [b.start for b in box]
-            extent[index] = (int(points[:, si_axis].min()), int(points[:, si_axis].max()))
-            volume[index] = len(points)
-            centre[index] = points.mean(axis=0) * sp
+    boxes = ndimage.find_objects(out)  # an instance's box spans its rows along si_axis: its head-foot extent
+    extent = {int(i): (boxes[i - 1][si_axis].start, boxes[i - 1][si_axis].stop - 1) for i in ids}
+    centre = {int(i): np.asarray(c, dtype=np.float64) for i, c in zip(ids, centres_mm)}
+    volume = {int(i): float(v) for i, v in zip(ids, volumes)}
     across = [a for a in range(3) if a != si_axis]
     edge = max(1, int(round(BORDER_MM / float(spacing[si_axis]))))  # rows from the first or last that count as cut
     last = out.shape[si_axis] - 1

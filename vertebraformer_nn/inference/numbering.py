@@ -151,7 +151,8 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         instance_map, ids, centres, volumes = _kept(~far, instance_map, ids, centres, volumes)
         notes.append(f"dropped {int(far.sum())} instance(s) more than {params.max_off_axis_mm:g} mm from the "
                      "spine's axis in the axial plane: not vertebrae (iliac wings, shoulder blades, ribs)")
-    instance_map, side_by_side = merge_side_by_side(instance_map, sp, axis, params.merge_overlap_fraction)
+    instance_map, side_by_side = merge_side_by_side(instance_map, ids, centres, volumes, sp, axis,
+                                                    params.merge_overlap_fraction)
     if side_by_side:
         notes += side_by_side
         ids, centres, volumes = instance_geometry(instance_map, sp)
