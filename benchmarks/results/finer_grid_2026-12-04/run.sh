@@ -4,7 +4,7 @@
 # seed 7 (as tta_mirroring_2026-12-04/run.sh makes them, in ${TTA:-/tmp/tta}) and the real CT (originals with
 # pictures, ten test-time variants). The 2.5 mm grid is set by finer_demo.py (the planner's CPU_SPACING_MM before
 # planning; not a product option). The built-in coarse stage (7 mm) is put beside both (predict finds the sibling).
-# Run from the repository root with the venv active; the two trainings take about 45 minutes each on 2 cores.
+# Run from the repository root with the venv active; the two trainings took 48 and 54 minutes on 2 cores.
 set -e
 export nnUNet_compile=f VERTEBRAFORMER_REAL_DATA=${VERTEBRAFORMER_REAL_DATA:-../shared/data/real}
 export VERTEBRAFORMER_TRAIN_EPOCHS=52
@@ -34,4 +34,6 @@ python benchmarks/paired_evaluations.py $R/eval_lowdose_grid25.json,$R/eval_thic
   $R/eval_lowdose_grid35.json,$R/eval_thickslice_grid35.json --name-a grid-2.5mm --name-b grid-3.5mm > $R/paired.txt
 python benchmarks/paired_evaluations.py $R/eval_lowdose_grid25.json,$R/eval_thickslice_grid25.json \
   $B/eval_lowdose_on.json,$B/eval_thickslice_on.json --name-a grid-2.5mm --name-b builtin >> $R/paired.txt
+python benchmarks/paired_evaluations.py $R/eval_lowdose_grid35.json,$R/eval_thickslice_grid35.json \
+  $B/eval_lowdose_on.json,$B/eval_thickslice_on.json --name-a grid-3.5mm --name-b builtin >> $R/paired.txt
 cat $R/paired.txt
