@@ -266,11 +266,12 @@ def _shared_faces(instance_map: np.ndarray) -> Dict[int, Dict[int, float]]:
 
 
 def _join(faces: Dict[int, Dict[int, float]], piece: int, host: int) -> None:
-    """Update ``faces`` in place for ``piece`` joining ``host``."""
-    for j, n in faces.pop(piece, {}).items():
+    """Update ``faces`` in place for ``piece`` joining ``host``, a neighbour it shares faces with (so both have
+    entries)."""
+    for j, n in faces.pop(piece).items():
         del faces[j][piece]
         if j != host:
-            faces.setdefault(host, {})[j] = faces.get(host, {}).get(j, 0) + n
+            faces[host][j] = faces[host].get(j, 0) + n
             faces[j][host] = faces[j].get(host, 0) + n
 
 
