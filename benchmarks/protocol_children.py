@@ -37,16 +37,24 @@ def _predictor(model_folder: str, fold: int, device: str):
 
 
 def child_train(dataset: str, fold: int, trainer_name: str, plans: str, device: str,
-                configuration: str = CONFIGURATION) -> None:
+                configuration: str = CONFIGURATION, pretrained: str = "") -> None:
     """Train one model of ``configuration`` for the budget, as ``vertebraformer train DATASET FOLD -c
-    CONFIGURATION`` would (no final validation: the benchmark predicts and evaluates itself); writes
-    fold_<f>/training_summary.json (epochs, iterations, seconds)."""
+    CONFIGURATION [-pretrained_weights PRETRAINED]`` would (no final validation: the benchmark predicts and
+    evaluates itself); writes fold_<f>/training_summary.json (epochs, iterations, seconds, the weights it started
+    from)."""
+    from vertebraformer_nn.trainers.checkpoints import start_from_pretrained
+    from vertebraformer_nn.trainers.cli import pretrained_path
+
     trainer = _trainer(dataset, fold, configuration, trainer_name, plans, device)
+    start = pretrained_path(pretrained, configuration) if pretrained else None
+    if start:
+        start_from_pretrained(trainer, start)
     t0 = time.time()
     trainer.run_training()
     summary = {"train_seconds": time.time() - t0, "epochs": int(trainer.current_epoch),
                "iterations": int(trainer.current_epoch) * int(trainer.num_iterations_per_epoch),
-               "batch_size": int(trainer.batch_size), "patch_size": list(trainer.configuration_manager.patch_size)}
+               "batch_size": int(trainer.batch_size), "patch_size": list(trainer.configuration_manager.patch_size),
+               "pretrained": start, "initial_lr": float(trainer.initial_lr)}
     Path(trainer.output_folder, "training_summary.json").write_text(json.dumps(summary, indent=1))
 
 

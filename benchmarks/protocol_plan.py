@@ -54,12 +54,16 @@ class Costs:
     process: float = 6.0  # start of a predict process (imports, model loading)
     predict_per_input: float = 2.0  # VertebraFormer: read, preprocess, network, numbering, export (2.0 with start)
     coarse_per_input: float = 0.5  # the coarse whole-field stage on top (one window of 90 x 50 x 50 voxels)
-    nnunet_seg_per_input: float = 1.5  # nnU-Net's segmentation network's probabilities (1.5 with start)
-    nnunet_lesion_per_input: float = 0.8  # its lesion network's (0.8)
-    export_per_input: float = 0.2  # the separate models' case files from stored probabilities (0.1)
+    #: nnU-Net's networks' probabilities (1.5 and 0.8 on 2026-11-24; 4.8 and 3.7 with start-up on 2026-12-04, after
+    #: one epoch: a network that marks noise everywhere is also slower to export and evaluate)
+    nnunet_seg_per_input: float = 4.5
+    nnunet_lesion_per_input: float = 3.5
+    #: the separate models' case files from stored probabilities (0.1 on 2026-11-24; 2026-12-04: 1.9 with our decoder,
+    #: 4.3 with the per-voxel argmax, whose every speck of a one-epoch network is an instance)
+    export_per_input: float = 3.0
     perturb_per_variant: float = 0.2
     evaluate: float = 3.0  # per evaluation: bootstrap intervals of every metric (2 s for 27 inputs)
-    evaluate_per_input: float = 0.1
+    evaluate_per_input: float = 0.4  # 0.1 of a trained model's case, 0.5-1.2 of a one-epoch nnU-Net's (2026-12-04)
     efficiency: float = 20.0  # (15)
     report: float = 15.0
 

@@ -462,6 +462,13 @@ def test_the_built_in_weights_fine_tune_plans_of_another_patch(tmp_path):
     from vertebraformer_nn.trainers.cli import pretrained_path
 
     assert pretrained_path("builtin") == str(builtin_checkpoint()) and pretrained_path("/x.pth") == "/x.pth"
+    # the coarse configuration starts from the built-in coarse stage, whose embedding fits the coarse token grid
+    coarse = Path(pretrained_path("builtin", "3d_lowres"))
+    assert coarse == builtin_checkpoint(coarse=True) and coarse.parents[1].name == FOLDER.name.replace(
+        "3d_fullres", "3d_lowres")
+    low = json.loads((coarse.parents[1] / "plans.json").read_text())["configurations"]["3d_lowres"]["architecture"]
+    grid = [p // t for p, t in zip(low["arch_kwargs"]["patch_size"], low["arch_kwargs"]["token_size"])]
+    assert load_checkpoint_file(str(coarse))["network_weights"]["eva.pos_embed"].shape[1] == math.prod(grid)
     weights = load_checkpoint_file(str(builtin_checkpoint()))["network_weights"]
     arch = json.loads((FOLDER / "plans.json").read_text())["configurations"]["3d_fullres"]["architecture"]
     kwargs = arch["arch_kwargs"]

@@ -34,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="device (default: cuda if available, else cpu)")
     p.add_argument("-pretrained_weights", dest="pretrained_weights", default=None,
                    help="start from the weights of this checkpoint (as nnUNetv2_train), or 'builtin': the built-in "
-                   "model's, to fine-tune it on your data; modules it lacks (a head) keep their initialisation, and "
+                   "model's (with -c 3d_lowres its coarse whole-field stage's), to fine-tune it on your data; modules it lacks (a head) keep their initialisation, and "
                    "its positional embedding is resampled to your plans' patch")
     p.add_argument("--c", dest="continue_training", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--val", dest="validation_only", action="store_true",
@@ -101,7 +101,7 @@ def run(args) -> int:
         from .checkpoints import start_from_pretrained
 
         try:
-            start_from_pretrained(trainer, pretrained_path(args.pretrained_weights))
+            start_from_pretrained(trainer, pretrained_path(args.pretrained_weights, args.configuration))
         except (OSError, KeyError, ValueError) as e:
             print(f"vertebraformer train: {e}", file=sys.stderr)
             return 2
@@ -117,13 +117,15 @@ def run(args) -> int:
     return 0
 
 
-def pretrained_path(name: str) -> str:
-    """``-pretrained_weights``: a checkpoint's path, or ``builtin`` for the built-in model's."""
+def pretrained_path(name: str, configuration: str = "3d_fullres") -> str:
+    """``-pretrained_weights``: a checkpoint's path, or ``builtin`` for the built-in model's of ``configuration``
+    (its coarse whole-field stage's for the coarse configuration)."""
     if name != "builtin":
         return name
     from ..builtin_model import builtin_checkpoint
+    from ..planners.presets import COARSE_CONFIGURATION
 
-    return str(builtin_checkpoint())
+    return str(builtin_checkpoint(coarse=configuration == COARSE_CONFIGURATION))
 
 
 def run_ddp(args, fold, device: str) -> int:

@@ -30,8 +30,17 @@ def builtin_model() -> Tuple[Path, List[str]]:
     return FOLDER, folds
 
 
-def builtin_checkpoint() -> Path:
-    """The fine model's first shipped fold's checkpoint: the weights a fine-tuning starts from (``train
-    -pretrained_weights``, ``demo --start builtin``)."""
+def builtin_checkpoint(coarse: bool = False) -> Path:
+    """The first shipped fold's checkpoint of the fine model, or with ``coarse`` of its coarse whole-field sibling
+    (``3d_lowres``): the weights a fine-tuning of that configuration starts from (``train -pretrained_weights``,
+    ``demo --start builtin``). The two networks differ only in their positional embedding, which
+    ``load_pretrained_weights`` resamples, so the wrong one would load without a word."""
     folder, folds = builtin_model()
-    return folder / f"fold_{folds[0]}" / CHECKPOINT
+    if coarse:
+        from ..inference.coarse_stage import sibling_folder
+
+        folder = sibling_folder(folder)
+    path = folder / f"fold_{folds[0]}" / CHECKPOINT
+    if not path.is_file():
+        raise BuiltinModelMissing(f"the built-in model has no {path.relative_to(HERE)}")
+    return path
