@@ -162,6 +162,11 @@ def test_quick_protocol_fine_tunes_the_built_in_model_and_nnunet_starts_from_ran
     assert [cmd[-2] for cmd in bench.commands] == ["3d_fullres", "3d_lowres", "3d_fullres", "3d_fullres"]
     assert [QUICK.pretrained_of(k) for k in ("vf", "vf_coarse", "nnunet_lesion")] == ["builtin", "builtin", None]
     assert replace(QUICK, start="scratch").pretrained_of("vf") is None
+    # the report says where the weights came from and what that means for fold 5 and the nnU-Net rows
+    said = pr.budget_sentence(QUICK)
+    assert "started from the built-in model's weights" in said
+    assert "fold 5 holds VerSe out of the fine-tuning only" in said and "not the two methods" in said
+    assert "built-in" not in pr.budget_sentence(replace(QUICK, start="scratch"))
 
 
 @pytest.mark.parametrize("coarse", [True, False])
