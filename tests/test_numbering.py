@@ -486,7 +486,7 @@ def test_transitional_levels_only_in_their_place():
 def test_confidence_is_the_posterior_marginal():
     # two instances, both T7-leaning: the marginal of the chosen path is its share of all consecutive paths
     evidence = [{"T7": 0.6, "T6": 0.3, "T8": 0.09}, {"T7": 0.5, "T8": 0.44, "T6": 0.05}]
-    result = decode_levels(log_probs(evidence))
+    result = decode_levels(log_probs(evidence), params=replace(DEFAULTS, end_drop_cost=0.0))  # one lattice
     lp = log_probs(evidence)
     p = np.exp(lp[0][:, None] + lp[1][None, :] + np.where(D._TRANSITIONAL, DEFAULTS.transitional_log_prior, 0)[:, None]
                + np.where(D._TRANSITIONAL, DEFAULTS.transitional_log_prior, 0)[None, :])
@@ -496,6 +496,10 @@ def test_confidence_is_the_posterior_marginal():
     assert [ANATOMICAL_ORDER[s] for s in chosen] == ["T7", "T8"]
     assert result.confidence[0] == pytest.approx(p[chosen[0]].sum())
     assert result.confidence[1] == pytest.approx(p[:, chosen[1]].sum())
+    # with the ends allowed out, the same share of the paths that keep both: a little less
+    mixed = decode_levels(log_probs(evidence))
+    assert mixed.dropped == (0, 0) and (mixed.confidence < result.confidence).all()
+    assert mixed.confidence == pytest.approx(result.confidence, abs=1e-2)
 
 
 def test_order_instances_follows_the_superior_direction():

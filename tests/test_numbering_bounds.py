@@ -337,7 +337,8 @@ def test_numbering_drops_instances_beside_the_spine_and_says_so():
     assert names(result) == levels
     assert set(np.unique(result.labels[box_map >= 7])) == {0}
     assert any("2 instance(s) more than 40 mm from the spine's axis" in n for n in result.notes)
-    kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, max_off_axis_mm=0.0))
+    kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, max_off_axis_mm=0.0,
+                                                                            end_drop_cost=0.0))
     assert len(kept.instances) == 8
 
 
@@ -379,7 +380,8 @@ def test_a_piece_below_the_last_vertebra_is_not_numbered_when_wing_pieces_pulled
     assert set(np.unique(result.labels[box_map >= 7])) == {0}
     assert any("dropped 1 piece(s) of 0.8 ml, below 0.1 x the median of the spine's instances" in n
                for n in result.notes)
-    kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, min_relative_volume=0.0))
+    kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, min_relative_volume=0.0,
+                                                                            end_drop_cost=0.0))
     assert len(kept.instances) == 7
 
 
@@ -421,6 +423,56 @@ def test_second_best_is_the_runner_up_of_the_lattice():
     decoding = decode_levels(log_probs(evidence))
     assert _levels(decoding) == ["T7"] and ANATOMICAL_ORDER[decoding.second[0]] == "T8"
     assert decoding.margin == pytest.approx(math.log(0.6 / 0.35))
+
+
+NECK = ["C1", "C2", "C3", "C4", "C5", "C6", "C7"]
+
+
+def test_an_end_instance_that_fits_no_place_is_left_out_when_that_is_allowed():
+    # a piece above C1 whose voxels say T11 (a phantom neck, ctspine1k_HN_P045): kept, every level below it shifts
+    evidence = [{"T11": 0.9}] + [{n: 0.9} for n in NECK]
+    shifted = decode_levels(log_probs(evidence), params=replace(DEFAULTS, end_drop_cost=0.0))
+    assert _levels(shifted)[1:] != NECK and shifted.dropped == (0, 0)
+    dropping = replace(DEFAULTS, end_drop_cost=8.0)
+    decoding = decode_levels(log_probs(evidence), params=dropping)
+    assert decoding.dropped == (1, 0) and _levels(decoding) == NECK and len(decoding.confidence) == len(NECK)
+    assert decoding.margin > 0 and 0 < decoding.path_probability <= 1 and (decoding.confidence > 0.5).all()
+    # the same at the foot end (a last instance that says C1 would be T1 against 5.4 nats of its evidence), and
+    # never when every instance fits
+    cheap = replace(DEFAULTS, end_drop_cost=4.0)
+    foot = decode_levels(log_probs([{n: 0.9} for n in NECK] + [{"C1": 0.9}]), params=cheap)
+    assert foot.dropped == (0, 1) and _levels(foot) == NECK
+    clean = decode_levels(log_probs([{n: 0.9} for n in NECK]), params=cheap)
+    assert clean.dropped == (0, 0) and _levels(clean) == NECK
+    # an instance whose best place costs less than end_drop_cost stays
+    assert decode_levels(log_probs(evidence), params=replace(DEFAULTS, end_drop_cost=80.0)).dropped == (0, 0)
+
+
+def test_an_anchor_on_an_end_instance_makes_leaving_it_out_dearer():
+    # C2..C7 below a first instance whose voxels say T11: as C1 it pays 5.4 nats of its evidence, left out 4
+    evidence = [{"T11": 0.9}] + [{n: 0.9} for n in NECK[1:]]
+    params = replace(DEFAULTS, end_drop_cost=4.0)
+    assert decode_levels(log_probs(evidence), params=params).dropped == (1, 0)
+    # the skull base right above it says it is C1: left out, it would pay the anchor's 4 nats as well
+    skull = anchor_log_prior([Anchor("skull", 0)], len(evidence), params)
+    anchored = decode_levels(log_probs(evidence), params=params, unary=skull)
+    assert anchored.dropped == (0, 0) and _levels(anchored) == NECK
+
+
+def test_an_instance_left_out_is_unlabelled_and_reported():
+    boxes = [{"T11": 0.9}] + NECK
+    seg, idp, box_map = phantom(boxes, heights=[2] + [5] * 7)  # a piece 0.4 x the others' volume above C1
+    result = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp)  # the defaults: 8 nats, below 0.5 x the median
+    assert names(result) == NECK and result.report["left_out"] == {"head": 1, "foot": 0}
+    assert (result.labels[box_map == 1] == 0).all() and (result.labels[box_map == 2] == level("C1") + 1).all()
+    assert [i["instance_id"] for i in result.instances] == list(range(1, 8))
+    assert any("head-most instance" in n and "says T11" in n for n in result.notes)
+    kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, end_drop_cost=0.0))  # off
+    assert len(kept.instances) == 8 and kept.report["left_out"] == {"head": 0, "foot": 0}
+    # the same evidence on a whole vertebra's volume: it is numbered, whatever its evidence says
+    seg, idp, _ = phantom(boxes)
+    whole = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp)
+    assert len(whole.instances) == 8 and whole.report["left_out"] == {"head": 0, "foot": 0}
 
 
 def test_the_pitch_floor_penalises_levels_closer_than_anatomy_allows():

@@ -56,6 +56,7 @@ class Decoding:
     second: Optional[np.ndarray] = None  # (K,) the second-best labelling (None: there is none)
     margin: float = math.inf  # score of the best minus that of the second-best labelling (nats)
     path_probability: float = 1.0  # posterior probability of the decoded labelling
+    dropped: Tuple[int, int] = (0, 0)  # instances left out at the head and at the foot end (not vertebrae)
 
 
 def gap_ratios(gaps_mm, window: int = DEFAULTS.gap_window) -> np.ndarray:
@@ -123,7 +124,8 @@ def _two_best(emis: np.ndarray, trans: List[np.ndarray]):
             trace(second) if np.isfinite(score2) else None, score2)
 
 
-def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, unary=None) -> Decoding:
+def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, unary=None,
+                  droppable: Tuple[bool, bool] = (True, True)) -> Decoding:
     """Jointly decode the levels of K instances ordered head to foot.
 
     Args:
@@ -143,6 +145,14 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, un
     ``min_pitch_fraction`` x the typical distance of the two levels costs ``log(floor / gap)^2 / (2
     gap_log_sigma^2)`` (:func:`_pitch_scores`). ``second``, ``margin``, ``path_probability``: the second-best
     labelling, how much less likely it is (nats), and the posterior probability of the decoded one.
+
+    With ``params.end_drop_cost`` > 0 the first and the last instance may each be *not a vertebra of the sequence*
+    (a piece of skull above C1, of sacrum below L5, that the instance steps kept): each left out costs that many
+    nats plus the strength of any anchor on it (an anchor says it is a vertebra). The lattice is then a mixture
+    of the four ways to keep the sequence (nothing, the first, the last, both left out); ``dropped`` says which
+    won, ``levels`` and ``confidence`` are the kept instances', and ``second``, ``margin`` and
+    ``path_probability`` compare across all four. ``droppable``: whether the first and the last instance may be
+    left out at all (``numbering`` allows it only for pieces small beside the others).
     """
     lp = np.asarray(log_probs, dtype=np.float64)
     if lp.ndim != 2 or lp.shape[1] != NUM_LEVELS:
@@ -155,37 +165,67 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, un
         raise ValueError(f"cannot number {k_count} instances without duplicates: there are {NUM_LEVELS} levels")
     if k_count == 0:
         return Decoding(np.zeros(0, dtype=np.int64), np.zeros(0), [], 0.0, [])
-
-    ratios = gap_ratios(gaps, params.gap_window)
-    pitch = params.min_pitch_fraction if gaps_mm is not None else 0.0
-    trans = [_transition_scores(r, params.skip_log_prior, params.gap_log_sigma, params.skip_tolerance,
-                                params.max_skip) + _pitch_scores(g, pitch, params.gap_log_sigma)
-             for r, g in zip(ratios, gaps)]
     emis = lp + np.where(_TRANSITIONAL, params.transitional_log_prior, 0.0)
     if unary is not None:
         unary = np.asarray(unary, dtype=np.float64)
         if unary.shape != lp.shape:
             raise ValueError(f"unary must be (K, {NUM_LEVELS}) like log_probs, got shape {unary.shape}")
         emis = emis + unary
+    # an anchor's strength = what its instance loses on every level it does not allow: all of them, when left out
+    anchored = np.zeros(k_count) if unary is None else -unary.min(axis=1)
+    pitch = params.min_pitch_fraction if gaps_mm is not None else 0.0
+    options = []
+    for head, foot in _end_drops(k_count, droppable if params.end_drop_cost > 0 else (False, False)):
+        keep = slice(head, k_count - foot)
+        cost = sum(params.end_drop_cost + anchored[i] for i in (*range(head), *range(k_count - foot, k_count)))
+        options.append(_Lattice(emis[keep], gaps[head:k_count - 1 - foot], params, pitch, (head, foot), cost))
+    log_z = logsumexp([o.log_z - o.cost for o in options])
+    ranked = sorted([(o.best_score - o.cost, 0, n) for n, o in enumerate(options)] +
+                    [(o.second_score - o.cost, 1, n) for n, o in enumerate(options) if o.second is not None],
+                    key=lambda t: -t[0])
+    (best_score, _, b), runner_up = ranked[0], ranked[1] if len(ranked) > 1 else None
+    won = options[b]
+    if runner_up is None:
+        second, margin = None, math.inf
+    else:
+        o = options[runner_up[2]]
+        second, margin = (o.path if runner_up[1] == 0 else o.second), best_score - runner_up[0]
+    share = math.exp(min(won.log_z - won.cost - log_z, 0.0))  # the posterior of leaving out what it left out
+    confidence = np.clip(won.confidence * share, 0.0, 1.0)
+    notes = _decoding_notes(won.path, confidence, won.skips, won.gaps, won.ratios, params.skip_tolerance)
+    return Decoding(won.path, confidence, won.skips, best_score, notes, second, margin,
+                    float(np.exp(min(best_score - log_z, 0.0))), won.dropped)
 
-    path, best_score, second, second_score = _two_best(emis, trans)
 
-    # forward-backward for the posterior marginals
-    alpha = np.zeros((k_count, NUM_LEVELS))
-    beta = np.zeros((k_count, NUM_LEVELS))
-    alpha[0] = emis[0]
-    for i, t in enumerate(trans, start=1):
-        alpha[i] = logsumexp(alpha[i - 1][:, None] + t, axis=0) + emis[i]
-    for i in range(k_count - 2, -1, -1):
-        beta[i] = logsumexp(trans[i] + (emis[i + 1] + beta[i + 1])[None, :], axis=1)
-    log_z = logsumexp(alpha[-1])
-    confidence = np.exp(alpha[np.arange(k_count), path] + beta[np.arange(k_count), path] - log_z)
+def _end_drops(k_count: int, droppable: Tuple[bool, bool]) -> List[Tuple[int, int]]:
+    """(head, foot): how many instances each end leaves out; at least one instance is kept."""
+    return [(h, f) for h in range(1 + bool(droppable[0])) for f in range(1 + bool(droppable[1])) if h + f < k_count]
 
-    skips = [(i, int(_SKIPS[path[i], path[i + 1]])) for i in range(k_count - 1) if _SKIPS[path[i], path[i + 1]] > 0]
-    notes = _decoding_notes(path, confidence, skips, gaps, ratios, params.skip_tolerance)
-    return Decoding(path, np.clip(confidence, 0.0, 1.0), skips, best_score, notes, second,
-                    best_score - second_score if second is not None else math.inf,
-                    float(np.exp(min(best_score - log_z, 0.0))))
+
+class _Lattice:
+    """One sequence of instances decoded: the best and second-best paths and the posterior marginals."""
+
+    def __init__(self, emis: np.ndarray, gaps: np.ndarray, params: Postprocessing, pitch: float,
+                 dropped: Tuple[int, int], cost: float):
+        self.gaps, self.dropped, self.cost = gaps, dropped, cost
+        self.ratios = gap_ratios(gaps, params.gap_window)
+        trans = [_transition_scores(r, params.skip_log_prior, params.gap_log_sigma, params.skip_tolerance,
+                                    params.max_skip) + _pitch_scores(g, pitch, params.gap_log_sigma)
+                 for r, g in zip(self.ratios, gaps)]
+        self.path, self.best_score, self.second, self.second_score = _two_best(emis, trans)
+        k_count = len(emis)
+        alpha = np.zeros((k_count, NUM_LEVELS))
+        beta = np.zeros((k_count, NUM_LEVELS))
+        alpha[0] = emis[0]
+        for i, t in enumerate(trans, start=1):
+            alpha[i] = logsumexp(alpha[i - 1][:, None] + t, axis=0) + emis[i]
+        for i in range(k_count - 2, -1, -1):
+            beta[i] = logsumexp(trans[i] + (emis[i + 1] + beta[i + 1])[None, :], axis=1)
+        self.log_z = float(logsumexp(alpha[-1]))
+        at = np.arange(k_count), self.path
+        self.confidence = np.exp(alpha[at] + beta[at] - self.log_z)
+        self.skips = [(i, int(_SKIPS[self.path[i], self.path[i + 1]])) for i in range(k_count - 1)
+                      if _SKIPS[self.path[i], self.path[i + 1]] > 0]
 
 
 def _decoding_notes(path, confidence, skips, gaps, ratios, skip_tolerance) -> List[str]:

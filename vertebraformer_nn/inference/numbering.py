@@ -16,7 +16,8 @@
    probabilities when there are some (``coarse_stage``, read at the instances' voxels from its own grid); the
    anatomical anchors in the image (``anchors``).
 4. ``decoder.decode_levels``: the labels of the whole ordered sequence jointly (the fine evidence plus
-   ``coarse_level_weight`` x the coarse one, the anchors as unary priors).
+   ``coarse_level_weight`` x the coarse one, the anchors as unary priors); with ``end_drop_cost`` the first or the
+   last instance may be left out as not a vertebra (unlabelled, said in the notes and ``report["left_out"]``).
 5. :func:`number_vertebrae`: all of it, written back as a training-label map plus per-instance records,
    human-readable notes, what the numbering rests on (``report``: anchors, coarse stage, margin, count bound) and
    the case's quality flag (``quality.assess``).
@@ -231,6 +232,16 @@ def _grid(seg_probs, id_probs=None) -> GridProbabilities:
     return as_grid_probabilities(seg, id_probs)
 
 
+def _droppable(volumes: np.ndarray, max_fraction: float) -> Tuple[bool, bool]:
+    """Whether the first and the last instance are small enough beside the others (below ``max_fraction`` x their
+    median volume) to be left out as not a vertebra: one the network segmented whole stays, even where its level
+    evidence fits nowhere (verse014 blurred: an instance of two fused vertebrae, 104 ml)."""
+    if len(volumes) < 2:
+        return False, False
+    return (bool(volumes[0] < max_fraction * np.median(volumes[1:])),
+            bool(volumes[-1] < max_fraction * np.median(volumes[:-1])))
+
+
 def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS) -> NumberingResult:
     """Steps 4-5: the decoder (its parameters from ``params``) and the labelled map, records, notes, report and
     quality flag."""
@@ -243,11 +254,15 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
     ids, centres = found.ids, found.centres
     log_probs = _evidence(found, params)
     unary = anchor_log_prior(found.anchors, len(ids), params)
-    decoding = decode_levels(log_probs, np.linalg.norm(np.diff(centres, axis=0), axis=1), params, unary)
+    decoding = decode_levels(log_probs, np.linalg.norm(np.diff(centres, axis=0), axis=1), params, unary,
+                             _droppable(found.volumes, params.end_drop_max_fraction))
+    head, foot = decoding.dropped
+    kept = np.arange(head, len(ids) - foot)  # positions of the numbered instances among the ordered ones
     lut = np.zeros(int(found.instance_map.max()) + 1, dtype=np.uint8)
-    lut[ids] = decoding.levels + 1
+    lut[ids[kept]] = decoding.levels + 1
     instances, renumbered = [], []
-    for k, (i, level) in enumerate(zip(ids, decoding.levels)):
+    for k, (n, level) in enumerate(zip(kept, decoding.levels)):
+        i = ids[n]
         label = int(level) + 1
         code = L.CODE_OF_TRAINING_LABEL[label]
         majority = found.majority_label[int(i)]
@@ -259,17 +274,24 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
             "code": code,
             "name": L.name(code),
             "confidence": float(decoding.confidence[k]),
-            "log_probs": [float(v) for v in log_probs[k]],
-            "centre_mm": [float(v) for v in centres[k]],
-            "volume_mm3": float(found.volumes[k]),
-            "on_border": bool(found.on_border[k]),
+            "log_probs": [float(v) for v in log_probs[n]],
+            "centre_mm": [float(v) for v in centres[n]],
+            "volume_mm3": float(found.volumes[n]),
+            "on_border": bool(found.on_border[n]),
         })
+    for n, end in [(0, "head-most")] * head + [(len(ids) - 1, "foot-most")] * foot:
+        notes.append(f"the {end} instance ({found.volumes[n] / 1000:.1f} ml, its own evidence says "
+                     f"{L.ANATOMICAL_ORDER[int(log_probs[n].argmax())]}) left out: it does not fit the sequence of "
+                     f"the others by more than end_drop_cost = {params.end_drop_cost:g} nats, so not a vertebra")
     notes += decoding.notes
     if renumbered:
         notes.append(f"numbered against the voxel-wise majority level (head to foot): {'; '.join(renumbered)}")
     anchors = []
     for anchor in found.anchors:
-        name = instances[anchor.instance]["name"]
+        if anchor.instance not in kept:  # an anchor on an instance left out: it said nothing of the others
+            notes.append(f"anchor {anchor.kind} at an instance left out as not a vertebra")
+            continue
+        name = instances[anchor.instance - head]["name"]
         anchors.append({"kind": anchor.kind, "vertebra": name, "allows": list(anchor.levels),
                         "agrees": name in anchor.levels, "strength": anchor_strength(anchor.kind, params),
                         **anchor.measures})
@@ -286,6 +308,7 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
         "margin_nats": None if not np.isfinite(decoding.margin) else round(float(decoding.margin), 3),
         "second_best": None if decoding.second is None else [L.ANATOMICAL_ORDER[s] for s in decoding.second],
         "path_probability": round(decoding.path_probability, 4),
+        "left_out": {"head": head, "foot": foot},
         "count_bound": count,
     }
     quality = assess(instances, margin=decoding.margin, anchors=[a["kind"] for a in anchors], count=count,

@@ -249,6 +249,19 @@ class Postprocessing:
     anchor_dens_strength: float = _searched(4.0, (0.0, 2.0, 4.0, 8.0), (
         "Log-prior (nats) against every level but C2 for a vertebra whose dens rises into the ring of the one above "
         "it (anchors.py). 0 = off."))
+    end_drop_cost: float = _searched(8.0, (0.0, 4.0, 8.0, 12.0), (
+        "Cost (nats) of deciding that the first or the last instance is not a vertebra of the sequence (a piece of "
+        "skull above C1, of sacrum below L5, a rib's head that the instance steps kept): the decoder may leave out "
+        "one instance at each end and then pays this, plus the strength of an anchor on it. Where a wrong "
+        "instance at an end would shift every level, its own evidence disagrees with the place it would take by "
+        "far more (21 nats on a phantom neck). 8: on 59 phantoms of unseen seeds and styles, id rate +1.7 [0.0, "
+        "8.5] points and Dice +1.6 [0.3, 6.9] against 0, no case worse; 4 (without end_drop_max_fraction) numbered "
+        "3 cases worse (benchmarks/results/end_drop_2026-12-04). 0 = off: every instance is numbered."))
+    end_drop_max_fraction: float = _fixed(0.5, (
+        "Only an end instance smaller than this fraction of the median volume of the others may be left out "
+        "(end_drop_cost): a piece of skull, sacrum or rib head, not a vertebra the network segmented whole whose "
+        "evidence fits nowhere (on phantoms and real CT the pieces worth leaving out held 0.04-0.52 x the median, "
+        "the whole vertebrae wrongly left out 0.58-3.0 x)."))
     gap_window: int = _fixed(2, (
         "Typical distance at a gap = median of up to this many gaps on each side (not the gap itself), so the "
         "reference follows the growth of vertebrae from neck to lumbar spine."))
@@ -342,7 +355,7 @@ _NON_NEGATIVE = ("spine_min_volume_ml", "max_off_axis_mm", "split_max_height_mm"
                  "merge_piece_fraction",
                  "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml", "skull_min_volume_ml",
                  "coarse_level_weight", "anchor_rib_strength", "anchor_sacrum_strength", "anchor_skull_strength",
-                 "anchor_dens_strength", "unsure_margin")
+                 "anchor_dens_strength", "end_drop_cost", "end_drop_max_fraction", "unsure_margin")
 
 
 def _problems(p: Postprocessing) -> List[Tuple[str, str]]:
