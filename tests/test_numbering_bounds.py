@@ -15,7 +15,7 @@ from vertebraformer_nn.inference.anchors import Anchor, anchor_log_prior
 from vertebraformer_nn.inference.decoder import decode_levels
 from vertebraformer_nn.inference.instance_repair import (absorb_pieces, even_parts, head_foot_direction,
                                                          instance_heights, merge_half_instances, merge_side_by_side,
-                                                         split_tall_instances)
+                                                         split_fused_instances, split_tall_instances)
 from vertebraformer_nn.inference.instances import instance_geometry
 from vertebraformer_nn.inference.level_anatomy import expected_distance, max_vertebrae_in
 from vertebraformer_nn.inference.numbering import number_vertebrae
@@ -55,6 +55,32 @@ def test_a_fused_pair_is_split_at_its_neck_and_a_dens_like_top_is_not():
     uniform = _stack([6, 6, 13, 6, 6])  # no neck: one tall vertebra, not two
     assert len(np.unique(split_tall_instances(uniform, (3.5,) * 3, 0)[0])) - 1 == 5
     assert (split_tall_instances(fused, (3.5,) * 3, 0, ratio=0.0)[0] == fused).all()  # 0 = off
+
+
+def _widths_column(heights, widths, size: int = 12) -> np.ndarray:
+    """Boxes stacked along axis 0 (1-voxel discs, no neck anywhere), ids 1..n, each ``widths[i]`` wide in-plane."""
+    out = np.zeros((sum(h + 1 for h in heights) + 2, size, size), np.int32)
+    row = 1
+    for i, (h, w) in enumerate(zip(heights, widths), start=1):
+        lo = (size - w) // 2
+        out[row:row + h, lo:lo + w, lo:lo + w] = i
+        row += h + 1
+    return out
+
+
+def test_an_instance_as_tall_and_as_large_as_two_neighbours_is_cut_in_two_without_a_neck():
+    # 28 mm vertebrae of 6x6 voxels and, among them, one 60 mm tall and 8x8 wide (3.8 x their volume): two fused
+    column = _widths_column([8, 8, 8, 17, 8, 8], [6, 6, 6, 8, 6, 6])
+    split, notes = split_fused_instances(column, (3.5,) * 3, 0, 1.7, 2.5)
+    ids, heights, _ = instance_heights(split, (3.5,) * 3, 0)
+    assert len(ids) == 7 and notes and "into 2 of equal length" in notes[0]
+    assert sorted(heights)[-2:] == pytest.approx([31.5, 31.5], abs=3.6)  # two halves of 60 mm, within a voxel
+    # as tall but no larger than two of them (the same width): one tall vertebra, or a flipped half joined to it
+    same_width = _widths_column([8, 8, 8, 17, 8, 8], [8] * 6)
+    assert len(np.unique(split_fused_instances(same_width, (3.5,) * 3, 0, 1.7, 2.5)[0])) - 1 == 6
+    # parts below 20 mm are no thoracolumbar vertebrae (pieces of a crop cut into bands): kept whole; 0 = off
+    assert split_fused_instances(column, (1.0,) * 3, 0, 1.7, 2.5)[1] == []
+    assert split_fused_instances(column, (3.5,) * 3, 0, 1.7, 0.0)[1] == []
 
 
 def _fused_column(bodies: int, height: int = 9, width: int = 8) -> np.ndarray:
@@ -337,8 +363,9 @@ def test_numbering_drops_instances_beside_the_spine_and_says_so():
     assert names(result) == levels
     assert set(np.unique(result.labels[box_map >= 7])) == {0}
     assert any("2 instance(s) more than 40 mm from the spine's axis" in n for n in result.notes)
+    # the other steps that would take the wings for something else off as well: the end drop, the fused split
     kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, max_off_axis_mm=0.0,
-                                                                            end_drop_cost=0.0))
+                                                                            end_drop_cost=0.0, split_volume_ratio=0.0))
     assert len(kept.instances) == 8
 
 

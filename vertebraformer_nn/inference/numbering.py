@@ -6,8 +6,9 @@
    ``instance_repair.repair_instances`` (two fused vertebrae split, a vertebra cut across merged) and
    ``spine_extent`` (weak instances and those off the spine's axis dropped, then pieces far smaller than their
    neighbours joined to the instance they touch (``instance_repair.absorb_pieces``, after
-   ``merge_side_by_side`` has joined a body and its arch found at the same height) or, when isolated or smaller
-   than the spine's own instances, dropped; no spine when too little is left, never more instances than the field of
+   ``merge_side_by_side`` has joined a body and its arch found at the same height), an instance as tall and as large
+   as two of its neighbours cut in two (``instance_repair.split_fused_instances``), pieces isolated or smaller
+   than the spine's own instances dropped; no spine when too little is left, never more instances than the field of
    view can hold).
 2. :func:`order_instances`: head first, by the centre of mass (mm) along the superior axis.
 3. ``level_evidence.instance_level_log_probs``: one vector of level log-probabilities per instance (log of the
@@ -38,7 +39,7 @@ from .coarse_resample import at_fine_voxels
 from .decoder import NUM_LEVELS, decode_levels
 from .disc_split import split_at_discs
 from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities, coarse_levels
-from .instance_repair import absorb_pieces, merge_side_by_side, repair_instances
+from .instance_repair import absorb_pieces, merge_side_by_side, repair_instances, split_fused_instances
 from .instances import check_spacing, instance_geometry, seg_grid, vertebra_instances
 from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
@@ -162,6 +163,12 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
                                            params.merge_piece_fraction)
     if absorbed:
         notes += absorbed
+        ids, centres, volumes = instance_geometry(instance_map, sp)
+        border = _on_border(instance_map, ids, axis)
+    instance_map, fused = split_fused_instances(instance_map, sp, axis, params.split_height_ratio,
+                                                params.split_volume_ratio)
+    if fused:
+        notes += fused
         ids, centres, volumes = instance_geometry(instance_map, sp)
         border = _on_border(instance_map, ids, axis)
     small = fragments(volumes, border, params.min_relative_volume)

@@ -138,6 +138,14 @@ class Postprocessing:
         "instance. Measured on the real-CT variants (benchmarks/results/even_split_2026-12-04/): 9.1 -> 9.5 levels "
         "right of 15; with it under split_height_ratio too (parts by the neighbours' height) 5.7, with "
         "split_max_height_mm 70 or 80 mm 7.7-8.8. 0 = off (such an instance stays whole)."))
+    split_volume_ratio: float = _searched(2.5, (0.0, 2.0, 2.5, 3.0), (
+        "Once pieces have joined their vertebra, an instance split_height_ratio times as tall as its neighbours (two on "
+        "each side) and at least this many times their median volume is two vertebrae fused without a neck (the discs "
+        "tilted against every slice: verse014's L4 and L5, 84 mm and 4.3 x): it is cut into parts of equal length "
+        "along its own head-foot direction, one per neighbour height, each at least 20 mm "
+        "(instance_repair.split_fused_instances). 2.5: on 59 unseen phantoms id rate +1.9 points (2 cases better, none "
+        "worse), verse014 5 of 5; 2.0 and 1.7 made 1 and 4 phantoms worse "
+        "(benchmarks/results/fused_split_2026-12-04). 0 = off."))
     merge_half_height: float = _searched(0.65, (0.0, 0.55, 0.65, 0.75), (
         "Two consecutive touching instances each at most this fraction of the median height of the instances around "
         "them, together at most 1.3 x that median, are one vertebra cut across (a weak model's two levels on the "
@@ -351,7 +359,7 @@ def documentation(name: str) -> str:
 
 
 #: values that only need to be >= 0 (0 switches an anchor, the coarse evidence or a threshold off)
-_NON_NEGATIVE = ("spine_min_volume_ml", "max_off_axis_mm", "split_max_height_mm", "split_even_pitch_mm",
+_NON_NEGATIVE = ("spine_min_volume_ml", "split_volume_ratio", "max_off_axis_mm", "split_max_height_mm", "split_even_pitch_mm",
                  "merge_piece_fraction",
                  "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml", "skull_min_volume_ml",
                  "coarse_level_weight", "anchor_rib_strength", "anchor_sacrum_strength", "anchor_skull_strength",
