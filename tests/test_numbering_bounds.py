@@ -475,6 +475,19 @@ def test_an_end_instance_that_fits_no_place_is_left_out_when_that_is_allowed():
     assert decode_levels(log_probs(evidence), params=replace(DEFAULTS, end_drop_cost=80.0)).dropped == (0, 0)
 
 
+def test_beside_an_instance_that_may_hold_two_vertebrae_one_level_may_be_skipped():
+    # C1 (the skull above it) to T1 in 7 instances at even gaps: C3 and C4 came as one instance, whose evidence says C3
+    evidence = [{n: 0.6} for n in ["C1", "C2", "C3", "C5", "C6", "C7", "T1"]]
+    skull = anchor_log_prior([Anchor("skull", 0)], len(evidence))
+    plain = decode_levels(log_probs(evidence), [20.0] * 6, unary=skull)
+    assert _levels(plain) != ["C1", "C2", "C3", "C5", "C6", "C7", "T1"]  # no gap says a level is missing
+    double = np.array([False, False, True, False, False, False, False])
+    decoding = decode_levels(log_probs(evidence), [20.0] * 6, unary=skull, double=double)
+    assert _levels(decoding) == ["C1", "C2", "C3", "C5", "C6", "C7", "T1"] and decoding.skips == [(2, 1)]
+    with pytest.raises(ValueError, match="double"):
+        decode_levels(log_probs(evidence), double=[True])
+
+
 def test_an_anchor_on_an_end_instance_makes_leaving_it_out_dearer():
     # C2..C7 below a first instance whose voxels say T11: as C1 it pays 5.4 nats of its evidence, left out 4
     evidence = [{"T11": 0.9}] + [{n: 0.9} for n in NECK[1:]]

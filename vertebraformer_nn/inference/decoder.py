@@ -72,12 +72,13 @@ def gap_ratios(gaps_mm, window: int = DEFAULTS.gap_window) -> np.ndarray:
 
 
 def _transition_scores(ratio: float, skip_log_prior: float, gap_log_sigma: float, skip_tolerance: float,
-                       max_skip: int) -> np.ndarray:
-    """(26, 26) log score of level s at one instance followed by level t at the next, given the gap ratio."""
+                       max_skip: int, double: bool = False) -> np.ndarray:
+    """(26, 26) log score of level s at one instance followed by level t at the next, given the gap ratio;
+    ``double``: one of the two instances may hold two vertebrae, so one level may be skipped whatever the gap."""
     ratio = max(ratio, 1e-3)
     per_skip = np.full(max_skip + 1, -np.inf)
     for k in range(max_skip + 1):
-        if k == 0 or ratio >= k + 1 - skip_tolerance:
+        if k == 0 or ratio >= k + 1 - skip_tolerance or (double and k == 1):
             per_skip[k] = k * skip_log_prior - math.log(ratio / (k + 1)) ** 2 / (2 * gap_log_sigma ** 2)
     valid = (_SKIPS >= 0) & (_SKIPS <= max_skip)
     scores = np.full((NUM_LEVELS, NUM_LEVELS), -np.inf)
@@ -125,7 +126,7 @@ def _two_best(emis: np.ndarray, trans: List[np.ndarray]):
 
 
 def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, unary=None,
-                  droppable: Tuple[bool, bool] = (True, True)) -> Decoding:
+                  droppable: Tuple[bool, bool] = (True, True), double=None) -> Decoding:
     """Jointly decode the levels of K instances ordered head to foot.
 
     Args:
@@ -153,6 +154,9 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, un
     won, ``levels`` and ``confidence`` are the kept instances', and ``second``, ``margin`` and
     ``path_probability`` compare across all four. ``droppable``: whether the first and the last instance may be
     left out at all (``numbering`` allows it only for pieces small beside the others).
+
+    ``double``: (K,) bool, instances that may hold two vertebrae (two fused that no cut separated, ``numbering``:
+    far larger than their neighbours); next to one, one level may be skipped whatever the gap ratio says.
     """
     lp = np.asarray(log_probs, dtype=np.float64)
     if lp.ndim != 2 or lp.shape[1] != NUM_LEVELS:
@@ -174,11 +178,16 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, un
     # an anchor's strength = what its instance loses on every level it does not allow: all of them, when left out
     anchored = np.zeros(k_count) if unary is None else -unary.min(axis=1)
     pitch = params.min_pitch_fraction if gaps_mm is not None else 0.0
+    double = np.zeros(k_count, bool) if double is None else np.asarray(double, bool).reshape(-1)
+    if len(double) != k_count:
+        raise ValueError(f"double must hold K = {k_count} flags, got {len(double)}")
+    double_gap = double[:-1] | double[1:]
     options = []
     for head, foot in _end_drops(k_count, droppable if params.end_drop_cost > 0 else (False, False)):
         keep = slice(head, k_count - foot)
         cost = sum(params.end_drop_cost + anchored[i] for i in (*range(head), *range(k_count - foot, k_count)))
-        options.append(_Lattice(emis[keep], gaps[head:k_count - 1 - foot], params, pitch, (head, foot), cost))
+        options.append(_Lattice(emis[keep], gaps[head:k_count - 1 - foot], params, pitch, (head, foot), cost,
+                                double_gap[head:k_count - 1 - foot]))
     log_z = logsumexp([o.log_z - o.cost for o in options])
     ranked = sorted([(o.best_score - o.cost, 0, n) for n, o in enumerate(options)] +
                     [(o.second_score - o.cost, 1, n) for n, o in enumerate(options) if o.second is not None],
@@ -206,12 +215,12 @@ class _Lattice:
     """One sequence of instances decoded: the best and second-best paths and the posterior marginals."""
 
     def __init__(self, emis: np.ndarray, gaps: np.ndarray, params: Postprocessing, pitch: float,
-                 dropped: Tuple[int, int], cost: float):
+                 dropped: Tuple[int, int], cost: float, double_gap: np.ndarray):
         self.gaps, self.dropped, self.cost = gaps, dropped, cost
         self.ratios = gap_ratios(gaps, params.gap_window)
         trans = [_transition_scores(r, params.skip_log_prior, params.gap_log_sigma, params.skip_tolerance,
-                                    params.max_skip) + _pitch_scores(g, pitch, params.gap_log_sigma)
-                 for r, g in zip(self.ratios, gaps)]
+                                    params.max_skip, bool(d)) + _pitch_scores(g, pitch, params.gap_log_sigma)
+                 for r, g, d in zip(self.ratios, gaps, double_gap)]
         self.path, self.best_score, self.second, self.second_score = _two_best(emis, trans)
         k_count = len(emis)
         alpha = np.zeros((k_count, NUM_LEVELS))

@@ -74,11 +74,11 @@ def instance_heights(instance_map: np.ndarray, spacing, si_axis: int) -> Tuple[n
     return np.asarray(ids, dtype=np.int64)[order], np.asarray(heights)[order], np.asarray(centres)[order]
 
 
-def _reference_height(heights: np.ndarray, exclude: Tuple[int, int]) -> float:
-    """Median height of up to NEIGHBOURS instances on each side of positions ``exclude[0]..exclude[1]``; NaN with
-    fewer than two of them."""
+def neighbour_median(values: np.ndarray, exclude: Tuple[int, int]) -> float:
+    """Median of up to NEIGHBOURS values (heights, volumes of instances in head-foot order) on each side of positions
+    ``exclude[0]..exclude[1]``; NaN with fewer than two of them."""
     lo, hi = exclude
-    around = np.concatenate([heights[max(0, lo - NEIGHBOURS):lo], heights[hi + 1:hi + 1 + NEIGHBOURS]])
+    around = np.concatenate([values[max(0, lo - NEIGHBOURS):lo], values[hi + 1:hi + 1 + NEIGHBOURS]])
     return float(np.median(around)) if len(around) >= 2 else float("nan")
 
 
@@ -164,7 +164,7 @@ def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEF
         ids, heights, _ = measured
         boxes = ndimage.find_objects(out)
         for k, (i, h) in enumerate(zip(ids, heights)):
-            reference = _reference_height(heights, (k, k))
+            reference = neighbour_median(heights, (k, k))
             if h >= ratio * reference and _cut_at_neck(out, boxes[i - 1], i, si_axis, min_part, max_neck,
                                                        int(out.max()) + 1):
                 notes.append(f"split an instance {h:.0f} mm tall ({h / reference:.1f} x its neighbours) at its "
@@ -215,7 +215,7 @@ def split_fused_instances(instance_map, spacing, si_axis: int, height_ratio: flo
     boxes = ndimage.find_objects(out)
     notes = []
     for k, i in enumerate(ids):
-        height, volume = _reference_height(heights, (k, k)), _reference_height(volumes, (k, k))
+        height, volume = neighbour_median(heights, (k, k)), neighbour_median(volumes, (k, k))
         count = max(2, int(round(heights[k] / height))) if height > 0 else 0
         if (heights[k] >= height_ratio * height and volumes[k] >= volume_ratio * volume
                 and heights[k] / max(count, 1) >= FUSED_MIN_PART_MM):
@@ -236,7 +236,7 @@ def merge_half_instances(instance_map, spacing, si_axis: int,
     ids, heights, _ = instance_heights(out, spacing, si_axis)
     notes, k = [], 0
     while k < len(ids) - 1:
-        reference = _reference_height(heights, (k, k + 1))
+        reference = neighbour_median(heights, (k, k + 1))
         a, b = int(ids[k]), int(ids[k + 1])
         if heights[k] <= half * reference and heights[k + 1] <= half * reference and _touch(out, a, b):
             union_rows = np.flatnonzero(np.moveaxis(np.isin(out, (a, b)), si_axis, 0).any(axis=(1, 2)))

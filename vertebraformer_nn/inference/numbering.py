@@ -39,7 +39,8 @@ from .coarse_resample import at_fine_voxels
 from .decoder import NUM_LEVELS, decode_levels
 from .disc_split import split_at_discs
 from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities, coarse_levels
-from .instance_repair import absorb_pieces, merge_side_by_side, repair_instances, split_fused_instances
+from .instance_repair import (absorb_pieces, merge_side_by_side, neighbour_median, repair_instances,
+                              split_fused_instances)
 from .instances import check_spacing, instance_geometry, seg_grid, vertebra_instances
 from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
@@ -249,6 +250,15 @@ def _droppable(volumes: np.ndarray, max_fraction: float) -> Tuple[bool, bool]:
             bool(volumes[-1] < max_fraction * np.median(volumes[:-1])))
 
 
+def _double(volumes: np.ndarray, ratio: float) -> np.ndarray:
+    """Which instances may hold two vertebrae: at least ``ratio`` x the median volume of their neighbours (two on
+    each side); none when ``ratio`` is 0."""
+    volumes = np.asarray(volumes, dtype=np.float64)
+    if ratio <= 0:
+        return np.zeros(len(volumes), bool)
+    return np.array([v >= ratio * neighbour_median(volumes, (k, k)) for k, v in enumerate(volumes)], bool)
+
+
 def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS) -> NumberingResult:
     """Steps 4-5: the decoder (its parameters from ``params``) and the labelled map, records, notes, report and
     quality flag."""
@@ -262,7 +272,8 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
     log_probs = _evidence(found, params)
     unary = anchor_log_prior(found.anchors, len(ids), params)
     decoding = decode_levels(log_probs, np.linalg.norm(np.diff(centres, axis=0), axis=1), params, unary,
-                             _droppable(found.volumes, params.end_drop_max_fraction))
+                             _droppable(found.volumes, params.end_drop_max_fraction),
+                             _double(found.volumes, params.double_volume_ratio))
     head, foot = decoding.dropped
     kept = np.arange(head, len(ids) - foot)  # positions of the numbered instances among the ordered ones
     lut = np.zeros(int(found.instance_map.max()) + 1, dtype=np.uint8)
