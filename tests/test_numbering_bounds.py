@@ -484,6 +484,8 @@ def test_beside_an_instance_that_may_hold_two_vertebrae_one_level_may_be_skipped
     double = np.array([False, False, True, False, False, False, False])
     decoding = decode_levels(log_probs(evidence), [20.0] * 6, unary=skull, double=double)
     assert _levels(decoding) == ["C1", "C2", "C3", "C5", "C6", "C7", "T1"] and decoding.skips == [(2, 1)]
+    assert any("level C4 skipped between C3 and C5, one of which is large enough to hold two" in n
+               for n in decoding.notes)
     with pytest.raises(ValueError, match="double"):
         decode_levels(log_probs(evidence), double=[True])
 

@@ -201,7 +201,8 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, un
         second, margin = (o.path if runner_up[1] == 0 else o.second), best_score - runner_up[0]
     share = math.exp(min(won.log_z - won.cost - log_z, 0.0))  # the posterior of leaving out what it left out
     confidence = np.clip(won.confidence * share, 0.0, 1.0)
-    notes = _decoding_notes(won.path, confidence, won.skips, won.gaps, won.ratios, params.skip_tolerance)
+    notes = _decoding_notes(won.path, confidence, won.skips, won.gaps, won.ratios, params.skip_tolerance,
+                            won.double_gap)
     return Decoding(won.path, confidence, won.skips, best_score, notes, second, margin,
                     float(np.exp(min(best_score - log_z, 0.0))), won.dropped)
 
@@ -216,7 +217,7 @@ class _Lattice:
 
     def __init__(self, emis: np.ndarray, gaps: np.ndarray, params: Postprocessing, pitch: float,
                  dropped: Tuple[int, int], cost: float, double_gap: np.ndarray):
-        self.gaps, self.dropped, self.cost = gaps, dropped, cost
+        self.gaps, self.dropped, self.cost, self.double_gap = gaps, dropped, cost, double_gap
         self.ratios = gap_ratios(gaps, params.gap_window)
         trans = [_transition_scores(r, params.skip_log_prior, params.gap_log_sigma, params.skip_tolerance,
                                     params.max_skip, bool(d)) + _pitch_scores(g, pitch, params.gap_log_sigma)
@@ -237,12 +238,17 @@ class _Lattice:
                       if _SKIPS[self.path[i], self.path[i + 1]] > 0]
 
 
-def _decoding_notes(path, confidence, skips, gaps, ratios, skip_tolerance) -> List[str]:
+def _decoding_notes(path, confidence, skips, gaps, ratios, skip_tolerance, double_gap) -> List[str]:
     names = [L.ANATOMICAL_ORDER[s] for s in path]
     notes = [f"field of view starts at {names[0]} and ends at {names[-1]} ({len(path)} vertebrae)"]
     for i, k in skips:
         missing = [n for n in L.ANATOMICAL_ORDER[path[i] + 1:path[i + 1]] if n not in ("T13", "L6")]
         word = "level" if k == 1 else "levels"
+        if k == 1 and double_gap[i] and ratios[i] < 2 - skip_tolerance:  # the gap alone would not allow it
+            notes.append(f"level {missing[0]} skipped between {names[i]} and {names[i + 1]}, one of which is large "
+                         f"enough to hold two vertebrae (gap {gaps[i]:.0f} mm, {ratios[i]:.1f} x the neighbouring "
+                         f"spacing): it may hold {missing[0]} as well")
+            continue
         notes.append(
             f"{word} {', '.join(missing)} skipped between {names[i]} and {names[i + 1]}: gap {gaps[i]:.0f} mm "
             f"({ratios[i]:.1f} x the neighbouring spacing) suggests {k} missing vertebra{'e' if k > 1 else ''}"
