@@ -34,8 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="device (default: cuda if available, else cpu)")
     p.add_argument("-pretrained_weights", dest="pretrained_weights", default=None,
                    help="start from the weights of this checkpoint (as nnUNetv2_train), or 'builtin': the built-in "
-                   "model's (with -c 3d_lowres its coarse whole-field stage's), to fine-tune it on your data; modules it lacks (a head) keep their initialisation, and "
-                   "its positional embedding is resampled to your plans' patch")
+                   "model's (with -c 3d_lowres its coarse whole-field stage's), to fine-tune it on your data; modules "
+                   "it lacks (a head) keep their initialisation, and its positional embedding is resampled to your "
+                   "plans' patch")
     p.add_argument("--c", dest="continue_training", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--val", dest="validation_only", action="store_true",
                    help="only run the final validation (needs checkpoint_final.pth)")

@@ -206,23 +206,30 @@ def split_fused_instances(instance_map, spacing, si_axis: int, height_ratio: flo
     neighbour height: two vertebrae fused without a neck, where the discs are tilted against every slice (verse014's
     L4 and L5, 84 mm and 121 ml beside neighbours of 38 mm and 30 ml). Meant for the spine's own instances, once
     pieces have joined their vertebra (``absorb_pieces``): among the pieces every vertebra is many times its
-    neighbours. Returns (new map, notes); ``volume_ratio`` or ``height_ratio`` 0 = off."""
-    out = np.array(instance_map, dtype=np.int32, copy=True)
-    if volume_ratio <= 0 or height_ratio <= 0:
-        return out, []
-    ids, heights, _ = instance_heights(out, spacing, si_axis)
-    volumes = np.bincount(out.ravel(), minlength=int(out.max()) + 1)[ids].astype(np.float64)
-    boxes = ndimage.find_objects(out)
+    neighbours. Works inside the instances' bounding box (``instances.occupied_box``), as ``repair_instances``;
+    returns (new map, notes), the map itself when nothing is cut; ``volume_ratio`` or ``height_ratio`` 0 = off."""
+    instance_map = np.asarray(instance_map)
+    box = occupied_box(instance_map) if volume_ratio > 0 and height_ratio > 0 else None
+    if box is None:
+        return instance_map, []
+    region = np.array(instance_map[box], dtype=np.int32)  # a copy, cut in place
+    ids, heights, _ = instance_heights(region, spacing, si_axis)
+    volumes = np.bincount(region.ravel(), minlength=int(region.max()) + 1)[ids].astype(np.float64)
+    boxes = ndimage.find_objects(region)
     notes = []
     for k, i in enumerate(ids):
         height, volume = neighbour_median(heights, (k, k)), neighbour_median(volumes, (k, k))
         count = max(2, int(round(heights[k] / height))) if height > 0 else 0
         if (heights[k] >= height_ratio * height and volumes[k] >= volume_ratio * volume
                 and heights[k] / max(count, 1) >= FUSED_MIN_PART_MM):
-            parts = _cut_even(out, boxes[i - 1], int(i), spacing, si_axis, height, count)
+            parts = _cut_even(region, boxes[i - 1], int(i), spacing, si_axis, height, count)
             notes.append(f"split an instance {heights[k]:.0f} mm tall and {volumes[k] / volume:.1f} x the volume of "
                          f"its neighbours ({heights[k] / height:.1f} x their height), without a narrow "
                          f"cross-section, into {len(parts)} of equal length along the spine: fused vertebrae")
+    if not notes:
+        return instance_map, []
+    out = np.array(instance_map, dtype=np.int32, copy=True)
+    out[box] = region
     return out, notes
 
 
