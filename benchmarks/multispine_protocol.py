@@ -331,7 +331,8 @@ class Benchmark:
         passed only when the plans have one, so the command also runs where ``predict`` knows no such stage)."""
         shutil.rmtree(target, ignore_errors=True)
         cmd = vf("predict", "-i", str(self.work / "inputs" / f"fold{fold}"), "-o", str(target), "-m",
-                 str(self.model_folder(model)), "-f", str(fold), "-device", self.p.device, "--numbering", numbering)
+                 str(self.model_folder(model)), "-f", str(fold), "-device", self.p.device, "--numbering", numbering,
+                 "--save_probabilities")  # kept, so that a later numbering can score the same networks again
         done = run(cmd + (["--no-coarse"] if no_coarse and self.coarse else []), env=self.env)
         return {**done, **self.case_seconds(target)}
 
