@@ -14,8 +14,9 @@ from test_numbering import SPACING, level, log_probs, names, phantom, probabilit
 from vertebraformer_nn.inference.anchors import Anchor, anchor_log_prior
 from vertebraformer_nn.inference.decoder import decode_levels
 from vertebraformer_nn.inference.instance_repair import (absorb_pieces, even_parts, head_foot_direction,
-                                                         instance_heights, merge_half_instances, merge_side_by_side,
-                                                         split_fused_instances, split_tall_instances)
+                                                         instance_heights, level_runs, merge_half_instances,
+                                                         merge_side_by_side, split_fused_instances, split_level_runs,
+                                                         split_tall_instances)
 from vertebraformer_nn.inference.instances import instance_geometry
 from vertebraformer_nn.inference.level_anatomy import expected_distance, max_vertebrae_in
 from vertebraformer_nn.inference.numbering import number_vertebrae
@@ -81,6 +82,52 @@ def test_an_instance_as_tall_and_as_large_as_two_neighbours_is_cut_in_two_withou
     # parts below 20 mm are no thoracolumbar vertebrae (pieces of a crop cut into bands): kept whole; 0 = off
     assert split_fused_instances(column, (1.0,) * 3, 0, 1.7, 2.5)[1] == []
     assert split_fused_instances(column, (3.5,) * 3, 0, 1.7, 0.0)[1] == []
+
+
+def test_level_runs_ignore_a_stray_level_shorter_than_a_vertebra():
+    # 3.5 mm slabs from the foot up: L2 for 4, a 1-slab stray L1, L2 again, then L1 for 4
+    levels = np.array([22] * 4 + [21] + [22] * 3 + [21] * 4)
+    runs = level_runs(levels, np.arange(len(levels)) * 3.5, 3.5)
+    assert [level for level, _ in runs] == [22, 21] and runs[1][1] == pytest.approx(8 * 3.5)
+    assert len(level_runs(np.array([22] * 2 + [21] * 2), np.arange(4) * 3.5, 3.5)) == 1  # 7 mm each: one run
+
+
+def _level_column(heights, levels_of):
+    """(instance map, flat index of its foreground, level per foreground voxel): :func:`_stack` of ``heights`` along
+    axis 0 (the head towards higher rows), each instance's rows carrying the levels ``levels_of[id]`` gives, a list
+    of (rows, training label) from its lowest row up."""
+    column = _stack(heights)
+    level_map = np.zeros(column.shape, np.int64)
+    for i in range(1, len(heights) + 1):
+        rows = np.flatnonzero((column == i).any(axis=(1, 2)))
+        start = rows[0]
+        for count, label in levels_of[i]:
+            level_map[start:start + count][column[start:start + count] == i] = label
+            start += count
+    index = np.flatnonzero(column.ravel())
+    return column, index, level_map.ravel()[index]
+
+
+def test_a_tall_instance_is_cut_where_its_levels_change_in_the_spines_order():
+    # T10-T12 one above the other (head towards higher rows), then an instance twice as tall whose lower half says L2
+    # and upper half L1 (two vertebrae that met across a bridged disc), then L3
+    label = {name: ANATOMICAL_ORDER.index(name) + 1 for name in ("T10", "T11", "T12", "L1", "L2", "L3")}
+    levels = {1: [(8, label["L3"])], 2: [(8, label["L2"]), (9, label["L1"])], 3: [(8, label["T12"])],
+              4: [(8, label["T11"])], 5: [(8, label["T10"])]}
+    column, index, voxel_levels = _level_column([8, 17, 8, 8, 8], levels)
+    split, notes = split_level_runs(column, index, voxel_levels, (3.5,) * 3, 0, 1, 1.4)
+    ids, heights, _ = instance_heights(split, (3.5,) * 3, 0)
+    assert len(ids) == 6 and heights.tolist() == [28.0, 28.0, 31.5, 28.0, 28.0, 28.0]
+    assert notes == ["split an instance 60 mm tall (2.1 x its neighbours) into 2 where its voxel-wise levels change "
+                     "(L1, L2, head to foot): vertebrae joined across a bridged disc"]
+    assert (split > 0).sum() == (column > 0).sum()  # nothing lost
+    # the head towards lower rows: the same levels are now out of the spine's order, and nothing is cut
+    assert split_level_runs(column, index, voxel_levels, (3.5,) * 3, 0, -1, 1.4)[1] == []
+    assert split_level_runs(column, index, voxel_levels, (3.5,) * 3, 0, 1, height_ratio=0.0)[1] == []  # 0 = off
+    # one vertebra whose level flips half-way is no taller than its neighbours: kept whole
+    levels[2] = [(4, label["L2"]), (4, label["L1"])]
+    column, index, voxel_levels = _level_column([8, 8, 8, 8, 8], levels)
+    assert split_level_runs(column, index, voxel_levels, (3.5,) * 3, 0, 1, 1.4)[1] == []
 
 
 def _fused_column(bodies: int, height: int = 9, width: int = 8) -> np.ndarray:
@@ -363,9 +410,11 @@ def test_numbering_drops_instances_beside_the_spine_and_says_so():
     assert names(result) == levels
     assert set(np.unique(result.labels[box_map >= 7])) == {0}
     assert any("2 instance(s) more than 40 mm from the spine's axis" in n for n in result.notes)
-    # the other steps that would take the wings for something else off as well: the end drop, the fused split
+    # the other steps that would take the wings for something else off as well: the end drop, the fused split, the
+    # cut of an instance the sequence gives two levels
     kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, max_off_axis_mm=0.0,
-                                                                            end_drop_cost=0.0, split_volume_ratio=0.0))
+                                                                            end_drop_cost=0.0, split_volume_ratio=0.0,
+                                                                            double_split=0.0))
     assert len(kept.instances) == 8
 
 
@@ -488,6 +537,24 @@ def test_beside_an_instance_that_may_hold_two_vertebrae_one_level_may_be_skipped
                for n in decoding.notes)
     with pytest.raises(ValueError, match="double"):
         decode_levels(log_probs(evidence), double=[True])
+
+
+def test_an_instance_the_sequence_gives_two_levels_is_cut_in_two_and_both_are_named():
+    # C1 to T1 with C3 and C4 in one box 2.4 x as tall (and as large) as the others, whose evidence says C3 only
+    boxes = ["C1", "C2", "C3", "C5", "C6", "C7", "T1"]
+    seg, idp, box_map = phantom([{n: 0.6} for n in boxes], heights=[5, 5, 12, 5, 5, 5, 5])
+    result = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp)
+    assert names(result) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "T1"]
+    assert [i["instance_id"] for i in result.instances] == list(range(1, 9))
+    fused = np.flatnonzero((box_map == 3).any(axis=(1, 2)))  # its rows, the head first (axis 0 grows to the feet)
+    assert (result.labels[fused[:6]][box_map[fused[:6]] == 3] == level("C3") + 1).all()
+    assert (result.labels[fused[6:]][box_map[fused[6:]] == 3] == level("C4") + 1).all()
+    halves = result.instances[2:4]
+    assert halves[0]["centre_mm"][0] < halves[1]["centre_mm"][0]  # the head half above the foot half
+    assert sum(h["volume_mm3"] for h in halves) == pytest.approx(12 * 36 * 3.5 ** 3)
+    assert any("numbered them C3 and C4" in n for n in result.notes)
+    whole = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, double_split=0.0))  # off
+    assert names(whole) == boxes and (whole.labels[box_map == 3] == level("C3") + 1).all()
 
 
 def test_an_anchor_on_an_end_instance_makes_leaving_it_out_dearer():

@@ -14,6 +14,13 @@ little between neighbours (<~25 %):
   whole column into one piece, beside fragments or nothing), and when it has no neck, into parts of equal length
   along its own head-foot direction (:func:`even_parts`, ``split_even_pitch_mm``): on real CT the discs are tilted
   against every slice (lordosis, oblique grids), so fused bodies show no neck;
+* :func:`split_level_runs` (run by the numbering once pieces have joined their vertebra, before
+  :func:`split_fused_instances`): an instance ``level_run_height_ratio`` times as tall as its neighbours whose slabs
+  across its own head-foot direction carry, head to foot, runs of levels in the spine's order (each at least
+  :data:`LEVEL_RUN_MIN_MM` long) is cut where the runs meet: vertebrae the network told apart by their levels, whose
+  pieces met across a bridged disc wide enough to be taken for one vertebra with a flipped half
+  (``instances.vertebra_instances``). A flipped half of one vertebra makes the instance no taller than its
+  neighbours;
 * :func:`merge_half_instances`: two consecutive touching instances each at most ``merge_half_height`` times the
   median height around them, together at most :data:`MERGED_MAX` times it, become one;
 * :func:`absorb_pieces` (run by the numbering once the instances off the spine's axis are gone, whose pieces of
@@ -39,11 +46,12 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
+from .. import labels as L
 from .instances import occupied_box
 from .postprocessing import DEFAULTS, Postprocessing
 
-__all__ = ["MERGED_MAX", "instance_heights", "head_foot_direction", "even_parts",
-           "split_tall_instances", "merge_half_instances", "repair_instances", "merge_side_by_side",
+__all__ = ["MERGED_MAX", "LEVEL_RUN_MIN_MM", "instance_heights", "head_foot_direction", "even_parts", "cut_in_two",
+           "split_tall_instances", "split_level_runs", "merge_half_instances", "repair_instances", "merge_side_by_side",
            "absorb_pieces"]
 
 #: two half-height pieces are merged only when together they are at most this times the height around them
@@ -58,6 +66,13 @@ BORDER_MM = 7.0
 #: a part of a fused instance cut without a neck is at least this tall: a thoracolumbar vertebra (20-35 mm); among
 #: pieces (TPTBox's crop, cut into bands) a 28 mm instance beside 15 mm pieces is one vertebra, not two
 FUSED_MIN_PART_MM = 20.0
+#: a run of one level along an instance counts only when at least this long: a cervical body is 12-15 mm tall, and
+#: shorter runs are an endplate's or a process tip's stray level
+LEVEL_RUN_MIN_MM = 10.0
+#: a part cut off at a change of level holds at least this fraction of the median volume of all the instances: on the
+#: chest series, where many instances are pieces, the neighbours' heights said "tall" of a 35 mm instance whose
+#: parts (5 ml) were pieces too
+LEVEL_RUN_MIN_PART = 0.5
 
 
 def instance_heights(instance_map: np.ndarray, spacing, si_axis: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -199,6 +214,15 @@ def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEF
                 tried.add((i, h))
 
 
+def cut_in_two(instance_map: np.ndarray, index: int, spacing, si_axis: int, si_sign: int) -> Tuple[int, int]:
+    """Cut instance ``index`` of ``instance_map`` (changed in place) into two parts of equal length along its own
+    head-foot direction (:func:`even_parts`); the other part gets the next free id. Returns (id of the head part, id
+    of the foot part); ``si_sign`` +1 when the head lies towards higher indices of ``si_axis``."""
+    box = occupied_box(instance_map == index)
+    lower, upper = _cut_even(instance_map, box, int(index), spacing, si_axis, 1.0, parts=2)
+    return (upper, lower) if si_sign > 0 else (lower, upper)
+
+
 def split_fused_instances(instance_map, spacing, si_axis: int, height_ratio: float = DEFAULTS.split_height_ratio,
                           volume_ratio: float = DEFAULTS.split_volume_ratio) -> Tuple[np.ndarray, List[str]]:
     """Cut an instance at least ``height_ratio`` times as tall and ``volume_ratio`` times as large as the median of
@@ -226,6 +250,94 @@ def split_fused_instances(instance_map, spacing, si_axis: int, height_ratio: flo
             notes.append(f"split an instance {heights[k]:.0f} mm tall and {volumes[k] / volume:.1f} x the volume of "
                          f"its neighbours ({heights[k] / height:.1f} x their height), without a narrow "
                          f"cross-section, into {len(parts)} of equal length along the spine: fused vertebrae")
+    if not notes:
+        return instance_map, []
+    out = np.array(instance_map, dtype=np.int32, copy=True)
+    out[box] = region
+    return out, notes
+
+
+def level_runs(levels: np.ndarray, position_mm: np.ndarray, slab_mm: float,
+               min_run_mm: float = LEVEL_RUN_MIN_MM) -> List[Tuple[int, float]]:
+    """Runs of one level along a line: ``levels`` (n,) of voxels at ``position_mm`` (n,) along it, binned into slabs
+    of ``slab_mm``, each slab taking its most frequent level; a run shorter than ``min_run_mm`` takes the level of
+    its longer neighbour. Returns (level, start position) per run, from the lowest position up."""
+    slab = np.floor((position_mm - position_mm.min()) / slab_mm).astype(np.int64)
+    count = int(slab.max()) + 1
+    votes = np.zeros((count, int(levels.max()) + 1), np.int64)
+    np.add.at(votes, (slab, levels), 1)
+    filled = np.flatnonzero(votes.sum(axis=1))
+    runs: List[List[float]] = []  # [level, first slab, slabs]
+    for k in filled:
+        level = int(votes[k].argmax())
+        if runs and runs[-1][0] == level:
+            runs[-1][2] = k - runs[-1][1] + 1
+        else:
+            runs.append([level, k, 1])
+    while len(runs) > 1:
+        short = min(range(len(runs)), key=lambda r: runs[r][2])
+        if runs[short][2] * slab_mm >= min_run_mm:
+            break
+        side = [r for r in (short - 1, short + 1) if 0 <= r < len(runs)]
+        into = max(side, key=lambda r: runs[r][2])
+        lo, hi = sorted((short, into))
+        merged = [runs[into][0], runs[lo][1], runs[hi][1] + runs[hi][2] - runs[lo][1]]
+        runs[lo:hi + 1] = [merged]
+        while True:  # neighbours that now carry the same level are one run
+            same = next((r for r in range(len(runs) - 1) if runs[r][0] == runs[r + 1][0]), None)
+            if same is None:
+                break
+            a, b = runs[same], runs[same + 1]
+            runs[same:same + 2] = [[a[0], a[1], b[1] + b[2] - a[1]]]
+    return [(int(level), float(position_mm.min() + first * slab_mm)) for level, first, _ in runs]
+
+
+def split_level_runs(instance_map, index: np.ndarray, levels: np.ndarray, spacing, si_axis: int, si_sign: int,
+                     height_ratio: float = DEFAULTS.level_run_height_ratio,
+                     min_run_mm: float = LEVEL_RUN_MIN_MM) -> Tuple[np.ndarray, List[str]]:
+    """Cut an instance at least ``height_ratio`` times as tall as the median of its neighbours (up to two on each
+    side) where the levels of its slabs change (:func:`level_runs` along its :func:`head_foot_direction`), when the
+    runs follow the spine's order head to foot and each part holds :data:`LEVEL_RUN_MIN_PART` of the median instance (training labels rising towards the foot; ``si_sign`` +1 when the
+    head lies towards higher indices of ``si_axis``). ``index``: sorted flat indices of the foreground voxels (every
+    instance voxel is one), ``levels``: the level (training label 1..26) the network gives each. Works inside the
+    instances' bounding box; returns (new map, notes), the map itself when nothing is cut; ``height_ratio`` 0 =
+    off."""
+    instance_map = np.asarray(instance_map)
+    box = occupied_box(instance_map) if height_ratio > 0 else None
+    if box is None:
+        return instance_map, []
+    sp = np.asarray(spacing, dtype=np.float64)
+    region = np.array(instance_map[box], dtype=np.int32)  # a copy, cut in place
+    ids, heights, _ = instance_heights(region, sp, si_axis)
+    boxes = ndimage.find_objects(region)
+    origin = np.array([b.start for b in box])
+    voxels_of = np.bincount(region.ravel())
+    min_part = LEVEL_RUN_MIN_PART * float(np.median(voxels_of[ids]))
+    notes = []
+    for k, i in enumerate(ids):
+        reference = neighbour_median(heights, (k, k))
+        if not heights[k] >= height_ratio * reference:  # NaN (fewer than two neighbours): never
+            continue
+        sub = boxes[i - 1]
+        mine = region[sub] == i
+        voxels = np.stack(np.nonzero(mine), axis=1) + [s.start for s in sub]
+        flat = np.ravel_multi_index(tuple((voxels + origin).T), instance_map.shape)
+        points = voxels * sp
+        t = si_sign * (points @ head_foot_direction(points, si_axis))  # grows towards the head
+        runs = level_runs(np.asarray(levels)[np.searchsorted(index, flat)], t, float(sp[si_axis]), min_run_mm)
+        order = [level for level, _ in runs]  # foot first: the spine's order falls towards the head
+        if len(runs) < 2 or any(a <= b for a, b in zip(order, order[1:])):
+            continue
+        part = np.searchsorted([start for _, start in runs[1:]], t, side="right")
+        if np.bincount(part, minlength=len(runs)).min() < min_part:
+            continue
+        first = int(region.max()) + 1
+        view = region[sub]
+        view[mine] = np.where(part == 0, i, first + part - 1)
+        names = ", ".join(L.ANATOMICAL_ORDER[level - 1] for level in reversed(order))
+        notes.append(f"split an instance {heights[k]:.0f} mm tall ({heights[k] / reference:.1f} x its neighbours) "
+                     f"into {len(runs)} where its voxel-wise levels change ({names}, head to foot): vertebrae "
+                     "joined across a bridged disc")
     if not notes:
         return instance_map, []
     out = np.array(instance_map, dtype=np.int32, copy=True)

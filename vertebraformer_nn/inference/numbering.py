@@ -6,8 +6,9 @@
    ``instance_repair.repair_instances`` (two fused vertebrae split, a vertebra cut across merged) and
    ``spine_extent`` (weak instances and those off the spine's axis dropped, then pieces far smaller than their
    neighbours joined to the instance they touch (``instance_repair.absorb_pieces``, after
-   ``merge_side_by_side`` has joined a body and its arch found at the same height), an instance as tall and as large
-   as two of its neighbours cut in two (``instance_repair.split_fused_instances``), pieces isolated or smaller
+   ``merge_side_by_side`` has joined a body and its arch found at the same height), a tall instance cut where its
+   voxel-wise levels change in the spine's order (``instance_repair.split_level_runs``), an instance as tall and as
+   large as two of its neighbours cut in two (``instance_repair.split_fused_instances``), pieces isolated or smaller
    than the spine's own instances dropped; no spine when too little is left, never more instances than the field of
    view can hold).
 2. :func:`order_instances`: head first, by the centre of mass (mm) along the superior axis.
@@ -39,8 +40,8 @@ from .coarse_resample import at_fine_voxels
 from .decoder import NUM_LEVELS, decode_levels
 from .disc_split import split_at_discs
 from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities, coarse_levels
-from .instance_repair import (absorb_pieces, merge_side_by_side, neighbour_median, repair_instances,
-                              split_fused_instances)
+from .instance_repair import (absorb_pieces, cut_in_two, merge_side_by_side, neighbour_median, repair_instances,
+                              split_fused_instances, split_level_runs)
 from .instances import check_spacing, instance_geometry, seg_grid, vertebra_instances
 from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
@@ -96,6 +97,11 @@ class OrderedInstances:
     on_border: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # (K,) cut by the head-foot border
     count: Optional[CountBound] = None
     spine_found: bool = True
+    # instance_map's grid (mm per axis) and head-foot axis, for an instance the decoded sequence gives two levels
+    # (cut in two after decoding; spacing None: never cut)
+    spacing: Optional[np.ndarray] = None
+    si_axis: int = 0
+    si_sign: int = 1  # +1: the head lies towards higher indices of si_axis
 
 
 def _majority(instance_map: np.ndarray, values: np.ndarray) -> Dict[int, int]:
@@ -166,6 +172,13 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         notes += absorbed
         ids, centres, volumes = instance_geometry(instance_map, sp)
         border = _on_border(instance_map, ids, axis)
+    evidence = probs.id if probs.id is not None else probs.seg
+    instance_map, runs = split_level_runs(instance_map, probs.index, np.argmax(evidence, axis=1) + 1, sp, axis, sign,
+                                          params.level_run_height_ratio)
+    if runs:
+        notes += runs
+        ids, centres, volumes = instance_geometry(instance_map, sp)
+        border = _on_border(instance_map, ids, axis)
     instance_map, fused = split_fused_instances(instance_map, sp, axis, params.split_height_ratio,
                                                 params.split_volume_ratio)
     if fused:
@@ -200,7 +213,6 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
     order = order_instances(centres, axis, sign)
     ids, centres, volumes = ids[order], centres[order], volumes[order]
     at = instance_map.ravel()[probs.index]
-    evidence = probs.id if probs.id is not None else probs.seg
     per_instance = rows_level_log_probs(evidence, at)
     log_probs = np.stack([per_instance[int(i)] for i in ids])
     coarse = None
@@ -212,7 +224,7 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
     anchors, anchor_notes = find_anchors(hu, instance_map, ids, sp, axis, sign, params)
     return OrderedInstances(instance_map, ids, centres, volumes, log_probs, _majority(at, voxel_majority),
                             notes + anchor_notes, coarse, anchors, hu is not None, _on_border(instance_map, ids, axis),
-                            bound)
+                            bound, spacing=sp, si_axis=axis, si_sign=sign)
 
 
 def _evidence(found: OrderedInstances, params: Postprocessing) -> np.ndarray:
@@ -259,6 +271,42 @@ def _double(volumes: np.ndarray, ratio: float) -> np.ndarray:
     return np.array([v >= ratio * neighbour_median(volumes, (k, k)) for k, v in enumerate(volumes)], bool)
 
 
+def _two_levels(decoding, double: np.ndarray, volumes: np.ndarray, ratio: float) -> Dict[int, Tuple[int, int]]:
+    """{position among the numbered instances: (level of its head half, level of its foot half)} for each instance
+    the decoded sequence gives two levels: one level skipped beside it, where it may hold two vertebrae
+    (``double``, over the numbered instances; the larger of the two when both may) and is ``ratio`` times the median
+    volume of all of them (beside pieces, as on the chest series, a single vertebra is large against its
+    neighbours)."""
+    out: Dict[int, Tuple[int, int]] = {}
+    path = decoding.levels
+    double = double & (volumes >= ratio * np.median(volumes))
+    for i, k in decoding.skips:
+        if k != 1 or not (double[i] or double[i + 1]):
+            continue
+        missing = next(s for s in range(path[i] + 1, path[i + 1]) if L.ANATOMICAL_ORDER[s] not in ("T13", "L6"))
+        take = i if double[i] and (not double[i + 1] or volumes[i] >= volumes[i + 1]) else i + 1
+        if take not in out:  # one instance holds two vertebrae at most
+            out[take] = (int(path[i]), missing) if take == i else (missing, int(path[i + 1]))
+    return out
+
+
+def _cut_two_level_instances(found: OrderedInstances, kept: np.ndarray, two: Dict[int, Tuple[int, int]]):
+    """(instance map, [(instance id, level, centre mm, volume mm3, position among the numbered)] head to foot): the
+    numbered instances, each of ``two`` cut in two halves along its own head-foot direction."""
+    instance_map = found.instance_map if not two else found.instance_map.copy()
+    rows = []
+    for k, n in enumerate(kept):
+        i = int(found.ids[n])
+        if k not in two:
+            rows.append((i, None, found.centres[n], float(found.volumes[n]), k))
+            continue
+        for part, level in zip(cut_in_two(instance_map, i, found.spacing, found.si_axis, found.si_sign), two[k]):
+            voxels = np.argwhere(instance_map == part)
+            rows.append((part, level, voxels.mean(axis=0) * found.spacing, len(voxels) * float(np.prod(found.spacing)),
+                         k))
+    return instance_map, rows
+
+
 def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS) -> NumberingResult:
     """Steps 4-5: the decoder (its parameters from ``params``) and the labelled map, records, notes, report and
     quality flag."""
@@ -271,32 +319,42 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
     ids, centres = found.ids, found.centres
     log_probs = _evidence(found, params)
     unary = anchor_log_prior(found.anchors, len(ids), params)
+    double = _double(found.volumes, params.double_volume_ratio)
     decoding = decode_levels(log_probs, np.linalg.norm(np.diff(centres, axis=0), axis=1), params, unary,
-                             _droppable(found.volumes, params.end_drop_max_fraction),
-                             _double(found.volumes, params.double_volume_ratio))
+                             _droppable(found.volumes, params.end_drop_max_fraction), double)
     head, foot = decoding.dropped
     kept = np.arange(head, len(ids) - foot)  # positions of the numbered instances among the ordered ones
-    lut = np.zeros(int(found.instance_map.max()) + 1, dtype=np.uint8)
-    lut[ids[kept]] = decoding.levels + 1
+    two = _two_levels(decoding, double[kept], found.volumes[kept], params.double_volume_ratio) \
+        if params.double_split > 0 and found.spacing is not None else {}
+    instance_map, rows = _cut_two_level_instances(found, kept, two)
+    lut = np.zeros(int(instance_map.max()) + 1, dtype=np.uint8)
     instances, renumbered = [], []
-    for k, (n, level) in enumerate(zip(kept, decoding.levels)):
-        i = ids[n]
-        label = int(level) + 1
+    record_of: Dict[int, List[int]] = {}  # position among the numbered -> its records (two for a cut one)
+    for i, level, centre, volume, k in rows:
+        n = kept[k]
+        label = int(decoding.levels[k] if level is None else level) + 1
+        lut[i] = label
         code = L.CODE_OF_TRAINING_LABEL[label]
-        majority = found.majority_label[int(i)]
+        majority = found.majority_label[int(ids[n])]
         if majority != label:
             renumbered.append(f"{L.ANATOMICAL_ORDER[majority - 1]} -> {L.name(code)}")
+        record_of.setdefault(k, []).append(len(instances))
         instances.append({
-            "instance_id": k + 1,
+            "instance_id": len(instances) + 1,
             "label": label,
             "code": code,
             "name": L.name(code),
             "confidence": float(decoding.confidence[k]),
             "log_probs": [float(v) for v in log_probs[n]],
-            "centre_mm": [float(v) for v in centres[n]],
-            "volume_mm3": float(found.volumes[n]),
+            "centre_mm": [float(v) for v in centre],
+            "volume_mm3": volume,
             "on_border": bool(found.on_border[n]),
         })
+    for k, (upper, lower) in sorted(two.items()):
+        notes.append(f"cut the instance of {found.volumes[kept[k]] / 1000:.1f} ml between "
+                     f"{L.ANATOMICAL_ORDER[upper]} and {L.ANATOMICAL_ORDER[lower]} in two halves along the spine and "
+                     f"numbered them {L.ANATOMICAL_ORDER[upper]} and {L.ANATOMICAL_ORDER[lower]}: the sequence "
+                     "skips a level beside it, and it is large enough to hold two vertebrae")
     for n, end in [(0, "head-most")] * head + [(len(ids) - 1, "foot-most")] * foot:
         notes.append(f"the {end} instance ({found.volumes[n] / 1000:.1f} ml, its own evidence says "
                      f"{L.ANATOMICAL_ORDER[int(log_probs[n].argmax())]}) left out: it does not fit the sequence of "
@@ -309,7 +367,9 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
         if anchor.instance not in kept:  # an anchor on an instance left out: it said nothing of the others
             notes.append(f"anchor {anchor.kind} at an instance left out as not a vertebra")
             continue
-        name = instances[anchor.instance - head]["name"]
+        # on an instance cut in two: the skull and the dens are its head half's, the last rib and the sacrum its foot's
+        parts = record_of[anchor.instance - head]
+        name = instances[parts[0] if anchor.kind in ("skull", "dens") else parts[-1]]["name"]
         anchors.append({"kind": anchor.kind, "vertebra": name, "allows": list(anchor.levels),
                         "agrees": name in anchor.levels, "strength": anchor_strength(anchor.kind, params),
                         **anchor.measures})
@@ -331,7 +391,7 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
     }
     quality = assess(instances, margin=decoding.margin, anchors=[a["kind"] for a in anchors], count=count,
                      params=params)
-    return NumberingResult(lut[found.instance_map], instances, notes, report, quality)
+    return NumberingResult(lut[instance_map], instances, notes, report, quality)
 
 
 def number_vertebrae(seg_probs, spacing, superior_axis: int, superior_sign: int = 1, id_probs=None, *,

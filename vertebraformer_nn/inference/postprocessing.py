@@ -146,6 +146,16 @@ class Postprocessing:
         "(instance_repair.split_fused_instances). 2.5: on 59 unseen phantoms id rate +1.9 points (2 cases better, none "
         "worse), verse014 5 of 5; 2.0 and 1.7 made 1 and 4 phantoms worse "
         "(benchmarks/results/fused_split_2026-12-04). 0 = off."))
+    level_run_height_ratio: float = _searched(0.0, (0.0, 1.2, 1.4, 1.7), (
+        "Once pieces have joined their vertebra, an instance at least this many times as tall as its neighbours (two "
+        "on each side) whose slabs carry, head to foot, runs of levels in the spine's order (each at least 10 mm, "
+        "each part at least half the median instance) is cut where the runs meet (instance_repair.split_level_runs): "
+        "vertebrae the network told apart by level, joined across a bridged disc. Off by default: on the built-in "
+        "model's 59 unseen phantoms 1.2 named +0.8 [0.0, 3.8] points more right (2 cases better, none worse), 1.3 "
+        "+0.1, 24 held-out phantoms and the real CT unchanged; on the quick protocol's fine-tuned networks 1.2 gave "
+        "+3.9 [-0.1, 9.3] (fold 0) and +0.8 (fold 5). But neighbours differ in height by up to ~25 %, and at 1.2 a "
+        "single vertebra whose level flips half-way is cut; a model's own search may choose it "
+        "(benchmarks/results/level_runs_2026-12-05). 0 = off."))
     merge_half_height: float = _searched(0.65, (0.0, 0.55, 0.65, 0.75), (
         "Two consecutive touching instances each at most this fraction of the median height of the instances around "
         "them, together at most 1.3 x that median, are one vertebra cut across (a weak model's two levels on the "
@@ -277,6 +287,13 @@ class Postprocessing:
         "15-21 instances whose skull and sacrum anchors could not both hold without such skips. 1.5: on 59 unseen "
         "phantoms id rate +3.0 [1.3, 7.4] points, 8 cases better, none worse; the real CT unchanged "
         "(benchmarks/results/double_instances_2026-12-04). 0 = off."))
+    double_split: float = _searched(1.0, (0.0, 1.0), (
+        "1: an instance the decoded sequence gives two levels (one skipped beside it, where double_volume_ratio says "
+        "it may hold two vertebrae, and at least double_volume_ratio x the median volume of all instances) is cut in "
+        "two halves along its own head-foot direction after decoding and numbered with both levels, so the skipped "
+        "vertebra is named somewhere. 0 = off: the instance keeps one level. On 59 unseen phantoms per-vertebra Dice "
+        "+0.4 [0.0, 1.1] points, id rate +0.3 [-0.4, 1.4] (5 cases better, 3 worse); 24 held-out phantoms Dice +0.4, "
+        "id rate unchanged; real CT unchanged (benchmarks/results/level_runs_2026-12-05)."))
     gap_window: int = _fixed(2, (
         "Typical distance at a gap = median of up to this many gaps on each side (not the gap itself), so the "
         "reference follows the growth of vertebrae from neck to lumbar spine."))
@@ -371,6 +388,7 @@ _NON_NEGATIVE = ("spine_min_volume_ml", "split_volume_ratio", "max_off_axis_mm",
                  "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml", "skull_min_volume_ml",
                  "coarse_level_weight", "anchor_rib_strength", "anchor_sacrum_strength", "anchor_skull_strength",
                  "anchor_dens_strength", "end_drop_cost", "end_drop_max_fraction", "double_volume_ratio",
+                 "level_run_height_ratio", "double_split",
                  "unsure_margin")
 
 
