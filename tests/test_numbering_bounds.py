@@ -552,7 +552,7 @@ def test_an_instance_the_sequence_gives_two_levels_is_cut_in_two_and_both_are_na
     halves = result.instances[2:4]
     assert halves[0]["centre_mm"][0] < halves[1]["centre_mm"][0]  # the head half above the foot half
     assert sum(h["volume_mm3"] for h in halves) == pytest.approx(12 * 36 * 3.5 ** 3)
-    assert any("numbered them C3 and C4" in n for n in result.notes)
+    assert any("in two halves along the spine, numbered C3 and C4" in n for n in result.notes)
     whole = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, double_split=0.0))  # off
     assert names(whole) == boxes and (whole.labels[box_map == 3] == level("C3") + 1).all()
 

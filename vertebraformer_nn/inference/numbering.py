@@ -173,8 +173,10 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         ids, centres, volumes = instance_geometry(instance_map, sp)
         border = _on_border(instance_map, ids, axis)
     evidence = probs.id if probs.id is not None else probs.seg
-    instance_map, runs = split_level_runs(instance_map, probs.index, np.argmax(evidence, axis=1) + 1, sp, axis, sign,
-                                          params.level_run_height_ratio)
+    runs = []
+    if params.level_run_height_ratio > 0:  # the voxels' levels only when asked for: millions of rows on a 1 mm grid
+        instance_map, runs = split_level_runs(instance_map, probs.index, np.argmax(evidence, axis=1) + 1, sp, axis,
+                                              sign, params.level_run_height_ratio)
     if runs:
         notes += runs
         ids, centres, volumes = instance_geometry(instance_map, sp)
@@ -351,10 +353,9 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
             "on_border": bool(found.on_border[n]),
         })
     for k, (upper, lower) in sorted(two.items()):
-        notes.append(f"cut the instance of {found.volumes[kept[k]] / 1000:.1f} ml between "
-                     f"{L.ANATOMICAL_ORDER[upper]} and {L.ANATOMICAL_ORDER[lower]} in two halves along the spine and "
-                     f"numbered them {L.ANATOMICAL_ORDER[upper]} and {L.ANATOMICAL_ORDER[lower]}: the sequence "
-                     "skips a level beside it, and it is large enough to hold two vertebrae")
+        notes.append(f"cut an instance of {found.volumes[kept[k]] / 1000:.1f} ml in two halves along the spine, "
+                     f"numbered {L.ANATOMICAL_ORDER[upper]} and {L.ANATOMICAL_ORDER[lower]}: the sequence skips a "
+                     "level beside it, and it is large enough to hold two vertebrae")
     for n, end in [(0, "head-most")] * head + [(len(ids) - 1, "foot-most")] * foot:
         notes.append(f"the {end} instance ({found.volumes[n] / 1000:.1f} ml, its own evidence says "
                      f"{L.ANATOMICAL_ORDER[int(log_probs[n].argmax())]}) left out: it does not fit the sequence of "
