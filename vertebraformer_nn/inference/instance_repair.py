@@ -214,13 +214,29 @@ def split_tall_instances(instance_map, spacing, si_axis: int, ratio: float = DEF
                 tried.add((i, h))
 
 
-def cut_in_two(instance_map: np.ndarray, index: int, spacing, si_axis: int, si_sign: int) -> Tuple[int, int]:
-    """Cut instance ``index`` of ``instance_map`` (changed in place) into two parts of equal length along its own
-    head-foot direction (:func:`even_parts`); the other part gets the next free id. Returns (id of the head part, id
-    of the foot part); ``si_sign`` +1 when the head lies towards higher indices of ``si_axis``."""
-    box = occupied_box(instance_map == index)
+def cut_in_two(instance_map: np.ndarray, index: int, box, spacing, si_axis: int, si_sign: int) -> Tuple[int, int]:
+    """Cut instance ``index`` (inside ``box`` of ``instance_map``, changed in place) into two parts of equal length
+    along its own head-foot direction (:func:`even_parts`); the other part gets the next free id. Returns (id of the
+    head part, id of the foot part); ``si_sign`` +1 when the head lies towards higher indices of ``si_axis``."""
     lower, upper = _cut_even(instance_map, box, int(index), spacing, si_axis, 1.0, parts=2)
     return (upper, lower) if si_sign > 0 else (lower, upper)
+
+
+def _cut_in_box(instance_map, cut) -> Tuple[np.ndarray, List[str]]:
+    """(new map, notes) of ``cut(region, box)``, which cuts instances in ``region`` (a copy of the instances'
+    bounding box ``box`` of ``instance_map``, ``instances.occupied_box``) in place and returns its notes: the work
+    stays inside the spine, not the whole model grid. The map itself when nothing is cut."""
+    instance_map = np.asarray(instance_map)
+    box = occupied_box(instance_map)
+    if box is None:
+        return instance_map, []
+    region = np.array(instance_map[box], dtype=np.int32)
+    notes = cut(region, box)
+    if not notes:
+        return instance_map, []
+    out = np.array(instance_map, dtype=np.int32, copy=True)
+    out[box] = region
+    return out, notes
 
 
 def split_fused_instances(instance_map, spacing, si_axis: int, height_ratio: float = DEFAULTS.split_height_ratio,
@@ -232,29 +248,26 @@ def split_fused_instances(instance_map, spacing, si_axis: int, height_ratio: flo
     pieces have joined their vertebra (``absorb_pieces``): among the pieces every vertebra is many times its
     neighbours. Works inside the instances' bounding box (``instances.occupied_box``), as ``repair_instances``;
     returns (new map, notes), the map itself when nothing is cut; ``volume_ratio`` or ``height_ratio`` 0 = off."""
-    instance_map = np.asarray(instance_map)
-    box = occupied_box(instance_map) if volume_ratio > 0 and height_ratio > 0 else None
-    if box is None:
-        return instance_map, []
-    region = np.array(instance_map[box], dtype=np.int32)  # a copy, cut in place
-    ids, heights, _ = instance_heights(region, spacing, si_axis)
-    volumes = np.bincount(region.ravel(), minlength=int(region.max()) + 1)[ids].astype(np.float64)
-    boxes = ndimage.find_objects(region)
-    notes = []
-    for k, i in enumerate(ids):
-        height, volume = neighbour_median(heights, (k, k)), neighbour_median(volumes, (k, k))
-        count = max(2, int(round(heights[k] / height))) if height > 0 else 0
-        if (heights[k] >= height_ratio * height and volumes[k] >= volume_ratio * volume
-                and heights[k] / max(count, 1) >= FUSED_MIN_PART_MM):
-            parts = _cut_even(region, boxes[i - 1], int(i), spacing, si_axis, height, count)
-            notes.append(f"split an instance {heights[k]:.0f} mm tall and {volumes[k] / volume:.1f} x the volume of "
-                         f"its neighbours ({heights[k] / height:.1f} x their height), without a narrow "
-                         f"cross-section, into {len(parts)} of equal length along the spine: fused vertebrae")
-    if not notes:
-        return instance_map, []
-    out = np.array(instance_map, dtype=np.int32, copy=True)
-    out[box] = region
-    return out, notes
+    if volume_ratio <= 0 or height_ratio <= 0:
+        return np.asarray(instance_map), []
+
+    def cut(region: np.ndarray, _box) -> List[str]:
+        ids, heights, _ = instance_heights(region, spacing, si_axis)
+        volumes = np.bincount(region.ravel(), minlength=int(region.max()) + 1)[ids].astype(np.float64)
+        boxes = ndimage.find_objects(region)
+        notes = []
+        for k, i in enumerate(ids):
+            height, volume = neighbour_median(heights, (k, k)), neighbour_median(volumes, (k, k))
+            count = max(2, int(round(heights[k] / height))) if height > 0 else 0
+            if (heights[k] >= height_ratio * height and volumes[k] >= volume_ratio * volume
+                    and heights[k] / max(count, 1) >= FUSED_MIN_PART_MM):
+                parts = _cut_even(region, boxes[i - 1], int(i), spacing, si_axis, height, count)
+                notes.append(f"split an instance {heights[k]:.0f} mm tall and {volumes[k] / volume:.1f} x the volume "
+                             f"of its neighbours ({heights[k] / height:.1f} x their height), without a narrow "
+                             f"cross-section, into {len(parts)} of equal length along the spine: fused vertebrae")
+        return notes
+
+    return _cut_in_box(instance_map, cut)
 
 
 def level_runs(levels: np.ndarray, position_mm: np.ndarray, slab_mm: float,
@@ -297,52 +310,49 @@ def split_level_runs(instance_map, index: np.ndarray, levels: np.ndarray, spacin
                      min_run_mm: float = LEVEL_RUN_MIN_MM) -> Tuple[np.ndarray, List[str]]:
     """Cut an instance at least ``height_ratio`` times as tall as the median of its neighbours (up to two on each
     side) where the levels of its slabs change (:func:`level_runs` along its :func:`head_foot_direction`), when the
-    runs follow the spine's order head to foot and each part holds :data:`LEVEL_RUN_MIN_PART` of the median instance (training labels rising towards the foot; ``si_sign`` +1 when the
-    head lies towards higher indices of ``si_axis``). ``index``: sorted flat indices of the foreground voxels (every
-    instance voxel is one), ``levels``: the level (training label 1..26) the network gives each. Works inside the
-    instances' bounding box; returns (new map, notes), the map itself when nothing is cut; ``height_ratio`` 0 =
-    off."""
-    instance_map = np.asarray(instance_map)
-    box = occupied_box(instance_map) if height_ratio > 0 else None
-    if box is None:
-        return instance_map, []
+    runs follow the spine's order head to foot (training labels rising towards the foot; ``si_sign`` +1 when the head
+    lies towards higher indices of ``si_axis``) and each part holds :data:`LEVEL_RUN_MIN_PART` of the median
+    instance. ``index``: sorted flat indices of the foreground voxels (every instance voxel is one), ``levels``: the
+    level (training label 1..26) the network gives each. Works inside the instances' bounding box; returns (new map,
+    notes), the map itself when nothing is cut; ``height_ratio`` 0 = off."""
+    if height_ratio <= 0:
+        return np.asarray(instance_map), []
     sp = np.asarray(spacing, dtype=np.float64)
-    region = np.array(instance_map[box], dtype=np.int32)  # a copy, cut in place
-    ids, heights, _ = instance_heights(region, sp, si_axis)
-    boxes = ndimage.find_objects(region)
-    origin = np.array([b.start for b in box])
-    voxels_of = np.bincount(region.ravel())
-    min_part = LEVEL_RUN_MIN_PART * float(np.median(voxels_of[ids]))
-    notes = []
-    for k, i in enumerate(ids):
-        reference = neighbour_median(heights, (k, k))
-        if not heights[k] >= height_ratio * reference:  # NaN (fewer than two neighbours): never
-            continue
-        sub = boxes[i - 1]
-        mine = region[sub] == i
-        voxels = np.stack(np.nonzero(mine), axis=1) + [s.start for s in sub]
-        flat = np.ravel_multi_index(tuple((voxels + origin).T), instance_map.shape)
-        points = voxels * sp
-        t = si_sign * (points @ head_foot_direction(points, si_axis))  # grows towards the head
-        runs = level_runs(np.asarray(levels)[np.searchsorted(index, flat)], t, float(sp[si_axis]), min_run_mm)
-        order = [level for level, _ in runs]  # foot first: the spine's order falls towards the head
-        if len(runs) < 2 or any(a <= b for a, b in zip(order, order[1:])):
-            continue
-        part = np.searchsorted([start for _, start in runs[1:]], t, side="right")
-        if np.bincount(part, minlength=len(runs)).min() < min_part:
-            continue
-        first = int(region.max()) + 1
-        view = region[sub]
-        view[mine] = np.where(part == 0, i, first + part - 1)
-        names = ", ".join(L.ANATOMICAL_ORDER[level - 1] for level in reversed(order))
-        notes.append(f"split an instance {heights[k]:.0f} mm tall ({heights[k] / reference:.1f} x its neighbours) "
-                     f"into {len(runs)} where its voxel-wise levels change ({names}, head to foot): vertebrae "
-                     "joined across a bridged disc")
-    if not notes:
-        return instance_map, []
-    out = np.array(instance_map, dtype=np.int32, copy=True)
-    out[box] = region
-    return out, notes
+    shape = np.shape(instance_map)
+
+    def cut(region: np.ndarray, box) -> List[str]:
+        ids, heights, _ = instance_heights(region, sp, si_axis)
+        boxes = ndimage.find_objects(region)
+        origin = np.array([b.start for b in box])
+        min_part = LEVEL_RUN_MIN_PART * float(np.median(np.bincount(region.ravel())[ids]))
+        notes = []
+        for k, i in enumerate(ids):
+            reference = neighbour_median(heights, (k, k))
+            if not heights[k] >= height_ratio * reference:  # NaN (fewer than two neighbours): never
+                continue
+            sub = boxes[i - 1]
+            mine = region[sub] == i
+            voxels = np.stack(np.nonzero(mine), axis=1) + [s.start for s in sub]
+            flat = np.ravel_multi_index(tuple((voxels + origin).T), shape)
+            points = voxels * sp
+            t = si_sign * (points @ head_foot_direction(points, si_axis))  # grows towards the head
+            runs = level_runs(np.asarray(levels)[np.searchsorted(index, flat)], t, float(sp[si_axis]), min_run_mm)
+            order = [level for level, _ in runs]  # foot first: the spine's order falls towards the head
+            if len(runs) < 2 or any(a <= b for a, b in zip(order, order[1:])):
+                continue
+            part = np.searchsorted([start for _, start in runs[1:]], t, side="right")
+            if np.bincount(part, minlength=len(runs)).min() < min_part:
+                continue
+            first = int(region.max()) + 1
+            view = region[sub]
+            view[mine] = np.where(part == 0, i, first + part - 1)
+            names = ", ".join(L.ANATOMICAL_ORDER[level - 1] for level in reversed(order))
+            notes.append(f"split an instance {heights[k]:.0f} mm tall ({heights[k] / reference:.1f} x its "
+                         f"neighbours) into {len(runs)} where its voxel-wise levels change ({names}, head to foot): "
+                         "vertebrae joined across a bridged disc")
+        return notes
+
+    return _cut_in_box(instance_map, cut)
 
 
 def merge_half_instances(instance_map, spacing, si_axis: int,

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from scipy import ndimage
 
 from .. import labels as L
 from .anchors import Anchor, anchor_log_prior, anchor_strength, find_anchors
@@ -295,15 +296,20 @@ def _two_levels(decoding, double: np.ndarray, volumes: np.ndarray, ratio: float)
 def _cut_two_level_instances(found: OrderedInstances, kept: np.ndarray, two: Dict[int, Tuple[int, int]]):
     """(instance map, [(instance id, level, centre mm, volume mm3, position among the numbered)] head to foot): the
     numbered instances, each of ``two`` cut in two halves along its own head-foot direction."""
-    instance_map = found.instance_map if not two else found.instance_map.copy()
+    if not two:
+        return found.instance_map, [(int(found.ids[n]), None, found.centres[n], float(found.volumes[n]), k)
+                                    for k, n in enumerate(kept)]
+    instance_map = found.instance_map.copy()
+    boxes = ndimage.find_objects(instance_map)  # one pass over the grid; each cut and its halves stay in their box
     rows = []
     for k, n in enumerate(kept):
         i = int(found.ids[n])
         if k not in two:
             rows.append((i, None, found.centres[n], float(found.volumes[n]), k))
             continue
-        for part, level in zip(cut_in_two(instance_map, i, found.spacing, found.si_axis, found.si_sign), two[k]):
-            voxels = np.argwhere(instance_map == part)
+        box = boxes[i - 1]
+        for part, level in zip(cut_in_two(instance_map, i, box, found.spacing, found.si_axis, found.si_sign), two[k]):
+            voxels = np.argwhere(instance_map[box] == part) + [b.start for b in box]
             rows.append((part, level, voxels.mean(axis=0) * found.spacing, len(voxels) * float(np.prod(found.spacing)),
                          k))
     return instance_map, rows
