@@ -1,7 +1,9 @@
 """Paired contrasts of two models' ``vertebraformer evaluate`` JSONs on the same cases: per case (a - b) of the
 identification rate, per-vertebra Dice and binary spine Dice, the mean with its patient-level 95 % BCa interval
-(``protocol_report.paired_difference``), and in how many cases a is worse or better. Only the cases are resampled:
-the spread between training runs is not in it.
+(``protocol_report.paired_difference``), and in how many cases a is worse or better; then the lesion AP at each IoU
+(pooled over the cases, as the evaluation reports it), a - b with the interval of the same patients resampled for
+both. Only the cases are resampled: the spread between training runs is not in it. Cases the evaluation could not
+score (``status`` other than ok, e.g. a reference case without a prediction) are left out.
 
     python benchmarks/paired_evaluations.py eval_a.json eval_b.json [--name-a A --name-b B]
 
@@ -15,15 +17,38 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/, as the protocol scripts import each other
 from protocol_report import paired_difference  # noqa: E402
+from vertebraformer_nn.evaluation import bootstrap, lesion_metrics  # noqa: E402
 
 METRICS = (("numbering", "id_rate"), ("segmentation", "dice"), ("segmentation", "binary_dice"))
 
 
 def pooled_cases(paths: str) -> dict:
-    cases = {}
-    for path in paths.split(","):
-        cases.update(json.loads(Path(path).read_text())["cases"])
+    """The scored cases of one side; with several JSONs, names and subjects carry the JSON's position in the list
+    (two phantom sets of different seeds both hold a ``lowdose_001``: other patients)."""
+    cases, files = {}, paths.split(",")
+    for k, path in enumerate(files):
+        for name, c in json.loads(Path(path).read_text())["cases"].items():
+            if c.get("status") == "ok":
+                tag = f"{k}/" if len(files) > 1 else ""
+                cases[tag + name] = {**c, "subject": tag + str(c["subject"])}
     return cases
+
+
+def lesion_ap_difference(a: dict, b: dict, threshold: float, bootstrap_n: int, seed: int) -> dict:
+    """Pooled lesion AP (over every candidate, as the evaluation ranks them) of a minus that of b on the cases both
+    scored, with the patient-level interval of the difference (one resample of patients for both)."""
+    names = sorted(c for c in set(a) & set(b) if "lesions" in a[c] and "lesions" in b[c])
+    unit_of_case, n_units = bootstrap.unit_index([a[c]["subject"] for c in names])
+    sides = [lesion_metrics.pooled_inputs([side[c]["lesions"] for c in names], threshold, ranking=True)
+             for side in (a, b)]
+
+    def statistic(w):
+        (tp_a, own_a, ref_a), (tp_b, own_b, ref_b) = sides
+        return (lesion_metrics.pooled_detection(tp_a, own_a, ref_a, w[:, unit_of_case])["ap"]
+                - lesion_metrics.pooled_detection(tp_b, own_b, ref_b, w[:, unit_of_case])["ap"])
+    out = bootstrap.bootstrap_interval(statistic, n_units, n_resamples=bootstrap_n, seed=seed,
+                                       size_hint=max(len(sides[0][0]), len(sides[1][0])))
+    return {**out, "n_cases": len(names), "n_reference": int(sides[0][2].sum())}
 
 
 def contrast_lines(a: dict, b: dict, name_a: str, name_b: str, bootstrap: int = 10000, seed: int = 0):
@@ -34,6 +59,13 @@ def contrast_lines(a: dict, b: dict, name_a: str, name_b: str, bootstrap: int = 
         yield (f"{metric}: {name_a} - {name_b} {100 * d['value']:.1f} [{100 * d['ci'][0]:.1f}, "
                f"{100 * d['ci'][1]:.1f}] points ({d['method']}), {d['n_cases']} cases, worse in "
                f"{sum(x < 0 for x in diffs)}, better in {sum(x > 0 for x in diffs)}")
+    for threshold in lesion_metrics.DEFAULT_THRESHOLDS:
+        d = lesion_ap_difference(a, b, threshold, bootstrap, seed)
+        if d["value"] is None or not d["n_reference"]:
+            continue
+        ci = "" if d["ci"] is None else f" [{100 * d['ci'][0]:.1f}, {100 * d['ci'][1]:.1f}]"
+        yield (f"lesion AP@{threshold:g}: {name_a} - {name_b} {100 * d['value']:.1f}{ci} points ({d['method']}), "
+               f"{d['n_cases']} cases, {d['n_reference']} reference lesions")
 
 
 def main(argv=None) -> int:
