@@ -12,6 +12,7 @@ from vertebraformer_nn.centroids import axcodes, read_verse_ctd
 from vertebraformer_nn.image_io import read_label
 from vertebraformer_nn.inference import case_outputs
 from vertebraformer_nn.inference.case_outputs import case_files, write_case_outputs
+from vertebraformer_nn.inference.postprocessing import resolve
 from vertebraformer_nn.inference.preview import COLOUR_TABLE_NAME, write_colour_table, write_preview
 from vertebraformer_nn.inference.summary import (COLUMNS, SummaryWriter, read_summary, row_from_report,
                                                  summary_path)
@@ -23,6 +24,8 @@ BOX_VOXELS = 8 * 16 * 14  # every vertebra block
 LESION_A = (slice(12, 16), slice(10, 14), slice(8, 12))  # inside L1, 64 voxels, p = 0.9
 LESION_B = (slice(2, 6), slice(3, 6), slice(3, 6))  # outside every vertebra, 36 voxels, p = 0.6
 FAINT = (slice(3, 7), slice(16, 20), slice(14, 18))  # inside L2, 64 voxels, p = 0.2: a candidate, not a lesion
+#: the blocks above are 39-69 mm3, under the default smallest lesion: this case keeps what is above 30 mm3
+SMALL_LESIONS = resolve(overrides={"lesion_min_volume_mm3": 30.0})
 
 
 def _lps_case():
@@ -71,7 +74,8 @@ def written(tmp_path_factory):
         folder = tmp_path_factory.mktemp(orientation)
         ct, vert, prob = _case(orientation)
         numbering = {"20": {"confidence": 0.8}, 21: 0.6, "notes": ["T13 suspected"]}
-        report = write_case_outputs(folder, "case1", ct, vert, prob, numbering, source="/in/case1.nii.gz")
+        report = write_case_outputs(folder, "case1", ct, vert, prob, numbering, source="/in/case1.nii.gz",
+                                    postprocessing=SMALL_LESIONS)
         out[orientation] = (folder, ct, vert, report)
     return out
 
