@@ -83,7 +83,7 @@ def test_a_faint_lesion_is_a_candidate_not_a_lesion_and_keeps_its_id_in_both_map
     prob[2:6, 8:12, 8:13] = 0.7  # A: 80 voxels inside L1
     prob[3, 9, 9] = 0.95  # A's peak
     prob[12:16, 8:12, 8:12] = 0.2  # B: faint, 64 voxels inside L2
-    params = _params(lesion_min_volume_mm3=30.0)  # both are larger (69 and 86 mm3)
+    params = _params(lesion_min_volume_mm3=30.0)  # A and B are 86 and 69 mm3, under the default
     candidate_map, rows = find_lesions(prob, vertebrae, SPACING, params)
     assert [(r["id"], r["lesion"], r["level_name"]) for r in rows] == [(1, True, "L1"), (2, False, "L2")]
     assert rows[1]["score"] == pytest.approx(0.2) and rows[1]["voxels"] == 64
