@@ -279,30 +279,27 @@ def level_runs(levels: np.ndarray, position_mm: np.ndarray, slab_mm: float,
     count = int(slab.max()) + 1
     votes = np.zeros((count, int(levels.max()) + 1), np.int64)
     np.add.at(votes, (slab, levels), 1)
-    filled = np.flatnonzero(votes.sum(axis=1))
-    runs: List[List[float]] = []  # [level, first slab, slabs]
-    for k in filled:
-        level = int(votes[k].argmax())
-        if runs and runs[-1][0] == level:
-            runs[-1][2] = k - runs[-1][1] + 1
-        else:
-            runs.append([level, k, 1])
+    runs = _joined([[int(votes[k].argmax()), k, 1] for k in np.flatnonzero(votes.sum(axis=1))])
     while len(runs) > 1:
         short = min(range(len(runs)), key=lambda r: runs[r][2])
         if runs[short][2] * slab_mm >= min_run_mm:
             break
-        side = [r for r in (short - 1, short + 1) if 0 <= r < len(runs)]
-        into = max(side, key=lambda r: runs[r][2])
-        lo, hi = sorted((short, into))
-        merged = [runs[into][0], runs[lo][1], runs[hi][1] + runs[hi][2] - runs[lo][1]]
-        runs[lo:hi + 1] = [merged]
-        while True:  # neighbours that now carry the same level are one run
-            same = next((r for r in range(len(runs) - 1) if runs[r][0] == runs[r + 1][0]), None)
-            if same is None:
-                break
-            a, b = runs[same], runs[same + 1]
-            runs[same:same + 2] = [[a[0], a[1], b[1] + b[2] - a[1]]]
+        into = max((r for r in (short - 1, short + 1) if 0 <= r < len(runs)), key=lambda r: runs[r][2])
+        runs[short][0] = runs[into][0]
+        runs = _joined(runs)
     return [(int(level), float(position_mm.min() + first * slab_mm)) for level, first, _ in runs]
+
+
+def _joined(runs: List[List[int]]) -> List[List[int]]:
+    """Runs [level, first slab, slabs spanned] with neighbours of one level joined (the span reaches over empty
+    slabs between them)."""
+    out: List[List[int]] = []
+    for level, first, span in runs:
+        if out and out[-1][0] == level:
+            out[-1][2] = first + span - out[-1][1]
+        else:
+            out.append([level, first, span])
+    return out
 
 
 def split_level_runs(instance_map, index: np.ndarray, levels: np.ndarray, spacing, si_axis: int, si_sign: int,
