@@ -66,10 +66,13 @@ for arm in ("before", "ext0.3", "ext0.2", "ext0.1", "now"):
 PY
 # which true lesions no candidate finds: lytic or blastic, how large (the arm "now")
 { echo "36 unseen phantoms, built-in model:"
-  python $R/missed_lesions.py $O hs2:$H/s2/extra_hushift:.nii.gz:$H/hs2_ref ld4:$H/s4/extra_lowdose:.nii.gz:$H/ld4_ref \
-    ld0:$T/ld0/extra_lowdose:.nii.gz:$T/ld0_ref
+  python $R/missed_lesions.py $O hs2:$H/s2/extra_hushift:.nii.gz:$H/hs2_ref:$H/s2/ground_truth/index.json \
+    ld4:$H/s4/extra_lowdose:.nii.gz:$H/ld4_ref:$H/s4/ground_truth/index.json \
+    ld0:$T/ld0/extra_lowdose:.nii.gz:$T/ld0_ref:$T/ld0/ground_truth/index.json
   echo "quick protocol test cases, its fine-tuned networks (verse507 is a test case of both folds):"
-  python $R/missed_lesions.py $O fold0:$Q/inputs/fold0:_0000.nii.gz:$Q/reference fold5:$Q/inputs/fold5:_0000.nii.gz:$Q/reference
+  python $R/missed_lesions.py $O \
+    fold0:$Q/inputs/fold0:_0000.nii.gz:$Q/reference:$Q/SIM/ground_truth/index.json \
+    fold5:$Q/inputs/fold5:_0000.nii.gz:$Q/reference:$Q/SIM/ground_truth/index.json
 } | tee $R/missed.txt
 # the written lesions' threshold (the operating point; the AP does not see it), with the extents above, on the 36
 for spec in "${sets[@]:0:3}"; do s=${spec%%:*}; ref=${spec##*:}
