@@ -3,10 +3,11 @@
 # card's way) with the full-resolution lesion path of lesion_stem.py; then predicted and scored as that record's arms
 # were (the quick protocol's 35 test cases, the 36 unseen-style phantoms, which lesions are found, real CT).
 # Run from the repository root with the venv active, alone on the 2 cores; S18 holds that record's data and arms.
+# Arm D2: W=/tmp/s19/d2 R=/tmp/s19/d2 LESION_LOCAL_GAIN=10 bash $0, then copy its txt, md and json into d2/ (the path's output times 10, see lesion_stem.py).
 set -uo pipefail
 export nnUNet_compile=f VERTEBRAFORMER_REAL_DATA=${VERTEBRAFORMER_REAL_DATA:-../shared/data/real}
 W=${W:-/tmp/s19}; S=${S18:-/tmp/s18}; H=/tmp/held_out; T=/tmp/tta; Q=/tmp/vf_protocol_q7
-R=benchmarks/results/lesion_stem_2026-12-05; X="python $R/lesion_stem.py"
+P=benchmarks/results/lesion_stem_2026-12-05; R=${R:-$P}; X="python $P/lesion_stem.py"  # R: where the results go
 M=Dataset599_MultiSpine/VertebraFormerTrainer_budget__VertebraFormerCPUPlans
 B=vertebraformer_nn/builtin_model/VertebraFormerTrainer_budget__VertebraFormerCPUPlans
 export nnUNet_raw=$S/raw nnUNet_preprocessed=$S/pre nnUNet_results=$W/resD
