@@ -115,4 +115,6 @@ def test_predict_without_a_model_uses_the_builtin_one(phantom_slab, tmp_path, ca
     setup = json.loads((tmp_path / "out" / "prediction_args.json").read_text())
     assert Path(setup["model"]) == FOLDER and setup["coarse"]  # with its coarse whole-field stage
     assert report["quality"]["flag"] in ("ok", "warning", "fail")
+    # the boundaries went onto the bone edge (the phantom's voxels are finer than the model's 3.5 mm)
+    assert report["bone_edge"]["band_mm"] == 2.0 and report["bone_edge"]["added"] > 0
     assert _labels(tmp_path / "out").shape == sitk.GetArrayFromImage(sitk.ReadImage(str(phantom_slab))).shape

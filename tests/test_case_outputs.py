@@ -355,3 +355,21 @@ def test_summary_row_from_a_written_report(written):
     assert [row[k] for k in ("case", "source", "n_vertebrae", "first_level", "last_level", "n_lesions")] == \
         ["case1", "/in/case1.nii.gz", "3", "T12", "L2", "2"]
     assert (row["seconds_export"], row["seconds_read"], row["seconds_total"]) == ("1.50", "", "1.50")
+
+
+def test_centroids_come_from_the_labels_given_for_them(tmp_path):
+    """Export writes the labels on the bone edge but estimates the body centroids on the network's labels
+    (``centroid_labels``): a vertebra whose written mask gained a bright rim keeps its centroid; a code absent
+    from the written map gets none."""
+    ct, vert_img, _ = _lps_case()
+    vert = sitk.GetArrayFromImage(vert_img)
+    written = vert.copy()
+    written[2:10, 6:22, 20:26] = 21  # L2 grown sideways: its written mask's centroid moves
+    written[written == 19] = 0  # T12 gone from the written map
+    plain = write_case_outputs(tmp_path / "a", "c", ct, vert, None, None, preview=False)
+    given = write_case_outputs(tmp_path / "b", "c", ct, written, None, None, preview=False, centroid_labels=vert)
+    alone = write_case_outputs(tmp_path / "c", "c", ct, written, None, None, preview=False)
+    centroid = {r["name"]: r["centroid_mm"] for r in plain["vertebrae"]}
+    assert {r["name"]: r["centroid_mm"] for r in given["vertebrae"]} == {n: centroid[n] for n in ("L1", "L2")}
+    assert {r["name"]: r["centroid_mm"] for r in alone["vertebrae"]}["L2"] != centroid["L2"]
+    assert sorted(read_verse_ctd(tmp_path / "b" / "c_ctd.json", ct)) == [20, 21]

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from .. import labels
 from ..geometry import lateral_axis_after_transpose, superior_axis_after_transpose
 from . import model_grid_hu
+from .bone_boundary import snap_to_bone
 from .boundaries import axis_orders, spine_labels_to_input
 from .case_outputs import write_case_outputs
 from .cases import Reorientation
@@ -120,8 +121,9 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
     one of :data:`NUMBERING_MODES` ("argmax" ignores the identification head: the labels are the segmentation
     argmax); ``postprocessing``: the values to use and their sources (default: the documented defaults), recorded
     in the report. The vertebra labels go back to the input grid from the probabilities
-    (``boundaries.spine_labels_to_input``), the lesion probability by nnU-Net's probability rule, both with its
-    separate-z rule for anisotropic grids (``boundaries.axis_orders``)."""
+    (``boundaries.spine_labels_to_input``), then onto the bone edge the CT shows (``bone_boundary.snap_to_bone``,
+    ``bone_edge_band_mm``), the lesion probability by nnU-Net's probability rule, both with its separate-z rule
+    for anisotropic grids (``boundaries.axis_orders``)."""
     if numbering not in NUMBERING_MODES:
         raise ValueError(f"numbering must be one of {', '.join(NUMBERING_MODES)}, got {numbering!r}")
     postprocessing = postprocessing or resolve()
@@ -150,11 +152,15 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
 
     t = time.perf_counter()
     orders = axis_orders(meta, grid)
-    vertebrae = spine_labels_to_input(codes, probs, grid, orders)
+    network_vertebrae = spine_labels_to_input(codes, probs, grid, orders)
+    model_spacing_in = [float(meta["model_spacing"][m]) for m in grid.model_axis]
+    vertebrae, bone_edge = snap_to_bone(network_vertebrae, sitk.GetArrayViewFromImage(ct), ct.GetSpacing()[::-1],
+                                        params.bone_edge_band_mm, model_spacing_in)
     # below the floor no voxel can reach a candidate (interpolation never exceeds its neighbours)
     floor = min(LESION_FLOOR, 0.5 * params.lesion_candidate_floor)
     lesion = probability_to_input(probs.lesion, grid, floor, orders) if probs.lesion is not None else None
     report = write_case_outputs(out_dir, meta["case"], ct, vertebrae, lesion, result, preview=preview,
-                                source=meta["source"], postprocessing=postprocessing)
+                                source=meta["source"], postprocessing=postprocessing, bone_edge=bone_edge,
+                                centroid_labels=network_vertebrae)
     seconds["export"] = time.perf_counter() - t
     return report
