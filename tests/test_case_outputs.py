@@ -367,9 +367,11 @@ def test_centroids_come_from_the_labels_given_for_them(tmp_path):
     written[2:10, 6:22, 20:26] = 21  # L2 grown sideways: its written mask's centroid moves
     written[written == 19] = 0  # T12 gone from the written map
     plain = write_case_outputs(tmp_path / "a", "c", ct, vert, None, None, preview=False)
-    given = write_case_outputs(tmp_path / "b", "c", ct, written, None, None, preview=False, centroid_labels=vert)
+    given = write_case_outputs(tmp_path / "b", "c", ct, written, None, None, preview=False, centroid_labels=vert,
+                               source="/in/c.nii.gz")
     alone = write_case_outputs(tmp_path / "c", "c", ct, written, None, None, preview=False)
     centroid = {r["name"]: r["centroid_mm"] for r in plain["vertebrae"]}
     assert {r["name"]: r["centroid_mm"] for r in given["vertebrae"]} == {n: centroid[n] for n in ("L1", "L2")}
     assert {r["name"]: r["centroid_mm"] for r in alone["vertebrae"]}["L2"] != centroid["L2"]
     assert sorted(read_verse_ctd(tmp_path / "b" / "c_ctd.json", ct)) == [20, 21]
+    assert given["source"] == "/in/c.nii.gz"

@@ -110,9 +110,9 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
     if centroid_labels is None:
         centroids_mm = body_centroids(label_image)
     else:
-        source = sitk.GetImageFromArray(np.asarray(centroid_labels, dtype=np.uint8))
-        source.CopyInformation(ct)
-        centroids_mm = {c: xyz for c, xyz in body_centroids(source).items()
+        centroid_image = sitk.GetImageFromArray(np.asarray(centroid_labels, dtype=np.uint8))
+        centroid_image.CopyInformation(ct)
+        centroids_mm = {c: xyz for c, xyz in body_centroids(centroid_image).items()
                         if c <= len(boxes) and boxes[c - 1] is not None}
     del label_image
     write_verse_ctd(files["centroids"], centroids_mm, ct)
