@@ -13,11 +13,11 @@ boundary the CT decides (:func:`snap_to_bone`):
   side (what surrounds it), so it follows the scan's own calibration (a phantom style whose HU are shifted, a
   low-density spine) instead of a fixed HU;
 * inner band voxels below it leave the spine (disc, soft tissue, fat) when connected through such voxels of the
-  band to its outer side: peeled from outside, so dark trabecular bone behind a bright cortex stays (removing it
-  thinned bodies and moved the body centroids of phantoms' L5 by 17-33 mm);
+  band to its outer side: peeled from outside, so dark trabecular bone behind a bright cortex stays;
 * outer band voxels at or above it join the spine when connected to it through such voxels inside the band
-  (6-neighbour growth from the kept labels, each taking the label it grew from): missed cortex joins its own
-  vertebra, a rib or a bright vessel wall touching the band only where it touches.
+  (face-neighbour growth from the kept labels, a voxel taking the label most of its labelled neighbours have, ties
+  to the lowest code, so that the result does not depend on the order of the array's axes): missed cortex joins
+  its own vertebra, a rib or a bright vessel wall touching the band only where it touches.
 
 Before and after, a cavity a label encloses on every side is filled with that label (:func:`fill_cavities`): a
 vertebra is solid bone, and a dark patch of trabecular bone the network left out would otherwise be a boundary the

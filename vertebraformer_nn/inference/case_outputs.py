@@ -88,7 +88,7 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
     moving the boundaries onto the bone did (``bone_boundary.snap_to_bone``), recorded as it is;
     ``centroid_labels``: the label map (same codes and grid) the body centroids are estimated on, default
     ``vertebrae``: export passes the labels before the bone edge, as the centroid estimate (the vertebra's deepest
-    core) moves with its surface: on phantoms the snapped masks' L5 centroids moved 10-30 mm and 7 of 71 cases lost
+    core) moves with its surface: on phantoms the snapped masks' L5 centroids moved 10-33 mm and 7 of 71 cases lost
     a hit, while the snap moves no vertebra.
     """
     files = case_files(out_dir, case)
