@@ -7,8 +7,9 @@ Issue 12 part 3: a model planned at a coarse spacing (3.5 mm for the CPU preset)
 labels go back to the input grid twice: **before**, nnU-Net's rule for a hard label map (``grid_map.labels_to_input``:
 each label's indicator interpolated, the largest wins) and **after**, the boundaries from the probabilities
 (``boundaries.spine_labels_to_input``: spine vs background where the foreground probability crosses 1/2, between
-neighbours where their levels' probabilities cross, nnU-Net's separate-z rule for thick slices). So only the way
-back to the input grid differs. Reported per case and on average: the binary spine Dice and the mean Dice over the
+neighbours where their levels' probabilities cross, nnU-Net's separate-z rule for thick slices), and **bone edge**,
+after moved onto the bone edge the CT shows (``bone_boundary.snap_to_bone`` at the default ``bone_edge_band_mm``, as
+``predict`` writes it). So only the way back to the input grid differs. Reported per case and on average: the binary spine Dice and the mean Dice over the
 truth's vertebrae (a numbering error lowers both columns alike). The phantoms are MultiSpine-Sim's VerSe style,
 made for this script (seed ``--seed``, not the training data's). Not a test; it measures no time.
 """
@@ -56,7 +57,11 @@ def dice_pair(truth: np.ndarray, predicted: np.ndarray) -> tuple:
 
 
 def measure_case(predictor, name: str, path: Path, truth: np.ndarray) -> dict:
+    import SimpleITK as sitk
+
     from vertebraformer_nn import labels
+    from vertebraformer_nn.inference.bone_boundary import snap_to_bone
+    from vertebraformer_nn.inference.postprocessing import DEFAULTS
     from vertebraformer_nn.inference.boundaries import axis_orders, spine_labels_to_input
     from vertebraformer_nn.inference.cases import Case
     from vertebraformer_nn.inference.export import grid_map
@@ -72,16 +77,21 @@ def measure_case(predictor, name: str, path: Path, truth: np.ndarray) -> dict:
     # the spine's outline from the probabilities, the boundaries between neighbours from the hard labels: which of
     # the two kinds of boundary the gain (or loss) comes from
     spine_only = np.where(after > 0, np.where(before > 0, before, after), 0).astype(np.uint8)
+    ct = sitk.ReadImage(str(path))
+    bone_edge, _ = snap_to_bone(after, sitk.GetArrayViewFromImage(ct), ct.GetSpacing()[::-1],
+                                DEFAULTS.bone_edge_band_mm, [float(meta["model_spacing"][m]) for m in grid.model_axis])
     return {"case": name, "input_shape": truth.shape, "model_shape": tuple(meta["model_shape"]),
             "model_spacing": meta["model_spacing"], "before": dice_pair(truth, before),
-            "after": dice_pair(truth, after), "spine_only": dice_pair(truth, spine_only)}
+            "after": dice_pair(truth, after), "spine_only": dice_pair(truth, spine_only),
+            "bone_edge": dice_pair(truth, bone_edge)}
 
 
 def report(rows: Sequence[dict], model: Path, iso_mm: float, command: str) -> str:
-    columns = (("before", 0), ("after", 0), ("before", 1), ("after", 1), ("spine_only", 1))
-    head = ("| case | input grid | model grid (mm) | spine Dice before | after | vertebra Dice before | after | "
-            "vertebra Dice, outline only from probabilities |")
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    columns = (("before", 0), ("after", 0), ("bone_edge", 0), ("before", 1), ("after", 1), ("bone_edge", 1),
+               ("spine_only", 1))
+    head = ("| case | input grid | model grid (mm) | spine Dice before | after | bone edge | vertebra Dice before | "
+            "after | bone edge | vertebra Dice, outline only from probabilities |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['case']} | {'x'.join(map(str, r['input_shape']))} | "
                      f"{'x'.join(f'{s:.2f}' for s in r['model_spacing'])} | "
@@ -93,7 +103,8 @@ def report(rows: Sequence[dict], model: Path, iso_mm: float, command: str) -> st
         f"Command: `{command}`", "", f"Model: `{model}`; phantoms at {iso_mm:g} mm (VerSe style).", "",
         *lines, "",
         "Before: the hard label map resampled (each label's indicator linearly, the largest wins). After: "
-        "boundaries from the probabilities (inference/boundaries.py). Outline only: the spine's outline from the "
+        "boundaries from the probabilities (inference/boundaries.py). Bone edge: after, moved onto the bone edge "
+        "the CT shows (inference/bone_boundary.py, the default band), as predict writes it. Outline only: the spine's outline from the "
         "probabilities, the boundaries between neighbours from the hard labels (it has the spine Dice of after). Same "
         "prediction and numbering in all.", ""])
 
@@ -117,8 +128,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for name, path, truth in phantom_cases(args.cases, args.iso_mm, args.seed, Path(tmp)):
             rows.append(measure_case(predictor, name, path, truth))
             r = rows[-1]
-            print(f"{name}: spine Dice {r['before'][0]:.4f} -> {r['after'][0]:.4f}, vertebra Dice "
-                  f"{r['before'][1]:.4f} -> {r['after'][1]:.4f} (outline only {r['spine_only'][1]:.4f})", flush=True)
+            print(f"{name}: spine Dice {r['before'][0]:.4f} -> {r['after'][0]:.4f} -> {r['bone_edge'][0]:.4f}, "
+                  f"vertebra Dice {r['before'][1]:.4f} -> {r['after'][1]:.4f} -> {r['bone_edge'][1]:.4f} "
+                  f"(outline only {r['spine_only'][1]:.4f})", flush=True)
     text = report(rows, args.model, args.iso_mm, " ".join([sys.executable, *sys.argv]))
     print(text)
     write_result(text, args.out_md, "boundary_dice")

@@ -2,7 +2,7 @@
 # The built-in model's predictions post-processed again (no network: `vertebraformer ensemble -i` on one folder of
 # saved probabilities) with the boundary band off (0), at its default (2 mm) and at 3 mm, then scored:
 #   real CT:  benchmarks/real_ct.py --renumber (binary spine Dice, levels)
-#   phantoms: vertebraformer evaluate on four sets of 71 phantoms (predicted with --save_probabilities earlier:
+#   phantoms: vertebraformer evaluate on four sets of 71 phantoms, paired by benchmarks/paired_evaluations.py (predicted with --save_probabilities earlier:
 #             the quick protocol's 35 test cases of seed 1 and 36 unseen-style phantoms, by
 #             ../lesion_finetune_2026-12-05/evalarm.sh and evalproto.sh with the arm "builtin")
 # usage: run.sh OUT   (PRED = folder holding pred_builtin_<set>, REAL = real-CT prediction folder of real_ct.py
@@ -23,4 +23,7 @@ for band in 0 2 3; do
       --skip-missing > /dev/null 2>&1
   done
 done
-python "$HERE/paired.py" "$OUT" > "$OUT/paired.txt"
+for s in proto hs2 ld4 ld0; do for band in 2 3; do
+  python "$ROOT/benchmarks/paired_evaluations.py" "$OUT/eval_${band}_$s.json" "$OUT/eval_0_$s.json" \
+    --name-a "$s, band $band mm" --name-b "band 0"
+done; done > "$OUT/paired.txt"
