@@ -126,3 +126,14 @@ def test_the_same_scan_stored_in_another_axis_order_gets_the_same_labels():
     moved, _ = snap_to_bone(np.flip(labels.transpose(order), 1), np.flip(ct.transpose(order), 1), (1.0, 1.0, 1.0), 2.0)
     assert np.array_equal(np.flip(moved, 1), snapped.transpose(order))
     assert set(np.unique(snapped[19, 14:16, 12:18])) == {20}  # the tie goes to the lowest code
+
+
+def test_a_vertebra_cut_by_the_field_of_view_keeps_its_cut_face():
+    """The array's edge is no boundary: a vertebra running out of the scan keeps its cut face, dark trabecular
+    bone behind its cortex included."""
+    ct, labels = _ct(), _truth()
+    labels[:6, 8:22, 8:22] = 20  # the upper vertebra reaches the array's top face
+    ct[:6, 8:22, 8:22] = CORTEX_HU
+    ct[:6, 9:21, 9:21] = TRABECULAR_HU - 100.0  # darker than the tissue's threshold: osteoporotic bone, cut
+    snapped, _ = snap_to_bone(labels, ct, (1.0, 1.0, 1.0), 2.0)
+    assert np.array_equal(snapped[:6], labels[:6])
