@@ -137,3 +137,12 @@ def test_a_vertebra_cut_by_the_field_of_view_keeps_its_cut_face():
     ct[:6, 9:21, 9:21] = TRABECULAR_HU - 100.0  # darker than the tissue's threshold: osteoporotic bone, cut
     snapped, _ = snap_to_bone(labels, ct, (1.0, 1.0, 1.0), 2.0)
     assert np.array_equal(snapped[:6], labels[:6])
+
+
+def test_a_faint_thin_vertebra_is_not_deleted():
+    """A vertebra fainter than the rest and thin enough to lie wholly in the band keeps its labels."""
+    ct, labels = _ct(), _truth()
+    ct[UPPER] = TISSUE_HU + 20.0  # as faint as soft tissue (the band's threshold comes from the bright one)
+    snapped, _ = snap_to_bone(labels, ct, (1.0, 1.0, 1.0), 2.0)
+    assert np.count_nonzero(snapped == 20) >= np.count_nonzero(labels == 20)
+    assert np.array_equal(snapped[LOWER] > 0, labels[LOWER] > 0)

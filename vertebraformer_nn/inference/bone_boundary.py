@@ -23,7 +23,8 @@ Before and after, a cavity a label encloses on every side is filled with that la
 vertebra is solid bone, and a dark patch of trabecular bone the network left out would otherwise be a boundary the
 band peels further. The spinal canal is open at both ends and never enclosed.
 
-Labels far from the boundary are never changed, so the numbering's levels and instances stay as decided. Pure
+Labels far from the boundary are never changed, and a vertebra the band would halve keeps its voxels
+(:data:`KEEP_FRACTION`), so the numbering's levels and instances stay as decided. Pure
 functions of arrays; the work is inside the spine's bounding box grown by the band.
 
 Measured on the built-in model's predictions (benchmarks/results/bone_edge_2026-12-05/): binary spine Dice on real
@@ -37,7 +38,12 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["band_footprint", "fill_cavities", "snap_to_bone"]
+__all__ = ["KEEP_FRACTION", "band_footprint", "fill_cavities", "snap_to_bone"]
+
+#: a vertebra the band would leave with less than this fraction of its voxels keeps them: the bone edge moves
+#: boundaries, it does not delete vertebrae (a cervical vertebra of a neck phantom, fainter than the spine's median
+#: and thin enough to lie wholly in the band, vanished, and its level with it)
+KEEP_FRACTION = 0.5
 
 
 def band_footprint(band_mm: float, spacing: Sequence[float],
@@ -136,6 +142,11 @@ def snap_to_bone(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], b
     removed = inner & np.isin(pieces, outside[outside > 0])
     kept = np.where(removed, 0, lab).astype(lab.dtype)
     grown = fill_cavities(_grow(kept, outer & (ct >= threshold)))
+    original = labels[box]
+    for code in np.unique(original[original > 0]):
+        own = original == code
+        if np.count_nonzero(grown == code) < KEEP_FRACTION * np.count_nonzero(own):
+            grown[own & (grown == 0)] = code  # a faint or thin vertebra wholly in the band keeps its labels
     out = labels.copy()
     out[box] = grown
     before = labels[box] > 0
