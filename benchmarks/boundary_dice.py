@@ -64,7 +64,7 @@ def measure_case(predictor, name: str, path: Path, truth: np.ndarray) -> dict:
     from vertebraformer_nn.inference.postprocessing import DEFAULTS
     from vertebraformer_nn.inference.boundaries import axis_orders, spine_labels_to_input
     from vertebraformer_nn.inference.cases import Case
-    from vertebraformer_nn.inference.export import grid_map
+    from vertebraformer_nn.inference.export import grid_map, input_model_spacing
     from vertebraformer_nn.inference.grid_map import labels_to_input
     from vertebraformer_nn.inference.numbering import number_vertebrae
 
@@ -79,7 +79,7 @@ def measure_case(predictor, name: str, path: Path, truth: np.ndarray) -> dict:
     spine_only = np.where(after > 0, np.where(before > 0, before, after), 0).astype(np.uint8)
     ct = sitk.ReadImage(str(path))
     bone_edge, _ = snap_to_bone(after, sitk.GetArrayViewFromImage(ct), ct.GetSpacing()[::-1],
-                                DEFAULTS.bone_edge_band_mm, [float(meta["model_spacing"][m]) for m in grid.model_axis])
+                                DEFAULTS.bone_edge_band_mm, input_model_spacing(meta, grid))
     return {"case": name, "input_shape": truth.shape, "model_shape": tuple(meta["model_shape"]),
             "model_spacing": meta["model_spacing"], "before": dice_pair(truth, before),
             "after": dice_pair(truth, after), "spine_only": dice_pair(truth, spine_only),

@@ -86,16 +86,17 @@ def _grow(labels: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     depend on the order or direction of the array's axes (the same scan stored otherwise gets the same labels)."""
     out = labels.copy()
     free = allowed & (out == 0)
-    while True:
-        front = free & (ndimage.binary_dilation(out > 0) if free.any() else free)
+    while free.any():
+        front = free & ndimage.binary_dilation(out > 0)
         if not front.any():
-            return out
+            break
         index = np.nonzero(front)
         around = _neighbour_labels(out, index)
         codes = np.unique(around[around > 0])
         counts = np.stack([(around == c).sum(axis=1) for c in codes], axis=1)
         out[index] = codes[np.argmax(counts, axis=1)]  # argmax takes the first, i.e. lowest, code of a tie
         free &= ~front
+    return out
 
 
 def fill_cavities(labels: np.ndarray) -> np.ndarray:
@@ -143,13 +144,13 @@ def snap_to_bone(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], b
     kept = np.where(removed, 0, lab).astype(lab.dtype)
     grown = fill_cavities(_grow(kept, outer & (ct >= threshold)))
     original = labels[box]
-    for code in np.unique(original[original > 0]):
-        own = original == code
-        if np.count_nonzero(grown == code) < KEEP_FRACTION * np.count_nonzero(own):
-            grown[own & (grown == 0)] = code  # a faint or thin vertebra wholly in the band keeps its labels
+    had = np.bincount(original.ravel())
+    has = np.bincount(grown.ravel(), minlength=had.size)
+    for code in np.flatnonzero(has[1:had.size] < KEEP_FRACTION * had[1:]) + 1:
+        grown[(original == code) & (grown == 0)] = code  # a faint or thin vertebra wholly in the band keeps its labels
     out = labels.copy()
     out[box] = grown
-    before = labels[box] > 0
+    before = original > 0
     info.update(threshold_hu=round(threshold, 1), added=int(((grown > 0) & ~before).sum()),
                 removed=int((before & (grown == 0)).sum()))
     return out, info

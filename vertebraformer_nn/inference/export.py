@@ -31,7 +31,7 @@ from .numbering import argmax_numbering, number_vertebrae
 from .postprocessing import Resolved, resolve
 
 __all__ = ["NUMBERING_MODES", "superior_axis", "numbering_axis", "model_spacing", "case_meta", "grid_map",
-           "export_case"]
+           "input_model_spacing", "export_case"]
 
 #: ``export_case(numbering=...)``: the structure-aware decoder (default), or the per-voxel argmax without it
 NUMBERING_MODES = ("decoder", "argmax")
@@ -112,6 +112,11 @@ def grid_map(meta: Mapping) -> GridMap:
     return GridMap.from_properties(meta["properties"], meta["model_shape"], meta["transpose_forward"], reo)
 
 
+def input_model_spacing(meta: Mapping, grid: GridMap) -> list:
+    """The model grid's spacing (mm) along each input array axis (z, y, x): the model axis that feeds it."""
+    return [float(meta["model_spacing"][m]) for m in grid.model_axis]
+
+
 def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: Mapping, *, preview: bool = True,
                 seconds: Optional[Dict[str, float]] = None, numbering: str = "decoder",
                 postprocessing: Optional[Resolved] = None) -> dict:
@@ -153,9 +158,8 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
     t = time.perf_counter()
     orders = axis_orders(meta, grid)
     network_vertebrae = spine_labels_to_input(codes, probs, grid, orders)
-    model_spacing_in = [float(meta["model_spacing"][m]) for m in grid.model_axis]
     vertebrae, bone_edge = snap_to_bone(network_vertebrae, sitk.GetArrayViewFromImage(ct), ct.GetSpacing()[::-1],
-                                        params.bone_edge_band_mm, model_spacing_in)
+                                        params.bone_edge_band_mm, input_model_spacing(meta, grid))
     # below the floor no voxel can reach a candidate (interpolation never exceeds its neighbours)
     floor = min(LESION_FLOOR, 0.5 * params.lesion_candidate_floor)
     lesion = probability_to_input(probs.lesion, grid, floor, orders) if probs.lesion is not None else None

@@ -39,14 +39,6 @@ for b in A builtin; do
   python benchmarks/paired_evaluations.py $(ev $W D) $(ev $S $b) --name-a "36 unseen, D" --name-b $b
 done > $R/paired.txt
 cat $R/paired.txt
-mkdir -p $W/m_D; for s in hs2 ld4 ld0 proto; do ln -sfn $W/pred_D_$s $W/m_D/now_$s; done
-{ echo "== D, 36 unseen phantoms"
-  python benchmarks/results/lesion_extent_2026-12-05/missed_lesions.py --all $W/m_D \
-    hs2:$H/s2/extra_hushift:.nii.gz:$H/hs2_ref:$H/s2/ground_truth/index.json \
-    ld4:$H/s4/extra_lowdose:.nii.gz:$H/ld4_ref:$H/s4/ground_truth/index.json \
-    ld0:$T/ld0/extra_lowdose:.nii.gz:$T/ld0_ref:$T/ld0/ground_truth/index.json
-  echo "== D, quick protocol test cases"
-  python benchmarks/results/lesion_extent_2026-12-05/missed_lesions.py --all $W/m_D \
-    proto:$S/proto_in:_0000.nii.gz:$Q/reference:$Q/SIM/ground_truth/index.json; } > $R/lesions.txt
+S18=$S bash benchmarks/results/lesion_extent_2026-12-05/found_lesions.sh D $W/pred_D > $R/lesions.txt
 grep "^==\|^lytic\|^blastic" $R/lesions.txt
 $X --script benchmarks/real_ct.py --work $W/rcD --tag lesion-stem --results $R $MO 2>&1 | tail -6

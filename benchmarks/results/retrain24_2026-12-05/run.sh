@@ -38,14 +38,6 @@ python benchmarks/paired_evaluations.py $W/eval_hs2.json,$W/eval_ld4.json,$W/eva
   $S/eval_builtin_hs2.json,$S/eval_builtin_ld4.json,$S/eval_builtin_ld0.json --name-a "36 unseen, retrain24" --name-b builtin >> $R/paired.txt
 cat $R/paired.txt
 # 7. which lesions its candidates find (kind, contrast), as lesion_finetune_2026-12-05/compare.sh counts them
-mkdir -p $W/m; for s in hs2 ld4 ld0 proto; do ln -sfn $W/pred_$s $W/m/now_$s; done
-{ echo "== retrain24, 36 unseen phantoms"
-  python benchmarks/results/lesion_extent_2026-12-05/missed_lesions.py --all $W/m \
-    hs2:$H/s2/extra_hushift:.nii.gz:$H/hs2_ref:$H/s2/ground_truth/index.json \
-    ld4:$H/s4/extra_lowdose:.nii.gz:$H/ld4_ref:$H/s4/ground_truth/index.json \
-    ld0:$T/ld0/extra_lowdose:.nii.gz:$T/ld0_ref:$T/ld0/ground_truth/index.json
-  echo "== retrain24, quick protocol test cases"
-  python benchmarks/results/lesion_extent_2026-12-05/missed_lesions.py --all $W/m \
-    proto:$S/proto_in:_0000.nii.gz:$Q/reference:$Q/SIM/ground_truth/index.json; } > $R/lesions.txt
+S18=$S bash benchmarks/results/lesion_extent_2026-12-05/found_lesions.sh retrain24 $W/pred > $R/lesions.txt
 # 8. the real CT under the ten test-time variants (the training lesions' contrast: python $R/lytic_train.py $nnUNet_raw/Dataset599_MultiSpine $W/demo/SIM/ground_truth/index.json)
 python benchmarks/real_ct_perturbed.py --work $W/rcp --tag retrain24 --results $R $M 2>&1 | tail -3
