@@ -25,7 +25,9 @@ LESION_A = (slice(12, 16), slice(10, 14), slice(8, 12))  # inside L1, 64 voxels,
 LESION_B = (slice(2, 6), slice(3, 6), slice(3, 6))  # outside every vertebra, 36 voxels, p = 0.6
 FAINT = (slice(3, 7), slice(16, 20), slice(14, 18))  # inside L2, 64 voxels, p = 0.2: a candidate, not a lesion
 #: the blocks above are 39-69 mm3, under the default smallest lesion: this case keeps what is above 30 mm3
-SMALL_LESIONS = resolve(overrides={"lesion_min_volume_mm3": 30.0})
+#: and its CT holds no lesion: the head's map alone is written here (the CT's judgement: test_lesion_contrast.py)
+SMALL_LESIONS = resolve(overrides={"lesion_min_volume_mm3": 30.0, "lesion_ct_contrast": 0.0,
+                                   "lesion_ct_band_mm": 0.0})
 
 
 def _lps_case():

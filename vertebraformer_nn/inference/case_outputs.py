@@ -151,7 +151,9 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
         "coordinates": "LPS world mm",
         "field_of_view": {"first": first, "last": last},
         "vertebrae": vertebra_rows,
-        "lesion_score": SCORE_DEFINITIONS[pp.lesion_score],
+        "lesion_score": SCORE_DEFINITIONS[pp.lesion_score] + (
+            ", times its CT factor (ct_factor: min(1, |contrast_hu| / the SD of the bone around it))"
+            if pp.lesion_ct_contrast else ""),
         "lesion_threshold": pp.lesion_threshold,
         "lesions": lesion_rows,
         "lesion_candidates": candidate_rows,
@@ -210,7 +212,8 @@ def _write_lesions(files: Mapping[str, Path], ct: sitk.Image, lesion_prob: np.nd
                    pp) -> Tuple[np.ndarray, List[dict], int]:
     """Write the candidate and lesion maps (``lesions``); returns (the lesion map, a report row per candidate kept,
     how many were found)."""
-    candidate_map, candidates, found = found_lesions(lesion_prob, vertebrae, ct.GetSpacing()[::-1], pp)
+    candidate_map, candidates, found = found_lesions(lesion_prob, vertebrae, ct.GetSpacing()[::-1], pp,
+                                                     hu=sitk.GetArrayViewFromImage(ct))
     lesion_map, _ = written_lesions(candidate_map, candidates)
     for key, array in (("lesion_candidates", candidate_map.astype(uint_for(len(candidates)))),
                        ("lesions", lesion_map)):
@@ -244,4 +247,6 @@ def _lesion_row(ct: sitk.Image, inst: dict) -> dict:
         "volume_ml": round(inst["volume_mm3"] / 1000.0, 4),
         "score": inst["score"],
         "peak_probability": inst["peak"],
+        "contrast_hu": inst["contrast_hu"],
+        "ct_factor": inst["ct_factor"],
     }

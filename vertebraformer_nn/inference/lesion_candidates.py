@@ -58,10 +58,19 @@ class Candidate:
     voxels: int
     volume_mm3: float
     centre_index: Tuple[float, ...]
+    #: judged on the CT (lesion_contrast.py): mean HU minus the bone's around it (None: not judged or no bone
+    #: around it) and the factor on its score and peak
+    contrast_hu: Optional[float] = None
+    ct_factor: float = 1.0
 
     def score(self, kind: str) -> float:
-        """The candidate's ``lesion_score`` of that kind (:data:`SCORE_DEFINITIONS`)."""
-        return {"max": self.peak, "mean": self.mean, "integrated": self.integrated_mm3}[kind]
+        """The candidate's ``lesion_score`` of that kind (:data:`SCORE_DEFINITIONS`), times its CT factor."""
+        return self.ct_factor * {"max": self.peak, "mean": self.mean, "integrated": self.integrated_mm3}[kind]
+
+    @property
+    def weighted_peak(self) -> float:
+        """The peak times the CT factor: what ``lesion_threshold`` compares."""
+        return self.ct_factor * self.peak
 
     def bbox_index(self) -> List[List[int]]:
         """[first, last] voxel index of the extent per array axis, inclusive (``box`` is its tight box)."""

@@ -4,17 +4,20 @@ as lesions, their ids, their vertebra (``lesion_levels``) and the two maps.
 * Every candidate (down to ``lesion_candidate_floor``) gets a score (``lesion_score``) and is listed in
   ``<case>.json`` ``lesion_candidates[]``; its extent is drawn in ``<case>_lesion_candidates.nii.gz``. The
   evaluation ranks them all, so the lesion AP covers the whole precision-recall curve.
-* A candidate whose peak probability exceeds ``lesion_threshold`` is a lesion: ``<case>_lesion.nii.gz`` and
-  ``lesions[]`` (the written map uses the chosen threshold; each lesion keeps its candidate's extent), when it is a
-  spinal one: given a vertebra map with a vertebra, inside a vertebra or within ``lesion_levels.NEAREST_SEARCH_MM``
-  of one (a weak head's bright spots in the femoral heads of a real abdomen CT stay candidates).
+* Given the CT, each candidate is judged on it (``lesion_contrast``): its contrast against the bone around it
+  scales its score and peak, and its extent follows the contrast.
+* A candidate whose peak probability (times that factor) exceeds ``lesion_threshold`` is a lesion:
+  ``<case>_lesion.nii.gz`` and ``lesions[]`` (the written map uses the chosen threshold; each lesion keeps its
+  candidate's extent), when it is a spinal one: given a vertebra map with a vertebra, inside a vertebra or within
+  ``lesion_levels.NEAREST_SEARCH_MM`` of one (a weak head's bright spots in the femoral heads of a real abdomen CT
+  stay candidates).
 * Ids: the lesions first, by descending score (ties: larger volume, then position), 1..n; then the other
   candidates in the same order, n+1..N. A lesion has the same id in both maps and both lists, and the lesion map is
   the candidate map with the ids above n cleared.
 * At most :data:`MAX_CANDIDATES` are kept, the first in that order: a weak head's map found 36,610 candidates
   (419 lesions) on a 512x512x600 CT, whose rows and world boxes cost minutes and made a report nobody reads.
 
-Pure numpy: arrays in any axis order, ``spacing`` in mm per array axis. Memory: the candidates' masks inside their
+Pure numpy/scipy: arrays in any axis order, ``spacing`` in mm per array axis. Memory: the candidates' masks inside their
 boxes, one 32-bit candidate map of the full grid; the lesion map is a copy in the smallest unsigned type.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .lesion_candidates import SCORE_DEFINITIONS, Candidate, check_inputs, find_candidates
+from .lesion_contrast import judge_on_ct
 from .lesion_levels import lesion_levels
 from .postprocessing import DEFAULTS, Postprocessing
 
@@ -43,13 +47,23 @@ def find_lesions(lesion_prob: np.ndarray, vertebrae: Optional[np.ndarray], spaci
 
 
 def found_lesions(lesion_prob: np.ndarray, vertebrae: Optional[np.ndarray], spacing: Sequence[float],
-                  params: Postprocessing = DEFAULTS) -> Tuple[np.ndarray, List[dict], int]:
-    """:func:`find_lesions` and the number of candidates found before :data:`MAX_CANDIDATES` applied."""
+                  params: Postprocessing = DEFAULTS,
+                  hu: Optional[np.ndarray] = None) -> Tuple[np.ndarray, List[dict], int]:
+    """:func:`find_lesions` and the number of candidates found before :data:`MAX_CANDIDATES` applied. ``hu``: the
+    CT on the same grid, to judge the candidates on it (``lesion_contrast``; ``lesion_ct_contrast`` and
+    ``lesion_ct_band_mm``)."""
     prob, _ = check_inputs(lesion_prob, spacing)
-    if vertebrae is not None and np.shape(vertebrae) != prob.shape:
-        raise ValueError(f"vertebra map {np.shape(vertebrae)} and lesion probabilities {prob.shape} differ in shape")
+    for name, other in (("vertebra map", vertebrae), ("CT", hu)):
+        if other is not None and np.shape(other) != prob.shape:
+            raise ValueError(f"{name} {np.shape(other)} and lesion probabilities {prob.shape} differ in shape")
     found = find_candidates(prob, spacing, params)
-    return (*number_candidates(found, prob.shape, vertebrae, spacing, params), len(found))
+    n_found = len(found)
+    if hu is not None and vertebrae is not None and (params.lesion_ct_contrast or params.lesion_ct_band_mm):
+        # the first MAX_CANDIDATES by the head's own score: a weak head's tens of thousands are not judged
+        found = sorted(found, key=lambda c: (-c.score(params.lesion_score), -c.voxels, c.centre_index))
+        found = judge_on_ct(found[:MAX_CANDIDATES], prob, hu, vertebrae, spacing, params.lesion_ct_band_mm,
+                            weigh=bool(params.lesion_ct_contrast))
+    return (*number_candidates(found, prob.shape, vertebrae, spacing, params), n_found)
 
 
 def number_candidates(candidates: Sequence[Candidate], shape: Sequence[int], vertebrae: Optional[np.ndarray],
@@ -58,15 +72,16 @@ def number_candidates(candidates: Sequence[Candidate], shape: Sequence[int], ver
     """Ids, lesion flags, levels and the candidate map of the first ``limit`` of ``candidates`` in id order
     (module docstring).
 
-    Rows: id, lesion (peak above ``lesion_threshold`` and spinal: written as a lesion), score (``lesion_score``),
-    peak, mean and integrated (mm3) probability, volume_mm3, voxels, centre_index (centre of the extent, array axes),
+    Rows: id, lesion (peak times the CT factor above ``lesion_threshold`` and spinal: written as a lesion), score
+    (``lesion_score`` times the CT factor), peak, CT factor and contrast (HU; ``lesion_contrast``), mean and
+    integrated (mm3) probability, volume_mm3, voxels, centre_index (centre of the extent, array axes),
     bbox_index ([first, last] per array axis, inclusive), level_code and level_name (0 and None outside every
     vertebra), levels (every vertebra it touches, with its fraction) and nearest (the nearest vertebra of a lesion
     outside every vertebra); see ``lesion_levels``."""
     kind = params.lesion_score
     # the levels of the candidates above the threshold first: whether they are spinal decides the ids
     where = {id(c): lesion_levels(vertebrae, c.box, c.mask, spacing)
-             for c in candidates if c.peak > params.lesion_threshold}
+             for c in candidates if c.weighted_peak > params.lesion_threshold}
     # nearness to the spine can only be judged where a vertebra was found
     judged = vertebrae is not None and bool(np.any(vertebrae))
     lesion = {key for key, at in where.items() if not judged or at["level_code"] or at["nearest"]}
@@ -83,6 +98,8 @@ def number_candidates(candidates: Sequence[Candidate], shape: Sequence[int], ver
             "lesion": id(c) in lesion,
             "score": round(c.score(kind), 4),
             "peak": round(c.peak, 4),
+            "ct_factor": round(c.ct_factor, 4),
+            "contrast_hu": None if c.contrast_hu is None else round(c.contrast_hu, 1),
             "mean": round(c.mean, 4),
             "integrated_mm3": round(c.integrated_mm3, 3),
             "volume_mm3": round(c.volume_mm3, 3),
