@@ -10,9 +10,10 @@ less dense (lytic) than the trabecular bone it replaces, so for each candidate (
   as darker than the bone it sits in). With the spread of those voxels (their SD: noise and texture) it gives the
   candidate's factor ``min(1, |contrast| / SD)``: a candidate the CT cannot tell from its bone counts for little,
   one at least one SD away counts fully. Without bone around it (no vertebra within the shell) the factor is
-  :data:`UNKNOWN_FACTOR`; on metal (:data:`METAL_FRACTION` of its voxels at :data:`METAL_HU` or above: a screw,
-  not a lesion; the head answers to the phantoms' screws as to blastic lesions) it is 0. The candidate's score and the peak that decides whether it is written as a lesion are
-  multiplied by the factor, so the written lesions stay the top of the ranking;
+  :data:`UNKNOWN_FACTOR`; on metal (:data:`METAL_FRACTION` of its voxels at :data:`METAL_HU` or above: a screw or
+  an implant, not a lesion; the head answers to the phantoms' screws as to blastic lesions) it is 0. The
+  candidate's score and the peak that decides whether it is written as a lesion are multiplied by the factor, so
+  the written lesions stay the top of the ranking;
 * **extent** (``band_mm`` > 0, and the contrast clear: at least :data:`CLEAR_SD` SD): within ``band_mm`` of the
   head's extent and inside a predicted vertebra, the voxels on the lesion's side of the half-way point between the
   bone's median and the candidate's mean (the CT smoothed by :data:`SMOOTHING_MM` against noise), connected to the
@@ -135,9 +136,8 @@ def _rebuilt(c: Candidate, mask: np.ndarray, window: Tuple[slice, ...], prob: np
 def judge_on_ct(candidates: Sequence[Candidate], prob: np.ndarray, hu: np.ndarray, vertebrae: np.ndarray,
                 spacing: Sequence[float], band_mm: float, weigh: bool = True) -> List[Candidate]:
     """Every candidate with its contrast, factor (``weigh``; else 1) and (``band_mm`` > 0) extent on the CT (module
-    docstring).
-    ``prob``, ``hu`` and ``vertebrae`` (any label map, 0 = background) share one grid; nothing is judged where no
-    vertebra was found (the candidates come back as they are)."""
+    docstring). ``prob``, ``hu`` and ``vertebrae`` (any label map, 0 = background) share one grid; nothing is judged
+    where no vertebra was found (the candidates come back as they are)."""
     if not len(candidates) or not np.any(vertebrae):
         return list(candidates)
     spacing = np.asarray(spacing, dtype=float)

@@ -9,16 +9,16 @@ as lesions, their ids, their vertebra (``lesion_levels``) and the two maps.
 * A candidate whose peak probability (times that factor) exceeds ``lesion_threshold`` is a lesion:
   ``<case>_lesion.nii.gz`` and ``lesions[]`` (the written map uses the chosen threshold; each lesion keeps its
   candidate's extent), when it is a spinal one: given a vertebra map with a vertebra, inside a vertebra or within
-  ``lesion_levels.NEAREST_SEARCH_MM`` of one (a weak head's bright spots in the femoral heads of a real abdomen CT
-  stay candidates).
+  ``lesion_levels.NEAREST_SEARCH_MM`` of one (a weak head's bright spots on a real abdomen CT's hip implant stay
+  candidates).
 * Ids: the lesions first, by descending score (ties: larger volume, then position), 1..n; then the other
   candidates in the same order, n+1..N. A lesion has the same id in both maps and both lists, and the lesion map is
   the candidate map with the ids above n cleared.
 * At most :data:`MAX_CANDIDATES` are kept, the first in that order: a weak head's map found 36,610 candidates
   (419 lesions) on a 512x512x600 CT, whose rows and world boxes cost minutes and made a report nobody reads.
 
-Pure numpy/scipy: arrays in any axis order, ``spacing`` in mm per array axis. Memory: the candidates' masks inside their
-boxes, one 32-bit candidate map of the full grid; the lesion map is a copy in the smallest unsigned type.
+Pure numpy/scipy: arrays in any axis order, ``spacing`` in mm per array axis. Memory: the candidates' masks inside
+their boxes, one 32-bit candidate map of the full grid; the lesion map is a copy in the smallest unsigned type.
 """
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ from vertebraformer_nn.evaluation import lesion_metrics  # noqa: E402
 GROUPS = {"36 unseen phantoms (hs2, ld4, ld0)": ("hs2", "ld4", "ld0"), "protocol fold 0": ("fold0",),
           "protocol fold 5": ("fold5",)}
 out = Path(sys.argv[1])
-print("| arm | set | AP@0.1 | AP@0.3 | written lesions | precision / recall / F1 at IoU 0.3 |\n|---|---|---|---|---|---|")
+print("| arm | set | AP@0.1 | AP@0.3 | written lesions | precision / recall / F1 at IoU 0.3 |")
+print("|---|---|---|---|---|---|")
 for group, sets in GROUPS.items():
     for arm in ("off", "weight", "band", "on"):
         cases = pooled_cases(",".join(str(out / f"eval_{arm}_{s}.json") for s in sets))
@@ -20,7 +21,8 @@ for group, sets in GROUPS.items():
         aps = []
         for t in (0.1, 0.3):
             tp, owner, n_ref = lesion_metrics.pooled_inputs(lesions, t, ranking=True)
-            aps.append(float(np.ravel(lesion_metrics.pooled_detection(tp, owner, n_ref, np.ones((1, len(n_ref))))["ap"])[0]))
+            ap = lesion_metrics.pooled_detection(tp, owner, n_ref, np.ones((1, len(n_ref))))["ap"]
+            aps.append(float(np.ravel(ap)[0]))
         tp = fp = fn = 0
         for les in lesions:
             at = les["thresholds"]["0.3"]
