@@ -1,8 +1,10 @@
 """Lesion candidates judged on the CT (inference/lesion_contrast.py): contrast, factor, extent, disjointness."""
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from vertebraformer_nn.inference import postprocessing as PP
+from vertebraformer_nn.inference.case_outputs import write_case_outputs
 from vertebraformer_nn.inference.lesion_candidates import Candidate
 from vertebraformer_nn.inference.lesion_contrast import UNKNOWN_FACTOR, judge_on_ct
 from vertebraformer_nn.inference.lesions import found_lesions
@@ -93,7 +95,7 @@ def test_without_bone_around_it_the_factor_is_the_unknown_one_and_without_verteb
     spot = _ball((10, 10, 10), 3)
     prob = np.where(spot, 0.9, 0.0)
     (judged,) = judge_on_ct([_candidate(spot, prob)], prob, hu, vertebrae, SPACING, band_mm=3.0)
-    assert judged.ct_factor == UNKNOWN_FACTOR and judged.contrast_hu is None
+    assert judged.ct_factor == UNKNOWN_FACTOR and judged.contrast_hu is None and not judged.on_metal
     c = _candidate(spot, prob)
     assert judge_on_ct([c], prob, hu, np.zeros_like(vertebrae), SPACING, band_mm=3.0) == [c]
 
@@ -140,5 +142,17 @@ def test_a_response_to_metal_ranks_last_and_keeps_its_extent():
     around = _ball((20, 20, 20), 4)
     prob = np.where(around, 0.99, 0.0)
     (judged,) = judge_on_ct([_candidate(around, prob)], prob, hu, vertebrae, SPACING, band_mm=3.0)
-    assert judged.ct_factor == 0.0 and judged.contrast_hu > 1000
+    assert judged.ct_factor == 0.0 and judged.contrast_hu > 1000 and judged.on_metal
     assert np.array_equal(_full(judged), around)
+
+
+def test_a_case_with_an_implant_says_so_and_writes_no_lesion_on_it(tmp_path):
+    hu, vertebrae = _scan()
+    hu[_ball((20, 20, 20), 3)] = 3000.0
+    prob = np.where(_ball((20, 20, 20), 4), 0.99, 0.0).astype(np.float32)
+    ct = sitk.GetImageFromArray(hu)
+    ct.SetSpacing(SPACING)
+    report = write_case_outputs(tmp_path, "implant", ct, vertebrae, prob, preview=False)
+    (row,) = report["lesion_candidates"]
+    assert row["on_metal"] and row["ct_factor"] == 0.0 and report["lesions"] == []
+    assert any("1 lesion candidate(s) lie on metal" in n and "not written" in n for n in report["notes"])

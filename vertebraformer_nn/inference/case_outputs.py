@@ -36,6 +36,7 @@ from ..atomic import write_text_atomic
 from ..centroids import axcodes, body_centroids, write_verse_ctd
 from ..evaluation.references import CANDIDATES_TAG, PRED_SUFFIX
 from ..image_io import read_notes, write_image
+from .lesion_contrast import METAL_FRACTION, METAL_HU
 from .lesions import SCORE_DEFINITIONS, found_lesions, uint_for, written_lesions
 from .postprocessing import Resolved, resolve
 from .preview import write_colour_table, write_preview
@@ -129,6 +130,11 @@ def write_case_outputs(out_dir, case: str, ct: sitk.Image, vertebrae: np.ndarray
             notes.append(f"{found} lesion candidates found, the {len(candidate_rows)} ranked first kept: the lesion "
                          "head is unsure over a wide region")
         lesion_rows = [r for r in candidate_rows if r["lesion"]]
+        on_metal = sum(r["on_metal"] for r in candidate_rows)
+        if on_metal:  # an implant in the field: say why the head's answers there are not lesions
+            notes.append(f"{on_metal} lesion candidate(s) lie on metal (at least {METAL_FRACTION:.0%} of their "
+                         f"voxels at {METAL_HU:g} HU or more: an implant, not a lesion)"
+                         + (": ranked last, not written" if pp.lesion_ct_contrast else ""))
 
     if vertebra_rows:
         first, last = vertebra_rows[0]["name"], vertebra_rows[-1]["name"]
@@ -249,4 +255,5 @@ def _lesion_row(ct: sitk.Image, inst: dict) -> dict:
         "peak_probability": inst["peak"],
         "contrast_hu": inst["contrast_hu"],
         "ct_factor": inst["ct_factor"],
+        "on_metal": inst["on_metal"],
     }

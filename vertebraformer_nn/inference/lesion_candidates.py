@@ -59,9 +59,10 @@ class Candidate:
     volume_mm3: float
     centre_index: Tuple[float, ...]
     #: judged on the CT (lesion_contrast.py): mean HU minus the bone's around it (None: not judged or no bone
-    #: around it) and the factor on its score and peak
+    #: around it), the factor on its score and peak, whether it lies on metal
     contrast_hu: Optional[float] = None
     ct_factor: float = 1.0
+    on_metal: bool = False
 
     def score(self, kind: str) -> float:
         """The candidate's ``lesion_score`` of that kind (:data:`SCORE_DEFINITIONS`), times its CT factor."""

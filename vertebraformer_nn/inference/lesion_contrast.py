@@ -116,7 +116,7 @@ def snapped_extent(mask: np.ndarray, hu: np.ndarray, vertebra: np.ndarray, dista
 
 
 def _rebuilt(c: Candidate, mask: np.ndarray, window: Tuple[slice, ...], prob: np.ndarray, voxel_mm3: float,
-             contrast: Optional[Contrast], factor: float) -> Optional[Candidate]:
+             contrast: Optional[Contrast], factor: float, metal: bool) -> Optional[Candidate]:
     """``c`` with the extent ``mask`` (on ``window``) and its statistics; None when the mask is empty."""
     found = ndimage.find_objects(mask.astype(np.uint8))
     if not found:
@@ -130,7 +130,8 @@ def _rebuilt(c: Candidate, mask: np.ndarray, window: Tuple[slice, ...], prob: np
     return dataclasses.replace(c, box=box, mask=extent, mean=float(values.mean()),
                                integrated_mm3=float(values.sum() * voxel_mm3), voxels=voxels,
                                volume_mm3=voxels * voxel_mm3, centre_index=tuple(float(v) for v in centre),
-                               contrast_hu=None if contrast is None else contrast.hu, ct_factor=factor)
+                               contrast_hu=None if contrast is None else contrast.hu, ct_factor=factor,
+                               on_metal=metal)
 
 
 def judge_on_ct(candidates: Sequence[Candidate], prob: np.ndarray, hu: np.ndarray, vertebrae: np.ndarray,
@@ -156,14 +157,14 @@ def judge_on_ct(candidates: Sequence[Candidate], prob: np.ndarray, hu: np.ndarra
         factor = 1.0 if not weigh else 0.0 if metal else UNKNOWN_FACTOR if contrast is None else contrast.factor
         if contrast is not None and contrast.clear and band_mm > 0 and not metal:
             mask = snapped_extent(mask, local_hu, vertebra, distance, contrast, band_mm, spacing)
-        judged.append((window, mask, contrast, factor, c))
+        judged.append((window, mask, contrast, factor, metal, c))
     # disjoint extents: the higher score keeps a contested voxel
-    judged.sort(key=lambda j: -j[4].peak * j[3])
+    judged.sort(key=lambda j: -j[5].peak * j[3])
     starts = np.array([[s.start for s in j[0]] for j in judged])
     stops = np.array([[s.stop for s in j[0]] for j in judged])
     out: List[Candidate] = []
     kept: List[int] = []
-    for i, (window, mask, contrast, factor, c) in enumerate(judged):
+    for i, (window, mask, contrast, factor, metal, c) in enumerate(judged):
         if kept:
             k = np.array(kept)
             touching = k[np.all(np.maximum(starts[k], starts[i]) < np.minimum(stops[k], stops[i]), axis=1)]
@@ -172,7 +173,7 @@ def judge_on_ct(candidates: Sequence[Candidate], prob: np.ndarray, hu: np.ndarra
                 overlap = tuple(slice(max(a.start, b.start), min(a.stop, b.stop))
                                 for a, b in zip(window, other_window))
                 mask[_inner(overlap, window)] &= ~other[_inner(overlap, other_window)]
-        rebuilt = _rebuilt(c, mask, window, prob, voxel_mm3, contrast, factor)
+        rebuilt = _rebuilt(c, mask, window, prob, voxel_mm3, contrast, factor, metal)
         if rebuilt is not None:
             out.append(rebuilt)
             kept.append(i)

@@ -73,8 +73,8 @@ def number_candidates(candidates: Sequence[Candidate], shape: Sequence[int], ver
     (module docstring).
 
     Rows: id, lesion (peak times the CT factor above ``lesion_threshold`` and spinal: written as a lesion), score
-    (``lesion_score`` times the CT factor), peak, CT factor and contrast (HU; ``lesion_contrast``), mean and
-    integrated (mm3) probability, volume_mm3, voxels, centre_index (centre of the extent, array axes),
+    (``lesion_score`` times the CT factor), peak, CT factor, contrast (HU) and on_metal (``lesion_contrast``), mean
+    and integrated (mm3) probability, volume_mm3, voxels, centre_index (centre of the extent, array axes),
     bbox_index ([first, last] per array axis, inclusive), level_code and level_name (0 and None outside every
     vertebra), levels (every vertebra it touches, with its fraction) and nearest (the nearest vertebra of a lesion
     outside every vertebra); see ``lesion_levels``."""
@@ -100,6 +100,7 @@ def number_candidates(candidates: Sequence[Candidate], shape: Sequence[int], ver
             "peak": round(c.peak, 4),
             "ct_factor": round(c.ct_factor, 4),
             "contrast_hu": None if c.contrast_hu is None else round(c.contrast_hu, 1),
+            "on_metal": c.on_metal,
             "mean": round(c.mean, 4),
             "integrated_mm3": round(c.integrated_mm3, 3),
             "volume_mm3": round(c.volume_mm3, 3),
