@@ -9,9 +9,10 @@ each label's indicator interpolated, the largest wins) and **after**, the bounda
 (``boundaries.spine_labels_to_input``: spine vs background where the foreground probability crosses 1/2, between
 neighbours where their levels' probabilities cross, nnU-Net's separate-z rule for thick slices), and **bone edge**,
 after moved onto the bone edge the CT shows (``bone_boundary.snap_to_bone`` at the default ``bone_edge_band_mm``, as
-``predict`` writes it). So only the way back to the input grid differs. Reported per case and on average: the binary spine Dice and the mean Dice over the
-truth's vertebrae (a numbering error lowers both columns alike). The phantoms are MultiSpine-Sim's VerSe style,
-made for this script (seed ``--seed``, not the training data's). Not a test; it measures no time.
+``predict`` writes it). So only the way back to the input grid differs. Reported per case and on average: the binary
+spine Dice and the mean Dice over the truth's vertebrae (a numbering error lowers both columns alike). The phantoms
+are MultiSpine-Sim's VerSe style, made for this script (seed ``--seed``, not the training data's). Not a test; it
+measures no time.
 """
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ def report(rows: Sequence[dict], model: Path, iso_mm: float, command: str) -> st
         *lines, "",
         "Before: the hard label map resampled (each label's indicator linearly, the largest wins). After: "
         "boundaries from the probabilities (inference/boundaries.py). Bone edge: after, moved onto the bone edge "
-        "the CT shows (inference/bone_boundary.py, the default band), as predict writes it. Outline only: the spine's outline from the "
+        "the CT shows (inference/bone_boundary.py, the default band), as predict writes it. Outline only: the "
+        "spine's outline from the "
         "probabilities, the boundaries between neighbours from the hard labels (it has the spine Dice of after). Same "
         "prediction and numbering in all.", ""])
 

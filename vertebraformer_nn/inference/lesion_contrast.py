@@ -30,7 +30,7 @@ quick protocol's fine-tuned networks (benchmarks/results/lesion_contrast_2026-12
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import cc3d
 import numpy as np
@@ -81,6 +81,17 @@ class Contrast:
         return abs(self.hu) > 0 and abs(self.hu) >= CLEAR_SD * self.bone_sd
 
 
+class _Judged(NamedTuple):
+    """One candidate as judged, before the extents are made disjoint; ``mask`` on ``window``."""
+
+    window: Tuple[slice, ...]
+    mask: np.ndarray
+    contrast: Optional[Contrast]
+    factor: float
+    metal: bool
+    candidate: Candidate
+
+
 def _window(box: Tuple[slice, ...], margin: np.ndarray, shape: Sequence[int]) -> Tuple[slice, ...]:
     return tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in zip(box, margin, shape))
 
@@ -115,23 +126,22 @@ def snapped_extent(mask: np.ndarray, hu: np.ndarray, vertebra: np.ndarray, dista
     return np.isin(pieces, keep[keep > 0])
 
 
-def _rebuilt(c: Candidate, mask: np.ndarray, window: Tuple[slice, ...], prob: np.ndarray, voxel_mm3: float,
-             contrast: Optional[Contrast], factor: float, metal: bool) -> Optional[Candidate]:
-    """``c`` with the extent ``mask`` (on ``window``) and its statistics; None when the mask is empty."""
-    found = ndimage.find_objects(mask.astype(np.uint8))
+def _rebuilt(j: _Judged, prob: np.ndarray, voxel_mm3: float) -> Optional[Candidate]:
+    """The candidate with its judged extent and its statistics; None when the extent is empty."""
+    found = ndimage.find_objects(j.mask.astype(np.uint8))
     if not found:
         return None
     tight = found[0]
-    box = tuple(slice(w.start + t.start, w.start + t.stop) for w, t in zip(window, tight))
-    extent = mask[tight]
+    box = tuple(slice(w.start + t.start, w.start + t.stop) for w, t in zip(j.window, tight))
+    extent = j.mask[tight]
     values = prob[box][extent].astype(np.float64)
     voxels = int(extent.sum())
     centre = np.argwhere(extent).mean(axis=0) + [s.start for s in box]
-    return dataclasses.replace(c, box=box, mask=extent, mean=float(values.mean()),
+    return dataclasses.replace(j.candidate, box=box, mask=extent, mean=float(values.mean()),
                                integrated_mm3=float(values.sum() * voxel_mm3), voxels=voxels,
                                volume_mm3=voxels * voxel_mm3, centre_index=tuple(float(v) for v in centre),
-                               contrast_hu=None if contrast is None else contrast.hu, ct_factor=factor,
-                               on_metal=metal)
+                               contrast_hu=None if j.contrast is None else j.contrast.hu, ct_factor=j.factor,
+                               on_metal=j.metal)
 
 
 def judge_on_ct(candidates: Sequence[Candidate], prob: np.ndarray, hu: np.ndarray, vertebrae: np.ndarray,
@@ -157,23 +167,22 @@ def judge_on_ct(candidates: Sequence[Candidate], prob: np.ndarray, hu: np.ndarra
         factor = 1.0 if not weigh else 0.0 if metal else UNKNOWN_FACTOR if contrast is None else contrast.factor
         if contrast is not None and contrast.clear and band_mm > 0 and not metal:
             mask = snapped_extent(mask, local_hu, vertebra, distance, contrast, band_mm, spacing)
-        judged.append((window, mask, contrast, factor, metal, c))
+        judged.append(_Judged(window, mask, contrast, factor, metal, c))
     # disjoint extents: the higher score keeps a contested voxel
-    judged.sort(key=lambda j: -j[5].peak * j[3])
-    starts = np.array([[s.start for s in j[0]] for j in judged])
-    stops = np.array([[s.stop for s in j[0]] for j in judged])
+    judged.sort(key=lambda j: -j.candidate.peak * j.factor)
+    starts = np.array([[s.start for s in j.window] for j in judged])
+    stops = np.array([[s.stop for s in j.window] for j in judged])
     out: List[Candidate] = []
     kept: List[int] = []
-    for i, (window, mask, contrast, factor, metal, c) in enumerate(judged):
+    for i, j in enumerate(judged):
         if kept:
             k = np.array(kept)
             touching = k[np.all(np.maximum(starts[k], starts[i]) < np.minimum(stops[k], stops[i]), axis=1)]
-            for j in touching:  # only the few whose windows meet this one's
-                other_window, other = judged[j][0], judged[j][1]
+            for other in (judged[t] for t in touching):  # only the few whose windows meet this one's
                 overlap = tuple(slice(max(a.start, b.start), min(a.stop, b.stop))
-                                for a, b in zip(window, other_window))
-                mask[_inner(overlap, window)] &= ~other[_inner(overlap, other_window)]
-        rebuilt = _rebuilt(c, mask, window, prob, voxel_mm3, contrast, factor, metal)
+                                for a, b in zip(j.window, other.window))
+                j.mask[_inner(overlap, j.window)] &= ~other.mask[_inner(overlap, other.window)]
+        rebuilt = _rebuilt(j, prob, voxel_mm3)
         if rebuilt is not None:
             out.append(rebuilt)
             kept.append(i)
