@@ -156,3 +156,26 @@ def test_a_case_with_an_implant_says_so_and_writes_no_lesion_on_it(tmp_path):
     (row,) = report["lesion_candidates"]
     assert row["on_metal"] and row["ct_factor"] == 0.0 and report["lesions"] == []
     assert any("1 lesion candidate(s) lie on metal" in n and "not written" in n for n in report["notes"])
+
+
+def test_determine_postprocessing_chooses_the_threshold_on_the_peaks_predict_compares():
+    """The search's lesion scorer (inference/lesion_validation.py) judges the candidates on the CT as predict does:
+    a confident response on a screw (3000 HU) is written without the CT, not with it, and a lesion the CT shows
+    is written both ways; so F1 at threshold 0.5 goes from 2/3 to 1."""
+    from vertebraformer_nn.inference.lesion_validation import LesionScorer, pooled_score
+
+    hu, vertebrae = _scan()
+    lesion, screw = _ball((12, 20, 20), 4), _ball((28, 20, 20), 3)
+    hu[lesion] = 900.0
+    hu[screw] = 3000.0
+    prob = np.where(lesion | screw, 0.9, 0.0).astype(np.float32)
+    params = PP.Postprocessing(lesion_threshold=0.5, lesion_min_volume_mm3=10.0)
+    blind = LesionScorer(prob, lesion, SPACING).record(params)
+    judged = LesionScorer(prob, lesion, SPACING, hu, vertebrae).record(params)
+    assert (blind["n_predicted"], judged["n_predicted"]) == (2, 1) and judged["n_candidates"] == 2
+    assert pooled_score("lesion_threshold", [blind])[0] == pytest.approx(2 / 3)
+    assert pooled_score("lesion_threshold", [judged])[0] == pytest.approx(1.0)
+    # with the judging switched off the CT changes nothing
+    off = PP.Postprocessing(lesion_threshold=0.5, lesion_min_volume_mm3=10.0, lesion_ct_contrast=0,
+                            lesion_ct_band_mm=0)
+    assert LesionScorer(prob, lesion, SPACING, hu, vertebrae).record(off)["n_predicted"] == 2

@@ -142,6 +142,17 @@ def test_determine_postprocessing_writes_a_file_that_predict_uses(model_copy, ph
     capsys.readouterr()
     assert _main("determine-postprocessing", "-m", model_copy, "-f", "0", "--parameters", "lesion_threshold") == 0
     assert "reused" in capsys.readouterr().out
+    # the search reads each case's CT from the raw image as predict reads its input: beyond the plans' CT window
+    # (air below it; implants above it), which the preprocessed image is clipped to, and on the model grid (bone
+    # where the reference has vertebrae)
+    from vertebraformer_nn.inference.validation_cases import collect_validation_cases
+    from vertebraformer_nn.plans_facts import CTWindow
+
+    window = CTWindow.from_plans(json.loads((model_copy / "plans.json").read_text()))
+    for case in collect_validation_cases(model_copy, [0], device="cpu", log=lambda _: None):
+        inside = (case.hu > window.lower_hu + 50) & (case.hu < window.upper_hu - 50)
+        assert case.hu.min() < window.lower_hu and inside.mean() > 0.2
+        assert case.hu[case.reference > 0].mean() > case.hu[case.reference == 0].mean() + 100
 
     # predict uses the file: every value from it; an override wins; a named file replaces it
     _write(path, {**content["parameters"], "lesion_threshold": 0.45}, determined=determined)

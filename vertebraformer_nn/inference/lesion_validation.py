@@ -10,7 +10,10 @@ record at any post-processing values, and the pooled criteria the search compare
 * A case without reference lesions scores minus its false positives (written lesions for F1, candidates for AP).
 
 Everything runs on the model grid, as the rest of the search; the candidates of a case are found once per set of
-candidate values (the threshold and the score reuse them).
+candidate values (the threshold and the score reuse them). Given the CT and a vertebra map, the candidates are judged
+on it as ``predict`` judges them (``lesions.judged_candidates``: ``lesion_ct_contrast``, ``lesion_ct_band_mm``), so
+the threshold is chosen on the weighted peaks that ``predict`` compares with it; ``predict`` judges on the input's
+own grid, the search on the model grid.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import numpy as np
 
 from ..evaluation import lesion_metrics
 from .lesion_candidates import find_candidates
-from .lesions import number_candidates, written_lesions
+from .lesions import judged_candidates, number_candidates, written_lesions
 from .postprocessing import Postprocessing
 
 #: 3D IoU thresholds of the lesion criteria (the evaluation's)
@@ -28,6 +31,8 @@ LESION_IOUS = lesion_metrics.DEFAULT_THRESHOLDS
 #: the post-processing fields that change which candidates exist (the others: their order, which are written)
 CANDIDATE_NAMES = ("lesion_candidate_floor", "lesion_smoothing_mm", "lesion_split_ratio", "lesion_extent_fraction",
                    "lesion_min_volume_mm3")
+#: the post-processing fields that judge the candidates on the CT (fixed export steps, not searched)
+CT_NAMES = ("lesion_ct_contrast", "lesion_ct_band_mm")
 #: the fields compared by the F1 score of the written lesions instead of the AP
 OPERATING_POINT_NAMES = ("lesion_threshold",)
 
@@ -35,18 +40,24 @@ OPERATING_POINT_NAMES = ("lesion_threshold",)
 class LesionScorer:
     """One validation case's lesion records at any post-processing values (its candidates cached)."""
 
-    def __init__(self, probability: np.ndarray, reference: np.ndarray, spacing: Sequence[float]):
+    def __init__(self, probability: np.ndarray, reference: np.ndarray, spacing: Sequence[float],
+                 hu: Optional[np.ndarray] = None, vertebrae: Optional[np.ndarray] = None):
+        """``hu``: the CT on the model grid; ``vertebrae``: the predicted vertebrae (any label map, 0 =
+        background) on it; without both the candidates are not judged on the CT."""
         self.probability, self.spacing = probability, spacing
+        self.hu, self.vertebrae = hu, vertebrae
         self.reference = lesion_metrics.reference_instances(reference)
         self._candidates: Dict[tuple, list] = {}
 
     def record(self, params: Postprocessing) -> dict:
         """``lesion_metrics.case_detection`` of the case at ``params``."""
-        key = tuple(getattr(params, n) for n in CANDIDATE_NAMES)
+        key = tuple(getattr(params, n) for n in CANDIDATE_NAMES + CT_NAMES)
         if key not in self._candidates:
-            self._candidates[key] = find_candidates(self.probability, self.spacing, params)
-        candidate_map, rows = number_candidates(self._candidates[key], self.probability.shape, None, self.spacing,
-                                                params)
+            found = find_candidates(self.probability, self.spacing, params)
+            self._candidates[key] = judged_candidates(found, self.probability, self.hu, self.vertebrae, self.spacing,
+                                                      params)
+        candidate_map, rows = number_candidates(self._candidates[key], self.probability.shape, self.vertebrae,
+                                                self.spacing, params)
         lesion_map, lesions = written_lesions(candidate_map, rows)
         return lesion_metrics.case_detection(self.reference, lesion_map, {r["id"]: r["score"] for r in lesions},
                                              candidate_map, {r["id"]: r["score"] for r in rows}, LESION_IOUS)

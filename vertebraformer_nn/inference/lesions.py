@@ -31,8 +31,8 @@ from .lesion_contrast import judge_on_ct
 from .lesion_levels import lesion_levels
 from .postprocessing import DEFAULTS, Postprocessing
 
-__all__ = ["SCORE_DEFINITIONS", "MAX_CANDIDATES", "find_lesions", "found_lesions", "number_candidates",
-           "written_lesions", "uint_for"]
+__all__ = ["SCORE_DEFINITIONS", "MAX_CANDIDATES", "find_lesions", "found_lesions", "judged_candidates",
+           "number_candidates", "written_lesions", "uint_for"]
 
 
 #: the most candidates kept per case (module docstring); a trained head's map holds a few dozen
@@ -57,13 +57,23 @@ def found_lesions(lesion_prob: np.ndarray, vertebrae: Optional[np.ndarray], spac
         if other is not None and np.shape(other) != prob.shape:
             raise ValueError(f"{name} {np.shape(other)} and lesion probabilities {prob.shape} differ in shape")
     found = find_candidates(prob, spacing, params)
-    n_found = len(found)
-    if hu is not None and vertebrae is not None and (params.lesion_ct_contrast or params.lesion_ct_band_mm):
-        # the first MAX_CANDIDATES by the head's own score: a weak head's tens of thousands are not judged
-        found = sorted(found, key=lambda c: (-c.score(params.lesion_score), -c.voxels, c.centre_index))
-        found = judge_on_ct(found[:MAX_CANDIDATES], prob, hu, vertebrae, spacing, params.lesion_ct_band_mm,
-                            weigh=bool(params.lesion_ct_contrast))
-    return (*number_candidates(found, prob.shape, vertebrae, spacing, params), n_found)
+    judged = judged_candidates(found, prob, hu, vertebrae, spacing, params)
+    return (*number_candidates(judged, prob.shape, vertebrae, spacing, params), len(found))
+
+
+def judged_candidates(found: Sequence[Candidate], prob: np.ndarray, hu: Optional[np.ndarray],
+                      vertebrae: Optional[np.ndarray], spacing: Sequence[float],
+                      params: Postprocessing = DEFAULTS) -> List[Candidate]:
+    """``found`` judged on the CT (``lesion_contrast``) when ``hu`` and ``vertebrae`` are given and
+    ``lesion_ct_contrast`` or ``lesion_ct_band_mm`` asks for it; else as they are. ``predict`` and
+    ``determine-postprocessing`` both judge here, so a threshold chosen on validation cases means what predict
+    compares."""
+    if hu is None or vertebrae is None or not (params.lesion_ct_contrast or params.lesion_ct_band_mm):
+        return list(found)
+    # the first MAX_CANDIDATES by the head's own score: a weak head's tens of thousands are not judged
+    found = sorted(found, key=lambda c: (-c.score(params.lesion_score), -c.voxels, c.centre_index))
+    return judge_on_ct(found[:MAX_CANDIDATES], prob, hu, vertebrae, spacing, params.lesion_ct_band_mm,
+                       weigh=bool(params.lesion_ct_contrast))
 
 
 def number_candidates(candidates: Sequence[Candidate], shape: Sequence[int], vertebrae: Optional[np.ndarray],

@@ -11,7 +11,8 @@ Cases: every validation case of the chosen cross-validation folds, predicted by 
 * lesion parameters (``lesion_validation``): the candidate values by the mean of the pooled lesion AP over every
   candidate at 3D IoU 0.1 and 0.3 over the lesion-annotated cases, the threshold (which changes no ranking) by the
   F1 score of the written lesions; per case, its AP or F1 (a case without reference lesions: minus its false
-  positives).
+  positives). The candidates are judged on the case's CT inside the network's vertebrae, as ``predict`` judges
+  them, so the threshold is chosen on the peaks ``predict`` compares with it.
 
 Search: coordinate-wise, one pass, parameters in the order of ``postprocessing.Postprocessing`` (instances, decoder,
 lesions), each over its few ``candidates`` with the others at their current values. A candidate replaces the
@@ -88,12 +89,19 @@ class _CaseScorer:
         result = identification(self._reference_ctd, pred_ctd)
         return int(result["hits"]), int(result["n_reference"])
 
+    def _vertebrae(self) -> Optional[np.ndarray]:
+        """The network's vertebrae on the model grid (argmax of the segmentation head, not background): where the
+        lesion candidates are judged on the CT and assigned a vertebra."""
+        seg = self.probs.get("seg")
+        return None if seg is None else np.argmax(seg, axis=0) > 0
+
     def lesions(self, params: Postprocessing) -> Optional[dict]:
         """``lesion_metrics.case_detection`` at ``params`` (None: the case annotates no lesions)."""
         if self.case.lesions is None or "lesion" not in self.probs:
             return None
         if self._lesions is None:
-            self._lesions = LesionScorer(self.probs["lesion"][0], self.case.lesions, self.case.spacing)
+            self._lesions = LesionScorer(self.probs["lesion"][0], self.case.lesions, self.case.spacing, self.case.hu,
+                                         self._vertebrae())
         return self._lesions.record(params)
 
 

@@ -12,8 +12,12 @@ nnU-Net's validation outputs and reused while the checkpoint is unchanged (its s
 When the sibling coarse model (``<Trainer>__<Plans>__3d_lowres``, ``coarse_stage``) has the fold, its level
 probabilities of each case, predicted from the coarse configuration's preprocessed data, are saved with the others
 (head ``coarse_id``, whole on the coarse grid), as ``predict`` computes them; the CT in HU on the model grid (for
-the anatomical anchors) is the preprocessed image with nnU-Net's CT normalisation undone
-(``model_grid_hu.from_preprocessed``).
+the anatomical anchors and the lesion candidates' CT judging) is read as ``predict`` reads it: the raw training image
+(``$nnUNet_raw/<dataset>/imagesTr/<case>_0000<file_ending>``), its voxel nearest to each model voxel along the same
+map back (``grid_map.GridMap``, ``model_grid_hu.from_input``), so implants keep their HU; where the raw image is not
+there, the preprocessed image with nnU-Net's CT normalisation undone (``model_grid_hu.from_preprocessed``: clipped to
+the plans' CT window, whose top, the 99.5th percentile of the vertebrae, lies below the metal rule's
+``lesion_contrast.METAL_HU``), with a line in the log.
 
 Only cross-validation folds qualify: a leave-one-domain-out fold's validation cases are the held-out domain's test
 cases, which must not choose anything (as ``checkpoint_best`` is not chosen on them either).
@@ -31,7 +35,7 @@ from .. import labels
 from ..geometry import lateral_axis_after_transpose
 from . import probabilities as P
 from .grid_probabilities import COARSE_HEAD
-from .model_grid_hu import from_preprocessed
+from .model_grid_hu import from_input, from_preprocessed
 
 __all__ = ["ValidationCase", "validation_folds", "collect_validation_cases", "load_probabilities", "iterate",
            "whole_vertebrae"]
@@ -142,7 +146,11 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
                 log(f"  fold {fold}: {name} predicted")
             else:
                 log(f"  fold {fold}: {name} reused ({path.name})")
-            hu = from_preprocessed(np.asarray(data[:]), plans, predictor.configuration)
+            hu = _raw_hu(model_folder, name, dataset_json, properties, shape, plans, tf)
+            if hu is None:
+                log(f"  fold {fold}: {name}: no raw image in $nnUNet_raw; its HU from the preprocessed image, "
+                    "clipped to the CT window (no implant reads as metal)")
+                hu = from_preprocessed(np.asarray(data[:]), plans, predictor.configuration)
             reference, ignore = _reference(seg[0], dataset_json, name)
             axis, sign, _ = numbering_axis(properties["sitk_stuff"]["direction"], tf, anatomical_axes(plans)["si"])
             facts = from_properties(properties)
@@ -154,6 +162,29 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
                                         lateral_axis_after_transpose(properties["sitk_stuff"]["direction"], tf)))
         del predictor
     return cases
+
+
+def _raw_hu(model_folder: Path, name: str, dataset_json: dict, properties: dict, model_shape, plans: dict,
+            transpose_forward) -> Optional[np.ndarray]:
+    """The CT in HU on the model grid from the raw training image, sampled as ``predict`` samples its input (module
+    docstring); None when the raw image is not there."""
+    import SimpleITK as sitk
+    from nnunetv2.paths import nnUNet_raw
+
+    from ..image_io import read_image
+    from .cases import SUPPORTED_READERS, reorientation
+    from .grid_map import GridMap
+
+    if not nnUNet_raw:
+        return None
+    path = Path(nnUNet_raw) / model_folder.parent.name / "imagesTr" / f"{name}_0000{dataset_json['file_ending']}"
+    reader = plans.get("image_reader_writer")
+    if not path.is_file() or reader not in SUPPORTED_READERS:
+        return None
+    image = read_image(path)
+    reo, _ = reorientation(image, SUPPORTED_READERS[reader])
+    grid = GridMap.from_properties(properties, model_shape, transpose_forward, reo)
+    return from_input(sitk.GetArrayViewFromImage(image), grid)
 
 
 def _dataset(model_folder: Path, predictor, names: Sequence[str], infer_dataset_class):
