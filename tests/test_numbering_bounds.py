@@ -618,6 +618,15 @@ def test_quality_flags_and_their_reasons():
     assert reasons(assess(far, anchors=["sacrum"])) == ["implausible_spacing"]
     count = {"exceeded": True, "instances_found": 9, "field_of_view_mm": 100.0, "max_vertebrae": 6}
     assert reasons(assess(spine, anchors=["sacrum"], count=count)) == ["too_many_for_field_of_view"]
+    # a transitional level without the anchor that would confirm it (verse014's S1 read as "L6")
+    lumbar = [_vertebra(n, 32 * k) for k, n in enumerate(["L4", "L5", "L6"])]
+    assert reasons(assess(lumbar, anchors=["last_rib"])) == ["transitional_unconfirmed"]
+    assert "L6 named with no sacrum found" in assess(lumbar, anchors=["last_rib"])["reasons"][0]["detail"]
+    assert assess(lumbar, anchors=["sacrum"])["flag"] == "ok"
+    assert assess(lumbar, anchors_looked_for=False)["flag"] == "ok"  # argmax numbering: no anchor looked for
+    thoracic = [_vertebra(n, 30 * k) for k, n in enumerate(["T12", "T13", "L1"])]
+    assert reasons(assess(thoracic, anchors=["sacrum"])) == ["transitional_unconfirmed"]
+    assert assess(thoracic, anchors=["last_rib"])["flag"] == "ok"
     failed = assess([], spine_found=False)
     assert failed["flag"] == "fail" and summary_fields(failed) == {"quality": "fail",
                                                                    "quality_reasons": "spine_not_found"}

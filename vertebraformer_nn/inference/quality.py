@@ -8,7 +8,9 @@
   (consecutive vertebrae closer than ``min_pitch_fraction`` or farther than ``max_pitch_factor`` times the typical
   distance of their levels), ``too_many_for_field_of_view`` (more instances were found than the field of view can
   hold: the smallest were dropped), ``no_anchor`` (no anatomical anchor in view: the levels rest on the network's
-  evidence alone);
+  evidence alone), ``transitional_unconfirmed`` (an L6 named with no sacrum found below it, or a T13 with no last
+  rib found: a transitional vertebra is rare, and the sacrum's first segment or levels one off look the same to the
+  network; verse014's S1 came out as "L6");
 * ``ok`` otherwise.
 
 Thresholds are post-processing values (``postprocessing.QUALITY_NAMES`` and ``min_pitch_fraction``), typical sizes
@@ -27,7 +29,9 @@ __all__ = ["FLAGS", "REASONS", "assess", "summary_fields"]
 
 FLAGS = ("ok", "warning", "fail")
 REASONS = ("spine_not_found", "low_confidence", "implausible_size", "implausible_spacing",
-           "too_many_for_field_of_view", "no_anchor")
+           "too_many_for_field_of_view", "no_anchor", "transitional_unconfirmed")
+#: a transitional level and the anchor that would confirm it (anchors.ANCHOR_LEVELS: each allows its level)
+CONFIRMING_ANCHOR = {"T13": "last_rib", "L6": "sacrum"}
 
 
 def _reason(code: str, detail: str) -> dict:
@@ -83,6 +87,11 @@ def assess(vertebrae: Sequence[Mapping], *, spine_found: bool = True, margin: fl
     if anchors_looked_for and not anchors:
         reasons.append(_reason("no_anchor", "no anatomical anchor (skull base, dens, last rib, sacrum) in view: the "
                                             "levels rest on the network's evidence alone"))
+    unconfirmed = [f"{v['name']} named with no {CONFIRMING_ANCHOR[v['name']].replace('_', ' ')} found"
+                   for v in vertebrae if v["name"] in CONFIRMING_ANCHOR and CONFIRMING_ANCHOR[v["name"]] not in anchors]
+    if anchors_looked_for and unconfirmed:
+        reasons.append(_reason("transitional_unconfirmed", "; ".join(unconfirmed) + ": a transitional vertebra is "
+                               "rare; the sacrum's first segment, or levels one off, can look the same"))
     return {"flag": "warning" if reasons else "ok", "reasons": reasons}
 
 
