@@ -107,7 +107,8 @@ def _report(model, case, out, *extra) -> dict:
     return json.loads((out / "slab.json").read_text())
 
 
-def test_determine_postprocessing_writes_a_file_that_predict_uses(model_copy, phantom_slab, tmp_path, capsys):
+def test_determine_postprocessing_writes_a_file_that_predict_uses(model_copy, phantom_slab, tmp_path, capsys,
+                                                                  monkeypatch):
     from vertebraformer_nn.inference.validation_cases import validation_folds
 
     assert _main("determine-postprocessing", "-m", model_copy, "-f", "5") == 2  # a held-out-domain fold
@@ -153,6 +154,14 @@ def test_determine_postprocessing_writes_a_file_that_predict_uses(model_copy, ph
         inside = (case.hu > window.lower_hu + 50) & (case.hu < window.upper_hu - 50)
         assert case.hu.min() < window.lower_hu and inside.mean() > 0.2
         assert case.hu[case.reference > 0].mean() > case.hu[case.reference == 0].mean() + 100
+    # without the raw images: the preprocessed image's HU, inside the window, and the log says why
+    import nnunetv2.paths
+
+    monkeypatch.setattr(nnunetv2.paths, "nnUNet_raw", str(tmp_path / "no_raw"))
+    said = []
+    for case in collect_validation_cases(model_copy, [0], device="cpu", log=said.append):
+        assert window.lower_hu - 1 <= case.hu.min() and case.hu.max() <= window.upper_hu + 1
+    assert any("no raw image" in line and "from the preprocessed image" in line for line in said)
 
     # predict uses the file: every value from it; an override wins; a named file replaces it
     _write(path, {**content["parameters"], "lesion_threshold": 0.45}, determined=determined)

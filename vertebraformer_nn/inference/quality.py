@@ -88,7 +88,8 @@ def assess(vertebrae: Sequence[Mapping], *, spine_found: bool = True, margin: fl
         reasons.append(_reason("no_anchor", "no anatomical anchor (skull base, dens, last rib, sacrum) in view: the "
                                             "levels rest on the network's evidence alone"))
     unconfirmed = [f"{v['name']} named with no {CONFIRMING_ANCHOR[v['name']].replace('_', ' ')} found"
-                   for v in vertebrae if v["name"] in CONFIRMING_ANCHOR and CONFIRMING_ANCHOR[v["name"]] not in anchors]
+                   for v in vertebrae
+                   if v["name"] in CONFIRMING_ANCHOR and CONFIRMING_ANCHOR[v["name"]] not in anchors]
     if anchors_looked_for and unconfirmed:
         reasons.append(_reason("transitional_unconfirmed", "; ".join(unconfirmed) + ": a transitional vertebra is "
                                "rare; the sacrum's first segment, or levels one off, can look the same"))

@@ -146,10 +146,10 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
                 log(f"  fold {fold}: {name} predicted")
             else:
                 log(f"  fold {fold}: {name} reused ({path.name})")
-            hu = _raw_hu(model_folder, name, dataset_json, properties, shape, plans, tf)
+            hu, why = _raw_hu(model_folder, name, dataset_json, properties, shape, plans, tf)
             if hu is None:
-                log(f"  fold {fold}: {name}: no raw image in $nnUNet_raw; its HU from the preprocessed image, "
-                    "clipped to the CT window (no implant reads as metal)")
+                log(f"  fold {fold}: {name}: {why}; its HU from the preprocessed image, clipped to the CT window "
+                    "(no implant reads as metal)")
                 hu = from_preprocessed(np.asarray(data[:]), plans, predictor.configuration)
             reference, ignore = _reference(seg[0], dataset_json, name)
             axis, sign, _ = numbering_axis(properties["sitk_stuff"]["direction"], tf, anatomical_axes(plans)["si"])
@@ -165,9 +165,9 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
 
 
 def _raw_hu(model_folder: Path, name: str, dataset_json: dict, properties: dict, model_shape, plans: dict,
-            transpose_forward) -> Optional[np.ndarray]:
-    """The CT in HU on the model grid from the raw training image, sampled as ``predict`` samples its input (module
-    docstring); None when the raw image is not there."""
+            transpose_forward) -> Tuple[Optional[np.ndarray], str]:
+    """(the CT in HU on the model grid from the raw training image, sampled as ``predict`` samples its input (module
+    docstring), or None; why None)."""
     import SimpleITK as sitk
     from nnunetv2.paths import nnUNet_raw
 
@@ -176,15 +176,20 @@ def _raw_hu(model_folder: Path, name: str, dataset_json: dict, properties: dict,
     from .grid_map import GridMap
 
     if not nnUNet_raw:
-        return None
+        return None, "nnUNet_raw is not set"
     path = Path(nnUNet_raw) / model_folder.parent.name / "imagesTr" / f"{name}_0000{dataset_json['file_ending']}"
     reader = plans.get("image_reader_writer")
-    if not path.is_file() or reader not in SUPPORTED_READERS:
-        return None
-    image = read_image(path)
-    reo, _ = reorientation(image, SUPPORTED_READERS[reader])
-    grid = GridMap.from_properties(properties, model_shape, transpose_forward, reo)
-    return from_input(sitk.GetArrayViewFromImage(image), grid)
+    if reader not in SUPPORTED_READERS:
+        return None, f"the plans' reader {reader!r} is not one predict supports"
+    if not path.is_file():
+        return None, f"no raw image {path}"
+    try:  # a raw image replaced since preprocessing no longer fits the grid: ValueError
+        image = read_image(path)
+        reo, _ = reorientation(image, SUPPORTED_READERS[reader])
+        grid = GridMap.from_properties(properties, model_shape, transpose_forward, reo)
+        return from_input(sitk.GetArrayViewFromImage(image), grid), ""
+    except ValueError as e:
+        return None, f"{path}: {e}"
 
 
 def _dataset(model_folder: Path, predictor, names: Sequence[str], infer_dataset_class):
