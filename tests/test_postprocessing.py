@@ -155,9 +155,7 @@ def test_determine_postprocessing_writes_a_file_that_predict_uses(model_copy, ph
         assert case.hu.min() < window.lower_hu and inside.mean() > 0.2
         assert case.hu[case.reference > 0].mean() > case.hu[case.reference == 0].mean() + 100
     # without the raw images: the preprocessed image's HU, inside the window, and the log says why
-    import nnunetv2.paths
-
-    monkeypatch.setattr(nnunetv2.paths, "nnUNet_raw", str(tmp_path / "no_raw"))
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "no_raw"))
     said = []
     for case in collect_validation_cases(model_copy, [0], device="cpu", log=said.append):
         assert window.lower_hu - 1 <= case.hu.min() and case.hu.max() <= window.upper_hu + 1

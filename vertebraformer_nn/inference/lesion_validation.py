@@ -51,7 +51,8 @@ class LesionScorer:
 
     def record(self, params: Postprocessing) -> dict:
         """``lesion_metrics.case_detection`` of the case at ``params``."""
-        key = tuple(getattr(params, n) for n in CANDIDATE_NAMES + CT_NAMES)
+        # the judged set is the first MAX_CANDIDATES by lesion_score, so the score is part of the key
+        key = tuple(getattr(params, n) for n in CANDIDATE_NAMES + CT_NAMES + ("lesion_score",))
         if key not in self._candidates:
             found = find_candidates(self.probability, self.spacing, params)
             self._candidates[key] = judged_candidates(found, self.probability, self.hu, self.vertebrae, self.spacing,

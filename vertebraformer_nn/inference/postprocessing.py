@@ -373,10 +373,10 @@ class Postprocessing:
         "recall, never the ranking or the AP, so determine-postprocessing chooses it by the F1 score at IoU 0.1 "
         "and 0.3, after the candidate values above, on the peaks weighted by the CT as predict weighs them "
         "(lesion_ct_contrast; the search on the model grid, predict on the input's). 0.5: the sigmoid's decision "
-        "boundary, right for a briefly trained head whose lesions stay below 0.5 (the demo's); the built-in model's head, trained longer with "
-        "the recall-weighted loss, writes 3 false lesions per true one there and had its F1 best at 0.8; with the "
-        "candidates judged on the CT (lesion_ct_contrast) at 0.7, where it writes 22 lesions on 36 phantoms, all "
-        "true."))
+        "boundary, right for a briefly trained head whose lesions stay below 0.5 (the demo's); the built-in "
+        "model's head, trained longer with the recall-weighted loss, writes 3 false lesions per true one there and "
+        "had its F1 best at 0.8; with the candidates judged on the CT (lesion_ct_contrast) at 0.7, where it writes "
+        "22 lesions on 36 phantoms, all true."))
 
     # --- lesions judged on the CT at the input's resolution (lesion_contrast.py) -----------------------------------
     lesion_ct_contrast: float = _export(1.0, (

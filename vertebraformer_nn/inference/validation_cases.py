@@ -169,15 +169,14 @@ def _raw_hu(model_folder: Path, name: str, dataset_json: dict, properties: dict,
     """(the CT in HU on the model grid from the raw training image, sampled as ``predict`` samples its input (module
     docstring), or None; why None)."""
     import SimpleITK as sitk
-    from nnunetv2.paths import nnUNet_raw
 
     from ..image_io import read_image
-    from .cases import SUPPORTED_READERS, reorientation
+    from ..paths import raw_root
+    from .cases import NNUNET_CHANNEL_SUFFIX, SUPPORTED_READERS, reorientation
     from .grid_map import GridMap
 
-    if not nnUNet_raw:
-        return None, "nnUNet_raw is not set"
-    path = Path(nnUNet_raw) / model_folder.parent.name / "imagesTr" / f"{name}_0000{dataset_json['file_ending']}"
+    image_name = f"{name}{NNUNET_CHANNEL_SUFFIX}{dataset_json['file_ending']}"
+    path = raw_root() / model_folder.parent.name / "imagesTr" / image_name
     reader = plans.get("image_reader_writer")
     if reader not in SUPPORTED_READERS:
         return None, f"the plans' reader {reader!r} is not one predict supports"
