@@ -1,7 +1,8 @@
-"""CPU speed of VertebraFormer (CPU preset) vs nnU-Net's default 3D U-Net planned on the same dataset, side by side.
+"""Speed of VertebraFormer vs nnU-Net's default 3D U-Net planned on the same dataset, side by side (CPU or GPU).
 
     python benchmarks/network_speed.py -d 501 [--threads 2]          # needs the dataset planned with --preset cpu
     python benchmarks/network_speed.py --patch 88 56 48 [--threads 2]  # no dataset: both built for this patch
+    python benchmarks/network_speed.py --patch 128 128 128 --preset base --device cuda   # a GPU preset on a GPU
 
 With a dataset (``$nnUNet_preprocessed/Dataset<ID>_*/VertebraFormerCPUPlans.json`` present):
 
@@ -25,6 +26,10 @@ instructions, vertebraformer_nn/precision.py; nnU-Net's trainer runs float32 on 
 
 Peak RSS is the worker's maximum resident set (including ~0.5 GB of torch and imports; the post-import
 baseline is shown too). Not a test: a script whose table goes into the notes.
+
+``--device cuda``: the same measurements on the GPU, with a synchronisation inside each timed call; the mixed
+precision is float16 autocast (what both trainers and predictors use on CUDA, ``vertebraformer_nn.precision``),
+and the peak GPU memory (``torch.cuda.max_memory_allocated``) is shown beside the RSS.
 """
 from __future__ import annotations
 
@@ -42,13 +47,15 @@ from pathlib import Path
 NUM_CLASSES = 27
 
 
-def _median_time(fn, repeats: int, warmup: int) -> float:
+def _median_time(fn, repeats: int, warmup: int, sync=lambda: None) -> float:
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()  # a GPU call returns before its kernels end
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -118,33 +125,40 @@ def worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     patch = tuple(spec["patch"])
+    device = torch.device(spec.get("device", "cpu"))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as nnU-Net's trainer and predictor set it
     baseline = _rss_mb()
     net, extra = _build(spec)
+    net = net.to(device)
+    if extra is not None:
+        extra = (extra[0].to(device), extra[1])
     params = sum(p.numel() for p in net.parameters())
     dc_ce = DC_and_CE_loss({"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
                            weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)  # as nnUNetTrainer
 
     def precision():
-        if spec["bf16"]:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
+        if spec["bf16"]:  # the mixed precision of the device: bfloat16 on a CPU, float16 on CUDA
+            return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
         return contextlib.nullcontext()
 
-    x1 = torch.randn(1, 1, *patch)
-    x2 = torch.randn(2, 1, *patch)
-    seg_t = torch.randint(0, NUM_CLASSES, (2, 1, *patch))
+    x1 = torch.randn(1, 1, *patch, device=device)
+    x2 = torch.randn(2, 1, *patch, device=device)
+    seg_t = torch.randint(0, NUM_CLASSES, (2, 1, *patch), device=device)
 
     net.eval()
     with torch.no_grad(), precision():
-        fwd1 = _median_time(lambda: net(x1), repeats=7, warmup=3)
-        fwd2 = _median_time(lambda: net(x2), repeats=7, warmup=3)
+        fwd1 = _median_time(lambda: net(x1), repeats=7, warmup=3, sync=sync)
+        fwd2 = _median_time(lambda: net(x2), repeats=7, warmup=3, sync=sync)
 
     if spec["kind"] == "vertebraformer":
         from vertebraformer_nn.network import all_heads
 
         train_net = net.train()
         opt = torch.optim.AdamW(train_net.parameters(), lr=3e-4, weight_decay=5e-2)
-        lesion_t = (torch.rand(2, 1, *patch) > 0.95).float()
-        domain_t = torch.tensor([0, 1])
+        lesion_t = (torch.rand(2, 1, *patch, device=device) > 0.95).float()
+        domain_t = torch.tensor([0, 1], device=device)
 
         def step():
             opt.zero_grad(set_to_none=True)
@@ -178,9 +192,12 @@ def worker(spec: dict) -> dict:
             torch.nn.utils.clip_grad_norm_(train_net.parameters(), 12)
             opt.step()
 
-    train_step = _median_time(step, repeats=3, warmup=1)
+    # the float16 steps run without nnU-Net's gradient scaler: it costs little and changes no kernel
+    train_step = _median_time(step, repeats=5 if device.type == "cuda" else 3, warmup=2 if device.type == "cuda" else 1,
+                              sync=sync)
+    gpu_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
     return {"params": params, "fwd_b1_s": fwd1, "fwd_b2_s": fwd2, "train_step_b2_s": train_step,
-            "rss_baseline_mb": baseline, "rss_peak_mb": _rss_mb()}
+            "rss_baseline_mb": baseline, "rss_peak_mb": _rss_mb(), "gpu_peak_mb": gpu_peak}
 
 
 def _run_worker(spec: dict) -> dict:
@@ -208,7 +225,10 @@ def _print_table(columns, title: str) -> None:
                                    ("forward, batch 2 (ms)", "fwd_b2_s", ".0f", 1e3),
                                    ("training step, batch 2 (ms)", "train_step_b2_s", ".0f", 1e3),
                                    ("peak RSS (MB)", "rss_peak_mb", ".0f", 1.0),
+                                   ("peak GPU memory (MB)", "gpu_peak_mb", ".0f", 1.0),
                                    ("RSS after imports (MB)", "rss_baseline_mb", ".0f", 1.0)):
+        if all(r[key] != r[key] for _, r in columns):  # NaN everywhere: GPU memory on a CPU run
+            continue
         print(f"{label:<30}" + "".join(f"{format(r[key] * scale, fmt):>22}" for _, r in columns))
 
 
@@ -217,6 +237,8 @@ def main() -> None:
     parser.add_argument("-d", dest="dataset", type=int, help="planned dataset id (our CPU plans must exist)")
     parser.add_argument("--patch", type=int, nargs=3, help="without a dataset: the patch both networks are built for")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--preset", default="cpu", help="without a dataset: our preset (cpu, base, large)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -239,33 +261,42 @@ def main() -> None:
         from vertebraformer_nn.planners.presets import network_arch_kwargs
 
         common = own = list(args.patch)
-        ours_kwargs = network_arch_kwargs("cpu", common, [8, 8, 8], num_domains=4)
+        ours_kwargs = network_arch_kwargs(args.preset, common, [8, 8, 8], num_domains=4)
         unet_arch = _default_unet_architecture(common)
-        origin = f"patch {common} (no dataset: nnU-Net's U-Net topology from its default rules at 1 mm isotropic)"
+        origin = (f"patch {common}, our {args.preset} preset (no dataset: nnU-Net's U-Net topology from its default "
+                  f"rules at 1 mm isotropic)")
 
     load_before = os.getloadavg()[0]
-    base = {"threads": args.threads}
+    base = {"threads": args.threads, "device": args.device}
+    amp = "fp16" if args.device == "cuda" else "bf16"
     runs = {}
     for label, spec in (
         ("ours fp32", dict(base, kind="vertebraformer", arch_kwargs=ours_kwargs, patch=common, bf16=False)),
-        ("ours bf16", dict(base, kind="vertebraformer", arch_kwargs=ours_kwargs, patch=common, bf16=True)),
+        (f"ours {amp}", dict(base, kind="vertebraformer", arch_kwargs=ours_kwargs, patch=common, bf16=True)),
         ("nnU-Net fp32", dict(base, kind="unet", architecture=unet_arch, patch=common, bf16=False)),
-        ("nnU-Net bf16", dict(base, kind="unet", architecture=unet_arch, patch=common, bf16=True)),
+        (f"nnU-Net {amp}", dict(base, kind="unet", architecture=unet_arch, patch=common, bf16=True)),
     ):
         print(f"measuring {label} ...", flush=True)
         runs[label] = _run_worker(spec)
     if own != common:
         print("measuring ours at its own patch ...", flush=True)
-        runs["ours bf16, own patch"] = _run_worker(dict(base, kind="vertebraformer", arch_kwargs=ours_kwargs,
-                                                        patch=own, bf16=True))
+        runs[f"ours {amp}, own patch"] = _run_worker(dict(base, kind="vertebraformer", arch_kwargs=ours_kwargs,
+                                                          patch=own, bf16=True))
     print()
     print(origin)
-    _print_table(list(runs.items()), f"{args.threads} CPU thread(s), same input size {common}; load average (1 min) "
+    where = _gpu_name() if args.device == "cuda" else f"{args.threads} CPU thread(s)"
+    _print_table(list(runs.items()), f"{where}, same input size {common}; load average (1 min) "
                  f"before {load_before:.2f}, after {os.getloadavg()[0]:.2f}")
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", amp):
         ratio = runs[f"ours {precision}"]["fwd_b2_s"] / runs[f"nnU-Net {precision}"]["fwd_b2_s"]
         print(f"forward ratio ours / nnU-Net, batch 2, {precision}: {ratio:.3f} -> target <= 1/3: "
               f"{'met' if ratio <= 1 / 3 else 'NOT met'}")
+
+
+def _gpu_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0)
 
 
 def _default_unet_architecture(patch) -> dict:

@@ -261,6 +261,20 @@ def test_geometry_errors_are_clear():
         net(torch.randn(1, 1, 48, 32, 32))
 
 
+def test_a_timm_that_cannot_build_the_3d_rope_is_named_before_the_build(monkeypatch):
+    """timm >= 1.0.23 beside dynamic-network-architectures 0.4.4 fails deep in timm with a tensor-size error (seen in a
+    prebuilt GPU image whose timm pip had not resolved); the network says which package to change instead."""
+    from vertebraformer_nn.network import vertebraformer
+
+    vertebraformer.check_timm("1.0.22")
+    vertebraformer.check_timm("0.9.16")
+    with pytest.raises(RuntimeError, match=r"timm 1\.0\.31 is installed.*pip install 'timm<1\.0\.23'"):
+        vertebraformer.check_timm("1.0.31")
+    monkeypatch.setattr(vertebraformer.timm, "__version__", "1.0.23")
+    with pytest.raises(RuntimeError, match="3D rotary"):
+        tiny_net()
+
+
 def test_get_network_from_plans_builds_it_from_the_dotted_path():
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 

@@ -91,6 +91,7 @@ import math
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import timm
 import torch
 from dynamic_network_architectures.architectures.abstract_arch import AbstractDynamicNetworkArchitectures
 from dynamic_network_architectures.building_blocks.eva import Eva
@@ -107,6 +108,11 @@ OUTPUT_MODES = ("seg", "all", "dense")
 HEAD_KEYS = ("seg", "id", "lesion", "boundary", "domain_logits", "code")
 #: initial probability of the disc head (the bias of its logit): a few percent of a patch lies between vertebrae
 BOUNDARY_PRIOR = 0.03
+#: the first timm whose RotaryEmbeddingCat no longer builds the 3D rotary embedding of dynamic-network-architectures
+#: 0.4.4's Eva (MIC-DKFZ/dynamic-network-architectures#20). That package requires timm<1.0.23, so pip never installs
+#: it beside it; an environment that bypassed the resolver (a prebuilt GPU image with its own timm, ``--no-deps``)
+#: would otherwise fail with a bare tensor-size error inside timm
+FIRST_TIMM_WITHOUT_3D_ROPE = "1.0.23"
 
 
 class VertebraFormer(AbstractDynamicNetworkArchitectures):
@@ -189,6 +195,7 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
         self.key_to_lpe = "eva.pos_embed"
 
         self.down_projection = PatchEmbed(token_size, input_channels, e)
+        check_timm(timm.__version__)
         self.eva = Eva(
             embed_dim=e,
             depth=depth,
@@ -359,6 +366,19 @@ class VertebraFormer(AbstractDynamicNetworkArchitectures):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def check_timm(version: str) -> None:
+    """Raise a clear error when timm ``version`` cannot build the encoder's 3D rotary embedding."""
+    from packaging.version import Version
+
+    if Version(version) >= Version(FIRST_TIMM_WITHOUT_3D_ROPE):
+        raise RuntimeError(
+            f"timm {version} is installed, but timm {FIRST_TIMM_WITHOUT_3D_ROPE} and later cannot build the 3D rotary "
+            f"position embedding of the Transformer encoder (dynamic-network-architectures' Eva, as in nnU-Net's "
+            f"Primus): install the version dynamic-network-architectures asks for, "
+            f"pip install 'timm<{FIRST_TIMM_WITHOUT_3D_ROPE}'"
+        )
 
 
 def _validate_geometry(patch_size: Tuple[int, ...], token_size: Tuple[int, ...]) -> None:
