@@ -1,8 +1,10 @@
 """How bright the vertebral bodies' endplates and anterior walls stand above their trabecular core, measured the same
 way on a phantom and on a real CT with its manual mask (pure numpy).
 
-Why: the network learns where one vertebra ends from these rims. Phantom rims twice as bright as real ones teach it a
-cue that real CT does not give (benchmarks/results/disc_evidence_2026-12-05). Arrays are (S, P, L): an image
+Why: the network learns where one vertebra ends from these rims, and rims brighter than real ones teach it a cue
+that real CT does not give. At 1 mm voxels six lumbar phantoms' endplates stand 707 HU and their anterior walls 478
+HU above the core, against 404 and 285 HU on verse014 with its manual mask (benchmarks/results/
+disc_evidence_2026-12-05, which also says why the generator still draws them so). Arrays are (S, P, L): an image
 reoriented to LPS, as ``sitk.GetArrayFromImage(sitk.DICOMOrient(image, "LPS"))`` gives it.
 """
 from __future__ import annotations
