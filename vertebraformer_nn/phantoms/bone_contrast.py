@@ -20,19 +20,20 @@ CORE_HALF_WIDTH_VOXELS = 10
 ENDPLATE_SEARCH_MM = 6.0
 
 
-def _codes(labels: np.ndarray, codes: Optional[Iterable[int]]):
-    return list(codes) if codes is not None else [int(c) for c in np.unique(labels) if 0 < c < 100]
+def _bodies(labels: np.ndarray, codes: Optional[Iterable[int]]):
+    """(mask, its axial rows) of each vertebra of ``codes`` (default every vertebra) spanning 10 rows or more."""
+    for code in (list(codes) if codes is not None else [int(c) for c in np.unique(labels) if 0 < c < 100]):
+        mask = labels == code
+        rows = np.unique(np.nonzero(mask)[0])
+        if len(rows) >= 10:
+            yield mask, rows
 
 
 def endplate_rises(ct: np.ndarray, labels: np.ndarray, slice_mm: float, codes: Optional[Iterable[int]] = None) -> np.ndarray:
     """Per endplate (two per vertebra of ``codes``, default every vertebra): the brightest body-core median within
     ``ENDPLATE_SEARCH_MM`` of the body's end minus the median of its middle third (HU)."""
     rises = []
-    for code in _codes(labels, codes):
-        mask = labels == code
-        rows = np.unique(np.nonzero(mask)[0])
-        if len(rows) < 10:
-            continue
+    for mask, rows in _bodies(labels, codes):
         profile = []
         for z in rows:
             section = mask[z]
@@ -56,11 +57,7 @@ def wall_rises(ct: np.ndarray, labels: np.ndarray, codes: Optional[Iterable[int]
     """Per axial section of the middle third of each body: along the front-back line through its midline (7 voxels
     wide), the brightest value within 5 voxels of the anterior edge minus the median of the next 14 (HU)."""
     rises = []
-    for code in _codes(labels, codes):
-        mask = labels == code
-        rows = np.unique(np.nonzero(mask)[0])
-        if len(rows) < 10:
-            continue
+    for mask, rows in _bodies(labels, codes):
         for z in rows[len(rows) // 3: 2 * len(rows) // 3]:
             x_mid = int(np.median(np.nonzero(mask[z])[1]))
             band = slice(max(0, x_mid - 3), x_mid + 4)
