@@ -272,8 +272,11 @@ def _predicted_cell(names: Sequence[str]) -> str:
 
 
 def _anchors_cell(anchors: Sequence[dict]) -> str:
-    return ", ".join(f"{a['kind']} at {a['vertebra']}{'' if a.get('agrees') else ' (disagrees)'}"
-                     for a in anchors) or "-"
+    cells = [f"{a['kind']} at {a['vertebra']}{'' if a.get('agrees') else ' (disagrees)'}"
+             for a in anchors if a["kind"] != "rib_bearing"]
+    ribs = [a["vertebra"] for a in anchors if a["kind"] == "rib_bearing"]  # a column of them: one cell
+    cells += [f"ribs at {ribs[0]}-{ribs[-1]} ({len(ribs)})"] if ribs else []
+    return ", ".join(cells) or "-"
 
 
 def _quality_cell(result: dict) -> str:

@@ -606,6 +606,10 @@ def test_quality_flags_and_their_reasons():
     assert assess(spine, anchors=["sacrum"]) == {"flag": "ok", "reasons": []}
     reasons = lambda q: [r["reason"] for r in q["reasons"]]  # noqa: E731
     assert reasons(assess(spine)) == ["no_anchor"]
+    # ribs say thoracic, not which level: still no anchor of the sequence, and the reason says what there was
+    ribs_only = assess(spine, anchors=["rib_bearing"])
+    assert reasons(ribs_only) == ["no_anchor"] and "ribs" in ribs_only["reasons"][0]["detail"]
+    assert assess(spine, anchors=["rib_bearing", "sacrum"])["flag"] == "ok"
     assert assess(spine, anchors_looked_for=False)["flag"] == "ok"
     assert reasons(assess(spine, anchors=["sacrum"], margin=0.5)) == ["low_confidence"]
     unsure = [_vertebra(v["name"], v["centre_mm"][0], confidence=0.3) for v in spine]

@@ -33,6 +33,16 @@ head-foot array axis. With the instances ordered head to foot (0 = the head-most
   every vertebra it passes; at the vertebra's height an aorta or a bowel loop lies in front of the body, a kidney
   touches a long lumbar transverse process far from the body, and the unlabelled tips of a vertebra's processes are
   short. The skull and pelvis components do not count.
+* ``rib_bearing``: every instance that bears a rib (as above; cut by the field of view or not) whose head lies at
+  its own heights (:data:`OWN_HEAD_MM`) is thoracic, T1 to T13: only thoracic vertebrae articulate with ribs (a
+  cervical rib at C7 or a lumbar rib at L1 is a rare variant). It names no level, so it is no anchor of the sequence
+  for the quality flag (:data:`LEVEL_ANCHORS`), but it keeps a column of rib-bearing vertebrae from being named a
+  level too high or too low: on the real chest series the network's evidence put the first of 12 rib-bearing
+  instances at C7. Its strength is 0 by default: on the network's instances of unseen-style phantoms bone beside
+  lumbar vertebrae passes for ribs (speckle of a miscalibrated scanner, metal streaks, an iliac wing where the field
+  of view ends). Where the cervicothoracic junction is steeply tilted, C7 and T1 share heights and C7 can take the
+  first rib (one phantom of the tests' 11 with thoracic vertebrae: heights along the array axis, not the spine's
+  own).
 * ``sacrum``: the last instance is L5 (or L6) when the bone within :data:`NEAR_MM` below it, near its axis, belongs
   to a component of at least ``pelvis_min_volume_ml`` reaching ``rib_min_reach_mm`` from its axis (sacral alae and
   iliac wings).
@@ -55,8 +65,8 @@ from scipy import ndimage
 from .. import labels as L
 from .postprocessing import DEFAULTS, Postprocessing
 
-__all__ = ["Anchor", "ANCHOR_LEVELS", "find_anchors", "anchor_log_prior", "anchor_strength", "bone_threshold",
-           "noise_sd"]
+__all__ = ["Anchor", "ANCHOR_LEVELS", "LEVEL_ANCHORS", "find_anchors", "anchor_log_prior", "anchor_strength",
+           "bone_threshold", "noise_sd"]
 
 #: how far above the first / below the last instance the skull base / sacrum is looked for
 NEAR_MM = 30.0
@@ -80,6 +90,10 @@ CONTACT_MM = 7.0
 RIB_BAND_MM = 10.0
 #: a rib's head lies beside the vertebral body, this close to the axis; a transverse process ends 40-50 mm out
 RIB_HEAD_MM = 35.0
+#: a rib says its vertebra is thoracic (``rib_bearing``) when its head lies this close to the vertebra's heights: ribs
+#: 2-9 sit at the disc above (a few mm beyond the body), the first and the last ones on their own body, the twelfth's
+#: a disc and half a body above L1
+OWN_HEAD_MM = 4.0
 #: a rib runs out beyond the tips of the transverse processes (40-50 mm from the midline) at its vertebra's height;
 #: a vessel or bowel loop in front of the body reaches as far, but forwards
 RIB_MIN_LATERAL_MM = 50.0
@@ -87,7 +101,9 @@ RIB_MIN_LATERAL_MM = 50.0
 RIB_MIN_LENGTH_MM = 40.0
 #: the levels each anchor allows
 ANCHOR_LEVELS: Dict[str, Tuple[str, ...]] = {"skull": ("C1",), "dens": ("C2",), "last_rib": ("T12", "T13"),
-                                             "sacrum": ("L5", "L6")}
+                                             "sacrum": ("L5", "L6"), "rib_bearing": (*L.THORACIC, "T13")}
+#: the anchors that fix a level of the sequence (``rib_bearing`` only says thoracic)
+LEVEL_ANCHORS = ("skull", "dens", "last_rib", "sacrum")
 #: the finest grid (mm) the anchors are looked for on: they are bones of centimetres, designed and tested on the CPU
 #: preset's 3.5 mm grid; on a 1 mm grid the bone components of the whole scan cost 27x the voxels for nothing
 ANCHOR_GRID_MM = 3.0
@@ -102,7 +118,8 @@ NOISE_SDS = 3.0
 SOFT_TISSUE_RANGE_HU = (-100.0, 150.0)
 _CUBE = np.ones((3, 3, 3), bool)
 _STRENGTH_FIELD = {"skull": "anchor_skull_strength", "dens": "anchor_dens_strength",
-                   "last_rib": "anchor_rib_strength", "sacrum": "anchor_sacrum_strength"}
+                   "last_rib": "anchor_rib_strength", "sacrum": "anchor_sacrum_strength",
+                   "rib_bearing": "anchor_rib_bearing_strength"}
 
 
 @dataclass
@@ -189,13 +206,17 @@ def find_anchors(hu, instance_map, ordered_ids: Sequence[int], spacing, si_axis:
         anchors.append(Anchor("sacrum", len(ids) - 1, pelvis))
     excluded = {c for c in (skull_component, pelvis_component) if c}
     lateral = _left_right(info, geo)
-    ribs = [_rib_reach(components, boxes, instance_map, i, info[k], geo, excluded, lateral) for k, i in enumerate(ids)]
+    reaches = [_rib_reach(components, boxes, instance_map, i, info[k], geo, excluded, lateral)
+               for k, i in enumerate(ids)]
+    ribs = [r for r, _ in reaches]
     bearing = [r >= params.rib_min_reach_mm for r in ribs]
     if any(bearing):
         last = max(k for k, b in enumerate(bearing) if b)
         if last < len(ids) - 1 and not _cut(info[last + 1], geo):
             anchors.append(Anchor("last_rib", last, {"reach_mm": round(ribs[last], 1),
                                                      "rib_bearing": int(sum(bearing))}))
+    anchors += [Anchor("rib_bearing", k, {"reach_mm": round(own, 1)}) for k, (_, own) in enumerate(reaches)
+                if own >= params.rib_min_reach_mm]
     return anchors, []
 
 
@@ -316,9 +337,11 @@ def _left_right(info: List[dict], geo: _Geometry) -> int:
 
 
 def _rib_reach(components: np.ndarray, boxes: list, instance_map: np.ndarray, i: int, inst: dict, geo: _Geometry,
-               excluded: set, lateral: int) -> float:
+               excluded: set, lateral: int) -> Tuple[float, float]:
     """How far (mm from the instance's axis) the farthest-reaching rib-shaped bone (module docstring) within
-    CONTACT_MM of instance ``i`` extends at the instance's height; 0 when none."""
+    CONTACT_MM of instance ``i`` extends at the instance's height, 0 when none; and the same for the ribs whose head
+    lies at the instance's own heights (within :data:`OWN_HEAD_MM` of its top and bottom: not the twelfth rib, whose
+    head lies on T12, for L1, which RIB_BAND_MM lets it touch)."""
     steps = max(2, int(np.ceil(CONTACT_MM / geo.spacing.min())))
     box = tuple(slice(max(0, int(lo) - steps), int(hi) + steps + 1) for lo, hi in
                 zip(inst["points"].min(axis=0), inst["points"].max(axis=0)))
@@ -326,30 +349,33 @@ def _rib_reach(components: np.ndarray, boxes: list, instance_map: np.ndarray, i:
     shell = ndimage.binary_dilation(mask, structure=_CUBE, iterations=steps) & ~mask
     touching = components[box][shell]
     touching = set(np.unique(touching[touching > 0]).tolist()) - excluded
-    best = 0.0
+    best, own = 0.0, 0.0
     for c in touching:
-        best = max(best, _rib_shape_reach(components, c, boxes[c - 1], inst, geo, lateral))
-    return best
+        reach, head_height = _rib_shape_reach(components, c, boxes[c - 1], inst, geo, lateral)
+        best = max(best, reach)
+        if inst["bottom"] - OWN_HEAD_MM <= head_height <= inst["top"] + OWN_HEAD_MM:
+            own = max(own, reach)
+    return best, own
 
 
 def _rib_shape_reach(components: np.ndarray, component: int, box: Tuple[slice, ...], inst: dict,
-                     geo: _Geometry, lateral: int) -> float:
-    """Reach (mm) of a component's voxels within RIB_BAND_MM of the instance's heights when they have a rib's head
-    near the axis and run RIB_MIN_LENGTH_MM from it; 0 otherwise."""
+                     geo: _Geometry, lateral: int) -> Tuple[float, float]:
+    """(reach (mm), height of the head) of a component's voxels within RIB_BAND_MM of the instance's heights when
+    they have a rib's head near the axis and run RIB_MIN_LENGTH_MM from it; (0, nan) otherwise."""
     points = np.argwhere(components[box] == component) + np.array([s.start for s in box])
     h = geo.height(points[:, geo.si_axis])
     points = points[(h >= inst["bottom"] - RIB_BAND_MM) & (h <= inst["top"] + RIB_BAND_MM)]
     if not len(points):
-        return 0.0
+        return 0.0, np.nan
     offsets = np.abs(geo.offsets(points, inst["centre"]))
     radius = np.sqrt((offsets ** 2).sum(axis=1))
     heads = np.flatnonzero((radius <= RIB_HEAD_MM) & (offsets[:, lateral] >= offsets[:, 1 - lateral]))
     if not len(heads):
-        return 0.0
+        return 0.0, np.nan
     head = points[heads[np.argmin(radius[heads])]]
     if offsets[:, lateral].max() < RIB_MIN_LATERAL_MM or geo.radius(points, head).max() < RIB_MIN_LENGTH_MM:
-        return 0.0
-    return float(radius.max())
+        return 0.0, np.nan
+    return float(radius.max()), float(geo.height(head[geo.si_axis]))
 
 
 def _dens(instance_map: np.ndarray, ids: List[int], info: List[dict], geo: _Geometry) -> Optional[Anchor]:

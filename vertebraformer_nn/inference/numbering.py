@@ -36,7 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from .. import labels as L
-from .anchors import Anchor, anchor_log_prior, anchor_strength, find_anchors
+from .anchors import LEVEL_ANCHORS, Anchor, anchor_log_prior, anchor_strength, find_anchors
 from .coarse_resample import at_fine_voxels
 from .decoder import NUM_LEVELS, decode_levels
 from .disc_split import split_at_discs
@@ -369,7 +369,7 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
     notes += decoding.notes
     if renumbered:
         notes.append(f"numbered against the voxel-wise majority level (head to foot): {'; '.join(renumbered)}")
-    anchors = []
+    anchors, thoracic = [], []
     for anchor in found.anchors:
         if anchor.instance not in kept:  # an anchor on an instance left out: it said nothing of the others
             notes.append(f"anchor {anchor.kind} at an instance left out as not a vertebra")
@@ -380,9 +380,16 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
         anchors.append({"kind": anchor.kind, "vertebra": name, "allows": list(anchor.levels),
                         "agrees": name in anchor.levels, "strength": anchor_strength(anchor.kind, params),
                         **anchor.measures})
+        if anchor.kind == "rib_bearing":  # one note for the whole column of them
+            thoracic.append(name)
+            continue
         notes.append(f"anchor {anchor.kind} at the vertebra numbered {name} (it says {' or '.join(anchor.levels)})")
-    if not anchors:
-        notes.append("no anatomical anchor in view (skull base, dens, last rib, sacrum)")
+    ribs_count = anchor_strength("rib_bearing", params) > 0
+    if thoracic:
+        notes.append(f"ribs on {len(thoracic)} vertebra(e), numbered {', '.join(thoracic)}: each is thoracic (T1-T13)"
+                     + ("" if ribs_count else "; not used (anchor_rib_bearing_strength 0)"))
+    if not {a["kind"] for a in anchors} & set(LEVEL_ANCHORS):
+        notes.append("no anatomical anchor that fixes a level in view (skull base, dens, last rib, sacrum)")
     if decoding.margin < params.unsure_margin:
         notes.append(f"numbering unsure: {_sequence(decoding.levels)} is only {np.exp(decoding.margin):.1f}x as "
                      f"likely as {_sequence(decoding.second)} (margin {decoding.margin:.2f} nats)")
@@ -396,7 +403,8 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
         "left_out": {"head": head, "foot": foot},
         "count_bound": count,
     }
-    quality = assess(instances, margin=decoding.margin, anchors=[a["kind"] for a in anchors], count=count,
+    quality = assess(instances, margin=decoding.margin, count=count,
+                     anchors=[a["kind"] for a in anchors if a["kind"] != "rib_bearing" or ribs_count],
                      params=params)
     return NumberingResult(lut[instance_map], instances, notes, report, quality)
 

@@ -273,6 +273,15 @@ class Postprocessing:
     anchor_dens_strength: float = _searched(4.0, (0.0, 2.0, 4.0, 8.0), (
         "Log-prior (nats) against every level but C2 for a vertebra whose dens rises into the ring of the one above "
         "it (anchors.py). 0 = off."))
+    anchor_rib_bearing_strength: float = _searched(0.0, (0.0, 4.0, 8.0), (
+        "Log-prior (nats) against every level but T1-T13 for each vertebra that bears a rib whose head lies at its own "
+        "height (anchors.py: only thoracic vertebrae do). Off by default: the rib finder is not yet reliable enough. "
+        "At 8 the real chest series is numbered T1-T12 instead of C7-T11 (the network's evidence named its first "
+        "of 12 rib-bearing instances C7 by 4.9 nats), but on 60 unseen-style phantoms the id rate falls 2 points "
+        "and on the real CT's ten variants 0.3 levels: bone the finder takes for a rib beside lumbar vertebrae (a "
+        "miscalibrated scanner's speckle, metal streaks, an iliac wing at the edge of the field of view, the twelfth "
+        "rib beside L1) then outweighs the network (benchmarks/results/rib_bearing_2026-12-05). A value for "
+        "determine-postprocessing to try on a model's validation cases."))
     end_drop_cost: float = _searched(8.0, (0.0, 4.0, 8.0, 12.0), (
         "Cost (nats) of deciding that the first or the last instance is not a vertebra of the sequence (a piece of "
         "skull above C1, of sacrum below L5, a rib's head that the instance steps kept): the decoder may leave out "
@@ -437,7 +446,8 @@ _NON_NEGATIVE = ("spine_min_volume_ml", "split_volume_ratio", "max_off_axis_mm",
                  "merge_piece_fraction",
                  "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml", "skull_min_volume_ml",
                  "coarse_level_weight", "anchor_rib_strength", "anchor_sacrum_strength", "anchor_skull_strength",
-                 "anchor_dens_strength", "end_drop_cost", "end_drop_max_fraction", "double_volume_ratio",
+                 "anchor_dens_strength", "anchor_rib_bearing_strength", "end_drop_cost", "end_drop_max_fraction",
+                 "double_volume_ratio",
                  "level_run_height_ratio", "double_split",
                  "unsure_margin", "bone_edge_band_mm", "lesion_ct_contrast",
                  "lesion_ct_band_mm")

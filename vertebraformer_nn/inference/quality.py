@@ -7,9 +7,10 @@
   whole vertebra ``volume_factor`` times smaller or larger than typical for its level), ``implausible_spacing``
   (consecutive vertebrae closer than ``min_pitch_fraction`` or farther than ``max_pitch_factor`` times the typical
   distance of their levels), ``too_many_for_field_of_view`` (more instances were found than the field of view can
-  hold: the smallest were dropped), ``no_anchor`` (no anatomical anchor in view: the levels rest on the network's
-  evidence alone), ``transitional_unconfirmed`` (an L6 named with no sacrum found below it, or a T13 with no last
-  rib found: a transitional vertebra is rare, and the sacrum's first segment or levels one off look the same to the
+  hold: the smallest were dropped), ``no_anchor`` (no anchor that fixes a level in view, ``anchors.LEVEL_ANCHORS``:
+  the levels rest on the network's evidence, and on ribs that say thoracic where seen),
+  ``transitional_unconfirmed`` (an L6 named with no sacrum found below it, or a T13 with no last rib found: a
+  transitional vertebra is rare, and the sacrum's first segment or levels one off look the same to the
   network; verse014's S1 came out as "L6");
 * ``ok`` otherwise.
 
@@ -22,6 +23,7 @@ import math
 from typing import List, Mapping, Optional, Sequence
 
 from .. import labels as L
+from .anchors import LEVEL_ANCHORS
 from .level_anatomy import TYPICAL_VOLUME_ML, expected_distance
 from .postprocessing import DEFAULTS, Postprocessing
 
@@ -84,9 +86,11 @@ def assess(vertebrae: Sequence[Mapping], *, spine_found: bool = True, margin: fl
                                f"{count['instances_found']} instances in a field of view of "
                                f"{count['field_of_view_mm']:.0f} mm, which holds at most {count['max_vertebrae']}: "
                                f"the smallest were dropped"))
-    if anchors_looked_for and not anchors:
-        reasons.append(_reason("no_anchor", "no anatomical anchor (skull base, dens, last rib, sacrum) in view: the "
-                                            "levels rest on the network's evidence alone"))
+    if anchors_looked_for and not set(anchors) & set(LEVEL_ANCHORS):
+        reasons.append(_reason("no_anchor", "no anatomical anchor that fixes a level (skull base, dens, last rib, "
+                                            "sacrum) in view: the levels rest on the network's evidence"
+                                            + (" and on the ribs, which say thoracic" if "rib_bearing" in anchors
+                                               else " alone")))
     unconfirmed = [f"{v['name']} named with no {CONFIRMING_ANCHOR[v['name']].replace('_', ' ')} found"
                    for v in vertebrae
                    if v["name"] in CONFIRMING_ANCHOR and CONFIRMING_ANCHOR[v["name"]] not in anchors]
