@@ -150,7 +150,7 @@ class Bone:
     cortical_hu: float
     cortex_mm: float  # side walls of bodies, processes, ribs
     posterior_extra_hu: float  # posterior elements and ribs are denser than the body's trabecular core
-    endplate_mm: float = 0.0  # the endplates' cortex (with the subchondral bone); the thicker of it and cortex_mm
+    endplate_mm: float = 0.0  # the endplates' cortex (with the subchondral bone) is thicker
     texture: Optional[Texture] = None  # trabecular texture
 
 
@@ -336,14 +336,10 @@ def sample_subject(rng: np.random.Generator, subject_id: str, transitional: Opti
     scale = float(np.clip(rng.normal(1.0, 0.06), 0.85, 1.15))
     # Trabecular density from osteoporotic to young and dense (L1 trabecular bone reads below ~110 HU in
     # osteoporosis, down to ~40, and above ~160 HU when normal: Pickhardt et al., Ann Intern Med 2013); cortex
-    # about 0.5-1 mm, endplates as thin. Cortex density so that, at 1 mm voxels, the bodies' endplates stand about
-    # 390 HU and their anterior walls about 270 HU above the trabecular core (six lumbar phantoms), as in the real
-    # lumbar CT with a manual mask (verse014: 404 and 285 HU, medians). Until 2026-12-05 the phantoms drew 950-1500
-    # HU and 0.9-1.8 mm endplates: 707 and 478 HU, nearly twice as bright (phantoms/bone_contrast.py measures both
-    # alike; tests/test_phantom_realism.py bounds the phantoms' against verse014's).
+    # about 0.5-1 mm, endplates 1-2 mm.
     trab_base = float(rng.uniform(40.0, 300.0))
-    bone = Bone(cortical_hu=float(rng.uniform(600.0, 1000.0)), cortex_mm=float(rng.uniform(0.45, 0.9)),
-                posterior_extra_hu=float(rng.uniform(40.0, 120.0)), endplate_mm=float(rng.uniform(0.45, 0.9)),
+    bone = Bone(cortical_hu=float(rng.uniform(950.0, 1500.0)), cortex_mm=float(rng.uniform(0.45, 0.9)),
+                posterior_extra_hu=float(rng.uniform(40.0, 120.0)), endplate_mm=float(rng.uniform(0.9, 1.8)),
                 texture=make_texture(rng, amplitude=float(rng.uniform(50.0, 150.0)),
                                      grain_mm=float(rng.uniform(1.2, 2.8)), elongation=float(rng.uniform(1.0, 2.2)),
                                      detail=72))
