@@ -29,7 +29,8 @@ def _bodies(labels: np.ndarray, codes: Optional[Iterable[int]]):
             yield mask, rows
 
 
-def endplate_rises(ct: np.ndarray, labels: np.ndarray, slice_mm: float, codes: Optional[Iterable[int]] = None) -> np.ndarray:
+def endplate_rises(ct: np.ndarray, labels: np.ndarray, slice_mm: float,
+                   codes: Optional[Iterable[int]] = None) -> np.ndarray:
     """Per endplate (two per vertebra of ``codes``, default every vertebra): the brightest body-core median within
     ``ENDPLATE_SEARCH_MM`` of the body's end minus the median of its middle third (HU)."""
     rises = []
