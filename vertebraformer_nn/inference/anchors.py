@@ -21,21 +21,22 @@ head-foot array axis. With the instances ordered head to foot (0 = the head-most
   view): k+1 reaches above k's centroid, at least :data:`DENS_MIN_ML` of it lies within :data:`DENS_RADIUS_MM` of
   k's axis and :data:`DENS_BAND_MM` of k's centroid height, where k itself is hollow (C1 is a ring around the
   dens).
-* ``last_rib``: the last rib-bearing instance is T12 (or T13) when a whole instance (not cut by the field of view:
-  a cut one may have lost its ribs with the rest of it) without ribs follows it. An instance bears ribs when a bone
+* ``last_rib``: the last rib-bearing instance is T12 (or T13) when a whole instance (not cut by the field of view: a
+  cut one may have lost its ribs with the rest of it) without ribs follows it. An instance bears ribs when a bone
   component comes within :data:`CONTACT_MM` of it and, counting only its voxels at the instance's height (within
   :data:`RIB_BAND_MM` of its top and bottom), is shaped like a rib there: a head beside the body (within
-  :data:`RIB_HEAD_MM` of the axis, to the side rather than in front or behind: a costovertebral joint), from which
-  it runs at least :data:`RIB_MIN_LENGTH_MM`, out beyond the transverse processes (:data:`RIB_MIN_LATERAL_MM` to the
-  side) and ``rib_min_reach_mm`` from the axis. Left-right is the in-plane axis across which the vertebrae are
+  :data:`RIB_HEAD_MM` of the axis, to the side rather than in front or behind: a costovertebral joint; at the
+  instance's own heights, within :data:`OWN_HEAD_MM`, so that the twelfth rib makes L1 no rib-bearing vertebra), from
+  which it runs at least :data:`RIB_MIN_LENGTH_MM`, out beyond the transverse processes (:data:`RIB_MIN_LATERAL_MM` to
+  the side) and ``rib_min_reach_mm`` from the axis. Left-right is the in-plane axis across which the vertebrae are
   mirror-symmetric (:func:`_left_right`; no orientation needed). Whole components, as before, let a contrast-filled
-  aorta or cava with the kidney behind it, touching the body and reaching far above or below, count as a rib of
-  every vertebra it passes; at the vertebra's height an aorta or a bowel loop lies in front of the body, a kidney
-  touches a long lumbar transverse process far from the body, and the unlabelled tips of a vertebra's processes are
-  short. The skull and pelvis components do not count.
-* ``rib_bearing``: every instance that bears a rib (as above; cut by the field of view or not) whose head lies at
-  its own heights (:data:`OWN_HEAD_MM`) is thoracic, T1 to T13: only thoracic vertebrae articulate with ribs (a
-  cervical rib at C7 or a lumbar rib at L1 is a rare variant). It names no level, so it is no anchor of the sequence
+  aorta or cava with the kidney behind it, touching the body and reaching far above or below, count as a rib of every
+  vertebra it passes; at the vertebra's height an aorta or a bowel loop lies in front of the body, a kidney touches a
+  long lumbar transverse process far from the body, and the unlabelled tips of a vertebra's processes are short. The
+  skull and pelvis components do not count.
+* ``rib_bearing``: every instance that bears a rib (as above; cut by the field of view or not) is thoracic, T1 to
+  T13: only thoracic vertebrae articulate with ribs (a cervical rib at C7 or a lumbar rib at L1 is a rare
+  variant). It names no level, so it is no anchor of the sequence
   for the quality flag (:data:`LEVEL_ANCHORS`), but it keeps a column of rib-bearing vertebrae from being named a
   level too high or too low: on the real chest series the network's evidence put the first of 12 rib-bearing
   instances at C7. Its strength is 0 by default: on the network's instances of unseen-style phantoms bone beside
@@ -211,17 +212,14 @@ def find_anchors(hu, instance_map, ordered_ids: Sequence[int], spacing, si_axis:
         anchors.append(Anchor("sacrum", len(ids) - 1, pelvis))
     excluded = {c for c in (skull_component, pelvis_component) if c}
     lateral = _left_right(info, geo)
-    reaches = [_rib_reach(components, boxes, instance_map, i, info[k], geo, excluded, lateral)
-               for k, i in enumerate(ids)]
-    ribs = [r for r, _ in reaches]
+    ribs = [_rib_reach(components, boxes, instance_map, i, info[k], geo, excluded, lateral) for k, i in enumerate(ids)]
     bearing = [r >= params.rib_min_reach_mm for r in ribs]
     if any(bearing):
         last = max(k for k, b in enumerate(bearing) if b)
         if last < len(ids) - 1 and not _cut(info[last + 1], geo):
             anchors.append(Anchor("last_rib", last, {"reach_mm": round(ribs[last], 1),
                                                      "rib_bearing": int(sum(bearing))}))
-    anchors += [Anchor("rib_bearing", k, {"reach_mm": round(own, 1)}) for k, (_, own) in enumerate(reaches)
-                if own >= params.rib_min_reach_mm]
+    anchors += [Anchor("rib_bearing", k, {"reach_mm": round(ribs[k], 1)}) for k, b in enumerate(bearing) if b]
     return anchors, []
 
 
@@ -343,11 +341,11 @@ def _left_right(info: List[dict], geo: _Geometry) -> int:
 
 
 def _rib_reach(components: np.ndarray, boxes: list, instance_map: np.ndarray, i: int, inst: dict, geo: _Geometry,
-               excluded: set, lateral: int) -> Tuple[float, float]:
+               excluded: set, lateral: int) -> float:
     """How far (mm from the instance's axis) the farthest-reaching rib-shaped bone (module docstring) within
-    CONTACT_MM of instance ``i`` extends at the instance's height, 0 when none; and the same for the ribs whose head
-    lies at the instance's own heights (within :data:`OWN_HEAD_MM` of its top and bottom: not the twelfth rib, whose
-    head lies on T12, for L1, which RIB_BAND_MM lets it touch)."""
+    CONTACT_MM of instance ``i`` whose head lies at the instance's own heights (within :data:`OWN_HEAD_MM` of its top
+    and bottom) extends at the instance's height; 0 when none. Not the twelfth rib, whose head lies on T12, for L1,
+    which RIB_BAND_MM lets it touch."""
     steps = max(2, int(np.ceil(CONTACT_MM / geo.spacing.min())))
     box = tuple(slice(max(0, int(lo) - steps), int(hi) + steps + 1) for lo, hi in
                 zip(inst["points"].min(axis=0), inst["points"].max(axis=0)))
@@ -355,13 +353,12 @@ def _rib_reach(components: np.ndarray, boxes: list, instance_map: np.ndarray, i:
     shell = ndimage.binary_dilation(mask, structure=_CUBE, iterations=steps) & ~mask
     touching = components[box][shell]
     touching = set(np.unique(touching[touching > 0]).tolist()) - excluded
-    best, own = 0.0, 0.0
+    best = 0.0
     for c in touching:
         reach, head_height = _rib_shape_reach(components, c, boxes[c - 1], inst, geo, lateral)
-        best = max(best, reach)
         if inst["bottom"] - OWN_HEAD_MM <= head_height <= inst["top"] + OWN_HEAD_MM:
-            own = max(own, reach)
-    return best, own
+            best = max(best, reach)
+    return best
 
 
 def _rib_shape_reach(components: np.ndarray, component: int, box: Tuple[slice, ...], inst: dict,
