@@ -81,6 +81,25 @@ def test_labels_far_from_the_boundary_never_change():
     assert not far[10:14, 26:29, 12:16].any()
 
 
+def test_growth_takes_in_a_body_front_the_network_left_out_and_nothing_apart_from_it():
+    """The network's body stops short of the front of the bone (real CT: the anterior third of dark trabecular bone
+    left out). Within bone_edge_grow_mm the bright cortex joins through the cortex it touches, and the dark bone it
+    then encloses fills; a bright structure as near but not touching the spine stays out, and so does bone beyond
+    the reach."""
+    truth, labels, ct = _truth(), _truth(), _ct()
+    labels[UPPER[0], 8:14, UPPER[2]] = 0  # the upper block's front 6 voxels missing
+    ct[8:16, 2:5, 12:16] = CORTEX_HU  # a bright structure 4 voxels in front of the spine, apart from it
+    band, _ = snap_to_bone(labels, ct, (1.0, 1.0, 1.0), 2.0)
+    grown, info = snap_to_bone(labels, ct, (1.0, 1.0, 1.0), 2.0, grow_mm=7.0)
+    assert info["grow_mm"] == 7.0 and snap_to_bone(labels, ct, (1.0, 1.0, 1.0), 2.0, grow_mm=1.0)[1]["grow_mm"] == 2.0
+    assert band[UPPER[0], 8:11, UPPER[2]].sum() == 0  # the band alone does not reach the front
+    assert set(np.unique(grown[UPPER])) == {20} and set(np.unique(grown[LOWER])) == {21}
+    assert _dice(grown, truth) > 0.99 > _dice(band, truth) + 0.05
+    assert not grown[8:16, 2:5, 12:16].any() and not grown[18:22].any()
+    # reach too short for the front: the same as the band's
+    assert np.array_equal(snap_to_bone(labels, ct, (1.0, 1.0, 1.0), 2.0, grow_mm=2.0)[0], band)
+
+
 def test_off_empty_or_coarser_than_the_model_leaves_labels_alone():
     labels, ct = _network_like(), _ct()
     for out, info in (snap_to_bone(labels, ct, (1.0, 1.0, 1.0), 0.0),

@@ -159,7 +159,8 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
     orders = axis_orders(meta, grid)
     network_vertebrae = spine_labels_to_input(codes, probs, grid, orders)
     vertebrae, bone_edge = snap_to_bone(network_vertebrae, sitk.GetArrayViewFromImage(ct), ct.GetSpacing()[::-1],
-                                        params.bone_edge_band_mm, input_model_spacing(meta, grid))
+                                        params.bone_edge_band_mm, input_model_spacing(meta, grid),
+                                        params.bone_edge_grow_mm)
     # below the floor no voxel can reach a candidate (interpolation never exceeds its neighbours)
     floor = min(LESION_FLOOR, 0.5 * params.lesion_candidate_floor)
     lesion = probability_to_input(probs.lesion, grid, floor, orders) if probs.lesion is not None else None
