@@ -194,6 +194,26 @@ def test_transitional_t13_and_l6_in_volumes():
     assert names(number_vertebrae(phantom(["T11", "T12", weak])[0], SPACING, 0, -1))[-1] == "L1"
 
 
+def test_an_l6_the_field_of_view_cuts_without_a_sacrum_below_is_the_sacrum_s_top():
+    """verse014: the scan ends in S1, which a network trained without a sacrum label names "L6". Cut by the field of
+    view with no sacrum seen below, it is left out; an L6 with room below it, or with the sacrum found, stays."""
+    levels = ["L1", "L2", "L3", "L4", "L5", "L6"]
+    seg, _, _ = phantom(levels)
+    cut = np.ascontiguousarray(seg[:, :-(DISC + MARGIN + 1)])  # the scan ends in the last box
+    result = number_vertebrae(cut, SPACING, 0, -1)
+    assert names(result) == levels[:-1] and result.report["left_out"] == {"head": 0, "foot": 1}
+    assert any("named L6, left out as the sacrum's first segment" in n for n in result.notes)
+    assert "transitional_unconfirmed" not in [r["reason"] for r in result.quality["reasons"]]
+    off = replace(DEFAULTS, cut_l6_is_sacrum=0.0)
+    assert names(number_vertebrae(cut, SPACING, 0, -1, params=off)) == levels
+    found = N.ordered_instances(cut, SPACING, 0, -1)
+    decoding = decode_levels(found.log_probs, None)
+    assert N.sacrum_top(decoding, found)
+    assert not N.sacrum_top(decoding, replace(found, anchors=[N.Anchor("sacrum", len(levels) - 1, {})]))
+    whole = N.ordered_instances(seg, SPACING, 0, -1)  # 14 mm of scan below the L6
+    assert not N.sacrum_top(decode_levels(whole.log_probs, None), whole)
+
+
 def test_touching_vertebrae_in_one_component_are_split():
     seg, _, box_map = phantom(["T6", "T7", "T8", "T9"])
     # bridge the disc between T7 and T8 with a 2x2 column of T7-looking voxels

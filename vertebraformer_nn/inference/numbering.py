@@ -19,7 +19,9 @@
    anatomical anchors in the image (``anchors``).
 4. ``decoder.decode_levels``: the labels of the whole ordered sequence jointly (the fine evidence plus
    ``coarse_level_weight`` x the coarse one, the anchors as unary priors); with ``end_drop_cost`` the first or the
-   last instance may be left out as not a vertebra (unlabelled, said in the notes and ``report["left_out"]``).
+   last instance may be left out as not a vertebra (unlabelled, said in the notes and ``report["left_out"]``), and
+   with ``cut_l6_is_sacrum`` a last instance named L6 where the field of view ends just below it, with no sacrum
+   found, is left out as the sacrum's first segment (:func:`sacrum_top`).
 5. :func:`number_vertebrae`: all of it, written back as a training-label map plus per-instance records,
    human-readable notes, what the numbering rests on (``report``: anchors, coarse stage, margin, count bound) and
    the case's quality flag (``quality.assess``).
@@ -29,7 +31,7 @@ Every tuned constant comes in one ``postprocessing.Postprocessing`` (the model f
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -38,7 +40,7 @@ from scipy import ndimage
 from .. import labels as L
 from .anchors import LEVEL_ANCHORS, Anchor, anchor_log_prior, anchor_strength, find_anchors
 from .coarse_resample import at_fine_voxels
-from .decoder import NUM_LEVELS, decode_levels
+from .decoder import NUM_LEVELS, Decoding, decode_levels
 from .disc_split import split_at_discs
 from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities, coarse_levels
 from .instance_repair import (absorb_pieces, cut_in_two, merge_side_by_side, neighbour_median, repair_instances,
@@ -50,8 +52,14 @@ from .quality import assess
 from .spine_extent import (CountBound, count_bound, field_of_view_mm, fragments, midline_offsets, off_axis,
                            spine_found, weak_instances)
 
-__all__ = ["NumberingResult", "OrderedInstances", "order_instances", "ordered_instances", "decode_instances",
-           "number_vertebrae", "ARGMAX_NOTE", "argmax_numbering"]
+__all__ = ["NumberingResult", "OrderedInstances", "order_instances", "ordered_instances", "sacrum_top",
+           "decode_instances", "number_vertebrae", "ARGMAX_NOTE", "argmax_numbering"]
+
+
+#: a last instance with less field of view than this below it may be the sacrum's first segment (sacrum_top): the
+#: sacrum anchor finds the sacrum by its alae below the last instance, and a lumbar scan cut within a vertebra's
+#: height below L5 shows none
+SACRUM_VIEW_MM = 10.0
 
 
 @dataclass
@@ -315,6 +323,36 @@ def _cut_two_level_instances(found: OrderedInstances, kept: np.ndarray, two: Dic
     return instance_map, rows
 
 
+def _room_below_mm(found: OrderedInstances, position: int) -> float:
+    """How far (mm) the field of view reaches below the foot-most voxel of the instance at ``position``."""
+    others = tuple(a for a in range(found.instance_map.ndim) if a != found.si_axis)
+    rows = np.flatnonzero(np.any(found.instance_map == found.ids[position], axis=others))
+    below = rows[0] if found.si_sign > 0 else found.instance_map.shape[found.si_axis] - 1 - rows[-1]
+    return float(below * found.spacing[found.si_axis])
+
+
+def sacrum_top(decoding: Decoding, found: OrderedInstances, params: Postprocessing = DEFAULTS) -> bool:
+    """Whether the last numbered instance is the sacrum's first segment rather than the L6 it was named: the field
+    of view ends within :data:`SACRUM_VIEW_MM` below it (the segments fused to it are out of view, and so is the
+    bone the sacrum anchor looks for) and no sacrum anchor was found. A network trained without a sacrum label
+    names a cut S1 below L5 "L6" (verse014), and a sacrum in view is far more common than a transitional L6
+    (``transitional_prior``); an L6 with the sacrum seen below it stays."""
+    if params.cut_l6_is_sacrum <= 0 or len(decoding.levels) < 2 or L.ANATOMICAL_ORDER[decoding.levels[-1]] != "L6":
+        return False
+    if found.spacing is None or any(a.kind == "sacrum" for a in found.anchors):
+        return False
+    return _room_below_mm(found, len(found.ids) - 1 - decoding.dropped[1]) <= SACRUM_VIEW_MM
+
+
+def _without_last(decoding: Decoding) -> Decoding:
+    """``decoding`` with its last numbered instance left out (one more dropped at the foot end; the second-best
+    labelling stays the one the decoder compared)."""
+    n = len(decoding.levels) - 1
+    return replace(decoding, levels=decoding.levels[:n], confidence=decoding.confidence[:n],
+                   skips=[(i, k) for i, k in decoding.skips if i + 1 < n],
+                   dropped=(decoding.dropped[0], decoding.dropped[1] + 1))
+
+
 def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS) -> NumberingResult:
     """Steps 4-5: the decoder (its parameters from ``params``) and the labelled map, records, notes, report and
     quality flag."""
@@ -330,6 +368,13 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
     double = _double(found.volumes, params.double_volume_ratio)
     decoding = decode_levels(log_probs, np.linalg.norm(np.diff(centres, axis=0), axis=1), params, unary,
                              _droppable(found.volumes, params.end_drop_max_fraction), double)
+    ends = decoding.dropped  # left out by the decoder, for the notes
+    if sacrum_top(decoding, found, params):
+        decoding = _without_last(decoding)
+        n = len(ids) - decoding.dropped[1]
+        notes.append(f"the foot-most instance ({found.volumes[n] / 1000:.1f} ml), named L6, left out as the sacrum's "
+                     f"first segment: the field of view ends within {SACRUM_VIEW_MM:g} mm below it and no sacrum was "
+                     "found (cut_l6_is_sacrum)")
     head, foot = decoding.dropped
     kept = np.arange(head, len(ids) - foot)  # positions of the numbered instances among the ordered ones
     two = _two_levels(decoding, double[kept], found.volumes[kept], params.double_volume_ratio) \
@@ -362,7 +407,7 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
         notes.append(f"cut an instance of {found.volumes[kept[k]] / 1000:.1f} ml in two halves along the spine, "
                      f"numbered {L.ANATOMICAL_ORDER[upper]} and {L.ANATOMICAL_ORDER[lower]}: the sequence skips a "
                      "level beside it, and it is large enough to hold two vertebrae")
-    for n, end in [(0, "head-most")] * head + [(len(ids) - 1, "foot-most")] * foot:
+    for n, end in [(0, "head-most")] * ends[0] + [(len(ids) - 1, "foot-most")] * ends[1]:
         notes.append(f"the {end} instance ({found.volumes[n] / 1000:.1f} ml, its own evidence says "
                      f"{L.ANATOMICAL_ORDER[int(log_probs[n].argmax())]}) left out: it does not fit the sequence of "
                      f"the others by more than end_drop_cost = {params.end_drop_cost:g} nats, so not a vertebra")

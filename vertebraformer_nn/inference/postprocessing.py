@@ -295,6 +295,12 @@ class Postprocessing:
         "(end_drop_cost): a piece of skull, sacrum or rib head, not a vertebra the network segmented whole whose "
         "evidence fits nowhere (on phantoms and real CT the pieces worth leaving out held 0.04-0.52 x the median, "
         "the whole vertebrae wrongly left out 0.58-3.0 x)."))
+    cut_l6_is_sacrum: float = _fixed(1.0, (
+        "1: a last instance the decoder names L6, with the field of view ending within 10 mm below it and no sacrum "
+        "anchor, is left out as the sacrum's first segment (numbering.sacrum_top): a network trained without a sacrum "
+        "label names a cut S1 below L5 \"L6\", and a sacrum in view is far more common than a transitional L6. "
+        "verse014 0.804 -> 0.818 binary spine Dice; 95 of 96 unseen-style phantoms unchanged "
+        "(benchmarks/results/sacrum_top_2026-12-06). 0 = off: it stays L6, flagged transitional_unconfirmed."))
     double_volume_ratio: float = _searched(1.5, (0.0, 1.5, 2.0), (
         "An instance at least this many times the median volume of its neighbours (two on each side) may hold two "
         "vertebrae that no cut separated (a fused cervical pair is too short for split_fused_instances): beside it "
@@ -456,6 +462,7 @@ _NON_NEGATIVE = ("spine_min_volume_ml", "split_volume_ratio", "max_off_axis_mm",
                  "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml", "skull_min_volume_ml",
                  "coarse_level_weight", "anchor_rib_strength", "anchor_sacrum_strength", "anchor_skull_strength",
                  "anchor_dens_strength", "anchor_rib_bearing_strength", "end_drop_cost", "end_drop_max_fraction",
+                 "cut_l6_is_sacrum",
                  "double_volume_ratio",
                  "level_run_height_ratio", "double_split",
                  "unsure_margin", "bone_edge_band_mm", "bone_edge_grow_mm", "lesion_ct_contrast",

@@ -11,7 +11,7 @@
   the levels rest on the network's evidence, and on ribs that say thoracic where seen),
   ``transitional_unconfirmed`` (an L6 named with no sacrum found below it, or a T13 with no last rib found: a
   transitional vertebra is rare, and the sacrum's first segment or levels one off look the same to the
-  network; verse014's S1 came out as "L6");
+  network; verse014's S1 came out as "L6", and is now left out where the scan ends in it, ``numbering.sacrum_top``);
 * ``ok`` otherwise.
 
 Thresholds are post-processing values (``postprocessing.QUALITY_NAMES`` and ``min_pitch_fraction``), typical sizes
