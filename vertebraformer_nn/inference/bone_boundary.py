@@ -128,8 +128,8 @@ def snap_to_bone(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], b
     grid (``spacing``: mm per array axis; ``model_spacing``: the network's, per the same axes, see
     :func:`band_footprint`); see the module docstring. ``band_mm`` <= 0, an empty label map, an input no finer than
     the model along any axis or a band without an inner or outer side leave ``labels`` as they are."""
-    info = {"band_mm": float(band_mm), "grow_mm": max(float(grow_mm), float(band_mm)), "threshold_hu": None,
-            "added": 0, "removed": 0}
+    grow_mm = max(float(grow_mm), float(band_mm))
+    info = {"band_mm": float(band_mm), "grow_mm": grow_mm, "threshold_hu": None, "added": 0, "removed": 0}
     if labels.shape != hu.shape:
         raise ValueError(f"label map {labels.shape} and CT {hu.shape} differ in shape")
     foreground = labels > 0
@@ -137,7 +137,6 @@ def snap_to_bone(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], b
     if footprint is None or not foreground.any():
         return labels, info
     finer = _finer_axes(spacing, model_spacing)
-    grow_mm = info["grow_mm"]
     reach = [max(r // 2, int(np.ceil(grow_mm / float(s))) if f else 0) + 1
              for r, s, f in zip(footprint.shape, spacing, finer)]
     box = tuple(slice(max(0, int(idx.min()) - g), int(idx.max()) + g + 1)

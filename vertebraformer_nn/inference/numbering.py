@@ -325,9 +325,9 @@ def _cut_two_level_instances(found: OrderedInstances, kept: np.ndarray, two: Dic
 
 def _room_below_mm(found: OrderedInstances, position: int) -> float:
     """How far (mm) the field of view reaches below the foot-most voxel of the instance at ``position``."""
-    others = tuple(a for a in range(found.instance_map.ndim) if a != found.si_axis)
-    rows = np.flatnonzero(np.any(found.instance_map == found.ids[position], axis=others))
-    below = rows[0] if found.si_sign > 0 else found.instance_map.shape[found.si_axis] - 1 - rows[-1]
+    i = int(found.ids[position])
+    rows = ndimage.find_objects(found.instance_map, max_label=i)[i - 1][found.si_axis]
+    below = rows.start if found.si_sign > 0 else found.instance_map.shape[found.si_axis] - rows.stop
     return float(below * found.spacing[found.si_axis])
 
 
