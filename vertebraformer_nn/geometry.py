@@ -53,3 +53,10 @@ def superior_axis_after_transpose(direction: Sequence[float], transpose_forward:
     ``transpose_forward[m]``)."""
     axis, sign = superior_axis(direction)
     return [int(t) for t in transpose_forward].index(axis), sign
+
+
+def front_axis_after_transpose(direction: Sequence[float], transpose_forward: Sequence[int]) -> Tuple[int, int]:
+    """(array axis, sign) closest to front-back after nnU-Net's transpose; sign +1 when its index grows towards the
+    back."""
+    axis, sign = _axis_along(direction, WORLD_ROW["ap"])
+    return [int(t) for t in transpose_forward].index(axis), sign

@@ -19,11 +19,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import labels
-from ..geometry import lateral_axis_after_transpose, superior_axis_after_transpose
+from ..geometry import front_axis_after_transpose, lateral_axis_after_transpose, superior_axis_after_transpose
 from . import model_grid_hu
 from .bone_boundary import snap_to_bone
 from .boundaries import axis_orders, spine_labels_to_input
 from .case_outputs import write_case_outputs
+from .ct_discs import InputCT
 from .cases import Reorientation
 from .grid_map import LESION_FLOOR, GridMap, probability_to_input
 from .grid_probabilities import GridProbabilities
@@ -145,10 +146,14 @@ def export_case(out_dir, ct: sitk.Image, probs: Mapping[str, np.ndarray], meta: 
         result = argmax_numbering(probs)
     else:
         axis, sign = meta["superior"]
+        direction = meta["properties"]["sitk_stuff"]["direction"]
+        ct_array = sitk.GetArrayViewFromImage(ct)
         result = number_vertebrae(probs, meta["model_spacing"], int(axis), int(sign), params=params,
-                                  hu=model_grid_hu.from_input(sitk.GetArrayViewFromImage(ct), grid),
-                                  lateral_axis=lateral_axis_after_transpose(meta["properties"]["sitk_stuff"]["direction"],
-                                                                            meta["transpose_forward"]))
+                                  hu=model_grid_hu.from_input(ct_array, grid),
+                                  lateral_axis=lateral_axis_after_transpose(direction, meta["transpose_forward"]),
+                                  ct=InputCT.from_grid(ct_array, ct.GetSpacing()[::-1], grid, meta["model_spacing"],
+                                                       front_axis_after_transpose(direction,
+                                                                                  meta["transpose_forward"])))
         result.report["coarse_stage"] = (meta.get("prediction") or {}).get("coarse")
     if meta.get("orientation_note"):
         result.notes.append(meta["orientation_note"])

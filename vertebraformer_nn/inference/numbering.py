@@ -8,9 +8,10 @@
    neighbours joined to the instance they touch (``instance_repair.absorb_pieces``, after
    ``merge_side_by_side`` has joined a body and its arch found at the same height), a tall instance cut where its
    voxel-wise levels change in the spine's order (``instance_repair.split_level_runs``), an instance as tall and as
-   large as two of its neighbours cut in two (``instance_repair.split_fused_instances``), pieces isolated or smaller
-   than the spine's own instances dropped; no spine when too little is left, never more instances than the field of
-   view can hold).
+   large as two of its neighbours cut in two (``instance_repair.split_fused_instances``), instances cut and joined
+   at the discs the input CT shows where its slices are thin enough (``ct_discs``, ``ct_disc_min_score``), pieces
+   isolated or smaller than the spine's own instances dropped; no spine when too little is left, never more
+   instances than the field of view can hold).
 2. :func:`order_instances`: head first, by the centre of mass (mm) along the superior axis.
 3. ``level_evidence.instance_level_log_probs``: one vector of level log-probabilities per instance (log of the
    mean softmax) over the identification head's probabilities, or over the foreground channels of the
@@ -40,6 +41,7 @@ from scipy import ndimage
 from .. import labels as L
 from .anchors import LEVEL_ANCHORS, Anchor, anchor_log_prior, anchor_strength, find_anchors
 from .coarse_resample import at_fine_voxels
+from .ct_discs import InputCT, cut_at_ct_discs
 from .decoder import NUM_LEVELS, Decoding, decode_levels
 from .disc_split import split_at_discs
 from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities, coarse_levels
@@ -111,6 +113,7 @@ class OrderedInstances:
     spacing: Optional[np.ndarray] = None
     si_axis: int = 0
     si_sign: int = 1  # +1: the head lies towards higher indices of si_axis
+    thoracic_pitch: bool = False  # the CT's discs, evenly spaced at most ct_discs.MAX_PITCH_MM apart, were used
 
 
 def _majority(instance_map: np.ndarray, values: np.ndarray) -> Dict[int, int]:
@@ -138,7 +141,7 @@ def _on_border(instance_map: np.ndarray, ids: np.ndarray, axis: int) -> np.ndarr
 
 def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int = 1, id_probs=None,
                       params: Postprocessing = DEFAULTS, *, coarse_probs=None, hu=None,
-                      lateral_axis: Optional[int] = None) -> OrderedInstances:
+                      lateral_axis: Optional[int] = None, ct: Optional[InputCT] = None) -> OrderedInstances:
     """Steps 1-3 (module docstring) with the instance parameters of ``params``; arguments as
     :func:`number_vertebrae`."""
     probs = _grid(seg_probs, id_probs)
@@ -196,6 +199,12 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         notes += fused
         ids, centres, volumes = instance_geometry(instance_map, sp)
         border = _on_border(instance_map, ids, axis)
+    instance_map, at_discs, discs = cut_at_ct_discs(instance_map, sp, axis, ct, params.ct_disc_min_score,
+                                                    params.disc_split_min_part)
+    if at_discs:
+        notes += at_discs
+        ids, centres, volumes = instance_geometry(instance_map, sp)
+        border = _on_border(instance_map, ids, axis)
     small = fragments(volumes, border, params.min_relative_volume)
     if small.any():
         notes.append(f"dropped {int(small.sum())} piece(s) of {', '.join(f'{v / 1000:.1f}' for v in volumes[small])} "
@@ -235,7 +244,7 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
     anchors, anchor_notes = find_anchors(hu, instance_map, ids, sp, axis, sign, params)
     return OrderedInstances(instance_map, ids, centres, volumes, log_probs, _majority(at, voxel_majority),
                             notes + anchor_notes, coarse, anchors, hu is not None, _on_border(instance_map, ids, axis),
-                            bound, spacing=sp, si_axis=axis, si_sign=sign)
+                            bound, spacing=sp, si_axis=axis, si_sign=sign, thoracic_pitch=bool(discs.get("used")))
 
 
 def _evidence(found: OrderedInstances, params: Postprocessing) -> np.ndarray:
@@ -357,6 +366,10 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
     """Steps 4-5: the decoder (its parameters from ``params``) and the labelled map, records, notes, report and
     quality flag."""
     notes = list(found.notes)
+    if found.thoracic_pitch and params.ct_disc_rib_bearing_strength > params.anchor_rib_bearing_strength:
+        params = replace(params, anchor_rib_bearing_strength=params.ct_disc_rib_bearing_strength)
+        notes.append(f"the CT's discs lie a thoracic pitch apart: ribs count as anchors "
+                     f"(ct_disc_rib_bearing_strength {params.ct_disc_rib_bearing_strength:g})")
     count = None if found.count is None else {**found.count.report(), "exceeded": found.count.exceeded}
     if len(found.ids) == 0:
         report = {"spine_found": found.spine_found, "anchors": [], "count_bound": count}
@@ -456,7 +469,7 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
 
 def number_vertebrae(seg_probs, spacing, superior_axis: int, superior_sign: int = 1, id_probs=None, *,
                      params: Postprocessing = DEFAULTS, coarse_probs=None, hu=None,
-                     lateral_axis: Optional[int] = None) -> NumberingResult:
+                     lateral_axis: Optional[int] = None, ct: Optional[InputCT] = None) -> NumberingResult:
     """Number the vertebrae of one case at the model's spacing.
 
     Args:
@@ -475,6 +488,8 @@ def number_vertebrae(seg_probs, spacing, superior_axis: int, superior_sign: int 
         hu: optional CT (HU) on this grid, for the anatomical anchors (``model_grid_hu``); None = the dens only.
         lateral_axis: the array axis closest to left-right; with ``hu``, the spine's axis is sought near the body's
             midline (``spine_extent.midline_offsets``).
+        ct: optional input CT seen from this grid (``ct_discs.InputCT``): instances are cut and joined at the discs
+            it shows (``params.ct_disc_min_score``).
 
     Returns:
         NumberingResult: ``labels`` (uint8 training labels), ``instances`` head to foot (instance_id 1..K in
@@ -482,7 +497,7 @@ def number_vertebrae(seg_probs, spacing, superior_axis: int, superior_sign: int 
         on_border), ``notes``, ``report`` and ``quality``.
     """
     found = ordered_instances(seg_probs, spacing, superior_axis, superior_sign, id_probs, params,
-                              coarse_probs=coarse_probs, hu=hu, lateral_axis=lateral_axis)
+                              coarse_probs=coarse_probs, hu=hu, lateral_axis=lateral_axis, ct=ct)
     return decode_instances(found, params)
 
 

@@ -117,6 +117,21 @@ class Postprocessing:
         "Anatomy, not tuned: a part keeps at least this fraction of the instance's volume to be a vertebra of its "
         "own (three fused lumbar bodies are near thirds; an articular process cut off at its facet joint, a "
         "spinous process tip or an endplate rim are a few percent) and joins the nearest part otherwise."))
+    # --- numbering: cuts at the discs the CT shows (ct_discs.py, disc_split.py) ---------------------------------
+    ct_disc_min_score: float = _fixed(0.0, (
+        "Instances are cut and joined at the discs the input CT shows along the spine (ct_discs.py): a disc is a peak "
+        "of at least this many HU of the endplates' narrow brightness along the curve through the bodies. Read only "
+        "where the input's slices are at most 2.5 mm apart along the spine and the discs at most 28 mm apart (thin "
+        "thoracic and cervical discs, one peak each), used only when at least 3 are found evenly spaced. 0 = off, "
+        "the default: determine-postprocessing numbers its validation cases without the input CT. The built-in "
+        "model sets 20 (10-30 read the same discs on the chest series, 40 misses some): on 76 unseen-style phantoms "
+        "id rate +3.1 points [1.0, 8.1] (better in 4 cases, worse in none), the real chest series one instance per "
+        "body, the other real CT unchanged (benchmarks/results/ct_discs_2026-12-06/)."))
+    ct_disc_rib_bearing_strength: float = _fixed(0.0, (
+        "Where the discs the CT shows were used (ct_disc_min_score: at least 3, evenly spaced, at most 28 mm apart, "
+        "so a thoracic or cervical spine), anchor_rib_bearing_strength is at least this: the rib finder's false "
+        "ribs lie beside lumbar vertebrae (their transverse processes, the twelfth rib beside L1), which such a "
+        "pitch leaves out of view. 0 = off."))
     # --- numbering: split and fused bodies (instance_repair.py) -------------------------------------------------
     split_height_ratio: float = _searched(1.7, (0.0, 1.5, 1.7, 2.0), (
         "An instance at least this many times as tall (along the head-foot axis) as the median of its neighbours (up "
@@ -462,6 +477,7 @@ _NON_NEGATIVE = ("spine_min_volume_ml", "split_volume_ratio", "max_off_axis_mm",
                  "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml", "skull_min_volume_ml",
                  "coarse_level_weight", "anchor_rib_strength", "anchor_sacrum_strength", "anchor_skull_strength",
                  "anchor_dens_strength", "anchor_rib_bearing_strength", "end_drop_cost", "end_drop_max_fraction",
+                 "ct_disc_min_score", "ct_disc_rib_bearing_strength",
                  "cut_l6_is_sacrum",
                  "double_volume_ratio",
                  "level_run_height_ratio", "double_split",
