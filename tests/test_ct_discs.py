@@ -81,6 +81,16 @@ def test_input_ct_finds_each_model_voxel_through_flips_a_transpose_and_a_crop():
     seen = C.InputCT.from_grid(ct, (1.0, 1.0, 1.0), grid, spacing, (1, 1))
     index = np.argwhere(np.ones(model.shape, bool))
     assert np.array_equal(seen.sample(index * np.asarray(spacing)), model[tuple(index.T)])
+    # a crop holds the same values inside it (determine-postprocessing keeps only the raw image around the spine)
+    window = (slice(2, 8), slice(1, 9), slice(0, 5))
+    crop = seen.cropped(window)
+    assert crop.array.shape == (6, 8, 5) and crop.array.base is None
+    points = index * np.asarray(spacing)
+    sampled = seen.sample(points)
+    input_index = np.stack([np.interp(index[:, seen.model_axis[a]], *seen.inverse[a]) for a in range(3)], axis=1)
+    inside = np.all([(input_index[:, a] >= w.start) & (input_index[:, a] < w.stop) for a, w in enumerate(window)],
+                    axis=0)
+    assert inside.sum() > 20 and np.array_equal(crop.sample(points[inside]), sampled[inside])
 
 
 def test_discs_of_a_column_are_found_where_they_are_and_evenly_spaced():

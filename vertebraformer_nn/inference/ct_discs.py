@@ -29,7 +29,7 @@ band in a body's middle, for the disc).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -88,6 +88,7 @@ class InputCT:
     inverse: Tuple[Tuple[np.ndarray, np.ndarray], ...]  # per input axis: (model coordinates ascending, input index)
     model_spacing: Tuple[float, float, float]  # mm per model axis
     front: Tuple[int, int]  # model axis closest to front-back, +1 when its index grows towards the back
+    origin: Tuple[int, int, int] = (0, 0, 0)  # the input index of array[0, 0, 0] (a crop of the input)
 
     @classmethod
     def from_grid(cls, array: np.ndarray, input_spacing: Sequence[float], grid, model_spacing: Sequence[float],
@@ -102,6 +103,13 @@ class InputCT:
         return cls(array, tuple(float(s) for s in input_spacing), tuple(int(m) for m in grid.model_axis),
                    tuple(inverse), tuple(float(s) for s in model_spacing), (int(front[0]), int(front[1])))
 
+    def cropped(self, window: Sequence[slice]) -> "InputCT":
+        """The same CT held only inside ``window`` (input index ranges, within this one's array): a copy, so that
+        the whole image can be let go; samples outside it take its nearest edge."""
+        starts = tuple(int(w.start or 0) for w in window)
+        return replace(self, array=np.array(self.array[tuple(window)]),
+                       origin=tuple(o + s for o, s in zip(self.origin, starts)))
+
     def head_foot_spacing(self, si_axis: int) -> float:
         """mm between the input's samples along the model's head-foot axis."""
         return self.input_spacing[self.model_axis.index(si_axis)]
@@ -109,7 +117,8 @@ class InputCT:
     def sample(self, points_mm: np.ndarray) -> np.ndarray:
         """HU (float32) at ``points_mm`` ((n, 3) model mm), linear between input voxels, the nearest edge outside."""
         model = np.asarray(points_mm, dtype=np.float64) / np.asarray(self.model_spacing)
-        index = np.stack([np.interp(model[:, self.model_axis[a]], *self.inverse[a]) for a in range(3)])
+        index = np.stack([np.interp(model[:, self.model_axis[a]], *self.inverse[a]) - self.origin[a]
+                          for a in range(3)])
         return ndimage.map_coordinates(self.array, index, order=1, mode="nearest").astype(np.float32)
 
 

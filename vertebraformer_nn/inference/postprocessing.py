@@ -118,15 +118,15 @@ class Postprocessing:
         "own (three fused lumbar bodies are near thirds; an articular process cut off at its facet joint, a "
         "spinous process tip or an endplate rim are a few percent) and joins the nearest part otherwise."))
     # --- numbering: cuts at the discs the CT shows (ct_discs.py, disc_split.py) ---------------------------------
-    ct_disc_min_score: float = _fixed(0.0, (
+    ct_disc_min_score: float = _fixed(20.0, (
         "Instances are cut and joined at the discs the input CT shows along the spine (ct_discs.py): a disc is a peak "
         "of at least this many HU of the endplates' narrow brightness along the curve through the bodies. Read only "
         "where the input's slices are at most 2.5 mm apart along the spine and the discs at most 28 mm apart (thin "
-        "thoracic and cervical discs, one peak each), used only when at least 3 are found evenly spaced. 0 = off, "
-        "the default: determine-postprocessing numbers its validation cases without the input CT. The built-in "
-        "model sets 20 (10-30 read the same discs on the chest series, 40 misses some): on 76 unseen-style phantoms "
-        "id rate +3.1 points [1.0, 8.1] (better in 4 cases, worse in none), the real chest series one instance per "
-        "body, the other real CT unchanged (benchmarks/results/ct_discs_2026-12-06/)."))
+        "thoracic and cervical discs, one peak each), used only when at least 3 are found evenly spaced; "
+        "determine-postprocessing reads them in the raw training images as predict does in its input. 0 = off. "
+        "10-30 read the same discs on the chest series, 40 misses some. With the built-in model: on 76 unseen-style "
+        "phantoms id rate +3.1 points [1.0, 8.1] (better in 4 cases, worse in none), the real chest series one "
+        "instance per body, the other real CT unchanged (benchmarks/results/ct_discs_2026-12-06/)."))
     ct_disc_rib_bearing_strength: float = _fixed(0.0, (
         "Where the discs the CT shows were used (ct_disc_min_score: at least 3, evenly spaced, at most 28 mm apart, "
         "so a thoracic or cervical spine), anchor_rib_bearing_strength is at least this: the rib finder's false "

@@ -80,7 +80,7 @@ class _CaseScorer:
             if self._grid is None:  # reduced once per case, with the disc head (the cut is one of the parameters)
                 self._grid = GridProbabilities.from_dense({h: a for h, a in self.probs.items() if h != "lesion"})
             self._instances[key] = ordered_instances(self._grid, case.spacing, axis, sign, None, params, hu=case.hu,
-                                                     lateral_axis=case.lateral)
+                                                     lateral_axis=case.lateral, ct=case.ct)
         predicted = labels.training_to_verse(decode_instances(self._instances[key], params).labels)
         scored = apply_border_rule(case.reference, case.ignore, predicted, case.superior[0])
         if self._reference_ctd is None:

@@ -32,8 +32,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import labels
-from ..geometry import lateral_axis_after_transpose
+from ..geometry import front_axis_after_transpose, lateral_axis_after_transpose
 from . import probabilities as P
+from .ct_discs import InputCT
 from .grid_probabilities import COARSE_HEAD
 from .model_grid_hu import from_input, from_preprocessed
 
@@ -55,6 +56,7 @@ class ValidationCase:
     superior: Tuple[int, int]  # (model axis, sign) the numbering orders along (export.numbering_axis)
     hu: Optional[np.ndarray] = None  # int16 CT in HU on the model grid (anchors), None when it cannot be recovered
     lateral: Optional[int] = None  # model axis closest to left-right (the spine's axis near the body's midline)
+    ct: Optional[InputCT] = None  # the raw image around the spine, for the discs it shows (ct_discs)
 
 
 def _preprocessed_base(model_folder: Path) -> Path:
@@ -146,7 +148,7 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
                 log(f"  fold {fold}: {name} predicted")
             else:
                 log(f"  fold {fold}: {name} reused ({path.name})")
-            hu, why = _raw_hu(model_folder, name, dataset_json, properties, shape, plans, tf)
+            hu, ct, why = _raw_hu(model_folder, name, dataset_json, properties, shape, plans, tf, seg[0])
             if hu is None:
                 log(f"  fold {fold}: {name}: {why}; its HU from the preprocessed image, clipped to the CT window "
                     "(no implant reads as metal)")
@@ -159,15 +161,16 @@ def collect_validation_cases(model_folder, folds: Sequence[int], *, device: Opti
                                         seg[LESION_CHANNEL] > 0 if annotated else None,
                                         tuple(model_spacing(properties, shape, tf)), (axis, sign),
                                         None if hu is None else np.clip(np.rint(hu), -32768, 32767).astype(np.int16),
-                                        lateral_axis_after_transpose(properties["sitk_stuff"]["direction"], tf)))
+                                        lateral_axis_after_transpose(properties["sitk_stuff"]["direction"], tf), ct))
         del predictor
     return cases
 
 
 def _raw_hu(model_folder: Path, name: str, dataset_json: dict, properties: dict, model_shape, plans: dict,
-            transpose_forward) -> Tuple[Optional[np.ndarray], str]:
+            transpose_forward, training_labels: np.ndarray) -> Tuple[Optional[np.ndarray], Optional[InputCT], str]:
     """(the CT in HU on the model grid from the raw training image, sampled as ``predict`` samples its input (module
-    docstring), or None; why None)."""
+    docstring), or None; the raw image around the labelled spine (``training_labels`` on the model grid, widened by
+    :data:`CT_MARGIN_MM`) as ``ct_discs`` reads it, or None; why None)."""
     import SimpleITK as sitk
 
     from ..image_io import read_image
@@ -179,16 +182,42 @@ def _raw_hu(model_folder: Path, name: str, dataset_json: dict, properties: dict,
     path = raw_root() / model_folder.parent.name / "imagesTr" / image_name
     reader = plans.get("image_reader_writer")
     if reader not in SUPPORTED_READERS:
-        return None, f"the plans' reader {reader!r} is not one predict supports"
+        return None, None, f"the plans' reader {reader!r} is not one predict supports"
     if not path.is_file():
-        return None, f"no raw image {path}"
+        return None, None, f"no raw image {path}"
     try:  # a raw image replaced since preprocessing no longer fits the grid: ValueError
         image = read_image(path)
         reo, _ = reorientation(image, SUPPORTED_READERS[reader])
         grid = GridMap.from_properties(properties, model_shape, transpose_forward, reo)
-        return from_input(sitk.GetArrayViewFromImage(image), grid), ""
+        array = sitk.GetArrayViewFromImage(image)
+        return from_input(array, grid), _spine_ct(array, image, grid, properties, model_shape, transpose_forward,
+                                                  training_labels), ""
     except ValueError as e:
-        return None, f"{path}: {e}"
+        return None, None, f"{path}: {e}"
+
+
+#: the raw image kept for a validation case reaches this far (mm) beyond its labelled vertebrae
+CT_MARGIN_MM = 40.0
+
+
+def _spine_ct(array, image, grid, properties: dict, model_shape, transpose_forward,
+              training_labels: np.ndarray) -> Optional[InputCT]:
+    """The raw image around the labelled spine as ``ct_discs`` reads it (``export`` builds the same for ``predict``);
+    None without labels."""
+    from .export import model_spacing
+    from .instances import occupied_box
+
+    box = occupied_box(np.asarray(training_labels) > 0)
+    if box is None:
+        return None
+    spacing = model_spacing(properties, model_shape, transpose_forward)
+    margin = [int(np.ceil(CT_MARGIN_MM / s)) for s in spacing]
+    window = grid.input_window([(max(0, b.start - m), min(n, b.stop + m))
+                                for b, m, n in zip(box, margin, model_shape)])
+    if window is None:
+        return None
+    front = front_axis_after_transpose(properties["sitk_stuff"]["direction"], transpose_forward)
+    return InputCT.from_grid(array, image.GetSpacing()[::-1], grid, spacing, front).cropped(window)
 
 
 def _dataset(model_folder: Path, predictor, names: Sequence[str], infer_dataset_class):
