@@ -199,8 +199,8 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
         notes += fused
         ids, centres, volumes = instance_geometry(instance_map, sp)
         border = _on_border(instance_map, ids, axis)
-    instance_map, at_discs, discs = cut_at_ct_discs(instance_map, sp, axis, ct, params.ct_disc_min_score,
-                                                    params.disc_split_min_part)
+    instance_map, at_discs, reading = cut_at_ct_discs(instance_map, sp, axis, ct, params.ct_disc_min_score,
+                                                      params.disc_split_min_part)
     if at_discs:
         notes += at_discs
         ids, centres, volumes = instance_geometry(instance_map, sp)
@@ -244,7 +244,7 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
     anchors, anchor_notes = find_anchors(hu, instance_map, ids, sp, axis, sign, params)
     return OrderedInstances(instance_map, ids, centres, volumes, log_probs, _majority(at, voxel_majority),
                             notes + anchor_notes, coarse, anchors, hu is not None, _on_border(instance_map, ids, axis),
-                            bound, spacing=sp, si_axis=axis, si_sign=sign, thoracic_pitch=bool(discs.get("used")))
+                            bound, spacing=sp, si_axis=axis, si_sign=sign, thoracic_pitch=bool(reading.get("used")))
 
 
 def _evidence(found: OrderedInstances, params: Postprocessing) -> np.ndarray:
