@@ -36,6 +36,8 @@ import numpy as np
 from scipy import ndimage, signal
 from scipy.spatial import cKDTree
 
+from .disc_split import assign_to_parts
+from .instance_repair import touching
 from .instances import occupied_box
 
 __all__ = ["InputCT", "MAX_SPACING_MM", "body_curve", "profile", "endplate_score", "pitch_mm",
@@ -217,13 +219,6 @@ def regular(discs: np.ndarray, pitch: float) -> bool:
     return bool(np.all((gaps >= lo * median) & (gaps <= hi * median)) and lo * pitch <= median <= hi * pitch)
 
 
-def _nearest_parts(mine: np.ndarray, seeds: np.ndarray, spacing) -> np.ndarray:
-    """The seed id (``seeds``: 0 = none) nearest in mm to every voxel of the mask ``mine``."""
-    nearest = ndimage.distance_transform_edt(seeds == 0, sampling=spacing, return_distances=False,
-                                             return_indices=True)
-    return seeds[tuple(nearest)][mine]
-
-
 def recut(instance_map: np.ndarray, spacing, curve: np.ndarray, discs: np.ndarray,
           min_part: float) -> Tuple[np.ndarray, List[str]]:
     """(instance map, notes): instances cut at the discs and joined between them (module docstring, step 5);
@@ -254,11 +249,7 @@ def recut(instance_map: np.ndarray, spacing, curve: np.ndarray, discs: np.ndarra
         seeds = np.zeros(region.shape, np.int32)
         at = mine & body & np.isin(segment, big)
         seeds[tuple(coords[at].T)] = segment[at] + 1
-        mask = region == i
-        owner = _nearest_parts(mask, seeds, sp)
-        lut = {int(k) + 1: (int(i) if n == 0 else next_id + n - 1) for n, k in enumerate(big)}
-        region[mask] = np.vectorize(lut.get, otypes=[np.int32])(owner)
-        next_id += len(big) - 1
+        next_id = assign_to_parts(region, region == i, seeds, big + 1, int(i), next_id, sp)
         cuts.append(len(big))
     notes = [f"cut {len(cuts)} instance(s) at discs the CT shows, into {sum(cuts)} vertebrae"] if cuts else []
     joined = _join_within_segments(region, coords, body, segment, discs,
@@ -293,21 +284,17 @@ def _join_within_segments(region: np.ndarray, coords: np.ndarray, body: np.ndarr
     for k, members in by_segment.items():
         keep = members[0]
         for other in members[1:]:
-            if _touch(region, keep, other):
+            if touching(region, keep, other, faces_only=True):
                 region[region == other] = keep
                 joined += 1
     return joined
 
 
-def _touch(region: np.ndarray, a: int, b: int) -> bool:
-    return bool(np.any(ndimage.binary_dilation(region == a) & (region == b)))
-
-
 def cut_at_ct_discs(instance_map: np.ndarray, spacing, si_axis: int, ct: Optional[InputCT], min_score: float,
                     min_part: float) -> Tuple[np.ndarray, List[str], dict]:
     """Steps 1-5 (module docstring): (instance map, notes, what was found: curve length, pitch, disc positions in mm
-    along the curve, and ``used`` when they were evenly spaced and cut the instances). Nothing changes without a CT, with ``min_score`` 0, on thick slices or a short spine, or on a
-    grid too oblique to tell front from head."""
+    along the curve, and ``used`` when they were evenly spaced and cut the instances). Nothing changes without a
+    CT, with ``min_score`` 0, on thick slices or a short spine, or on a grid too oblique to tell front from head."""
     found = {}
     if ct is None or min_score <= 0 or ct.front[0] == si_axis:
         return instance_map, [], found

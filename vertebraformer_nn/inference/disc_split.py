@@ -10,13 +10,27 @@ joins the part nearest to it in mm. A cut that leaves one large part changes not
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cc3d
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["split_at_discs"]
+__all__ = ["split_at_discs", "assign_to_parts"]
+
+
+def assign_to_parts(region: np.ndarray, mine: np.ndarray, seeds: np.ndarray, parts: Sequence[int], keep_id: int,
+                    next_id: int, spacing) -> int:
+    """One instance cut into ``parts`` (in place): every voxel of the mask ``mine`` in ``region`` (a box of an
+    instance map) joins the part of ``seeds`` (part ids, 0 elsewhere) nearest to it in mm; the first part keeps
+    ``keep_id``, the others take ids from ``next_id`` on. Returns the next id still free."""
+    nearest = ndimage.distance_transform_edt(seeds == 0, sampling=spacing, return_distances=False,
+                                             return_indices=True)
+    lut = np.zeros(int(max(parts)) + 1, np.int32)
+    lut[parts[0]] = keep_id
+    lut[list(parts[1:])] = np.arange(next_id, next_id + len(parts) - 1)
+    region[mine] = lut[seeds[tuple(nearest)][mine]]
+    return next_id + len(parts) - 1
 
 
 def split_at_discs(instance_map: np.ndarray, index: np.ndarray, disc: Optional[np.ndarray], spacing,
@@ -46,17 +60,7 @@ def split_at_discs(instance_map: np.ndarray, index: np.ndarray, disc: Optional[n
         big = np.flatnonzero(sizes >= min_part * len(coords[0]))
         if len(big) < 2:
             continue
-        seeds = np.where(np.isin(parts, big), parts, 0)
-        nearest = ndimage.distance_transform_edt(seeds == 0, sampling=sp, return_distances=False,
-                                                 return_indices=True)
-        owner = seeds[tuple(nearest)]
-        lut = np.zeros(n + 1, np.int32)
-        lut[big[0]] = i
-        for part in big[1:]:
-            lut[part] = next_id
-            next_id += 1
-        region = out[box]
-        region[mine] = lut[owner[mine]]
+        next_id = assign_to_parts(out[box], mine, np.where(np.isin(parts, big), parts, 0), big, i, next_id, sp)
         cuts.append(len(big))
     notes = [f"cut {len(cuts)} instance(s) at discs the disc head sees, into {sum(cuts)} vertebrae"] if cuts else []
     return out, notes

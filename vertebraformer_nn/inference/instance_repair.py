@@ -52,7 +52,7 @@ from .postprocessing import DEFAULTS, Postprocessing
 
 __all__ = ["MERGED_MAX", "LEVEL_RUN_MIN_MM", "instance_heights", "head_foot_direction", "even_parts", "cut_in_two",
            "split_tall_instances", "split_level_runs", "merge_half_instances", "repair_instances", "merge_side_by_side",
-           "absorb_pieces"]
+           "absorb_pieces", "touching"]
 
 #: two half-height pieces are merged only when together they are at most this times the height around them
 MERGED_MAX = 1.3
@@ -364,7 +364,7 @@ def merge_half_instances(instance_map, spacing, si_axis: int,
     while k < len(ids) - 1:
         reference = neighbour_median(heights, (k, k + 1))
         a, b = int(ids[k]), int(ids[k + 1])
-        if heights[k] <= half * reference and heights[k + 1] <= half * reference and _touch(out, a, b):
+        if heights[k] <= half * reference and heights[k + 1] <= half * reference and touching(out, a, b):
             union_rows = np.flatnonzero(np.moveaxis(np.isin(out, (a, b)), si_axis, 0).any(axis=(1, 2)))
             union = (union_rows[-1] - union_rows[0] + 1) * float(spacing[si_axis])
             if union <= MERGED_MAX * reference:
@@ -380,12 +380,13 @@ def merge_half_instances(instance_map, spacing, si_axis: int,
     return out, notes
 
 
-def _touch(instance_map: np.ndarray, a: int, b: int) -> bool:
-    """Whether instances a and b share a face, edge or corner (26-neighbourhood)."""
+def touching(instance_map: np.ndarray, a: int, b: int, faces_only: bool = False) -> bool:
+    """Whether instances a and b share a face, edge or corner (26-neighbourhood), or with ``faces_only`` a face."""
     boxes = ndimage.find_objects(instance_map)
     box = tuple(slice(max(0, min(p.start, q.start) - 1), max(p.stop, q.stop) + 1)
                 for p, q in zip(boxes[a - 1], boxes[b - 1]))
-    near_a = ndimage.binary_dilation(instance_map[box] == a, structure=np.ones((3, 3, 3), bool))
+    structure = ndimage.generate_binary_structure(3, 1) if faces_only else np.ones((3, 3, 3), bool)
+    near_a = ndimage.binary_dilation(instance_map[box] == a, structure=structure)
     return bool((near_a & (instance_map[box] == b)).any())
 
 
