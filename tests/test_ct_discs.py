@@ -119,6 +119,83 @@ def test_irregular_or_too_few_discs_are_not_used():
     assert C.regular((np.arange(5) * 24 / C.STEP_MM).astype(int), 24.0)
 
 
+def _steps(mm):
+    return (np.asarray(mm) / C.STEP_MM).astype(int)
+
+
+@pytest.mark.parametrize("discs_mm, pitch, runs_mm", [
+    # a thoracolumbar spine (three unseen phantoms of the demo): lumbar gaps at the foot, ...
+    ([4.5, 40, 58.5, 77, 107.5, 138, 163.5, 188, 216, 240.5, 264, 287, 311, 335, 358], 25.0,
+     [[77, 107.5, 138, 163.5, 188, 216, 240.5, 264, 287, 311, 335, 358]]),
+    # ... a body's bright middle taken for a disc (241) and the disc beside it missed: two runs on either side, ...
+    ([6.5, 25, 55, 83.5, 123.5, 148.5, 173.5, 199, 223, 241, 276, 300, 326.5, 350], 26.0,
+     [[123.5, 148.5, 173.5, 199, 223], [276, 300, 326.5, 350]]),
+    # ... a disc missed (156.5 -> 192)
+    ([2.5, 37.5, 74.5, 110, 134.5, 156.5, 192, 218.5, 249, 274.5, 298, 324.5, 349, 377, 400.5], 25.5,
+     [[192, 218.5, 249, 274.5, 298, 324.5, 349, 377, 400.5]]),
+    ([0, 24, 40, 64, 88], 24.0, []),  # too short a run on either side of a false disc
+    ([0, 34, 68, 102, 136], 34.0, []),  # a lumbar pitch: thick discs, two endplates each
+])
+def test_evenly_spaced_runs_are_read_where_the_whole_spine_is_not(discs_mm, pitch, runs_mm):
+    assert not C.regular(_steps(discs_mm), pitch) or not runs_mm
+    runs = C.regular_runs(_steps(discs_mm), pitch)
+    assert [list(r * C.STEP_MM) for r in runs] == runs_mm
+
+
+def test_a_disc_is_darker_than_the_endplates_either_side_of_it():
+    """A disc between two bright endplates dips deep; a bright band in a body's middle, an endplate alone, do not."""
+    mm = np.arange(0.0, 60.0, C.STEP_MM)
+    disc = np.where(np.abs(mm - 30) <= 2, 80.0, 150.0)
+    disc[(np.abs(mm - 30) > 2) & (np.abs(mm - 30) <= 3.5)] = 600.0
+    band = np.where(np.abs(mm - 30) <= 2.5, 600.0, 150.0)
+    endplate = np.where(mm < 30, 150.0, 60.0)
+    endplate[(mm >= 28.5) & (mm < 30)] = 600.0
+    at = _steps([30.0])
+    assert C.disc_contrast(disc, at)[0] > 400
+    assert C.disc_contrast(band, at)[0] <= 0
+    assert C.disc_contrast(endplate, _steps([29.0]))[0] < C.RUN_MIN_CONTRAST_HU
+    assert np.isnan(C.disc_contrast(disc, _steps([2.0]))[0])  # too near the end of the curve
+
+
+def test_a_spine_is_read_where_its_discs_are_evenly_spaced_and_left_where_not():
+    """A bright band in the top body's middle is taken for a disc instead of the one below it: the discs are not
+    all evenly spaced, the run below is read (the fused lowest two bodies cut at their disc), the top left alone."""
+    _, _, seen, model_shape = _column()
+    bone, body = _spine_on_model(seen, model_shape)
+    middle = FOOT + (BODIES - 1) * PITCH + (PITCH - DISC) / 2
+    seen.array[int(middle) - 1:int(middle) + 2, 5:25, 15:35] = 900.0
+    instance = np.where(bone, np.maximum(body, 1), 0).astype(np.int32)
+    out, notes, found = C.cut_at_ct_discs(instance, (MODEL_MM,) * 3, 0, seen, 20.0, 0.2)
+    assert "used" not in found and len(found["runs_mm"]) == 1 and len(found["runs_mm"][0]) == BODIES - 2
+    assert any("evenly spaced run" in n for n in notes) and any("cut 1 instance" in n for n in notes)
+    assert len(np.unique(out[bone & (body == 0)])) == 1 and len(np.unique(out[bone & (body == 1)])) == 1
+    assert len(np.unique(out[out > 0])) == BODIES
+
+
+def test_instances_are_joined_only_between_two_discs_of_one_run():
+    """A run of the first four discs: the fused lowest two bodies are cut at its first disc, the body cut across
+    within it is joined, the one cut across above its last disc stays in two pieces."""
+    _, _, seen, model_shape = _column()
+    bone, body = _spine_on_model(seen, model_shape)
+    rows = np.arange(model_shape[0])[:, None, None]
+    instance = np.zeros(model_shape, np.int32)
+    instance[bone & (body <= 1)] = 1
+    for b in range(2, BODIES):
+        mid = (FOOT + b * PITCH + (PITCH - DISC) / 2) / MODEL_MM
+        instance[bone & (body == b)] = 10 * b
+        if b in (2, 4):
+            instance[bone & (body == b) & (rows >= mid)] = 10 * b + 1
+    curve = C.body_curve(bone.astype(np.int32), (MODEL_MM,) * 3, 0, seen.front)
+    score = C.endplate_score(C.profile(seen, curve))
+    discs = C.find_discs(score, C.pitch_mm(score), 20.0)
+    assert len(discs) == BODIES - 1
+    out, notes = C.recut(instance, (MODEL_MM,) * 3, curve, [discs[:4]], 0.2)
+    assert any("cut 1 instance" in n for n in notes) and any("joined 1 instance" in n for n in notes)
+    pieces = [len(np.unique(out[bone & (body == b)])) for b in range(BODIES)]
+    assert pieces == [1, 1, 1, 1, 2, 1]
+    assert len(np.unique(out[out > 0])) == BODIES + 1
+
+
 def test_fused_and_split_instances_end_at_the_discs_the_ct_shows():
     _, _, seen, model_shape = _column()
     bone, body = _spine_on_model(seen, model_shape)

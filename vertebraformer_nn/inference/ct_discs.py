@@ -15,12 +15,15 @@ points given on the model grid) along the spine's own axis, and the instances' b
    broad changes of density go, the endplates stay), smoothed so that the two endplates of a thin disc are one peak;
    :func:`pitch_mm`: the period of the score; :func:`find_discs`: its peaks of at least ``min_score`` HU, at least
    :data:`MIN_PITCH_FRACTION` of the pitch apart.
-4. :func:`regular`: the discs are used only when at least :data:`MIN_DISCS` of them lie evenly spaced; a body's
-   middle taken for a disc or a disc missed breaks the spacing, and then the network's instances stay.
+4. :func:`regular`: the discs are used when at least :data:`MIN_DISCS` of them lie evenly spaced. Where they do not
+   all (a thoracolumbar spine: lumbar gaps at the foot; a body's middle taken for a disc; a disc missed), only
+   :func:`regular_runs` of them are, stretches of at least :data:`RUN_MIN_DISCS` evenly spaced discs, each dark
+   between two bright endplates (:func:`disc_contrast`, at least :data:`RUN_MIN_CONTRAST_HU`); elsewhere the
+   network's instances stay.
 5. :func:`recut`: each instance's body voxels (within :data:`BODY_RADIUS_MM` of the curve) fall between two discs;
    an instance whose body lies in two or more such segments, each at least ``min_part`` of it, is cut there (its
-   other voxels join the nearest part); touching instances whose bodies lie mostly in one segment no taller than
-   :data:`MERGE_MAX_PITCH` times the discs' median distance become one.
+   other voxels join the nearest part); touching instances whose bodies lie mostly in one segment between two discs
+   of a run, no taller than :data:`MERGE_MAX_PITCH` times the runs' median distance, become one.
 
 Left alone: inputs sampled more coarsely than :data:`MAX_SPACING_MM` along the head-foot axis (two samples per
 thoracic disc are the least that can show one), and spines whose discs lie more than :data:`MAX_PITCH_MM` apart
@@ -41,7 +44,7 @@ from .instance_repair import touching
 from .instances import occupied_box
 
 __all__ = ["InputCT", "MAX_SPACING_MM", "body_curve", "profile", "endplate_score", "pitch_mm",
-           "find_discs", "regular", "recut", "cut_at_ct_discs"]
+           "find_discs", "regular", "regular_runs", "recut", "cut_at_ct_discs"]
 
 #: input slices thicker than this along the head-foot axis cannot show a 4 mm disc
 MAX_SPACING_MM = 2.5
@@ -70,6 +73,19 @@ MIN_DISCS = 3
 #: ... each distance between consecutive ones within these multiples of their median (the pitch changes by <~20 %
 #: from one vertebra to the next)
 REGULAR_RANGE = (0.75, 1.35)
+#: where the discs are not all evenly spaced, a stretch of at least this many consecutive ones that are is used ...
+RUN_MIN_DISCS = 4
+#: ... each gap between them within these multiples of the gap before it (thoracic gaps grow 18 -> 28 mm over 11
+#: vertebrae, T12/L1 -> L1/L2 by about a fifth)
+RUN_NEIGHBOUR_RANGE = (0.8, 1.25)
+#: ... and the profile's dip at them at least this deep (HU, median over the run's discs; :func:`disc_contrast`): a
+#: lumbar spine's endplates and bright body middles can lie evenly at half its pitch, with no dark disc between two
+#: bright endplates (median 0-39 HU in the unseen-style phantoms' such runs; 81-218 in the demo's thoracic runs)
+RUN_MIN_CONTRAST_HU = 50.0
+#: :func:`disc_contrast` looks for the disc's darkest value within this (mm) of it, ...
+DISC_HALF_MM = 1.5
+#: ... and for the endplates between these distances (mm) on either side
+FLANK_MM = (1.5, 8.0)
 #: voxels within this (mm) of the curve are body: they decide in which segment an instance lies
 BODY_RADIUS_MM = 15.0
 #: instances are joined only in a segment at most this times the median distance between the discs found (a disc
@@ -210,7 +226,7 @@ def find_discs(score: np.ndarray, pitch: float, min_score: float) -> np.ndarray:
 def regular(discs: np.ndarray, pitch: float) -> bool:
     """Whether the discs found make a spine: at least :data:`MIN_DISCS` of them, every distance between consecutive
     ones within :data:`REGULAR_RANGE` x their median and that median within it x ``pitch``. A body's middle taken for
-    a disc, or a disc missed, breaks it; then the instances are better left as the network made them."""
+    a disc, or a disc missed, breaks it; then only :func:`regular_runs` are used."""
     if len(discs) < MIN_DISCS:
         return False
     gaps = np.diff(np.asarray(discs, dtype=np.float64)) * STEP_MM
@@ -219,12 +235,56 @@ def regular(discs: np.ndarray, pitch: float) -> bool:
     return bool(np.all((gaps >= lo * median) & (gaps <= hi * median)) and lo * pitch <= median <= hi * pitch)
 
 
-def recut(instance_map: np.ndarray, spacing, curve: np.ndarray, discs: np.ndarray,
+def regular_runs(discs: np.ndarray, pitch: float) -> List[np.ndarray]:
+    """The stretches of the spine where the discs found are evenly spaced, when all of them together are not (a
+    thoracolumbar spine: lumbar gaps at the foot, a body's bright middle taken for a disc, a disc missed): runs of at
+    least :data:`RUN_MIN_DISCS` consecutive discs whose every gap is within :data:`RUN_NEIGHBOUR_RANGE` x the gap
+    next to it (the pitch changes slowly along a spine; a false disc makes a short gap beside a long one), whose
+    median gap is within :data:`REGULAR_RANGE` x ``pitch`` and at most :data:`MAX_PITCH_MM`. Longest first, never
+    sharing more than an end disc; each as an array of disc indices (along the curve), foot to head."""
+    discs = np.asarray(discs)
+    gaps = np.diff(discs.astype(np.float64)) * STEP_MM
+    lo, hi = RUN_NEIGHBOUR_RANGE
+    smooth = np.concatenate([[True], (gaps[1:] >= lo * gaps[:-1]) & (gaps[1:] <= hi * gaps[:-1])])
+    candidates = []
+    for first in range(len(discs)):
+        for last in range(first + RUN_MIN_DISCS - 1, len(discs)):
+            if not np.all(smooth[first + 1:last]):  # gap k (discs k, k+1) against gap k-1
+                break
+            median = float(np.median(gaps[first:last]))
+            if REGULAR_RANGE[0] * pitch <= median <= min(REGULAR_RANGE[1] * pitch, MAX_PITCH_MM):
+                candidates.append((first, last))
+    runs, taken = [], np.zeros(len(discs), bool)
+    for first, last in sorted(candidates, key=lambda r: (r[0] - r[1], r[0])):
+        if not taken[first + 1:last].any():  # an end disc may be another run's end too
+            runs.append(discs[first:last + 1])
+            taken[first:last + 1] = True
+    return sorted(runs, key=lambda r: r[0])
+
+
+def disc_contrast(values: np.ndarray, discs: np.ndarray) -> np.ndarray:
+    """Per disc (indices into the profile ``values``), HU by which the profile's lowest value within
+    :data:`DISC_HALF_MM` of it lies below the darker of its two flanks (each flank's highest value between
+    :data:`FLANK_MM` away): a disc is darker than the endplates either side of it; NaN at the curve's ends."""
+    values = np.asarray(values, dtype=np.float64)
+    half = int(round(DISC_HALF_MM / STEP_MM))
+    near, far = (int(round(x / STEP_MM)) for x in FLANK_MM)
+    out = np.full(len(discs), np.nan)
+    for k, d in enumerate(np.asarray(discs, dtype=int)):
+        if d - far >= 0 and d + far < len(values):
+            flank = min(values[d - far:d - near + 1].max(), values[d + near:d + far + 1].max())
+            out[k] = flank - values[d - half:d + half + 1].min()
+    return out
+
+
+def recut(instance_map: np.ndarray, spacing, curve: np.ndarray, runs: Sequence[np.ndarray],
           min_part: float) -> Tuple[np.ndarray, List[str]]:
     """(instance map, notes): instances cut at the discs and joined between them (module docstring, step 5);
-    ``discs``: indices into ``curve``; a cut part gets a new id."""
+    ``runs``: evenly spaced runs of discs (indices into ``curve``, foot to head); instances are joined only between
+    two discs of one run; a cut part gets a new id."""
     sp = np.asarray(spacing, dtype=np.float64)
     box = occupied_box(instance_map)
+    discs = np.unique(np.concatenate([np.asarray(r) for r in runs])) if len(runs) else np.zeros(0, np.int64)
     if box is None or not len(discs):
         return instance_map, []
     out = instance_map.copy()
@@ -252,8 +312,11 @@ def recut(instance_map: np.ndarray, spacing, curve: np.ndarray, discs: np.ndarra
         next_id = assign_to_parts(region, region == i, seeds, big + 1, int(i), next_id, sp)
         cuts.append(len(big))
     notes = [f"cut {len(cuts)} instance(s) at discs the CT shows, into {sum(cuts)} vertebrae"] if cuts else []
-    joined = _join_within_segments(region, coords, body, segment, discs,
-                                   float(np.median(np.diff(np.asarray(discs, dtype=np.float64)))) * STEP_MM)
+    within = np.zeros(len(discs) + 1, bool)  # segment k lies between two discs of one run
+    for run in runs:
+        within[np.searchsorted(discs, run[1:])] = True
+    gaps = np.concatenate([np.diff(np.asarray(r, dtype=np.float64)) for r in runs])
+    joined = _join_within_segments(region, coords, body, segment, discs, within, float(np.median(gaps)) * STEP_MM)
     if joined:
         notes.append(f"joined {joined} instance(s) to a neighbour whose body lies between the same two discs the CT "
                      "shows: pieces of one vertebra")
@@ -261,10 +324,10 @@ def recut(instance_map: np.ndarray, spacing, curve: np.ndarray, discs: np.ndarra
 
 
 def _join_within_segments(region: np.ndarray, coords: np.ndarray, body: np.ndarray, segment: np.ndarray,
-                          discs: np.ndarray, spacing_mm: float) -> int:
-    """Touching instances whose bodies lie mostly in one segment between two discs at most :data:`MERGE_MAX_PITCH`
-    x ``spacing_mm`` (the discs' median distance) apart become one (in place); returns how many were joined to
-    another."""
+                          discs: np.ndarray, within: np.ndarray, spacing_mm: float) -> int:
+    """Touching instances whose bodies lie mostly in one segment (one marked ``within``: between two discs of a run)
+    at most :data:`MERGE_MAX_PITCH` x ``spacing_mm`` (the runs' median distance) long become one (in place); returns
+    how many were joined to another."""
     ids = region[tuple(coords.T)]
     edges = np.concatenate([[0], np.asarray(discs), [np.iinfo(np.int64).max]])
     home = {}
@@ -273,7 +336,7 @@ def _join_within_segments(region: np.ndarray, coords: np.ndarray, body: np.ndarr
         if not len(own):
             continue
         k = int(np.bincount(own).argmax())
-        if np.mean(own == k) < 0.5 or k == 0 or k == len(discs):  # the end segments have one disc only
+        if np.mean(own == k) < 0.5 or not within[k]:
             continue
         if (edges[k + 1] - edges[k]) * STEP_MM <= MERGE_MAX_PITCH * spacing_mm:
             home[int(i)] = k
@@ -304,7 +367,8 @@ def cut_at_ct_discs(instance_map: np.ndarray, spacing, si_axis: int, ct: Optiona
     curve = body_curve(instance_map, spacing, si_axis, ct.front)
     if curve is None:
         return instance_map, [], found
-    score = endplate_score(profile(ct, curve))
+    values = profile(ct, curve)
+    score = endplate_score(values)
     pitch = pitch_mm(score)
     if pitch is None:
         return instance_map, [], found
@@ -317,9 +381,16 @@ def cut_at_ct_discs(instance_map: np.ndarray, spacing, si_axis: int, ct: Optiona
     if len(discs) < MIN_DISCS:
         return instance_map, [f"{len(discs)} disc(s) read from the CT along the spine, too few to tell their "
                               f"spacing: instances left as they are"], found
-    if not regular(discs, pitch):
+    if regular(discs, pitch):
+        found["used"] = True  # every disc: the whole spine in view has a thoracic pitch
+        out, notes = recut(instance_map, spacing, curve, [discs], min_part)
+        return out, notes, found
+    runs = [r for r in regular_runs(discs, pitch)
+            if np.nanmedian(disc_contrast(values, r)) >= RUN_MIN_CONTRAST_HU]
+    if not runs:
         return instance_map, [f"{len(discs)} discs read from the CT along the spine, not evenly spaced (pitch "
                               f"{pitch:g} mm): instances left as they are"], found
-    found["used"] = True
-    out, notes = recut(instance_map, spacing, curve, discs, min_part)
-    return out, notes, found
+    found["runs_mm"] = [[round(float(d) * STEP_MM, 1) for d in run] for run in runs]
+    out, notes = recut(instance_map, spacing, curve, runs, min_part)
+    return out, [f"{len(discs)} discs read from the CT along the spine, not all evenly spaced (pitch {pitch:g} mm): "
+                 f"used {len(np.unique(np.concatenate(runs)))} in {len(runs)} evenly spaced run(s)"] + notes, found
