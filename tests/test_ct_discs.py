@@ -218,6 +218,18 @@ def test_fused_and_split_instances_end_at_the_discs_the_ct_shows():
     assert len(np.unique(out[out > 0])) == BODIES
 
 
+def test_a_lumbar_pitch_is_not_read_whole(monkeypatch):
+    """Discs evenly spaced, but farther apart than thin discs lie: not read as a whole spine; its runs would need a
+    median gap of thin discs too."""
+    _, _, seen, model_shape = _column()
+    bone, body = _spine_on_model(seen, model_shape)
+    instance = np.where(bone, np.maximum(body, 1), 0).astype(np.int32)
+    monkeypatch.setattr(C, "MAX_PITCH_MM", PITCH - 4.0)
+    out, notes, found = C.cut_at_ct_discs(instance, (MODEL_MM,) * 3, 0, seen, 20.0, 0.2)
+    assert out is instance and "thick lumbar discs" in notes[0]
+    assert "used" not in found and "runs_mm" not in found and len(found["discs_mm"]) == BODIES - 1
+
+
 def test_thick_slices_no_ct_or_off_change_nothing():
     _, _, seen, model_shape = _column(input_mm=3.0)
     bone, _ = _spine_on_model(seen, model_shape)

@@ -26,9 +26,9 @@ points given on the model grid) along the spine's own axis, and the instances' b
    of a run, no taller than :data:`MERGE_MAX_PITCH` times the runs' median distance, become one.
 
 Left alone: inputs sampled more coarsely than :data:`MAX_SPACING_MM` along the head-foot axis (two samples per
-thoracic disc are the least that can show one), and spines whose discs lie more than :data:`MAX_PITCH_MM` apart
-(lumbar discs are 8-15 mm thick: their two endplates are two peaks, and the reading takes either one, or a bright
-band in a body's middle, for the disc).
+thoracic disc are the least that can show one), and discs more than :data:`MAX_PITCH_MM` apart (lumbar discs are
+8-15 mm thick: their two endplates are two peaks, and the reading takes either one, or a bright band in a body's
+middle, for the disc). A spine whose pitch is lumbar as a whole is read only in runs, of thinner discs.
 """
 from __future__ import annotations
 
@@ -92,7 +92,8 @@ BODY_RADIUS_MM = 15.0
 #: missed makes a segment of two bodies, about twice it)
 MERGE_MAX_PITCH = 1.25
 #: thin discs only: where the discs are farther apart (mm, the lumbar spine: 33-40) they are 8-15 mm thick, their
-#: two endplates two peaks, and the reading picks either, or a body's middle (verse014 and phantoms, ct_discs record)
+#: two endplates two peaks, and the reading picks either, or a body's middle (verse014 and phantoms, ct_discs record);
+#: a spine whose pitch is more is never read whole, only in runs whose own median is at most this
 MAX_PITCH_MM = 28.0
 
 
@@ -372,21 +373,22 @@ def cut_at_ct_discs(instance_map: np.ndarray, spacing, si_axis: int, ct: Optiona
     pitch = pitch_mm(score)
     if pitch is None:
         return instance_map, [], found
-    if pitch > MAX_PITCH_MM:
-        return instance_map, [f"discs not read from the CT: they lie {pitch:g} mm apart along the spine (more than "
-                              f"{MAX_PITCH_MM:g}: thick lumbar discs)"], found
+    lumbar = pitch > MAX_PITCH_MM
     discs = find_discs(score, pitch, min_score)
     found = {"curve_mm": round(len(curve) * STEP_MM, 1), "pitch_mm": pitch,
              "discs_mm": [round(float(d) * STEP_MM, 1) for d in discs]}
     if len(discs) < MIN_DISCS:
         return instance_map, [f"{len(discs)} disc(s) read from the CT along the spine, too few to tell their "
                               f"spacing: instances left as they are"], found
-    if regular(discs, pitch):
+    if not lumbar and regular(discs, pitch):
         found["used"] = True  # every disc: the whole spine in view has a thoracic pitch
         out, notes = recut(instance_map, spacing, curve, [discs], min_part)
         return out, notes, found
     runs = [r for r in regular_runs(discs, pitch)
             if np.nanmedian(disc_contrast(values, r)) >= RUN_MIN_CONTRAST_HU]
+    if not runs and lumbar:
+        return instance_map, [f"discs not read from the CT: they lie {pitch:g} mm apart along the spine (more than "
+                              f"{MAX_PITCH_MM:g}: thick lumbar discs)"], found
     if not runs:
         return instance_map, [f"{len(discs)} discs read from the CT along the spine, not evenly spaced (pitch "
                               f"{pitch:g} mm): instances left as they are"], found
