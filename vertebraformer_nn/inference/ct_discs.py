@@ -357,8 +357,9 @@ def _join_within_segments(region: np.ndarray, coords: np.ndarray, body: np.ndarr
 def cut_at_ct_discs(instance_map: np.ndarray, spacing, si_axis: int, ct: Optional[InputCT], min_score: float,
                     min_part: float) -> Tuple[np.ndarray, List[str], dict]:
     """Steps 1-5 (module docstring): (instance map, notes, what was found: curve length, pitch, disc positions in mm
-    along the curve, and ``used`` when they were evenly spaced and cut the instances). Nothing changes without a
-    CT, with ``min_score`` 0, on thick slices or a short spine, or on a grid too oblique to tell front from head."""
+    along the curve, and ``used`` when all of them were evenly spaced and cut the instances, or ``runs_mm`` when
+    only such runs did). Nothing changes without a CT, with ``min_score`` 0, on thick slices or a short spine, or on
+    a grid too oblique to tell front from head."""
     found = {}
     if ct is None or min_score <= 0 or ct.front[0] == si_axis:
         return instance_map, [], found
