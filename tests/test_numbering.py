@@ -483,6 +483,46 @@ def test_a_gap_does_not_force_a_skip_against_consecutive_evidence():
     assert any("a vertebra there may be unsegmented" in n for n in result.notes)
 
 
+def test_pieces_of_one_vertebra_far_closer_than_its_pitch_share_its_level():
+    """A body cut across into two instances (TPTBox: six pieces for three lumbar vertebrae): both pieces take one
+    level, instead of two that shift every level below; a gap as long as a short pitch never shares one."""
+    evidence = ["L2", "L3", "L3", "L4"]
+    result = decode_levels(log_probs(evidence), [30, 12, 30])  # 12 mm < 0.5 x L3's typical 33 mm
+    assert [ANATOMICAL_ORDER[s] for s in result.levels] == evidence and result.skips == []
+    assert "two consecutive instances 12 mm apart both numbered L3: pieces of one vertebra" in result.notes[1]
+    assert result.notes[0].endswith("(3 vertebrae)")
+    assert decoded(evidence, [30, 20, 30]) != evidence  # 20 mm: two vertebrae, whatever the evidence
+    off = replace(DEFAULTS, shared_level_prior=0.0)
+    strict = decoded(evidence, [30, 12, 30], off)
+    assert len(set(strict)) == 4 and strict != evidence
+    assert decoded(evidence, None) != evidence  # distances unknown: no sharing
+
+
+def test_pieces_numbered_alike_are_one_vertebra_in_the_records_and_the_map():
+    rows = [(0, 8), (10, 13), (15, 18), (20, 28)]  # head to foot along axis 0 (index 0 at the head), 3 mm voxels
+    instance_map = np.zeros((30, 4, 4), dtype=np.int32)
+    for i, (a, b) in enumerate(rows, start=1):
+        instance_map[a:b + 1] = i
+    spacing = np.array([3.0, 3.0, 3.0])
+    ids = np.arange(1, 5)
+    centres = np.array([[(a + b) / 2 * 3.0, 4.5, 4.5] for a, b in rows])
+    volumes = np.array([(b - a + 1) * 16 * 27.0 for a, b in rows])
+    found = N.OrderedInstances(instance_map, ids, centres, volumes, log_probs(["L2", "L3", "L3", "L4"]),
+                               {1: level("L2") + 1, 2: level("L3") + 1, 3: level("L3") + 1, 4: level("L4") + 1},
+                               on_border=np.zeros(4, bool), spacing=spacing, si_axis=0, si_sign=-1)
+    result = N.decode_instances(found, DEFAULTS)
+    assert names(result) == ["L2", "L3", "L4"]
+    l3 = result.instances[1]
+    assert l3["volume_mm3"] == pytest.approx(volumes[1] + volumes[2])
+    np.testing.assert_allclose(l3["centre_mm"], (centres[1] * volumes[1] + centres[2] * volumes[2]) / l3["volume_mm3"])
+    assert np.exp(l3["log_probs"]).sum() == pytest.approx(1.0) and np.argmax(l3["log_probs"]) == level("L3")
+    assert (result.labels[instance_map == 2] == level("L3") + 1).all()
+    assert (result.labels[instance_map == 3] == level("L3") + 1).all()
+    assert not any(r["reason"] == "implausible_spacing" for r in result.quality["reasons"])
+    strict = N.decode_instances(found, replace(DEFAULTS, shared_level_prior=0.0))
+    assert len(names(strict)) == 4
+
+
 def test_transitional_levels_need_evidence_that_outweighs_their_prior():
     # Two readings of the same instances: 12 thoracic (A) or 13 thoracic (B); B's levels hold p_b each.
     a_levels = ["T11", "T12", "L1", "L2", "L3", "L4"]

@@ -2,10 +2,11 @@
 
 Given one vector of level log-probabilities per vertebra instance, ordered head to foot, and the distances between
 consecutive instances, :func:`decode_levels` labels the whole sequence at once (Viterbi over instances x the 26
-levels of ``labels.ANATOMICAL_ORDER``): strictly increasing levels (no duplicates), consecutive unless the distance
-between two instances says vertebrae are missing, T13 only between T12 and L1, L6 only after L5, both transitional
-levels behind a prior. Confidence = posterior marginal of the chosen level (forward-backward over the same
-lattice). Priors and gap statistics are fields of ``postprocessing.Postprocessing`` (documented there).
+levels of ``labels.ANATOMICAL_ORDER``): increasing levels, consecutive unless the distance between two instances
+says vertebrae are missing, T13 only between T12 and L1, L6 only after L5, both transitional levels behind a prior;
+two consecutive instances far closer than their level's pitch may share it (pieces of one vertebra, behind a
+prior). Confidence = posterior marginal of the chosen level (forward-backward over the same lattice). Priors and
+gap statistics are fields of ``postprocessing.Postprocessing`` (documented there).
 
 Besides the instances' own evidence, the lattice takes a unary log-prior per instance and level (``unary``: the
 anatomical anchors, ``anchors.anchor_log_prior``) and, when the distances are known in mm, an anatomical floor on
@@ -23,7 +24,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from .. import labels as L
-from .level_anatomy import min_distances
+from .level_anatomy import min_distances, pitch_of
 from .postprocessing import DEFAULTS, Postprocessing
 
 __all__ = ["NUM_LEVELS", "Decoding", "gap_ratios", "decode_levels"]
@@ -97,6 +98,18 @@ def _pitch_scores(gap_mm: float, fraction: float, log_sigma: float) -> np.ndarra
     return np.where(np.isfinite(short) & (short > 0), -short ** 2 / (2 * log_sigma ** 2), 0.0)
 
 
+_PITCH = np.array([pitch_of(s) for s in range(NUM_LEVELS)])
+
+
+def _shared_level_scores(gap_mm: float, prior: float, max_pitch: float) -> np.ndarray:
+    """(26, 26) log score of two consecutive instances both at level s (pieces of one vertebra): ``log(prior)`` on
+    the diagonal where ``gap_mm`` is below ``max_pitch`` x the level's typical pitch, -inf everywhere else."""
+    scores = np.full((NUM_LEVELS, NUM_LEVELS), -np.inf)
+    if prior > 0:
+        np.fill_diagonal(scores, np.where(gap_mm < max_pitch * _PITCH, math.log(prior), -np.inf))
+    return scores
+
+
 def _two_best(emis: np.ndarray, trans: List[np.ndarray]):
     """List Viterbi: the best and second-best paths (levels, score) through the lattice; the second is None when
     no other path has a finite score."""
@@ -138,7 +151,10 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, un
     where r is the gap's ratio to its neighbours (:func:`gap_ratios`, ``gap_window``); k >= 1 (at most
     ``max_skip``) is allowed only when ``r >= k + 1 - skip_tolerance``. Levels strictly increase (no duplicates,
     head to foot); T12 -> L1 and T12 -> T13 -> L1 are both consecutive; L6 can only follow L5 (or a skip past
-    it). The sequence may start and end anywhere (partial field of view). Viterbi gives the labelling;
+    it). The sequence may start and end anywhere (partial field of view). With ``gaps_mm`` given, two consecutive
+    instances closer than ``shared_level_max_pitch`` x the typical pitch of a level may both take it, at log
+    ``params.shared_level_prior`` (:func:`_shared_level_scores`): pieces of one vertebra that the instance steps
+    left apart, which would otherwise each take a level and shift every level below them. Viterbi gives the labelling;
     forward-backward over the same lattice gives each instance's posterior probability of its chosen level
     (``confidence``).
 
@@ -178,6 +194,7 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, un
     # an anchor's strength = what its instance loses on every level it does not allow: all of them, when left out
     anchored = np.zeros(k_count) if unary is None else -unary.min(axis=1)
     pitch = params.min_pitch_fraction if gaps_mm is not None else 0.0
+    shared = params.shared_level_prior if gaps_mm is not None else 0.0
     double = np.zeros(k_count, bool) if double is None else np.asarray(double, bool).reshape(-1)
     if len(double) != k_count:
         raise ValueError(f"double must hold K = {k_count} flags, got {len(double)}")
@@ -186,7 +203,7 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, un
     for head, foot in _end_drops(k_count, droppable if params.end_drop_cost > 0 else (False, False)):
         keep = slice(head, k_count - foot)
         cost = sum(params.end_drop_cost + anchored[i] for i in (*range(head), *range(k_count - foot, k_count)))
-        options.append(_Lattice(emis[keep], gaps[head:k_count - 1 - foot], params, pitch, (head, foot), cost,
+        options.append(_Lattice(emis[keep], gaps[head:k_count - 1 - foot], params, pitch, shared, (head, foot), cost,
                                 double_gap[head:k_count - 1 - foot]))
     log_z = logsumexp([o.log_z - o.cost for o in options])
     ranked = sorted([(o.best_score - o.cost, 0, n) for n, o in enumerate(options)] +
@@ -215,12 +232,14 @@ def _end_drops(k_count: int, droppable: Tuple[bool, bool]) -> List[Tuple[int, in
 class _Lattice:
     """One sequence of instances decoded: the best and second-best paths and the posterior marginals."""
 
-    def __init__(self, emis: np.ndarray, gaps: np.ndarray, params: Postprocessing, pitch: float,
+    def __init__(self, emis: np.ndarray, gaps: np.ndarray, params: Postprocessing, pitch: float, shared: float,
                  dropped: Tuple[int, int], cost: float, double_gap: np.ndarray):
         self.gaps, self.dropped, self.cost, self.double_gap = gaps, dropped, cost, double_gap
         self.ratios = gap_ratios(gaps, params.gap_window)
-        trans = [_transition_scores(r, params.skip_log_prior, params.gap_log_sigma, params.skip_tolerance,
-                                    params.max_skip, bool(d)) + _pitch_scores(g, pitch, params.gap_log_sigma)
+        trans = [np.maximum(_transition_scores(r, params.skip_log_prior, params.gap_log_sigma, params.skip_tolerance,
+                                               params.max_skip, bool(d))
+                            + _pitch_scores(g, pitch, params.gap_log_sigma),
+                            _shared_level_scores(g, shared, params.shared_level_max_pitch))
                  for r, g, d in zip(self.ratios, gaps, double_gap)]
         self.path, self.best_score, self.second, self.second_score = _two_best(emis, trans)
         k_count = len(emis)
@@ -240,7 +259,10 @@ class _Lattice:
 
 def _decoding_notes(path, confidence, skips, gaps, ratios, skip_tolerance, double_gap) -> List[str]:
     names = [L.ANATOMICAL_ORDER[s] for s in path]
-    notes = [f"field of view starts at {names[0]} and ends at {names[-1]} ({len(path)} vertebrae)"]
+    notes = [f"field of view starts at {names[0]} and ends at {names[-1]} ({len(set(names))} vertebrae)"]
+    for i in np.flatnonzero(path[1:] == path[:-1]):
+        notes.append(f"two consecutive instances {gaps[i]:.0f} mm apart both numbered {names[i]}: pieces of one "
+                     "vertebra (shared_level_prior)")
     for i, k in skips:
         missing = [n for n in L.ANATOMICAL_ORDER[path[i] + 1:path[i + 1]] if n not in ("T13", "L6")]
         word = "level" if k == 1 else "levels"

@@ -362,6 +362,22 @@ def _without_last(decoding: Decoding) -> Decoding:
                    dropped=(decoding.dropped[0], decoding.dropped[1] + 1))
 
 
+def _join_records(record: dict, piece: dict) -> None:
+    """``record`` becomes the vertebra of itself and ``piece`` (two pieces the decoder gave one level): volumes
+    summed; centre and evidence (the log of the mean level probabilities over its voxels) of the union; the lower
+    confidence; on the border when either is."""
+    a, b = record["volume_mm3"], piece["volume_mm3"]
+    w = a / max(a + b, 1e-9)
+    evidence = np.logaddexp(np.log(w) + np.asarray(record["log_probs"]), np.log1p(-w) + np.asarray(piece["log_probs"]))
+    record.update(
+        confidence=min(record["confidence"], piece["confidence"]),
+        log_probs=[float(v) for v in evidence],
+        centre_mm=[float(w * x + (1 - w) * y) for x, y in zip(record["centre_mm"], piece["centre_mm"])],
+        volume_mm3=a + b,
+        on_border=record["on_border"] or piece["on_border"],
+    )
+
+
 def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS) -> NumberingResult:
     """Steps 4-5: the decoder (its parameters from ``params``) and the labelled map, records, notes, report and
     quality flag."""
@@ -404,8 +420,7 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
         majority = found.majority_label[int(ids[n])]
         if majority != label:
             renumbered.append(f"{L.ANATOMICAL_ORDER[majority - 1]} -> {L.name(code)}")
-        record_of.setdefault(k, []).append(len(instances))
-        instances.append({
+        record = {
             "instance_id": len(instances) + 1,
             "label": label,
             "code": code,
@@ -415,7 +430,12 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
             "centre_mm": [float(v) for v in centre],
             "volume_mm3": volume,
             "on_border": bool(found.on_border[n]),
-        })
+        }
+        if instances and instances[-1]["label"] == label:  # pieces of one vertebra (shared_level_prior)
+            _join_records(instances[-1], record)
+        else:
+            instances.append(record)
+        record_of.setdefault(k, []).append(len(instances) - 1)
     for k, (upper, lower) in sorted(two.items()):
         notes.append(f"cut an instance of {found.volumes[kept[k]] / 1000:.1f} ml in two halves along the spine, "
                      f"numbered {L.ANATOMICAL_ORDER[upper]} and {L.ANATOMICAL_ORDER[lower]}: the sequence skips a "

@@ -330,6 +330,20 @@ class Postprocessing:
         "vertebra is named somewhere. 0 = off: the instance keeps one level. On 59 unseen phantoms per-vertebra Dice "
         "+0.4 [0.0, 1.1] points, id rate +0.3 [-0.4, 1.4] (5 cases better, 3 worse); 24 held-out phantoms Dice +0.4, "
         "id rate unchanged; real CT unchanged (benchmarks/results/level_runs_2026-12-05)."))
+    shared_level_prior: float = _fixed(0.05, (
+        "Prior probability that two consecutive instances are pieces of one vertebra (a body cut across, a body "
+        "and its arch apart): the decoder may give both the same level, and they are numbered as one vertebra, "
+        "where their centres lie closer than shared_level_max_pitch x the typical pitch of that level. On the real "
+        "crop TPTBox (L2-L4, 70 mm) the built-in model's instances came as six pieces for three vertebrae, each "
+        "with a level of its own (T12-L5): with it, L3 and L4 are one instance each and right (L2-L4 3 of 3 by "
+        "overlap, 1 before); real-CT variants 10.4 -> 10.8 levels right of 15; 60 unseen-style phantoms unchanged "
+        "(benchmarks/results/shared_level_2026-12-06). 0 = off: levels strictly increase."))
+    shared_level_max_pitch: float = _fixed(0.5, (
+        "Anatomy, not tuned: two consecutive instances may share a level (shared_level_prior) only when their "
+        "centres lie closer than this fraction of the typical pitch of that level (level_anatomy.py): consecutive "
+        "vertebrae lie at least min_pitch_fraction (0.6) x it apart, pieces of one vertebra far closer. On the 60 "
+        "phantoms 0.7 changed 4 cases (2 better, 2 worse: a piece joined to an instance of two fused vertebrae), "
+        "0.6 also 4 (one 0.92 -> 0.0: a shifted neck), 0.5 none."))
     gap_window: int = _fixed(2, (
         "Typical distance at a gap = median of up to this many gaps on each side (not the gap itself), so the "
         "reference follows the growth of vertebrae from neck to lumbar spine."))
@@ -512,6 +526,9 @@ def _problems(p: Postprocessing) -> List[Tuple[str, str]]:
         out.append(("split_height_ratio", "must be 0 (off) or > 1"))
     if not 0 <= p.merge_half_height < 1:
         out.append(("merge_half_height", "must lie in [0, 1) (0 = off)"))
+    for name in ("shared_level_prior", "shared_level_max_pitch"):
+        if not 0 <= getattr(p, name) < 1:
+            out.append((name, "must lie in [0, 1) (0 = off)"))
     if not 0 <= p.min_pitch_fraction < 1:
         out.append(("min_pitch_fraction", "must lie in [0, 1) (0 = off)"))
     if not 0 < p.confident_level <= 1:
