@@ -149,14 +149,14 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, un
     Score of a labelling = sum of the instances' log-probabilities + log ``params.transitional_prior`` per
     T13/L6 + per boundary, for k skipped levels, ``k * log(skip_prior) - log(r / (k+1))^2 / (2 gap_log_sigma^2)``
     where r is the gap's ratio to its neighbours (:func:`gap_ratios`, ``gap_window``); k >= 1 (at most
-    ``max_skip``) is allowed only when ``r >= k + 1 - skip_tolerance``. Levels strictly increase (no duplicates,
-    head to foot); T12 -> L1 and T12 -> T13 -> L1 are both consecutive; L6 can only follow L5 (or a skip past
-    it). The sequence may start and end anywhere (partial field of view). With ``gaps_mm`` given, two consecutive
-    instances closer than ``shared_level_max_pitch`` x the typical pitch of a level may both take it, at log
-    ``params.shared_level_prior`` (:func:`_shared_level_scores`): pieces of one vertebra that the instance steps
-    left apart, which would otherwise each take a level and shift every level below them. Viterbi gives the labelling;
-    forward-backward over the same lattice gives each instance's posterior probability of its chosen level
-    (``confidence``).
+    ``max_skip``) is allowed only when ``r >= k + 1 - skip_tolerance``. Levels increase head to foot (one repeats
+    only on pieces of one vertebra, below); T12 -> L1 and T12 -> T13 -> L1 are both consecutive; L6 can only follow
+    L5 (or a skip past it). The sequence may start and end anywhere (partial field of view). With ``gaps_mm`` given,
+    two consecutive instances closer than ``shared_level_max_pitch`` x the typical pitch of a level may both take
+    it, at log ``params.shared_level_prior`` (:func:`_shared_level_scores`): pieces of one vertebra that the instance
+    steps left apart, which would otherwise each take a level and shift every level below them. Viterbi gives the
+    labelling; forward-backward over the same lattice gives each instance's posterior probability of its chosen
+    level (``confidence``).
 
     ``unary``: (K, 26) log-priors added to the evidence (anchors). With ``gaps_mm`` given, a gap shorter than
     ``min_pitch_fraction`` x the typical distance of the two levels costs ``log(floor / gap)^2 / (2
