@@ -342,7 +342,7 @@ class Postprocessing:
         "Anatomy, not tuned: two consecutive instances may share a level (shared_level_prior) only when their "
         "centres lie closer than this fraction of the typical pitch of that level (level_anatomy.py): consecutive "
         "vertebrae lie at least min_pitch_fraction (0.6) x it apart, pieces of one vertebra far closer. On the 60 "
-        "phantoms 0.7 changed 4 cases (2 better, 2 worse: a piece joined to an instance of two fused vertebrae), "
+        "phantoms 0.7 changed 4 cases (2 better, 2 worse, one a piece joined to an instance of two fused vertebrae), "
         "0.6 also 4 (one 0.92 -> 0.0: a shifted neck), 0.5 none."))
     gap_window: int = _fixed(2, (
         "Typical distance at a gap = median of up to this many gaps on each side (not the gap itself), so the "
