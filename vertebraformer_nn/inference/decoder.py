@@ -24,7 +24,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from .. import labels as L
-from .level_anatomy import min_distances, pitch_of
+from .level_anatomy import PITCH_MM, min_distances
 from .postprocessing import DEFAULTS, Postprocessing
 
 __all__ = ["NUM_LEVELS", "Decoding", "gap_ratios", "decode_levels"]
@@ -98,15 +98,12 @@ def _pitch_scores(gap_mm: float, fraction: float, log_sigma: float) -> np.ndarra
     return np.where(np.isfinite(short) & (short > 0), -short ** 2 / (2 * log_sigma ** 2), 0.0)
 
 
-_PITCH = np.array([pitch_of(s) for s in range(NUM_LEVELS)])
-
-
 def _shared_level_scores(gap_mm: float, prior: float, max_pitch: float) -> np.ndarray:
     """(26, 26) log score of two consecutive instances both at level s (pieces of one vertebra): ``log(prior)`` on
     the diagonal where ``gap_mm`` is below ``max_pitch`` x the level's typical pitch, -inf everywhere else."""
     scores = np.full((NUM_LEVELS, NUM_LEVELS), -np.inf)
     if prior > 0:
-        np.fill_diagonal(scores, np.where(gap_mm < max_pitch * _PITCH, math.log(prior), -np.inf))
+        np.fill_diagonal(scores, np.where(gap_mm < max_pitch * PITCH_MM, math.log(prior), -np.inf))
     return scores
 
 

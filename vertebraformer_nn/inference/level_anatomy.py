@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import labels as L
 
-__all__ = ["TYPICAL_PITCH_MM", "TYPICAL_VOLUME_ML", "MIN_VOLUME_ML", "pitch_of", "expected_distance",
+__all__ = ["TYPICAL_PITCH_MM", "PITCH_MM", "TYPICAL_VOLUME_ML", "MIN_VOLUME_ML", "pitch_of", "expected_distance",
            "min_distances", "max_vertebrae_in", "typical_volumes"]
 
 #: Distance (mm) from each level's centroid to the next level's, adult, in ``labels.ANATOMICAL_ORDER``.
@@ -41,24 +41,26 @@ TYPICAL_VOLUME_ML = dict(zip(L.ANATOMICAL_ORDER, (
 #: The smallest whole vertebra (ml): the smallest typical level (C3) of a person half as large in volume.
 MIN_VOLUME_ML = 0.5 * min(TYPICAL_VOLUME_ML.values())
 
-_PITCH = np.array([TYPICAL_PITCH_MM[n] for n in L.ANATOMICAL_ORDER], dtype=np.float64)
+#: :data:`TYPICAL_PITCH_MM` as an array over ``labels.ANATOMICAL_ORDER`` (read-only)
+PITCH_MM = np.array([TYPICAL_PITCH_MM[n] for n in L.ANATOMICAL_ORDER], dtype=np.float64)
+PITCH_MM.setflags(write=False)
 _TRANSITIONAL = np.array([n in ("T13", "L6") for n in L.ANATOMICAL_ORDER])
 
 
 def pitch_of(level: int) -> float:
     """Typical pitch (mm) below the level with index ``level`` of ``labels.ANATOMICAL_ORDER``."""
-    return float(_PITCH[int(level)])
+    return float(PITCH_MM[int(level)])
 
 
 def _expected_matrix() -> np.ndarray:
     """e[s, t]: typical centroid distance from level s down to level t (t > s): the pitch of s, plus the pitch of
     every non-transitional level strictly between them (T12 -> L1 passes no T13; T12 -> T13 -> L1 visits it).
     NaN where t <= s."""
-    n = len(_PITCH)
-    between = np.where(_TRANSITIONAL, 0.0, _PITCH)
+    n = len(PITCH_MM)
+    between = np.where(_TRANSITIONAL, 0.0, PITCH_MM)
     cum = np.concatenate([[0.0], np.cumsum(between)])  # cum[k] = sum of between[:k]
     s, t = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    e = _PITCH[s] + cum[np.maximum(t, s + 1)] - cum[s + 1]
+    e = PITCH_MM[s] + cum[np.maximum(t, s + 1)] - cum[s + 1]
     return np.where(t > s, e, np.nan)
 
 
@@ -82,8 +84,8 @@ def max_vertebrae_in(extent_mm: float, fraction: float) -> int:
     typical: 1 + the longest run of consecutive pitches (anywhere from C1 to L6, transitional levels included,
     which only lengthens a run) summing to at most ``extent_mm``. ``fraction`` 0 = no bound (26)."""
     if fraction <= 0:
-        return len(_PITCH)
-    pitches = fraction * _PITCH[:-1]  # the pitch below each level but the last
+        return len(PITCH_MM)
+    pitches = fraction * PITCH_MM[:-1]  # the pitch below each level but the last
     best = 0
     for start in range(len(pitches)):
         total, count = 0.0, 0
@@ -92,7 +94,7 @@ def max_vertebrae_in(extent_mm: float, fraction: float) -> int:
                 break
             total, count = total + p, count + 1
         best = max(best, count)
-    return min(best + 1, len(_PITCH))
+    return min(best + 1, len(PITCH_MM))
 
 
 def typical_volumes(levels: Sequence[int]) -> np.ndarray:

@@ -524,13 +524,9 @@ def _problems(p: Postprocessing) -> List[Tuple[str, str]]:
         out.append(("disc_split_min_part", "must lie in (0, 0.5]"))
     if not (p.split_height_ratio == 0 or p.split_height_ratio > 1):
         out.append(("split_height_ratio", "must be 0 (off) or > 1"))
-    if not 0 <= p.merge_half_height < 1:
-        out.append(("merge_half_height", "must lie in [0, 1) (0 = off)"))
-    for name in ("shared_level_prior", "shared_level_max_pitch"):
+    for name in ("merge_half_height", "shared_level_prior", "shared_level_max_pitch", "min_pitch_fraction"):
         if not 0 <= getattr(p, name) < 1:
             out.append((name, "must lie in [0, 1) (0 = off)"))
-    if not 0 <= p.min_pitch_fraction < 1:
-        out.append(("min_pitch_fraction", "must lie in [0, 1) (0 = off)"))
     if not 0 < p.confident_level <= 1:
         out.append(("confident_level", "must lie in (0, 1]"))
     if not 0 <= p.level_vote_floor < 1:
