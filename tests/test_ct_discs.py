@@ -112,6 +112,24 @@ def test_discs_of_a_column_are_found_where_they_are_and_evenly_spaced():
     assert C.regular(discs, pitch)
 
 
+def test_the_pitch_is_the_distance_between_neighbouring_discs_not_its_multiple():
+    # every other disc brighter (the chest series: its score correlates a little better at twice the pitch, the
+    # range's end, than at the pitch itself): the distance between neighbouring discs is still the pitch
+    step = int(20 / C.STEP_MM)
+    score = np.zeros(12 * step)
+    score[::step] = 1.0
+    score[::2 * step] = 1.6
+    score = np.convolve(score, np.hanning(9), mode="same")
+    centred = score - score.mean()
+    at = [np.dot(centred[:-lag], centred[lag:]) / (len(score) - lag) for lag in (step, 2 * step)]
+    assert at[1] > at[0] >= C.HARMONIC_FRACTION * at[1]  # twice the pitch correlates better: argmax alone reads 40
+    assert C.pitch_mm(score) == 20.0
+    # a period alone: its peak, wherever it lies in the range
+    plain = np.zeros(12 * step)
+    plain[::step] = 1.0
+    assert C.pitch_mm(np.convolve(plain, np.hanning(9), mode="same")) == 20.0
+
+
 def test_irregular_or_too_few_discs_are_not_used():
     assert not C.regular(np.array([0, 48]), 24.0)  # two discs tell no spacing
     steps = np.array([0, 48, 96, 120, 144]) // C.STEP_MM  # a body's middle taken for a disc

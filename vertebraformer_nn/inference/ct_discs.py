@@ -64,6 +64,9 @@ PROFILE_RADIUS_MM = 7.0
 TOPHAT_MM = 7.0
 #: the pitch (distance between discs) is sought between these (mm): cervical 15-18, lumbar 35-40
 PITCH_RANGE_MM = (12.0, 45.0)
+#: a peak of the score's autocorrelation at a shorter lag is the pitch when it reaches this fraction of the highest
+#: (at twice the pitch the discs line up again, and may correlate a little better over a curve with a bright end)
+HARMONIC_FRACTION = 0.8
 #: smoothing (mm, Gaussian sigma) that makes one peak of a thin disc's two endplates
 SCORE_SMOOTH_MM = 3.0
 #: two discs are at least this fraction of the pitch apart
@@ -205,15 +208,20 @@ def endplate_score(values: np.ndarray) -> np.ndarray:
 
 
 def pitch_mm(score: np.ndarray) -> Optional[float]:
-    """The distance between discs: the lag within :data:`PITCH_RANGE_MM` where the score's autocorrelation peaks;
-    None when the curve is too short to hold two periods."""
+    """The distance between discs: the shortest lag within :data:`PITCH_RANGE_MM` where the score's autocorrelation
+    has a peak of at least :data:`HARMONIC_FRACTION` x its highest value (a period repeats at twice and three times
+    itself, and those may correlate a little more: the chest series' 24 mm against 45 mm, the range's end); the
+    highest value when no peak lies inside the range; None when the curve is too short to hold two periods."""
     lo, hi = (int(round(x / STEP_MM)) for x in PITCH_RANGE_MM)
     centred = np.asarray(score, dtype=np.float64) - np.mean(score)
     if len(centred) < 2 * lo:
         return None
     hi = min(hi, len(centred) // 2)
     corr = np.array([np.dot(centred[:-lag], centred[lag:]) / (len(centred) - lag) for lag in range(lo, hi + 1)])
-    return float((lo + int(np.argmax(corr))) * STEP_MM)
+    peaks, _ = signal.find_peaks(corr)
+    strong = peaks[corr[peaks] >= HARMONIC_FRACTION * corr.max()] if corr.max() > 0 else peaks[:0]
+    best = int(strong[0]) if len(strong) else int(np.argmax(corr))
+    return float((lo + best) * STEP_MM)
 
 
 def find_discs(score: np.ndarray, pitch: float, min_score: float) -> np.ndarray:
