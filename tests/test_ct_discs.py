@@ -130,6 +130,25 @@ def test_the_pitch_is_the_distance_between_neighbouring_discs_not_its_multiple()
     assert C.pitch_mm(np.convolve(plain, np.hanning(9), mode="same")) == 20.0
 
 
+def test_a_run_loses_the_end_discs_that_are_not_dark_between_bright_endplates():
+    step = int(24 / C.STEP_MM)
+    values = np.full(9 * step, 150.0)
+    discs = np.arange(1, 9) * step
+    for k, d in enumerate(discs):
+        if k in (0, 1, 4, 7):  # a bright band and nothing darker beside it: a body's middle, or a thin disc blurred
+            values[d - 2:d + 3] = 400.0
+        else:  # a disc: dark between its two bright endplates
+            values[d - 6:d - 3] = values[d + 4:d + 7] = 400.0
+            values[d - 1:d + 2] = 60.0
+    assert list(C.disc_contrast(values, discs) < C.RUN_END_MIN_CONTRAST_HU) == [True, True, False, False, True,
+                                                                                   False, False, True]
+    # the two at the foot and the one at the head go; the one inside stays (evenly spaced between dark ones)
+    assert list(C.dark_ended(values, discs)) == list(discs[2:7])
+    # where the curve ends too close to the last one to see its flank, it cannot be judged (NaN): it stays
+    assert list(C.dark_ended(values[:discs[-1] + 4], discs)) == list(discs[2:])
+    assert len(C.dark_ended(values, discs[:2])) == 0
+
+
 def test_irregular_or_too_few_discs_are_not_used():
     assert not C.regular(np.array([0, 48]), 24.0)  # two discs tell no spacing
     steps = np.array([0, 48, 96, 120, 144]) // C.STEP_MM  # a body's middle taken for a disc

@@ -17,8 +17,9 @@ points given on the model grid) along the spine's own axis, and the instances' b
    :data:`MIN_PITCH_FRACTION` of the pitch apart.
 4. :func:`regular`: the discs are used when at least :data:`MIN_DISCS` of them lie evenly spaced. Where they do not
    all (a thoracolumbar spine: lumbar gaps at the foot; a body's middle taken for a disc; a disc missed), only
-   :func:`regular_runs` of them are, stretches of at least :data:`RUN_MIN_DISCS` evenly spaced discs, each dark
-   between two bright endplates (:func:`disc_contrast`, at least :data:`RUN_MIN_CONTRAST_HU`); elsewhere the
+   :func:`regular_runs` of them are, stretches of at least :data:`RUN_MIN_DISCS` evenly spaced discs, dark
+   between two bright endplates (:func:`disc_contrast`, at least :data:`RUN_MIN_CONTRAST_HU` in the median, and
+   the discs at either end at least :data:`RUN_END_MIN_CONTRAST_HU` each: :func:`dark_ended`); elsewhere the
    network's instances stay.
 5. :func:`recut`: each instance's body voxels (within :data:`BODY_RADIUS_MM` of the curve) fall between two discs;
    an instance whose body lies in two or more such segments, each at least ``min_part`` of it, is cut there (its
@@ -44,7 +45,7 @@ from .instance_repair import touching
 from .instances import occupied_box
 
 __all__ = ["InputCT", "MAX_SPACING_MM", "body_curve", "profile", "endplate_score", "pitch_mm",
-           "find_discs", "regular", "regular_runs", "recut", "cut_at_ct_discs"]
+           "find_discs", "regular", "regular_runs", "dark_ended", "recut", "cut_at_ct_discs"]
 
 #: input slices thicker than this along the head-foot axis cannot show a 4 mm disc
 MAX_SPACING_MM = 2.5
@@ -85,6 +86,10 @@ RUN_NEIGHBOUR_RANGE = (0.8, 1.25)
 #: lumbar spine's endplates and bright body middles can lie evenly at half its pitch, with no dark disc between two
 #: bright endplates (median 0-39 HU in the unseen-style phantoms' such runs; 81-218 in the demo's thoracic runs)
 RUN_MIN_CONTRAST_HU = 50.0
+#: ... and a run's end discs at least this dark (HU, each; :func:`dark_ended`): a demo model's run on an unseen
+#: phantom went on into two bodies' middles at 0 and 15 HU and cut a T12 in two; 50 would also trim true discs of
+#: the built-in model's runs (benchmarks/results/run_ends_2026-12-06/)
+RUN_END_MIN_CONTRAST_HU = 25.0
 #: :func:`disc_contrast` looks for the disc's darkest value within this (mm) of it, ...
 DISC_HALF_MM = 1.5
 #: ... and for the endplates between these distances (mm) on either side
@@ -286,6 +291,19 @@ def disc_contrast(values: np.ndarray, discs: np.ndarray) -> np.ndarray:
     return out
 
 
+def dark_ended(values: np.ndarray, run: np.ndarray) -> np.ndarray:
+    """``run`` without the discs at either end that are not darker than their endplates by
+    :data:`RUN_END_MIN_CONTRAST_HU` (:func:`disc_contrast`; one at the curve's end, NaN, stays): evenly spaced peaks
+    may go on past the last discs into bodies' bright middles, at the run's pitch by chance."""
+    weak = disc_contrast(values, run) < RUN_END_MIN_CONTRAST_HU  # NaN compares False: kept
+    first, last = 0, len(run)
+    while first < last and weak[first]:
+        first += 1
+    while last > first and weak[last - 1]:
+        last -= 1
+    return np.asarray(run)[first:last]
+
+
 def recut(instance_map: np.ndarray, spacing, curve: np.ndarray, runs: Sequence[np.ndarray],
           min_part: float) -> Tuple[np.ndarray, List[str]]:
     """(instance map, notes): instances cut at the discs and joined between them (module docstring, step 5);
@@ -393,8 +411,8 @@ def cut_at_ct_discs(instance_map: np.ndarray, spacing, si_axis: int, ct: Optiona
         found["used"] = True  # every disc: the whole spine in view has a thoracic pitch
         out, notes = recut(instance_map, spacing, curve, [discs], min_part)
         return out, notes, found
-    runs = [r for r in regular_runs(discs, pitch)
-            if np.nanmedian(disc_contrast(values, r)) >= RUN_MIN_CONTRAST_HU]
+    runs = [r for r in (dark_ended(values, run) for run in regular_runs(discs, pitch))
+            if len(r) >= RUN_MIN_DISCS and np.nanmedian(disc_contrast(values, r)) >= RUN_MIN_CONTRAST_HU]
     if not runs and lumbar:
         return instance_map, [f"discs not read from the CT: they lie {pitch:g} mm apart along the spine (more than "
                               f"{MAX_PITCH_MM:g}: thick lumbar discs)"], found
