@@ -16,7 +16,7 @@ from vertebraformer_nn.inference.decoder import decode_levels
 from vertebraformer_nn.inference.instance_repair import (absorb_pieces, even_parts, head_foot_direction,
                                                          instance_heights, level_runs, merge_half_instances,
                                                          merge_side_by_side, split_fused_instances, split_level_runs,
-                                                         split_tall_instances)
+                                                         split_tall_instances, split_top_fused)
 from vertebraformer_nn.inference.instances import instance_geometry
 from vertebraformer_nn.inference.level_anatomy import expected_distance, max_vertebrae_in
 from vertebraformer_nn.inference.numbering import number_vertebrae
@@ -82,6 +82,27 @@ def test_an_instance_as_tall_and_as_large_as_two_neighbours_is_cut_in_two_withou
     # parts below 20 mm are no thoracolumbar vertebrae (pieces of a crop cut into bands): kept whole; 0 = off
     assert split_fused_instances(column, (1.0,) * 3, 0, 1.7, 2.5)[1] == []
     assert split_fused_instances(column, (3.5,) * 3, 0, 1.7, 0.0)[1] == []
+
+
+def test_the_head_most_instance_loses_the_cut_vertebra_above_it_and_the_foot_end_is_left_alone():
+    # five 8-row bodies of 6x6 voxels (head at higher rows); the top one goes on through a 1-row neck of 3x3 into 4
+    # rows of the next vertebra up, which the field of view cut: 1.5 x the volume of the three below it
+    column = np.pad(_widths_column([8] * 5, [6] * 5, size=12), ((0, 6), (0, 0), (0, 0)))
+    top = np.flatnonzero((column == 5).any(axis=(1, 2)))[-1]
+    column[top + 1, 4:7, 4:7] = 5
+    column[top + 2:top + 6, 3:9, 3:9] = 5
+    cut, notes = split_top_fused(column, (3.5,) * 3, 0, 1, 1.3)
+    assert len(notes) == 1 and "1.5 x the volume of the 3 below it" in notes[0]
+    assert np.array_equal(np.flatnonzero((cut == 6).any(axis=(1, 2))), np.arange(top + 2, top + 6))  # above the neck
+    assert (cut == 5).sum() == 8 * 36 + 9 and np.array_equal(cut[column != 5], column[column != 5])
+    # the head at lower indices: the same cut, mirrored
+    mirrored, _ = split_top_fused(column[::-1], (3.5,) * 3, 0, -1, 1.3)
+    assert np.array_equal(mirrored[::-1], cut)
+    # below the ratio, or off: unchanged
+    assert split_top_fused(column, (3.5,) * 3, 0, 1, 1.6)[1] == []
+    assert split_top_fused(column, (3.5,) * 3, 0, 1, 0)[1] == []
+    # the same instance at the foot end (L5 with the sacrum's top, or simply the largest): left alone
+    assert split_top_fused(column[::-1], (3.5,) * 3, 0, 1, 1.3)[1] == []
 
 
 def test_level_runs_ignore_a_stray_level_shorter_than_a_vertebra():

@@ -34,7 +34,10 @@ little between neighbours (<~25 %):
   :data:`SIDE_BY_SIDE_MAX` times as tall as the taller) are one vertebra cut front from back: a body and its arch
   argmaxed to two levels. Consecutive vertebrae lie one above the other, overlap only by the processes that reach
   over the next level (a fifth to a third of the shorter) and together are about 1.7x as tall; on an oblique grid
-  or beside a fused instance their extents may overlap more, but their centres still lie one above the other.
+  or beside a fused instance their extents may overlap more, but their centres still lie one above the other;
+* :func:`split_top_fused` (run by the numbering after the cuts at the CT's discs): the head-most instance, when it
+  holds ``top_fused_ratio`` times the median volume of the instances below it, is cut where its lower part holds one
+  of them: the vertebra the field of view cut above it had joined it.
 
 Heights are extents along the head-foot array axis in mm (the model grid's; plans say which axis).
 """
@@ -52,7 +55,7 @@ from .postprocessing import DEFAULTS, Postprocessing
 
 __all__ = ["MERGED_MAX", "LEVEL_RUN_MIN_MM", "instance_heights", "head_foot_direction", "even_parts", "cut_in_two",
            "split_tall_instances", "split_level_runs", "merge_half_instances", "repair_instances", "merge_side_by_side",
-           "absorb_pieces", "touching"]
+           "absorb_pieces", "touching", "split_top_fused"]
 
 #: two half-height pieces are merged only when together they are at most this times the height around them
 MERGED_MAX = 1.3
@@ -73,6 +76,14 @@ LEVEL_RUN_MIN_MM = 10.0
 #: chest series, where many instances are pieces, the neighbours' heights said "tall" of a 35 mm instance whose
 #: parts (5 ml) were pieces too
 LEVEL_RUN_MIN_PART = 0.5
+#: the head-most instance is weighed against the median volume of this many instances below it ...
+TOP_NEIGHBOURS = 3
+#: ... counting only instances of at least this fraction of the median volume of all (pieces are no vertebra) ...
+TOP_MIN_FRACTION = 0.5
+#: ... and is cut where its part towards the foot holds between these fractions of that volume: one vertebra ...
+TOP_KEEP_RANGE = (0.75, 1.15)
+#: ... when the part towards the head keeps at least this fraction of it
+TOP_MIN_PIECE = 0.1
 
 
 def instance_heights(instance_map: np.ndarray, spacing, si_axis: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -535,3 +546,50 @@ def absorb_pieces(instance_map, ids, centres_mm, volumes, on_border, si_axis: in
     return lut[out], [f"joined {len(absorbed)} piece(s) of {', '.join(f'{v / 1000:.1f}' for v in absorbed)} ml, "
                       f"below {fraction:g} x the volume of their neighbours, to the instance each touches most: parts "
                       "of a vertebra, not levels of their own"]
+
+
+def split_top_fused(instance_map, spacing, si_axis: int, si_sign: int,
+                    ratio: float = DEFAULTS.top_fused_ratio) -> Tuple[np.ndarray, List[str]]:
+    """Cut the head-most instance off the vertebra the field of view cut above it: when it holds at least ``ratio``
+    times the median volume of the :data:`TOP_NEIGHBOURS` below it (instances of at least :data:`TOP_MIN_FRACTION` of
+    the median volume only), it is cut at its narrowest slice across ``si_axis`` among those where its part towards
+    the foot holds :data:`TOP_KEEP_RANGE` of that volume, and the part towards the head (at least
+    :data:`TOP_MIN_PIECE` of it) gets the next free id. Vertebrae grow towards the foot, so the head-most one is
+    rarely larger than those below it; at the foot a large last instance is L5 or holds the sacrum's top, and is left
+    alone. ``si_sign`` +1 when the head lies towards higher indices; returns (new map, notes), the map itself when
+    nothing is cut; ``ratio`` 0 = off."""
+    if ratio <= 0:
+        return np.asarray(instance_map), []
+
+    def cut(region: np.ndarray, _box) -> List[str]:
+        ids = instance_heights(region, spacing, si_axis)[0][::-1 if si_sign > 0 else 1]  # head first
+        volumes = np.bincount(region.ravel(), minlength=int(region.max()) + 1)[ids].astype(np.float64)
+        whole = np.flatnonzero(volumes >= TOP_MIN_FRACTION * np.median(volumes)) if len(ids) else ids
+        if len(whole) < TOP_NEIGHBOURS + 1:
+            return []
+        top, reference = int(ids[whole[0]]), float(np.median(volumes[whole[1:TOP_NEIGHBOURS + 1]]))
+        if volumes[whole[0]] < ratio * reference:
+            return []
+        rows = np.moveaxis(region[ndimage.find_objects(region)[top - 1]], si_axis, 0)  # a view into region
+        area = (rows == top).sum(axis=(1, 2))
+        footward = np.cumsum(area) if si_sign > 0 else np.cumsum(area[::-1])[::-1]  # this row and those below it
+        lo, hi = TOP_KEEP_RANGE
+        candidates = np.flatnonzero((footward >= lo * reference) & (footward <= hi * reference))
+        if si_sign < 0:
+            candidates = candidates[::-1]  # from the foot, as with the head at higher indices
+        if not len(candidates):
+            return []
+        at = int(candidates[np.argmin(area[candidates])])
+        head = np.zeros(rows.shape, bool)
+        if si_sign > 0:
+            head[at + 1:] = rows[at + 1:] == top
+        else:
+            head[:at] = rows[:at] == top
+        if head.sum() < TOP_MIN_PIECE * reference:
+            return []
+        rows[head] = int(region.max()) + 1
+        return [f"cut the head-most instance, {volumes[whole[0]] / reference:.1f} x the volume of the "
+                f"{len(whole[1:TOP_NEIGHBOURS + 1])} below it, where its lower part holds one of them: the vertebra "
+                "the field of view cut above it had joined it"]
+
+    return _cut_in_box(instance_map, cut)

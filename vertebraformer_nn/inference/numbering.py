@@ -9,9 +9,10 @@
    ``merge_side_by_side`` has joined a body and its arch found at the same height), a tall instance cut where its
    voxel-wise levels change in the spine's order (``instance_repair.split_level_runs``), an instance as tall and as
    large as two of its neighbours cut in two (``instance_repair.split_fused_instances``), instances cut and joined
-   at the discs the input CT shows where its slices are thin enough (``ct_discs``, ``ct_disc_min_score``), pieces
-   isolated or smaller than the spine's own instances dropped; no spine when too little is left, never more
-   instances than the field of view can hold).
+   at the discs the input CT shows where its slices are thin enough (``ct_discs``, ``ct_disc_min_score``), the
+   head-most instance cut off the vertebra the field of view cut above it (``instance_repair.split_top_fused``,
+   ``top_fused_ratio``), pieces isolated or smaller than the spine's own instances dropped; no spine when too
+   little is left, never more instances than the field of view can hold).
 2. :func:`order_instances`: head first, by the centre of mass (mm) along the superior axis.
 3. ``level_evidence.instance_level_log_probs``: one vector of level log-probabilities per instance (log of the
    mean softmax) over the identification head's probabilities, or over the foreground channels of the
@@ -46,7 +47,7 @@ from .decoder import NUM_LEVELS, Decoding, decode_levels
 from .disc_split import split_at_discs
 from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities, coarse_levels
 from .instance_repair import (absorb_pieces, cut_in_two, merge_side_by_side, neighbour_median, repair_instances,
-                              split_fused_instances, split_level_runs)
+                              split_fused_instances, split_level_runs, split_top_fused)
 from .instances import check_spacing, instance_geometry, seg_grid, vertebra_instances
 from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing
@@ -203,6 +204,11 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
                                                       params.disc_split_min_part)
     if at_discs:
         notes += at_discs
+        ids, centres, volumes = instance_geometry(instance_map, sp)
+        border = _on_border(instance_map, ids, axis)
+    instance_map, top = split_top_fused(instance_map, sp, axis, sign, params.top_fused_ratio)
+    if top:
+        notes += top
         ids, centres, volumes = instance_geometry(instance_map, sp)
         border = _on_border(instance_map, ids, axis)
     small = fragments(volumes, border, params.min_relative_volume)
