@@ -1,5 +1,6 @@
 """The pure parts of benchmarks/real_ct.py (level check, binary Dice over the reference's extent, targets) and its
-reading of the real TotalSegmentator reference: fast, no model."""
+reading of the real TotalSegmentator reference, fast and without a model; and the built-in model on the two lumbar
+real CT, scored as the script scores them (about 15 s)."""
 from __future__ import annotations
 
 import importlib.util
@@ -100,6 +101,22 @@ def _ct_image():
     image.SetSpacing((0.8, 0.9, 2.0))
     image.SetOrigin((10.0, -20.0, 30.0))
     return image
+
+
+def test_the_builtin_model_meets_its_targets_on_the_lumbar_real_ct(real_data, tmp_path):
+    """The user's path (``predict`` without a model) on verse014 and example_ct: binary Dice and levels as
+    benchmarks/real_ct.py scores them meet the targets (verse014: Dice >= 0.80, L1-L5 right; example_ct: Dice >=
+    0.75, at least 5 of T11-L5 right)."""
+    from vertebraformer_nn.cli import main
+
+    cases = [c for c in rc.CASES if c.name in ("verse014", "example_ct")]
+    rc.link_inputs(real_data, tmp_path / "input", cases)
+    out = tmp_path / "predictions"
+    assert main(["predict", "-i", str(tmp_path / "input"), "-o", str(out), "--no_preview",
+                 "--disable_progress_bar"]) == 0
+    for case in cases:
+        result = rc.score_case(case, real_data, out)
+        assert result["target"] == "met", (case.name, result["dice"], result["levels"])
 
 
 def test_variants_change_what_they_say_and_keep_the_grid():
