@@ -190,25 +190,14 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
     if params.level_run_height_ratio > 0:  # the voxels' levels only when asked for: millions of rows on a 1 mm grid
         instance_map, runs = split_level_runs(instance_map, probs.index, np.argmax(evidence, axis=1) + 1, sp, axis,
                                               sign, params.level_run_height_ratio)
-    if runs:
-        notes += runs
-        ids, centres, volumes = instance_geometry(instance_map, sp)
-        border = _on_border(instance_map, ids, axis)
     instance_map, fused = split_fused_instances(instance_map, sp, axis, params.split_height_ratio,
                                                 params.split_volume_ratio)
-    if fused:
-        notes += fused
-        ids, centres, volumes = instance_geometry(instance_map, sp)
-        border = _on_border(instance_map, ids, axis)
     instance_map, at_discs, reading = cut_at_ct_discs(instance_map, sp, axis, ct, params.ct_disc_min_score,
                                                       params.disc_split_min_part)
-    if at_discs:
-        notes += at_discs
-        ids, centres, volumes = instance_geometry(instance_map, sp)
-        border = _on_border(instance_map, ids, axis)
     instance_map, top = split_top_fused(instance_map, sp, axis, sign, params.top_fused_ratio)
-    if top:
-        notes += top
+    cuts = runs + fused + at_discs + top  # these steps read only the map: its geometry once, after all of them
+    if cuts:
+        notes += cuts
         ids, centres, volumes = instance_geometry(instance_map, sp)
         border = _on_border(instance_map, ids, axis)
     small = fragments(volumes, border, params.min_relative_volume)
