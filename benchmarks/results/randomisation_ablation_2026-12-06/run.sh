@@ -1,0 +1,48 @@
+#!/bin/bash
+# Issue 16 part 2: what each family of training-time domain randomisation buys on real CT, at a short budget.
+# Five arms, each trained from random weights on the same preprocessed phantoms (the built-in model's recipe: seed 7,
+# 12 cases per source, CPU preset plans, fold 0) for 900 s, one after another, alone on the 2 cores (each ~15 min);
+# then each arm's fine model alone (--no-coarse) with one fixed post-processing (the built-in model's
+# postprocessing.json) on the four real CT, their ten test-time variants and the 12 unseen-style phantoms (~4 min
+# per arm). Run from anywhere; W is the work folder (about 3 GB).
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd); MAIN=$(cd "$HERE/../../.." && pwd)
+W=${W:-/tmp/s30}; A=$W/abl; R=$W/results; mkdir -p $R
+export nnUNet_compile=f VERTEBRAFORMER_REAL_DATA=${VERTEBRAFORMER_REAL_DATA:-$MAIN/../shared/data/real}
+# 1. the phantoms, the raw dataset, plans and preprocessed data (the demo's own steps; its tiny training is not used:
+#    stop it once "train fold 0" starts, or let it finish)
+[ -d $A/nnUNet_preprocessed ] || vertebraformer demo -o $A --start scratch --minutes 10 --cases-per-source 12 \
+  --max-folds 1 --seed 7 -tr VertebraFormerTrainer_tiny
+export nnUNet_raw=$A/nnUNet_raw nnUNet_preprocessed=$A/nnUNet_preprocessed nnUNet_results=$A/nnUNet_results
+export VERTEBRAFORMER_TRAIN_BUDGET_S=900
+declare -A TR=([all]=VertebraFormerTrainer_budget [none]=VertebraFormerTrainer_budget_noRandomisation
+  [noIntensity]=VertebraFormerTrainer_budget_noIntensityRandomisation
+  [noAcquisition]=VertebraFormerTrainer_budget_noAcquisitionRandomisation
+  [noContent]=VertebraFormerTrainer_budget_noContentRandomisation)
+ARMS="all none noIntensity noAcquisition noContent"
+# 2. training, alone
+for arm in $ARMS; do
+  M=$nnUNet_results/Dataset599_MultiSpine/${TR[$arm]}__VertebraFormerCPUPlans__3d_fullres
+  [ -f $M/fold_0/checkpoint_final.pth ] || vertebraformer train 599 0 -tr ${TR[$arm]} > $W/train_${TR[$arm]}.log 2>&1
+done
+# 3. prediction and scoring
+B=$MAIN/vertebraformer_nn/builtin_model/VertebraFormerTrainer_budget__VertebraFormerCPUPlans__3d_fullres
+[ -d $A/reference_unseen ] || python -c "from vertebraformer_nn.demo.reference import truth_reference; \
+print(truth_reference('$A/SIM', 'extra_lowdose', '$A/reference_unseen'))"
+for arm in $ARMS; do
+  M=$nnUNet_results/Dataset599_MultiSpine/${TR[$arm]}__VertebraFormerCPUPlans__3d_fullres
+  cp $B/postprocessing.json $M/postprocessing.json
+  P=$A/pred_$arm; mkdir -p $P
+  python $MAIN/benchmarks/real_ct.py --work $P/rc --tag abl-$arm --results $R -m $M -f 0 --no-coarse > $P/rc.log 2>&1
+  python $MAIN/benchmarks/real_ct_perturbed.py --work $P/rcp --tag abl-$arm --results $R -m $M -f 0 --no-coarse \
+    > $P/rcp.log 2>&1
+  vertebraformer predict -i $A/SIM/extra_lowdose -o $P/unseen -m $M -f 0 --no-coarse --no_preview \
+    --disable_progress_bar > $P/unseen.log 2>&1
+  vertebraformer evaluate -ref $A/reference_unseen -pred $P/unseen -o $P/unseen_eval.json --quiet >> $P/unseen.log 2>&1
+done
+# 4. the tables, the picture, the paired contrasts on the phantoms
+python $HERE/summarise.py $R
+python $HERE/montage.py $R/ablation_real_ct.png
+for b in none noIntensity noAcquisition noContent; do
+  python $MAIN/benchmarks/paired_evaluations.py $A/pred_$b/unseen_eval.json $A/pred_all/unseen_eval.json --name-a $b --name-b all
+done > $R/paired.txt
