@@ -30,6 +30,8 @@ def test_every_field_is_documented_and_searched_fields_include_their_default():
 def test_invalid_values_are_refused_naming_them():
     with pytest.raises(PP.PostprocessingError, match=r"lesion_threshold = 1.5: must lie in \(0, 1\)"):
         replace(PP.DEFAULTS, lesion_threshold=1.5)
+    with pytest.raises(PP.PostprocessingError, match=r"top_fused_ratio = 0.8: must be 0 \(off\) or > 1"):
+        replace(PP.DEFAULTS, top_fused_ratio=0.8)
     with pytest.raises(PP.PostprocessingError, match="max_skip = 1.5 must be a whole number"):
         PP.with_values(PP.DEFAULTS, {"max_skip": 1.5})
     with pytest.raises(PP.PostprocessingError, match="unknown post-processing parameter 'sigma'"):

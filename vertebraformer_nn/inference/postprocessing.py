@@ -498,7 +498,7 @@ _NON_NEGATIVE = ("spine_min_volume_ml", "split_volume_ratio", "max_off_axis_mm",
                  "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml", "skull_min_volume_ml",
                  "coarse_level_weight", "anchor_rib_strength", "anchor_sacrum_strength", "anchor_skull_strength",
                  "anchor_dens_strength", "anchor_rib_bearing_strength", "end_drop_cost", "end_drop_max_fraction",
-                 "ct_disc_min_score", "ct_disc_rib_bearing_strength", "top_fused_ratio",
+                 "ct_disc_min_score", "ct_disc_rib_bearing_strength",
                  "cut_l6_is_sacrum",
                  "double_volume_ratio",
                  "level_run_height_ratio", "double_split",
@@ -529,8 +529,9 @@ def _problems(p: Postprocessing) -> List[Tuple[str, str]]:
             out.append((name, "must lie in [0, 1)"))
     if not 0 < p.disc_split_min_part <= 0.5:
         out.append(("disc_split_min_part", "must lie in (0, 0.5]"))
-    if not (p.split_height_ratio == 0 or p.split_height_ratio > 1):
-        out.append(("split_height_ratio", "must be 0 (off) or > 1"))
+    for name in ("split_height_ratio", "top_fused_ratio"):  # 1 or less would cut vertebrae of ordinary size
+        if not (getattr(p, name) == 0 or getattr(p, name) > 1):
+            out.append((name, "must be 0 (off) or > 1"))
     for name in ("merge_half_height", "shared_level_prior", "shared_level_max_pitch", "min_pitch_fraction"):
         if not 0 <= getattr(p, name) < 1:
             out.append((name, "must lie in [0, 1) (0 = off)"))
