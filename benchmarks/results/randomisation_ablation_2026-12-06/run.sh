@@ -40,9 +40,19 @@ for arm in $ARMS; do
     --disable_progress_bar > $P/unseen.log 2>&1
   vertebraformer evaluate -ref $A/reference_unseen -pred $P/unseen -o $P/unseen_eval.json --quiet >> $P/unseen.log 2>&1
 done
-# 4. the tables, the picture, the paired contrasts on the phantoms
+# 4. the `all` arm a second time (same data and budget, its own results folder): the spread between two runs
+RES2=$A/nnUNet_results_rep; M=$RES2/Dataset599_MultiSpine/${TR[all]}__VertebraFormerCPUPlans__3d_fullres; P=$A/pred_all2
+[ -f $M/fold_0/checkpoint_final.pth ] || nnUNet_results=$RES2 vertebraformer train 599 0 -tr ${TR[all]} > $W/train_rep.log 2>&1
+cp $B/postprocessing.json $M/postprocessing.json; mkdir -p $P
+python $MAIN/benchmarks/real_ct.py --work $P/rc --tag abl-all2 --results $R -m $M -f 0 --no-coarse > $P/rc.log 2>&1
+python $MAIN/benchmarks/real_ct_perturbed.py --work $P/rcp --tag abl-all2 --results $R -m $M -f 0 --no-coarse \
+  > $P/rcp.log 2>&1
+vertebraformer predict -i $A/SIM/extra_lowdose -o $P/unseen -m $M -f 0 --no-coarse --no_preview \
+  --disable_progress_bar > $P/unseen.log 2>&1
+vertebraformer evaluate -ref $A/reference_unseen -pred $P/unseen -o $P/unseen_eval.json --quiet >> $P/unseen.log 2>&1
+# 5. the tables, the picture, the paired contrasts on the phantoms
 python $HERE/summarise.py $R
 python $HERE/montage.py $R/ablation_real_ct.png
-for b in none noIntensity noAcquisition noContent; do
+for b in all2 none noIntensity noAcquisition noContent; do
   python $MAIN/benchmarks/paired_evaluations.py $A/pred_$b/unseen_eval.json $A/pred_all/unseen_eval.json --name-a $b --name-b all
 done > $R/paired.txt

@@ -10,10 +10,13 @@ import numpy as np
 A = Path(os.environ.get("W", "/tmp/s30")) / "abl"  # run.sh's work folder
 R = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent)
 ARMS = [("all", "VertebraFormerTrainer_budget", "every group (the built-in model's trainer)"),
+        ("all2", "VertebraFormerTrainer_budget", "every group, a second run (run.sh step 4)"),
         ("none", "VertebraFormerTrainer_budget_noRandomisation", "no group"),
         ("noIntensity", "VertebraFormerTrainer_budget_noIntensityRandomisation", "without hu, contrast, bias"),
         ("noAcquisition", "VertebraFormerTrainer_budget_noAcquisitionRandomisation", "without noise, kernel, resolution"),
         ("noContent", "VertebraFormerTrainer_budget_noContentRandomisation", "without metal, fov")]
+#: the second run of `all` trained into its own results folder
+RESULTS = {"all2": "nnUNet_results_rep"}
 
 
 def one(pattern):
@@ -21,8 +24,8 @@ def one(pattern):
     return json.load(open(hits[-1])) if hits else None
 
 
-def training(trainer):
-    log = sorted((A / "nnUNet_results/Dataset599_MultiSpine" / f"{trainer}__VertebraFormerCPUPlans__3d_fullres"
+def training(arm, trainer):
+    log = sorted((A / RESULTS.get(arm, "nnUNet_results") / "Dataset599_MultiSpine" / f"{trainer}__VertebraFormerCPUPlans__3d_fullres"
                   / "fold_0").glob("training_log*.txt"))
     text = log[-1].read_text() if log else ""
     epochs = len(re.findall(r"Epoch time", text))
@@ -33,7 +36,7 @@ def training(trainer):
 
 print("| arm | groups | epochs | s/epoch | last epoch val spine Dice / id accuracy |\n|---|---|---|---|---|")
 for arm, tr, what in ARMS:
-    e, s, d = training(tr)
+    e, s, d = training(arm, tr)
     print(f"| {arm} | {what} | {e} | {s:.0f} | {d} |")
 
 print("\n**Real CT, as they are** (binary spine Dice; levels right of the reference's; chest: levels written)\n")
