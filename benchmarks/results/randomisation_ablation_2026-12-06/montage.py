@@ -6,7 +6,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 A = Path(os.environ.get("W", "/tmp/s30")) / "abl"  # run.sh's work folder
-ARMS = ["all", "all2", "none", "noIntensity", "noAcquisition", "noContent"]
+ARMS = sys.argv[2:] or ["all", "all2", "none", "noIntensity", "noAcquisition", "noContent"]  # the rows
 CASES = ["verse014", "example_ct", "chest"]
 H = 300
 rows = []

@@ -4,7 +4,8 @@
 # 12 cases per source, CPU preset plans, fold 0) for 900 s, one after another, alone on the 2 cores (each ~15 min);
 # then each arm's fine model alone (--no-coarse) with one fixed post-processing (the built-in model's
 # postprocessing.json) on the four real CT, their ten test-time variants and the 12 unseen-style phantoms (~4 min
-# per arm). Run from anywhere; W is the work folder (about 3 GB).
+# per arm). Step 5, added later: the arm without any randomisation for the built-in model's 91 epochs (108 minutes
+# here), against the built-in model. Run from anywhere; W is the work folder (about 3 GB).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd); MAIN=$(cd "$HERE/../../.." && pwd)
 W=${W:-/tmp/s30}; A=$W/abl; R=$W/results; mkdir -p $R
@@ -25,34 +26,43 @@ for arm in $ARMS; do
   M=$nnUNet_results/Dataset599_MultiSpine/${TR[$arm]}__VertebraFormerCPUPlans__3d_fullres
   [ -f $M/fold_0/checkpoint_final.pth ] || vertebraformer train 599 0 -tr ${TR[$arm]} > $W/train_${TR[$arm]}.log 2>&1
 done
-# 3. prediction and scoring
+# 3. prediction and scoring: a model's fine stage alone, the built-in model's post-processing
 B=$MAIN/vertebraformer_nn/builtin_model/VertebraFormerTrainer_budget__VertebraFormerCPUPlans__3d_fullres
 [ -d $A/reference_unseen ] || python -c "from vertebraformer_nn.demo.reference import truth_reference; \
 print(truth_reference('$A/SIM', 'extra_lowdose', '$A/reference_unseen'))"
-for arm in $ARMS; do
-  M=$nnUNet_results/Dataset599_MultiSpine/${TR[$arm]}__VertebraFormerCPUPlans__3d_fullres
-  cp $B/postprocessing.json $M/postprocessing.json
-  P=$A/pred_$arm; mkdir -p $P
+measure() {  # measure ARM MODEL_FOLDER
+  local arm=$1 M=$2 P=$A/pred_$1; mkdir -p $P
+  [ "$M" = "$B" ] || cp $B/postprocessing.json $M/postprocessing.json
   python $MAIN/benchmarks/real_ct.py --work $P/rc --tag abl-$arm --results $R -m $M -f 0 --no-coarse > $P/rc.log 2>&1
   python $MAIN/benchmarks/real_ct_perturbed.py --work $P/rcp --tag abl-$arm --results $R -m $M -f 0 --no-coarse \
     > $P/rcp.log 2>&1
   vertebraformer predict -i $A/SIM/extra_lowdose -o $P/unseen -m $M -f 0 --no-coarse --no_preview \
     --disable_progress_bar > $P/unseen.log 2>&1
   vertebraformer evaluate -ref $A/reference_unseen -pred $P/unseen -o $P/unseen_eval.json --quiet >> $P/unseen.log 2>&1
-done
+}
+for arm in $ARMS; do measure $arm $nnUNet_results/Dataset599_MultiSpine/${TR[$arm]}__VertebraFormerCPUPlans__3d_fullres; done
 # 4. the `all` arm a second time (same data and budget, its own results folder): the spread between two runs
-RES2=$A/nnUNet_results_rep; M=$RES2/Dataset599_MultiSpine/${TR[all]}__VertebraFormerCPUPlans__3d_fullres; P=$A/pred_all2
+RES2=$A/nnUNet_results_rep; M=$RES2/Dataset599_MultiSpine/${TR[all]}__VertebraFormerCPUPlans__3d_fullres
 [ -f $M/fold_0/checkpoint_final.pth ] || nnUNet_results=$RES2 vertebraformer train 599 0 -tr ${TR[all]} > $W/train_rep.log 2>&1
-cp $B/postprocessing.json $M/postprocessing.json; mkdir -p $P
-python $MAIN/benchmarks/real_ct.py --work $P/rc --tag abl-all2 --results $R -m $M -f 0 --no-coarse > $P/rc.log 2>&1
-python $MAIN/benchmarks/real_ct_perturbed.py --work $P/rcp --tag abl-all2 --results $R -m $M -f 0 --no-coarse \
-  > $P/rcp.log 2>&1
-vertebraformer predict -i $A/SIM/extra_lowdose -o $P/unseen -m $M -f 0 --no-coarse --no_preview \
-  --disable_progress_bar > $P/unseen.log 2>&1
-vertebraformer evaluate -ref $A/reference_unseen -pred $P/unseen -o $P/unseen_eval.json --quiet >> $P/unseen.log 2>&1
-# 5. the tables, the picture, the paired contrasts on the phantoms
+measure all2 $M
+# 5 (added after the first four had run). At the built-in model's schedule: the recipe without any randomisation for exactly
+#    the built-in model's 91 epochs (an epoch budget, so what it learns does not depend on this machine's speed; 71 s
+#    per epoch here, 108 minutes, alone), against the built-in model's fine stage, both measured as above
+RES3=$A/nnUNet_results_full; M=$RES3/Dataset599_MultiSpine/${TR[none]}__VertebraFormerCPUPlans__3d_fullres
+[ -f $M/fold_0/checkpoint_final.pth ] || nnUNet_results=$RES3 VERTEBRAFORMER_TRAIN_EPOCHS=91 \
+  vertebraformer train 599 0 -tr ${TR[none]} > $W/train_none91.log 2>&1
+measure none91 $M
+measure builtin $B
+# and as a user runs it: with the built-in model's coarse whole-field stage beside it (the real CT only)
+cp -r ${B%3d_fullres}3d_lowres ${M%3d_fullres}3d_lowres
+python $MAIN/benchmarks/real_ct.py --work $A/pred_none91/rc_coarse --tag abl-none91-with-builtin-coarse --results $R \
+  -m $M -f 0 > $A/pred_none91/rc_coarse.log 2>&1
+# 6. the tables, the pictures, the paired contrasts on the phantoms
 python $HERE/summarise.py $R
-python $HERE/montage.py $R/ablation_real_ct.png
+python $HERE/montage.py $R/ablation_real_ct.png all all2 none noIntensity noAcquisition noContent
+python $HERE/montage.py $R/ablation_91_epochs.png none91 builtin
 for b in all2 none noIntensity noAcquisition noContent; do
   python $MAIN/benchmarks/paired_evaluations.py $A/pred_$b/unseen_eval.json $A/pred_all/unseen_eval.json --name-a $b --name-b all
 done > $R/paired.txt
+python $MAIN/benchmarks/paired_evaluations.py $A/pred_none91/unseen_eval.json $A/pred_builtin/unseen_eval.json \
+  --name-a none91 --name-b builtin > $R/paired_91_epochs.txt
