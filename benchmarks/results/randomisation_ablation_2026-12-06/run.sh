@@ -1,5 +1,6 @@
 #!/bin/bash
-# Issue 16 part 2: what each family of training-time domain randomisation buys on real CT, at a short budget.
+# Issue 16 part 2: what each family of training-time domain randomisation buys on real CT, at a short budget,
+# then at the built-in model's 91 epochs (steps 5 and 6).
 # Five arms, each trained from random weights on the same preprocessed phantoms (the built-in model's recipe: seed 7,
 # 12 cases per source, CPU preset plans, fold 0) for 900 s, one after another, alone on the 2 cores (each ~15 min);
 # then each arm's fine model alone (--no-coarse) with one fixed post-processing (the built-in model's
@@ -57,12 +58,22 @@ measure builtin $B
 cp -r ${B%3d_fullres}3d_lowres ${M%3d_fullres}3d_lowres
 python $MAIN/benchmarks/real_ct.py --work $A/pred_none91/rc_coarse --tag abl-none91-with-builtin-coarse --results $R \
   -m $M -f 0 > $A/pred_none91/rc_coarse.log 2>&1
-# 6. the tables, the pictures, the paired contrasts on the phantoms
+# 6 (added a session later). Every group for the same 91 epochs on the same phantoms as step 5: the pair none91 / all91
+#    differs only in the randomisation (the built-in model was trained on an earlier generator's phantoms)
+RES4=$A/nnUNet_results_all91; M=$RES4/Dataset599_MultiSpine/${TR[all]}__VertebraFormerCPUPlans__3d_fullres
+[ -f $M/fold_0/checkpoint_final.pth ] || nnUNet_results=$RES4 VERTEBRAFORMER_TRAIN_EPOCHS=91 \
+  vertebraformer train 599 0 -tr ${TR[all]} > $W/train_all91.log 2>&1
+measure all91 $M
+# 7. the tables, the pictures, the paired contrasts on the phantoms
 python $HERE/summarise.py $R
 python $HERE/montage.py $R/ablation_real_ct.png all all2 none noIntensity noAcquisition noContent
 python $HERE/montage.py $R/ablation_91_epochs.png none91 builtin
+python $HERE/montage.py $R/ablation_all91.png all91
 for b in all2 none noIntensity noAcquisition noContent; do
   python $MAIN/benchmarks/paired_evaluations.py $A/pred_$b/unseen_eval.json $A/pred_all/unseen_eval.json --name-a $b --name-b all
 done > $R/paired.txt
 python $MAIN/benchmarks/paired_evaluations.py $A/pred_none91/unseen_eval.json $A/pred_builtin/unseen_eval.json \
   --name-a none91 --name-b builtin > $R/paired_91_epochs.txt
+for b in none91 builtin; do
+  python $MAIN/benchmarks/paired_evaluations.py $A/pred_$b/unseen_eval.json $A/pred_all91/unseen_eval.json --name-a $b --name-b all91
+done > $R/paired_all91.txt

@@ -16,9 +16,10 @@ ARMS = [("all", "VertebraFormerTrainer_budget", "every group (the built-in model
         ("noAcquisition", "VertebraFormerTrainer_budget_noAcquisitionRandomisation", "without noise, kernel, resolution"),
         ("noContent", "VertebraFormerTrainer_budget_noContentRandomisation", "without metal, fov"),
         ("none91", "VertebraFormerTrainer_budget_noRandomisation", "no group, 91 epochs (run.sh step 5)"),
+        ("all91", "VertebraFormerTrainer_budget", "every group, 91 epochs (run.sh step 6)"),
         ("builtin", "VertebraFormerTrainer_budget", "every group, 91 epochs: the built-in model (its fine model)")]
-#: the second run of `all` and the 91-epoch arm trained into their own results folders
-RESULTS = {"all2": "nnUNet_results_rep", "none91": "nnUNet_results_full"}
+#: the second run of `all` and the 91-epoch arms trained into their own results folders
+RESULTS = {"all2": "nnUNet_results_rep", "none91": "nnUNet_results_full", "all91": "nnUNet_results_all91"}
 #: trained elsewhere (no training log here): what the model card says
 CARD = {"builtin": "91 | 53 | (model card: 4815 s on 2 CPU cores, 2026-12-02 phantoms)"}
 
