@@ -5,8 +5,9 @@
 # 12 cases per source, CPU preset plans, fold 0) for 900 s, one after another, alone on the 2 cores (each ~15 min);
 # then each arm's fine model alone (--no-coarse) with one fixed post-processing (the built-in model's
 # postprocessing.json) on the four real CT, their ten test-time variants and the 12 unseen-style phantoms (~4 min
-# per arm). Step 5, added later: the arm without any randomisation for the built-in model's 91 epochs (108 minutes
-# here), against the built-in model. Run from anywhere; W is the work folder (about 3 GB).
+# per arm). Step 5, added later: the arm without any randomisation for the built-in model's 91 epochs (2 hours
+# here), against the built-in model; step 6, a session later:
+# every group the same way. Run from anywhere; W is the work folder (about 3 GB).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd); MAIN=$(cd "$HERE/../../.." && pwd)
 W=${W:-/tmp/s30}; A=$W/abl; R=$W/results; mkdir -p $R
@@ -22,11 +23,13 @@ declare -A TR=([all]=VertebraFormerTrainer_budget [none]=VertebraFormerTrainer_b
   [noAcquisition]=VertebraFormerTrainer_budget_noAcquisitionRandomisation
   [noContent]=VertebraFormerTrainer_budget_noContentRandomisation)
 ARMS="all none noIntensity noAcquisition noContent"
+model() { echo $1/Dataset599_MultiSpine/$2__VertebraFormerCPUPlans__3d_fullres; }  # model RESULTS_FOLDER TRAINER
+train_once() {  # train_once RESULTS_FOLDER TRAINER LOG [EPOCHS]: fold 0 into that folder (an epoch budget if given)
+  [ -f $(model $1 $2)/fold_0/checkpoint_final.pth ] || nnUNet_results=$1 VERTEBRAFORMER_TRAIN_EPOCHS=${4:-} \
+    vertebraformer train 599 0 -tr $2 > $3 2>&1
+}
 # 2. training, alone
-for arm in $ARMS; do
-  M=$nnUNet_results/Dataset599_MultiSpine/${TR[$arm]}__VertebraFormerCPUPlans__3d_fullres
-  [ -f $M/fold_0/checkpoint_final.pth ] || vertebraformer train 599 0 -tr ${TR[$arm]} > $W/train_${TR[$arm]}.log 2>&1
-done
+for arm in $ARMS; do train_once $nnUNet_results ${TR[$arm]} $W/train_${TR[$arm]}.log; done
 # 3. prediction and scoring: a model's fine stage alone, the built-in model's post-processing
 B=$MAIN/vertebraformer_nn/builtin_model/VertebraFormerTrainer_budget__VertebraFormerCPUPlans__3d_fullres
 [ -d $A/reference_unseen ] || python -c "from vertebraformer_nn.demo.reference import truth_reference; \
@@ -41,18 +44,15 @@ measure() {  # measure ARM MODEL_FOLDER
     --disable_progress_bar > $P/unseen.log 2>&1
   vertebraformer evaluate -ref $A/reference_unseen -pred $P/unseen -o $P/unseen_eval.json --quiet >> $P/unseen.log 2>&1
 }
-for arm in $ARMS; do measure $arm $nnUNet_results/Dataset599_MultiSpine/${TR[$arm]}__VertebraFormerCPUPlans__3d_fullres; done
+for arm in $ARMS; do measure $arm $(model $nnUNet_results ${TR[$arm]}); done
 # 4. the `all` arm a second time (same data and budget, its own results folder): the spread between two runs
-RES2=$A/nnUNet_results_rep; M=$RES2/Dataset599_MultiSpine/${TR[all]}__VertebraFormerCPUPlans__3d_fullres
-[ -f $M/fold_0/checkpoint_final.pth ] || nnUNet_results=$RES2 vertebraformer train 599 0 -tr ${TR[all]} > $W/train_rep.log 2>&1
-measure all2 $M
+RES2=$A/nnUNet_results_rep; train_once $RES2 ${TR[all]} $W/train_rep.log
+measure all2 $(model $RES2 ${TR[all]})
 # 5 (added after the first four had run). At the built-in model's schedule: the recipe without any randomisation for exactly
-#    the built-in model's 91 epochs (an epoch budget, so what it learns does not depend on this machine's speed; 71 s
-#    per epoch here, 108 minutes, alone), against the built-in model's fine stage, both measured as above
-RES3=$A/nnUNet_results_full; M=$RES3/Dataset599_MultiSpine/${TR[none]}__VertebraFormerCPUPlans__3d_fullres
-[ -f $M/fold_0/checkpoint_final.pth ] || nnUNet_results=$RES3 VERTEBRAFORMER_TRAIN_EPOCHS=91 \
-  vertebraformer train 599 0 -tr ${TR[none]} > $W/train_none91.log 2>&1
-measure none91 $M
+#    the built-in model's 91 epochs (an epoch budget, so what it learns does not depend on this machine's speed; 78 s
+#    per epoch here, 2 h 2 min, alone), against the built-in model's fine stage, both measured as above
+RES3=$A/nnUNet_results_full; train_once $RES3 ${TR[none]} $W/train_none91.log 91
+M=$(model $RES3 ${TR[none]}); measure none91 $M
 measure builtin $B
 # and as a user runs it: with the built-in model's coarse whole-field stage beside it (the real CT only)
 cp -r ${B%3d_fullres}3d_lowres ${M%3d_fullres}3d_lowres
@@ -60,10 +60,8 @@ python $MAIN/benchmarks/real_ct.py --work $A/pred_none91/rc_coarse --tag abl-non
   -m $M -f 0 > $A/pred_none91/rc_coarse.log 2>&1
 # 6 (added a session later). Every group for the same 91 epochs on the same phantoms as step 5: the pair none91 / all91
 #    differs only in the randomisation (the built-in model was trained on an earlier generator's phantoms)
-RES4=$A/nnUNet_results_all91; M=$RES4/Dataset599_MultiSpine/${TR[all]}__VertebraFormerCPUPlans__3d_fullres
-[ -f $M/fold_0/checkpoint_final.pth ] || nnUNet_results=$RES4 VERTEBRAFORMER_TRAIN_EPOCHS=91 \
-  vertebraformer train 599 0 -tr ${TR[all]} > $W/train_all91.log 2>&1
-measure all91 $M
+RES4=$A/nnUNet_results_all91; train_once $RES4 ${TR[all]} $W/train_all91.log 91
+measure all91 $(model $RES4 ${TR[all]})
 # 7. the tables, the pictures, the paired contrasts on the phantoms
 python $HERE/summarise.py $R
 python $HERE/montage.py $R/ablation_real_ct.png all all2 none noIntensity noAcquisition noContent
