@@ -25,6 +25,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import SimpleITK as sitk
+from scipy.spatial import cKDTree
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -70,7 +71,6 @@ def read_case(ct_path: Path, mask_path: Path, lesion_path=None):
     along = mask[tuple(index.T)]
     near_lesion = np.zeros(len(curve), bool)
     if lesion is not None and lesion.any():
-        from scipy.spatial import cKDTree
         near_lesion = cKDTree(np.argwhere(lesion) * np.asarray(spacing)).query(curve)[0] <= LESION_NEAR_MM
     return dict(values=values, along=along, near_lesion=near_lesion, slice_mm=spacing[si])
 
