@@ -31,6 +31,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from vertebraformer_nn import labels as L  # noqa: E402
+from vertebraformer_nn.evaluation.references import IGNORE_VALUE  # noqa: E402
+from vertebraformer_nn.geometry import front_axis_after_transpose, superior_axis  # noqa: E402
+from vertebraformer_nn.image_io import read_image, read_label  # noqa: E402
 from vertebraformer_nn.inference import ct_discs as C  # noqa: E402
 from vertebraformer_nn.inference.grid_map import GridMap  # noqa: E402
 
@@ -38,7 +41,7 @@ DARK_MIN_HU = 30.0
 ENDPLATE_MIN_HU = 20.0
 TOLERANCE_MM = 5.0
 LESION_NEAR_MM = 8.0
-IGNORE = 255
+IGNORE = IGNORE_VALUE  # truth_reference's cut vertebrae
 FIRST_LUMBAR_DISC = L.code("T12")  # T12/L1 and every disc below it are lumbar here
 REAL = {  # name: (CT, vertebra mask) below $VERTEBRAFORMER_REAL_DATA
     "verse014": ("verse_sub-verse014/sub-verse014_ct.nii.gz", "verse_sub-verse014/sub-verse014_seg-vert_msk.nii.gz"),
@@ -50,18 +53,15 @@ REAL = {  # name: (CT, vertebra mask) below $VERTEBRAFORMER_REAL_DATA
 
 def axes(image: sitk.Image):
     """(spacing, head-foot axis, (front axis, +1 when its index grows towards the back)) of the image's array."""
-    direction = np.array(image.GetDirection()).reshape(3, 3)[:, ::-1]  # columns: array axes (z, y, x) in LPS
     spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
-    si = int(np.argmax(np.abs(direction[2])))
-    front = int(np.argmax(np.abs(direction[1])))
-    return spacing, si, (front, int(np.sign(direction[1, front])))
+    return spacing, superior_axis(image.GetDirection())[0], front_axis_after_transpose(image.GetDirection(), (0, 1, 2))
 
 
 def read_case(ct_path: Path, mask_path: Path, lesion_path=None):
-    image = sitk.ReadImage(str(ct_path))
+    image = read_image(ct_path)
     ct = sitk.GetArrayFromImage(image).astype(np.float32)
-    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))).astype(np.int32)
-    lesion = (sitk.GetArrayFromImage(sitk.ReadImage(str(lesion_path))) > 0) if lesion_path else None
+    mask = sitk.GetArrayFromImage(read_label(mask_path)).astype(np.int32)
+    lesion = (sitk.GetArrayFromImage(read_label(lesion_path)) > 0) if lesion_path else None
     spacing, si, front = axes(image)
     grid = GridMap(ct.shape, ct.shape, (0, 1, 2), tuple(np.arange(n, dtype=np.float64) for n in ct.shape))
     seen = C.InputCT.from_grid(ct, spacing, grid, spacing, front)
@@ -146,7 +146,7 @@ def main(sim, reference, out_txt, out_png) -> int:
         # lesion was taken for a disc
         if name in ("verse014", "example_ct") or ("phantom" not in shown and (pitch or 0) > C.MAX_PITCH_MM
                                                    and any(w[3] for w in wrong)):
-            shown[name if name in REAL else "phantom"] = (name, case)
+            shown[name if name in REAL else "phantom"] = (name, case, score, discs)  # the dark reading's
     lines.append("")
     for how, t in totals.items():
         lines.append(f"{how} ({t[6]} cases): lumbar discs found {t[0]} of {t[1]}, thoracic/cervical {t[2]} of {t[3]}, "
@@ -159,10 +159,9 @@ def main(sim, reference, out_txt, out_png) -> int:
 
 def figure(chosen, path):
     fig, axs = plt.subplots(len(chosen), 1, figsize=(11, 2.6 * len(chosen)), squeeze=False)
-    for ax, (name, case) in zip(axs[:, 0], chosen):
+    for ax, (name, case, score, discs) in zip(axs[:, 0], chosen):
         mm = np.arange(len(case["values"])) * C.STEP_MM
         ax.plot(mm, case["values"], color="0.3", lw=1, label="CT along the bodies (HU)")
-        score, _, discs = read(case["values"], "dark")
         ax.plot(mm, score, color="tab:blue", lw=1, label="dark-disc score (HU)")
         ax.plot(discs * C.STEP_MM, score[discs], "v", color="tab:blue", label="dark discs found")
         for t, _ in reference_discs(case["along"]):

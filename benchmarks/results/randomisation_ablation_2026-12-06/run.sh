@@ -6,7 +6,8 @@
 # then each arm's fine model alone (--no-coarse) with one fixed post-processing (the built-in model's
 # postprocessing.json) on the four real CT, their ten test-time variants and the 12 unseen-style phantoms (~4 min
 # per arm). Step 5, added later: the arm without any randomisation for the built-in model's 91 epochs (2 hours
-# here), against the built-in model; step 6, a session later: every group the same way. Run from anywhere; W is the work folder (about 3 GB).
+# here), against the built-in model; step 6, a session later: every group the same way. Run from anywhere; W is
+# the work folder (about 3 GB).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd); MAIN=$(cd "$HERE/../../.." && pwd)
 W=${W:-/tmp/s30}; A=$W/abl; R=$W/results; mkdir -p $R
