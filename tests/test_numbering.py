@@ -498,6 +498,35 @@ def test_pieces_of_one_vertebra_far_closer_than_its_pitch_share_its_level():
     assert decoded(evidence, None) != evidence  # distances unknown: no sharing
 
 
+def test_pieces_side_by_side_share_a_level_by_their_height_apart():
+    """C1's ring in two halves (spineweb_case01 of the quick protocol): 20 mm apart across, 1 mm in height; with the
+    heights both are C1 and nothing below shifts, from the distances alone each took a level. Whole vertebrae a pitch
+    apart in height never share one, however their evidence reads."""
+    evidence = ["C1", "C1", "C2", "C3"]
+    gaps, heights = [20, 16, 15], [1, 15, 14]
+    result = decode_levels(log_probs(evidence), gaps, DEFAULTS, heights_mm=heights)
+    assert [ANATOMICAL_ORDER[s] for s in result.levels] == evidence
+    assert "two consecutive instances 20 mm apart (1 mm in height) both numbered C1: pieces of one vertebra" \
+        in result.notes[1]
+    assert decoded(evidence, gaps) != evidence
+    stacked = decode_levels(log_probs(["L3", "L3"]), [30], DEFAULTS, heights_mm=[29]).levels
+    assert stacked[0] != stacked[1]
+    with pytest.raises(ValueError, match="heights_mm"):
+        decode_levels(log_probs(evidence), gaps, DEFAULTS, heights_mm=[1, 2])
+    instance_map = np.zeros((20, 4, 12), dtype=np.int32)  # 3 mm voxels, axis 0 head to foot
+    instance_map[0:4, :, 0:4], instance_map[0:4, :, 8:12] = 1, 2  # the ring's halves, 24 mm apart across
+    instance_map[7:11, :, 2:10], instance_map[14:18, :, 2:10] = 3, 4
+    ids, centres, volumes = I.instance_geometry(instance_map, [3.0, 3.0, 3.0])
+    found = N.OrderedInstances(instance_map, ids, centres, volumes, log_probs(evidence),
+                               {i: level(n) + 1 for i, n in zip(ids, evidence)}, on_border=np.zeros(4, bool),
+                               spacing=np.array([3.0, 3.0, 3.0]), si_axis=0, si_sign=-1)
+    result = N.decode_instances(found, DEFAULTS)
+    assert names(result) == ["C1", "C2", "C3"]
+    assert (result.labels[instance_map == 2] == level("C1") + 1).all()
+    found.on_border = np.array([True, False, False, False])  # cut by the field of view: perhaps another's process
+    assert len(names(N.decode_instances(found, DEFAULTS))) == 4
+
+
 def test_pieces_numbered_alike_are_one_vertebra_in_the_records_and_the_map():
     rows = [(0, 8), (10, 13), (15, 18), (20, 28)]  # head to foot along axis 0 (index 0 at the head), 3 mm voxels
     instance_map = np.zeros((30, 4, 4), dtype=np.int32)

@@ -288,7 +288,12 @@ def test_numbering_does_not_give_a_piece_of_a_vertebra_a_level_of_its_own():
     assert names(absorbed) == _LUMBAR
     assert any(n.startswith("joined 1 piece(s) of 5.") and "below 0.2 x the volume of their neighbours" in n
                for n in absorbed.notes)
-    off = _numbered_with_piece(box_map, merge_piece_fraction=0.0, merge_overlap_fraction=0.0)
+    # without either, the decoder still gives it L2's level: it lies at L2's height (shared_level_max_height)
+    kept = _numbered_with_piece(box_map, merge_piece_fraction=0.0, merge_overlap_fraction=0.0)
+    assert names(kept) == _LUMBAR and set(np.unique(kept.labels[box_map == 7])) == {level("L2") + 1}
+    assert any("mm in height) both numbered L2: pieces of one vertebra" in n for n in kept.notes)
+    off = _numbered_with_piece(box_map, merge_piece_fraction=0.0, merge_overlap_fraction=0.0,
+                               shared_level_max_height=0.0)
     assert names(off) == ["T12", "T13", "L1", "L2", "L3", "L4", "L5"]  # the piece took a level, L1 became T13
 
 
@@ -325,7 +330,9 @@ def test_numbering_gives_a_body_and_its_arch_one_level():
     result = _numbered_with_piece(box_map)
     assert names(result) == _LUMBAR
     assert set(np.unique(result.labels[box_map == 7])) == {level("L2") + 1}
-    assert len(names(_numbered_with_piece(box_map, merge_overlap_fraction=0.0))) == 7  # a level of its own
+    # without the side-by-side merge the decoder gives it L2's level (at L2's height); without both, one of its own
+    assert names(_numbered_with_piece(box_map, merge_overlap_fraction=0.0)) == _LUMBAR
+    assert len(names(_numbered_with_piece(box_map, merge_overlap_fraction=0.0, shared_level_max_height=0.0))) == 7
 
 
 # --- the spine in the field of view -------------------------------------------------------------------------
@@ -432,10 +439,10 @@ def test_numbering_drops_instances_beside_the_spine_and_says_so():
     assert set(np.unique(result.labels[box_map >= 7])) == {0}
     assert any("2 instance(s) more than 40 mm from the spine's axis" in n for n in result.notes)
     # the other steps that would take the wings for something else off as well: the end drop, the fused split, the
-    # cut of an instance the sequence gives two levels
-    kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, max_off_axis_mm=0.0,
-                                                                            end_drop_cost=0.0, split_volume_ratio=0.0,
-                                                                            double_split=0.0))
+    # cut of an instance the sequence gives two levels, one level for the two at one height
+    kept = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(
+        DEFAULTS, max_off_axis_mm=0.0, end_drop_cost=0.0, split_volume_ratio=0.0, double_split=0.0,
+        shared_level_max_height=0.0))
     assert len(kept.instances) == 8
 
 

@@ -98,12 +98,15 @@ def _pitch_scores(gap_mm: float, fraction: float, log_sigma: float) -> np.ndarra
     return np.where(np.isfinite(short) & (short > 0), -short ** 2 / (2 * log_sigma ** 2), 0.0)
 
 
-def _shared_level_scores(gap_mm: float, prior: float, max_pitch: float) -> np.ndarray:
+def _shared_level_scores(gap_mm: float, height_mm: float, prior: float, max_pitch: float,
+                         max_height: float) -> np.ndarray:
     """(26, 26) log score of two consecutive instances both at level s (pieces of one vertebra): ``log(prior)`` on
-    the diagonal where ``gap_mm`` is below ``max_pitch`` x the level's typical pitch, -inf everywhere else."""
+    the diagonal where ``gap_mm`` is below ``max_pitch`` x the level's typical pitch or ``height_mm`` (their
+    head-foot distance) below ``max_height`` x it, -inf elsewhere."""
     scores = np.full((NUM_LEVELS, NUM_LEVELS), -np.inf)
     if prior > 0:
-        np.fill_diagonal(scores, np.where(gap_mm < max_pitch * PITCH_MM, math.log(prior), -np.inf))
+        near = (gap_mm < max_pitch * PITCH_MM) | (height_mm < max_height * PITCH_MM)
+        np.fill_diagonal(scores, np.where(near, math.log(prior), -np.inf))
     return scores
 
 
@@ -136,12 +139,13 @@ def _two_best(emis: np.ndarray, trans: List[np.ndarray]):
 
 
 def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, unary=None,
-                  droppable: Tuple[bool, bool] = (True, True), double=None) -> Decoding:
+                  droppable: Tuple[bool, bool] = (True, True), double=None, heights_mm=None) -> Decoding:
     """Jointly decode the levels of K instances ordered head to foot.
 
     Args:
         log_probs: (K, 26) level log-probabilities per instance (columns = ``labels.ANATOMICAL_ORDER``).
         gaps_mm: (K-1,) distances between consecutive instance centres; None = all equal (no skips).
+        heights_mm: (K-1,) the head-foot parts of those distances; None = the distances themselves.
 
     Score of a labelling = sum of the instances' log-probabilities + log ``params.transitional_prior`` per
     T13/L6 + per boundary, for k skipped levels, ``k * log(skip_prior) - log(r / (k+1))^2 / (2 gap_log_sigma^2)``
@@ -149,11 +153,12 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, un
     ``max_skip``) is allowed only when ``r >= k + 1 - skip_tolerance``. Levels increase head to foot (one repeats
     only on pieces of one vertebra, below); T12 -> L1 and T12 -> T13 -> L1 are both consecutive; L6 can only follow
     L5 (or a skip past it). The sequence may start and end anywhere (partial field of view). With ``gaps_mm`` given,
-    two consecutive instances closer than ``shared_level_max_pitch`` x the typical pitch of a level may both take
-    it, at log ``params.shared_level_prior`` (:func:`_shared_level_scores`): pieces of one vertebra that the instance
-    steps left apart, which would otherwise each take a level and shift every level below them. Viterbi gives the
-    labelling; forward-backward over the same lattice gives each instance's posterior probability of its chosen
-    level (``confidence``).
+    two consecutive instances closer than ``shared_level_max_pitch`` x the typical pitch of a level, or with
+    ``heights_mm`` at one height (less than ``shared_level_max_height`` x it: pieces side by side, C1's ring in two
+    halves, lie a vertebra's width apart across) may both take it, at log ``params.shared_level_prior``
+    (:func:`_shared_level_scores`): pieces of one vertebra that the instance steps left apart, which would otherwise
+    each take a level and shift every level below them. Viterbi gives the labelling; forward-backward over the same
+    lattice gives each instance's posterior probability of its chosen level (``confidence``).
 
     ``unary``: (K, 26) log-priors added to the evidence (anchors). With ``gaps_mm`` given, a gap shorter than
     ``min_pitch_fraction`` x the typical distance of the two levels costs ``log(floor / gap)^2 / (2
@@ -196,12 +201,16 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, un
     if len(double) != k_count:
         raise ValueError(f"double must hold K = {k_count} flags, got {len(double)}")
     double_gap = double[:-1] | double[1:]
+    heights = gaps if heights_mm is None else np.abs(np.asarray(heights_mm, dtype=np.float64).reshape(-1))
+    if len(heights) != len(gaps):
+        raise ValueError(f"heights_mm must hold K-1 = {len(gaps)} distances like gaps_mm, got {len(heights)}")
     options = []
     for head, foot in _end_drops(k_count, droppable if params.end_drop_cost > 0 else (False, False)):
         keep = slice(head, k_count - foot)
         cost = sum(params.end_drop_cost + anchored[i] for i in (*range(head), *range(k_count - foot, k_count)))
-        options.append(_Lattice(emis[keep], gaps[head:k_count - 1 - foot], params, pitch, shared, (head, foot), cost,
-                                double_gap[head:k_count - 1 - foot]))
+        between = slice(head, k_count - 1 - foot)
+        options.append(_Lattice(emis[keep], gaps[between], params, pitch, shared, (head, foot), cost,
+                                double_gap[between], heights[between]))
     log_z = logsumexp([o.log_z - o.cost for o in options])
     ranked = sorted([(o.best_score - o.cost, 0, n) for n, o in enumerate(options)] +
                     [(o.second_score - o.cost, 1, n) for n, o in enumerate(options) if o.second is not None],
@@ -216,7 +225,7 @@ def decode_levels(log_probs, gaps_mm=None, params: Postprocessing = DEFAULTS, un
     share = math.exp(min(won.log_z - won.cost - log_z, 0.0))  # the posterior of leaving out what it left out
     confidence = np.clip(won.confidence * share, 0.0, 1.0)
     notes = _decoding_notes(won.path, confidence, won.skips, won.gaps, won.ratios, params.skip_tolerance,
-                            won.double_gap)
+                            won.double_gap, won.heights)
     return Decoding(won.path, confidence, won.skips, best_score, notes, second, margin,
                     float(np.exp(min(best_score - log_z, 0.0))), won.dropped)
 
@@ -230,14 +239,15 @@ class _Lattice:
     """One sequence of instances decoded: the best and second-best paths and the posterior marginals."""
 
     def __init__(self, emis: np.ndarray, gaps: np.ndarray, params: Postprocessing, pitch: float, shared: float,
-                 dropped: Tuple[int, int], cost: float, double_gap: np.ndarray):
-        self.gaps, self.dropped, self.cost, self.double_gap = gaps, dropped, cost, double_gap
+                 dropped: Tuple[int, int], cost: float, double_gap: np.ndarray, heights: np.ndarray):
+        self.gaps, self.heights, self.dropped, self.cost, self.double_gap = gaps, heights, dropped, cost, double_gap
         self.ratios = gap_ratios(gaps, params.gap_window)
         trans = [np.maximum(_transition_scores(r, params.skip_log_prior, params.gap_log_sigma, params.skip_tolerance,
                                                params.max_skip, bool(d))
                             + _pitch_scores(g, pitch, params.gap_log_sigma),
-                            _shared_level_scores(g, shared, params.shared_level_max_pitch))
-                 for r, g, d in zip(self.ratios, gaps, double_gap)]
+                            _shared_level_scores(g, h, shared, params.shared_level_max_pitch,
+                                                 params.shared_level_max_height))
+                 for r, g, d, h in zip(self.ratios, gaps, double_gap, heights)]
         self.path, self.best_score, self.second, self.second_score = _two_best(emis, trans)
         k_count = len(emis)
         alpha = np.zeros((k_count, NUM_LEVELS))
@@ -254,12 +264,13 @@ class _Lattice:
                       if _SKIPS[self.path[i], self.path[i + 1]] > 0]
 
 
-def _decoding_notes(path, confidence, skips, gaps, ratios, skip_tolerance, double_gap) -> List[str]:
+def _decoding_notes(path, confidence, skips, gaps, ratios, skip_tolerance, double_gap, heights) -> List[str]:
     names = [L.ANATOMICAL_ORDER[s] for s in path]
     notes = [f"field of view starts at {names[0]} and ends at {names[-1]} ({len(set(names))} vertebrae)"]
     for i in np.flatnonzero(path[1:] == path[:-1]):
-        notes.append(f"two consecutive instances {gaps[i]:.0f} mm apart both numbered {names[i]}: pieces of one "
-                     "vertebra (shared_level_prior)")
+        height = f" ({heights[i]:.0f} mm in height)" if gaps[i] - heights[i] >= 0.5 else ""
+        notes.append(f"two consecutive instances {gaps[i]:.0f} mm apart{height} both numbered {names[i]}: pieces of "
+                     "one vertebra (shared_level_prior)")
     for i, k in skips:
         missing = [n for n in L.ANATOMICAL_ORDER[path[i] + 1:path[i + 1]] if n not in ("T13", "L6")]
         word = "level" if k == 1 else "levels"

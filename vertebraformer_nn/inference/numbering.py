@@ -390,8 +390,13 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
     log_probs = _evidence(found, params)
     unary = anchor_log_prior(found.anchors, len(ids), params)
     double = _double(found.volumes, params.double_volume_ratio)
-    decoding = decode_levels(log_probs, np.linalg.norm(np.diff(centres, axis=0), axis=1), params, unary,
-                             _droppable(found.volumes, params.end_drop_max_fraction), double)
+    steps = np.diff(centres, axis=0)
+    gaps = np.linalg.norm(steps, axis=1)
+    # a piece the field of view cuts may be a process of the vertebra beyond it beside the next: only its distance
+    cut = np.asarray(found.on_border, bool)
+    heights = np.where(cut[:-1] | cut[1:], gaps, np.abs(steps[:, found.si_axis]))
+    decoding = decode_levels(log_probs, gaps, params, unary, _droppable(found.volumes, params.end_drop_max_fraction),
+                             double, heights)
     ends = decoding.dropped  # left out by the decoder, for the notes
     if sacrum_top(decoding, found, params):
         decoding = _without_last(decoding)

@@ -351,6 +351,15 @@ class Postprocessing:
         "vertebrae lie at least min_pitch_fraction (0.6) x it apart, pieces of one vertebra far closer. On the 60 "
         "phantoms 0.7 changed 4 cases (2 better, 2 worse, one a piece joined to an instance of two fused vertebrae), "
         "0.6 also 4 (one 0.92 -> 0.0: a shifted neck), 0.5 none."))
+    shared_level_max_height: float = _fixed(0.25, (
+        "Anatomy, not tuned: two consecutive instances may also share a level (shared_level_prior) when their centres "
+        "lie at one height, less than this fraction of the level's typical pitch apart along the head-foot axis, "
+        "however far apart across: pieces side by side, C1's ring in two halves, a body and a process beside it. "
+        "Consecutive vertebrae lie most of a pitch apart in height even in a curved spine. Not for a pair with an "
+        "instance on the field of view's border (a process of the vertebra beyond it). On the quick protocol's kept "
+        "probabilities (2026-12-07) fold 0 id rate 76.4 -> 78.6, fold 5 75.6 -> 77.0, no case worse; 60 unseen-style "
+        "phantoms and the real CT unchanged; reading the height with the 0.5 of shared_level_max_pitch instead joined "
+        "a neck's T1 to T2 (a phantom 0.92 -> 0.0) (benchmarks/results/side_by_side_levels_2026-12-07). 0 = off."))
     gap_window: int = _fixed(2, (
         "Typical distance at a gap = median of up to this many gaps on each side (not the gap itself), so the "
         "reference follows the growth of vertebrae from neck to lumbar spine."))
@@ -532,7 +541,8 @@ def _problems(p: Postprocessing) -> List[Tuple[str, str]]:
     for name in ("split_height_ratio", "top_fused_ratio"):  # 1 or less would cut vertebrae of ordinary size
         if not (getattr(p, name) == 0 or getattr(p, name) > 1):
             out.append((name, "must be 0 (off) or > 1"))
-    for name in ("merge_half_height", "shared_level_prior", "shared_level_max_pitch", "min_pitch_fraction"):
+    for name in ("merge_half_height", "shared_level_prior", "shared_level_max_pitch", "shared_level_max_height",
+                 "min_pitch_fraction"):
         if not 0 <= getattr(p, name) < 1:
             out.append((name, "must lie in [0, 1) (0 = off)"))
     if not 0 < p.confident_level <= 1:
