@@ -66,6 +66,10 @@ class Costs:
     evaluate_per_input: float = 0.4  # 0.1 of a trained model's case, 0.5-1.2 of a one-epoch nnU-Net's (2026-12-04)
     efficiency: float = 20.0  # (15)
     report: float = 15.0
+    #: the fine model's seconds per training iteration on the machines whose inference the per-input costs above
+    #: match (2026-12-05 and -06: 0.78 and 0.80 s, predictions and evaluations 0.97 and 1.07 x the plan); on another
+    #: machine they scale with its measured iteration (2026-12-07: 1.47 s, 1.78 x the unscaled plan)
+    inference_iteration_s: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -121,8 +125,10 @@ def time_plan(protocol: Protocol, counts: Counts, coarse: bool = True, costs: Co
               speed: Optional[Dict[str, float]] = None) -> List[Tuple[str, float]]:
     """[(step, seconds)] in the order the protocol runs them, named as its step markers. ``coarse``: whether the
     plans have the coarse configuration (before planning: assume they do, the longer plan); ``speed``: seconds
-    per training iteration by configuration, as the speed step measured them."""
+    per training iteration by configuration, as the speed step measured them (predictions and evaluations scale
+    with the fine model's: :attr:`Costs.inference_iteration_s`)."""
     training_cases, test_cases = counts.training_cases, counts.test_cases
+    slower = (speed or {}).get("3d_fullres", costs.inference_iteration_s) / costs.inference_iteration_s
     plan: List[Tuple[str, float]] = [
         ("data", costs.phantom * N_SOURCES * protocol.cases_per_source),
         ("plan_ours", costs.plan_fixed
@@ -144,7 +150,7 @@ def time_plan(protocol: Protocol, counts: Counts, coarse: bool = True, costs: Co
         for key in protocol.models(fold, coarse):
             if key.startswith("nnunet"):
                 per = costs.nnunet_seg_per_input if key == "nnunet_seg" else costs.nnunet_lesion_per_input
-                plan.append((f"probabilities_{key}_fold{fold}", costs.process + per * n))
+                plan.append((f"probabilities_{key}_fold{fold}", slower * (costs.process + per * n)))
         for key in protocol.methods_for(fold, coarse):
             method = METHODS[key]
             if key.startswith("nnunet"):
@@ -152,8 +158,8 @@ def time_plan(protocol: Protocol, counts: Counts, coarse: bool = True, costs: Co
             else:
                 with_coarse = coarse and not method.no_coarse and any(MODELS[m].coarse for m in method.models)
                 seconds = costs.process + n * (costs.predict_per_input + (costs.coarse_per_input if with_coarse else 0))
-            plan.append((f"predict_{key}_fold{fold}", seconds))
-            plan.append((f"evaluate_{key}_fold{fold}", costs.evaluate + costs.evaluate_per_input * n))
+            plan.append((f"predict_{key}_fold{fold}", slower * seconds))
+            plan.append((f"evaluate_{key}_fold{fold}", slower * (costs.evaluate + costs.evaluate_per_input * n)))
     plan += [("efficiency", costs.efficiency), ("report", costs.report)]
     return plan
 

@@ -116,6 +116,19 @@ def test_the_budget_each_training_reads(bench):
     assert bench.budget_env(MODELS["nnunet_seg"], 5) == {BUDGET_ENV: str(QUICK.budget_s)}
 
 
+def test_predictions_and_evaluations_take_longer_on_a_slower_machine():
+    """2026-12-07: a machine training at 1.47 s per iteration predicted in 1.78 x the plan's time (2802 s for 1576
+    planned); the plan had them at the 0.8 s machines' pace whatever the speed step measured."""
+    steps = ("probabilities_", "predict_", "evaluate_")
+    inference = lambda plan: sum(v for k, v in plan if k.startswith(steps))  # noqa: E731
+    measured = {"3d_fullres": 1.6, "3d_lowres": 1.5}  # twice the reference machine's 0.8 s
+    assert inference(pp.time_plan(QUICK, QUICK_COUNTS, speed=measured)) == pytest.approx(
+        2 * inference(pp.time_plan(QUICK, QUICK_COUNTS)))
+    at_reference = {"3d_fullres": pp.Costs().inference_iteration_s, "3d_lowres": 9.9}
+    assert inference(pp.time_plan(QUICK, QUICK_COUNTS, speed=at_reference)) == pytest.approx(
+        inference(pp.time_plan(QUICK, QUICK_COUNTS)))
+
+
 def test_too_few_test_cases_stop_after_the_data_step():
     counts = pp.counts_from_data(QUICK, {"training_cases": 68, "fold_sizes": [{"train": 54, "val": 14}] * 5
                                          + [{"train": 50, "val": 18, "held_out_domain": "verse"}]})
