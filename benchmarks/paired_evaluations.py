@@ -5,7 +5,7 @@ identification rate, per-vertebra Dice and binary spine Dice, the mean with its 
 both. Only the cases are resampled: the spread between training runs is not in it. Cases the evaluation could not
 score (``status`` other than ok, e.g. a reference case without a prediction) are left out.
 
-    python benchmarks/paired_evaluations.py eval_a.json eval_b.json [--name-a A --name-b B]
+    python benchmarks/paired_evaluations.py eval_a.json eval_b.json [--name-a A --name-b B] [--means]
 
 A side may list several JSONs joined by commas (their cases pooled, e.g. two unseen styles)."""
 from __future__ import annotations
@@ -51,6 +51,16 @@ def lesion_ap_difference(a: dict, b: dict, threshold: float, bootstrap_n: int, s
     return {**out, "n_cases": len(names), "n_reference": int(sides[0][2].sum())}
 
 
+def mean_line(cases: dict, name: str) -> str:
+    """One side's means over its scored cases (the evaluation's own means count an unpredicted case as empty)."""
+    c = list(cases.values())
+    means = [100 * sum(f(x) for x in c) / len(c) for f in (
+        lambda x: x["numbering"]["id_rate"], lambda x: x["numbering"]["all_correct"],
+        lambda x: x["segmentation"]["dice"], lambda x: x["segmentation"]["binary_dice"])]
+    return (f"{name}: {len(c)} cases: id rate {means[0]:.1f}, every vertebra right {means[1]:.0f} %, per-vertebra "
+            f"Dice {means[2]:.1f}, binary Dice {means[3]:.1f}")
+
+
 def contrast_lines(a: dict, b: dict, name_a: str, name_b: str, bootstrap: int = 10000, seed: int = 0):
     for task, metric in METRICS:
         d = paired_difference(a, b, task, metric, bootstrap=bootstrap, seed=seed)
@@ -74,8 +84,13 @@ def main(argv=None) -> int:
     p.add_argument("b", help="evaluate JSON(s) of model b, comma-separated")
     p.add_argument("--name-a", default="a")
     p.add_argument("--name-b", default="b")
+    p.add_argument("--means", action="store_true", help="first each side's means over its scored cases")
     args = p.parse_args(argv)
-    for line in contrast_lines(pooled_cases(args.a), pooled_cases(args.b), args.name_a, args.name_b):
+    a, b = pooled_cases(args.a), pooled_cases(args.b)
+    if args.means:
+        print(mean_line(a, args.name_a))
+        print(mean_line(b, args.name_b))
+    for line in contrast_lines(a, b, args.name_a, args.name_b):
         print(line)
     return 0
 

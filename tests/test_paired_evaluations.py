@@ -50,3 +50,11 @@ def test_cases_of_several_jsons_keep_their_file_and_only_scored_cases_count(tmp_
     assert sorted(cases) == ["0/lowdose_001", "1/lowdose_001"]
     assert cases["1/lowdose_001"]["subject"] == "1/lowdose_001"  # two patients, not one resampled twice
     assert list(pe.pooled_cases(str(one))) == ["lowdose_001"]
+
+
+def test_each_sides_means_count_only_its_scored_cases():
+    cases = {"x": _case("x", 0, [], [], []), "y": _case("y", 0, [], [], [])}
+    cases["y"]["numbering"] = {"id_rate": 0.5, "all_correct": False}
+    cases["x"]["numbering"]["all_correct"] = True
+    assert pe.mean_line(cases, "a") == ("a: 2 cases: id rate 75.0, every vertebra right 50 %, per-vertebra Dice 80.0, "
+                                        "binary Dice 90.0")

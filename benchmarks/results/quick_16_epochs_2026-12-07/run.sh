@@ -23,14 +23,8 @@ for fold in ${FOLDS:-0 5}; do
     --save_probabilities --no_preview --disable_progress_bar > /dev/null 2>&1
   vertebraformer evaluate -ref $W/reference_variants/fold$fold -pred $out -o $ev --quiet > /dev/null 2>&1
   echo "fold $fold"
-  for arm in "16 epochs:$ev" "6 epochs:$S/eval_vf_fold${fold}_on.json"; do
-    python -c "import json, sys; c = [c for c in json.load(open(sys.argv[1]))['cases'].values() if c['status'] == 'ok']
-print(sys.argv[2], len(c), 'cases: id rate %.1f, every vertebra right %.0f %%, per-vertebra Dice %.1f, '
-      'binary Dice %.1f' % tuple(100 * sum(f(x) for x in c) / len(c) for f in (lambda x: x['numbering']['id_rate'],
-    lambda x: x['numbering']['all_correct'], lambda x: x['segmentation']['dice'],
-    lambda x: x['segmentation']['binary_dice'])))" "${arm#*:}" "${arm%%:*}"
-  done
-  python benchmarks/paired_evaluations.py $ev $S/eval_vf_fold${fold}_on.json --name-a 16-epochs --name-b 6-epochs
+  python benchmarks/paired_evaluations.py $ev $S/eval_vf_fold${fold}_on.json --means --name-a "16 epochs" \
+    --name-b "6 epochs"
   grep -E "Epoch time" $log \
     | awk '{s += $(NF-1); n++} END {printf "training: %d epochs, %.0f s per epoch\n", n, s / n}'
 done | tee $R/results.txt

@@ -23,15 +23,8 @@ for m in vf vf_nocoarse vf_nomod; do for f in 0 5; do
 done; done
 for m in vf vf_nocoarse vf_nomod; do for f in 0 5; do
   [ -f $S/eval_${m}_fold${f}_on.json ] || continue
-  for arm in on off; do  # means over the scored (clean) cases: the evaluation's own means count the variants as empty
-    python -c "import json, sys; c = [c for c in json.load(open(sys.argv[1]))['cases'].values() if c['status'] == 'ok']
-print(sys.argv[2], len(c), 'cases: id rate %.1f, every vertebra right %.0f %%, per-vertebra Dice %.1f' % tuple(
-    100 * sum(f(x) for x in c) / len(c) for f in (lambda x: x['numbering']['id_rate'],
-    lambda x: x['numbering']['all_correct'], lambda x: x['segmentation']['dice'])))" \
-      $S/eval_${m}_fold${f}_$arm.json "${m} fold $f $arm:"
-  done
-  python benchmarks/paired_evaluations.py $S/eval_${m}_fold${f}_on.json $S/eval_${m}_fold${f}_off.json \
-    --name-a side-by-side --name-b off | head -2
+  python benchmarks/paired_evaluations.py $S/eval_${m}_fold${f}_on.json $S/eval_${m}_fold${f}_off.json --means \
+    --name-a "${m} fold $f on" --name-b "${m} fold $f off" | head -4
 done; done | tee $R/protocol.txt
 # 60 unseen-style phantoms (seeds 7 and 13) and the real CT, the built-in model
 for seed in 7 13; do
