@@ -48,11 +48,10 @@ from .progress import MultiTaskLocalLogger
 from .randomisation import DomainRandomisationMixin
 from .schedule import AxisRotation, WarmupPolyLRScheduler
 from .validation_summary import write_spine_summary
-from .weight_averaging import WeightAveragingMixin
 
 
-class VertebraFormerTrainer(CheckpointMixin, WeightAveragingMixin, MultiTaskStepsMixin, LesionSamplingMixin,
-                            DomainRandomisationMixin, DDPAnyDeviceMixin, nnUNetTrainer):
+class VertebraFormerTrainer(CheckpointMixin, MultiTaskStepsMixin, LesionSamplingMixin, DomainRandomisationMixin,
+                            DDPAnyDeviceMixin, nnUNetTrainer):
     #: attribute overrides applied at the end of __init__'s schedule settings (see variants.py)
     SCHEDULE: dict = {}
     #: network keyword arguments that override the plans' ``arch_kwargs`` (the ablation switches, ablation.py);

@@ -3,7 +3,8 @@
 # protocol's VertebraFormer models (fine and coarse, folds 0 and 5) trained once with averaging from half the epochs
 # on, each fold's clean test cases predicted with the mean of the weights (checkpoint_final.pth) and with the last
 # weights of the same run (checkpoint_final_unaveraged.pth), fine and coarse stage alike, then paired case by case.
-# Run from the repository root with the venv active; W: the protocol's work folder, made by
+# Run at commit 13e0fb4 (the averaging was removed after this measurement), from the repository root with the venv
+# active; W: the protocol's work folder, made by
 #   VERTEBRAFORMER_WEIGHT_AVERAGE_FROM=0.5 python benchmarks/multispine_protocol.py --quick --methods vf --work $W
 # (about 35 minutes on 2 cores), then this (about 12 minutes).
 set -uo pipefail
