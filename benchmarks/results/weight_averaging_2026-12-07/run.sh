@@ -6,7 +6,7 @@
 # Run at commit 13e0fb4 (the averaging was removed after this measurement), from the repository root with the venv
 # active; W: the protocol's work folder, made by
 #   VERTEBRAFORMER_WEIGHT_AVERAGE_FROM=0.5 python benchmarks/multispine_protocol.py --quick --methods vf --work $W
-# (about 35 minutes on 2 cores), then this (about 12 minutes).
+# (17 minutes on the 2 cores of 2026-12-07), then this (3 minutes).
 set -uo pipefail
 export nnUNet_compile=f
 R=$PWD/benchmarks/results/weight_averaging_2026-12-07; W=${W:-/tmp/s36/proto}; O=${O:-/tmp/weight_averaging}
