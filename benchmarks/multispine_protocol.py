@@ -40,6 +40,14 @@ centroids), not the sources' partial annotations. Perturbations (inference only)
 offset and coarser slices at three strengths each (``vertebraformer_nn/evaluation/perturbations.py``) on the
 in-domain test cases.
 
+The test subjects in their sources' styles: the phantoms are drawn with the generator's domain randomisation
+(``--randomise 0.5``, each group of scan parameters far beyond the real range with probability 0.5), which reaches
+every test case (3-7 groups each in the seed-1 run). The same seed without it gives the same subjects, each scanned
+in its source's own style (the scans the paper's test sets stand for); VertebraFormer's methods predict them with
+the same models and the report shows both, and their paired difference (record
+benchmarks/results/in_style_test_2026-12-07: 10-16 points of id rate in-domain). nnU-Net's separate models are
+scored on the run's test cases only.
+
 Efficiency: parameters, per-patch forward latency (each network at its own planned patch, batch 1, eval mode,
 the precision its predictor uses), seconds and peak RSS per whole CT (from the predict runs).
 
@@ -67,10 +75,12 @@ from protocol_plan import (ProtocolStop, check_plan, check_test_cases, counts_fr
                            time_plan)
 from protocol_report import write_report
 from protocol_setup import (COARSE_CONFIGURATION, CONFIGURATION, CV_FOLD, DATASET_ID, FULL, LESION_DATASET_ID,
-                            METHODS, MODELS, NNUNET_PLANS, QUICK, Method, Model, Protocol, log)
+                            METHODS, MODELS, NNUNET_PLANS, QUICK, STYLE_DATASET_ID, Method, Model, Protocol, log)
 from vertebraformer_nn.demo.environment import link_or_copy
 
 REPO = Path(__file__).resolve().parents[1]
+#: the evaluations' JSON files, in the work folder and in every report's folder
+EVALUATIONS = "evaluations"
 # ------------------------------------------------------------------------------------------------ helpers
 def run(cmd: List[str], env: Optional[dict] = None) -> dict:
     """Run a command; its wall seconds and peak RSS (the largest process of its tree, from the kernel's
@@ -105,6 +115,7 @@ class Benchmark:
         self.raw = work / "nnUNet_raw"
         self.pre = work / "nnUNet_preprocessed"
         self.results = work / "nnUNet_results"
+        self.style = work / "in_style"  # the test subjects scanned in their sources' own styles
         self.env = dict(os.environ, nnUNet_raw=str(self.raw), nnUNet_preprocessed=str(self.pre),
                         nnUNet_results=str(self.results), nnUNet_compile="f",
                         nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", str(min(8, os.cpu_count() or 1))))
@@ -140,6 +151,9 @@ class Benchmark:
 
     def methods_run(self) -> List[str]:
         return self.p.methods_run(self.coarse)
+
+    def style_methods(self, fold: int) -> List[str]:
+        return self.p.style_methods(fold, self.coarse)
 
     def models(self, fold: Optional[int] = None) -> List[str]:
         return self.p.models(fold, self.coarse)
@@ -326,11 +340,12 @@ class Benchmark:
         return {"cases": cases, "variants": variants}
 
     def predict(self, model: Model, fold: int, target: Path, numbering: str = "decoder",
-                no_coarse: bool = False) -> dict:
-        """``vertebraformer predict`` of the fold's inputs; ``no_coarse``: without the coarse stage (the flag is
-        passed only when the plans have one, so the command also runs where ``predict`` knows no such stage)."""
+                no_coarse: bool = False, inputs: Optional[Path] = None) -> dict:
+        """``vertebraformer predict`` of the fold's inputs (or of the images in ``inputs``); ``no_coarse``: without
+        the coarse stage (the flag is passed only when the plans have one, so the command also runs where
+        ``predict`` knows no such stage)."""
         shutil.rmtree(target, ignore_errors=True)
-        cmd = vf("predict", "-i", str(self.work / "inputs" / f"fold{fold}"), "-o", str(target), "-m",
+        cmd = vf("predict", "-i", str(inputs or self.work / "inputs" / f"fold{fold}"), "-o", str(target), "-m",
                  str(self.model_folder(model)), "-f", str(fold), "-device", self.p.device, "--numbering", numbering,
                  "--save_probabilities")  # kept, so that a later numbering can score the same networks again
         done = run(cmd + (["--no-coarse"] if no_coarse and self.coarse else []), env=self.env)
@@ -413,14 +428,74 @@ class Benchmark:
 
     def do_evaluate(self, method: Method, fold: int) -> dict:
         from vertebraformer_nn.evaluation.evaluate import evaluate
-        from vertebraformer_nn.evaluation.report import write_json
 
         report = evaluate(self.variant_reference(fold), self.predictions(method, fold), n_resamples=self.p.bootstrap,
                           seed=self.p.seed)
-        path = self.out / "evaluations" / f"{method.key}_fold{fold}.json"
+        return {"json": self.write_evaluation(report, f"{method.key}_fold{fold}.json"),
+                **split_clean_and_perturbed(report, self.p)}
+
+    def write_evaluation(self, report: dict, name: str) -> str:
+        """Writes an evaluation's JSON into the work folder, whence every report copies them (a report of a rerun
+        that reuses the step goes to another folder); returns its path relative to the report's folder."""
+        from vertebraformer_nn.evaluation.report import write_json
+
+        path = self.work / EVALUATIONS / name
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(report, path)
-        return {"json": str(path.relative_to(self.out)), **split_clean_and_perturbed(report, self.p)}
+        return f"{EVALUATIONS}/{name}"
+
+    # -------------------------------------------------------------- the test subjects in their sources' styles
+    def do_data_style(self) -> dict:
+        """The run's phantoms again without domain randomisation: every random draw of the generator is keyed by
+        its case and purpose (``phantoms/plan.py``), so the subjects (anatomy, levels, lesions, fractures) are the
+        same and each scan is in its source's own style, where the run's were drawn beyond the real range in
+        groups of scan parameters (``ground_truth/index.json``: ``scan.randomised``). Converted as the run's data,
+        into a raw folder of their own, and their complete truth as the reference."""
+        from vertebraformer_nn.dataset_conversion import convert_source, finalize
+        from vertebraformer_nn.demo.reference import truth_reference
+        from vertebraformer_nn.phantoms import generate
+        from vertebraformer_nn.sources import SOURCES
+
+        shutil.rmtree(self.style, ignore_errors=True)
+        sim = self.style / "SIM"
+        generate(sim, cases_per_source=self.p.cases_per_source, seed=self.p.seed, previews=False, progress=False,
+                 randomise=0.0)
+        os.environ["nnUNet_raw"] = str(self.style / "nnUNet_raw")  # the converters write under $nnUNet_raw
+        try:
+            for i, source in enumerate(SOURCES):
+                convert_source(source, sim / source, STYLE_DATASET_ID, append=i > 0, progress=False)
+            final = finalize(STYLE_DATASET_ID, check=False, num_processes=2)
+        finally:
+            os.environ["nnUNet_raw"] = str(self.raw)
+        if not final.ok:
+            raise RuntimeError(f"finalize of the in-style twins failed: {final.errors}")
+        return {"cases": truth_reference(sim, list(SOURCES), self.style / "reference", name="case",
+                                         orientation="RAS")}
+
+    def do_inputs_style(self, fold: int) -> dict:
+        """The fold's test subjects in style: their images and their truth, the test cases only."""
+        images = next((self.style / "nnUNet_raw").glob(f"Dataset{STYLE_DATASET_ID:03d}_*")) / "imagesTr"
+        inputs, reference = self.style / "inputs" / f"fold{fold}", self.style / "reference_folds" / f"fold{fold}"
+        for folder in (inputs, reference):
+            shutil.rmtree(folder, ignore_errors=True)
+        for case in self.test_cases(fold):
+            link_or_copy(images / f"{case}_0000.nii.gz", inputs / f"{case}_0000.nii.gz")
+            for suffix in (".nii.gz", "_lesion.nii.gz", "_ctd.json"):
+                link_or_copy(self.style / "reference" / f"{case}{suffix}", reference / f"{case}{suffix}")
+        return {"cases": len(self.test_cases(fold))}
+
+    def do_predict_style(self, method: Method, fold: int) -> dict:
+        return self.predict(MODELS[method.models[0]], fold, self.style / "predictions" / f"{method.key}_fold{fold}",
+                            method.numbering, method.no_coarse, inputs=self.style / "inputs" / f"fold{fold}")
+
+    def do_evaluate_style(self, method: Method, fold: int) -> dict:
+        from vertebraformer_nn.evaluation.evaluate import evaluate
+
+        report = evaluate(self.style / "reference_folds" / f"fold{fold}",
+                          self.style / "predictions" / f"{method.key}_fold{fold}", n_resamples=self.p.bootstrap,
+                          seed=self.p.seed)
+        return {"json": self.write_evaluation(report, f"{method.key}_fold{fold}_in_style.json"),
+                **split_clean_and_perturbed(report, self.p)}
 
     # -------------------------------------------------------------- efficiency
     def do_efficiency(self) -> dict:
@@ -472,7 +547,18 @@ class Benchmark:
             for key in self.methods_for(fold):
                 self.step(f"predict_{key}_fold{fold}", {}, lambda k=key, f=fold: self.do_predict(METHODS[k], f))
                 self.step(f"evaluate_{key}_fold{fold}", {}, lambda k=key, f=fold: self.do_evaluate(METHODS[k], f))
+        if any(self.style_methods(fold) for fold in self.p.folds):
+            self.step("data_style", {}, self.do_data_style)
+            for fold in self.p.folds:
+                self.step(f"inputs_style_{fold}", {}, lambda f=fold: self.do_inputs_style(f))
+                for key in self.style_methods(fold):
+                    self.step(f"predict_style_{key}_fold{fold}", {},
+                              lambda k=key, f=fold: self.do_predict_style(METHODS[k], f))
+                    self.step(f"evaluate_style_{key}_fold{fold}", {},
+                              lambda k=key, f=fold: self.do_evaluate_style(METHODS[k], f))
         self.step("efficiency", {}, self.do_efficiency)
+        if (self.work / EVALUATIONS).is_dir():
+            shutil.copytree(self.work / EVALUATIONS, self.out / EVALUATIONS, dirs_exist_ok=True)
         return write_report(self, time.time() - started)
 
 

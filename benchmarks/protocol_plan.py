@@ -152,16 +152,31 @@ def time_plan(protocol: Protocol, counts: Counts, coarse: bool = True, costs: Co
                 per = costs.nnunet_seg_per_input if key == "nnunet_seg" else costs.nnunet_lesion_per_input
                 plan.append((f"probabilities_{key}_fold{fold}", slower * (costs.process + per * n)))
         for key in protocol.methods_for(fold, coarse):
-            method = METHODS[key]
-            if key.startswith("nnunet"):
-                seconds = costs.export_per_input * n
-            else:
-                with_coarse = coarse and not method.no_coarse and any(MODELS[m].coarse for m in method.models)
-                seconds = costs.process + n * (costs.predict_per_input + (costs.coarse_per_input if with_coarse else 0))
-            plan.append((f"predict_{key}_fold{fold}", slower * seconds))
+            plan.append((f"predict_{key}_fold{fold}", slower * predict_seconds(key, n, coarse, costs)))
             plan.append((f"evaluate_{key}_fold{fold}", slower * (costs.evaluate + costs.evaluate_per_input * n)))
+    if any(protocol.style_methods(fold, coarse) for fold in protocol.folds):
+        plan.append(("data_style", costs.phantom * N_SOURCES * protocol.cases_per_source
+                     + 0.2 * N_SOURCES * protocol.cases_per_source))  # its reference too
+        for fold in protocol.folds:
+            n = test_cases.get(fold, 0)
+            plan.append((f"inputs_style_{fold}", 1.0))
+            for key in protocol.style_methods(fold, coarse):
+                plan.append((f"predict_style_{key}_fold{fold}", slower * predict_seconds(key, n, coarse, costs)))
+                plan.append((f"evaluate_style_{key}_fold{fold}",
+                             slower * (costs.evaluate + costs.evaluate_per_input * n)))
     plan += [("efficiency", costs.efficiency), ("report", costs.report)]
     return plan
+
+
+def predict_seconds(key: str, inputs: int, coarse: bool, costs: Costs = Costs()) -> float:
+    """Seconds of method ``key``'s prediction of ``inputs`` images at the reference training step: nnU-Net's
+    separate models only export (their networks ran in the probabilities steps); VertebraFormer's run ``predict``,
+    with the coarse stage where the method uses it and the plans have it."""
+    method = METHODS[key]
+    if key.startswith("nnunet"):
+        return costs.export_per_input * inputs
+    with_coarse = coarse and not method.no_coarse and any(MODELS[m].coarse for m in method.models)
+    return costs.process + inputs * (costs.predict_per_input + (costs.coarse_per_input if with_coarse else 0))
 
 
 def projected_total(plan: Sequence[Tuple[str, float]], measured: Dict[str, float]) -> float:

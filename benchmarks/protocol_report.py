@@ -46,12 +46,14 @@ def _fold_title(fold: int, splits: list) -> str:
     return f"fold {fold}: cross-domain ({held} held out)" if held else f"fold {fold}: in-domain (cross-validation)"
 
 
-def headline_rows(bench) -> List[List[str]]:
+def headline_rows(bench, step: str = "evaluate", methods=None) -> List[List[str]]:
+    """A row per fold and method of its ``step`` (``evaluate``: the run's test cases; ``evaluate_style``: the same
+    subjects in their sources' styles), for ``methods(fold)`` (default: every method of the fold)."""
     rows = []
     splits = bench.splits()
     for fold in bench.p.folds:
-        for key in bench.methods_for(fold):
-            clean = bench.record[f"evaluate_{key}_fold{fold}"]["result"]["clean"]
+        for key in (methods or bench.methods_for)(fold):
+            clean = bench.record[f"{step}_{key}_fold{fold}"]["result"]["clean"]
             rows.append([_fold_title(fold, splits), METHODS[key].title,
                          _est(clean, "segmentation", "dice", percent=True),
                          _est(clean, "segmentation", "binary_dice", percent=True),
@@ -78,11 +80,12 @@ def training_rows(bench) -> List[List[str]]:
     return rows
 
 
-def clean_cases(bench, key: str, fold: int) -> dict:
-    """{case: evaluation record} of the method's clean test cases (perturbed variants left out)."""
+def clean_cases(bench, key: str, fold: int, step: str = "evaluate") -> dict:
+    """{case: evaluation record} of the method's clean test cases (perturbed variants left out) in ``step``'s
+    evaluation."""
     from vertebraformer_nn.evaluation.perturbations import parse_variant
 
-    report = json.loads((bench.out / bench.record[f"evaluate_{key}_fold{fold}"]["result"]["json"]).read_text())
+    report = json.loads((bench.out / bench.record[f"{step}_{key}_fold{fold}"]["result"]["json"]).read_text())
     return {name: r for name, r in report["cases"].items() if parse_variant(name)[1] is None}
 
 
@@ -123,6 +126,40 @@ def contrast_rows(bench) -> List[List[str]]:
             title = contrast.title if (a, b) == (contrast.a, contrast.b) else f"{contrast.title} ({a} - {b})"
             rows.append([_fold_title(fold, splits), title, *cells, str(len(set(cases_a) & set(cases_b)))])
     return rows
+
+
+def style_rows(bench) -> List[List[str]]:
+    """Per fold and method scored in style: (in style - the run's test cases) of the same subjects, paired."""
+    rows = []
+    splits = bench.splits()
+    for fold in bench.p.folds:
+        for key in bench.style_methods(fold):
+            cases_a, cases_b = clean_cases(bench, key, fold, "evaluate_style"), clean_cases(bench, key, fold)
+            cells = [_est({"d": paired_difference(cases_a, cases_b, task, metric, bench.p.bootstrap, bench.p.seed)},
+                          "d", percent=True) for task, metric, _ in CONTRAST_METRICS]
+            rows.append([_fold_title(fold, splits), METHODS[key].title, *cells,
+                         str(len(set(cases_a) & set(cases_b)))])
+    return rows
+
+
+def style_section(bench) -> List[str]:
+    """The methods on the test subjects scanned in their sources' own styles, and what the randomised scans of
+    the run's test cases cost them; nothing when no method was scored so."""
+    if not any(bench.style_methods(fold) for fold in bench.p.folds):
+        return []
+    return ["## The same test subjects in their sources' own styles", "",
+            "The run's phantoms are drawn with the generator's domain randomisation (`--randomise 0.5`: each group "
+            "of scan parameters drawn far beyond the real range with probability 0.5), its test cases included. "
+            "Here the same subjects (same seed and plan: same anatomy, levels and lesions) are scanned without it, "
+            "each in its source's own style, the scans the paper's test sets stand for; VertebraFormer's methods "
+            "predict them with the same models (nnU-Net's separate models are scored on the run's test cases "
+            "only).", "",
+            *_table(["test set", "method", "Dice %", "binary Dice %", "HD95 mm", "id rate %", "localisation mm",
+                     "all correct %", "lesion AP@0.1 %", "lesion AP@0.3 %", "cases"],
+                    headline_rows(bench, "evaluate_style", bench.style_methods)), "",
+            "In style - the run's test cases (same subjects, same model; differences in points, paired):", "",
+            *_table(["test set", "method", *[title for _, _, title in CONTRAST_METRICS], "cases"], style_rows(bench)),
+            ""]
 
 
 def budget_sentence(p) -> str:
@@ -324,6 +361,7 @@ def write_report(bench, seconds: float) -> Path:
              "Each difference is the mean over the clean test cases of (first - second), with a 95 % BCa interval "
              "of the cases resampled by patient, both methods together; an interval that excludes 0 ranks the two.",
              "",
+             *style_section(bench),
              "## Training", "",
              *_table(["fold", "model", "trainer", "seconds", "epochs", "iterations", "batch x patch", "weights from",
                       "peak lr", "peak RSS GB"], training_rows(bench)), "",

@@ -17,6 +17,8 @@ from typing import List, Optional
 
 DATASET_ID = 590
 LESION_DATASET_ID = 591
+#: the test subjects scanned again in their sources' own styles (the run's seed without domain randomisation)
+STYLE_DATASET_ID = 592
 NNUNET_PLANS = "nnUNetPlans_vfspacing"
 CONFIGURATION = "3d_fullres"
 #: nnU-Net's name of the coarse configuration, which VertebraFormer's planner uses for the whole-field stage
@@ -155,6 +157,12 @@ class Protocol:
         return [key for key in self.methods
                 if (not METHODS[key].ablation or self.ablation_folds is None or fold in self.ablation_folds)
                 and (coarse or not METHODS[key].needs_coarse)]
+
+    def style_methods(self, fold: int, coarse: bool = True) -> List[str]:
+        """The methods also scored on ``fold``'s test subjects scanned in their sources' own styles: VertebraFormer's
+        (one network each, predicted by ``predict`` from the images), not nnU-Net's separate models."""
+        return [key for key in self.methods_for(fold, coarse)
+                if MODELS[METHODS[key].models[0]].trainer.startswith("VertebraFormer")]
 
     def methods_run(self, coarse: bool = True) -> List[str]:
         """The methods that run on at least one of the folds (an ablation whose folds are not among them does

@@ -207,3 +207,55 @@ def test_the_speed_step_probes_each_configuration_vertebraformer_trains_and_the_
     assert dict(pp.time_plan(QUICK, QUICK_COUNTS))["speed"] == pytest.approx(2 * probe)
     assert dict(pp.time_plan(fine_only, QUICK_COUNTS))["speed"] == pytest.approx(probe)
     assert "speed" not in dict(pp.time_plan(replace(QUICK, methods=["nnunet"]), QUICK_COUNTS))
+
+
+def test_the_test_subjects_in_style_are_scored_for_vertebraformers_methods_and_planned():
+    """After the run's own predictions, VertebraFormer's methods (not nnU-Net's separate models, whose networks run
+    in their probabilities steps) predict and evaluate the same test subjects scanned in their sources' styles; the
+    plan counts those steps and still fits the limit."""
+    assert QUICK.style_methods(0) == ["vf", "vf_nocoarse", "vf_argmax"]
+    assert QUICK.style_methods(5) == ["vf", "vf_nocoarse", "vf_argmax", "vf_nomod"]
+    assert QUICK.style_methods(5, coarse=False) == ["vf", "vf_argmax", "vf_nomod"]
+    plan = pp.time_plan(QUICK, QUICK_COUNTS)
+    steps = [s for s, _ in plan]
+    style = [s for s in steps if "style" in s]
+    assert style[0] == "data_style" and steps.index("data_style") > steps.index("evaluate_nnunet_argmax_fold5")
+    assert "predict_style_vf_nomod_fold5" in style and not any("nnunet" in s for s in style)
+    assert dict(plan)["predict_style_vf_fold0"] == pytest.approx(pp.predict_seconds("vf", 16, True))
+    assert pp.check_plan(QUICK, plan) < QUICK.max_minutes
+    assert not any("style" in s for s, _ in pp.time_plan(replace(QUICK, methods=["nnunet"]), QUICK_COUNTS))
+
+
+def test_the_style_arm_predicts_the_twins_with_the_same_model(bench):
+    bench.do_predict_style(mp.METHODS["vf_argmax"], 5)
+    cmd, = bench.commands
+    assert cmd[cmd.index("-i") + 1] == str(bench.work / "in_style" / "inputs" / "fold5")
+    assert cmd[cmd.index("-o") + 1] == str(bench.work / "in_style" / "predictions" / "vf_argmax_fold5")
+    assert cmd[cmd.index("-m", cmd.index("predict")) + 1] == str(bench.model_folder(MODELS["vf"]))
+    assert cmd[cmd.index("--numbering") + 1] == "argmax" and "--no-coarse" in cmd
+
+
+def test_the_report_pairs_each_subject_in_style_with_its_randomised_scan(bench):
+    """The style section's contrast is (in style - the run's test case) per subject, from the evaluations' JSON,
+    which the run keeps in its work folder and copies into every report's folder."""
+    import json
+
+    bench.p.folds = [5]
+    bench.splits = lambda: [{}] * 5 + [{"held_out_domain": "verse"}]
+    bench.p.methods = ["vf"]
+    for step, rate in (("evaluate", 0.5), ("evaluate_style", 0.9)):
+        cases = {f"c{i}": {"subject": f"s{i}", "numbering": {"id_rate": rate + 0.01 * i, "all_correct": rate > 0.6},
+                           "segmentation": {"dice": rate, "binary_dice": 0.8}} for i in range(6)}
+        name = f"vf_fold5{'_in_style' if step == 'evaluate_style' else ''}.json"
+        (bench.work / mp.EVALUATIONS).mkdir(parents=True, exist_ok=True)
+        (bench.work / mp.EVALUATIONS / name).write_text(json.dumps({"cases": cases}))
+        bench.record[f"{step}_vf_fold5"] = {"seconds": 1.0, "result": {"json": f"{mp.EVALUATIONS}/{name}",
+                                                                        "clean": None}}
+    import shutil
+
+    shutil.copytree(bench.work / mp.EVALUATIONS, bench.out / mp.EVALUATIONS)
+    (row,) = pr.style_rows(bench)
+    assert row[:2] == ["fold 5: cross-domain (verse held out)", "VertebraFormer"] and row[-1] == "6"
+    assert row[2].startswith("40.0")  # id rate, points
+    section = "\n".join(pr.style_section(bench))
+    assert "in its source's own style" in section and "| 6 |" in section
