@@ -37,6 +37,11 @@ def _mean(summary: Optional[dict], *path: str) -> Optional[float]:
     return None if not node or node.get("value") is None else float(node["value"])
 
 
+#: the columns of the accuracy tables (the run's test cases, and the same subjects in their sources' styles)
+ACCURACY_COLUMNS = ["test set", "method", "Dice %", "binary Dice %", "HD95 mm", "id rate %", "localisation mm",
+                    "all correct %", "lesion AP@0.1 %", "lesion AP@0.3 %", "cases"]
+
+
 def _table(header: List[str], rows: List[List[str]]) -> List[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
@@ -150,13 +155,12 @@ def style_section(bench) -> List[str]:
     return ["## The same test subjects in their sources' own styles", "",
             "The run's phantoms are drawn with the generator's domain randomisation (`--randomise 0.5`: each group "
             "of scan parameters drawn far beyond the real range with probability 0.5), its test cases included. "
-            "Here the same subjects (same seed and plan: same anatomy, levels and lesions) are scanned without it, "
+            "Here the same subjects (same seed and plan: same anatomy and lesions; where the randomised field of view "
+            "or slices changed which vertebrae were in view, those of the source's style) are scanned without it, "
             "each in its source's own style, the scans the paper's test sets stand for; VertebraFormer's methods "
             "predict them with the same models (nnU-Net's separate models are scored on the run's test cases "
             "only).", "",
-            *_table(["test set", "method", "Dice %", "binary Dice %", "HD95 mm", "id rate %", "localisation mm",
-                     "all correct %", "lesion AP@0.1 %", "lesion AP@0.3 %", "cases"],
-                    headline_rows(bench, "evaluate_style", bench.style_methods)), "",
+            *_table(ACCURACY_COLUMNS, headline_rows(bench, "evaluate_style", bench.style_methods)), "",
             "In style - the run's test cases (same subjects, same model; differences in points, paired):", "",
             *_table(["test set", "method", *[title for _, _, title in CONTRAST_METRICS], "cases"], style_rows(bench)),
             ""]
@@ -350,8 +354,7 @@ def write_report(bench, seconds: float) -> Path:
              f"({p.bootstrap} resamples, case level).", "",
              coarse_sentence(bench), "",
              "## Accuracy", "",
-             *_table(["test set", "method", "Dice %", "binary Dice %", "HD95 mm", "id rate %", "localisation mm",
-                      "all correct %", "lesion AP@0.1 %", "lesion AP@0.3 %", "cases"], headline_rows(bench)), "",
+             *_table(ACCURACY_COLUMNS, headline_rows(bench)), "",
              "Dice: mean over the vertebrae present in reference or prediction, per case; binary: all vertebrae as "
              "one structure; id rate: VerSe identification rate (closest predicted centroid of the same label "
              "within 20 mm); lesion AP: instance average precision at 3D IoU 0.1 / 0.3, pooled over cases.", "",
