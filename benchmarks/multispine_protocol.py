@@ -102,6 +102,40 @@ def vf(*args: str) -> List[str]:
     return [sys.executable, "-m", "vertebraformer_nn", *args]
 
 
+#: the files of one case's reference: label map, lesion map, centroids
+REFERENCE_SUFFIXES = (".nii.gz", "_lesion.nii.gz", "_ctd.json")
+
+
+def link_reference(base: Path, case: str, folder: Path, name: Optional[str] = None) -> None:
+    """Links ``case``'s reference files in ``base`` into ``folder``, named ``name`` (a perturbed variant's) or
+    ``case``."""
+    for suffix in REFERENCE_SUFFIXES:
+        link_or_copy(base / f"{case}{suffix}", folder / f"{name or case}{suffix}")
+
+
+def convert_phantoms(sim: Path, dataset: int, check: bool = True):
+    """MultiSpine-Sim's four sources in ``sim`` converted into raw dataset ``dataset`` under ``$nnUNet_raw`` and
+    finalised (``check``: nnU-Net's integrity check); the finalize report, raising when it failed."""
+    from vertebraformer_nn.dataset_conversion import convert_source, finalize
+    from vertebraformer_nn.sources import SOURCES
+
+    for i, source in enumerate(SOURCES):
+        convert_source(source, sim / source, dataset, append=i > 0, progress=False)
+    final = finalize(dataset, check=check, num_processes=2)
+    if not final.ok:
+        raise RuntimeError(f"finalize of {sim} failed: {final.errors or final.integrity}")
+    return final
+
+
+def write_truth(sim: Path, target: Path) -> int:
+    """The phantoms' complete truth as the reference folder ``target`` (case names, RAS); the number of cases."""
+    from vertebraformer_nn.demo.reference import truth_reference
+    from vertebraformer_nn.sources import SOURCES
+
+    shutil.rmtree(target, ignore_errors=True)
+    return truth_reference(sim, list(SOURCES), target, name="case", orientation="RAS")
+
+
 # ------------------------------------------------------------------------------------------------ the run
 class Benchmark:
     def __init__(self, protocol: Protocol, work: Path, out: Path):
@@ -177,18 +211,12 @@ class Benchmark:
 
     # -------------------------------------------------------------- data and plans
     def do_data(self) -> dict:
-        from vertebraformer_nn.dataset_conversion import convert_source, finalize
-        from vertebraformer_nn.sources import SOURCES
         from vertebraformer_nn.phantoms import generate
 
         for folder in (self.sim, self.raw, self.pre, self.results):
             shutil.rmtree(folder, ignore_errors=True)
         generate(self.sim, cases_per_source=self.p.cases_per_source, seed=self.p.seed, previews=False, progress=True)
-        for i, source in enumerate(SOURCES):
-            convert_source(source, self.sim / source, DATASET_ID, append=i > 0, progress=False)
-        final = finalize(DATASET_ID, num_processes=2)
-        if not final.ok:
-            raise RuntimeError(f"finalize failed: {final.errors or final.integrity}")
+        final = convert_phantoms(self.sim, DATASET_ID)
         return {"training_cases": final.num_training, "fold_sizes": final.fold_sizes}
 
     def do_plan_ours(self) -> dict:
@@ -402,13 +430,7 @@ class Benchmark:
 
     # -------------------------------------------------------------- evaluation
     def do_reference(self) -> dict:
-        from vertebraformer_nn.demo.reference import truth_reference
-        from vertebraformer_nn.sources import SOURCES
-
-        target = self.work / "reference"
-        shutil.rmtree(target, ignore_errors=True)
-        n = truth_reference(self.sim, list(SOURCES), target, name="case", orientation="RAS")
-        return {"cases": n}
+        return {"cases": write_truth(self.sim, self.work / "reference")}
 
     def variant_reference(self, fold: int) -> Path:
         """The reference folder for the fold's predictions: the truth, plus links for each perturbed variant."""
@@ -418,43 +440,37 @@ class Benchmark:
         folder = self.work / "reference_variants" / f"fold{fold}"
         shutil.rmtree(folder, ignore_errors=True)
         for name in self.record[f"inputs_{fold}"]["result"]["variants"]:
-            case, _, _ = parse_variant(name)
-            for suffix in (".nii.gz", "_lesion.nii.gz", "_ctd.json"):
-                link_or_copy(base / f"{case}{suffix}", folder / f"{name}{suffix}")
+            link_reference(base, parse_variant(name)[0], folder, name)
         for case in self.test_cases(fold):
-            for suffix in (".nii.gz", "_lesion.nii.gz", "_ctd.json"):
-                link_or_copy(base / f"{case}{suffix}", folder / f"{case}{suffix}")
+            link_reference(base, case, folder)
         return folder
 
     def do_evaluate(self, method: Method, fold: int) -> dict:
+        return self.evaluated(self.variant_reference(fold), self.predictions(method, fold),
+                              f"{method.key}_fold{fold}.json")
+
+    def evaluated(self, reference: Path, predictions: Path, name: str) -> dict:
+        """The evaluation of ``predictions`` against ``reference``, its JSON written as ``name`` into the work
+        folder, whence every report copies them (a report of a rerun that reuses the step goes to another folder):
+        its path relative to the report's folder, and its headline numbers."""
         from vertebraformer_nn.evaluation.evaluate import evaluate
-
-        report = evaluate(self.variant_reference(fold), self.predictions(method, fold), n_resamples=self.p.bootstrap,
-                          seed=self.p.seed)
-        return {"json": self.write_evaluation(report, f"{method.key}_fold{fold}.json"),
-                **split_clean_and_perturbed(report, self.p)}
-
-    def write_evaluation(self, report: dict, name: str) -> str:
-        """Writes an evaluation's JSON into the work folder, whence every report copies them (a report of a rerun
-        that reuses the step goes to another folder); returns its path relative to the report's folder."""
         from vertebraformer_nn.evaluation.report import write_json
 
+        report = evaluate(reference, predictions, n_resamples=self.p.bootstrap, seed=self.p.seed)
         path = self.work / EVALUATIONS / name
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(report, path)
-        return f"{EVALUATIONS}/{name}"
+        return {"json": f"{EVALUATIONS}/{name}", **split_clean_and_perturbed(report, self.p)}
 
     # -------------------------------------------------------------- the test subjects in their sources' styles
     def do_data_style(self) -> dict:
         """The run's phantoms again without domain randomisation: every random draw of the generator is keyed by
-        its case and purpose (``phantoms/plan.py``), so the subjects (anatomy, levels, lesions, fractures) are the
-        same and each scan is in its source's own style, where the run's were drawn beyond the real range in
+        its case and purpose (``phantoms/plan.py``), so the subjects (anatomy, lesions, fractures; the vertebrae in
+        view, except where a randomised field of view or slices changed them) are the same and each scan is in its
+        source's own style, where the run's were drawn beyond the real range in
         groups of scan parameters (``ground_truth/index.json``: ``scan.randomised``). Converted as the run's data,
         into a raw folder of their own, and their complete truth as the reference."""
-        from vertebraformer_nn.dataset_conversion import convert_source, finalize
-        from vertebraformer_nn.demo.reference import truth_reference
         from vertebraformer_nn.phantoms import generate
-        from vertebraformer_nn.sources import SOURCES
 
         shutil.rmtree(self.style, ignore_errors=True)
         sim = self.style / "SIM"
@@ -462,15 +478,10 @@ class Benchmark:
                  randomise=0.0)
         os.environ["nnUNet_raw"] = str(self.style / "nnUNet_raw")  # the converters write under $nnUNet_raw
         try:
-            for i, source in enumerate(SOURCES):
-                convert_source(source, sim / source, STYLE_DATASET_ID, append=i > 0, progress=False)
-            final = finalize(STYLE_DATASET_ID, check=False, num_processes=2)
+            convert_phantoms(sim, STYLE_DATASET_ID, check=False)
         finally:
             os.environ["nnUNet_raw"] = str(self.raw)
-        if not final.ok:
-            raise RuntimeError(f"finalize of the in-style twins failed: {final.errors}")
-        return {"cases": truth_reference(sim, list(SOURCES), self.style / "reference", name="case",
-                                         orientation="RAS")}
+        return {"cases": write_truth(sim, self.style / "reference")}
 
     def do_inputs_style(self, fold: int) -> dict:
         """The fold's test subjects in style: their images and their truth, the test cases only."""
@@ -480,8 +491,7 @@ class Benchmark:
             shutil.rmtree(folder, ignore_errors=True)
         for case in self.test_cases(fold):
             link_or_copy(images / f"{case}_0000.nii.gz", inputs / f"{case}_0000.nii.gz")
-            for suffix in (".nii.gz", "_lesion.nii.gz", "_ctd.json"):
-                link_or_copy(self.style / "reference" / f"{case}{suffix}", reference / f"{case}{suffix}")
+            link_reference(self.style / "reference", case, reference)
         return {"cases": len(self.test_cases(fold))}
 
     def do_predict_style(self, method: Method, fold: int) -> dict:
@@ -489,13 +499,9 @@ class Benchmark:
                             method.numbering, method.no_coarse, inputs=self.style / "inputs" / f"fold{fold}")
 
     def do_evaluate_style(self, method: Method, fold: int) -> dict:
-        from vertebraformer_nn.evaluation.evaluate import evaluate
-
-        report = evaluate(self.style / "reference_folds" / f"fold{fold}",
-                          self.style / "predictions" / f"{method.key}_fold{fold}", n_resamples=self.p.bootstrap,
-                          seed=self.p.seed)
-        return {"json": self.write_evaluation(report, f"{method.key}_fold{fold}_in_style.json"),
-                **split_clean_and_perturbed(report, self.p)}
+        return self.evaluated(self.style / "reference_folds" / f"fold{fold}",
+                              self.style / "predictions" / f"{method.key}_fold{fold}",
+                              f"{method.key}_fold{fold}_in_style.json")
 
     # -------------------------------------------------------------- efficiency
     def do_efficiency(self) -> dict:

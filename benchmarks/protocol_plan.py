@@ -153,7 +153,7 @@ def time_plan(protocol: Protocol, counts: Counts, coarse: bool = True, costs: Co
                 plan.append((f"probabilities_{key}_fold{fold}", slower * (costs.process + per * n)))
         for key in protocol.methods_for(fold, coarse):
             plan.append((f"predict_{key}_fold{fold}", slower * predict_seconds(key, n, coarse, costs)))
-            plan.append((f"evaluate_{key}_fold{fold}", slower * (costs.evaluate + costs.evaluate_per_input * n)))
+            plan.append((f"evaluate_{key}_fold{fold}", slower * evaluate_seconds(n, costs)))
     if any(protocol.style_methods(fold, coarse) for fold in protocol.folds):
         plan.append(("data_style", costs.phantom * N_SOURCES * protocol.cases_per_source
                      + 0.2 * N_SOURCES * protocol.cases_per_source))  # its reference too
@@ -162,8 +162,7 @@ def time_plan(protocol: Protocol, counts: Counts, coarse: bool = True, costs: Co
             plan.append((f"inputs_style_{fold}", 1.0))
             for key in protocol.style_methods(fold, coarse):
                 plan.append((f"predict_style_{key}_fold{fold}", slower * predict_seconds(key, n, coarse, costs)))
-                plan.append((f"evaluate_style_{key}_fold{fold}",
-                             slower * (costs.evaluate + costs.evaluate_per_input * n)))
+                plan.append((f"evaluate_style_{key}_fold{fold}", slower * evaluate_seconds(n, costs)))
     plan += [("efficiency", costs.efficiency), ("report", costs.report)]
     return plan
 
@@ -177,6 +176,11 @@ def predict_seconds(key: str, inputs: int, coarse: bool, costs: Costs = Costs())
         return costs.export_per_input * inputs
     with_coarse = coarse and not method.no_coarse and any(MODELS[m].coarse for m in method.models)
     return costs.process + inputs * (costs.predict_per_input + (costs.coarse_per_input if with_coarse else 0))
+
+
+def evaluate_seconds(inputs: int, costs: Costs = Costs()) -> float:
+    """Seconds of one method's evaluation of ``inputs`` predictions at the reference training step."""
+    return costs.evaluate + costs.evaluate_per_input * inputs
 
 
 def projected_total(plan: Sequence[Tuple[str, float]], measured: Dict[str, float]) -> float:

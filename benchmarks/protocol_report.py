@@ -123,14 +123,18 @@ def contrast_rows(bench) -> List[List[str]]:
         for fold in bench.p.folds:
             if a not in bench.methods_for(fold) or b not in bench.methods_for(fold):
                 continue
-            cases_a, cases_b = clean_cases(bench, a, fold), clean_cases(bench, b, fold)
-            cells = []
-            for task, metric, _ in CONTRAST_METRICS:
-                diff = paired_difference(cases_a, cases_b, task, metric, bench.p.bootstrap, bench.p.seed)
-                cells.append(_est({"d": diff}, "d", percent=True))
             title = contrast.title if (a, b) == (contrast.a, contrast.b) else f"{contrast.title} ({a} - {b})"
-            rows.append([_fold_title(fold, splits), title, *cells, str(len(set(cases_a) & set(cases_b)))])
+            rows.append([_fold_title(fold, splits), title,
+                         *paired_cells(bench, clean_cases(bench, a, fold), clean_cases(bench, b, fold))])
     return rows
+
+
+def paired_cells(bench, cases_a: dict, cases_b: dict) -> List[str]:
+    """The cells of a paired row: (a - b) of each of :data:`CONTRAST_METRICS` with its interval, then the number
+    of cases both evaluated."""
+    cells = [_est({"d": paired_difference(cases_a, cases_b, task, metric, bench.p.bootstrap, bench.p.seed)}, "d",
+                  percent=True) for task, metric, _ in CONTRAST_METRICS]
+    return cells + [str(len(set(cases_a) & set(cases_b)))]
 
 
 def style_rows(bench) -> List[List[str]]:
@@ -139,11 +143,9 @@ def style_rows(bench) -> List[List[str]]:
     splits = bench.splits()
     for fold in bench.p.folds:
         for key in bench.style_methods(fold):
-            cases_a, cases_b = clean_cases(bench, key, fold, "evaluate_style"), clean_cases(bench, key, fold)
-            cells = [_est({"d": paired_difference(cases_a, cases_b, task, metric, bench.p.bootstrap, bench.p.seed)},
-                          "d", percent=True) for task, metric, _ in CONTRAST_METRICS]
-            rows.append([_fold_title(fold, splits), METHODS[key].title, *cells,
-                         str(len(set(cases_a) & set(cases_b)))])
+            rows.append([_fold_title(fold, splits), METHODS[key].title,
+                         *paired_cells(bench, clean_cases(bench, key, fold, "evaluate_style"),
+                                       clean_cases(bench, key, fold))])
     return rows
 
 
