@@ -8,7 +8,7 @@ Modules::
     ct_window     the CT intensity window written into the plans
     planner       VertebraFormerPlanner, VertebraFormerCPUPlanner (ExperimentPlanner subclasses: pass them as classes)
     tokens        token edges per axis for a spacing (pure; the planner and whole_field share it)
-    whole_field   the coarse whole-field configuration (3d_lowres): its spacing and a patch holding the median scan
+    whole_field   the coarse whole-field configuration (3d_lowres): its spacing and a patch holding the whole scan
     preprocessor  VertebraFormerPreprocessor (lesion map as seg channel 1, per-case facts)
 
 This package imports only ``api`` and ``presets`` (neither imports torch or nnU-Net at import time), so

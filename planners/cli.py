@@ -17,7 +17,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "then preprocessing with the lesion map as a second segmentation channel. Writes "
         "$nnUNet_preprocessed/Dataset<ID>_<name>/VertebraFormerPlans.json (VertebraFormerCPUPlans.json with "
         "--preset cpu) with two configurations, 3d_fullres and 3d_lowres (the coarse whole-field stage of the "
-        "numbering: one patch holds the whole median scan), and their data folders <plans>_<configuration>.")
+        "numbering: one patch holds the whole scan, the long ones included), and their data folders "
+        "<plans>_<configuration>.")
     parser.add_argument("-d", "--dataset", dest="dataset_id", type=int, required=True, metavar="ID",
                         help="dataset id (e.g. 501)")
     parser.add_argument("-c", dest="configurations", nargs="+", default=["3d_fullres", "3d_lowres"],

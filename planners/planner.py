@@ -37,8 +37,8 @@ What is ours:
 * The architecture entry of :class:`vertebraformer_nn.network.VertebraFormer` with every size of the network,
   resolved from the planner's preset (presets.py): the plans describe the network completely.
 * Two configurations: ``3d_fullres`` (the fine stage) and ``3d_lowres``, the coarse whole-field stage whose patch
-  holds the whole median scan (whole_field.py: 7 mm at the CPU preset), which the numbering takes its level
-  evidence from. No ``2d``: the network is 3D.
+  holds the whole scan, the long ones included (whole_field.py: 7 mm at the CPU preset), which the numbering takes
+  its level evidence from. No ``2d``: the network is 3D.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ from .ct_window import WINDOW_MARGIN_MM, ct_window
 from .data_facts import dataset_domains, untransposed_axes
 from .presets import COARSE_CONFIGURATION, CONFIGURATION, CPU_PLANS_NAME, PLANS_NAME, network_arch_kwargs
 from .tokens import token_size_for_spacing
-from .whole_field import plan_whole_field
+from .whole_field import HEAD_FOOT_PERCENTILE, plan_whole_field
 
 #: CPU preset: isotropic target spacing in mm. 3.5 mm makes an 8-voxel token 28 mm, about one vertebral body
 #: plus disc, so a 512-token patch elongated head-foot spans 30-40 cm of spine (10 or more vertebrae: enough
@@ -348,12 +348,13 @@ class VertebraFormerPlanner(nnUNetPlannerResEncM):
         if not s:
             return f"  {COARSE_CONFIGURATION} not planned (no spacing coarser than {CONFIGURATION}'s)"
         sp = "x".join(f"{v:g}" for v in np.round(s["spacing"], 2))
-        med = "x".join(str(int(round(m))) for m in s["median_shape"])
-        whole = all(p >= m for p, m in zip(s["patch_size"], s["median_shape"]))
+        held = "x".join(str(int(round(m))) for m in s["held_shape"])
+        whole = all(p >= m for p, m in zip(s["patch_size"], s["held_shape"]))
         patch = "x".join(map(str, s["patch_size"]))
         return (f"  {COARSE_CONFIGURATION} spacing {sp} mm, patch {patch} = {s['tokens']} tokens, "
-                f"batch {s['batch_size']}: {'the whole' if whole else 'not all of the'} median image ({med}) "
-                f"in one patch (the coarse whole-field stage of the numbering)")
+                f"batch {s['batch_size']}: {'the whole' if whole else 'not all of the'} image of median width and "
+                f"{HEAD_FOOT_PERCENTILE:g}th-percentile length ({held}) in one patch (the coarse whole-field stage "
+                "of the numbering)")
 
     def _nnunet_window(self) -> Tuple[float, float]:
         p = self.dataset_fingerprint["foreground_intensity_properties_per_channel"]["0"]

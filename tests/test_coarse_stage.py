@@ -15,7 +15,8 @@ from vertebraformer_nn.inference import probabilities as P
 from vertebraformer_nn.inference.coarse_resample import at_fine_voxels, to_fine_grid
 from vertebraformer_nn.inference.coarse_stage import LevelGrid, find_coarse_model, sibling_folder
 from vertebraformer_nn.inference.grid_probabilities import COARSE_HEAD
-from vertebraformer_nn.planners.whole_field import CPU_COARSE_SPACING_MM, coarse_spacing, tokens_needed
+from vertebraformer_nn.planners.whole_field import (CPU_COARSE_SPACING_MM, HEAD_FOOT_PERCENTILE, coarse_spacing,
+                                                    tokens_needed, whole_field_shape)
 
 PHANTOM = "verse/dataset-verse20training/rawdata/sub-verse501/sub-verse501_split-verse501_ct.nii.gz"
 
@@ -30,6 +31,16 @@ def test_coarse_spacing_cpu_is_7mm_and_gpu_grows_until_the_median_scan_fits():
     assert (spacing >= 2.0).all() and fits(spacing, np.array([600, 400, 400]) / spacing)
     assert not fits(spacing / 1.03, np.array([600, 400, 400]) / (spacing / 1.03))  # the finest that fits
     assert tokens_needed([17, 8, 1], (8, 8, 8)) == 3
+
+
+def test_the_shape_to_hold_is_the_median_across_and_the_long_scans_head_foot():
+    # eight short scans and two whole spines along axis 1: the median would leave the long ones to sliding windows
+    shapes = [[30, 40 + i, 30] for i in range(8)] + [[50, 100, 20], [50, 100, 20]]
+    held = whole_field_shape(shapes, head_foot_axis=1)
+    assert held[0] == 30 and held[2] == 30  # across: the median
+    assert held[1] == 100 > np.median(np.array(shapes)[:, 1])  # a tenth of the scans is long: the 90th percentile
+    assert whole_field_shape(shapes, head_foot_axis=1, percentile=50).tolist() == np.median(shapes, 0).tolist()
+    assert HEAD_FOOT_PERCENTILE == 90
 
 
 def test_to_fine_grid_keeps_constants_and_interpolates_linearly():
@@ -111,11 +122,14 @@ def test_plans_hold_the_whole_field_configuration(multispine_preprocessed):
     assert coarse["architecture"]["network_class_name"] == fine["architecture"]["network_class_name"]
     assert fine["architecture"]["arch_kwargs"]["use_boundary_head"] is True  # the disc head: fine stage only
     assert coarse["architecture"]["arch_kwargs"]["use_boundary_head"] is False
-    # one patch holds the whole median phantom scan
+    # one patch holds the median phantom scan across and the long ones head-foot (axis 0 of these plans)
     fingerprint = json.loads((pp / "dataset_fingerprint.json").read_text())
-    extent = np.median([np.array(s) * np.array(sp) for s, sp in
-                        zip(fingerprint["shapes_after_crop"], fingerprint["spacings"])], 0)
-    assert all(p * CPU_COARSE_SPACING_MM >= e - CPU_COARSE_SPACING_MM for p, e in zip(coarse["patch_size"], extent))
+    extents = [np.array(s) * np.array(sp) for s, sp in zip(fingerprint["shapes_after_crop"], fingerprint["spacings"])]
+    held = whole_field_shape(extents, plans["vertebraformer"]["anatomical_axes"]["si"])
+    assert held[0] > np.median(extents, 0)[0] or len({round(e[0]) for e in extents}) == 1
+    assert all(p * CPU_COARSE_SPACING_MM >= e - CPU_COARSE_SPACING_MM for p, e in zip(coarse["patch_size"], held))
+    assert coarse["median_image_size_in_voxels"] == pytest.approx(np.median(extents, 0) / CPU_COARSE_SPACING_MM,
+                                                                  abs=1.0)
     assert any((pp / coarse["data_identifier"]).glob("*.b2nd")) or any((pp / coarse["data_identifier"]).glob("*.np*"))
 
 

@@ -2,10 +2,10 @@
 probabilities, brought onto the fine model's grid, as the numbering's second source of level evidence.
 
 A fine model folder ``<Trainer>__<Plans>__3d_fullres`` has a coarse stage when ``<Trainer>__<Plans>__3d_lowres``
-(planners/whole_field.py: one patch holds the whole median scan) stands beside it with a checkpoint for at least one
-fold the prediction uses; it runs with those of the prediction's folds it has (:func:`find_coarse_model`: a fold
-ensemble may ship with fewer coarse folds, one fold of each being the same size). Then, per case, after the fine
-network:
+(planners/whole_field.py: one patch holds the whole scan, the long ones included) stands beside it with a checkpoint
+for at least one fold the prediction uses; it runs with those of the prediction's folds it has
+(:func:`find_coarse_model`: a fold ensemble may ship with fewer coarse folds, one fold of each being the same size).
+Then, per case, after the fine network:
 
 1. the same input goes through nnU-Net's preprocessing with the coarse configuration (same transpose, same crop to
    the image's non-zero box, coarser spacing) and the coarse network's sliding window (one window for a scan no
