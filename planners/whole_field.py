@@ -94,7 +94,8 @@ def plan_whole_field(planner, fine_spacing: np.ndarray, transpose_forward: Seque
     spacing = coarse_spacing(fine_spacing, held_at(fine_spacing), planner.preset == "cpu", fits)
     if np.all(spacing <= np.asarray(fine_spacing) * 1.0001):
         return None
-    median, held = np.median(shapes_at(spacing), 0), held_at(spacing)
+    shapes = shapes_at(spacing)
+    median, held = np.median(shapes, 0), whole_field_shape(shapes, head_foot)
     n_voxels = float(np.prod(median, dtype=np.float64) * planner.dataset_json["numTraining"])
     entry = planner.get_plans_for_configuration(spacing[tf], held[tf],
                                                 planner.generate_data_identifier(COARSE_CONFIGURATION), n_voxels, {})

@@ -22,7 +22,7 @@ PHANTOM = "verse/dataset-verse20training/rawdata/sub-verse501/sub-verse501_split
 
 
 # ------------------------------------------------------------------------------------------------ pure functions
-def test_coarse_spacing_cpu_is_7mm_and_gpu_grows_until_the_median_scan_fits():
+def test_coarse_spacing_cpu_is_7mm_and_gpu_grows_until_the_scan_fits():
     assert coarse_spacing([3.5, 3.5, 3.5], [200, 100, 100], cpu=True).tolist() == [CPU_COARSE_SPACING_MM] * 3
     assert coarse_spacing([8.0, 3.5, 3.5], [200, 100, 100], cpu=True).tolist() == [8.0, 7.0, 7.0]
     # GPU: at least twice the fine spacing, then coarser until the (fake) budget of 1000 tokens of 8 voxels fits
