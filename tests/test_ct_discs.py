@@ -1,6 +1,8 @@
 """Instances cut and joined at the discs the CT shows (``inference.ct_discs``): pure, no model."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -255,6 +257,18 @@ def test_fused_and_split_instances_end_at_the_discs_the_ct_shows():
     assert len(np.unique(out[out > 0])) == BODIES
 
 
+def test_a_quiet_ct_s_3_mm_slices_show_its_discs():
+    """3 mm slices hold one sample of a 4 mm disc (here only its upper endplate survives the phantom's rounding, so
+    the discs are read up to a sample high): found where the 1 mm slices show them, evenly spaced, and used."""
+    _, _, thin, model_shape = _column()
+    _, _, thick, _ = _column(input_mm=3.0)
+    bone, _ = _spine_on_model(thin, model_shape)
+    instance = bone.astype(np.int32)
+    found = [C.cut_at_ct_discs(instance, (MODEL_MM,) * 3, 0, ct, 20.0, 0.2)[2] for ct in (thin, thick)]
+    assert found[1].get("used") and len(found[1]["discs_mm"]) == len(found[0]["discs_mm"]) == BODIES - 1
+    assert np.abs(np.subtract(found[1]["discs_mm"], found[0]["discs_mm"])).max() <= 4.0
+
+
 def test_a_lumbar_pitch_is_not_read_whole(monkeypatch):
     """Discs evenly spaced, but farther apart than thin discs lie: not read as a whole spine; its runs would need a
     median gap of thin discs too."""
@@ -267,12 +281,22 @@ def test_a_lumbar_pitch_is_not_read_whole(monkeypatch):
     assert "used" not in found and "runs_mm" not in found and len(found["discs_mm"]) == BODIES - 1
 
 
-def test_thick_slices_no_ct_or_off_change_nothing():
-    _, _, seen, model_shape = _column(input_mm=3.0)
+def test_thick_or_noisy_thick_slices_no_ct_or_off_change_nothing():
+    _, _, seen, model_shape = _column(input_mm=3.5)
     bone, _ = _spine_on_model(seen, model_shape)
     instance = bone.astype(np.int32)
     out, notes, _ = C.cut_at_ct_discs(instance, (MODEL_MM,) * 3, 0, seen, 20.0, 0.2)
-    assert out is instance and "3 mm apart" in notes[0]
+    assert out is instance and "3.5 mm apart" in notes[0]
+    _, _, seen, model_shape = _column(input_mm=3.0)
+    noisy = replace(seen, array=seen.array + np.random.default_rng(3).normal(0, 40, seen.array.shape))
+    assert C.unreadable(seen, 0) is None
+    bone, _ = _spine_on_model(noisy, model_shape)
+    instance = bone.astype(np.int32)
+    out, notes, _ = C.cut_at_ct_discs(instance, (MODEL_MM,) * 3, 0, noisy, 20.0, 0.2)
+    assert out is instance and "3 mm apart" in notes[0] and "noise 4" in notes[0]
+    _, _, seen, model_shape = _column(input_mm=2.5)
+    noisy = replace(seen, array=seen.array + np.random.default_rng(3).normal(0, 40, seen.array.shape))
+    assert C.unreadable(noisy, 0) is None  # thin slices are read whatever the noise
     for ct, score in ((None, 20.0), (seen, 0.0)):
         out, notes, _ = C.cut_at_ct_discs(instance, (MODEL_MM,) * 3, 0, ct, score, 0.2)
         assert out is instance and notes == []

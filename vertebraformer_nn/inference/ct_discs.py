@@ -26,10 +26,11 @@ points given on the model grid) along the spine's own axis, and the instances' b
    other voxels join the nearest part); touching instances whose bodies lie mostly in one segment between two discs
    of a run, no taller than :data:`MERGE_MAX_PITCH` times the runs' median distance, become one.
 
-Left alone: inputs sampled more coarsely than :data:`MAX_SPACING_MM` along the head-foot axis (two samples per
-thoracic disc are the least that can show one), and discs more than :data:`MAX_PITCH_MM` apart (lumbar discs are
-8-15 mm thick: their two endplates are two peaks, and the reading takes either one, or a bright band in a body's
-middle, for the disc). A spine whose pitch is lumbar as a whole is read only in runs, of thinner discs.
+Left alone (:func:`unreadable`): inputs sampled more coarsely than :data:`MAX_SPACING_MM` along the head-foot axis,
+or than :data:`THIN_SPACING_MM` (two samples per thoracic disc) where their noise is above
+:data:`THICK_MAX_NOISE_HU`; and discs more than :data:`MAX_PITCH_MM` apart (lumbar discs are 8-15 mm thick: their
+two endplates are two peaks, and the reading takes either one, or a bright band in a body's middle, for the disc).
+A spine whose pitch is lumbar as a whole is read only in runs, of thinner discs.
 """
 from __future__ import annotations
 
@@ -40,15 +41,27 @@ import numpy as np
 from scipy import ndimage, signal
 from scipy.spatial import cKDTree
 
+from .anchors import noise_sd
 from .disc_split import assign_to_parts
 from .instance_repair import touching
 from .instances import occupied_box
 
-__all__ = ["InputCT", "MAX_SPACING_MM", "body_curve", "profile", "endplate_score", "pitch_mm",
-           "find_discs", "regular", "regular_runs", "dark_ended", "recut", "cut_at_ct_discs"]
+__all__ = ["InputCT", "THIN_SPACING_MM", "MAX_SPACING_MM", "THICK_MAX_NOISE_HU", "unreadable", "body_curve",
+           "profile", "endplate_score", "pitch_mm", "find_discs", "regular", "regular_runs", "dark_ended", "recut",
+           "cut_at_ct_discs"]
 
-#: input slices thicker than this along the head-foot axis cannot show a 4 mm disc
-MAX_SPACING_MM = 2.5
+#: input slices up to this far apart along the head-foot axis show a 4 mm thoracic disc in two samples at least
+THIN_SPACING_MM = 2.5
+#: ... up to this far apart, one sample of it and the endplates' partial volume on either side: enough where the
+#: noise is low (47 readings of 25 quiet phantoms at 3 mm by three models: 9 gain levels, none loses; the real CT
+#: unchanged; record benchmarks/results/thick_slice_discs_2026-12-07/); farther apart, never
+MAX_SPACING_MM = 3.0
+#: the noise (HU, :func:`anchors.noise_sd` of every :data:`NOISE_STRIDE`-th sample along the input's first axis)
+#: above which slices thicker than :data:`THIN_SPACING_MM` are not read: the low-dose phantoms measure 31-39 HU, and
+#: read at 3 mm 2 of their 12 lost levels and 1 gained (the other styles and example_ct: 12-25 HU)
+THICK_MAX_NOISE_HU = 28.0
+#: a quarter of the samples measure the noise within 4 HU of all of them (the phantoms), at a quarter of the cost
+NOISE_STRIDE = 4
 #: the front part of the spine's front-back extent in a slab that is body (a thoracic body is 40 % of the depth from
 #: its front to the spinous process's tip)
 FRONT_FRACTION = 0.35
@@ -147,6 +160,21 @@ class InputCT:
         index = np.stack([np.interp(model[:, self.model_axis[a]], *self.inverse[a]) - self.origin[a]
                           for a in range(3)])
         return ndimage.map_coordinates(self.array, index, order=1, mode="nearest").astype(np.float32)
+
+
+def unreadable(ct: InputCT, si_axis: int) -> Optional[str]:
+    """Why the CT's slices cannot show its discs (None when they can): more than :data:`MAX_SPACING_MM` apart along
+    the spine, or more than :data:`THIN_SPACING_MM` with noise above :data:`THICK_MAX_NOISE_HU` (a thin disc's one
+    sample then drowns in it); the noise is measured only for such slices."""
+    step = ct.head_foot_spacing(si_axis)
+    if step > MAX_SPACING_MM:
+        return f"its slices are {step:g} mm apart along the spine (more than {MAX_SPACING_MM:g})"
+    if step > THIN_SPACING_MM:
+        noise = noise_sd(ct.array[::NOISE_STRIDE])
+        if noise > THICK_MAX_NOISE_HU:
+            return (f"its slices are {step:g} mm apart along the spine and its noise {noise:.0f} HU (more than "
+                    f"{THICK_MAX_NOISE_HU:g} where the slices are more than {THIN_SPACING_MM:g} mm apart)")
+    return None
 
 
 def body_curve(instance_map: np.ndarray, spacing, si_axis: int, front: Tuple[int, int]) -> Optional[np.ndarray]:
@@ -389,9 +417,9 @@ def cut_at_ct_discs(instance_map: np.ndarray, spacing, si_axis: int, ct: Optiona
     found = {}
     if ct is None or min_score <= 0 or ct.front[0] == si_axis:
         return instance_map, [], found
-    if ct.head_foot_spacing(si_axis) > MAX_SPACING_MM:
-        return instance_map, [f"discs not read from the CT: its slices are {ct.head_foot_spacing(si_axis):g} mm "
-                              f"apart along the spine (more than {MAX_SPACING_MM:g})"], found
+    reason = unreadable(ct, si_axis)
+    if reason:
+        return instance_map, [f"discs not read from the CT: {reason}"], found
     curve = body_curve(instance_map, spacing, si_axis, ct.front)
     if curve is None:
         return instance_map, [], found

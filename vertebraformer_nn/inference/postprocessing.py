@@ -121,7 +121,8 @@ class Postprocessing:
     ct_disc_min_score: float = _fixed(20.0, (
         "Instances are cut and joined at the discs the input CT shows along the spine (ct_discs.py): a disc is a peak "
         "of at least this many HU of the endplates' narrow brightness along the curve through the bodies. Read only "
-        "where the input's slices are at most 2.5 mm apart along the spine and the discs at most 28 mm apart (thin "
+        "where the input's slices are at most 2.5 mm apart along the spine (3 mm where its noise is at most 28 HU) "
+        "and the discs at most 28 mm apart (thin "
         "thoracic and cervical discs, one peak each), used only when at least 3 are found evenly spaced; "
         "determine-postprocessing reads them in the raw training images as predict does in its input. 0 = off. "
         "10-30 read the same discs on the chest series, 40 misses some. With the built-in model: on 76 unseen-style "
