@@ -53,8 +53,8 @@ __all__ = ["InputCT", "THIN_SPACING_MM", "MAX_SPACING_MM", "THICK_MAX_NOISE_HU",
 #: input slices up to this far apart along the head-foot axis show a 4 mm thoracic disc in two samples at least
 THIN_SPACING_MM = 2.5
 #: ... up to this far apart, one sample of it and the endplates' partial volume on either side: enough where the
-#: noise is low (47 readings of 25 quiet phantoms at 3 mm by three models: 9 gain levels, none loses; the real CT
-#: unchanged; record benchmarks/results/thick_slice_discs_2026-12-07/); farther apart, never
+#: noise is low (47 readings of 25 quiet phantoms at 3 mm, by two protocol runs' models and the built-in model: 9
+#: gain levels, none loses; the real CT unchanged; benchmarks/results/thick_slice_discs_2026-12-07/); never farther
 MAX_SPACING_MM = 3.0
 #: the noise (HU, :func:`anchors.noise_sd` of every :data:`NOISE_STRIDE`-th sample along the input's first axis)
 #: above which slices thicker than :data:`THIN_SPACING_MM` are not read: the low-dose phantoms measure 31-39 HU, and
