@@ -287,6 +287,9 @@ def test_thick_or_noisy_thick_slices_no_ct_or_off_change_nothing():
     instance = bone.astype(np.int32)
     out, notes, _ = C.cut_at_ct_discs(instance, (MODEL_MM,) * 3, 0, seen, 20.0, 0.2)
     assert out is instance and "3.5 mm apart" in notes[0]
+    for ct, score in ((None, 20.0), (seen, 0.0)):
+        out, notes, _ = C.cut_at_ct_discs(instance, (MODEL_MM,) * 3, 0, ct, score, 0.2)
+        assert out is instance and notes == []
     _, _, seen, model_shape = _column(input_mm=3.0)
     noisy = replace(seen, array=seen.array + np.random.default_rng(3).normal(0, 40, seen.array.shape))
     assert C.unreadable(seen, 0) is None
@@ -294,12 +297,9 @@ def test_thick_or_noisy_thick_slices_no_ct_or_off_change_nothing():
     instance = bone.astype(np.int32)
     out, notes, _ = C.cut_at_ct_discs(instance, (MODEL_MM,) * 3, 0, noisy, 20.0, 0.2)
     assert out is instance and "3 mm apart" in notes[0] and "noise 4" in notes[0]
-    _, _, seen, model_shape = _column(input_mm=2.5)
+    _, _, seen, _ = _column(input_mm=2.5)
     noisy = replace(seen, array=seen.array + np.random.default_rng(3).normal(0, 40, seen.array.shape))
     assert C.unreadable(noisy, 0) is None  # thin slices are read whatever the noise
-    for ct, score in ((None, 20.0), (seen, 0.0)):
-        out, notes, _ = C.cut_at_ct_discs(instance, (MODEL_MM,) * 3, 0, ct, score, 0.2)
-        assert out is instance and notes == []
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -51,10 +51,9 @@ for new in sorted(glob.glob(f"{sys.argv[1]}/*_new")):
     for f in glob.glob(f"{new}/*.json"):
         if f.endswith(("_ctd.json", "prediction_args.json")):
             continue
-        before = [n for n in json.load(open(f.replace("_new/", "_old/")))["notes"] if "more than 2.5)" in n]
-        if before:
-            noisy += any("noise" in n for n in json.load(open(f))["notes"])
-            read += not any("noise" in n for n in json.load(open(f))["notes"])
+        if any("more than 2.5)" in n for n in json.load(open(f.replace("_new/", "_old/")))["notes"]):
+            left = any("noise" in n for n in json.load(open(f))["notes"])
+            noisy, read = noisy + left, read + (not left)
     print(f"{new.split('/')[-1][:-4]}: 3 mm slices read now {read}, left for their noise {noisy}")
 PY
 # the real CT with the built-in model: the same levels and Dice (example_ct's 3 mm slices are now read: 2 discs)
