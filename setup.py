@@ -55,6 +55,7 @@ setup(
         "scipy>=1.11",
         "scikit-image>=0.22",
         "connected-components-3d>=3.12",
+        "edt>=3.0",  # multi-label distance maps (the body centroids)
         "matplotlib>=3.8",
         "tqdm>=4.66",
     ],

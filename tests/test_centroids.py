@@ -65,6 +65,24 @@ def test_body_centroid_of_synthetic_vertebra_ignores_thin_process():
     np.testing.assert_allclose(est, [19.5, 14.5, 19.5], atol=0.6)
 
 
+def test_specks_of_a_label_and_its_neighbours_leave_the_body_centroid():
+    """Depth is measured to the nearest voxel of any other label or the image's edge, per vertebra: a body that
+    touches its neighbour and the edge, with its label also scattered in specks over the scan (a briefly trained
+    network's map), keeps the centroid it has alone."""
+    arr = np.zeros((40, 30, 30), np.uint8)
+    arr[0:20, 5:25, 5:25] = 20   # cut by the image's edge at k = 0
+    arr[20:40, 5:25, 5:25] = 21  # its neighbour, touching it
+    alone = C.body_centroids(sitk.GetImageFromArray(arr))
+    np.testing.assert_allclose(alone[20], [14.5, 14.5, 9.5], atol=0.01)
+    np.testing.assert_allclose(alone[21], [14.5, 14.5, 29.5], atol=0.01)
+    specks = arr.copy()
+    at = np.random.default_rng(1).integers(0, arr.shape, size=(400, 3))
+    specks[tuple(at[arr[tuple(at.T)] == 0].T)] = 20
+    scattered = C.body_centroids(sitk.GetImageFromArray(specks))
+    np.testing.assert_allclose(scattered[20], alone[20], atol=1e-6)
+    np.testing.assert_allclose(scattered[21], alone[21], atol=1e-6)
+
+
 def test_malformed_centroid_file_is_named(tmp_path):
     bad = tmp_path / "bad_ctd.json"
     bad.write_text(json.dumps([{"label": 1, "X": 0, "Y": 0, "Z": 0}]))

@@ -175,6 +175,21 @@ def test_minimum_volume_in_mm3_and_26_connectivity():
     assert sorted(r["voxels"] for r in kept) == [36, 54]
 
 
+def test_specks_under_the_minimum_volume_change_nothing():
+    """A briefly trained head's map: thousands of specks above the floor beside one lesion, each too small to be
+    a candidate, leave the lesion's row and map as they are without them."""
+    vertebrae, prob = _volume()
+    prob[12:16, 8:12, 8:12] = 0.8
+    alone = find_lesions(prob, vertebrae, SPACING, _params(lesion_min_volume_mm3=9.0))
+    specks = prob.copy()
+    at = np.random.default_rng(0).integers(0, prob.shape, size=(600, 3))
+    at = at[np.all(np.abs(at - [14, 10, 10]) > 3, axis=1)]  # none touches the lesion
+    specks[tuple(at.T)] = 0.6
+    candidate_map, rows = find_lesions(specks, vertebrae, SPACING, _params(lesion_min_volume_mm3=9.0))
+    assert rows == alone[1] and len(rows) == 1
+    np.testing.assert_array_equal(candidate_map, alone[0])
+
+
 def test_no_lesion_gives_empty_maps():
     vertebrae, prob = _volume()
     candidate_map, rows = find_lesions(prob, vertebrae, SPACING)

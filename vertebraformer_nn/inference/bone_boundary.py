@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
+import cc3d
 import numpy as np
 from scipy import ndimage
 
@@ -117,9 +118,23 @@ def fill_cavities(labels: np.ndarray) -> np.ndarray:
         if box is None:
             continue
         own = labels[box] == code
-        cavity = ndimage.binary_fill_holes(own) & (out[box] == 0)
+        cavity = _enclosed(own) & (out[box] == 0)
         out[box][cavity] = code
     return out
+
+
+def _enclosed(mask: np.ndarray) -> np.ndarray:
+    """The voxels outside ``mask`` that no face-connected path outside it joins to the array's edge: what
+    ``ndimage.binary_fill_holes`` adds, from one labelling pass instead of dilations until nothing changes (a
+    label scattered over a whole scan, a briefly trained network's, took seconds per label)."""
+    # uint8, not bool: cc3d's boolean path mislabels some thin arrays (see lesion_candidates.connected)
+    outside = cc3d.connected_components((~mask).view(np.uint8), connectivity=6, out_dtype=np.uint32)
+    edge = np.unique(np.concatenate([np.take(outside, i, axis=a).ravel() for a in range(mask.ndim)
+                                     for i in (0, -1)]))
+    reached = np.zeros(int(outside.max()) + 1, dtype=bool)
+    reached[edge] = True
+    reached[0] = True  # the mask itself
+    return ~reached[outside]
 
 
 def snap_to_bone(labels: np.ndarray, hu: np.ndarray, spacing: Sequence[float], band_mm: float,

@@ -110,6 +110,8 @@ def find_candidates(lesion_prob: np.ndarray, spacing: Sequence[float],
     max_voxels = MAX_COMPONENT_ML * 1000.0 / float(np.prod(spacing))
     found = []
     for box, inside, search in bounded_components(prob, params.lesion_candidate_floor, max_voxels):
+        if np.count_nonzero(inside) * float(np.prod(spacing)) < params.lesion_min_volume_mm3:
+            continue  # every candidate lies inside its component: a briefly trained head's map has thousands
         if not search:
             found += _component_candidates(prob[box].astype(np.float32), None, inside, box, spacing, params)
             continue
