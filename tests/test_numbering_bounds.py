@@ -15,11 +15,12 @@ from vertebraformer_nn.inference.anchors import Anchor, anchor_log_prior
 from vertebraformer_nn.inference.decoder import decode_levels
 from vertebraformer_nn.inference.instance_repair import (absorb_pieces, even_parts, head_foot_direction,
                                                          instance_heights, level_runs, merge_half_instances,
-                                                         merge_side_by_side, split_fused_instances, split_level_runs,
+                                                         merge_side_by_side, ordered_level_runs,
+                                                         split_fused_instances, split_level_runs,
                                                          split_tall_instances, split_top_fused)
 from vertebraformer_nn.inference.instances import instance_geometry
 from vertebraformer_nn.inference.level_anatomy import expected_distance, max_vertebrae_in
-from vertebraformer_nn.inference.numbering import number_vertebrae
+from vertebraformer_nn.inference.numbering import decode_instances, number_vertebrae, ordered_instances
 from vertebraformer_nn.inference.postprocessing import DEFAULTS
 from vertebraformer_nn.inference.quality import assess, summary_fields
 from vertebraformer_nn.inference.spine_extent import (count_bound, fragments, midline_offsets, midline_weight,
@@ -565,6 +566,40 @@ def test_beside_an_instance_that_may_hold_two_vertebrae_one_level_may_be_skipped
                for n in decoding.notes)
     with pytest.raises(ValueError, match="double"):
         decode_levels(log_probs(evidence), double=[True])
+
+
+def test_a_merged_pair_the_network_told_apart_by_level_may_hold_two_vertebrae():
+    # C1 to T1 with C4 and C5 in one box 1.4 x the others' volume (under double_volume_ratio's 1.5): its head rows
+    # say C4, its foot rows C5, so the pieces meet across a wide contact and stay one instance
+    boxes = ["C1", "C2", "C3", "C4", "C6", "C7", "T1"]
+    _, _, box_map = phantom(boxes, heights=[5, 5, 5, 7, 5, 5, 5])
+    rows = np.flatnonzero((box_map == 4).any(axis=(1, 2)))  # the head first
+    box_map[rows[4:]] = np.where(box_map[rows[4:]] == 4, 8, box_map[rows[4:]])
+    seg, idp = probabilities(box_map, boxes + ["C5"])
+    off = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, double_run_ratio=0.0))
+    assert len(off.instances) == 7 and names(off) != ["C1", "C2", "C3", "C4", "C6", "C7", "T1"]
+    on = number_vertebrae(seg, SPACING, 0, -1, id_probs=idp, params=replace(DEFAULTS, double_run_ratio=1.2))
+    assert names(on) in (["C1", "C2", "C3", "C4", "C6", "C7", "T1"], ["C1", "C2", "C3", "C5", "C6", "C7", "T1"])
+    # the instances once, each ratio at the decoder (as determine-postprocessing reuses them): the same answers
+    found = ordered_instances(seg, SPACING, 0, -1, idp, replace(DEFAULTS, double_run_ratio=0.0))
+    for ratio, expected in ((0.0, off), (1.2, on), (1.5, off)):
+        assert names(decode_instances(found, replace(DEFAULTS, double_run_ratio=ratio))) == names(expected)
+    # the same box whose levels do not run in the spine's order (C5 above C4) is one vertebra: no skip beside it
+    flipped = np.where(box_map == 8, 4, np.where(box_map == 4, 8, box_map))
+    seg, idp = probabilities(flipped, boxes + ["C5"])
+    flipped_on, flipped_off = (number_vertebrae(seg, SPACING, 0, -1, id_probs=idp,
+                                                params=replace(DEFAULTS, double_run_ratio=r)) for r in (1.2, 0.0))
+    assert len(flipped_on.instances) == 7 and names(flipped_on) == names(flipped_off)
+
+
+def test_level_runs_in_the_spines_order_are_read_per_instance():
+    label = {name: ANATOMICAL_ORDER.index(name) + 1 for name in ("L1", "L2", "L3")}
+    levels = {1: [(8, label["L3"])], 2: [(4, label["L2"]), (4, label["L1"])], 3: [(2, label["L2"]), (6, label["L1"])]}
+    column, index, voxel_levels = _level_column([8, 8, 8], levels)
+    ids = np.array([1, 2, 3])
+    assert ordered_level_runs(column, ids, index, voxel_levels, (3.5,) * 3, 0, 1).tolist() == [False, True, False]
+    # the head towards lower rows: L1 below L2 is not the spine's order
+    assert not ordered_level_runs(column, ids, index, voxel_levels, (3.5,) * 3, 0, -1).any()
 
 
 def test_an_instance_the_sequence_gives_two_levels_is_cut_in_two_and_both_are_named():

@@ -339,15 +339,10 @@ def split_level_runs(instance_map, index: np.ndarray, levels: np.ndarray, spacin
             if not heights[k] >= height_ratio * reference:  # NaN (fewer than two neighbours): never
                 continue
             sub = boxes[i - 1]
-            mine = region[sub] == i
-            voxels = np.stack(np.nonzero(mine), axis=1) + [s.start for s in sub]
-            flat = np.ravel_multi_index(tuple((voxels + origin).T), shape)
-            points = voxels * sp
-            t = si_sign * (points @ head_foot_direction(points, si_axis))  # grows towards the head
-            runs = level_runs(np.asarray(levels)[np.searchsorted(index, flat)], t, float(sp[si_axis]), min_run_mm)
-            order = [level for level, _ in runs]  # foot first: the spine's order falls towards the head
-            if len(runs) < 2 or any(a <= b for a, b in zip(order, order[1:])):
+            mine, t, runs = _runs_of(region, sub, i, origin, shape, index, levels, sp, si_axis, si_sign, min_run_mm)
+            if not _in_spine_order(runs):
                 continue
+            order = [level for level, _ in runs]
             part = np.searchsorted([start for _, start in runs[1:]], t, side="right")
             if np.bincount(part, minlength=len(runs)).min() < min_part:
                 continue
@@ -361,6 +356,43 @@ def split_level_runs(instance_map, index: np.ndarray, levels: np.ndarray, spacin
         return notes
 
     return _cut_in_box(instance_map, cut)
+
+
+def _runs_of(region: np.ndarray, sub, i: int, origin, shape, index: np.ndarray, levels: np.ndarray, sp: np.ndarray,
+             si_axis: int, si_sign: int, min_run_mm: float):
+    """(instance ``i``'s mask in ``sub`` of ``region``, its voxels' positions along its head-foot direction growing
+    towards the head, :func:`level_runs` of its voxels' ``levels``); ``region`` starts at ``origin`` of a map of
+    ``shape``, whose foreground voxels' sorted flat indices are ``index``."""
+    mine = region[sub] == i
+    voxels = np.stack(np.nonzero(mine), axis=1) + [s.start for s in sub]
+    flat = np.ravel_multi_index(tuple((voxels + np.asarray(origin)).T), shape)
+    points = voxels * sp
+    t = si_sign * (points @ head_foot_direction(points, si_axis))  # grows towards the head
+    return mine, t, level_runs(np.asarray(levels)[np.searchsorted(index, flat)], t, float(sp[si_axis]), min_run_mm)
+
+
+def _in_spine_order(runs: List[Tuple[int, float]]) -> bool:
+    """Whether runs (foot first) are two or more whose levels fall towards the head, as the spine's do."""
+    order = [level for level, _ in runs]
+    return len(runs) >= 2 and all(a > b for a, b in zip(order, order[1:]))
+
+
+def ordered_level_runs(instance_map: np.ndarray, ids, index: np.ndarray, levels: np.ndarray, spacing, si_axis: int,
+                       si_sign: int, min_run_mm: float = LEVEL_RUN_MIN_MM) -> np.ndarray:
+    """Per id of ``ids``: whether the levels of its voxels (``levels``: training labels of the foreground voxels
+    whose sorted flat indices are ``index``) form runs of at least ``min_run_mm`` in the spine's order head to foot,
+    as :func:`split_level_runs` reads them: two vertebrae the network told apart by level, in one instance."""
+    sp = np.asarray(spacing, dtype=np.float64)
+    instance_map = np.asarray(instance_map)
+    boxes = ndimage.find_objects(instance_map)
+    origin = (0,) * instance_map.ndim
+    out = np.zeros(len(ids), bool)
+    for k, i in enumerate(ids):
+        if i <= len(boxes) and boxes[i - 1] is not None:
+            runs = _runs_of(instance_map, boxes[i - 1], int(i), origin, instance_map.shape, index, levels, sp,
+                            si_axis, si_sign, min_run_mm)[2]
+            out[k] = _in_spine_order(runs)
+    return out
 
 
 def merge_half_instances(instance_map, spacing, si_axis: int,

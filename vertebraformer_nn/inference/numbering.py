@@ -46,11 +46,11 @@ from .ct_discs import InputCT, cut_at_ct_discs
 from .decoder import NUM_LEVELS, Decoding, decode_levels
 from .disc_split import split_at_discs
 from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities, coarse_levels
-from .instance_repair import (absorb_pieces, cut_in_two, merge_side_by_side, neighbour_median, repair_instances,
-                              split_fused_instances, split_level_runs, split_top_fused)
+from .instance_repair import (absorb_pieces, cut_in_two, merge_side_by_side, neighbour_median, ordered_level_runs,
+                              repair_instances, split_fused_instances, split_level_runs, split_top_fused)
 from .instances import check_spacing, instance_geometry, seg_grid, vertebra_instances
 from .level_evidence import rows_level_log_probs
-from .postprocessing import DEFAULTS, Postprocessing
+from .postprocessing import DEFAULTS, Postprocessing, candidates
 from .quality import assess
 from .spine_extent import (CountBound, count_bound, field_of_view_mm, fragments, midline_offsets, off_axis,
                            spine_found, weak_instances)
@@ -115,6 +115,7 @@ class OrderedInstances:
     si_axis: int = 0
     si_sign: int = 1  # +1: the head lies towards higher indices of si_axis
     thoracic_pitch: bool = False  # the CT's discs, evenly spaced at most ct_discs.MAX_PITCH_MM apart, were used
+    two_runs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # (K,) levels run in order
 
 
 def _majority(instance_map: np.ndarray, values: np.ndarray) -> Dict[int, int]:
@@ -239,7 +240,23 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
     anchors, anchor_notes = find_anchors(hu, instance_map, ids, sp, axis, sign, params)
     return OrderedInstances(instance_map, ids, centres, volumes, log_probs, _majority(at, voxel_majority),
                             notes + anchor_notes, coarse, anchors, hu is not None, _on_border(instance_map, ids, axis),
-                            bound, spacing=sp, si_axis=axis, si_sign=sign, thoracic_pitch=bool(reading.get("used")))
+                            bound, spacing=sp, si_axis=axis, si_sign=sign, thoracic_pitch=bool(reading.get("used")),
+                            two_runs=_two_runs(instance_map, ids, volumes, probs.index, evidence, sp, axis, sign,
+                                               params.double_run_ratio))
+
+
+def _two_runs(instance_map, ids, volumes, index, evidence, spacing, axis: int, sign: int, ratio: float) -> np.ndarray:
+    """Per ordered instance: whether its voxels' levels (the argmax of ``evidence``, rows of the foreground voxels
+    ``index``) run in the spine's order, read where it is at least the smallest positive ``double_run_ratio`` the
+    search may try (or ``ratio``) x the median volume of its neighbours: the decoder applies its own ratio, and a
+    search reuses these instances for every decoder value."""
+    floor = min([v for v in (*candidates("double_run_ratio"), ratio) if v > 0], default=0.0)
+    big = _double(volumes, floor)
+    if not big.any():
+        return big
+    levels = np.argmax(evidence, axis=1) + 1  # only here: millions of rows on a 1 mm grid
+    big[big] = ordered_level_runs(instance_map, ids[big], index, levels, spacing, axis, sign)
+    return big
 
 
 def _evidence(found: OrderedInstances, params: Postprocessing) -> np.ndarray:
@@ -390,6 +407,8 @@ def decode_instances(found: OrderedInstances, params: Postprocessing = DEFAULTS)
     log_probs = _evidence(found, params)
     unary = anchor_log_prior(found.anchors, len(ids), params)
     double = _double(found.volumes, params.double_volume_ratio)
+    if found.two_runs.size and params.double_run_ratio > 0:
+        double |= found.two_runs & _double(found.volumes, params.double_run_ratio)
     steps = np.diff(centres, axis=0)
     gaps = np.linalg.norm(steps, axis=1)
     # a piece the field of view cuts may be a process of the vertebra beyond it beside the next: only its distance
