@@ -102,6 +102,7 @@ def write_verse_ctd(path, centroids_mm: Mapping[int, Sequence[float]], image: si
     return write_text_atomic(path, json.dumps(verse_ctd_entries(centroids_mm, image, codes), indent=1))
 
 
+#: depths this close (mm) to the core's cut count as at it (see body_centroids)
 TIE_MM = 1e-3
 
 
