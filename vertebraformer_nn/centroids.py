@@ -120,7 +120,8 @@ def body_centroids(label_image: sitk.Image, core_fraction: float = 0.6) -> Dict[
     arr = sitk.GetArrayViewFromImage(label_image)  # (k, j, i)
     spacing_kji = label_image.GetSpacing()[::-1]
     out: Dict[int, np.ndarray] = {}
-    objects = ndimage.find_objects(arr if arr.dtype.kind in "ui" else arr.astype(np.int32))  # no full copy
+    ints = arr if arr.dtype.kind in "ui" else arr.astype(np.int32)  # no full copy of an integer map
+    objects = ndimage.find_objects(ints)
     present = [box for box in objects if box is not None]
     if not present:
         return out
@@ -129,7 +130,7 @@ def body_centroids(label_image: sitk.Image, core_fraction: float = 0.6) -> Dict[
     # scan in thousands of pieces (a briefly trained network's) as for a vertebra, where one distance map per
     # label's box cost seconds.
     crop = tuple(slice(min(b[a].start for b in present), max(b[a].stop for b in present)) for a in range(arr.ndim))
-    labelled = np.ascontiguousarray(arr[crop] if arr.dtype.kind in "ui" else arr[crop].astype(np.int32))
+    labelled = np.ascontiguousarray(ints[crop])
     depths = edt.edt(labelled, anisotropy=tuple(float(v) for v in spacing_kji), black_border=True, parallel=1)
     for value, box in enumerate(objects, start=1):
         if box is None or value not in labels.VERTEBRA_CODES:
