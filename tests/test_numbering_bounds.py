@@ -590,6 +590,14 @@ def test_a_merged_pair_the_network_told_apart_by_level_may_hold_two_vertebrae():
     flipped_on, flipped_off = (number_vertebrae(seg, SPACING, 0, -1, id_probs=idp,
                                                 params=replace(DEFAULTS, double_run_ratio=r)) for r in (1.2, 0.0))
     assert len(flipped_on.instances) == 7 and names(flipped_on) == names(flipped_off)
+    assert found.two_runs.tolist() == [False, False, False, True, False, False, False]
+    # the same pair in a 3-vertebra crop (C3, C4+C5, C6): beside two neighbours the ratio is not read
+    crop = ["C3", "C4", "C6"]
+    _, _, box_map = phantom(crop, heights=[5, 7, 5])
+    rows = np.flatnonzero((box_map == 2).any(axis=(1, 2)))
+    box_map[rows[4:]] = np.where(box_map[rows[4:]] == 2, 4, box_map[rows[4:]])
+    seg, idp = probabilities(box_map, crop + ["C5"])
+    assert not ordered_instances(seg, SPACING, 0, -1, idp, DEFAULTS).two_runs.any()
 
 
 def test_level_runs_in_the_spines_order_are_read_per_instance():

@@ -46,8 +46,9 @@ from .ct_discs import InputCT, cut_at_ct_discs
 from .decoder import NUM_LEVELS, Decoding, decode_levels
 from .disc_split import split_at_discs
 from .grid_probabilities import GridProbabilities, as_grid_probabilities, check_probabilities, coarse_levels
-from .instance_repair import (absorb_pieces, cut_in_two, merge_side_by_side, neighbour_median, ordered_level_runs,
-                              repair_instances, split_fused_instances, split_level_runs, split_top_fused)
+from .instance_repair import (NEIGHBOURS, absorb_pieces, cut_in_two, merge_side_by_side, neighbour_median,
+                              ordered_level_runs, repair_instances, split_fused_instances, split_level_runs,
+                              split_top_fused)
 from .instances import check_spacing, instance_geometry, seg_grid, vertebra_instances
 from .level_evidence import rows_level_log_probs
 from .postprocessing import DEFAULTS, Postprocessing, candidates
@@ -63,6 +64,9 @@ __all__ = ["NumberingResult", "OrderedInstances", "order_instances", "ordered_in
 #: sacrum anchor finds the sacrum by its alae below the last instance, and a lumbar scan cut within a vertebra's
 #: height below L5 shows none
 SACRUM_VIEW_MM = 10.0
+#: double_run_ratio reads an instance's volume against the median of at least this many neighbours (of up to
+#: instance_repair.NEIGHBOURS on each side): beside fewer, one neighbour's size decides (a 3-vertebra crop's middle one)
+DOUBLE_RUN_MIN_NEIGHBOURS = 3
 
 
 @dataclass
@@ -251,7 +255,9 @@ def _two_runs(instance_map, ids, volumes, index, evidence, spacing, axis: int, s
     search may try (or ``ratio``) x the median volume of its neighbours: the decoder applies its own ratio, and a
     search reuses these instances for every decoder value."""
     floor = min([v for v in (*candidates("double_run_ratio"), ratio) if v > 0], default=0.0)
-    big = _double(volumes, floor)
+    k = np.arange(len(volumes))
+    counted = np.minimum(k, NEIGHBOURS) + np.minimum(len(volumes) - 1 - k, NEIGHBOURS) >= DOUBLE_RUN_MIN_NEIGHBOURS
+    big = _double(volumes, floor) & counted
     if not big.any():
         return big
     levels = np.argmax(evidence, axis=1) + 1  # only here: millions of rows on a 1 mm grid

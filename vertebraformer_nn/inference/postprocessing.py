@@ -332,14 +332,16 @@ class Postprocessing:
         "phantoms id rate +3.0 [1.3, 7.4] points, 8 cases better, none worse; the real CT unchanged "
         "(benchmarks/results/double_instances_2026-12-04). 0 = off."))
     double_run_ratio: float = _searched(1.2, (0.0, 1.2, 1.3), (
-        "An instance at least this many times the median volume of its neighbours (two on each side) whose voxels' "
+        "An instance at least this many times the median volume of its neighbours (two on each side, at least three "
+        "in all: numbering.DOUBLE_RUN_MIN_NEIGHBOURS) whose voxels' "
         "levels run, head to foot, in the spine's order (two runs of at least 10 mm: instance_repair."
         "ordered_level_runs) may hold two vertebrae too, as for double_volume_ratio: a pair the network told apart by "
         "level but whose pieces joined across a wide contact, smaller than double_volume_ratio asks (a cervical C4+C5 "
         "came 1.4 x its neighbours, and the decoder shifted the whole spine above it against its dens anchor). 1.2: "
         "on the saved probabilities of four quick-protocol draws (16 test sets) and the built-in model's 72 unseen "
-        "phantoms, id rate +0.3 to +2.8 points in 14 sets, -1.5 in one (a 3-vertebra lumbar crop), 19 cases better "
-        "and 2 worse; the real CT unchanged (benchmarks/results/double_runs_2026-12-07). 0 = off (the volume alone)."))
+        "phantoms, id rate +0.3 to +2.8 points in 14 sets, 19 cases better and 1 worse (with fewer than three "
+        "neighbours a 3-vertebra lumbar crop lost a level); the real CT unchanged "
+        "(benchmarks/results/double_runs_2026-12-07). 0 = off (the volume alone)."))
     double_split: float = _searched(1.0, (0.0, 1.0), (
         "1: an instance the decoded sequence gives two levels (one skipped beside it, where double_volume_ratio says "
         "it may hold two vertebrae, and at least double_volume_ratio x the median volume of all instances) is cut in "
