@@ -65,7 +65,7 @@ __all__ = ["NumberingResult", "OrderedInstances", "order_instances", "ordered_in
 #: height below L5 shows none
 SACRUM_VIEW_MM = 10.0
 #: double_run_ratio reads an instance's volume against the median of at least this many neighbours (of up to
-#: instance_repair.NEIGHBOURS on each side): beside fewer, one neighbour's size decides (a 3-vertebra crop's middle one)
+#: instance_repair.NEIGHBOURS on each side): beside fewer, one or two vertebrae's sizes decide (a 3-vertebra crop)
 DOUBLE_RUN_MIN_NEIGHBOURS = 3
 
 
@@ -252,8 +252,8 @@ def ordered_instances(seg_probs, spacing, superior_axis: int, superior_sign: int
 def _two_runs(instance_map, ids, volumes, index, evidence, spacing, axis: int, sign: int, ratio: float) -> np.ndarray:
     """Per ordered instance: whether its voxels' levels (the argmax of ``evidence``, rows of the foreground voxels
     ``index``) run in the spine's order, read where it is at least the smallest positive ``double_run_ratio`` the
-    search may try (or ``ratio``) x the median volume of its neighbours: the decoder applies its own ratio, and a
-    search reuses these instances for every decoder value."""
+    search may try (or ``ratio``) x the median volume of its neighbours, of :data:`DOUBLE_RUN_MIN_NEIGHBOURS` or
+    more: the decoder applies its own ratio, and a search reuses these instances for every decoder value."""
     floor = min([v for v in (*candidates("double_run_ratio"), ratio) if v > 0], default=0.0)
     k = np.arange(len(volumes))
     counted = np.minimum(k, NEIGHBOURS) + np.minimum(len(volumes) - 1 - k, NEIGHBOURS) >= DOUBLE_RUN_MIN_NEIGHBOURS
