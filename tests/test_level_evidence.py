@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vertebraformer_nn.inference.level_evidence import instance_level_log_probs
+from vertebraformer_nn.inference.level_evidence import instance_level_log_probs, transitional_as_neighbours
 from vertebraformer_nn.labels import ANATOMICAL_ORDER
 
 
@@ -53,3 +53,20 @@ def test_instance_level_log_probs_on_a_hand_made_map():
     assert instance_level_log_probs(logits, np.zeros(shape, dtype=int)) == {}
     with pytest.raises(ValueError, match="spatial"):
         instance_level_log_probs(logits, inst[:5])
+
+
+def test_transitional_levels_take_the_evidence_of_the_level_beside_them_it_favours():
+    at = {name: ANATOMICAL_ORDER.index(name) for name in ("T12", "T13", "L1", "L5", "L6", "C3")}
+    probs = np.full((2, len(ANATOMICAL_ORDER)), 0.001)
+    probs[0, [at["T12"], at["L1"], at["L5"]]] = [0.5, 0.2, 0.2]  # T13 and L6 never said (0.001)
+    probs[1, [at["L1"], at["C3"]]] = [0.6, 0.3]
+    log_probs = np.log(probs / probs.sum(axis=1, keepdims=True))
+    out = transitional_as_neighbours(log_probs)
+    assert np.allclose(np.logaddexp.reduce(out, axis=1), 0.0)
+    assert out[0, at["T13"]] == pytest.approx(out[0, at["T12"]]) and out[0, at["L6"]] == pytest.approx(out[0, at["L5"]])
+    assert out[1, at["T13"]] == pytest.approx(out[1, at["L1"]])  # the larger of T12 and L1
+    others = [k for k in range(len(ANATOMICAL_ORDER)) if k not in (at["T13"], at["L6"])]
+    assert np.allclose(np.diff(out[:, others], axis=1), np.diff(log_probs[:, others], axis=1))  # the rest as given
+    assert np.array_equal(log_probs, np.log(probs / probs.sum(axis=1, keepdims=True)))  # the input untouched
+    with pytest.raises(ValueError, match="log_probs must be"):
+        transitional_as_neighbours(log_probs[:, :20])

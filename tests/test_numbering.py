@@ -142,6 +142,21 @@ def test_coarse_levels_on_their_own_grid_weigh_in_and_weight_zero_ignores_them()
     assert names(number_vertebrae(seg, SPACING, 0, -1, idp)) == levels
 
 
+def test_a_coarse_stage_that_never_says_t13_does_not_veto_one():
+    # T10-T13 and L1: the fine evidence says so, against the shift T9-T12 + L1 (~1.8 nats, the transitional prior
+    # paid); a coarse stage that cannot place the spine (flat over T9-L1) and never says T13 (as every coarse model
+    # measured: its T13 channel at most 0.09) made T13 cost ~3.6 nats, and the shift won
+    boxes = [{"T10": 0.7, "T9": 0.25}, {"T11": 0.7, "T10": 0.25}, {"T12": 0.7, "T11": 0.25}, {"T13": 0.7, "T12": 0.25},
+             "L1"]
+    seg, idp, _ = phantom(boxes)
+    _, flat, _ = phantom([{name: 0.18 for name in ("T9", "T10", "T11", "T12", "L1")}] * len(boxes))
+    found = N.ordered_instances(seg, SPACING, 0, -1, idp, coarse_probs=flat)
+    assert names(N.decode_instances(found, DEFAULTS)) == ["T10", "T11", "T12", "T13", "L1"]
+    own = replace(DEFAULTS, coarse_transitional=0.0)
+    assert names(N.decode_instances(found, own)) == ["T9", "T10", "T11", "T12", "L1"]
+    assert names(N.decode_instances(found, replace(own, coarse_level_weight=0.0))) == ["T10", "T11", "T12", "T13", "L1"]
+
+
 @pytest.mark.parametrize("levels", [THORACIC[3:] + ["L1", "L2"], CERVICAL[2:]])
 def test_partial_field_of_view(levels):
     seg, idp, box_map = phantom(levels)

@@ -26,6 +26,11 @@ from typing import Dict
 import numpy as np
 from scipy import ndimage
 
+from .. import labels as L
+
+#: the transitional levels and the levels beside them (in anatomical order) whose evidence may stand in for theirs
+TRANSITIONAL_NEIGHBOURS = {"T13": ("T12", "L1"), "L6": ("L5",)}
+
 
 def _to_numpy(array) -> np.ndarray:
     if hasattr(array, "detach"):  # torch tensor, without importing torch here
@@ -116,3 +121,15 @@ def rows_level_log_probs(rows, instance_ids, *, floor: float = 1e-8) -> Dict[int
     sums = np.stack([np.bincount(ids, weights=rows[:, k].astype(np.float64), minlength=len(counts))
                      for k in range(rows.shape[1])], axis=1)
     return {int(i): _log_normalised(sums[i] / counts[i], floor) for i in np.flatnonzero(counts[1:]) + 1}
+
+
+def transitional_as_neighbours(log_probs: np.ndarray) -> np.ndarray:
+    """Per-instance level log-probabilities (n, ``len(labels.ANATOMICAL_ORDER)``) with T13's and L6's replaced by the
+    larger of the levels' beside them (:data:`TRANSITIONAL_NEIGHBOURS`), renormalised: for evidence from a model
+    that never learned transitional vertebrae, whose sequences it then neither supports nor penalises."""
+    out = np.array(log_probs, dtype=np.float64, copy=True)
+    if out.ndim != 2 or out.shape[1] != len(L.ANATOMICAL_ORDER):
+        raise ValueError(f"log_probs must be (n, {len(L.ANATOMICAL_ORDER)}), got {out.shape}")
+    for level, beside in TRANSITIONAL_NEIGHBOURS.items():
+        out[:, L.ANATOMICAL_ORDER.index(level)] = out[:, [L.ANATOMICAL_ORDER.index(b) for b in beside]].max(axis=1)
+    return out - np.logaddexp.reduce(out, axis=1, keepdims=True)

@@ -50,7 +50,7 @@ from .instance_repair import (NEIGHBOURS, absorb_pieces, cut_in_two, merge_side_
                               ordered_level_runs, repair_instances, split_fused_instances, split_level_runs,
                               split_top_fused)
 from .instances import check_spacing, instance_geometry, seg_grid, vertebra_instances
-from .level_evidence import rows_level_log_probs
+from .level_evidence import rows_level_log_probs, transitional_as_neighbours
 from .postprocessing import DEFAULTS, Postprocessing, candidates
 from .quality import assess
 from .spine_extent import (CountBound, count_bound, field_of_view_mm, fragments, midline_offsets, off_axis,
@@ -267,10 +267,14 @@ def _two_runs(instance_map, ids, volumes, index, evidence, spacing, axis: int, s
 
 def _evidence(found: OrderedInstances, params: Postprocessing) -> np.ndarray:
     """The decoder's per-instance evidence: the fine log-probabilities plus ``coarse_level_weight`` x the coarse
-    stage's (renormalised, so the decoder's confidence stays a posterior)."""
+    stage's (its T13 and L6 those beside them with ``coarse_transitional``; renormalised, so the decoder's confidence
+    stays a posterior)."""
     if found.coarse_log_probs is None or params.coarse_level_weight <= 0:
         return found.log_probs
-    combined = found.log_probs + params.coarse_level_weight * found.coarse_log_probs
+    coarse = found.coarse_log_probs
+    if params.coarse_transitional > 0:
+        coarse = transitional_as_neighbours(coarse)
+    combined = found.log_probs + params.coarse_level_weight * coarse
     return combined - np.logaddexp.reduce(combined, axis=1, keepdims=True)
 
 

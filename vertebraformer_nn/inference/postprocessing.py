@@ -283,6 +283,16 @@ class Postprocessing:
         "the decoder: each instance's level log-probabilities are its own plus this times the coarse model's over "
         "its voxels (a product of experts). The coarse model sees the whole field of view with its anchors at once, "
         "where a fine patch sees ~30 cm; 1 = both count alike. 0 = off (predict --no-coarse also skips running it)."))
+    coarse_transitional: float = _searched(1.0, (0.0, 1.0), (
+        "1: the coarse stage's evidence for T13 and L6 is that of the level beside each it favours more (T12 or L1; "
+        "L5), so it neither supports nor penalises a sequence with a transitional vertebra: its T13 and L6 channels "
+        "never exceed 0.09 on any case (the built-in model's coarse stage and the quick protocol's alike: such "
+        "vertebrae are rare in training), and a sequence with a T13 paid for it (a T10-L1 crop and a C7-T13 spine "
+        "with VerSe held out lost every level to it). The fine evidence and the anchors decide them. On five quick-"
+        "protocol draws' saved probabilities, fold 5 (VerSe held out) +3.6 to +7.2 points of id rate in 9 of 10 sets, "
+        "12 cases better, none worse, fold 0 unchanged; the built-in model's 72 unseen phantoms 2 cases worse (its "
+        "false ribs then insert a T13: its postprocessing.json says 0), the real CT unchanged "
+        "(benchmarks/results/coarse_transitional_2026-12-08). 0 = the coarse stage's own."))
     anchor_rib_strength: float = _searched(4.0, (0.0, 2.0, 4.0, 8.0), (
         "Log-prior (nats) against every level but T12 and T13 for the last rib-bearing vertebra (anchors.py), when a "
         "vertebra without ribs follows it. 4 nats: the level evidence must favour another level ~55:1 to overrule "
@@ -517,7 +527,7 @@ def documentation(name: str) -> str:
 _NON_NEGATIVE = ("spine_min_volume_ml", "split_volume_ratio", "max_off_axis_mm", "split_max_height_mm", "split_even_pitch_mm",
                  "merge_piece_fraction",
                  "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml", "skull_min_volume_ml",
-                 "coarse_level_weight", "anchor_rib_strength", "anchor_sacrum_strength", "anchor_skull_strength",
+                 "coarse_level_weight", "coarse_transitional", "anchor_rib_strength", "anchor_sacrum_strength", "anchor_skull_strength",
                  "anchor_dens_strength", "anchor_rib_bearing_strength", "end_drop_cost", "end_drop_max_fraction",
                  "ct_disc_min_score", "ct_disc_rib_bearing_strength",
                  "cut_l6_is_sacrum",
