@@ -290,7 +290,7 @@ class Postprocessing:
         "vertebrae are rare in training), and a sequence with a T13 paid for it (a T10-L1 crop and a C7-T13 spine "
         "with VerSe held out lost every level to it). The fine evidence and the anchors decide them. On five quick-"
         "protocol draws' saved probabilities, fold 5 (VerSe held out) +3.6 to +7.2 points of id rate in 9 of 10 sets, "
-        "12 cases better, none worse, fold 0 unchanged; the built-in model's 72 unseen phantoms 2 cases worse (its "
+        "13 cases better, none worse, fold 0 unchanged; the built-in model's 72 unseen phantoms 2 cases worse (its "
         "false ribs then insert a T13: its postprocessing.json says 0), the real CT unchanged "
         "(benchmarks/results/coarse_transitional_2026-12-08). 0 = the coarse stage's own."))
     anchor_rib_strength: float = _searched(4.0, (0.0, 2.0, 4.0, 8.0), (
@@ -527,8 +527,8 @@ def documentation(name: str) -> str:
 _NON_NEGATIVE = ("spine_min_volume_ml", "split_volume_ratio", "max_off_axis_mm", "split_max_height_mm", "split_even_pitch_mm",
                  "merge_piece_fraction",
                  "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml", "skull_min_volume_ml",
-                 "coarse_level_weight", "coarse_transitional", "anchor_rib_strength", "anchor_sacrum_strength", "anchor_skull_strength",
-                 "anchor_dens_strength", "anchor_rib_bearing_strength", "end_drop_cost", "end_drop_max_fraction",
+                 "coarse_level_weight", "coarse_transitional", "anchor_rib_strength", "anchor_sacrum_strength",
+                 "anchor_skull_strength", "anchor_dens_strength", "anchor_rib_bearing_strength", "end_drop_cost", "end_drop_max_fraction",
                  "ct_disc_min_score", "ct_disc_rib_bearing_strength",
                  "cut_l6_is_sacrum",
                  "double_volume_ratio", "double_run_ratio",
