@@ -524,12 +524,12 @@ def documentation(name: str) -> str:
 
 
 #: values that only need to be >= 0 (0 switches an anchor, the coarse evidence or a threshold off)
-_NON_NEGATIVE = ("spine_min_volume_ml", "split_volume_ratio", "max_off_axis_mm", "split_max_height_mm", "split_even_pitch_mm",
-                 "merge_piece_fraction",
+_NON_NEGATIVE = ("spine_min_volume_ml", "split_volume_ratio", "max_off_axis_mm", "split_max_height_mm",
+                 "split_even_pitch_mm", "merge_piece_fraction",
                  "anchor_bone_hu", "rib_min_reach_mm", "pelvis_min_volume_ml", "skull_min_volume_ml",
                  "coarse_level_weight", "coarse_transitional", "anchor_rib_strength", "anchor_sacrum_strength",
-                 "anchor_skull_strength", "anchor_dens_strength", "anchor_rib_bearing_strength", "end_drop_cost", "end_drop_max_fraction",
-                 "ct_disc_min_score", "ct_disc_rib_bearing_strength",
+                 "anchor_skull_strength", "anchor_dens_strength", "anchor_rib_bearing_strength", "end_drop_cost",
+                 "end_drop_max_fraction", "ct_disc_min_score", "ct_disc_rib_bearing_strength",
                  "cut_l6_is_sacrum",
                  "double_volume_ratio", "double_run_ratio",
                  "level_run_height_ratio", "double_split",
