@@ -8,21 +8,7 @@ set -uo pipefail
 export nnUNet_compile=f VERTEBRAFORMER_REAL_DATA=${VERTEBRAFORMER_REAL_DATA:-../shared/data/real}
 R=$PWD/benchmarks/results/coarse_weight_2026-12-07; O=${O:-/tmp/coarse_weight_builtin}; P=${P:-/tmp/thick_discs}
 mkdir -p $O
-arms() {  # NAME PREDICTIONS REFERENCE
-  local s=$O/$1; mkdir -p $s; cp $2/prediction_args.json $s/
-  local n x
-  for n in $2/*_vfprobs.npz; do case $n in *__*) ;; *) ln -sf $(readlink -f $n) $s/;; esac; done
-  for x in 0 0.5 1; do
-    vertebraformer ensemble -i $s -o ${s}_$x --no_preview --disable_progress_bar --set coarse_level_weight=$x \
-      > /dev/null 2>&1
-    vertebraformer evaluate -ref $3 -pred ${s}_$x -o ${s}_$x.json --quiet > /dev/null 2>&1  # exit 1: variants
-  done
-  echo "== $1"
-  for x in 0 0.5; do
-    python benchmarks/paired_evaluations.py ${s}_$x.json ${s}_1.json --means --name-a "$1 $x" --name-b "$1 1" \
-      | sed -n 1,3p
-  done
-}
+source $R/arms.sh
 for seed in 13 21; do for src in verse extra_lowdose extra_hushift; do
   arms builtin_seed${seed}_$src $P/pred${seed}_$src $P/ref${seed}_$src
 done; done > $R/results_builtin.txt
